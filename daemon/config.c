@@ -1,0 +1,1082 @@
+/* veild configuration: libconfig file → struct veild_config, checked, and back to text. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include <libconfig.h>
+#include <sodium.h>
+
+#include "common.h"
+#include "frame.h"
+#include "ids.h"
+
+#include "config.h"
+
+#define DEFAULT_STATE_DIR	"/var/lib/veil"
+#define DEFAULT_SOCKET		"/run/veil/veild.sock"
+#define DEFAULT_MQTT_URI	"tcp://127.0.0.1:1883"
+
+#define SEC	1000ULL
+#define MIN	(60 * SEC)
+#define HOUR	(60 * MIN)
+#define DAY	(24 * HOUR)
+
+#define STR_MAX		1024	/* any string value, in bytes */
+#define HOST_MAX	253
+#define TOPIC_PREFIX_MAX 128
+#define GROUP_NAME_MAX	32
+
+enum kind {
+	K_STR,		/* char *, validated by check() */
+	K_INT,		/* int, unsigned int or size_t */
+	K_FLOAT,	/* double; an integer is accepted too */
+	K_DUR,		/* uint64_t milliseconds */
+	K_ENUM,		/* enum, from a string among names[] */
+	K_URIS,		/* mqtt.uris: list of strings */
+	K_GROUP
+};
+
+#define KF_EMPTY_NULL	0x01	/* "" means unset: store NULL */
+#define KF_SECRET	0x02	/* wipe libconfig's copy after taking ours */
+#define KF_WHOLE_SEC	0x04	/* duration must be whole seconds */
+#define KF_MULT8	0x08	/* integer must be a multiple of 8 */
+
+struct key {
+	const char		*name;
+	enum kind		 kind;
+	size_t			 off;
+	size_t			 width;
+	long long		 min, max;	/* K_INT, K_DUR (ms) */
+	const char *const	*names;		/* K_ENUM, NULL-terminated */
+	const struct key	*sub;		/* K_GROUP, name NULL ends it */
+	const char		*(*check)(const char *);	/* K_STR */
+	const char		*range;		/* K_INT: error text */
+	unsigned int		 flags;
+};
+
+#define FIELD(m) offsetof(struct veild_config, m), \
+	sizeof(((struct veild_config *)0)->m)
+
+struct ctx {
+	const char		*path;
+	config_t		*cf;
+	struct veild_config	*cfg;
+	char			*err;
+	size_t			 errlen;
+};
+
+static const char *const transport_names[] = { "mqtt", "xmpp", NULL };
+static const char *const tls_names[] = { "starttls", "required", "off", NULL };
+static const char *const accept_names[] = { "ask", "auto", NULL };
+static const char *const level_names[] = { "info", "debug", NULL };
+
+_Static_assert(sizeof(enum veild_transport) == sizeof(int), "enum width");
+_Static_assert(sizeof(enum veild_xmpp_tls) == sizeof(int), "enum width");
+_Static_assert(sizeof(enum veild_accept) == sizeof(int), "enum width");
+_Static_assert(sizeof(enum veild_log_level) == sizeof(int), "enum width");
+
+/* --- string checks: return why a value is bad, or NULL ------------------ */
+
+static const char *
+check_abs_path(const char *s)
+{
+	if (s[0] != '/')
+		return "must be an absolute path";
+	return NULL;
+}
+
+static const char *
+check_socket_path(const char *s)
+{
+	if (s[0] != '/')
+		return "must be an absolute path";
+	if (strlen(s) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return "must be shorter than 108 bytes (sun_path)";
+	return NULL;
+}
+
+static const char *
+check_group_name(const char *s)
+{
+	size_t	 i, len = strlen(s);
+
+	if (len > GROUP_NAME_MAX)
+		return "must be a group name of at most 32 bytes";
+	for (i = 0; i < len; i++)
+		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		    "0123456789._-", s[i]) == NULL)
+			return "must be a group name (A-Z a-z 0-9 . _ -)";
+	return NULL;
+}
+
+static const char *
+check_host(const char *s)
+{
+	size_t	 i, len = strlen(s);
+
+	if (len == 0 || len > HOST_MAX)
+		return "must be a host name of 1 to 253 bytes";
+	for (i = 0; i < len; i++)
+		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		    "0123456789.-", s[i]) == NULL)
+			return "must be a host name (A-Z a-z 0-9 . -)";
+	return NULL;
+}
+
+static const char *
+check_host_or_ip(const char *s)
+{
+	size_t	 i, len = strlen(s);
+
+	if (len == 0 || len > HOST_MAX)
+		return "must be a host name or address of 1 to 253 bytes";
+	for (i = 0; i < len; i++)
+		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		    "0123456789.-:", s[i]) == NULL)
+			return "must be a host name or address";
+	return NULL;
+}
+
+static const char *
+check_topic_prefix(const char *s)
+{
+	size_t	 i, len = strlen(s);
+
+	/* + and # are wildcards and $ starts broker-reserved topics. */
+	if (len > TOPIC_PREFIX_MAX)
+		return "must be at most 128 bytes";
+	for (i = 0; i < len; i++)
+		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		    "0123456789/_-", s[i]) == NULL)
+			return "may hold only A-Z a-z 0-9 / _ -";
+	return NULL;
+}
+
+static const char *
+check_proxy(const char *s)
+{
+	const char	*auth, *at, *host, *colon, *p;
+	size_t		 alen, hlen;
+	unsigned long	 port;
+
+	/* paho speaks only HTTP CONNECT to a proxy.  The URL is checked
+	 * strictly so that config_print can tell credentials (masked) from
+	 * the host (printed). */
+	if (strncmp(s, "http://", 7) != 0)
+		return "must be an http:// URL";
+	auth = s + 7;
+	alen = strcspn(auth, "/");
+	if (auth[alen] != '\0' && strcmp(auth + alen, "/") != 0)
+		return "must be http://[user:password@]host[:port] without a path";
+	host = auth;
+	for (at = auth; at < auth + alen; at++)
+		if (*at == '@')
+			host = at + 1;
+	hlen = (size_t)(auth + alen - host);
+	colon = memchr(host, ':', hlen);
+	if (colon != NULL) {
+		if (colon + 1 == auth + alen || colon + 6 < auth + alen)
+			return "must have a port between 1 and 65535";
+		port = 0;
+		for (p = colon + 1; p < auth + alen; p++) {
+			if (*p < '0' || *p > '9')
+				return "must have a port between 1 and 65535";
+			port = port * 10 + (unsigned long)(*p - '0');
+		}
+		if (port < 1 || port > 65535)
+			return "must have a port between 1 and 65535";
+		hlen = (size_t)(colon - host);
+	}
+	if (hlen == 0)
+		return "must name a host";
+	for (p = host; p < host + hlen; p++)
+		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		    "0123456789.-", *p) == NULL)
+			return "must name a host (A-Z a-z 0-9 . -)";
+	return NULL;
+}
+
+static const char *
+check_uri(const char *s)
+{
+	static const char *const schemes[] = {
+		"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://",
+		NULL
+	};
+	size_t		 i, n;
+
+	for (i = 0; schemes[i] != NULL; i++) {
+		n = strlen(schemes[i]);
+		if (strncmp(s, schemes[i], n) == 0)
+			break;
+	}
+	if (schemes[i] == NULL)
+		return "must start with tcp://, ssl://, mqtt://, mqtts://, ws:// "
+		    "or wss://";
+	if (s[n] == '\0' || s[n] == '/' || s[n] == ':')
+		return "must name a host";
+	for (; s[n] != '\0'; n++)
+		if (s[n] == ' ')
+			return "must not contain spaces";
+	return NULL;
+}
+
+static const char *
+check_name(const char *s)
+{
+	switch (veil_name_valid(s)) {
+	case VEIL_OK:
+		return NULL;
+	case VEIL_ERR_TOOBIG:
+		return "must be at most 64 bytes";
+	default:
+		return "must be 1 to 64 bytes of UTF-8 without control "
+		    "characters";
+	}
+}
+
+/* --- the schema ---------------------------------------------------------- */
+
+static const struct key mqtt_keys[] = {
+	{ "uris", K_URIS, FIELD(mqtt.uris), 0, 0, NULL, NULL, check_uri,
+	    NULL, 0 },
+	{ "username", K_STR, FIELD(mqtt.username), 0, 0, NULL, NULL, NULL,
+	    NULL, KF_EMPTY_NULL },
+	{ "password", K_STR, FIELD(mqtt.password), 0, 0, NULL, NULL, NULL,
+	    NULL, KF_EMPTY_NULL | KF_SECRET },
+	{ "topic_prefix", K_STR, FIELD(mqtt.topic_prefix), 0, 0, NULL, NULL,
+	    check_topic_prefix, NULL, 0 },
+	/* MQTT's keep-alive is a 16-bit count of seconds. */
+	{ "keepalive", K_DUR, FIELD(mqtt.keepalive_ms), 1 * SEC, 65535 * SEC,
+	    NULL, NULL, NULL, NULL, KF_WHOLE_SEC },
+	{ "inflight", K_INT, FIELD(mqtt.inflight), 1, 65535, NULL, NULL, NULL,
+	    "must be between 1 and 65535", 0 },
+	{ "proxy", K_STR, FIELD(mqtt.proxy), 0, 0, NULL, NULL, check_proxy,
+	    NULL, KF_EMPTY_NULL | KF_SECRET },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key xmpp_keys[] = {
+	{ "domain", K_STR, FIELD(xmpp.domain), 0, 0, NULL, NULL, check_host,
+	    NULL, KF_EMPTY_NULL },
+	{ "host", K_STR, FIELD(xmpp.host), 0, 0, NULL, NULL, check_host_or_ip,
+	    NULL, KF_EMPTY_NULL },
+	{ "port", K_INT, FIELD(xmpp.port), 1, 65535, NULL, NULL, NULL,
+	    "must be between 1 and 65535", 0 },
+	{ "pubsub", K_STR, FIELD(xmpp.pubsub), 0, 0, NULL, NULL, check_host,
+	    NULL, KF_EMPTY_NULL },
+	{ "tls", K_ENUM, FIELD(xmpp.tls), 0, 0, tls_names, NULL, NULL, NULL,
+	    0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key identity_keys[] = {
+	{ "name", K_STR, FIELD(identity.name), 0, 0, NULL, NULL, check_name,
+	    NULL, 0 },
+	{ "obscurity", K_INT, FIELD(identity.obscurity), 1, 3, NULL, NULL,
+	    NULL, "must be 1, 2 or 3", 0 },
+	{ "id_bits", K_INT, FIELD(identity.id_bits), VEIL_ID_MIN_BITS,
+	    VEIL_ID_MAX_BITS, NULL, NULL, NULL,
+	    "must be a multiple of 8 between 80 and 256", KF_MULT8 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key frames_keys[] = {
+	{ "size", K_INT, FIELD(frames.size), VEIL_FRAME_MIN, VEIL_FRAME_MAX,
+	    NULL, NULL, NULL, "must be between 256 and 65536", 0 },
+	/* At most one COVER frame per second per contact. */
+	{ "cover_rate", K_FLOAT, FIELD(frames.cover_rate), 0, 3600, NULL,
+	    NULL, NULL, "must be a number between 0 and 3600", 0 },
+	{ "jitter", K_DUR, FIELD(frames.jitter_ms), 0, HOUR, NULL, NULL, NULL,
+	    NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key rotation_keys[] = {
+	{ "mean", K_DUR, FIELD(rotation.mean_ms), SEC, 30 * DAY, NULL, NULL,
+	    NULL, NULL, 0 },
+	{ "min", K_DUR, FIELD(rotation.min_ms), SEC, 30 * DAY, NULL, NULL,
+	    NULL, NULL, 0 },
+	{ "max", K_DUR, FIELD(rotation.max_ms), SEC, 30 * DAY, NULL, NULL,
+	    NULL, NULL, 0 },
+	{ "grace", K_DUR, FIELD(rotation.grace_ms), SEC, 30 * DAY, NULL, NULL,
+	    NULL, NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key retransmit_keys[] = {
+	{ "initial", K_DUR, FIELD(retransmit.initial_ms), 100, HOUR, NULL,
+	    NULL, NULL, NULL, 0 },
+	{ "max", K_DUR, FIELD(retransmit.max_ms), 100, DAY, NULL, NULL, NULL,
+	    NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key log_keys[] = {
+	{ "level", K_ENUM, FIELD(log.level), 0, 0, level_names, NULL, NULL,
+	    NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key root_keys[] = {
+	{ "state_dir", K_STR, FIELD(state_dir), 0, 0, NULL, NULL,
+	    check_abs_path, NULL, 0 },
+	{ "socket", K_STR, FIELD(socket), 0, 0, NULL, NULL, check_socket_path,
+	    NULL, 0 },
+	{ "socket_group", K_STR, FIELD(socket_group), 0, 0, NULL, NULL,
+	    check_group_name, NULL, KF_EMPTY_NULL },
+	{ "transport", K_ENUM, FIELD(transport), 0, 0, transport_names, NULL,
+	    NULL, NULL, 0 },
+	{ "mqtt", K_GROUP, 0, 0, 0, 0, NULL, mqtt_keys, NULL, NULL, 0 },
+	{ "xmpp", K_GROUP, 0, 0, 0, 0, NULL, xmpp_keys, NULL, NULL, 0 },
+	{ "identity", K_GROUP, 0, 0, 0, 0, NULL, identity_keys, NULL, NULL,
+	    0 },
+	{ "frames", K_GROUP, 0, 0, 0, 0, NULL, frames_keys, NULL, NULL, 0 },
+	{ "rotation", K_GROUP, 0, 0, 0, 0, NULL, rotation_keys, NULL, NULL,
+	    0 },
+	{ "retransmit", K_GROUP, 0, 0, 0, 0, NULL, retransmit_keys, NULL,
+	    NULL, 0 },
+	{ "accept", K_ENUM, FIELD(accept), 0, 0, accept_names, NULL, NULL,
+	    NULL, 0 },
+	{ "log", K_GROUP, 0, 0, 0, 0, NULL, log_keys, NULL, NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+/* --- durations ----------------------------------------------------------- */
+
+int
+config_parse_duration(const char *s, uint64_t *ms)
+{
+	static const struct {
+		const char	*unit;
+		uint64_t	 ms;
+	} units[] = {
+		{ "ms", 1 }, { "s", SEC }, { "m", MIN }, { "h", HOUR },
+		{ "d", DAY }, { "", SEC }
+	};
+	uint64_t	 v = 0;
+	size_t		 i;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(s, units[i].unit) != 0)
+			continue;
+		if (v > UINT64_MAX / units[i].ms)
+			return -1;
+		*ms = v * units[i].ms;
+		return 0;
+	}
+	return -1;
+}
+
+/* The largest unit that states the value exactly: what config_print and
+ * error messages show. */
+static void
+format_duration(char *buf, size_t len, uint64_t ms)
+{
+	if (ms != 0 && ms % DAY == 0)
+		snprintf(buf, len, "%llud", (unsigned long long)(ms / DAY));
+	else if (ms != 0 && ms % HOUR == 0)
+		snprintf(buf, len, "%lluh", (unsigned long long)(ms / HOUR));
+	else if (ms != 0 && ms % MIN == 0)
+		snprintf(buf, len, "%llum", (unsigned long long)(ms / MIN));
+	else if (ms % SEC == 0)
+		snprintf(buf, len, "%llus", (unsigned long long)(ms / SEC));
+	else
+		snprintf(buf, len, "%llums", (unsigned long long)ms);
+}
+
+/* --- errors -------------------------------------------------------------- */
+
+/* "mqtt.uris[1]": the path a user searches the file for. */
+static void
+key_path(const config_setting_t *s, char *buf, size_t len)
+{
+	const config_setting_t	*p;
+	size_t			 n;
+
+	buf[0] = '\0';
+	if (s == NULL || config_setting_is_root(s))
+		return;
+	p = config_setting_parent(s);
+	key_path(p, buf, len);
+	n = strlen(buf);
+	if (p != NULL && (config_setting_is_list(p) ||
+	    config_setting_is_array(p)))
+		snprintf(buf + n, len - n, "[%d]", config_setting_index(s));
+	else
+		snprintf(buf + n, len - n, "%s%s", n > 0 ? "." : "",
+		    config_setting_name(s));
+}
+
+/* "FILE:LINE: where: why".  where is the setting's key path, or keyname
+ * when given (for a key that is missing, so has no setting of its own). */
+static int
+__attribute__((format(printf, 4, 5)))
+cfg_error(struct ctx *c, const config_setting_t *s, const char *keyname,
+    const char *fmt, ...)
+{
+	char		 where[256], why[256];
+	const char	*file = c->path;
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+
+	if (keyname != NULL)
+		snprintf(where, sizeof(where), "%s", keyname);
+	else
+		key_path(s, where, sizeof(where));
+	if (s != NULL && config_setting_source_file(s) != NULL)
+		file = config_setting_source_file(s);
+	if (s != NULL && config_setting_source_line(s) > 0)
+		snprintf(c->err, c->errlen, "%s:%u: %s: %s", file,
+		    config_setting_source_line(s), where, why);
+	else
+		snprintf(c->err, c->errlen, "%s: %s: %s", file, where, why);
+	return -1;
+}
+
+static int
+nomem(struct ctx *c)
+{
+	snprintf(c->err, c->errlen, "%s: out of memory", c->path);
+	return -1;
+}
+
+/* --- setting one key ----------------------------------------------------- */
+
+static void
+store_int(struct veild_config *cfg, const struct key *k, long long v)
+{
+	char	*p = (char *)cfg + k->off;
+
+	if (k->width == sizeof(size_t) && k->width != sizeof(int))
+		*(size_t *)(void *)p = (size_t)v;
+	else
+		*(int *)(void *)p = (int)v;
+}
+
+/* Takes a string value: type, control characters, length. */
+static int
+get_string(struct ctx *c, const config_setting_t *s, const char *what,
+    const char **out)
+{
+	const char	*v;
+	size_t		 i, len;
+
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return cfg_error(c, s, NULL, "must be %s", what);
+	v = config_setting_get_string(s);
+	len = strlen(v);
+	if (len > STR_MAX)
+		return cfg_error(c, s, NULL, "must be at most %d bytes",
+		    STR_MAX);
+	for (i = 0; i < len; i++)
+		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+			return cfg_error(c, s, NULL,
+			    "must not contain control characters");
+	*out = v;
+	return 0;
+}
+
+static void
+wipe_setting_string(const config_setting_t *s)
+{
+	const char	*v = config_setting_get_string(s);
+
+	/* libconfig frees without wiping; the buffer is its own strdup. */
+	if (v != NULL)
+		sodium_memzero((char *)(uintptr_t)v, strlen(v));
+}
+
+static int
+set_string(struct ctx *c, const config_setting_t *s, const struct key *k)
+{
+	char		**dst = (char **)(void *)((char *)c->cfg + k->off);
+	const char	 *v, *why;
+
+	if (get_string(c, s, "a string", &v) == -1)
+		return -1;
+	/* An empty optional string is "unset", not a value to check. */
+	if (k->check != NULL && (*v != '\0' || !(k->flags & KF_EMPTY_NULL)) &&
+	    (why = k->check(v)) != NULL)
+		return cfg_error(c, s, NULL, "%s", why);
+	if (*dst != NULL) {
+		if (k->flags & KF_SECRET)
+			sodium_memzero(*dst, strlen(*dst));
+		free(*dst);
+		*dst = NULL;
+	}
+	if (*v == '\0' && (k->flags & KF_EMPTY_NULL))
+		return 0;
+	if ((*dst = strdup(v)) == NULL)
+		return nomem(c);
+	if (k->flags & KF_SECRET)
+		wipe_setting_string(s);
+	return 0;
+}
+
+static int
+set_int(struct ctx *c, const config_setting_t *s, const struct key *k)
+{
+	long long	 v;
+
+	if (config_setting_type(s) != CONFIG_TYPE_INT &&
+	    config_setting_type(s) != CONFIG_TYPE_INT64)
+		return cfg_error(c, s, NULL, "must be an integer");
+	v = config_setting_get_int64(s);
+	if (v < k->min || v > k->max ||
+	    ((k->flags & KF_MULT8) && v % 8 != 0))
+		return cfg_error(c, s, NULL, "%s", k->range);
+	store_int(c->cfg, k, v);
+	return 0;
+}
+
+static int
+set_float(struct ctx *c, const config_setting_t *s, const struct key *k)
+{
+	double	 v;
+
+	if (config_setting_type(s) == CONFIG_TYPE_FLOAT)
+		v = config_setting_get_float(s);
+	else if (config_setting_type(s) == CONFIG_TYPE_INT ||
+	    config_setting_type(s) == CONFIG_TYPE_INT64)
+		v = (double)config_setting_get_int64(s);
+	else
+		return cfg_error(c, s, NULL, "must be a number");
+	if (!isfinite(v) || v < (double)k->min || v > (double)k->max)
+		return cfg_error(c, s, NULL, "%s", k->range);
+	*(double *)(void *)((char *)c->cfg + k->off) = v;
+	return 0;
+}
+
+static int
+set_duration(struct ctx *c, const config_setting_t *s, const struct key *k)
+{
+	char		 lo[32], hi[32];
+	const char	*v;
+	uint64_t	 ms;
+	long long	 secs;
+
+	if (config_setting_type(s) == CONFIG_TYPE_INT ||
+	    config_setting_type(s) == CONFIG_TYPE_INT64) {
+		secs = config_setting_get_int64(s);
+		if (secs < 0 || (unsigned long long)secs > UINT64_MAX / SEC)
+			return cfg_error(c, s, NULL, "must not be negative");
+		ms = (uint64_t)secs * SEC;
+	} else {
+		if (get_string(c, s, "a duration such as \"30s\"", &v) == -1)
+			return -1;
+		if (config_parse_duration(v, &ms) == -1)
+			return cfg_error(c, s, NULL, "bad duration \"%s\" "
+			    "(a number with ms, s, m, h or d)", v);
+	}
+	format_duration(lo, sizeof(lo), (uint64_t)k->min);
+	format_duration(hi, sizeof(hi), (uint64_t)k->max);
+	if (ms < (uint64_t)k->min || ms > (uint64_t)k->max)
+		return cfg_error(c, s, NULL, "must be between %s and %s",
+		    lo, hi);
+	if ((k->flags & KF_WHOLE_SEC) && ms % SEC != 0)
+		return cfg_error(c, s, NULL, "must be whole seconds");
+	*(uint64_t *)(void *)((char *)c->cfg + k->off) = ms;
+	return 0;
+}
+
+static int
+set_enum(struct ctx *c, const config_setting_t *s, const struct key *k)
+{
+	char		 list[128];
+	const char	*v;
+	size_t		 i, n, len;
+
+	list[0] = '\0';
+	for (n = 0; k->names[n] != NULL; n++)
+		;
+	for (i = 0; i < n; i++) {
+		len = strlen(list);
+		snprintf(list + len, sizeof(list) - len, "%s\"%s\"",
+		    i == 0 ? "" : i == n - 1 ? " or " : ", ", k->names[i]);
+	}
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return cfg_error(c, s, NULL, "must be %s", list);
+	v = config_setting_get_string(s);
+	for (i = 0; i < n; i++)
+		if (strcmp(v, k->names[i]) == 0) {
+			store_int(c->cfg, k, (long long)i);
+			return 0;
+		}
+	return cfg_error(c, s, NULL, "must be %s", list);
+}
+
+static int
+set_uris(struct ctx *c, const config_setting_t *s, const struct key *k)
+{
+	struct veild_config	*cfg = c->cfg;
+	const config_setting_t	*e;
+	const char		*v, *why;
+	int			 i, n;
+
+	if (!config_setting_is_array(s) && !config_setting_is_list(s))
+		return cfg_error(c, s, NULL, "must be a list of strings");
+	n = config_setting_length(s);
+	if (n < 1 || n > CONFIG_MQTT_URIS_MAX)
+		return cfg_error(c, s, NULL, "must hold 1 to %d URIs",
+		    CONFIG_MQTT_URIS_MAX);
+	for (i = 0; i < n; i++) {
+		e = config_setting_get_elem(s, (unsigned int)i);
+		if (get_string(c, e, "a string", &v) == -1)
+			return -1;
+		if ((why = k->check(v)) != NULL)
+			return cfg_error(c, e, NULL, "%s", why);
+	}
+	while (cfg->mqtt.nuris > 0)
+		free(cfg->mqtt.uris[--cfg->mqtt.nuris]);
+	for (i = 0; i < n; i++) {
+		e = config_setting_get_elem(s, (unsigned int)i);
+		if ((cfg->mqtt.uris[i] =
+		    strdup(config_setting_get_string(e))) == NULL)
+			return nomem(c);
+		cfg->mqtt.nuris++;
+	}
+	return 0;
+}
+
+static int
+set_group(struct ctx *c, const config_setting_t *g, const struct key *keys)
+{
+	const config_setting_t	*s;
+	const struct key	*k;
+	int			 i, n, rv;
+
+	/* Walk the file's order so the first error reported is the first in
+	 * the file. */
+	n = config_setting_length(g);
+	for (i = 0; i < n; i++) {
+		s = config_setting_get_elem(g, (unsigned int)i);
+		for (k = keys; k->name != NULL; k++)
+			if (strcmp(k->name, config_setting_name(s)) == 0)
+				break;
+		if (k->name == NULL)
+			return cfg_error(c, s, NULL, "unknown key");
+		switch (k->kind) {
+		case K_STR:
+			rv = set_string(c, s, k);
+			break;
+		case K_INT:
+			rv = set_int(c, s, k);
+			break;
+		case K_FLOAT:
+			rv = set_float(c, s, k);
+			break;
+		case K_DUR:
+			rv = set_duration(c, s, k);
+			break;
+		case K_ENUM:
+			rv = set_enum(c, s, k);
+			break;
+		case K_URIS:
+			rv = set_uris(c, s, k);
+			break;
+		case K_GROUP:
+			if (!config_setting_is_group(s))
+				return cfg_error(c, s, NULL,
+				    "must be a group { ... }");
+			rv = set_group(c, s, k->sub);
+			break;
+		default:
+			rv = cfg_error(c, s, NULL, "internal error");
+			break;
+		}
+		if (rv == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* --- checks across keys -------------------------------------------------- */
+
+/*
+ * A relation between two keys is broken: blame whichever the file sets (a
+ * default cannot be wrong on its own), a first, with the message that reads
+ * right for that key.
+ */
+static int
+blame(struct ctx *c, const char *a, const char *why_a, const char *b,
+    const char *why_b)
+{
+	config_setting_t	*s;
+
+	if ((s = config_lookup(c->cf, a)) != NULL)
+		return cfg_error(c, s, NULL, "%s", why_a);
+	if ((s = config_lookup(c->cf, b)) != NULL)
+		return cfg_error(c, s, NULL, "%s", why_b);
+	return cfg_error(c, NULL, a, "%s", why_a);
+}
+
+/* A required key that is missing: name it, at the line of its group (or of
+ * the key that made it required) when there is one. */
+static int
+missing(struct ctx *c, const char *key, const char *near, const char *why)
+{
+	return cfg_error(c, config_lookup(c->cf, near), key, "%s", why);
+}
+
+static int
+check_cross(struct ctx *c)
+{
+	struct veild_config	*cfg = c->cfg;
+	char			 min[32], mean[32], max[32], wa[160], wb[160];
+
+	if (cfg->identity.name == NULL)
+		return missing(c, "identity.name", "identity", "is required");
+
+	format_duration(min, sizeof(min), cfg->rotation.min_ms);
+	format_duration(mean, sizeof(mean), cfg->rotation.mean_ms);
+	format_duration(max, sizeof(max), cfg->rotation.max_ms);
+	if (cfg->rotation.min_ms > cfg->rotation.max_ms) {
+		snprintf(wa, sizeof(wa), "must not exceed rotation.max (%s)",
+		    max);
+		snprintf(wb, sizeof(wb), "must not be below rotation.min (%s)",
+		    min);
+		return blame(c, "rotation.min", wa, "rotation.max", wb);
+	}
+	snprintf(wa, sizeof(wa), "must lie between rotation.min (%s) and "
+	    "rotation.max (%s)", min, max);
+	if (cfg->rotation.mean_ms < cfg->rotation.min_ms) {
+		snprintf(wb, sizeof(wb), "must not exceed rotation.mean (%s)",
+		    mean);
+		return blame(c, "rotation.mean", wa, "rotation.min", wb);
+	}
+	if (cfg->rotation.mean_ms > cfg->rotation.max_ms) {
+		snprintf(wb, sizeof(wb), "must not be below rotation.mean "
+		    "(%s)", mean);
+		return blame(c, "rotation.mean", wa, "rotation.max", wb);
+	}
+
+	if (cfg->retransmit.initial_ms > cfg->retransmit.max_ms) {
+		format_duration(min, sizeof(min), cfg->retransmit.initial_ms);
+		format_duration(max, sizeof(max), cfg->retransmit.max_ms);
+		snprintf(wa, sizeof(wa), "must not exceed retransmit.max (%s)",
+		    max);
+		snprintf(wb, sizeof(wb), "must not be below retransmit.initial "
+		    "(%s)", min);
+		return blame(c, "retransmit.initial", wa, "retransmit.max", wb);
+	}
+
+	switch (cfg->transport) {
+	case VEILD_TRANSPORT_MQTT:
+		/* uris has a default and set_uris refuses an empty list. */
+		if (cfg->mqtt.nuris == 0)
+			return missing(c, "mqtt.uris", "mqtt",
+			    "is required with transport \"mqtt\"");
+		break;
+	case VEILD_TRANSPORT_XMPP:
+		if (cfg->xmpp.domain == NULL)
+			return missing(c, "xmpp.domain",
+			    config_lookup(c->cf, "xmpp") != NULL ? "xmpp" :
+			    "transport", "is required with transport \"xmpp\"");
+		break;
+	}
+
+	if (cfg->xmpp.domain != NULL && cfg->xmpp.pubsub == NULL) {
+		size_t	 len = strlen(cfg->xmpp.domain) + sizeof("pubsub.");
+
+		if ((cfg->xmpp.pubsub = malloc(len)) == NULL)
+			return nomem(c);
+		snprintf(cfg->xmpp.pubsub, len, "pubsub.%s", cfg->xmpp.domain);
+	}
+	return 0;
+}
+
+/* --- public -------------------------------------------------------------- */
+
+int
+config_defaults(struct veild_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->transport = VEILD_TRANSPORT_MQTT;
+	cfg->mqtt.keepalive_ms = 30 * SEC;
+	cfg->mqtt.inflight = 64;
+	cfg->xmpp.port = 5222;
+	cfg->xmpp.tls = VEILD_TLS_STARTTLS;
+	cfg->identity.obscurity = 2;
+	cfg->identity.id_bits = VEIL_ID_DEFAULT_BITS;
+	cfg->frames.size = VEIL_FRAME_DEFAULT;
+	cfg->frames.cover_rate = 0.0;
+	cfg->frames.jitter_ms = 0;
+	cfg->rotation.mean_ms = HOUR;
+	cfg->rotation.min_ms = 5 * MIN;
+	cfg->rotation.max_ms = 6 * HOUR;
+	cfg->rotation.grace_ms = 10 * MIN;
+	cfg->retransmit.initial_ms = 2 * SEC;
+	cfg->retransmit.max_ms = 5 * MIN;
+	cfg->accept = VEILD_ACCEPT_ASK;
+	cfg->log.level = VEILD_LOG_INFO;
+
+	if ((cfg->state_dir = strdup(DEFAULT_STATE_DIR)) == NULL ||
+	    (cfg->socket = strdup(DEFAULT_SOCKET)) == NULL ||
+	    (cfg->mqtt.topic_prefix = strdup("")) == NULL ||
+	    (cfg->mqtt.uris[0] = strdup(DEFAULT_MQTT_URI)) == NULL) {
+		config_free(cfg);
+		return -1;
+	}
+	cfg->mqtt.nuris = 1;
+	return 0;
+}
+
+int
+config_load(const char *path, struct veild_config *cfg, char *err,
+    size_t errlen)
+{
+	config_t	 cf;
+	struct ctx	 c;
+	FILE		*fp;
+	int		 rv = -1;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	c.path = path;
+	c.cf = &cf;
+	c.cfg = cfg;
+	c.err = err;
+	c.errlen = errlen;
+
+	if (config_defaults(cfg) == -1) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -1;
+	}
+
+	config_init(&cf);
+	if (!config_read_file(&cf, path)) {
+		if (config_error_type(&cf) == CONFIG_ERR_FILE_IO) {
+			/* libconfig keeps no reason; ask once more for it. */
+			if ((fp = fopen(path, "r")) == NULL)
+				snprintf(err, errlen, "%s: %s", path,
+				    strerror(errno));
+			else {
+				fclose(fp);
+				snprintf(err, errlen, "%s: cannot read",
+				    path);
+			}
+		} else
+			snprintf(err, errlen, "%s:%d: %s",
+			    config_error_file(&cf) != NULL ?
+			    config_error_file(&cf) : path,
+			    config_error_line(&cf), config_error_text(&cf));
+		goto done;
+	}
+	if (set_group(&c, config_root_setting(&cf), root_keys) == -1)
+		goto done;
+	if (check_cross(&c) == -1)
+		goto done;
+	rv = 0;
+done:
+	/* A file that failed half-way may still hold the password in
+	 * libconfig's tree; wipe it before libconfig frees it. */
+	{
+		config_setting_t *s = config_lookup(&cf, "mqtt.password");
+
+		if (s != NULL && config_setting_type(s) == CONFIG_TYPE_STRING)
+			wipe_setting_string(s);
+	}
+	config_destroy(&cf);
+	if (rv == -1)
+		config_free(cfg);
+	return rv;
+}
+
+void
+config_free(struct veild_config *cfg)
+{
+	size_t	 i;
+
+	if (cfg->mqtt.password != NULL)
+		sodium_memzero(cfg->mqtt.password, strlen(cfg->mqtt.password));
+	if (cfg->mqtt.proxy != NULL)
+		sodium_memzero(cfg->mqtt.proxy, strlen(cfg->mqtt.proxy));
+	free(cfg->state_dir);
+	free(cfg->socket);
+	free(cfg->socket_group);
+	for (i = 0; i < cfg->mqtt.nuris && i < CONFIG_MQTT_URIS_MAX; i++)
+		free(cfg->mqtt.uris[i]);
+	free(cfg->mqtt.username);
+	free(cfg->mqtt.password);
+	free(cfg->mqtt.topic_prefix);
+	free(cfg->mqtt.proxy);
+	free(cfg->xmpp.domain);
+	free(cfg->xmpp.host);
+	free(cfg->xmpp.pubsub);
+	free(cfg->identity.name);
+	sodium_memzero(cfg, sizeof(*cfg));
+}
+
+/* --- printing ------------------------------------------------------------ */
+
+/* Part of a libconfig string.  Values were checked free of control
+ * characters, so only " and \ need escaping. */
+static void
+print_escaped(FILE *fp, const char *s, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; s != NULL && i < n && s[i] != '\0'; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			fputc('\\', fp);
+		fputc(s[i], fp);
+	}
+}
+
+static void
+print_string(FILE *fp, const char *s)
+{
+	fputc('"', fp);
+	print_escaped(fp, s, SIZE_MAX);
+	fputc('"', fp);
+}
+
+static void
+print_str(FILE *fp, const char *indent, const char *key, const char *v)
+{
+	fprintf(fp, "%s%s = ", indent, key);
+	print_string(fp, v);
+	fputs(";\n", fp);
+}
+
+static void
+print_dur(FILE *fp, const char *indent, const char *key, uint64_t ms)
+{
+	char	 buf[32];
+
+	format_duration(buf, sizeof(buf), ms);
+	fprintf(fp, "%s%s = \"%s\";\n", indent, key, buf);
+}
+
+/* The shortest text that reads back as the same double, always with a
+ * '.' or an exponent so that libconfig parses a float, not an integer. */
+static void
+format_float(char *buf, size_t len, double v)
+{
+	int	 prec;
+
+	for (prec = 1; prec <= 17; prec++) {
+		snprintf(buf, len, "%.*g", prec, v);
+		if (strtod(buf, NULL) == v)
+			break;
+	}
+	if (strpbrk(buf, ".e") == NULL && strlen(buf) + 3 <= len)
+		strcat(buf, ".0");
+}
+
+/* The proxy URL with any user:password@ replaced: it is a secret too. */
+static void
+print_proxy(FILE *fp, const char *indent, const char *proxy)
+{
+	const char	*auth, *at;
+	size_t		 alen;
+
+	fprintf(fp, "%sproxy = ", indent);
+	if (proxy == NULL) {
+		fputs("\"\";\n", fp);
+		return;
+	}
+	auth = proxy + strlen("http://");
+	alen = strcspn(auth, "/?#");
+	for (at = NULL; alen > 0; alen--)
+		if (auth[alen - 1] == '@') {
+			at = auth + alen - 1;
+			break;
+		}
+	fputc('"', fp);
+	if (at == NULL)
+		print_escaped(fp, proxy, SIZE_MAX);
+	else {
+		print_escaped(fp, proxy, (size_t)(auth - proxy));
+		fputs("********", fp);
+		print_escaped(fp, at, SIZE_MAX);
+	}
+	fputs("\";\n", fp);
+}
+
+int
+config_print(FILE *fp, const struct veild_config *cfg)
+{
+	const char	*in = "  ";
+	char		 buf[64];
+	size_t		 i;
+
+	print_str(fp, "", "state_dir", cfg->state_dir);
+	print_str(fp, "", "socket", cfg->socket);
+	print_str(fp, "", "socket_group", cfg->socket_group);
+	print_str(fp, "", "transport", transport_names[cfg->transport]);
+
+	fputs("mqtt = {\n", fp);
+	fprintf(fp, "%suris = [ ", in);
+	for (i = 0; i < cfg->mqtt.nuris; i++) {
+		if (i > 0)
+			fputs(", ", fp);
+		print_string(fp, cfg->mqtt.uris[i]);
+	}
+	fputs(" ];\n", fp);
+	print_str(fp, in, "username", cfg->mqtt.username);
+	print_str(fp, in, "password",
+	    cfg->mqtt.password != NULL ? "********" : "");
+	print_str(fp, in, "topic_prefix", cfg->mqtt.topic_prefix);
+	print_dur(fp, in, "keepalive", cfg->mqtt.keepalive_ms);
+	fprintf(fp, "%sinflight = %u;\n", in, cfg->mqtt.inflight);
+	print_proxy(fp, in, cfg->mqtt.proxy);
+	fputs("};\n", fp);
+
+	fputs("xmpp = {\n", fp);
+	print_str(fp, in, "domain", cfg->xmpp.domain);
+	print_str(fp, in, "host", cfg->xmpp.host);
+	fprintf(fp, "%sport = %u;\n", in, cfg->xmpp.port);
+	print_str(fp, in, "pubsub", cfg->xmpp.pubsub);
+	print_str(fp, in, "tls", tls_names[cfg->xmpp.tls]);
+	fputs("};\n", fp);
+
+	fputs("identity = {\n", fp);
+	print_str(fp, in, "name", cfg->identity.name);
+	fprintf(fp, "%sobscurity = %d;\n", in, cfg->identity.obscurity);
+	fprintf(fp, "%sid_bits = %u;\n", in, cfg->identity.id_bits);
+	fputs("};\n", fp);
+
+	fputs("frames = {\n", fp);
+	fprintf(fp, "%ssize = %zu;\n", in, cfg->frames.size);
+	format_float(buf, sizeof(buf), cfg->frames.cover_rate);
+	fprintf(fp, "%scover_rate = %s;\n", in, buf);
+	print_dur(fp, in, "jitter", cfg->frames.jitter_ms);
+	fputs("};\n", fp);
+
+	fputs("rotation = {\n", fp);
+	print_dur(fp, in, "mean", cfg->rotation.mean_ms);
+	print_dur(fp, in, "min", cfg->rotation.min_ms);
+	print_dur(fp, in, "max", cfg->rotation.max_ms);
+	print_dur(fp, in, "grace", cfg->rotation.grace_ms);
+	fputs("};\n", fp);
+
+	fputs("retransmit = {\n", fp);
+	print_dur(fp, in, "initial", cfg->retransmit.initial_ms);
+	print_dur(fp, in, "max", cfg->retransmit.max_ms);
+	fputs("};\n", fp);
+
+	print_str(fp, "", "accept", accept_names[cfg->accept]);
+
+	fputs("log = {\n", fp);
+	print_str(fp, in, "level", level_names[cfg->log.level]);
+	fputs("};\n", fp);
+
+	return ferror(fp) ? -1 : 0;
+}

@@ -1,0 +1,133 @@
+/* veild configuration: the settings, their defaults, loading and printing. */
+#ifndef VEILD_CONFIG_H
+#define VEILD_CONFIG_H
+
+/*
+ * Note: this header shares its name with autoconf's config.h.  Files in
+ * daemon/ that need autoconf's (PACKAGE_VERSION, ...) must not include it
+ * as "config.h" from daemon/, where the quote form finds this one first.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum veild_transport {
+	VEILD_TRANSPORT_MQTT,
+	VEILD_TRANSPORT_XMPP
+};
+
+enum veild_xmpp_tls {
+	VEILD_TLS_STARTTLS,	/* use it when the server offers it */
+	VEILD_TLS_REQUIRED,	/* refuse a server that does not */
+	VEILD_TLS_OFF
+};
+
+enum veild_accept {
+	VEILD_ACCEPT_ASK,
+	VEILD_ACCEPT_AUTO
+};
+
+enum veild_log_level {
+	VEILD_LOG_INFO,
+	VEILD_LOG_DEBUG
+};
+
+#define CONFIG_MQTT_URIS_MAX	16
+#define CONFIG_ERR_MAX		512	/* a good size for config_load's err */
+
+/*
+ * Every duration is in milliseconds.  Optional strings are NULL when unset
+ * (an empty string in the file means unset too); required strings and
+ * those with a default are never NULL after a successful config_load.
+ */
+struct veild_config {
+	char			*state_dir;
+	char			*socket;
+	char			*socket_group;	/* NULL: owner's primary group */
+	enum veild_transport	 transport;
+
+	struct {
+		char		*uris[CONFIG_MQTT_URIS_MAX];
+		size_t		 nuris;		/* 1..CONFIG_MQTT_URIS_MAX */
+		char		*username;	/* NULL: none */
+		char		*password;	/* NULL: none; secret */
+		char		*topic_prefix;	/* "" by default, never NULL */
+		uint64_t	 keepalive_ms;	/* whole seconds, 1s..65535s */
+		unsigned int	 inflight;	/* 1..65535 */
+		char		*proxy;		/* NULL: none; clear http(s)_proxy */
+	} mqtt;
+
+	struct {
+		char		*domain;	/* NULL unless set; required for xmpp */
+		char		*host;		/* NULL: connect to domain */
+		unsigned int	 port;		/* 1..65535 */
+		char		*pubsub;	/* NULL only while domain is NULL */
+		enum veild_xmpp_tls tls;
+	} xmpp;
+
+	struct {
+		char		*name;		/* veil_name_valid() */
+		int		 obscurity;	/* 1, 2 or 3 */
+		unsigned int	 id_bits;	/* 80..256, multiple of 8 */
+	} identity;
+
+	struct {
+		size_t		 size;		/* VEIL_FRAME_MIN..VEIL_FRAME_MAX */
+		double		 cover_rate;	/* COVER frames/hour/contact, >= 0 */
+		uint64_t	 jitter_ms;
+	} frames;
+
+	struct {
+		uint64_t	 mean_ms;	/* min_ms <= mean_ms <= max_ms */
+		uint64_t	 min_ms;	/* >= 1s */
+		uint64_t	 max_ms;
+		uint64_t	 grace_ms;
+	} rotation;
+
+	struct {
+		uint64_t	 initial_ms;	/* <= max_ms */
+		uint64_t	 max_ms;
+	} retransmit;
+
+	enum veild_accept	 accept;
+
+	struct {
+		enum veild_log_level level;
+	} log;
+};
+
+/* Fills cfg with the built-in defaults (identity.name stays NULL).  Returns
+ * 0, or -1 when out of memory.  config_load calls it itself. */
+int	config_defaults(struct veild_config *cfg);
+
+/*
+ * Reads path (libconfig syntax) into cfg: defaults first, then the file.
+ * Returns 0, or -1 with cfg freed and a one-line reason in err, in the form
+ * "FILE:LINE: key.path: what is wrong" (or "FILE: ..." when there is no
+ * line, e.g. a missing required key).  cfg is untouched memory on entry.
+ */
+int	config_load(const char *path, struct veild_config *cfg, char *err,
+	    size_t errlen);
+
+/* Frees every string, wiping the password first.  Leaves cfg zeroed; safe
+ * on a zeroed or already freed cfg. */
+void	config_free(struct veild_config *cfg);
+
+/*
+ * Prints the effective configuration in libconfig syntax that config_load
+ * accepts: every key, fixed order, durations in their largest exact unit,
+ * unset optional strings as "".  The password (and any user:password in
+ * the proxy URL) is printed as "********", never in clear.  Returns 0 or -1
+ * on a write error.
+ */
+int	config_print(FILE *fp, const struct veild_config *cfg);
+
+/*
+ * "250ms", "30s", "10m", "1h", "2d" or a plain number of seconds ("30")
+ * into milliseconds.  Returns 0, or -1 on a bad unit, junk, a sign, a
+ * fraction or overflow.
+ */
+int	config_parse_duration(const char *s, uint64_t *ms);
+
+#endif

@@ -1,0 +1,44 @@
+/* veild control socket: the Unix listener, peer checks and per-client buffers. */
+#ifndef VEILD_CONTROL_H
+#define VEILD_CONTROL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct event_base;
+struct ctl_conn;		/* one accepted client; opaque */
+
+#define CONTROL_LINE_MAX	(1024 * 1024)		/* request line, LF excluded */
+#define CONTROL_OUTPUT_MAX	(8 * 1024 * 1024)	/* unread replies before a drop */
+#define CONTROL_CLIENTS_MAX	64
+#define CONTROL_IDLE_SECS	60	/* no complete line, not subscribed */
+
+/*
+ * Creates the socket at path (a stale socket there is removed; any other
+ * kind of file is an error) with mode 0660, owned by group unless it is
+ * (gid_t)-1, and starts accepting on base.  Who may talk to it: uid 0, the
+ * daemon's own uid, or a peer whose *primary* gid is the socket's group.
+ * SO_PEERCRED does not carry supplementary groups, so members of the group
+ * by supplementary membership only are refused; the 0660 mode is what
+ * keeps everybody else from connect() in the first place.
+ * Returns 0, or -1 with errno set (and a log line).
+ */
+int	control_init(struct event_base *base, const char *path, gid_t group);
+/* Drops every client (cancelling their deferred calls) but keeps listening. */
+void	control_close_all(void);
+/* Stops listening, drops every client, unlinks the socket. */
+void	control_shutdown(void);
+/* Number of connected clients. */
+int	control_clients(void);
+/* Idle timeout in seconds (default CONTROL_IDLE_SECS); for tests. */
+void	control_set_idle(int secs);
+
+/* --- for rpc.c ---------------------------------------------------------- */
+/* Queues buf followed by a LF.  Never blocks: a client whose backlog is
+ * already over CONTROL_OUTPUT_MAX is dropped instead.  Returns 0, or -1 if
+ * the client is gone (being dropped). */
+int	control_send(struct ctl_conn *cc, const char *buf, size_t len);
+/* Stops reading, flushes what is queued (for at most a few seconds), closes. */
+void	control_close_after_flush(struct ctl_conn *cc);
+
+#endif

@@ -1,0 +1,1777 @@
+/* veild engine: the protocol state of every contact, driven by the store, the transport and the socket. */
+#include <sys/types.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include <config.h>	/* autoconf's */
+
+#include "veil.h"
+
+#include "config.h"
+#include "engine.h"
+#include "log.h"
+#include "rpc.h"
+#include "store.h"
+#include "transport.h"
+
+#define SLOT_RX		0	/* pair.rx */
+#define SLOT_RX_PREV	1	/* pair.rx_prev, during a rotation's grace */
+#define SLOT_EPOCH0	2	/* agreement keys before the DH (ACCEPT / FAIL) */
+#define OWNER(id, slot)	(((uint64_t)(id) << 2) | (slot))
+
+#define REASM_BYTES	(16u << 20)
+#define REASM_MSGS	1024
+#define REASM_AGE_MS	(10 * 60 * 1000)
+#define DEDUPE_MS	(30LL * 24 * 3600 * 1000)
+#define DUE_BATCH	64
+#define INBOX_MAX	(STORE_TOPIC_MAX + 1)	/* text of an inbox ID */
+
+struct contact {
+	int64_t		 id;
+	char		 name[VEIL_NAME_MAX + 1];
+	int		 state;
+	char		 peer_name[VEIL_NAME_MAX + 1];
+	uint8_t		 peer_pk[VEIL_KEY_BYTES];
+	char		 peer_inbox[INBOX_MAX];
+	char		 my_inbox[INBOX_MAX];
+	int		 verified;
+	int64_t		 created;
+	struct veil_pair pair;
+	struct veil_agree *agree;	/* during the agreement only */
+	struct veil_rxdir ep0;		/* SLOT_EPOCH0 receive key */
+	int		 armed;		/* bit per slot */
+};
+
+static struct engine {
+	struct event_base		*base;
+	const struct veild_config	*cfg;
+	struct store			*st;
+	struct transport		*tr;
+	struct veil_tagtab		*tags;
+	struct veil_reasm		*reasm;
+	struct veil_identity		 id;
+	struct veil_id			 card_cid;
+	char				 card_topic[INBOX_MAX];
+	char				 shared_inbox[INBOX_MAX];
+	char				 client_id[VEIL_CLIENTID_MAX + 1];
+	struct contact			**c;	/* sorted by id */
+	size_t				 nc, capc;
+	struct event			*tick;
+	int				 up;
+	uint64_t			 frames_in, frames_out, dropped;
+	uint8_t				*fbuf;	/* one frame, scratch */
+	uint8_t				*bbuf;	/* one frame body, scratch */
+} E;
+
+/* Truncating copy that always terminates (glibc 2.36 has no strlcpy). */
+static void
+copystr(char *dst, const char *src, size_t len)
+{
+	size_t n = strnlen(src, len - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+seterr(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+}
+
+const char *
+contact_state_name(int state)
+{
+	switch (state) {
+	case CONTACT_REQUESTED:		return "requested";
+	case CONTACT_PENDING:		return "pending";
+	case CONTACT_ACCEPTED:		return "accepted";
+	case CONTACT_ESTABLISHED:	return "established";
+	case CONTACT_FAILED:		return "failed";
+	}
+	return "unknown";
+}
+
+/* The broker-side name of an inbox: optional prefix + random text. */
+static void
+topic_of(const char *inbox, char *out, size_t len)
+{
+	snprintf(out, len, "%s%s", E.cfg->mqtt.topic_prefix ?
+	    E.cfg->mqtt.topic_prefix : "", inbox);
+}
+
+static void
+new_inbox(char out[INBOX_MAX])
+{
+	struct veil_id id;
+
+	veil_id_new(&id, E.cfg->identity.id_bits);
+	veil_id_to_text(&id, out, VEIL_ID_TEXT_MAX);
+}
+
+/* --- contact cache --------------------------------------------------- */
+
+static struct contact *
+contact_find(int64_t id)
+{
+	size_t lo = 0, hi = E.nc;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (E.c[mid]->id == id)
+			return E.c[mid];
+		if (E.c[mid]->id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static struct contact *
+contact_by_name(const char *name)
+{
+	for (size_t i = 0; i < E.nc; i++)
+		if (strcmp(E.c[i]->name, name) == 0)
+			return E.c[i];
+	return NULL;
+}
+
+static int
+contact_insert(struct contact *c)
+{
+	size_t i;
+
+	if (E.nc == E.capc) {
+		size_t n = E.capc ? E.capc * 2 : 64;
+		struct contact **p = reallocarray(E.c, n, sizeof *p);
+		if (p == NULL)
+			return -1;
+		E.c = p;
+		E.capc = n;
+	}
+	for (i = E.nc; i > 0 && E.c[i - 1]->id > c->id; i--)
+		E.c[i] = E.c[i - 1];
+	E.c[i] = c;
+	E.nc++;
+	return 0;
+}
+
+static void
+contact_unlink(struct contact *c)
+{
+	for (size_t i = 0; i < E.nc; i++) {
+		if (E.c[i] == c) {
+			memmove(&E.c[i], &E.c[i + 1], (E.nc - i - 1) * sizeof *E.c);
+			E.nc--;
+			return;
+		}
+	}
+}
+
+static void
+contact_free(struct contact *c)
+{
+	if (c == NULL)
+		return;
+	veil_pair_wipe(&c->pair);
+	if (c->agree != NULL) {
+		veil_agree_wipe(c->agree);
+		free(c->agree);
+	}
+	veil_dirkey_wipe(&c->ep0.k);
+	sodium_memzero(c, sizeof *c);
+	free(c);
+}
+
+/* Arms or disarms one slot's expected nonces in the tag table. */
+static void
+contact_arm(struct contact *c, int slot, int on)
+{
+	struct veil_rxdir *d;
+
+	switch (slot) {
+	case SLOT_RX:		d = &c->pair.rx; break;
+	case SLOT_RX_PREV:	d = &c->pair.rx_prev; break;
+	default:		d = &c->ep0; break;
+	}
+	if (on && !(c->armed & (1 << slot)) && d->live) {
+		if (veil_rx_arm(E.tags, d, OWNER(c->id, slot), VEIL_LOOKAHEAD) == 0)
+			c->armed |= 1 << slot;
+		else
+			log_warnx("contact %" PRId64 ": cannot arm slot %d", c->id, slot);
+	} else if (!on && (c->armed & (1 << slot))) {
+		veil_rx_disarm(E.tags, d, VEIL_LOOKAHEAD);
+		c->armed &= ~(1 << slot);
+	}
+}
+
+static void
+contact_arm_all(struct contact *c, int on)
+{
+	for (int s = 0; s <= SLOT_EPOCH0; s++)
+		contact_arm(c, s, on);
+}
+
+/* Epoch-0 receive key: ACCEPT for the initiator, FAIL for the responder. */
+static void
+contact_set_ep0(struct contact *c)
+{
+	struct veil_dirkey r2i, i2r;
+
+	memset(&c->ep0, 0, sizeof c->ep0);
+	if (c->agree == NULL)
+		return;
+	if (c->state != CONTACT_REQUESTED && c->state != CONTACT_ACCEPTED)
+		return;
+	veil_agree_epoch0(c->agree, &r2i, &i2r);
+	c->ep0.k = c->agree->role == VEIL_ROLE_INITIATOR ? r2i : i2r;
+	veil_window_init(&c->ep0.w);
+	c->ep0.live = 1;
+	veil_dirkey_wipe(&r2i);
+	veil_dirkey_wipe(&i2r);
+}
+
+/* Writes the contact's row (keys packed) into the store. */
+static int
+contact_save(struct contact *c)
+{
+	struct store_contact *row;
+	int rv, n;
+
+	if ((row = calloc(1, sizeof *row)) == NULL)
+		return -1;
+	row->id = c->id;
+	copystr(row->name, c->name, sizeof row->name);
+	row->state = c->state;
+	copystr(row->peer_name, c->peer_name, sizeof row->peer_name);
+	memcpy(row->peer_pk, c->peer_pk, sizeof row->peer_pk);
+	copystr(row->peer_inbox, c->peer_inbox, sizeof row->peer_inbox);
+	copystr(row->my_inbox, c->my_inbox, sizeof row->my_inbox);
+	row->verified = c->verified;
+	row->created = c->created;
+	row->updated = now_ms();
+	if (c->pair.role != 0) {
+		if ((n = veil_pair_pack(&c->pair, row->pair, sizeof row->pair)) < 0)
+			goto fail;
+		row->pair_len = (size_t)n;
+	}
+	if (c->agree != NULL) {
+		if ((n = veil_agree_pack(c->agree, row->agree, sizeof row->agree)) < 0)
+			goto fail;
+		row->agree_len = (size_t)n;
+	}
+	rv = store_contact_update(E.st, row);
+	sodium_memzero(row, sizeof *row);
+	free(row);
+	if (rv != 1) {
+		log_warnx("store: contact update: %s", store_errmsg(E.st));
+		return -1;
+	}
+	return 0;
+fail:
+	sodium_memzero(row, sizeof *row);
+	free(row);
+	return -1;
+}
+
+static struct contact *
+contact_from_row(const struct store_contact *row)
+{
+	struct contact *c;
+
+	if ((c = calloc(1, sizeof *c)) == NULL)
+		return NULL;
+	c->id = row->id;
+	copystr(c->name, row->name, sizeof c->name);
+	c->state = row->state;
+	copystr(c->peer_name, row->peer_name, sizeof c->peer_name);
+	memcpy(c->peer_pk, row->peer_pk, sizeof c->peer_pk);
+	copystr(c->peer_inbox, row->peer_inbox, sizeof c->peer_inbox);
+	copystr(c->my_inbox, row->my_inbox, sizeof c->my_inbox);
+	c->verified = row->verified;
+	c->created = row->created;
+	if (row->pair_len > 0 &&
+	    veil_pair_unpack(&c->pair, row->pair, row->pair_len) != 0) {
+		log_warnx("contact %" PRId64 ": damaged key state", row->id);
+		contact_free(c);
+		return NULL;
+	}
+	if (row->agree_len > 0) {
+		if ((c->agree = calloc(1, sizeof *c->agree)) == NULL ||
+		    veil_agree_unpack(c->agree, row->agree, row->agree_len) != 0) {
+			log_warnx("contact %" PRId64 ": damaged agreement state", row->id);
+			contact_free(c);
+			return NULL;
+		}
+	}
+	contact_set_ep0(c);
+	return c;
+}
+
+static int
+load_cb(const struct store_contact *row, void *arg)
+{
+	struct contact *c = contact_from_row(row);
+
+	(void)arg;
+	if (c == NULL)
+		return 0;	/* skip a damaged row, keep it on disk */
+	if (contact_insert(c) != 0) {
+		contact_free(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* --- sending --------------------------------------------------------- */
+
+static void
+publish(const char *inbox, const uint8_t *frames, int n)
+{
+	char topic[256];
+	size_t fs = E.cfg->frames.size;
+
+	topic_of(inbox, topic, sizeof topic);
+	for (int i = 0; i < n; i++) {
+		if (transport_publish(E.tr, topic, frames + (size_t)i * fs, fs, 0) != 0)
+			log_warnx("transport: publish failed");
+		else
+			E.frames_out++;
+	}
+}
+
+/*
+ * Seals a message under key k (advancing *seq) into a malloc'd buffer.
+ * The caller persists the advanced counter before publishing, so that a
+ * crash can never make the daemon reuse a nonce.
+ */
+static uint8_t *
+seal_msg(const struct veil_dirkey *k, uint64_t *seq, uint8_t type,
+    const uint8_t msgid[VEIL_MSGID_BYTES], const uint8_t *body, size_t len, int *nframes)
+{
+	size_t fs = E.cfg->frames.size;
+	int n = veil_message_frames(len, fs, 0);
+	uint8_t *buf;
+
+	if (n < 0 || (buf = malloc((size_t)n * fs)) == NULL)
+		return NULL;
+	if (veil_message_seal(buf, (size_t)n * fs, fs, k, seq, type, msgid, body, len) != n) {
+		free(buf);
+		return NULL;
+	}
+	*nframes = n;
+	return buf;
+}
+
+/* Seals under the contact's current key, saves the counter, publishes.
+ * Must run inside a store transaction opened by the caller, or alone. */
+static int
+send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
+    const uint8_t *body, size_t len, int use_prev)
+{
+	struct veil_txdir *tx = use_prev && c->pair.tx_prev.live ? &c->pair.tx_prev : &c->pair.tx;
+	uint8_t *frames;
+	int n, own_txn = !store_in_transaction(E.st);
+
+	if (!tx->live)
+		return -1;
+	if ((frames = seal_msg(&tx->k, &tx->seq, type, msgid, body, len, &n)) == NULL)
+		return -1;
+	if (contact_save(c) != 0) {
+		free(frames);
+		return -1;
+	}
+	(void)own_txn;
+	publish(c->peer_inbox, frames, n);
+	free(frames);
+	return 0;
+}
+
+static void
+msgid_hex(const uint8_t id[VEIL_MSGID_BYTES], char out[2 * VEIL_MSGID_BYTES + 1])
+{
+	sodium_bin2hex(out, 2 * VEIL_MSGID_BYTES + 1, id, VEIL_MSGID_BYTES);
+}
+
+static void
+notify_state(struct contact *c)
+{
+	rpc_notify("contact.state", json_pack("{s:s, s:s}", "name", c->name,
+	    "state", contact_state_name(c->state)));
+}
+
+/* --- receiving ------------------------------------------------------- */
+
+static void
+handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
+    const uint8_t *body, size_t len)
+{
+	int64_t rid = 0;
+	int isnew;
+	uint8_t ackid[VEIL_MSGID_BYTES];
+	char hex[2 * VEIL_MSGID_BYTES + 1];
+
+	if (c->state != CONTACT_ESTABLISHED) {
+		if (c->state != CONTACT_ACCEPTED)
+			return;
+		/* Data under the pair key proves the initiator derived it. */
+		c->state = CONTACT_ESTABLISHED;
+		contact_arm(c, SLOT_EPOCH0, 0);
+		notify_state(c);
+	}
+	if (store_begin(E.st) != 0) {
+		log_warnx("store: %s", store_errmsg(E.st));
+		return;
+	}
+	isnew = store_rx_add(E.st, c->id, msgid, type, body, len, now_ms(), &rid);
+	if (isnew < 0)
+		goto fail;
+	/* ACK every copy: the first ACK may have been lost. */
+	veil_msgid_new(ackid);
+	if (send_to(c, VEIL_T_ACK, ackid, msgid, VEIL_MSGID_BYTES, 0) != 0)
+		goto fail;
+	if (store_commit(E.st) != 0)
+		goto fail;
+	if (isnew) {
+		msgid_hex(msgid, hex);
+		log_debug("message %s stored", hex);
+		rpc_notify("message", json_pack("{s:s, s:s, s:I}", "id", hex,
+		    "from", c->name, "received", (json_int_t)(now_ms() / 1000)));
+		methods_message_arrived();
+	}
+	return;
+fail:
+	log_warnx("store: cannot keep a received message: %s", store_errmsg(E.st));
+	store_rollback(E.st);
+}
+
+static void
+handle_ack(struct contact *c, const uint8_t *body, size_t len)
+{
+	struct store_outbox row;
+	char hex[2 * VEIL_MSGID_BYTES + 1];
+
+	if (len % VEIL_MSGID_BYTES != 0)
+		return;
+	for (size_t off = 0; off < len; off += VEIL_MSGID_BYTES) {
+		int r = store_outbox_ack(E.st, c->id, body + off, &row);
+		if (r == 1) {
+			msgid_hex(body + off, hex);
+			rpc_notify("delivery", json_pack("{s:s, s:s}", "id", hex,
+			    "to", c->name));
+		} else if (r < 0)
+			log_warnx("store: %s", store_errmsg(E.st));
+	}
+	contact_save(c);	/* persists the receive window */
+}
+
+static void
+finish_agreement(struct contact *c)
+{
+	contact_arm(c, SLOT_EPOCH0, 0);
+	if (c->agree != NULL) {
+		veil_agree_wipe(c->agree);
+		free(c->agree);
+		c->agree = NULL;
+	}
+	veil_dirkey_wipe(&c->ep0.k);
+	c->ep0.live = 0;
+}
+
+static void
+handle_accept(struct contact *c, const uint8_t *body, size_t len)
+{
+	uint8_t out[VEIL_AGREE_BODY_MAX], msgid[VEIL_MSGID_BYTES];
+	size_t outlen = sizeof out;
+	uint8_t type = 0;
+	int r;
+
+	if (c->state != CONTACT_REQUESTED || c->agree == NULL)
+		return;
+	r = veil_agree_on_accept(c->agree, body, len, &c->pair, out, &outlen, &type);
+	veil_msgid_new(msgid);
+	if (r == 0) {
+		c->state = CONTACT_ESTABLISHED;
+		veil_id_to_text(&c->agree->peer_inbox, c->peer_inbox, sizeof c->peer_inbox);
+		memcpy(c->peer_pk, c->agree->peer_pk, sizeof c->peer_pk);
+		finish_agreement(c);
+		if (send_to(c, type, msgid, out, outlen, 0) != 0)
+			log_warnx("contact %" PRId64 ": cannot send CONFIRM", c->id);
+		contact_arm(c, SLOT_RX, 1);
+		log_info("contact %" PRId64 " established", c->id);
+	} else if (r == VEIL_ERR_SECRET) {
+		struct veil_dirkey r2i, i2r;
+		uint64_t seq = 0;
+		int n;
+		uint8_t *frames;
+
+		veil_agree_epoch0(c->agree, &r2i, &i2r);
+		c->state = CONTACT_FAILED;
+		frames = seal_msg(&i2r, &seq, type, msgid, out, outlen, &n);
+		veil_dirkey_wipe(&r2i);
+		veil_dirkey_wipe(&i2r);
+		veil_id_to_text(&c->agree->peer_inbox, c->peer_inbox, sizeof c->peer_inbox);
+		finish_agreement(c);
+		contact_save(c);
+		if (frames != NULL) {
+			publish(c->peer_inbox, frames, n);
+			free(frames);
+		}
+		log_warnx("contact %" PRId64 ": agreement failed (hash mismatch)", c->id);
+	} else {
+		log_debug("contact %" PRId64 ": bad ACCEPT: %s", c->id, veil_strerror(r));
+		return;
+	}
+	sodium_memzero(out, sizeof out);
+	notify_state(c);
+}
+
+static void
+handle_confirm(struct contact *c, const uint8_t *body, size_t len)
+{
+	int r;
+
+	if (c->state != CONTACT_ACCEPTED || c->agree == NULL)
+		return;
+	r = veil_agree_on_confirm(c->agree, body, len);
+	if (r == 0)
+		c->state = CONTACT_ESTABLISHED;
+	else if (r == VEIL_ERR_SECRET)
+		c->state = CONTACT_FAILED;
+	else
+		return;
+	finish_agreement(c);
+	contact_save(c);
+	notify_state(c);
+	log_info("contact %" PRId64 " %s", c->id, contact_state_name(c->state));
+}
+
+static void
+handle_fail(struct contact *c, const uint8_t *body, size_t len)
+{
+	if (c->agree == NULL || veil_agree_on_fail(c->agree, body, len) != 0)
+		return;
+	c->state = CONTACT_FAILED;
+	contact_arm(c, SLOT_RX, 0);
+	finish_agreement(c);
+	contact_save(c);
+	notify_state(c);
+	log_warnx("contact %" PRId64 ": agreement failed (peer reported a mismatch)", c->id);
+}
+
+static char *
+kv_key(char *buf, size_t len, const char *what, int64_t id)
+{
+	snprintf(buf, len, "%s:%" PRId64, what, id);
+	return buf;
+}
+
+static void
+handle_update(struct contact *c, const uint8_t *body, size_t len)
+{
+	struct veil_id ocid;
+	struct veil_ccm ccm;
+	char *ack = NULL;
+	size_t acklen = 0;
+	uint8_t msgid[VEIL_MSGID_BYTES];
+	int r;
+
+	if (c->state != CONTACT_ESTABLISHED || veil_id_from_text(&ocid, c->peer_inbox) != 0)
+		return;
+	r = veil_update_on_update(&c->pair, &ocid, (const char *)body, len, &ccm, &ack, &acklen);
+	if (r < 0) {
+		log_warnx("contact %" PRId64 ": UPDATE rejected: %s", c->id, veil_strerror(r));
+		rpc_notify("contact.state", json_pack("{s:s, s:s, s:s}", "name", c->name,
+		    "state", contact_state_name(c->state), "warning", veil_strerror(r)));
+		return;
+	}
+	veil_id_to_text(&ccm.new_cid, c->peer_inbox, sizeof c->peer_inbox);
+	veil_msgid_new(msgid);
+	/* The ACK travels under the key the peer still knows (tx_prev). */
+	if (send_to(c, VEIL_T_UPDATE_ACK, msgid, (const uint8_t *)ack, acklen, 1) != 0)
+		log_warnx("contact %" PRId64 ": cannot answer UPDATE", c->id);
+	log_debug("contact %" PRId64 " moved to %s", c->id, c->peer_inbox);
+	sodium_memzero(&ccm, sizeof ccm);
+	free(ack);
+}
+
+static void
+handle_update_ack(struct contact *c, const uint8_t *body, size_t len)
+{
+	char key[64], inbox[INBOX_MAX];
+	uint8_t msgid[VEIL_MSGID_BYTES];
+	size_t n = 0;
+	struct store_inbox old;
+	int64_t now = now_ms();
+	int r;
+
+	contact_arm(c, SLOT_RX, 0);
+	contact_arm(c, SLOT_RX_PREV, 0);
+	r = veil_update_on_ack(&c->pair, (const char *)body, len);
+	contact_arm(c, SLOT_RX, 1);
+	contact_arm(c, SLOT_RX_PREV, 1);
+	if (r != 0) {
+		log_debug("contact %" PRId64 ": UPDATE-ACK ignored: %s", c->id, veil_strerror(r));
+		return;
+	}
+	if (store_begin(E.st) != 0)
+		return;
+	if (store_kv_get(E.st, kv_key(key, sizeof key, "upd.inbox", c->id), inbox,
+	    sizeof inbox - 1, &n) == 1) {
+		inbox[n] = '\0';
+		if (strcmp(c->my_inbox, E.shared_inbox) != 0 &&
+		    store_inbox_get(E.st, c->my_inbox, &old) == 1)
+			store_inbox_retire(E.st, old.id, now + (int64_t)E.cfg->rotation.grace_ms);
+		copystr(c->my_inbox, inbox, sizeof c->my_inbox);
+		store_kv_del(E.st, key);
+	}
+	if (store_kv_get(E.st, kv_key(key, sizeof key, "upd.msgid", c->id), msgid,
+	    sizeof msgid, &n) == 1 && n == sizeof msgid) {
+		store_outbox_ack(E.st, c->id, msgid, NULL);
+		store_kv_del(E.st, key);
+	}
+	store_kv_set_i64(E.st, kv_key(key, sizeof key, "upd.prev_until", c->id),
+	    now + (int64_t)E.cfg->rotation.grace_ms);
+	if (contact_save(c) != 0 || store_commit(E.st) != 0) {
+		store_rollback(E.st);
+		log_warnx("store: %s", store_errmsg(E.st));
+		return;
+	}
+	log_debug("contact %" PRId64 ": rotation confirmed", c->id);
+}
+
+/* A whole message from an established (or establishing) contact. */
+static void
+dispatch(struct contact *c, int slot, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
+    const uint8_t *body, size_t len)
+{
+	switch (type) {
+	case VEIL_T_TEXT:
+	case VEIL_T_FILE:
+		handle_text(c, type, msgid, body, len);
+		break;
+	case VEIL_T_ACK:
+		handle_ack(c, body, len);
+		break;
+	case VEIL_T_ACCEPT:
+		if (slot == SLOT_EPOCH0)
+			handle_accept(c, body, len);
+		break;
+	case VEIL_T_CONFIRM:
+		if (slot == SLOT_RX)
+			handle_confirm(c, body, len);
+		break;
+	case VEIL_T_FAIL:
+		if (slot == SLOT_EPOCH0)
+			handle_fail(c, body, len);
+		break;
+	case VEIL_T_UPDATE:
+		handle_update(c, body, len);
+		break;
+	case VEIL_T_UPDATE_ACK:
+		handle_update_ack(c, body, len);
+		break;
+	case VEIL_T_COVER:
+	default:
+		break;
+	}
+}
+
+/* Finds a free local name: name, name-2, name-3, ... */
+static int
+unique_name(const char *want, char out[VEIL_NAME_MAX + 1])
+{
+	struct store_contact *row;
+	int found = 1;
+
+	if ((row = malloc(sizeof *row)) == NULL)
+		return -1;
+	copystr(out, want, VEIL_NAME_MAX + 1);
+	for (int i = 2; i < 1000; i++) {
+		if ((found = store_contact_get_by_name(E.st, out, row)) != 1)
+			break;
+		snprintf(out, VEIL_NAME_MAX + 1, "%.*s-%d", VEIL_NAME_MAX - 5, want, i);
+	}
+	sodium_memzero(row, sizeof *row);
+	free(row);
+	return found == 0 ? 0 : -1;
+}
+
+static int accept_contact(struct contact *c, char *err, size_t errlen);
+
+static void
+handle_request(const uint8_t *body, size_t len)
+{
+	struct veil_agree *a;
+	struct store_contact *row = NULL;
+	struct contact *c;
+	char name[VEIL_NAME_MAX + 1], fp[VEIL_FP_TEXT], err[256];
+	int r;
+
+	if ((a = calloc(1, sizeof *a)) == NULL)
+		return;
+	r = veil_agree_on_request(a, &E.card_cid, E.id.pk, body, len);
+	if (r != 0) {
+		log_debug("REQUEST rejected: %s", veil_strerror(r));
+		goto out;
+	}
+	if ((row = calloc(1, sizeof *row)) == NULL)
+		goto out;
+	/* The broker may deliver a REQUEST twice; one pending contact is enough. */
+	if (store_contact_get_by_peer_pk(E.st, a->peer_pk, row) == 1) {
+		c = contact_find(row->id);
+		if (c != NULL && c->state != CONTACT_FAILED) {
+			log_debug("REQUEST from a known key ignored");
+			goto out;
+		}
+		if (c != NULL) {	/* a new attempt after a failure */
+			contact_arm_all(c, 0);
+			contact_unlink(c);
+			store_contact_delete(E.st, c->id, now_ms());
+			contact_free(c);
+		}
+	}
+	if (unique_name(a->peer_name, name) != 0)
+		goto out;
+	memset(row, 0, sizeof *row);
+	copystr(row->name, name, sizeof row->name);
+	row->state = CONTACT_PENDING;
+	copystr(row->peer_name, a->peer_name, sizeof row->peer_name);
+	memcpy(row->peer_pk, a->peer_pk, sizeof row->peer_pk);
+	veil_id_to_text(&a->peer_inbox, row->peer_inbox, sizeof row->peer_inbox);
+	row->created = row->updated = now_ms();
+	if ((r = veil_agree_pack(a, row->agree, sizeof row->agree)) < 0)
+		goto out;
+	row->agree_len = (size_t)r;
+	if ((row->id = store_contact_add(E.st, row)) < 0) {
+		log_warnx("store: %s", store_errmsg(E.st));
+		goto out;
+	}
+	if ((c = contact_from_row(row)) == NULL || contact_insert(c) != 0) {
+		contact_free(c);
+		goto out;
+	}
+	veil_fingerprint(E.id.pk, c->peer_pk, fp);
+	log_info("contact request %" PRId64 " pending", c->id);
+	rpc_notify("contact.request", json_pack("{s:s, s:s, s:s}", "name", c->name,
+	    "peer_name", c->peer_name, "fingerprint", fp));
+	if (E.cfg->accept == VEILD_ACCEPT_AUTO && accept_contact(c, err, sizeof err) != 0)
+		log_warnx("auto-accept failed: %s", err);
+out:
+	if (row != NULL) {
+		sodium_memzero(row, sizeof *row);
+		free(row);
+	}
+	veil_agree_wipe(a);
+	free(a);
+}
+
+static void
+on_frame(const uint8_t *frame, size_t len)
+{
+	uint8_t tag[VEIL_TAG_BYTES];
+	struct veil_frame_hdr h;
+	uint64_t owner, seq;
+	size_t fs = E.cfg->frames.size;
+	struct contact *c = NULL;
+	struct veil_rxdir *d;
+	uint8_t *msg = NULL;
+	size_t msglen;
+	int slot, r;
+
+	if (len != fs) {
+		E.dropped++;
+		return;
+	}
+	veil_frame_tag(frame, tag);
+	if (veil_tagtab_get(E.tags, tag, &owner, &seq) == 0 &&
+	    (c = contact_find((int64_t)(owner >> 2))) != NULL) {
+		slot = (int)(owner & 3);
+		d = slot == SLOT_RX ? &c->pair.rx : slot == SLOT_RX_PREV ?
+		    &c->pair.rx_prev : &c->ep0;
+		if (veil_frame_open(frame, fs, &d->k, seq, &h, E.bbuf) != 0 ||
+		    veil_window_check(&d->w, seq) != 0) {
+			E.dropped++;
+			return;
+		}
+		veil_rx_commit(E.tags, d, owner, seq, VEIL_LOOKAHEAD);
+		r = veil_reasm_add(E.reasm, owner >> 2, &h, E.bbuf,
+		    veil_frame_capacity(fs, 0), (uint64_t)now_ms(), &msg, &msglen);
+		if (r == 1) {
+			dispatch(c, slot, h.type, h.msgid, msg, msglen);
+			sodium_memzero(msg, msglen);
+			free(msg);
+		}
+		return;
+	}
+	/* Unknown tag: maybe a first-contact REQUEST sealed to our identity. */
+	if (veil_frame_open_box(frame, fs, E.id.pk, E.id.sk, &h, E.bbuf) != 0 ||
+	    h.type != VEIL_T_REQUEST) {
+		E.dropped++;
+		return;
+	}
+	r = veil_reasm_add(E.reasm, 0, &h, E.bbuf, veil_frame_capacity(fs, 1),
+	    (uint64_t)now_ms(), &msg, &msglen);
+	if (r == 1) {
+		handle_request(msg, msglen);
+		sodium_memzero(msg, msglen);
+		free(msg);
+	}
+}
+
+/* --- transport callbacks --------------------------------------------- */
+
+static void
+flush_outbox(int force);
+
+static void
+tr_state(int up, const char *reason, void *arg)
+{
+	(void)arg;
+	E.up = up;
+	if (up) {
+		log_info("connected to the broker");
+		flush_outbox(1);
+	} else
+		log_warnx("broker connection lost: %s", reason ? reason : "unknown");
+}
+
+static void
+tr_message(const char *topic, const void *data, size_t len, void *arg)
+{
+	(void)topic;
+	(void)arg;
+	E.frames_in++;
+	on_frame(data, len);
+}
+
+static void
+tr_published(uint64_t cookie, int ok, void *arg)
+{
+	(void)cookie;
+	(void)arg;
+	if (!ok)
+		log_warnx("broker refused a frame");
+}
+
+static void
+tr_subscribed(const char *topic, int ok, void *arg)
+{
+	(void)arg;
+	if (!ok)
+		log_warnx("broker refused a subscription");
+	(void)topic;
+}
+
+static void
+subscribe_inbox(const char *inbox)
+{
+	char topic[256];
+
+	topic_of(inbox, topic, sizeof topic);
+	if (transport_subscribe(E.tr, topic) != 0)
+		log_warnx("transport: subscribe failed");
+}
+
+static void
+unsubscribe_inbox(const char *inbox)
+{
+	char topic[256];
+
+	topic_of(inbox, topic, sizeof topic);
+	transport_unsubscribe(E.tr, topic);
+}
+
+static int
+inbox_sub_cb(const struct store_inbox *in, void *arg)
+{
+	(void)arg;
+	subscribe_inbox(in->topic);
+	return 0;
+}
+
+static int
+inbox_expire_cb(const struct store_inbox *in, void *arg)
+{
+	(void)arg;
+	unsubscribe_inbox(in->topic);
+	return 0;
+}
+
+/* Adds an inbox row (if new) and subscribes to it. */
+static int
+add_inbox(const char *inbox, int64_t contact_id, int kind)
+{
+	int64_t r = store_inbox_add(E.st, inbox, contact_id, kind, now_ms());
+
+	if (r < 0 && r != STORE_EXISTS)
+		return -1;
+	subscribe_inbox(inbox);
+	return 0;
+}
+
+/* --- outbox ---------------------------------------------------------- */
+
+struct due {
+	int64_t		 id, contact_id;
+	uint8_t		 msgid[VEIL_MSGID_BYTES];
+	int		 type, attempts;
+	uint8_t		*body;
+	size_t		 len;
+};
+
+struct due_list {
+	struct due	 d[DUE_BATCH];
+	int		 n;
+};
+
+static int
+due_cb(const struct store_outbox *o, void *arg)
+{
+	struct due_list *l = arg;
+	struct due *d = &l->d[l->n];
+
+	if ((d->body = malloc(o->body_len ? o->body_len : 1)) == NULL)
+		return 1;
+	memcpy(d->body, o->body, o->body_len);
+	d->len = o->body_len;
+	d->id = o->id;
+	d->contact_id = o->contact_id;
+	memcpy(d->msgid, o->msgid, sizeof d->msgid);
+	d->type = o->type;
+	d->attempts = o->attempts;
+	l->n++;
+	return l->n == DUE_BATCH;
+}
+
+static int64_t
+backoff(int attempts)
+{
+	uint64_t ms = E.cfg->retransmit.initial_ms;
+
+	for (int i = 0; i < attempts && ms < E.cfg->retransmit.max_ms; i++)
+		ms *= 2;
+	if (ms > E.cfg->retransmit.max_ms)
+		ms = E.cfg->retransmit.max_ms;
+	return (int64_t)ms;
+}
+
+/* Sends every due outbox row (force: everything, after a reconnect). */
+static void
+flush_outbox(int force)
+{
+	struct due_list *l;
+	int64_t now = now_ms(), horizon = force ? INT64_MAX / 2 : now;
+
+	if ((l = calloc(1, sizeof *l)) == NULL)
+		return;
+	for (int rounds = 0; rounds < 64; rounds++) {
+		l->n = 0;
+		if (store_outbox_due(E.st, horizon, DUE_BATCH, due_cb, l) < 0) {
+			log_warnx("store: %s", store_errmsg(E.st));
+			break;
+		}
+		if (l->n == 0)
+			break;
+		if (store_begin(E.st) != 0)
+			break;
+		for (int i = 0; i < l->n; i++) {
+			struct due *d = &l->d[i];
+			struct contact *c = contact_find(d->contact_id);
+			int64_t next = now + backoff(d->attempts + 1);
+
+			if (c != NULL && c->state == CONTACT_ESTABLISHED)
+				send_to(c, (uint8_t)d->type, d->msgid, d->body, d->len, 0);
+			store_outbox_reschedule(E.st, d->id, next, d->attempts + 1);
+		}
+		if (store_commit(E.st) != 0) {
+			log_warnx("store: %s", store_errmsg(E.st));
+			store_rollback(E.st);
+		}
+		for (int i = 0; i < l->n; i++) {
+			sodium_memzero(l->d[i].body, l->d[i].len);
+			free(l->d[i].body);
+		}
+		if (l->n < DUE_BATCH)
+			break;
+	}
+	free(l);
+}
+
+static void
+drop_prev_keys(void)
+{
+	char key[64];
+	int64_t until, now = now_ms();
+
+	for (size_t i = 0; i < E.nc; i++) {
+		struct contact *c = E.c[i];
+
+		if (!c->pair.rx_prev.live && !c->pair.tx_prev.live)
+			continue;
+		if (store_kv_get_i64(E.st, kv_key(key, sizeof key, "upd.prev_until", c->id),
+		    &until) == 1 && until > now)
+			continue;
+		contact_arm(c, SLOT_RX_PREV, 0);
+		veil_pair_drop_prev(&c->pair);
+		store_kv_del(E.st, key);
+		contact_save(c);
+	}
+}
+
+static void
+tick(evutil_socket_t fd, short ev, void *arg)
+{
+	static unsigned n;
+	int64_t now = now_ms();
+
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	if (E.up)
+		flush_outbox(0);
+	veil_reasm_expire(E.reasm, (uint64_t)now, REASM_AGE_MS);
+	if (++n % 10 == 0) {
+		store_inbox_expire(E.st, now, inbox_expire_cb, NULL);
+		drop_prev_keys();
+	}
+	if (n % 3600 == 0)
+		store_rx_prune(E.st, now - DEDUPE_MS);
+}
+
+/* --- identity -------------------------------------------------------- */
+
+static int
+load_identity(char *err, size_t errlen)
+{
+	size_t n = 0;
+	char text[INBOX_MAX];
+	int r;
+
+	r = store_kv_get(E.st, "identity.sk", E.id.sk, sizeof E.id.sk, &n);
+	if (r == 1 && n == sizeof E.id.sk &&
+	    store_kv_get(E.st, "identity.pk", E.id.pk, sizeof E.id.pk, &n) == 1 &&
+	    n == sizeof E.id.pk) {
+		/* found */
+	} else if (r == 0) {
+		veil_identity_new(&E.id);
+		if (store_begin(E.st) != 0 ||
+		    store_kv_set(E.st, "identity.sk", E.id.sk, sizeof E.id.sk) != 0 ||
+		    store_kv_set(E.st, "identity.pk", E.id.pk, sizeof E.id.pk) != 0 ||
+		    store_commit(E.st) != 0) {
+			store_rollback(E.st);
+			seterr(err, errlen, "cannot store the identity: %s", store_errmsg(E.st));
+			return -1;
+		}
+		log_info("created a new identity");
+	} else {
+		seterr(err, errlen, "damaged identity in the store");
+		return -1;
+	}
+	/* The card's contact ID: fixed at levels 1 and 2. */
+	r = store_kv_get(E.st, "card.cid", text, sizeof text - 1, &n);
+	if (r == 1) {
+		text[n] = '\0';
+	} else {
+		new_inbox(text);
+		if (store_kv_set(E.st, "card.cid", text, strlen(text)) != 0 ||
+		    store_inbox_add(E.st, text, 0, STORE_INBOX_CARD, now_ms()) < 0) {
+			seterr(err, errlen, "cannot store the card: %s", store_errmsg(E.st));
+			return -1;
+		}
+	}
+	if (veil_id_from_text(&E.card_cid, text) != 0) {
+		seterr(err, errlen, "damaged card ID in the store");
+		return -1;
+	}
+	copystr(E.card_topic, text, sizeof E.card_topic);
+	/* One inbox for all contacts at levels 1 and 3. */
+	r = store_kv_get(E.st, "inbox.shared", text, sizeof text - 1, &n);
+	if (r == 1) {
+		text[n] = '\0';
+	} else {
+		new_inbox(text);
+		if (store_kv_set(E.st, "inbox.shared", text, strlen(text)) != 0) {
+			seterr(err, errlen, "store: %s", store_errmsg(E.st));
+			return -1;
+		}
+	}
+	copystr(E.shared_inbox, text, sizeof E.shared_inbox);
+	if (E.cfg->identity.obscurity != 2 &&
+	    store_inbox_add(E.st, E.shared_inbox, 0, STORE_INBOX_SHARED, now_ms()) == -1) {
+		seterr(err, errlen, "store: %s", store_errmsg(E.st));
+		return -1;
+	}
+	r = store_kv_get(E.st, "client.id", text, sizeof text - 1, &n);
+	if (r == 1)
+		text[n] = '\0';
+	else {
+		veil_clientid_new(text, 0);
+		store_kv_set(E.st, "client.id", text, strlen(text));
+	}
+	copystr(E.client_id, text, sizeof E.client_id);
+	return 0;
+}
+
+int
+engine_init(struct event_base *base, const struct veild_config *cfg, char *err,
+    size_t errlen)
+{
+	struct transport_config tc;
+	struct transport_cbs cbs = { tr_state, tr_message, tr_published, tr_subscribed };
+	char path[4096];
+
+	memset(&E, 0, sizeof E);
+	E.base = base;
+	E.cfg = cfg;
+	if (veil_init() != 0) {
+		seterr(err, errlen, "libsodium failed to initialise");
+		return -1;
+	}
+	snprintf(path, sizeof path, "%s/veil.db", cfg->state_dir);
+	if ((E.st = store_open(path, err, errlen)) == NULL)
+		return -1;
+	if (load_identity(err, errlen) != 0)
+		return -1;
+	E.tags = veil_tagtab_new(1024);
+	E.reasm = veil_reasm_new(REASM_BYTES, REASM_MSGS);
+	E.fbuf = malloc(cfg->frames.size);
+	E.bbuf = malloc(cfg->frames.size);
+	if (E.tags == NULL || E.reasm == NULL || E.fbuf == NULL || E.bbuf == NULL) {
+		seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	if (store_contact_list(E.st, load_cb, NULL) < 0) {
+		seterr(err, errlen, "cannot load contacts: %s", store_errmsg(E.st));
+		return -1;
+	}
+	for (size_t i = 0; i < E.nc; i++)
+		contact_arm_all(E.c[i], 1);
+
+	memset(&tc, 0, sizeof tc);
+	tc.uris = (const char *const *)cfg->mqtt.uris;
+	tc.nuris = cfg->mqtt.nuris;
+	tc.username = cfg->mqtt.username;
+	tc.password = cfg->mqtt.password;
+	tc.keepalive_ms = (unsigned)cfg->mqtt.keepalive_ms;
+	tc.inflight = cfg->mqtt.inflight;
+	tc.proxy = cfg->mqtt.proxy;
+	tc.xmpp_domain = cfg->xmpp.domain;
+	tc.xmpp_host = cfg->xmpp.host;
+	tc.xmpp_port = cfg->xmpp.port;
+	tc.xmpp_pubsub = cfg->xmpp.pubsub;
+	tc.xmpp_tls = cfg->xmpp.tls == VEILD_TLS_REQUIRED;
+	E.tr = transport_new(cfg->transport == VEILD_TRANSPORT_XMPP ? "xmpp" : "mqtt",
+	    base, &tc, &cbs, NULL, err, errlen);
+	if (E.tr == NULL)
+		return -1;
+	if (transport_set_client_id(E.tr, E.client_id) != 0) {
+		seterr(err, errlen, "transport refused the client ID");
+		return -1;
+	}
+	if (store_inbox_list(E.st, now_ms(), inbox_sub_cb, NULL) < 0) {
+		seterr(err, errlen, "cannot list inboxes: %s", store_errmsg(E.st));
+		return -1;
+	}
+	log_info("%zu contacts loaded", E.nc);
+	return 0;
+}
+
+int
+engine_start(void)
+{
+	struct timeval tv = { 1, 0 };
+
+	if ((E.tick = event_new(E.base, -1, EV_PERSIST, tick, NULL)) == NULL ||
+	    event_add(E.tick, &tv) != 0)
+		return -1;
+	return transport_connect(E.tr);
+}
+
+void
+engine_reload(const struct veild_config *cfg)
+{
+	(void)cfg;
+}
+
+void
+engine_shutdown(void)
+{
+	if (E.tick != NULL)
+		event_free(E.tick);
+	if (E.tr != NULL)
+		transport_free(E.tr);
+	for (size_t i = 0; i < E.nc; i++) {
+		contact_save(E.c[i]);
+		contact_free(E.c[i]);
+	}
+	free(E.c);
+	veil_tagtab_free(E.tags);
+	veil_reasm_free(E.reasm);
+	free(E.fbuf);
+	free(E.bbuf);
+	if (E.st != NULL)
+		store_close(E.st);
+	veil_identity_wipe(&E.id);
+	memset(&E, 0, sizeof E);
+}
+
+struct event_base *
+engine_event_base(void)
+{
+	return E.base;
+}
+
+void
+engine_status_line(char *buf, size_t len)
+{
+	snprintf(buf, len, "%s; %zu contacts; %" PRId64 " queued",
+	    E.up ? "connected" : "connecting", E.nc, store_outbox_count(E.st, 0));
+}
+
+/* --- operations behind the socket ----------------------------------- */
+
+json_t *
+engine_status(int verbose)
+{
+	size_t n[6] = { 0 };
+	json_t *o;
+
+	for (size_t i = 0; i < E.nc; i++)
+		if (E.c[i]->state >= 1 && E.c[i]->state <= 5)
+			n[E.c[i]->state]++;
+	o = json_pack("{s:s, s:s, s:s, s:b, s:i, s:i, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:{s:I, s:I, s:I}}",
+	    "version", PACKAGE_VERSION,
+	    "name", E.cfg->identity.name,
+	    "transport", E.tr->name,
+	    "connected", E.up,
+	    "obscurity", E.cfg->identity.obscurity,
+	    "frame_size", (int)E.cfg->frames.size,
+	    "contacts", "established", (json_int_t)n[CONTACT_ESTABLISHED],
+	    "pending", (json_int_t)n[CONTACT_PENDING],
+	    "requested", (json_int_t)n[CONTACT_REQUESTED],
+	    "accepted", (json_int_t)n[CONTACT_ACCEPTED],
+	    "failed", (json_int_t)n[CONTACT_FAILED],
+	    "outbox", (json_int_t)store_outbox_count(E.st, 0),
+	    "unread", (json_int_t)store_rx_pending_count(E.st),
+	    "frames", "in", (json_int_t)E.frames_in, "out", (json_int_t)E.frames_out,
+	    "dropped", (json_int_t)E.dropped);
+	if (o != NULL && verbose)
+		json_object_set_new(o, "ids", json_pack("{s:s, s:s, s:s}",
+		    "client_id", E.client_id, "card", E.card_topic,
+		    "shared_inbox", E.shared_inbox));
+	return o;
+}
+
+int
+engine_card(int one_time, json_t **out, char *err, size_t errlen)
+{
+	struct veil_card card;
+	char uri[VEIL_CARD_URI_MAX];
+	char text[INBOX_MAX];
+	int r;
+
+	memset(&card, 0, sizeof card);
+	card.cid = E.card_cid;
+	if (one_time) {
+		/* A one-time card has its own contact ID, dropped after one use. */
+		new_inbox(text);
+		if (add_inbox(text, 0, STORE_INBOX_CARD) != 0) {
+			seterr(err, errlen, "store: %s", store_errmsg(E.st));
+			return RPC_INTERNAL_ERROR;
+		}
+		veil_id_from_text(&card.cid, text);
+		card.flags = VEIL_CARD_ONE_TIME;
+	}
+	memcpy(card.pk, E.id.pk, sizeof card.pk);
+	copystr(card.name, E.cfg->identity.name, sizeof card.name);
+	if ((r = veil_card_encode(&card, uri, sizeof uri)) < 0) {
+		seterr(err, errlen, "cannot encode the card: %s", veil_strerror(r));
+		return RPC_INTERNAL_ERROR;
+	}
+	*out = json_pack("{s:s, s:s, s:b}", "uri", uri, "name", card.name,
+	    "one_time", one_time);
+	return 0;
+}
+
+static json_t *
+contact_json(const struct contact *c)
+{
+	char fp[VEIL_FP_TEXT] = "";
+
+	veil_fingerprint(E.id.pk, c->peer_pk, fp);
+	return json_pack("{s:s, s:s, s:s, s:b, s:s, s:I}",
+	    "name", c->name, "peer_name", c->peer_name,
+	    "state", contact_state_name(c->state), "verified", c->verified,
+	    "fingerprint", fp, "queued", (json_int_t)store_outbox_count(E.st, c->id));
+}
+
+int
+engine_contact_add(const char *uri, const char *name, json_t **out, char *err,
+    size_t errlen)
+{
+	struct veil_card card;
+	struct veil_agree *a = NULL;
+	struct store_contact *row = NULL;
+	struct contact *c = NULL;
+	struct veil_id inbox;
+	uint8_t body[VEIL_AGREE_BODY_MAX], msgid[VEIL_MSGID_BYTES], *frames = NULL;
+	size_t blen = sizeof body, fs = E.cfg->frames.size;
+	char local[VEIL_NAME_MAX + 1];
+	int r, n, rv = RPC_INTERNAL_ERROR;
+
+	if ((r = veil_card_decode(&card, uri, (uint64_t)time(NULL))) != 0) {
+		seterr(err, errlen, "bad card: %s", veil_strerror(r));
+		return RPC_INVALID_PARAMS;
+	}
+	if (sodium_memcmp(card.pk, E.id.pk, sizeof card.pk) == 0) {
+		seterr(err, errlen, "that is your own card");
+		return RPC_INVALID_PARAMS;
+	}
+	if (name != NULL && veil_name_valid(name) != 0) {
+		seterr(err, errlen, "bad name: 1 to %d bytes of UTF-8, no control characters",
+		    VEIL_NAME_MAX);
+		return RPC_INVALID_PARAMS;
+	}
+	row = calloc(1, sizeof *row);
+	a = calloc(1, sizeof *a);
+	if (row == NULL || a == NULL)
+		goto out;
+	if (store_contact_get_by_peer_pk(E.st, card.pk, row) == 1 &&
+	    row->state != CONTACT_FAILED) {
+		seterr(err, errlen, "already a contact: %s", row->name);
+		rv = RPC_ERR_EXISTS;
+		goto out;
+	}
+	if (name != NULL) {
+		if (store_contact_get_by_name(E.st, name, row) == 1) {
+			seterr(err, errlen, "the name %s is taken", name);
+			rv = RPC_ERR_EXISTS;
+			goto out;
+		}
+		copystr(local, name, sizeof local);
+	} else if (unique_name(card.name, local) != 0) {
+		seterr(err, errlen, "no free name for this contact; give one with name");
+		rv = RPC_ERR_EXISTS;
+		goto out;
+	}
+	if (E.cfg->identity.obscurity == 2)
+		veil_id_new(&inbox, E.cfg->identity.id_bits);
+	else
+		veil_id_from_text(&inbox, E.shared_inbox);
+	if (veil_agree_request(a, &card, E.id.pk, E.cfg->identity.name, &inbox,
+	    body, &blen) != 0) {
+		seterr(err, errlen, "cannot build the request");
+		goto out;
+	}
+	veil_msgid_new(msgid);
+	if ((n = veil_message_frames(blen, fs, 1)) < 0 ||
+	    (frames = malloc((size_t)n * fs)) == NULL ||
+	    veil_message_seal_box(frames, (size_t)n * fs, fs, card.pk, VEIL_T_REQUEST,
+	    msgid, body, blen) != n) {
+		seterr(err, errlen, "cannot seal the request");
+		goto out;
+	}
+	memset(row, 0, sizeof *row);
+	copystr(row->name, local, sizeof row->name);
+	row->state = CONTACT_REQUESTED;
+	copystr(row->peer_name, card.name, sizeof row->peer_name);
+	memcpy(row->peer_pk, card.pk, sizeof row->peer_pk);
+	veil_id_to_text(&card.cid, row->peer_inbox, sizeof row->peer_inbox);
+	veil_id_to_text(&inbox, row->my_inbox, sizeof row->my_inbox);
+	row->created = row->updated = now_ms();
+	if ((r = veil_agree_pack(a, row->agree, sizeof row->agree)) < 0)
+		goto out;
+	row->agree_len = (size_t)r;
+	if (store_begin(E.st) != 0)
+		goto storefail;
+	if ((row->id = store_contact_add(E.st, row)) < 0)
+		goto storefail;
+	if (E.cfg->identity.obscurity == 2 &&
+	    store_inbox_add(E.st, row->my_inbox, row->id, STORE_INBOX_PAIR, now_ms()) < 0)
+		goto storefail;
+	if (store_commit(E.st) != 0)
+		goto storefail;
+	if ((c = contact_from_row(row)) == NULL || contact_insert(c) != 0) {
+		contact_free(c);
+		goto out;
+	}
+	subscribe_inbox(c->my_inbox);
+	contact_arm(c, SLOT_EPOCH0, 1);
+	publish(c->peer_inbox, frames, n);
+	*out = contact_json(c);
+	log_info("contact %" PRId64 " requested", c->id);
+	rv = 0;
+	goto out;
+storefail:
+	seterr(err, errlen, "store: %s", store_errmsg(E.st));
+	store_rollback(E.st);
+out:
+	sodium_memzero(body, sizeof body);
+	free(frames);
+	if (row != NULL) {
+		sodium_memzero(row, sizeof *row);
+		free(row);
+	}
+	if (a != NULL) {
+		veil_agree_wipe(a);
+		free(a);
+	}
+	return rv;
+}
+
+json_t *
+engine_contact_list(void)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr != NULL && i < E.nc; i++)
+		json_array_append_new(arr, contact_json(E.c[i]));
+	return arr;
+}
+
+static struct contact *
+need_contact(const char *name, char *err, size_t errlen)
+{
+	struct contact *c = contact_by_name(name);
+
+	if (c == NULL)
+		seterr(err, errlen, "no contact named %s", name);
+	return c;
+}
+
+static int
+accept_contact(struct contact *c, char *err, size_t errlen)
+{
+	struct veil_id inbox;
+	uint8_t body[VEIL_AGREE_BODY_MAX], msgid[VEIL_MSGID_BYTES], *frames;
+	struct veil_dirkey r2i, i2r;
+	size_t blen = sizeof body;
+	uint64_t seq = 0;
+	int n;
+
+	if (c->state != CONTACT_PENDING || c->agree == NULL) {
+		seterr(err, errlen, "%s is %s, not pending", c->name,
+		    contact_state_name(c->state));
+		return RPC_ERR_STATE;
+	}
+	if (E.cfg->identity.obscurity == 2)
+		veil_id_new(&inbox, E.cfg->identity.id_bits);
+	else
+		veil_id_from_text(&inbox, E.shared_inbox);
+	if (veil_agree_accept(c->agree, &inbox, body, &blen, &c->pair) != 0) {
+		seterr(err, errlen, "cannot accept");
+		return RPC_INTERNAL_ERROR;
+	}
+	veil_agree_epoch0(c->agree, &r2i, &i2r);
+	veil_msgid_new(msgid);
+	frames = seal_msg(&r2i, &seq, VEIL_T_ACCEPT, msgid, body, blen, &n);
+	veil_dirkey_wipe(&r2i);
+	veil_dirkey_wipe(&i2r);
+	sodium_memzero(body, sizeof body);
+	if (frames == NULL) {
+		seterr(err, errlen, "cannot seal");
+		return RPC_INTERNAL_ERROR;
+	}
+	c->state = CONTACT_ACCEPTED;
+	veil_id_to_text(&inbox, c->my_inbox, sizeof c->my_inbox);
+	if (store_begin(E.st) != 0 ||
+	    (E.cfg->identity.obscurity == 2 &&
+	    store_inbox_add(E.st, c->my_inbox, c->id, STORE_INBOX_PAIR, now_ms()) < 0) ||
+	    contact_save(c) != 0 || store_commit(E.st) != 0) {
+		store_rollback(E.st);
+		free(frames);
+		seterr(err, errlen, "store: %s", store_errmsg(E.st));
+		return RPC_INTERNAL_ERROR;
+	}
+	subscribe_inbox(c->my_inbox);
+	contact_set_ep0(c);
+	contact_arm(c, SLOT_RX, 1);
+	contact_arm(c, SLOT_EPOCH0, 1);
+	publish(c->peer_inbox, frames, n);
+	free(frames);
+	notify_state(c);
+	return 0;
+}
+
+int
+engine_contact_accept(const char *name, char *err, size_t errlen)
+{
+	struct contact *c = need_contact(name, err, errlen);
+
+	return c == NULL ? RPC_ERR_NOT_FOUND : accept_contact(c, err, errlen);
+}
+
+static int
+remove_contact(struct contact *c, char *err, size_t errlen)
+{
+	if (store_contact_delete(E.st, c->id, now_ms()) != 1) {
+		seterr(err, errlen, "store: %s", store_errmsg(E.st));
+		return RPC_INTERNAL_ERROR;
+	}
+	contact_arm_all(c, 0);
+	veil_reasm_forget(E.reasm, (uint64_t)c->id);
+	if (E.cfg->identity.obscurity == 2 && c->my_inbox[0] != '\0')
+		unsubscribe_inbox(c->my_inbox);
+	contact_unlink(c);
+	contact_free(c);
+	return 0;
+}
+
+int
+engine_contact_reject(const char *name, char *err, size_t errlen)
+{
+	struct contact *c = need_contact(name, err, errlen);
+
+	if (c == NULL)
+		return RPC_ERR_NOT_FOUND;
+	if (c->state != CONTACT_PENDING) {
+		seterr(err, errlen, "%s is %s, not pending", c->name,
+		    contact_state_name(c->state));
+		return RPC_ERR_STATE;
+	}
+	/* Silence: a forwarded card's holder learns nothing. */
+	return remove_contact(c, err, errlen);
+}
+
+int
+engine_contact_remove(const char *name, char *err, size_t errlen)
+{
+	struct contact *c = need_contact(name, err, errlen);
+
+	return c == NULL ? RPC_ERR_NOT_FOUND : remove_contact(c, err, errlen);
+}
+
+int
+engine_contact_verify(const char *name, int mark, json_t **out, char *err,
+    size_t errlen)
+{
+	struct contact *c = need_contact(name, err, errlen);
+	char fp[VEIL_FP_TEXT];
+
+	if (c == NULL)
+		return RPC_ERR_NOT_FOUND;
+	if (mark && !c->verified) {
+		c->verified = 1;
+		if (contact_save(c) != 0) {
+			seterr(err, errlen, "store: %s", store_errmsg(E.st));
+			return RPC_INTERNAL_ERROR;
+		}
+	}
+	veil_fingerprint(E.id.pk, c->peer_pk, fp);
+	*out = json_pack("{s:s, s:s, s:b}", "name", c->name, "fingerprint", fp,
+	    "verified", c->verified);
+	return 0;
+}
+
+int
+engine_send(const char *to, const char *text, size_t len, json_t **out, char *err,
+    size_t errlen)
+{
+	struct contact *c = need_contact(to, err, errlen);
+	uint8_t msgid[VEIL_MSGID_BYTES];
+	char hex[2 * VEIL_MSGID_BYTES + 1];
+	int64_t now = now_ms();
+
+	if (c == NULL)
+		return RPC_ERR_NOT_FOUND;
+	if (c->state != CONTACT_ESTABLISHED) {
+		seterr(err, errlen, "%s is %s, not established", c->name,
+		    contact_state_name(c->state));
+		return RPC_ERR_STATE;
+	}
+	if (len > VEIL_MESSAGE_MAX) {
+		seterr(err, errlen, "message too large (at most %u bytes)", VEIL_MESSAGE_MAX);
+		return RPC_ERR_TOO_LARGE;
+	}
+	veil_msgid_new(msgid);
+	/* Durable before acknowledged: the row and the advanced counter
+	 * commit together, then the frames leave. */
+	if (store_begin(E.st) != 0)
+		goto fail;
+	if (store_outbox_add(E.st, c->id, msgid, VEIL_T_TEXT, text, len, now,
+	    now + backoff(0)) < 0)
+		goto fail;
+	if (send_to(c, VEIL_T_TEXT, msgid, (const uint8_t *)text, len, 0) != 0)
+		goto fail;
+	if (store_commit(E.st) != 0)
+		goto fail;
+	msgid_hex(msgid, hex);
+	*out = json_pack("{s:s}", "id", hex);
+	return 0;
+fail:
+	seterr(err, errlen, "store: %s", store_errmsg(E.st));
+	store_rollback(E.st);
+	return RPC_INTERNAL_ERROR;
+}
+
+struct rx_ctx {
+	json_t	*arr;
+	int64_t	 ids[256];
+	int	 n;
+};
+
+static int
+rx_cb(const struct store_rx *r, void *arg)
+{
+	struct rx_ctx *x = arg;
+	struct contact *c = contact_find(r->contact_id);
+	char hex[2 * VEIL_MSGID_BYTES + 1];
+	json_t *text;
+
+	msgid_hex(r->msgid, hex);
+	text = json_stringn(r->body ? (const char *)r->body : "", r->body_len);
+	if (text == NULL) {
+		/* Not UTF-8: hand it over as base64 rather than lose it. */
+		char *b64;
+		size_t blen = sodium_base64_encoded_len(r->body_len, sodium_base64_VARIANT_ORIGINAL);
+
+		if ((b64 = malloc(blen)) == NULL)
+			return 1;
+		sodium_bin2base64(b64, blen, r->body, r->body_len, sodium_base64_VARIANT_ORIGINAL);
+		json_array_append_new(x->arr, json_pack("{s:s, s:s, s:s, s:I}", "id", hex,
+		    "from", c ? c->name : "", "data", b64,
+		    "received", (json_int_t)(r->received_at / 1000)));
+		free(b64);
+	} else
+		json_array_append_new(x->arr, json_pack("{s:s, s:s, s:o, s:I}", "id", hex,
+		    "from", c ? c->name : "", "text", text,
+		    "received", (json_int_t)(r->received_at / 1000)));
+	x->ids[x->n++] = r->id;
+	return 0;
+}
+
+json_t *
+engine_receive(int limit)
+{
+	struct rx_ctx x;
+
+	memset(&x, 0, sizeof x);
+	if (limit <= 0 || limit > 256)
+		limit = 256;
+	if ((x.arr = json_array()) == NULL)
+		return NULL;
+	if (store_rx_pending(E.st, limit, rx_cb, &x) < 0)
+		goto fail;
+	/* Taken only once the reply is built: a crash before this loses nothing. */
+	if (store_begin(E.st) != 0)
+		goto fail;
+	for (int i = 0; i < x.n; i++)
+		if (store_rx_take(E.st, x.ids[i]) < 0)
+			goto fail;
+	if (store_commit(E.st) != 0)
+		goto fail;
+	return x.arr;
+fail:
+	log_warnx("store: %s", store_errmsg(E.st));
+	store_rollback(E.st);
+	json_decref(x.arr);
+	return NULL;
+}
+
+int64_t
+engine_pending_count(void)
+{
+	return store_rx_pending_count(E.st);
+}
+
+/*
+ * Rotation (make-before-break): subscribe the new inbox, announce it to
+ * every established contact with an UPDATE kept in the outbox until its
+ * UPDATE-ACK; the old inbox stays subscribed until the grace period ends.
+ */
+int
+engine_rotate(json_t **out, char *err, size_t errlen)
+{
+	char shared[INBOX_MAX], key[64];
+	int level = E.cfg->identity.obscurity, count = 0;
+	int64_t now = now_ms();
+
+	if (level == 1) {
+		seterr(err, errlen, "obscurity level 1 uses fixed identifiers");
+		return RPC_ERR_STATE;
+	}
+	if (level == 3) {
+		new_inbox(shared);
+		if (add_inbox(shared, 0, STORE_INBOX_SHARED) != 0)
+			goto storefail;
+	}
+	for (size_t i = 0; i < E.nc; i++) {
+		struct contact *c = E.c[i];
+		char inbox[INBOX_MAX];
+		struct veil_id oldid, newid;
+		uint8_t msgid[VEIL_MSGID_BYTES];
+		char *body = NULL;
+		size_t blen = 0;
+
+		if (c->state != CONTACT_ESTABLISHED || c->pair.upd_pending)
+			continue;
+		if (level == 2)
+			new_inbox(inbox);
+		else
+			copystr(inbox, shared, sizeof inbox);
+		if (veil_id_from_text(&oldid, c->my_inbox) != 0 ||
+		    veil_id_from_text(&newid, inbox) != 0)
+			continue;
+		if (veil_update_build(&c->pair, E.id.pk, E.cfg->identity.name, &oldid,
+		    &newid, 0, &body, &blen) != 0)
+			continue;
+		veil_msgid_new(msgid);
+		if (store_begin(E.st) != 0)
+			goto storefail_free;
+		if (level == 2 && store_inbox_add(E.st, inbox, c->id, STORE_INBOX_PAIR, now) < 0)
+			goto storefail_free;
+		if (store_kv_set(E.st, kv_key(key, sizeof key, "upd.inbox", c->id), inbox,
+		    strlen(inbox)) != 0 ||
+		    store_kv_set(E.st, kv_key(key, sizeof key, "upd.msgid", c->id), msgid,
+		    sizeof msgid) != 0 ||
+		    store_outbox_add(E.st, c->id, msgid, VEIL_T_UPDATE, body, blen, now,
+		    now + backoff(0)) < 0)
+			goto storefail_free;
+		if (send_to(c, VEIL_T_UPDATE, msgid, (const uint8_t *)body, blen, 0) != 0 ||
+		    store_commit(E.st) != 0)
+			goto storefail_free;
+		if (level == 2)
+			subscribe_inbox(inbox);
+		free(body);
+		count++;
+		continue;
+storefail_free:
+		free(body);
+		goto storefail;
+	}
+	if (level == 3) {
+		copystr(E.shared_inbox, shared, sizeof E.shared_inbox);
+		store_kv_set(E.st, "inbox.shared", shared, strlen(shared));
+	}
+	*out = json_pack("{s:i}", "announced", count);
+	return 0;
+storefail:
+	seterr(err, errlen, "store: %s", store_errmsg(E.st));
+	store_rollback(E.st);
+	return RPC_INTERNAL_ERROR;
+}

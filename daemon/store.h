@@ -1,0 +1,208 @@
+/* veild store: all persistent state in one sqlite3 database (the only module that speaks SQL). */
+#ifndef VEILD_STORE_H
+#define VEILD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Conventions
+ *
+ * - Times are int64 milliseconds since the Unix epoch, always supplied by
+ *   the caller (the store never reads a clock), so tests can drive them.
+ * - Functions return -1 on failure and store_errmsg() says why.  The text
+ *   comes from sqlite or from the store itself and never holds a message
+ *   body, a key or a name.  STORE_EXISTS (-2) is returned where a UNIQUE
+ *   key (contact name, inbox topic, outbox msgid, kv none) already exists.
+ * - Lookups return 1 when found, 0 when not found.
+ * - Row ids are > 0.
+ * - Callbacks get const pointers valid only during the call; a callback
+ *   returning non-zero stops the iteration.  A callback may update or
+ *   delete the row it was given (take, ack, reschedule to a later time)
+ *   and call other store functions, but must not call the function that
+ *   is iterating (returns -1, "reentrant call") nor begin/commit/rollback.
+ * - Outside store_begin()/store_commit() every writing call is its own
+ *   transaction, durable when it returns (synchronous=FULL, see store.c).
+ */
+
+#define STORE_EXISTS		(-2)
+#define STORE_SCHEMA_VERSION	1
+#define STORE_NAME_MAX		64	/* = VEIL_NAME_MAX */
+#define STORE_TOPIC_MAX		63	/* inbox / topic text, bytes */
+#define STORE_BLOB_MAX		1024	/* packed pair / agreement */
+#define STORE_PK_BYTES		32
+#define STORE_MSGID_BYTES	16
+#define STORE_KV_KEY_MAX	128
+
+struct store;
+
+/* Opens (creating with mode 0600 and migrating) the database at path.
+ * On failure returns NULL with a reason in err. */
+struct store	*store_open(const char *path, char *err, size_t errlen);
+void		 store_close(struct store *);
+/* Why the last failing call failed ("" when none). */
+const char	*store_errmsg(struct store *);
+
+/* Explicit transaction grouping several writes (BEGIN IMMEDIATE).  Not
+ * nestable: store_begin inside a transaction fails.  After any failure
+ * inside, call store_rollback.  store_rollback with no open transaction
+ * (sqlite may have rolled back by itself) returns 0. */
+int	store_begin(struct store *);
+int	store_commit(struct store *);
+int	store_rollback(struct store *);
+int	store_in_transaction(struct store *);
+
+/* Key/value: text key (1..STORE_KV_KEY_MAX bytes), blob value. */
+/* 1 found (*len = size), 0 absent, -1 error; a value larger than buflen
+ * is an error with *len set to the size needed.  buf may be NULL when
+ * buflen is 0 (to ask for the size). */
+int	store_kv_get(struct store *, const char *key, void *buf, size_t buflen,
+	    size_t *len);
+int	store_kv_set(struct store *, const char *key, const void *val,
+	    size_t len);
+int	store_kv_del(struct store *, const char *key);	/* 1 removed, 0 absent */
+/* Counters and times, stored as 8 bytes big-endian. */
+int	store_kv_get_i64(struct store *, const char *key, int64_t *val);
+int	store_kv_set_i64(struct store *, const char *key, int64_t val);
+
+/* Contacts. */
+struct store_contact {
+	int64_t	 id;
+	char	 name[STORE_NAME_MAX + 1];	/* local, unique, 1..64 bytes */
+	int	 state;				/* engine-defined */
+	char	 peer_name[STORE_NAME_MAX + 1];	/* as announced by the peer */
+	uint8_t	 peer_pk[STORE_PK_BYTES];
+	char	 peer_inbox[STORE_TOPIC_MAX + 1];
+	char	 my_inbox[STORE_TOPIC_MAX + 1];
+	uint8_t	 pair[STORE_BLOB_MAX];		/* packed struct veil_pair */
+	size_t	 pair_len;			/* 0: none */
+	uint8_t	 agree[STORE_BLOB_MAX];		/* packed struct veil_agree */
+	size_t	 agree_len;			/* 0: none */
+	int	 verified;
+	int64_t	 created, updated;
+};
+typedef int (*store_contact_cb)(const struct store_contact *, void *);
+
+/* Returns the new id, STORE_EXISTS if the name is taken, or -1.  c->id is
+ * ignored; created/updated are taken from c. */
+int64_t	store_contact_add(struct store *, const struct store_contact *c);
+int	store_contact_get_by_id(struct store *, int64_t id,
+	    struct store_contact *out);
+int	store_contact_get_by_name(struct store *, const char *name,
+	    struct store_contact *out);
+/* Lowest id with that my_inbox (an inbox shared by several contacts
+ * matches several; "" never matches). */
+int	store_contact_get_by_my_inbox(struct store *, const char *topic,
+	    struct store_contact *out);
+/* Lowest id with that peer public key (detects a card added twice). */
+int	store_contact_get_by_peer_pk(struct store *,
+	    const uint8_t pk[STORE_PK_BYTES], struct store_contact *out);
+/* Rewrites every column of row c->id except created.  1 updated, 0 no
+ * such id, STORE_EXISTS if renamed onto a taken name, -1. */
+int	store_contact_update(struct store *, const struct store_contact *c);
+/* In one transaction: deletes the contact, its outbox and its rx rows
+ * (pending and dedupe), and detaches its inboxes, retiring them at now
+ * (store_inbox_expire then reports them for unsubscription).
+ * 1 deleted, 0 no such id, -1. */
+int	store_contact_delete(struct store *, int64_t id, int64_t now);
+/* Ordered by name (bytewise); one row in memory at a time.  Returns the
+ * number of rows given to cb, or -1. */
+int	store_contact_list(struct store *, store_contact_cb cb, void *arg);
+int64_t	store_contact_count(struct store *);
+
+/* Inboxes (topics) this daemon subscribes to. */
+enum store_inbox_kind {
+	STORE_INBOX_CARD = 1,	/* advertised on a card: first-contact requests */
+	STORE_INBOX_PAIR = 2,	/* one contact's private inbox */
+	STORE_INBOX_SHARED = 3	/* shared by many contacts (obscurity 1, 3) */
+};
+struct store_inbox {
+	int64_t	 id;
+	char	 topic[STORE_TOPIC_MAX + 1];
+	int64_t	 contact_id;	/* 0: none */
+	int	 kind;
+	int64_t	 created;
+	int64_t	 retire_at;	/* 0: not retired */
+};
+typedef int (*store_inbox_cb)(const struct store_inbox *, void *);
+
+/* contact_id 0 for none.  Returns id, STORE_EXISTS (topic taken), -1. */
+int64_t	store_inbox_add(struct store *, const char *topic, int64_t contact_id,
+	    int kind, int64_t created);
+int	store_inbox_get(struct store *, const char *topic,
+	    struct store_inbox *out);
+/* Inboxes to stay subscribed to at now: not retired, or retired after
+ * now (grace period).  Ordered by id.  Returns rows given to cb, or -1. */
+int	store_inbox_list(struct store *, int64_t now, store_inbox_cb cb,
+	    void *arg);
+/* Sets retire_at (> 0).  1 done, 0 no such id, -1. */
+int	store_inbox_retire(struct store *, int64_t id, int64_t retire_at);
+/* Deletes inboxes with retire_at <= now, reporting each to cb (may be
+ * NULL) before it goes, so the engine can unsubscribe; cb returning
+ * non-zero stops and keeps the rest.  Returns the number deleted, or -1. */
+int	store_inbox_expire(struct store *, int64_t now, store_inbox_cb cb,
+	    void *arg);
+
+/* Outbox: messages accepted from local apps (and protocol messages that
+ * need an end-to-end ACK), kept until that ACK arrives. */
+struct store_outbox {
+	int64_t		 id;
+	int64_t		 contact_id;
+	uint8_t		 msgid[STORE_MSGID_BYTES];
+	int		 type;
+	const uint8_t	*body;		/* NULL in store_outbox_ack's result */
+	size_t		 body_len;
+	int64_t		 created;
+	int		 attempts;
+	int64_t		 next_try;
+};
+typedef int (*store_outbox_cb)(const struct store_outbox *, void *);
+
+/* Returns id, STORE_EXISTS (msgid already queued), or -1 (also when the
+ * contact does not exist).  attempts starts at 0. */
+int64_t	store_outbox_add(struct store *, int64_t contact_id,
+	    const uint8_t msgid[STORE_MSGID_BYTES], int type, const void *body,
+	    size_t len, int64_t created, int64_t next_try);
+/* Rows with next_try <= now, by next_try then id, at most limit (> 0).
+ * Returns rows given to cb, or -1. */
+int	store_outbox_due(struct store *, int64_t now, int limit,
+	    store_outbox_cb cb, void *arg);
+int	store_outbox_reschedule(struct store *, int64_t id, int64_t next_try,
+	    int attempts);				/* 1, 0 no such id, -1 */
+/* The peer acknowledged msgid: removes the row.  1 removed (and, if out
+ * is not NULL, its columns copied there with body NULL, for the
+ * "delivery" notification), 0 unknown (duplicate ACK), -1. */
+int	store_outbox_ack(struct store *, int64_t contact_id,
+	    const uint8_t msgid[STORE_MSGID_BYTES], struct store_outbox *out);
+/* Rows queued for contact_id, or for everyone when contact_id is 0. */
+int64_t	store_outbox_count(struct store *, int64_t contact_id);
+
+/* Received messages not yet taken by a local app, and the msgids of
+ * taken ones for dedupe. */
+struct store_rx {
+	int64_t		 id;
+	int64_t		 contact_id;
+	uint8_t		 msgid[STORE_MSGID_BYTES];
+	int		 type;
+	const uint8_t	*body;
+	size_t		 body_len;
+	int64_t		 received_at;
+};
+typedef int (*store_rx_cb)(const struct store_rx *, void *);
+
+/* 1 new (*id set if id is not NULL), 0 duplicate (contact_id, msgid) —
+ * pending or already taken — the engine still re-ACKs it, -1. */
+int	store_rx_add(struct store *, int64_t contact_id,
+	    const uint8_t msgid[STORE_MSGID_BYTES], int type, const void *body,
+	    size_t len, int64_t received_at, int64_t *id);
+/* Not yet taken, oldest first (received_at, then id), at most limit. */
+int	store_rx_pending(struct store *, int limit, store_rx_cb cb, void *arg);
+int64_t	store_rx_pending_count(struct store *);
+/* Marks taken and drops the body; the msgid stays for dedupe.
+ * 1 done, 0 no such pending id, -1. */
+int	store_rx_take(struct store *, int64_t id);
+/* Deletes taken rows received before older_than (the dedupe horizon);
+ * returns the number deleted, or -1. */
+int64_t	store_rx_prune(struct store *, int64_t older_than);
+
+#endif

@@ -1,0 +1,173 @@
+/* veild: main, flags, signals, systemd notification; the rest lives in the engine. */
+#include <sys/types.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <systemd/sd-daemon.h>
+
+#include <config.h>	/* autoconf's */
+#include "config.h"	/* veild's */
+#include "control.h"
+#include "engine.h"
+#include "log.h"
+#include "rpc.h"
+
+#define DEFAULT_CONFIG	"/etc/veil/veild.conf"
+
+static struct veild_config cfg;
+static const char *cfgpath = DEFAULT_CONFIG;
+static struct event *ev_watchdog;
+
+static void __attribute__((noreturn))
+usage(void)
+{
+	fprintf(stderr, "usage: veild [-dnVv] [-c file]\n");
+	exit(1);
+}
+
+static void
+on_signal(evutil_socket_t sig, short ev, void *arg)
+{
+	struct event_base *base = arg;
+	struct veild_config next;
+	char err[CONFIG_ERR_MAX];
+
+	(void)ev;
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+		log_info("shutting down");
+		sd_notify(0, "STOPPING=1");
+		event_base_loopexit(base, NULL);
+		break;
+	case SIGHUP:
+		/* Only what can change safely at run time is applied. */
+		sd_notify(0, "RELOADING=1");
+		if (config_load(cfgpath, &next, err, sizeof err) != 0) {
+			log_warnx("reload: %s; keeping the running configuration", err);
+		} else {
+			log_setverbose(next.log.level == VEILD_LOG_DEBUG);
+			cfg.retransmit = next.retransmit;
+			cfg.accept = next.accept;
+			cfg.rotation = next.rotation;
+			engine_reload(&cfg);
+			config_free(&next);
+			log_info("configuration reloaded");
+		}
+		sd_notify(0, "READY=1");
+		break;
+	}
+}
+
+static void
+on_watchdog(evutil_socket_t fd, short ev, void *arg)
+{
+	char status[256], line[300];
+
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	engine_status_line(status, sizeof status);
+	snprintf(line, sizeof line, "WATCHDOG=1\nSTATUS=%s", status);
+	sd_notify(0, line);
+}
+
+static gid_t
+socket_group(const char *name)
+{
+	struct group *gr;
+
+	if (name == NULL)
+		return (gid_t)-1;
+	if ((gr = getgrnam(name)) == NULL)
+		fatalx("socket_group: no group named %s", name);
+	return gr->gr_gid;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct event_base *base;
+	struct event *sigs[4];
+	const int signums[4] = { SIGTERM, SIGINT, SIGHUP, 0 };
+	int ch, debug = 0, check = 0, verbose = 0;
+	char err[CONFIG_ERR_MAX];
+	uint64_t wd_usec = 0;
+	struct timeval tv;
+
+	while ((ch = getopt(argc, argv, "c:dnVv")) != -1) {
+		switch (ch) {
+		case 'c': cfgpath = optarg; break;
+		case 'd': debug = 1; break;
+		case 'n': check = 1; break;
+		case 'v': verbose = 1; break;
+		case 'V': printf("veild %s\n", PACKAGE_VERSION); return 0;
+		default: usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	if (config_load(cfgpath, &cfg, err, sizeof err) != 0) {
+		fprintf(stderr, "veild: %s\n", err);
+		return 1;
+	}
+	if (check) {
+		int rv = config_print(stdout, &cfg) == 0 ? 0 : 1;
+		config_free(&cfg);
+		return rv;
+	}
+	log_init(debug, verbose || cfg.log.level == VEILD_LOG_DEBUG, "veild");
+	umask(077);
+	signal(SIGPIPE, SIG_IGN);
+	/* paho calls back on its own thread: libevent must be lock-aware. */
+	if (evthread_use_pthreads() != 0)
+		fatalx("libevent without pthreads support");
+	if ((base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	if (mkdir(cfg.state_dir, 0700) == -1 && errno != EEXIST)
+		fatal("state_dir %s", cfg.state_dir);
+	if (engine_init(base, &cfg, err, sizeof err) != 0)
+		fatalx("%s", err);
+	rpc_init(engine_methods);
+	if (control_init(base, cfg.socket, socket_group(cfg.socket_group)) != 0)
+		fatalx("cannot listen on %s", cfg.socket);
+	for (int i = 0; signums[i] != 0; i++) {
+		sigs[i] = evsignal_new(base, signums[i], on_signal, base);
+		if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) != 0)
+			fatalx("cannot install signal handlers");
+	}
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+		tv.tv_sec = (time_t)(wd_usec / 2 / 1000000);
+		tv.tv_usec = (suseconds_t)(wd_usec / 2 % 1000000);
+		ev_watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, NULL);
+		if (ev_watchdog == NULL || event_add(ev_watchdog, &tv) != 0)
+			fatalx("cannot start the watchdog timer");
+	}
+	if (engine_start() != 0)
+		fatalx("cannot start the transport");
+	sd_notify(0, "READY=1\nSTATUS=running");
+	log_info("ready");
+
+	event_base_dispatch(base);
+
+	control_shutdown();
+	rpc_shutdown();
+	engine_shutdown();
+	for (int i = 0; signums[i] != 0; i++)
+		event_free(sigs[i]);
+	if (ev_watchdog != NULL)
+		event_free(ev_watchdog);
+	event_base_free(base);
+	config_free(&cfg);
+	return 0;
+}

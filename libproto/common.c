@@ -1,0 +1,119 @@
+/* libveil common: error strings, library initialisation, display-name validation. */
+#include <string.h>
+
+#include <sodium.h>
+
+#include "common.h"
+
+const char *
+veil_strerror(int err)
+{
+	switch (err) {
+	case VEIL_OK:
+		return "Success.";
+	case VEIL_ERR_INVAL:
+		return "Invalid argument.";
+	case VEIL_ERR_NOMEM:
+		return "Out of memory, or a size limit was reached.";
+	case VEIL_ERR_TRUNCATED:
+		return "The input is shorter than its declared length.";
+	case VEIL_ERR_CHECKSUM:
+		return "The checksum does not match: the card is corrupt or "
+		    "was mistyped.";
+	case VEIL_ERR_VERSION:
+		return "Unknown format version.";
+	case VEIL_ERR_EXPIRED:
+		return "The card or request has expired.";
+	case VEIL_ERR_DECRYPT:
+		return "Authentication failed: the data is not for us, or was "
+		    "forged.";
+	case VEIL_ERR_REPLAY:
+		return "The sequence number was already seen or is too old.";
+	case VEIL_ERR_STALE:
+		return "The update is older than the last accepted one.";
+	case VEIL_ERR_SECRET:
+		return "The shared secret does not match the stored one.";
+	case VEIL_ERR_STATE:
+		return "The event is not valid in the current state.";
+	case VEIL_ERR_TOOBIG:
+		return "A value exceeds its limit.";
+	case VEIL_ERR_FORMAT:
+		return "Malformed encoding.";
+	case VEIL_ERR_PADDING:
+		return "The frame has non-zero padding.";
+	case VEIL_ERR_TYPE:
+		return "Unexpected frame type for this step.";
+	case VEIL_ERR_CRYPTO:
+		return "A cryptographic primitive failed (weak or invalid key).";
+	case VEIL_ERR_DUPLICATE:
+		return "The item is already present.";
+	}
+	return "Unknown error.";
+}
+
+int
+veil_init(void)
+{
+	/* 1 means "already initialised", which is fine. */
+	if (sodium_init() < 0)
+		return VEIL_ERR_CRYPTO;
+	return VEIL_OK;
+}
+
+/*
+ * Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
+ * U+10FFFF.  Control characters (C0, DEL, C1) are refused because names are
+ * shown in terminals, where they could rewrite the screen.
+ */
+int
+veil_name_valid(const char *name)
+{
+	const uint8_t *s;
+	size_t len, i, n, k;
+	uint32_t cp, min;
+
+	if (name == NULL)
+		return VEIL_ERR_INVAL;
+	len = strnlen(name, VEIL_NAME_MAX + 1);
+	if (len == 0)
+		return VEIL_ERR_INVAL;
+	if (len > VEIL_NAME_MAX)
+		return VEIL_ERR_TOOBIG;
+
+	s = (const uint8_t *)name;
+	for (i = 0; i < len; i += n) {
+		uint8_t c = s[i];
+
+		if (c < 0x80) {
+			if (c < 0x20 || c == 0x7f)
+				return VEIL_ERR_INVAL;
+			n = 1;
+			continue;
+		} else if (c >= 0xc2 && c <= 0xdf) {
+			n = 2;
+			cp = c & 0x1f;
+			min = 0x80;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 3;
+			cp = c & 0x0f;
+			min = 0x800;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 4;
+			cp = c & 0x07;
+			min = 0x10000;
+		} else
+			return VEIL_ERR_INVAL;	/* continuation, C0/C1, F5+ */
+		if (n > len - i)
+			return VEIL_ERR_INVAL;
+		for (k = 1; k < n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return VEIL_ERR_INVAL;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff) ||
+		    (cp >= 0x80 && cp <= 0x9f))
+			return VEIL_ERR_INVAL;
+	}
+	return VEIL_OK;
+}

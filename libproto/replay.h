@@ -1,0 +1,58 @@
+/* libveil replay: per-direction sliding windows and the O(1) sender lookup table. */
+#ifndef VEIL_REPLAY_H
+#define VEIL_REPLAY_H
+
+#include "frame.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VEIL_WINDOW_BITS 128
+#define VEIL_LOOKAHEAD 16	/* default number of future tags armed per direction */
+
+/* Anti-replay window (RFC 6479 style): top = highest accepted seq + 1
+ * (0: nothing accepted yet); bit i of map = seq (top - 1 - i) accepted. */
+struct veil_window {
+	uint64_t top;
+	uint64_t map[VEIL_WINDOW_BITS / 64];
+};
+void veil_window_init(struct veil_window *w);
+/* 0 if seq is acceptable, VEIL_ERR_REPLAY if seen or older than the window. */
+int veil_window_check(const struct veil_window *w, uint64_t seq);
+/* Marks seq accepted (call after authentication). */
+int veil_window_mark(struct veil_window *w, uint64_t seq);
+
+/*
+ * Tag table: maps the leading VEIL_TAG_BYTES of an expected nonce to
+ * (owner, seq).  Owners are opaque to the library (the daemon encodes a
+ * contact and a key slot).  Open addressing, grows as needed.
+ */
+struct veil_tagtab;
+struct veil_tagtab *veil_tagtab_new(size_t hint);
+void veil_tagtab_free(struct veil_tagtab *t);
+/* DUPLICATE if the tag is already present (for any owner). */
+int veil_tagtab_put(struct veil_tagtab *t, const uint8_t tag[VEIL_TAG_BYTES], uint64_t owner, uint64_t seq);
+/* 0 and fills owner/seq, or VEIL_ERR_INVAL when absent. */
+int veil_tagtab_get(const struct veil_tagtab *t, const uint8_t tag[VEIL_TAG_BYTES], uint64_t *owner, uint64_t *seq);
+int veil_tagtab_del(struct veil_tagtab *t, const uint8_t tag[VEIL_TAG_BYTES]);
+size_t veil_tagtab_count(const struct veil_tagtab *t);
+
+/* A receive direction: key, window, and which sequence numbers are armed
+ * in a tag table.  Armed = every seq in [max(0, top - WINDOW), top + lookahead)
+ * not yet accepted. */
+struct veil_rxdir {
+	struct veil_dirkey k;
+	struct veil_window w;
+	uint8_t live;
+};
+int veil_rx_arm(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner, unsigned lookahead);
+void veil_rx_disarm(struct veil_tagtab *t, const struct veil_rxdir *d, unsigned lookahead);
+/* After a frame with seq opened under d: marks the window, removes its tag,
+ * arms the new lookahead and disarms seqs that fell out of the window. */
+int veil_rx_commit(struct veil_tagtab *t, struct veil_rxdir *d, uint64_t owner, uint64_t seq, unsigned lookahead);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

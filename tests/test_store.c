@@ -1,0 +1,1082 @@
+/* Tests for daemon/store.c: schema migrations, durability settings and every query. */
+#define _POSIX_C_SOURCE 200809L
+
+#include <sys/stat.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "../daemon/store.h"
+
+struct fx {
+	char	 dir[64];
+	char	 path[128];
+	struct store *s;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f;
+	const char *tmp;
+
+	f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	tmp = getenv("TMPDIR");
+	if (tmp == NULL || *tmp == '\0' || strlen(tmp) > 40)
+		tmp = "/tmp";
+	snprintf(f->dir, sizeof(f->dir), "%s/test_store.XXXXXX", tmp);
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/veil.db", f->dir);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+	char p[160];
+
+	store_close(f->s);
+	unlink(f->path);
+	snprintf(p, sizeof(p), "%s-wal", f->path);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", f->path);
+	unlink(p);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static struct store *
+open_ok(struct fx *f)
+{
+	char err[256];
+	struct store *s;
+
+	s = store_open(f->path, err, sizeof(err));
+	if (s == NULL)
+		fail_msg("store_open: %s", err);
+	return s;
+}
+
+static void
+reopen(struct fx *f)
+{
+	store_close(f->s);
+	f->s = open_ok(f);
+}
+
+/* Raw sqlite access, to look behind the store's back. */
+static int64_t
+raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	int64_t v = -1;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+	if (sqlite3_step(q) == SQLITE_ROW)
+		v = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return v;
+}
+
+static void
+raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void
+mkcontact(struct store_contact *c, const char *name, uint8_t pkbyte)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	snprintf(c->peer_name, sizeof(c->peer_name), "peer of %s", name);
+	memset(c->peer_pk, pkbyte, sizeof(c->peer_pk));
+	snprintf(c->peer_inbox, sizeof(c->peer_inbox), "in-%s", name);
+	snprintf(c->my_inbox, sizeof(c->my_inbox), "my-%s", name);
+	c->state = 3;
+	c->pair_len = 700;
+	memset(c->pair, pkbyte ^ 0x5a, c->pair_len);
+	c->agree_len = 33;
+	memset(c->agree, pkbyte ^ 0xa5, c->agree_len);
+	c->verified = 1;
+	c->created = 1700000000123LL;
+	c->updated = 1700000000456LL;
+}
+
+static void
+msgid(uint8_t id[STORE_MSGID_BYTES], unsigned n)
+{
+	memset(id, 0, STORE_MSGID_BYTES);
+	id[0] = 0xee;
+	id[14] = n >> 8;
+	id[15] = n & 0xff;
+}
+
+static void
+assert_contact_equal(const struct store_contact *a,
+    const struct store_contact *b)
+{
+	assert_string_equal(a->name, b->name);
+	assert_int_equal(a->state, b->state);
+	assert_string_equal(a->peer_name, b->peer_name);
+	assert_memory_equal(a->peer_pk, b->peer_pk, sizeof(a->peer_pk));
+	assert_string_equal(a->peer_inbox, b->peer_inbox);
+	assert_string_equal(a->my_inbox, b->my_inbox);
+	assert_int_equal(a->pair_len, b->pair_len);
+	assert_memory_equal(a->pair, b->pair, a->pair_len);
+	assert_int_equal(a->agree_len, b->agree_len);
+	assert_memory_equal(a->agree, b->agree, a->agree_len);
+	assert_int_equal(a->verified, b->verified);
+	assert_int_equal(a->created, b->created);
+	assert_int_equal(a->updated, b->updated);
+}
+
+/* ---- open, migrations, durability ------------------------------------- */
+
+static void
+test_open_migrates_empty(void **state)
+{
+	struct fx *f = *state;
+	struct stat st;
+	char p[160];
+	mode_t old;
+
+	/* the file must be private whatever the umask */
+	old = umask(0);
+	f->s = open_ok(f);
+	umask(old);
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(store_kv_set(f->s, "k", "v", 1), 0);
+	snprintf(p, sizeof(p), "%s-wal", f->path);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+
+	assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+	    STORE_SCHEMA_VERSION);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master "
+	    "WHERE type = 'table' AND name IN "
+	    "('kv', 'contact', 'inbox', 'outbox', 'rx')"), 5);
+	assert_int_equal(raw_int(f->path,
+	    "SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
+	assert_string_equal(store_errmsg(f->s), "");
+}
+
+static void
+test_open_tightens_existing_mode(void **state)
+{
+	struct fx *f = *state;
+	struct stat st;
+	FILE *fp;
+
+	fp = fopen(f->path, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	assert_int_equal(chmod(f->path, 0644), 0);
+	f->s = open_ok(f);
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+static void
+test_open_bad_path(void **state)
+{
+	char err[256];
+
+	(void)state;
+	err[0] = 'x';
+	assert_null(store_open("/nonexistent-dir-veil/x.db", err, sizeof(err)));
+	assert_non_null(strstr(err, "/nonexistent-dir-veil/x.db"));
+	assert_null(store_open("", err, sizeof(err)));
+	assert_true(err[0] != '\0');
+}
+
+static void
+test_reopen_keeps_data(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c, got;
+	struct store_inbox in;
+	uint8_t id[STORE_MSGID_BYTES];
+	int64_t cid, v;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "alice", 1);
+	cid = store_contact_add(f->s, &c);
+	assert_true(cid > 0);
+	assert_int_equal(store_kv_set_i64(f->s, "epoch", 42), 0);
+	msgid(id, 1);
+	assert_true(store_outbox_add(f->s, cid, id, 1, "hi", 2, 10, 10) > 0);
+	assert_int_equal(store_rx_add(f->s, cid, id, 1, "yo", 2, 11, NULL), 1);
+	assert_true(store_inbox_add(f->s, "topicA", cid, STORE_INBOX_PAIR,
+	    5) > 0);
+
+	reopen(f);
+	assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+	    STORE_SCHEMA_VERSION);
+	assert_int_equal(store_contact_get_by_name(f->s, "alice", &got), 1);
+	assert_int_equal(got.id, cid);
+	assert_contact_equal(&got, &c);
+	assert_int_equal(store_kv_get_i64(f->s, "epoch", &v), 1);
+	assert_int_equal(v, 42);
+	assert_int_equal(store_outbox_count(f->s, cid), 1);
+	assert_int_equal(store_rx_pending_count(f->s), 1);
+	assert_int_equal(store_rx_add(f->s, cid, id, 1, "yo", 2, 11, NULL), 0);
+	assert_int_equal(store_inbox_get(f->s, "topicA", &in), 1);
+	assert_int_equal(in.contact_id, cid);
+}
+
+static void
+test_newer_version_refused(void **state)
+{
+	struct fx *f = *state;
+	char err[256], sql[64];
+
+	f->s = open_ok(f);
+	store_close(f->s);
+	f->s = NULL;
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
+	    STORE_SCHEMA_VERSION + 1);
+	raw_exec(f->path, sql);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "newer"));
+	/* refused, not downgraded or touched */
+	assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+	    STORE_SCHEMA_VERSION + 1);
+}
+
+static void
+test_failed_migration_is_atomic(void **state)
+{
+	struct fx *f = *state;
+	char err[256];
+
+	/* a stray table that the migration creates late: the earlier
+	 * CREATEs of the same migration must roll back with it */
+	raw_exec(f->path, "CREATE TABLE rx (x INTEGER)");
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "migration 1"));
+	assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master "
+	    "WHERE name IN ('kv', 'contact')"), 0);
+	/* once the obstacle is gone the migration applies */
+	raw_exec(f->path, "DROP TABLE rx");
+	f->s = open_ok(f);
+	assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+	    STORE_SCHEMA_VERSION);
+}
+
+/* ---- transactions ----------------------------------------------------- */
+
+static void
+test_transactions(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	size_t len;
+	char buf[8];
+
+	f->s = open_ok(f);
+	assert_int_equal(store_in_transaction(f->s), 0);
+	assert_int_equal(store_commit(f->s), -1);		/* none open */
+	assert_true(store_errmsg(f->s)[0] != '\0');
+	assert_int_equal(store_rollback(f->s), 0);		/* harmless */
+
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_in_transaction(f->s), 1);
+	assert_int_equal(store_begin(f->s), -1);		/* not nestable */
+	mkcontact(&c, "bob", 2);
+	assert_true(store_contact_add(f->s, &c) > 0);
+	assert_int_equal(store_kv_set(f->s, "x", "1", 1), 0);
+	assert_int_equal(store_rollback(f->s), 0);
+	assert_int_equal(store_in_transaction(f->s), 0);
+	assert_int_equal(store_contact_count(f->s), 0);
+	assert_int_equal(store_kv_get(f->s, "x", buf, sizeof(buf), &len), 0);
+
+	/* a contact delete (internal savepoint) inside a caller's
+	 * transaction is undone with it */
+	assert_true(store_contact_add(f->s, &c) > 0);
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_contact_get_by_name(f->s, "bob", &c), 1);
+	assert_int_equal(store_contact_delete(f->s, c.id, 1), 1);
+	assert_int_equal(store_in_transaction(f->s), 1);
+	assert_int_equal(store_contact_count(f->s), 0);
+	assert_int_equal(store_rollback(f->s), 0);
+	assert_int_equal(store_contact_count(f->s), 1);
+
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_kv_set(f->s, "x", "2", 1), 0);
+	assert_int_equal(store_commit(f->s), 0);
+	reopen(f);
+	assert_int_equal(store_kv_get(f->s, "x", buf, sizeof(buf), &len), 1);
+	assert_int_equal(len, 1);
+	assert_int_equal(buf[0], '2');
+}
+
+/* ---- key/value -------------------------------------------------------- */
+
+static void
+test_kv(void **state)
+{
+	struct fx *f = *state;
+	uint8_t big[300], buf[300];
+	char longkey[STORE_KV_KEY_MAX + 2];
+	size_t len;
+	int64_t v;
+	unsigned i;
+
+	f->s = open_ok(f);
+	assert_int_equal(store_kv_get(f->s, "id.sk", buf, sizeof(buf), &len), 0);
+	for (i = 0; i < sizeof(big); i++)
+		big[i] = i * 7;
+	assert_int_equal(store_kv_set(f->s, "id.sk", big, sizeof(big)), 0);
+	len = 0;
+	assert_int_equal(store_kv_get(f->s, "id.sk", buf, sizeof(buf), &len), 1);
+	assert_int_equal(len, sizeof(big));
+	assert_memory_equal(buf, big, sizeof(big));
+	/* size query, and too small a buffer */
+	assert_int_equal(store_kv_get(f->s, "id.sk", buf, 10, &len), -1);
+	assert_int_equal(len, sizeof(big));
+	assert_int_equal(store_kv_get(f->s, "id.sk", NULL, 0, &len), -1);
+	assert_int_equal(len, sizeof(big));
+	/* overwrite, empty value */
+	assert_int_equal(store_kv_set(f->s, "id.sk", "", 0), 0);
+	assert_int_equal(store_kv_get(f->s, "id.sk", buf, sizeof(buf), &len), 1);
+	assert_int_equal(len, 0);
+	assert_int_equal(store_kv_del(f->s, "id.sk"), 1);
+	assert_int_equal(store_kv_del(f->s, "id.sk"), 0);
+	assert_int_equal(store_kv_get(f->s, "id.sk", buf, sizeof(buf), &len), 0);
+
+	/* integers, negative and large */
+	assert_int_equal(store_kv_set_i64(f->s, "next", -5), 0);
+	assert_int_equal(store_kv_get_i64(f->s, "next", &v), 1);
+	assert_int_equal(v, -5);
+	assert_int_equal(store_kv_set_i64(f->s, "next", INT64_MAX - 1), 0);
+	assert_int_equal(store_kv_get_i64(f->s, "next", &v), 1);
+	assert_true(v == INT64_MAX - 1);
+	assert_int_equal(store_kv_get_i64(f->s, "absent", &v), 0);
+	assert_int_equal(store_kv_set(f->s, "short", "abc", 3), 0);
+	assert_int_equal(store_kv_get_i64(f->s, "short", &v), -1);
+
+	/* bad keys */
+	assert_int_equal(store_kv_set(f->s, "", "a", 1), -1);
+	assert_int_equal(store_kv_set(f->s, NULL, "a", 1), -1);
+	memset(longkey, 'k', sizeof(longkey) - 1);
+	longkey[sizeof(longkey) - 1] = '\0';
+	assert_int_equal(store_kv_set(f->s, longkey, "a", 1), -1);
+	longkey[STORE_KV_KEY_MAX] = '\0';
+	assert_int_equal(store_kv_set(f->s, longkey, "a", 1), 0);
+}
+
+/* ---- contacts --------------------------------------------------------- */
+
+static void
+test_contacts(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact a, b, got;
+	int64_t ida, idb;
+	uint8_t pk[STORE_PK_BYTES];
+
+	f->s = open_ok(f);
+	mkcontact(&a, "alice", 1);
+	mkcontact(&b, "bob", 2);
+	b.pair_len = 0;			/* not agreed yet: no pair */
+	b.my_inbox[0] = '\0';
+	ida = store_contact_add(f->s, &a);
+	idb = store_contact_add(f->s, &b);
+	assert_true(ida > 0);
+	assert_true(idb > 0 && idb != ida);
+	assert_int_equal(store_contact_count(f->s), 2);
+
+	/* duplicate name is distinguishable from other failures */
+	mkcontact(&got, "alice", 9);
+	assert_int_equal(store_contact_add(f->s, &got), STORE_EXISTS);
+	assert_non_null(strstr(store_errmsg(f->s), "UNIQUE"));
+	assert_int_equal(store_contact_count(f->s), 2);
+
+	assert_int_equal(store_contact_get_by_id(f->s, ida, &got), 1);
+	assert_int_equal(got.id, ida);
+	assert_contact_equal(&got, &a);
+	assert_int_equal(store_contact_get_by_name(f->s, "bob", &got), 1);
+	assert_int_equal(got.id, idb);
+	assert_contact_equal(&got, &b);
+	assert_int_equal(got.pair_len, 0);
+	assert_int_equal(store_contact_get_by_my_inbox(f->s, "my-alice", &got),
+	    1);
+	assert_int_equal(got.id, ida);
+	assert_int_equal(store_contact_get_by_my_inbox(f->s, "", &got), 0);
+	assert_int_equal(store_contact_get_by_my_inbox(f->s, "nope", &got), 0);
+	memset(pk, 2, sizeof(pk));
+	assert_int_equal(store_contact_get_by_peer_pk(f->s, pk, &got), 1);
+	assert_int_equal(got.id, idb);
+	memset(pk, 7, sizeof(pk));
+	assert_int_equal(store_contact_get_by_peer_pk(f->s, pk, &got), 0);
+	assert_int_equal(store_contact_get_by_id(f->s, 9999, &got), 0);
+	assert_int_equal(store_contact_get_by_name(f->s, "carol", &got), 0);
+	/* names are exact, not case-folded */
+	assert_int_equal(store_contact_get_by_name(f->s, "Alice", &got), 0);
+
+	/* update the whole row; created is immutable */
+	assert_int_equal(store_contact_get_by_id(f->s, ida, &a), 1);
+	snprintf(a.name, sizeof(a.name), "alice2");
+	a.state = 7;
+	a.pair_len = STORE_BLOB_MAX;
+	memset(a.pair, 0x11, a.pair_len);
+	a.agree_len = 0;
+	a.verified = 0;
+	snprintf(a.my_inbox, sizeof(a.my_inbox), "shared");
+	a.updated = 1800000000000LL;
+	a.created = 1;
+	assert_int_equal(store_contact_update(f->s, &a), 1);
+	assert_int_equal(store_contact_get_by_name(f->s, "alice", &got), 0);
+	assert_int_equal(store_contact_get_by_name(f->s, "alice2", &got), 1);
+	a.created = 1700000000123LL;
+	assert_contact_equal(&got, &a);
+	/* rename onto a taken name */
+	snprintf(a.name, sizeof(a.name), "bob");
+	assert_int_equal(store_contact_update(f->s, &a), STORE_EXISTS);
+	a.id = 12345;
+	snprintf(a.name, sizeof(a.name), "ghost");
+	assert_int_equal(store_contact_update(f->s, &a), 0);
+
+	/* a shared my_inbox matches the lowest id */
+	assert_int_equal(store_contact_get_by_id(f->s, idb, &b), 1);
+	snprintf(b.my_inbox, sizeof(b.my_inbox), "shared");
+	assert_int_equal(store_contact_update(f->s, &b), 1);
+	assert_int_equal(store_contact_get_by_my_inbox(f->s, "shared", &got), 1);
+	assert_int_equal(got.id, ida < idb ? ida : idb);
+
+	/* invalid rows are refused before SQL */
+	mkcontact(&got, "", 3);
+	assert_int_equal(store_contact_add(f->s, &got), -1);
+	mkcontact(&got, "x", 3);
+	got.pair_len = STORE_BLOB_MAX + 1;
+	assert_int_equal(store_contact_add(f->s, &got), -1);
+	mkcontact(&got, "y", 3);
+	memset(got.name, 'n', sizeof(got.name));	/* unterminated */
+	assert_int_equal(store_contact_add(f->s, &got), -1);
+	mkcontact(&got, "z", 3);
+	memset(got.peer_inbox, 'p', sizeof(got.peer_inbox));
+	assert_int_equal(store_contact_add(f->s, &got), -1);
+	assert_int_equal(store_contact_count(f->s), 2);
+
+	/* a name of exactly STORE_NAME_MAX bytes fits */
+	memset(&got, 0, sizeof(got));
+	memset(got.name, 'm', STORE_NAME_MAX);
+	assert_true(store_contact_add(f->s, &got) > 0);
+	assert_int_equal(store_contact_get_by_name(f->s, got.name, &b), 1);
+	assert_int_equal(strlen(b.name), STORE_NAME_MAX);
+
+	assert_int_equal(store_contact_delete(f->s, idb, 1), 1);
+	assert_int_equal(store_contact_delete(f->s, idb, 1), 0);
+	assert_int_equal(store_contact_get_by_id(f->s, idb, &got), 0);
+	assert_int_equal(store_contact_count(f->s), 2);
+}
+
+/* Corrupt rows written behind the store's back are refused on read. */
+static void
+test_contact_corrupt_row(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c, got;
+	int64_t id;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "alice", 1);
+	id = store_contact_add(f->s, &c);
+	assert_true(id > 0);
+	raw_exec(f->path, "UPDATE contact SET pair = zeroblob(1025)");
+	assert_int_equal(store_contact_get_by_id(f->s, id, &got), -1);
+	raw_exec(f->path, "UPDATE contact SET pair = NULL, "
+	    "peer_name = printf('%.*c', 65, 'x')");
+	assert_int_equal(store_contact_get_by_id(f->s, id, &got), -1);
+	raw_exec(f->path, "UPDATE contact SET peer_name = 'ok'");
+	assert_int_equal(store_contact_get_by_id(f->s, id, &got), 1);
+	assert_int_equal(got.pair_len, 0);
+}
+
+static void
+test_contact_delete_cascades(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact a, b;
+	struct store_inbox in;
+	uint8_t id[STORE_MSGID_BYTES];
+	int64_t ida, idb, rid;
+	unsigned i;
+
+	f->s = open_ok(f);
+	mkcontact(&a, "alice", 1);
+	mkcontact(&b, "bob", 2);
+	ida = store_contact_add(f->s, &a);
+	idb = store_contact_add(f->s, &b);
+	for (i = 0; i < 5; i++) {
+		msgid(id, i);
+		assert_true(store_outbox_add(f->s, ida, id, 1, "a", 1, 1, 1) > 0);
+		msgid(id, 100 + i);
+		assert_true(store_outbox_add(f->s, idb, id, 1, "b", 1, 1, 1) > 0);
+		msgid(id, i);
+		assert_int_equal(store_rx_add(f->s, ida, id, 1, "x", 1, 1, &rid),
+		    1);
+		assert_int_equal(store_rx_add(f->s, idb, id, 1, "y", 1, 1, NULL),
+		    1);
+	}
+	assert_int_equal(store_rx_take(f->s, rid), 1);	/* a dedupe row */
+	assert_true(store_inbox_add(f->s, "a-in", ida, STORE_INBOX_PAIR, 1) > 0);
+	assert_true(store_inbox_add(f->s, "b-in", idb, STORE_INBOX_PAIR, 1) > 0);
+
+	assert_int_equal(store_contact_delete(f->s, ida, 5000), 1);
+	assert_int_equal(store_outbox_count(f->s, ida), 0);
+	assert_int_equal(store_outbox_count(f->s, idb), 5);
+	assert_int_equal(store_outbox_count(f->s, 0), 5);
+	assert_int_equal(store_rx_pending_count(f->s), 5);
+	assert_int_equal(raw_int(f->path,
+	    "SELECT count(*) FROM rx WHERE contact_id <> (SELECT id FROM "
+	    "contact WHERE name = 'bob')"), 0);
+	/* its inbox is detached and retired now, the other untouched */
+	assert_int_equal(store_inbox_get(f->s, "a-in", &in), 1);
+	assert_int_equal(in.contact_id, 0);
+	assert_int_equal(in.retire_at, 5000);
+	assert_int_equal(store_inbox_get(f->s, "b-in", &in), 1);
+	assert_int_equal(in.contact_id, idb);
+	assert_int_equal(in.retire_at, 0);
+	assert_int_equal(store_inbox_expire(f->s, 5000, NULL, NULL), 1);
+	assert_int_equal(store_inbox_get(f->s, "a-in", &in), 0);
+	/* nothing can be queued for a contact that is gone */
+	msgid(id, 77);
+	assert_int_equal(store_outbox_add(f->s, ida, id, 1, "a", 1, 1, 1), -1);
+	assert_non_null(strstr(store_errmsg(f->s), "FOREIGN KEY"));
+	assert_int_equal(store_rx_add(f->s, ida, id, 1, "a", 1, 1, NULL), -1);
+}
+
+/* A delete that fails half way leaves the inboxes as they were. */
+static void
+test_contact_delete_atomic(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact a;
+	struct store_inbox in;
+	int64_t ida;
+
+	f->s = open_ok(f);
+	mkcontact(&a, "alice", 1);
+	ida = store_contact_add(f->s, &a);
+	assert_true(store_inbox_add(f->s, "a-in", ida, STORE_INBOX_PAIR, 1) > 0);
+	raw_exec(f->path, "CREATE TRIGGER no_del BEFORE DELETE ON contact "
+	    "BEGIN SELECT RAISE(ABORT, 'blocked'); END");
+	assert_int_equal(store_contact_delete(f->s, ida, 5000), -1);
+	assert_non_null(strstr(store_errmsg(f->s), "blocked"));
+	assert_int_equal(store_in_transaction(f->s), 0);
+	assert_int_equal(store_inbox_get(f->s, "a-in", &in), 1);
+	assert_int_equal(in.retire_at, 0);
+	assert_int_equal(in.contact_id, ida);
+	raw_exec(f->path, "DROP TRIGGER no_del");
+	assert_int_equal(store_contact_delete(f->s, ida, 5000), 1);
+}
+
+struct names {
+	int	 n;
+	int	 stop_at;
+	char	 prev[STORE_NAME_MAX + 1];
+	int	 sorted;
+	struct store *s;
+	int	 inner;
+};
+
+static int
+names_cb(const struct store_contact *c, void *arg)
+{
+	struct names *nm = arg;
+
+	if (nm->n > 0 && strcmp(nm->prev, c->name) >= 0)
+		nm->sorted = 0;
+	snprintf(nm->prev, sizeof(nm->prev), "%s", c->name);
+	nm->n++;
+	if (c->pair_len != 700 || c->pair[0] != (uint8_t)(c->peer_pk[0] ^ 0x5a))
+		nm->sorted = 0;
+	return nm->stop_at != 0 && nm->n == nm->stop_at;
+}
+
+static void
+test_many_contacts(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	struct names nm;
+	struct timespec t0, t1;
+	char name[32];
+	double secs;
+	unsigned i;
+
+	f->s = open_ok(f);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(store_begin(f->s), 0);
+	for (i = 0; i < 10000; i++) {
+		/* inserted out of name order so the listing has to sort */
+		snprintf(name, sizeof(name), "c%05u", (i * 7919) % 10000);
+		mkcontact(&c, name, i & 0xff);
+		snprintf(c.my_inbox, sizeof(c.my_inbox), "inbox%u", i);
+		if (store_contact_add(f->s, &c) <= 0)
+			fail_msg("add %u: %s", i, store_errmsg(f->s));
+	}
+	assert_int_equal(store_commit(f->s), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	if (secs >= 1.0)
+		fail_msg("10000 inserts took %.3f s", secs);
+	assert_int_equal(store_contact_count(f->s), 10000);
+
+	memset(&nm, 0, sizeof(nm));
+	nm.sorted = 1;
+	assert_int_equal(store_contact_list(f->s, names_cb, &nm), 10000);
+	assert_int_equal(nm.n, 10000);
+	assert_true(nm.sorted);
+	assert_string_equal(nm.prev, "c09999");
+
+	/* the callback can stop early */
+	memset(&nm, 0, sizeof(nm));
+	nm.sorted = 1;
+	nm.stop_at = 10;
+	assert_int_equal(store_contact_list(f->s, names_cb, &nm), 10);
+	assert_string_equal(nm.prev, "c00009");
+	/* and the statement was reset: a new listing starts over */
+	nm.n = 0;
+	nm.stop_at = 1;
+	assert_int_equal(store_contact_list(f->s, names_cb, &nm), 1);
+	assert_string_equal(nm.prev, "c00000");
+}
+
+static int
+reenter_cb(const struct store_contact *c, void *arg)
+{
+	struct names *nm = arg;
+	struct store_contact got;
+	struct names inner;
+
+	memset(&inner, 0, sizeof(inner));
+	nm->inner = store_contact_list(nm->s, names_cb, &inner);
+	/* other functions work from a callback */
+	if (store_contact_get_by_id(nm->s, c->id, &got) != 1 ||
+	    strcmp(got.name, c->name) != 0)
+		nm->inner = 99;
+	nm->n++;
+	return 0;
+}
+
+static void
+test_reentrant_call_refused(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	struct names nm;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "a", 1);
+	assert_true(store_contact_add(f->s, &c) > 0);
+	mkcontact(&c, "b", 2);
+	assert_true(store_contact_add(f->s, &c) > 0);
+	memset(&nm, 0, sizeof(nm));
+	nm.s = f->s;
+	assert_int_equal(store_contact_list(f->s, reenter_cb, &nm), 2);
+	assert_int_equal(nm.n, 2);
+	assert_int_equal(nm.inner, -1);
+	assert_non_null(strstr(store_errmsg(f->s), "reentrant"));
+}
+
+/* ---- inboxes ---------------------------------------------------------- */
+
+struct topics {
+	int	 n;
+	int	 stop_at;
+	char	 t[8][STORE_TOPIC_MAX + 1];
+	int64_t	 retire[8];
+};
+
+static int
+topics_cb(const struct store_inbox *in, void *arg)
+{
+	struct topics *t = arg;
+
+	if (t->n < 8) {
+		snprintf(t->t[t->n], sizeof(t->t[0]), "%s", in->topic);
+		t->retire[t->n] = in->retire_at;
+	}
+	t->n++;
+	return t->stop_at != 0 && t->n == t->stop_at;
+}
+
+static void
+test_inboxes(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	struct store_inbox in;
+	struct topics t;
+	char longtopic[STORE_TOPIC_MAX + 2];
+	int64_t cid, i1, i2, i3, i4;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "alice", 1);
+	cid = store_contact_add(f->s, &c);
+	i1 = store_inbox_add(f->s, "card1", 0, STORE_INBOX_CARD, 100);
+	i2 = store_inbox_add(f->s, "pairA", cid, STORE_INBOX_PAIR, 200);
+	i3 = store_inbox_add(f->s, "shared", 0, STORE_INBOX_SHARED, 300);
+	i4 = store_inbox_add(f->s, "old", cid, STORE_INBOX_PAIR, 50);
+	assert_true(i1 > 0 && i2 > i1 && i3 > i2 && i4 > i3);
+	assert_int_equal(store_inbox_add(f->s, "pairA", 0, STORE_INBOX_PAIR, 1),
+	    STORE_EXISTS);
+	assert_int_equal(store_inbox_add(f->s, "x", 9999, STORE_INBOX_PAIR, 1),
+	    -1);				/* no such contact */
+	assert_int_equal(store_inbox_add(f->s, "", 0, STORE_INBOX_CARD, 1), -1);
+	memset(longtopic, 't', sizeof(longtopic) - 1);
+	longtopic[sizeof(longtopic) - 1] = '\0';
+	assert_int_equal(store_inbox_add(f->s, longtopic, 0, 1, 1), -1);
+
+	assert_int_equal(store_inbox_get(f->s, "pairA", &in), 1);
+	assert_int_equal(in.id, i2);
+	assert_string_equal(in.topic, "pairA");
+	assert_int_equal(in.contact_id, cid);
+	assert_int_equal(in.kind, STORE_INBOX_PAIR);
+	assert_int_equal(in.created, 200);
+	assert_int_equal(in.retire_at, 0);
+	assert_int_equal(store_inbox_get(f->s, "card1", &in), 1);
+	assert_int_equal(in.contact_id, 0);
+	assert_int_equal(store_inbox_get(f->s, "nope", &in), 0);
+
+	/* retire: old at 1000 (past at now=2000), pairA at 5000 (grace) */
+	assert_int_equal(store_inbox_retire(f->s, i4, 1000), 1);
+	assert_int_equal(store_inbox_retire(f->s, i2, 5000), 1);
+	assert_int_equal(store_inbox_retire(f->s, 9999, 5000), 0);
+	assert_int_equal(store_inbox_retire(f->s, i1, 0), -1);
+
+	memset(&t, 0, sizeof(t));
+	assert_int_equal(store_inbox_list(f->s, 2000, topics_cb, &t), 3);
+	assert_string_equal(t.t[0], "card1");
+	assert_string_equal(t.t[1], "pairA");
+	assert_int_equal(t.retire[1], 5000);
+	assert_string_equal(t.t[2], "shared");
+
+	/* expire at 2000: only "old" */
+	memset(&t, 0, sizeof(t));
+	assert_int_equal(store_inbox_expire(f->s, 2000, topics_cb, &t), 1);
+	assert_int_equal(t.n, 1);
+	assert_string_equal(t.t[0], "old");
+	assert_int_equal(store_inbox_get(f->s, "old", &in), 0);
+	assert_int_equal(store_inbox_expire(f->s, 2000, topics_cb, &t), 0);
+
+	/* a callback that stops keeps the rest */
+	assert_int_equal(store_inbox_retire(f->s, i1, 4000), 1);
+	memset(&t, 0, sizeof(t));
+	t.stop_at = 1;
+	assert_int_equal(store_inbox_expire(f->s, 6000, topics_cb, &t), 0);
+	assert_string_equal(t.t[0], "card1");	/* earliest retire first */
+	assert_int_equal(store_inbox_get(f->s, "card1", &in), 1);
+	memset(&t, 0, sizeof(t));
+	assert_int_equal(store_inbox_expire(f->s, 6000, topics_cb, &t), 2);
+	assert_string_equal(t.t[0], "card1");
+	assert_string_equal(t.t[1], "pairA");
+	memset(&t, 0, sizeof(t));
+	assert_int_equal(store_inbox_list(f->s, 6000, topics_cb, &t), 1);
+	assert_string_equal(t.t[0], "shared");
+}
+
+/* ---- outbox ----------------------------------------------------------- */
+
+struct due {
+	int	 n;
+	int64_t	 ids[16];
+	int64_t	 next[16];
+	char	 body[16][16];
+	struct store *s;
+	int	 reschedule;
+};
+
+static int
+due_cb(const struct store_outbox *o, void *arg)
+{
+	struct due *d = arg;
+
+	if (d->n < 16) {
+		d->ids[d->n] = o->id;
+		d->next[d->n] = o->next_try;
+		snprintf(d->body[d->n], sizeof(d->body[0]), "%.*s",
+		    (int)o->body_len, (const char *)o->body);
+	}
+	d->n++;
+	/* what the engine does: send, then push the row into the future */
+	if (d->reschedule && store_outbox_reschedule(d->s, o->id,
+	    o->next_try + 100000, o->attempts + 1) != 1)
+		return 1;
+	return 0;
+}
+
+static void
+test_outbox(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	struct store_outbox o;
+	struct due d;
+	uint8_t id[STORE_MSGID_BYTES];
+	int64_t a, b, oid[5];
+	/* next_try out of insertion order, with a tie */
+	static const int64_t next[5] = { 500, 100, 300, 100, 900 };
+	char body[16];
+	int i;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "alice", 1);
+	a = store_contact_add(f->s, &c);
+	mkcontact(&c, "bob", 2);
+	b = store_contact_add(f->s, &c);
+	for (i = 0; i < 5; i++) {
+		msgid(id, i);
+		snprintf(body, sizeof(body), "m%d", i);
+		oid[i] = store_outbox_add(f->s, i < 4 ? a : b, id, 1, body,
+		    strlen(body), 10, next[i]);
+		assert_true(oid[i] > 0);
+	}
+	msgid(id, 2);
+	assert_int_equal(store_outbox_add(f->s, a, id, 1, "dup", 3, 10, 1),
+	    STORE_EXISTS);
+	msgid(id, 50);
+	assert_int_equal(store_outbox_add(f->s, 9999, id, 1, "x", 1, 10, 1), -1);
+	assert_int_equal(store_outbox_count(f->s, a), 4);
+	assert_int_equal(store_outbox_count(f->s, b), 1);
+	assert_int_equal(store_outbox_count(f->s, 0), 5);
+
+	/* due at 500: next_try 100 (ids 1, 3), 300, 500; not 900 */
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(store_outbox_due(f->s, 500, 10, due_cb, &d), 4);
+	assert_int_equal(d.ids[0], oid[1]);
+	assert_int_equal(d.ids[1], oid[3]);
+	assert_int_equal(d.ids[2], oid[2]);
+	assert_int_equal(d.ids[3], oid[0]);
+	assert_string_equal(d.body[0], "m1");
+	assert_string_equal(d.body[3], "m0");
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(store_outbox_due(f->s, 500, 2, due_cb, &d), 2);
+	assert_int_equal(store_outbox_due(f->s, 99, 10, due_cb, &d), 0);
+	assert_int_equal(store_outbox_due(f->s, 500, 0, due_cb, &d), -1);
+
+	/* rescheduling from the callback moves rows out of this scan */
+	memset(&d, 0, sizeof(d));
+	d.s = f->s;
+	d.reschedule = 1;
+	assert_int_equal(store_outbox_due(f->s, 1000, 10, due_cb, &d), 5);
+	assert_int_equal(d.n, 5);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(store_outbox_due(f->s, 1000, 10, due_cb, &d), 0);
+	assert_int_equal(store_outbox_due(f->s, 100100, 10, due_cb, &d), 2);
+	assert_int_equal(store_outbox_reschedule(f->s, 9999, 1, 1), 0);
+
+	/* ack: the right contact only, once */
+	msgid(id, 3);
+	assert_int_equal(store_outbox_ack(f->s, b, id, &o), 0);
+	memset(&o, 0xff, sizeof(o));
+	assert_int_equal(store_outbox_ack(f->s, a, id, &o), 1);
+	assert_int_equal(o.id, oid[3]);
+	assert_int_equal(o.contact_id, a);
+	assert_memory_equal(o.msgid, id, sizeof(id));
+	assert_int_equal(o.type, 1);
+	assert_null(o.body);
+	assert_int_equal(o.body_len, 0);
+	assert_int_equal(o.created, 10);
+	assert_int_equal(o.attempts, 1);
+	assert_int_equal(o.next_try, 100100);
+	assert_int_equal(store_outbox_ack(f->s, a, id, &o), 0);
+	msgid(id, 0);
+	assert_int_equal(store_outbox_ack(f->s, a, id, NULL), 1);
+	assert_int_equal(store_outbox_count(f->s, a), 2);
+	assert_int_equal(store_outbox_count(f->s, 0), 3);
+	/* a msgid can be queued again once acknowledged */
+	assert_true(store_outbox_add(f->s, a, id, 2, "", 0, 1, 1) > 0);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(store_outbox_due(f->s, 1, 10, due_cb, &d), 1);
+	assert_string_equal(d.body[0], "");
+}
+
+/* ---- received messages ------------------------------------------------ */
+
+struct pend {
+	int	 n;
+	int64_t	 ids[16];
+	char	 body[16][16];
+	uint8_t	 msgid[16][STORE_MSGID_BYTES];
+	int64_t	 contact[16];
+	struct store *s;
+	int	 take;
+};
+
+static int
+pend_cb(const struct store_rx *r, void *arg)
+{
+	struct pend *p = arg;
+
+	if (p->n < 16) {
+		p->ids[p->n] = r->id;
+		p->contact[p->n] = r->contact_id;
+		memcpy(p->msgid[p->n], r->msgid, STORE_MSGID_BYTES);
+		snprintf(p->body[p->n], sizeof(p->body[0]), "%.*s",
+		    (int)r->body_len, (const char *)r->body);
+	}
+	p->n++;
+	if (p->take && store_rx_take(p->s, r->id) != 1)
+		return 1;
+	return 0;
+}
+
+static void
+test_rx(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	struct pend p;
+	uint8_t id[STORE_MSGID_BYTES];
+	int64_t a, b, r1 = 0, r2 = 0, r3 = 0;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "alice", 1);
+	a = store_contact_add(f->s, &c);
+	mkcontact(&c, "bob", 2);
+	b = store_contact_add(f->s, &c);
+
+	msgid(id, 1);
+	assert_int_equal(store_rx_add(f->s, a, id, 1, "late", 4, 300, &r1), 1);
+	assert_true(r1 > 0);
+	r2 = -7;
+	assert_int_equal(store_rx_add(f->s, a, id, 1, "late", 4, 301, &r2), 0);
+	assert_int_equal(r2, -7);			/* untouched on dup */
+	/* the same msgid from another contact is another message */
+	assert_int_equal(store_rx_add(f->s, b, id, 1, "other", 5, 100, &r2), 1);
+	msgid(id, 2);
+	assert_int_equal(store_rx_add(f->s, a, id, 1, "early", 5, 100, &r3), 1);
+	assert_int_equal(store_rx_pending_count(f->s), 3);
+
+	/* oldest first, ties by arrival */
+	memset(&p, 0, sizeof(p));
+	assert_int_equal(store_rx_pending(f->s, 10, pend_cb, &p), 3);
+	assert_int_equal(p.ids[0], r2);
+	assert_int_equal(p.contact[0], b);
+	assert_string_equal(p.body[0], "other");
+	assert_int_equal(p.ids[1], r3);
+	assert_memory_equal(p.msgid[1], id, STORE_MSGID_BYTES);
+	assert_int_equal(p.ids[2], r1);
+	assert_string_equal(p.body[2], "late");
+	memset(&p, 0, sizeof(p));
+	assert_int_equal(store_rx_pending(f->s, 1, pend_cb, &p), 1);
+	assert_int_equal(store_rx_pending(f->s, 0, pend_cb, &p), -1);
+
+	/* take: gone from pending, body dropped, still a duplicate */
+	assert_int_equal(store_rx_take(f->s, r3), 1);
+	assert_int_equal(store_rx_take(f->s, r3), 0);
+	assert_int_equal(store_rx_take(f->s, 9999), 0);
+	assert_int_equal(store_rx_pending_count(f->s), 2);
+	assert_int_equal(raw_int(f->path,
+	    "SELECT body IS NULL FROM rx WHERE received_at = 100 AND "
+	    "taken = 1"), 1);
+	assert_int_equal(store_rx_add(f->s, a, id, 1, "early", 5, 400, NULL), 0);
+
+	/* take from inside the callback, as message.receive does */
+	memset(&p, 0, sizeof(p));
+	p.s = f->s;
+	p.take = 1;
+	assert_int_equal(store_rx_pending(f->s, 10, pend_cb, &p), 2);
+	assert_int_equal(store_rx_pending_count(f->s), 0);
+
+	/* prune: only taken rows before the horizon */
+	msgid(id, 3);
+	assert_int_equal(store_rx_add(f->s, a, id, 1, "new", 3, 50, NULL), 1);
+	assert_int_equal(store_rx_prune(f->s, 200), 2);	/* r2, r3 */
+	assert_int_equal(store_rx_pending_count(f->s), 1);	/* untaken stays */
+	assert_int_equal(store_rx_prune(f->s, 200), 0);
+	msgid(id, 1);
+	assert_int_equal(store_rx_add(f->s, a, id, 1, "late", 4, 300, NULL), 0);
+	msgid(id, 2);
+	/* past the horizon a duplicate is new again: that is the horizon */
+	assert_int_equal(store_rx_add(f->s, a, id, 1, "early", 5, 500, NULL), 1);
+	assert_int_equal(store_rx_prune(f->s, INT64_MAX), 1);	/* r1 */
+
+	/* an empty body is a message too */
+	msgid(id, 9);
+	assert_int_equal(store_rx_add(f->s, b, id, 1, NULL, 0, 1, NULL), 1);
+}
+
+/* Error strings name the failure, never the data. */
+static void
+test_errors_hold_no_data(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	uint8_t id[STORE_MSGID_BYTES];
+	int64_t cid;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "SECRETNAME", 1);
+	cid = store_contact_add(f->s, &c);
+	assert_true(cid > 0);
+	assert_int_equal(store_contact_add(f->s, &c), STORE_EXISTS);
+	assert_null(strstr(store_errmsg(f->s), "SECRETNAME"));
+	msgid(id, 1);
+	assert_true(store_outbox_add(f->s, cid, id, 1, "SECRETBODY", 10, 1,
+	    1) > 0);
+	assert_int_equal(store_outbox_add(f->s, cid, id, 1, "SECRETBODY", 10, 1,
+	    1), STORE_EXISTS);
+	assert_true(store_errmsg(f->s)[0] != '\0');
+	assert_null(strstr(store_errmsg(f->s), "SECRETBODY"));
+	assert_int_equal(store_kv_set(f->s, "k", "SECRETKEY", 9), 0);
+	assert_int_equal(store_kv_get(f->s, "k", NULL, 0, NULL), -1);
+	assert_null(strstr(store_errmsg(f->s), "SECRETKEY"));
+	assert_string_equal(store_errmsg(NULL), "no store");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+		T(test_open_migrates_empty),
+		T(test_open_tightens_existing_mode),
+		T(test_open_bad_path),
+		T(test_reopen_keeps_data),
+		T(test_newer_version_refused),
+		T(test_failed_migration_is_atomic),
+		T(test_transactions),
+		T(test_kv),
+		T(test_contacts),
+		T(test_contact_corrupt_row),
+		T(test_contact_delete_cascades),
+		T(test_contact_delete_atomic),
+		T(test_many_contacts),
+		T(test_reentrant_call_refused),
+		T(test_inboxes),
+		T(test_outbox),
+		T(test_rx),
+		T(test_errors_hold_no_data),
+#undef T
+	};
+
+	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
