@@ -7,9 +7,12 @@
  * that stays the same for a whole epoch (daemon restarts included, the engine
  * stores it).  A client ID is retired by disconnecting with Session Expiry 0,
  * which makes the broker drop that session and its queue at once instead of
- * keeping an orphan that still names our topics.  Frames published to our
- * topics between the old ID's DISCONNECT and the new ID's SUBACK reach
- * nobody; the engine's end-to-end ACK and retransmission cover that gap.
+ * keeping an orphan that still names our topics.  The old client lingers
+ * up to MQTT_DISCONNECT_WAIT to finish its in-flight work and keeps
+ * delivering meanwhile, so a rotation under traffic yields duplicates (the
+ * engine dedupes); frames published to our topics after the old ID's
+ * DISCONNECT and before the new ID's SUBACK reach nobody, and the engine's
+ * end-to-end ACK and retransmission cover that gap.
  * Every live topic is subscribed again on every connect anyway: the broker
  * may have lost the session (restart without persistence, expiry), and a
  * SUBSCRIBE for a topic already held is harmless.
@@ -47,6 +50,7 @@
 
 #include <MQTTAsync.h>
 
+#include "log.h"
 #include "transport.h"
 
 #ifndef TAILQ_FOREACH_SAFE	/* glibc's sys/queue.h lacks it */
@@ -55,12 +59,6 @@
 	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
 	    (var) = (tvar))
 #endif
-
-/* daemon/log.h */
-void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
-void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
-void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
-void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
 
 #define MQTT_INFLIGHT_DEFAULT	100
 #define MQTT_KEEPALIVE_DEFAULT	60	/* s */

@@ -93,7 +93,7 @@ int	transport_connect(struct transport *);
  * next transport_connect(). */
 void	transport_disconnect(struct transport *);
 /* Add topic to the live set; it is (re)subscribed on every connect.
- * Topics are 1-65535 bytes without '+', '#' or NUL. */
+ * Topics are 1-65535 bytes of printable ASCII without '+' or '#'. */
 int	transport_subscribe(struct transport *, const char *topic);
 /* Remove topic from the live set: nothing more is delivered for it. */
 int	transport_unsubscribe(struct transport *, const char *topic);

@@ -31,9 +31,12 @@
 
 #include "../daemon/transport.h"
 
-#ifdef PROBE_LOG_SHIM
-/* Until daemon/log.c is linked in: the same four calls, to stderr. */
 static int probe_verbose;
+
+#ifndef PROBE_LOG_SHIM
+#include "../daemon/log.h"
+#else
+/* Without daemon/log.c (a build by hand): the same four calls, to stderr. */
 
 static void
 probe_vlog(const char *pfx, const char *fmt, va_list ap)
@@ -328,9 +331,7 @@ main(int argc, char *argv[])
 			limit.tv_sec = atoi(optarg);
 			break;
 		case 'v':
-#ifdef PROBE_LOG_SHIM
 			probe_verbose = 1;
-#endif
 			break;
 		case 'w':
 			window = atoi(optarg);
@@ -352,6 +353,9 @@ main(int argc, char *argv[])
 	    (p.expect_reconnect && p.rotate))
 		usage();
 
+#ifndef PROBE_LOG_SHIM
+	log_init(1, probe_verbose, "transport_probe");
+#endif
 	if ((p.seen = calloc((size_t)p.n, 1)) == NULL ||
 	    (p.acks = calloc((size_t)p.n, 1)) == NULL ||
 	    (p.frame = malloc((size_t)p.size)) == NULL)

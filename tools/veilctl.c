@@ -53,6 +53,7 @@ static int	cmd_help(int, char **);
 static int	cmd_contact_add(int, char **);
 static int	cmd_contact_list(int, char **);
 static int	cmd_contact_name(int, char **);
+static int	cmd_contact_verify(int, char **);
 
 static const struct subcommand cmds[] = {
 	{ "status",	cmd_status,	"status [--verbose]",
@@ -83,8 +84,8 @@ static const struct subcommand contact_cmds[] = {
 	    "reject a contact request" },
 	{ "remove",	cmd_contact_name,	"contact remove NAME",
 	    "forget a contact" },
-	{ "verify",	cmd_contact_name,	"contact verify NAME",
-	    "show the fingerprint to compare out of band" },
+	{ "verify",	cmd_contact_verify,	"contact verify NAME [--mark]",
+	    "show the fingerprint; --mark: it matched" },
 	{ NULL, NULL, NULL, NULL }
 };
 
@@ -650,7 +651,7 @@ cmd_contact_list(int argc, char **argv)
 	return 0;
 }
 
-/* accept, reject, remove, verify: contact.<verb> {name}. */
+/* accept, reject, remove: contact.<verb> {name}. */
 static int
 cmd_contact_name(int argc, char **argv)
 {
@@ -668,6 +669,31 @@ cmd_contact_name(int argc, char **argv)
 	if ((params = json_pack("{s:s}", "name", argv[optind])) == NULL)
 		die("the name must be UTF-8 text");
 	result = rpc(method, params);
+	print_result(result);
+	json_decref(result);
+	return 0;
+}
+
+static int
+cmd_contact_verify(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "mark", no_argument, NULL, 'm' }, COMMON_LONGOPTS,
+		{ NULL, 0, NULL, 0 }
+	};
+	json_t	*params, *result;
+	int	 c, mark = 0;
+
+	while ((c = next_opt(argc, argv, "h", longopts)) != -1)
+		if (c == 'm')
+			mark = 1;
+	if (argc - optind != 1)
+		usage();
+	if ((params = json_pack("{s:s}", "name", argv[optind])) == NULL)
+		die("the name must be UTF-8 text");
+	if (mark)
+		json_object_set_new(params, "mark", json_true());
+	result = rpc("contact.verify", params);
 	print_result(result);
 	json_decref(result);
 	return 0;
@@ -718,17 +744,21 @@ cmd_send(int argc, char **argv)
 	if (argc > 2 && strcmp(argv[2], "--") == 0)
 		first = 3;
 	if (argc > first) {
+		size_t	n, off = 0;
+
 		for (i = first; i < argc; i++)
 			len += strlen(argv[i]) + 1;
-		if ((buf = malloc(len)) == NULL)
+		if ((buf = malloc(len + 1)) == NULL)
 			die("out of memory");
-		buf[0] = '\0';
 		for (i = first; i < argc; i++) {
 			if (i > first)
-				strcat(buf, " ");
-			strcat(buf, argv[i]);
+				buf[off++] = ' ';
+			n = strlen(argv[i]);
+			memcpy(buf + off, argv[i], n);
+			off += n;
 		}
-		len = strlen(buf);
+		buf[off] = '\0';
+		len = off;
 	} else
 		buf = read_stdin(&len);
 	if ((text = json_stringn(buf, len)) == NULL)
