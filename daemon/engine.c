@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +57,14 @@ static struct engine {
 	struct event_base		*base;
 	const struct veild_config	*cfg;
 	struct store			*st;
-	struct transport		*tr;
+	struct transport		*tr;		/* current client ID */
+	struct transport		*tr_old;	/* previous one, draining */
+	uintptr_t			 tr_gen;	/* callback arg of tr */
+	struct event			*rot_ev;	/* next scheduled rotation */
+	struct event			*cover_ev;	/* next COVER frame */
+	struct event			*drain_ev;	/* frees tr_old */
+	int64_t				 rot_next;	/* ms */
+	int64_t				 epoch;
 	struct veil_tagtab		*tags;
 	struct veil_reasm		*reasm;
 	struct veil_identity		 id;
@@ -82,6 +90,12 @@ copystr(char *dst, const char *src, size_t len)
 	memcpy(dst, src, n);
 	dst[n] = '\0';
 }
+
+static void rotation_fire(evutil_socket_t, short, void *);
+static void rotation_arm(void);
+static void rotation_schedule(void);
+static void cover_fire(evutil_socket_t, short, void *);
+static void cover_arm(void);
 
 static int64_t
 now_ms(void)
@@ -350,17 +364,70 @@ load_cb(const struct store_contact *row, void *arg)
 /* --- sending --------------------------------------------------------- */
 
 static void
-publish(const char *inbox, const uint8_t *frames, int n)
+publish_now(const char *topic, const uint8_t *frames, int n)
 {
-	char topic[256];
 	size_t fs = E.cfg->frames.size;
 
-	topic_of(inbox, topic, sizeof topic);
 	for (int i = 0; i < n; i++) {
 		if (transport_publish(E.tr, topic, frames + (size_t)i * fs, fs, 0) != 0)
 			log_warnx("transport: publish failed");
 		else
 			E.frames_out++;
+	}
+}
+
+/* Frames held back by send jitter. */
+struct delayed {
+	struct event	*ev;
+	char		 topic[256];
+	int		 n;
+	uint8_t		 frames[];
+};
+
+static void
+delayed_fire(evutil_socket_t fd, short ev, void *arg)
+{
+	struct delayed *d = arg;
+
+	(void)fd;
+	(void)ev;
+	publish_now(d->topic, d->frames, d->n);
+	event_free(d->ev);
+	free(d);
+}
+
+/*
+ * Publishes frames, after a uniform random delay in [0, jitter) when
+ * jitter is configured: the frames are already sealed and their counters
+ * saved, so a crash during the delay loses nothing the outbox cannot
+ * resend.
+ */
+static void
+publish(const char *inbox, const uint8_t *frames, int n)
+{
+	char topic[256];
+	size_t fs = E.cfg->frames.size;
+	uint64_t j = E.cfg->frames.jitter_ms;
+	struct delayed *d;
+	struct timeval tv;
+
+	topic_of(inbox, topic, sizeof topic);
+	if (j == 0 || (d = malloc(sizeof *d + (size_t)n * fs)) == NULL) {
+		publish_now(topic, frames, n);
+		return;
+	}
+	copystr(d->topic, topic, sizeof d->topic);
+	d->n = n;
+	memcpy(d->frames, frames, (size_t)n * fs);
+	j = randombytes_uniform(j > UINT32_MAX ? UINT32_MAX : (uint32_t)j);
+	tv.tv_sec = (time_t)(j / 1000);
+	tv.tv_usec = (suseconds_t)(j % 1000) * 1000;
+	if ((d->ev = evtimer_new(E.base, delayed_fire, d)) == NULL ||
+	    evtimer_add(d->ev, &tv) != 0) {
+		if (d->ev != NULL)
+			event_free(d->ev);
+		publish_now(topic, frames, n);
+		free(d);
 	}
 }
 
@@ -619,13 +686,14 @@ handle_update(struct contact *c, const uint8_t *body, size_t len)
 	free(ack);
 }
 
+static void retire_inbox(const char *, int64_t);
+
 static void
 handle_update_ack(struct contact *c, const uint8_t *body, size_t len)
 {
 	char key[64], inbox[INBOX_MAX];
 	uint8_t msgid[VEIL_MSGID_BYTES];
 	size_t n = 0;
-	struct store_inbox old;
 	int64_t now = now_ms();
 	int r;
 
@@ -643,9 +711,9 @@ handle_update_ack(struct contact *c, const uint8_t *body, size_t len)
 	if (store_kv_get(E.st, kv_key(key, sizeof key, "upd.inbox", c->id), inbox,
 	    sizeof inbox - 1, &n) == 1) {
 		inbox[n] = '\0';
-		if (strcmp(c->my_inbox, E.shared_inbox) != 0 &&
-		    store_inbox_get(E.st, c->my_inbox, &old) == 1)
-			store_inbox_retire(E.st, old.id, now + (int64_t)E.cfg->rotation.grace_ms);
+		/* Normally retired when the rotation began; this covers an
+		 * UPDATE resumed after a restart. */
+		retire_inbox(c->my_inbox, now + (int64_t)E.cfg->rotation.grace_ms);
 		copystr(c->my_inbox, inbox, sizeof c->my_inbox);
 		store_kv_del(E.st, key);
 	}
@@ -849,12 +917,32 @@ static void
 flush_outbox(int force);
 
 static void
+drain_done(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	if (E.tr_old != NULL) {
+		transport_free(E.tr_old);
+		E.tr_old = NULL;
+		log_debug("previous client ID retired");
+	}
+}
+
+static void
 tr_state(int up, const char *reason, void *arg)
 {
-	(void)arg;
+	struct timeval tv = { 2, 0 };
+
+	if ((uintptr_t)arg != E.tr_gen)
+		return;		/* the draining connection: nothing to do */
 	E.up = up;
 	if (up) {
 		log_info("connected to the broker");
+		/* Make-before-break: the old client ID goes only once the new
+		 * one is up and subscribed, after in-flight frames settle. */
+		if (E.tr_old != NULL && E.drain_ev != NULL)
+			evtimer_add(E.drain_ev, &tv);
 		flush_outbox(1);
 	} else
 		log_warnx("broker connection lost: %s", reason ? reason : "unknown");
@@ -873,8 +961,7 @@ static void
 tr_published(uint64_t cookie, int ok, void *arg)
 {
 	(void)cookie;
-	(void)arg;
-	if (!ok)
+	if (!ok && (uintptr_t)arg == E.tr_gen)
 		log_warnx("broker refused a frame");
 }
 
@@ -1137,12 +1224,45 @@ load_identity(char *err, size_t errlen)
 	return 0;
 }
 
+/* A transport under client ID id; its callbacks carry a fresh generation. */
+static struct transport *
+make_transport(const char *id, char *err, size_t errlen)
+{
+	const struct veild_config *cfg = E.cfg;
+	struct transport_config tc;
+	struct transport_cbs cbs = { tr_state, tr_message, tr_published, tr_subscribed };
+	struct transport *t;
+
+	memset(&tc, 0, sizeof tc);
+	tc.uris = (const char *const *)cfg->mqtt.uris;
+	tc.nuris = cfg->mqtt.nuris;
+	tc.username = cfg->mqtt.username;
+	tc.password = cfg->mqtt.password;
+	tc.keepalive_ms = (unsigned)cfg->mqtt.keepalive_ms;
+	tc.inflight = cfg->mqtt.inflight;
+	tc.proxy = cfg->mqtt.proxy;
+	tc.xmpp_domain = cfg->xmpp.domain;
+	tc.xmpp_host = cfg->xmpp.host;
+	tc.xmpp_port = cfg->xmpp.port;
+	tc.xmpp_pubsub = cfg->xmpp.pubsub;
+	tc.xmpp_tls = cfg->xmpp.tls == VEILD_TLS_REQUIRED;
+	t = transport_new(cfg->transport == VEILD_TRANSPORT_XMPP ? "xmpp" : "mqtt",
+	    E.base, &tc, &cbs, (void *)(E.tr_gen + 1), err, errlen);
+	if (t == NULL)
+		return NULL;
+	if (transport_set_client_id(t, id) != 0) {
+		transport_free(t);
+		seterr(err, errlen, "transport refused the client ID");
+		return NULL;
+	}
+	E.tr_gen++;
+	return t;
+}
+
 int
 engine_init(struct event_base *base, const struct veild_config *cfg, char *err,
     size_t errlen)
 {
-	struct transport_config tc;
-	struct transport_cbs cbs = { tr_state, tr_message, tr_published, tr_subscribed };
 	char path[4096];
 
 	memset(&E, 0, sizeof E);
@@ -1172,27 +1292,8 @@ engine_init(struct event_base *base, const struct veild_config *cfg, char *err,
 	for (size_t i = 0; i < E.nc; i++)
 		contact_arm_all(E.c[i], 1);
 
-	memset(&tc, 0, sizeof tc);
-	tc.uris = (const char *const *)cfg->mqtt.uris;
-	tc.nuris = cfg->mqtt.nuris;
-	tc.username = cfg->mqtt.username;
-	tc.password = cfg->mqtt.password;
-	tc.keepalive_ms = (unsigned)cfg->mqtt.keepalive_ms;
-	tc.inflight = cfg->mqtt.inflight;
-	tc.proxy = cfg->mqtt.proxy;
-	tc.xmpp_domain = cfg->xmpp.domain;
-	tc.xmpp_host = cfg->xmpp.host;
-	tc.xmpp_port = cfg->xmpp.port;
-	tc.xmpp_pubsub = cfg->xmpp.pubsub;
-	tc.xmpp_tls = cfg->xmpp.tls == VEILD_TLS_REQUIRED;
-	E.tr = transport_new(cfg->transport == VEILD_TRANSPORT_XMPP ? "xmpp" : "mqtt",
-	    base, &tc, &cbs, NULL, err, errlen);
-	if (E.tr == NULL)
+	if ((E.tr = make_transport(E.client_id, err, errlen)) == NULL)
 		return -1;
-	if (transport_set_client_id(E.tr, E.client_id) != 0) {
-		seterr(err, errlen, "transport refused the client ID");
-		return -1;
-	}
 	if (store_inbox_list(E.st, now_ms(), inbox_sub_cb, NULL) < 0) {
 		seterr(err, errlen, "cannot list inboxes: %s", store_errmsg(E.st));
 		return -1;
@@ -1209,13 +1310,36 @@ engine_start(void)
 	if ((E.tick = event_new(E.base, -1, EV_PERSIST, tick, NULL)) == NULL ||
 	    event_add(E.tick, &tv) != 0)
 		return -1;
+	E.rot_ev = evtimer_new(E.base, rotation_fire, NULL);
+	E.cover_ev = evtimer_new(E.base, cover_fire, NULL);
+	E.drain_ev = evtimer_new(E.base, drain_done, NULL);
+	if (E.rot_ev == NULL || E.cover_ev == NULL || E.drain_ev == NULL)
+		return -1;
+	if (store_kv_get_i64(E.st, "rotation.epoch", &E.epoch) != 1)
+		E.epoch = 0;
+	if (E.cfg->identity.obscurity != 1) {
+		if (store_kv_get_i64(E.st, "rotation.next", &E.rot_next) == 1)
+			rotation_arm();
+		else
+			rotation_schedule();
+	}
+	cover_arm();
 	return transport_connect(E.tr);
 }
 
 void
 engine_reload(const struct veild_config *cfg)
 {
-	(void)cfg;
+	(void)cfg;	/* the same object, updated in place by veild.c */
+	if (E.rot_ev != NULL && E.cfg->identity.obscurity != 1 &&
+	    E.rot_next > now_ms() + (int64_t)E.cfg->rotation.max_ms) {
+		evtimer_del(E.rot_ev);
+		rotation_schedule();
+	}
+	if (E.cover_ev != NULL) {
+		evtimer_del(E.cover_ev);
+		cover_arm();
+	}
 }
 
 void
@@ -1223,6 +1347,14 @@ engine_shutdown(void)
 {
 	if (E.tick != NULL)
 		event_free(E.tick);
+	if (E.rot_ev != NULL)
+		event_free(E.rot_ev);
+	if (E.cover_ev != NULL)
+		event_free(E.cover_ev);
+	if (E.drain_ev != NULL)
+		event_free(E.drain_ev);
+	if (E.tr_old != NULL)
+		transport_free(E.tr_old);
 	if (E.tr != NULL)
 		transport_free(E.tr);
 	for (size_t i = 0; i < E.nc; i++) {
@@ -1281,9 +1413,10 @@ engine_status(int verbose)
 	    "frames", "in", (json_int_t)E.frames_in, "out", (json_int_t)E.frames_out,
 	    "dropped", (json_int_t)E.dropped);
 	if (o != NULL && verbose)
-		json_object_set_new(o, "ids", json_pack("{s:s, s:s, s:s}",
+		json_object_set_new(o, "ids", json_pack("{s:s, s:s, s:s, s:I, s:I}",
 		    "client_id", E.client_id, "card", E.card_topic,
-		    "shared_inbox", E.shared_inbox));
+		    "shared_inbox", E.shared_inbox, "epoch", (json_int_t)E.epoch,
+		    "next_rotation", (json_int_t)(E.rot_next / 1000)));
 	return o;
 }
 
@@ -1700,26 +1833,127 @@ engine_pending_count(void)
 }
 
 /*
- * Rotation (make-before-break): subscribe the new inbox, announce it to
- * every established contact with an UPDATE kept in the outbox until its
- * UPDATE-ACK; the old inbox stays subscribed until the grace period ends.
+ * Rotation gaps follow the paper's X(i+1) = X(i) + Rand(): exponential
+ * with the configured mean, clipped to [min, max], drawn from libsodium
+ * so neither the user nor an observer can predict or steer them.
  */
-int
-engine_rotate(json_t **out, char *err, size_t errlen)
+static int64_t
+rotation_gap(void)
 {
-	char shared[INBOX_MAX], key[64];
+	double u = ((double)randombytes_uniform(UINT32_MAX) + 1.0) / 4294967296.0;
+	double g = -log(u) * (double)E.cfg->rotation.mean_ms;
+
+	if (g < (double)E.cfg->rotation.min_ms)
+		g = (double)E.cfg->rotation.min_ms;
+	if (g > (double)E.cfg->rotation.max_ms)
+		g = (double)E.cfg->rotation.max_ms;
+	return (int64_t)g;
+}
+
+static void
+rotation_arm(void)
+{
+	int64_t delay = E.rot_next - now_ms();
+	struct timeval tv;
+
+	if (E.rot_ev == NULL)
+		return;
+	if (delay < 0)
+		delay = 0;
+	tv.tv_sec = (time_t)(delay / 1000);
+	tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
+	evtimer_add(E.rot_ev, &tv);
+}
+
+/* Draws and persists the next rotation time: a restart neither resets nor
+ * reveals the schedule. */
+static void
+rotation_schedule(void)
+{
+	E.rot_next = now_ms() + rotation_gap();
+	if (store_kv_set_i64(E.st, "rotation.next", E.rot_next) != 0)
+		log_warnx("store: %s", store_errmsg(E.st));
+	rotation_arm();
+}
+
+/* Make-before-break for the client ID: a second connection under a fresh
+ * ID subscribes every live inbox; the old one is freed once the new one
+ * is up (tr_state). */
+static int
+rotate_client_id(void)
+{
+	char id[VEIL_CLIENTID_MAX + 1], err[256];
+	struct transport *t;
+
+	veil_clientid_new(id, 0);
+	if (E.tr_old != NULL) {	/* a rotation before the last one drained */
+		transport_free(E.tr_old);
+		E.tr_old = NULL;
+	}
+	if ((t = make_transport(id, err, sizeof err)) == NULL) {
+		log_warnx("rotation: %s", err);
+		return -1;
+	}
+	if (store_kv_set(E.st, "client.id", id, strlen(id)) != 0) {
+		transport_free(t);
+		E.tr_gen--;
+		return -1;
+	}
+	E.tr_old = E.tr;
+	E.tr = t;
+	E.up = 0;
+	copystr(E.client_id, id, sizeof E.client_id);
+	store_inbox_list(E.st, now_ms(), inbox_sub_cb, NULL);
+	return transport_connect(E.tr);
+}
+
+/* Retires an inbox row at the end of the grace period. */
+static void
+retire_inbox(const char *inbox, int64_t at)
+{
+	struct store_inbox in;
+
+	if (inbox[0] != '\0' && store_inbox_get(E.st, inbox, &in) == 1 && in.retire_at == 0)
+		store_inbox_retire(E.st, in.id, at);
+}
+
+/*
+ * One rotation (make-before-break): a new client ID connects and
+ * subscribes first; every established contact gets an UPDATE naming its
+ * new inbox, kept in the outbox until its UPDATE-ACK; old inboxes stay
+ * subscribed until the grace period ends.  Level 3 also replaces the
+ * shared inbox and the card's contact ID.
+ */
+static int
+rotate(json_t **out, char *err, size_t errlen)
+{
+	char shared[INBOX_MAX], key[64], text[INBOX_MAX];
 	int level = E.cfg->identity.obscurity, count = 0;
-	int64_t now = now_ms();
+	int64_t now = now_ms(), grace_end = now + (int64_t)E.cfg->rotation.grace_ms;
 
 	if (level == 1) {
-		seterr(err, errlen, "obscurity level 1 uses fixed identifiers");
+		seterr(err, errlen, "obscurity level 1 uses fixed identifiers: nothing rotates");
 		return RPC_ERR_STATE;
 	}
 	if (level == 3) {
 		new_inbox(shared);
-		if (add_inbox(shared, 0, STORE_INBOX_SHARED) != 0)
+		new_inbox(text);
+		if (store_begin(E.st) != 0 ||
+		    store_inbox_add(E.st, shared, 0, STORE_INBOX_SHARED, now) < 0 ||
+		    store_inbox_add(E.st, text, 0, STORE_INBOX_CARD, now) < 0 ||
+		    store_kv_set(E.st, "inbox.shared", shared, strlen(shared)) != 0 ||
+		    store_kv_set(E.st, "card.cid", text, strlen(text)) != 0)
 			goto storefail;
+		retire_inbox(E.shared_inbox, grace_end);
+		retire_inbox(E.card_topic, grace_end);
+		if (store_commit(E.st) != 0)
+			goto storefail;
+		copystr(E.shared_inbox, shared, sizeof E.shared_inbox);
+		copystr(E.card_topic, text, sizeof E.card_topic);
+		veil_id_from_text(&E.card_cid, text);
 	}
+	if (rotate_client_id() != 0)
+		log_warnx("rotation: keeping the client ID");
 	for (size_t i = 0; i < E.nc; i++) {
 		struct contact *c = E.c[i];
 		char inbox[INBOX_MAX];
@@ -1733,7 +1967,7 @@ engine_rotate(json_t **out, char *err, size_t errlen)
 		if (level == 2)
 			new_inbox(inbox);
 		else
-			copystr(inbox, shared, sizeof inbox);
+			copystr(inbox, E.shared_inbox, sizeof inbox);
 		if (veil_id_from_text(&oldid, c->my_inbox) != 0 ||
 		    veil_id_from_text(&newid, inbox) != 0)
 			continue;
@@ -1743,8 +1977,11 @@ engine_rotate(json_t **out, char *err, size_t errlen)
 		veil_msgid_new(msgid);
 		if (store_begin(E.st) != 0)
 			goto storefail_free;
-		if (level == 2 && store_inbox_add(E.st, inbox, c->id, STORE_INBOX_PAIR, now) < 0)
-			goto storefail_free;
+		if (level == 2) {
+			if (store_inbox_add(E.st, inbox, c->id, STORE_INBOX_PAIR, now) < 0)
+				goto storefail_free;
+			retire_inbox(c->my_inbox, grace_end);
+		}
 		if (store_kv_set(E.st, kv_key(key, sizeof key, "upd.inbox", c->id), inbox,
 		    strlen(inbox)) != 0 ||
 		    store_kv_set(E.st, kv_key(key, sizeof key, "upd.msgid", c->id), msgid,
@@ -1764,14 +2001,87 @@ storefail_free:
 		free(body);
 		goto storefail;
 	}
-	if (level == 3) {
-		copystr(E.shared_inbox, shared, sizeof E.shared_inbox);
-		store_kv_set(E.st, "inbox.shared", shared, strlen(shared));
-	}
-	*out = json_pack("{s:i}", "announced", count);
+	E.epoch++;
+	store_kv_set_i64(E.st, "rotation.epoch", E.epoch);
+	log_info("rotation %" PRId64 ": %d contacts told", E.epoch, count);
+	if (out != NULL)
+		*out = json_pack("{s:i, s:I}", "announced", count, "epoch", (json_int_t)E.epoch);
 	return 0;
 storefail:
 	seterr(err, errlen, "store: %s", store_errmsg(E.st));
 	store_rollback(E.st);
 	return RPC_INTERNAL_ERROR;
+}
+
+int
+engine_rotate(json_t **out, char *err, size_t errlen)
+{
+	int rv = rotate(out, err, errlen);
+
+	if (rv == 0)
+		rotation_schedule();	/* a forced rotation restarts the clock */
+	return rv;
+}
+
+static void
+rotation_fire(evutil_socket_t fd, short ev, void *arg)
+{
+	char err[256];
+
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	if (rotate(NULL, err, sizeof err) != 0)
+		log_warnx("rotation: %s", err);
+	rotation_schedule();
+}
+
+/* COVER frames: a Poisson process of cover_rate per hour per contact. */
+static void
+cover_arm(void)
+{
+	size_t n = 0;
+	double rate, gap, u;
+	struct timeval tv;
+
+	for (size_t i = 0; i < E.nc; i++)
+		if (E.c[i]->state == CONTACT_ESTABLISHED)
+			n++;
+	rate = E.cfg->frames.cover_rate * (double)(n ? n : 1) / 3600.0;	/* per second */
+	if (E.cover_ev == NULL || rate <= 0)
+		return;
+	u = ((double)randombytes_uniform(UINT32_MAX) + 1.0) / 4294967296.0;
+	gap = -log(u) / rate;
+	if (gap > 86400)
+		gap = 86400;
+	tv.tv_sec = (time_t)gap;
+	tv.tv_usec = (suseconds_t)((gap - (double)tv.tv_sec) * 1e6);
+	evtimer_add(E.cover_ev, &tv);
+}
+
+static void
+cover_fire(evutil_socket_t fd, short ev, void *arg)
+{
+	size_t n = 0, pick;
+	uint8_t msgid[VEIL_MSGID_BYTES];
+
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	for (size_t i = 0; i < E.nc; i++)
+		if (E.c[i]->state == CONTACT_ESTABLISHED)
+			n++;
+	if (n > 0 && E.up) {
+		pick = randombytes_uniform((uint32_t)n);
+		for (size_t i = 0; i < E.nc; i++) {
+			if (E.c[i]->state != CONTACT_ESTABLISHED)
+				continue;
+			if (pick-- == 0) {
+				veil_msgid_new(msgid);
+				send_to(E.c[i], VEIL_T_COVER, msgid, NULL, 0, 0);
+				break;
+			}
+		}
+	}
+	cover_arm();
 }

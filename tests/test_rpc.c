@@ -1,4 +1,5 @@
 /* Unit tests of the control socket and JSON-RPC framing (daemon/control.c, daemon/rpc.c). */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -771,6 +772,53 @@ test_garbage(void **state)
 	client_free(cl);
 }
 
+static void
+test_accept_emfile(void **state)
+{
+	struct client	*cl;
+	struct rlimit	 old, low;
+	long		 deadline;
+	int		 fd;
+
+	cl = calloc(1, sizeof(*cl));
+	assert_non_null(cl);
+	/* Descriptors run out: the lowest free one becomes the limit. */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	cl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	assert_true(cl->fd >= 0);
+	fd = dup(0);
+	assert_true(fd >= 0);
+	close(fd);
+	low = old;
+	low.rlim_cur = fd;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	{
+		struct sockaddr_un	sun;
+
+		memset(&sun, 0, sizeof(sun));
+		sun.sun_family = AF_UNIX;
+		memcpy(sun.sun_path, sockpath, strlen(sockpath) + 1);
+		assert_int_equal(connect(cl->fd, (struct sockaddr *)&sun,
+		    sizeof(sun)), 0);
+	}
+	pump();
+	pump();
+	assert_int_equal(control_clients(), 0);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	/* The listener was paused (not spinning on the pending connection)
+	 * and comes back by itself a second later. */
+	pump();
+	assert_int_equal(control_clients(), 0);
+	deadline = now_ms() + 3000;
+	while (control_clients() == 0 && now_ms() < deadline) {
+		pump();
+		usleep(5000);
+	}
+	assert_int_equal(control_clients(), 1);
+	assert_serving(cl);
+	client_free(cl);
+}
+
 /* Needs root: a second uid that is neither ours nor in the group. */
 static void
 test_peer_refused(void **state)
@@ -889,6 +937,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_too_many_clients, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_accept_emfile, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_peer_refused, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_init_paths, setup,

@@ -1,0 +1,220 @@
+/* mkseeds: writes valid seed inputs for the fuzz harnesses from the same deterministic world. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+
+#include "veil.h"
+#include "world.h"
+
+static const char *outdir;
+static int failed;
+
+static void
+put(const char *harness, const char *name, const void *a, size_t alen,
+    const void *b, size_t blen)
+{
+	char path[4096];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", outdir, harness);
+	if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+		perror(path);
+		failed = 1;
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/%s/%s", outdir, harness, name);
+	if ((fp = fopen(path, "w")) == NULL) {
+		perror(path);
+		failed = 1;
+		return;
+	}
+	if ((alen > 0 && fwrite(a, 1, alen, fp) != alen) ||
+	    (blen > 0 && fwrite(b, 1, blen, fp) != blen))
+		failed = 1;
+	if (fclose(fp) != 0)
+		failed = 1;
+}
+
+/* Frame harness prefix: mode/size byte and the sequence number. */
+static void
+frame_prefix(uint8_t p[9], uint8_t sel, uint64_t seq)
+{
+	p[0] = sel;
+	for (int i = 8; i >= 1; i--) {
+		p[i] = (uint8_t)seq;
+		seq >>= 8;
+	}
+}
+
+static void
+frame_seeds(struct world *w)
+{
+	static const char text[] = "hello, fuzzer";
+	uint8_t in[9 + 1024 + 64], frame[1024], pt[1024];
+	struct veil_frame_hdr h;
+	size_t fs;
+
+	memset(&h, 0, sizeof(h));
+	h.type = VEIL_T_TEXT;
+	h.len = sizeof(text) - 1;
+	h.seq = 5;
+	memset(h.msgid, 0x11, sizeof(h.msgid));
+	h.frag_cnt = 1;
+	for (int big = 0; big <= 1; big++) {
+		fs = big ? 1024 : 256;
+		char name[64];
+
+		/* 0: a real AEAD frame. */
+		if (veil_frame_seal(frame, fs, &w->dk, &h, (const uint8_t *)text) != 0)
+			failed = 1;
+		frame_prefix(in, (uint8_t)(0 | (big << 2)), h.seq);
+		memcpy(in + 9, frame, fs);
+		snprintf(name, sizeof(name), "aead-%zu", fs);
+		put("frame", name, in, 9 + fs, NULL, 0);
+
+		/* 1: a real sealed frame. */
+		h.type = VEIL_T_REQUEST;
+		h.seq = 0;
+		if (veil_frame_seal_box(frame, fs, w->box_pk, &h, (const uint8_t *)text) != 0)
+			failed = 1;
+		frame_prefix(in, (uint8_t)(1 | (big << 2)), 0);
+		memcpy(in + 9, frame, fs);
+		snprintf(name, sizeof(name), "box-%zu", fs);
+		put("frame", name, in, 9 + fs, NULL, 0);
+
+		/* 2 and 3: valid plaintexts (header, body; padding implied). */
+		h.type = VEIL_T_TEXT;
+		h.seq = 5;
+		memset(pt, 0, sizeof(pt));
+		pt[0] = h.type;
+		pt[3] = (uint8_t)h.len;
+		pt[11] = 5;
+		memset(pt + 12, 0x11, 16);
+		pt[31] = 1;
+		memcpy(pt + 32, text, h.len);
+		frame_prefix(in, (uint8_t)(2 | (big << 2)), 5);
+		memcpy(in + 9, pt, 32 + h.len);
+		snprintf(name, sizeof(name), "pt-aead-%zu", fs);
+		put("frame", name, in, 9 + 32 + h.len, NULL, 0);
+		pt[11] = 0;
+		pt[0] = VEIL_T_REQUEST;
+		frame_prefix(in, (uint8_t)(3 | (big << 2)), 0);
+		memcpy(in + 9, pt, 32 + h.len);
+		snprintf(name, sizeof(name), "pt-box-%zu", fs);
+		put("frame", name, in, 9 + 32 + h.len, NULL, 0);
+	}
+
+	/* A frame followed by reassembly records: a 3-fragment message
+	 * (the middle one twice), then expiry and forget. */
+	{
+		static const uint8_t recs[][10] = {
+			{ 1, VEIL_T_TEXT, 0x00, 0xb8, 0, 0, 0, 3, 0x42, 1 },
+			{ 1, VEIL_T_TEXT, 0x00, 0xb8, 0, 1, 0, 3, 0x42, 1 },
+			{ 1, VEIL_T_TEXT, 0x00, 0xb8, 0, 1, 0, 3, 0x42, 1 },
+			{ 1, VEIL_T_TEXT, 0x00, 0x10, 0, 2, 0, 3, 0x42, 1 },
+			{ 2, VEIL_T_FILE, 0x00, 0xb8, 0, 0, 0, 2, 0x43, 1 },
+			{ 0, VEIL_T_TEXT, 0x00, 0x05, 0, 0, 0, 1, 0x44, 1 },
+			{ 3, VEIL_T_TEXT, 0x00, 0xb8, 0, 0, 0, 9, 0x45, 0xe9 },
+			{ 2, VEIL_T_FILE, 0x00, 0xb8, 0, 1, 0, 2, 0x43, 0xf1 },
+		};
+		size_t n = 9 + 32 + h.len;
+
+		/* Mode 2, 256 bytes: the plaintext is 216 bytes, cap 184. */
+		pt[0] = VEIL_T_TEXT;
+		pt[11] = 5;
+		frame_prefix(in, 2 | 8, 5);
+		memcpy(in + 9, pt, 216);
+		n = 9 + 216;
+		memcpy(in + n, recs, sizeof(recs));
+		put("frame", "reasm", in, n + sizeof(recs), NULL, 0);
+	}
+}
+
+static void
+rpc_seeds(void)
+{
+	static const char *const lines[][2] = {
+		{ "echo", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"echo\",\"params\":{\"text\":\"hi\",\"flag\":true,\"n\":7}}\n" },
+		{ "notif", "{\"jsonrpc\":\"2.0\",\"method\":\"echo\",\"params\":{\"text\":\"x\"}}\n" },
+		{ "subscribe", "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"method\":\"subscribe\",\"params\":{\"events\":[\"message\",\"delivery\"]}}\n"
+		    "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"notify\",\"params\":{\"event\":\"message\",\"n\":1}}\n"
+		    "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"unsubscribe\"}\n" },
+		{ "defer", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"wait\"}\n"
+		    "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"wait\"}\n"
+		    "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"wake\"}\n"
+		    "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"wait\"}\n" },
+		{ "errors", "{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"fail\",\"params\":{\"text\":\"\\u00e9\"}}\n"
+		    "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"twice\"}\n"
+		    "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"silent\"}\n"
+		    "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"nope\"}\n"
+		    "[1,2]\n"
+		    "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"echo\",\"param\":{}}\n"
+		    "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"wake\",\"params\":{\"a\":1}}\n"
+		    "  \t\r\n"
+		    "{bad json\n" },
+	};
+
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+		put("rpc", lines[i][0], lines[i][1], strlen(lines[i][1]), NULL, 0);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct world w;
+	uint8_t sel;
+	char uri[VEIL_CARD_URI_MAX + 8];
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: mkseeds OUTDIR\n");
+		return 2;
+	}
+	outdir = argv[1];
+	if (mkdir(outdir, 0755) != 0 && errno != EEXIST) {
+		perror(outdir);
+		return 1;
+	}
+	if (world_build(&w) != 0)
+		return 1;
+
+	put("card", "card", w.card_uri, strlen(w.card_uri), NULL, 0);
+	snprintf(uri, sizeof(uri), "  %s\r\n", w.card_uri);
+	put("card", "card-ws", uri, strlen(uri), NULL, 0);
+	w.card.flags = VEIL_CARD_ONE_TIME;
+	w.card.hints[0] = '\0';
+	w.card.expires = 0;
+	if (veil_card_encode(&w.card, uri, sizeof(uri)) <= 0)
+		failed = 1;
+	put("card", "card-onetime", uri, strlen(uri), NULL, 0);
+
+	frame_seeds(&w);
+
+	sel = 0;
+	put("ccm", "parse", &sel, 1, w.update_body, w.update_len);
+	sel = 1;
+	put("ccm", "update", &sel, 1, w.update_body, w.update_len);
+	sel = 2;
+	put("ccm", "ack", &sel, 1, w.ack_body, w.ack_len);
+
+	sel = 0;
+	put("agree", "request", &sel, 1, w.request_body, w.request_len);
+	sel = 1;
+	put("agree", "accept", &sel, 1, w.accept_body, w.accept_len);
+	sel = 2;
+	put("agree", "confirm", &sel, 1, w.confirm_body, w.confirm_len);
+	sel = 3;
+	put("agree", "fail", &sel, 1, "\x01", 1);
+	sel = 0x83;
+	put("agree", "fail-responder", &sel, 1, "\x01", 1);
+	sel = 4;
+	put("agree", "agree-packed", &sel, 1, w.agree_packed, w.agree_packed_len);
+	sel = 5;
+	put("agree", "pair-packed", &sel, 1, w.pair_packed, w.pair_packed_len);
+
+	rpc_seeds();
+	return failed;
+}

@@ -1,0 +1,50 @@
+/* Fuzz stub of daemon/control.c: swallows rpc.c's output after checking it is one JSON-RPC line. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "control.h"
+
+/*
+ * Every line rpc.c sends must be what a client can parse: a single line
+ * (no LF inside), a JSON object with "jsonrpc": "2.0", and either a
+ * result/error with an id member or a method (notification).  Anything
+ * else aborts, which libFuzzer reports as a crash.
+ */
+int
+control_send(struct ctl_conn *cc, const char *buf, size_t len)
+{
+	json_error_t	 err;
+	json_t		*msg, *e;
+	const char	*v;
+
+	(void)cc;
+	if (buf == NULL || len == 0 || memchr(buf, '\n', len) != NULL ||
+	    len > CONTROL_OUTPUT_MAX)
+		abort();
+	if ((msg = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &err)) == NULL)
+		abort();
+	if (!json_is_object(msg) ||
+	    (v = json_string_value(json_object_get(msg, "jsonrpc"))) == NULL ||
+	    strcmp(v, "2.0") != 0)
+		abort();
+	if (json_object_get(msg, "method") == NULL) {
+		if (json_object_get(msg, "id") == NULL)
+			abort();
+		e = json_object_get(msg, "error");
+		if ((e == NULL) == (json_object_get(msg, "result") == NULL))
+			abort();
+		if (e != NULL && (!json_is_integer(json_object_get(e, "code")) ||
+		    !json_is_string(json_object_get(e, "message"))))
+			abort();
+	}
+	json_decref(msg);
+	return 0;
+}
+
+void
+control_close_after_flush(struct ctl_conn *cc)
+{
+	(void)cc;
+}

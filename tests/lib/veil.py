@@ -1,0 +1,516 @@
+"""veil.py: veild daemons, their JSON-RPC socket, veilctl and TAP output for the integration tests."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from brokers import Mosquitto  # noqa: E402,F401  (re-exported for the tests)
+
+
+def builddir():
+    """The build tree holding daemon/veild and tools/veilctl.
+
+    Required: with out-of-tree builds nothing relative to this file is
+    right, and a stale in-tree binary would be worse than an error."""
+    top = os.environ.get("VEIL_TOP_BUILDDIR")
+    if not top:
+        sys.stderr.write("VEIL_TOP_BUILDDIR is not set: run through `make check`, or "
+                         "VEIL_TOP_BUILDDIR=/path/to/build python3 %s\n" % sys.argv[0])
+        print("Bail out! VEIL_TOP_BUILDDIR is not set")
+        sys.exit(99)
+    return top
+
+
+def binary(rel):
+    path = os.path.join(builddir(), rel)
+    if not os.access(path, os.X_OK):
+        print("Bail out! %s is missing: build it first (make)" % path)
+        sys.exit(99)
+    return path
+
+
+# --- TAP ------------------------------------------------------------------
+
+class Tap:
+    """TAP with the plan printed at the end; exit status 1 if anything failed."""
+
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+        self.started = time.monotonic()
+        self.diag_hooks = []	# callables returning text for a failure
+
+    def ok(self, cond, desc, diag=""):
+        self.n += 1
+        if not cond:
+            self.failed += 1
+        print("%s %d - %s" % ("ok" if cond else "not ok", self.n, desc))
+        if not cond:
+            text = diag if isinstance(diag, str) else repr(diag)
+            for line in text.rstrip().splitlines()[-40:]:
+                print("# " + line)
+        sys.stdout.flush()
+        return bool(cond)
+
+    def note(self, text):
+        for line in str(text).rstrip().splitlines():
+            print("# " + line)
+        sys.stdout.flush()
+
+    def run(self, name, fn, *args):
+        """Runs one test function; an exception is a failure with its traceback
+        and the daemons' log tails, not the end of the file."""
+        t0 = time.monotonic()
+        try:
+            fn(*args)
+        except Exception:
+            diag = traceback.format_exc()
+            for hook in self.diag_hooks:
+                try:
+                    diag += hook()
+                except Exception:
+                    pass
+            self.ok(False, "%s: raised" % name, diag)
+        self.note("%s: %.1f s" % (name, time.monotonic() - t0))
+
+    def finish(self):
+        print("1..%d" % self.n)
+        self.note("%d of %d failed, %.1f s" % (self.failed, self.n,
+                                               time.monotonic() - self.started))
+        sys.stdout.flush()
+        return 1 if self.failed or self.n == 0 else 0
+
+
+# --- JSON-RPC -------------------------------------------------------------
+
+class RpcError(Exception):
+    def __init__(self, code, message, data=None):
+        super().__init__("%s (%s)" % (message, code))
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class Client:
+    """One connection to veild's socket: calls, and the notifications that
+    arrive in between, kept in order for wait_notification()."""
+
+    def __init__(self, path, timeout=10.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+        self.next_id = 1
+        self.notes = []
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def read_line(self, timeout):
+        """One line (bytes, LF stripped) or None on EOF; socket.timeout on timeout."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("no line within %.1f s" % timeout)
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                if self.buf:
+                    line, self.buf = self.buf, b""
+                    return line
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+    def read_msg(self, timeout):
+        line = self.read_line(timeout)
+        if line is None:
+            return None
+        return json.loads(line.decode("utf-8"))
+
+    def call(self, method, params=None, timeout=10.0):
+        """The result, or RpcError; notifications seen meanwhile are kept."""
+        myid = self.next_id
+        self.next_id += 1
+        req = {"jsonrpc": "2.0", "method": method, "id": myid}
+        if params is not None:
+            req["params"] = params
+        self.send_raw(json.dumps(req).encode() + b"\n")
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.read_msg(max(0.01, deadline - time.monotonic()))
+            if msg is None:
+                raise ConnectionError("veild closed the connection during %s" % method)
+            if "id" not in msg and "method" in msg:
+                self.notes.append(msg)
+                continue
+            if msg.get("id") not in (myid, None):
+                continue
+            if "error" in msg:
+                e = msg["error"]
+                raise RpcError(e.get("code"), e.get("message"), e.get("data"))
+            return msg.get("result")
+
+    def wait_notification(self, pred, timeout=10.0):
+        """The first kept or arriving notification msg with pred(msg), removed
+        from the queue; None on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, n in enumerate(self.notes):
+                if pred(n):
+                    return self.notes.pop(i)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                msg = self.read_msg(left)
+            except socket.timeout:
+                return None
+            if msg is None:
+                return None
+            if "id" not in msg and "method" in msg:
+                self.notes.append(msg)
+
+
+# --- daemons --------------------------------------------------------------
+
+def _conf_value(v, indent):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)	# libconfig strings escape like JSON's
+    if isinstance(v, (list, tuple)):
+        return "[ " + ", ".join(_conf_value(x, indent) for x in v) + " ]"
+    if isinstance(v, dict):
+        pad = "  " * (indent + 1)
+        body = "".join("%s%s = %s;\n" % (pad, k, _conf_value(x, indent + 1))
+                       for k, x in v.items())
+        return "{\n" + body + "  " * indent + "}"
+    raise TypeError("cannot write %r to a libconfig file" % (v,))
+
+
+def _merge(base, over):
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+class Daemon:
+    """One veild with its own state dir, socket, config and log in tmpdir.
+
+    cfg: top-level config keys; dicts merge into the defaults, e.g.
+    Daemon(tmp, "Alice", broker, accept="auto", identity={"obscurity": 3})."""
+
+    def __init__(self, tmpdir, name, broker, **cfg):
+        self.name = name
+        self.broker = broker
+        self.dir = os.path.join(tmpdir, "veild-" + re.sub(r"[^A-Za-z0-9]", "_", name))
+        os.makedirs(self.dir, exist_ok=True)
+        self.state_dir = os.path.join(self.dir, "state")
+        self.socket = os.path.join(self.dir, "veild.sock")
+        self.conf_path = os.path.join(self.dir, "veild.conf")
+        self.log_path = os.path.join(self.dir, "veild.log")
+        self.proc = None
+        self.veild = binary("daemon/veild")
+        self.veilctl = binary("tools/veilctl")
+        self.cfg = {
+            "state_dir": self.state_dir,
+            "socket": self.socket,
+            "transport": "mqtt",
+            "mqtt": {"uris": [broker.uri], "keepalive": "5s"},
+            "identity": {"name": name, "obscurity": 2},
+            "accept": "ask",
+            "retransmit": {"initial": "1s", "max": "5s"},
+        }
+        _merge(self.cfg, cfg)
+        self.write_config()
+
+    def write_config(self):
+        with open(self.conf_path, "w") as f:
+            f.write("# written by tests/lib/veil.py\n")
+            for k, v in self.cfg.items():
+                f.write("%s = %s;\n" % (k, _conf_value(v, 0)))
+
+    # -- process --
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout=10.0):
+        if self.alive():
+            return
+        os.makedirs(self.state_dir, exist_ok=True)
+        logf = open(self.log_path, "ab")
+        logf.write(("=== start %s\n" % time.strftime("%H:%M:%S")).encode())
+        logf.flush()
+        self.proc = subprocess.Popen(
+            [self.veild, "-d", "-v", "-c", self.conf_path],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
+        logf.close()
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("veild %s exited with %s at start:\n%s"
+                                   % (self.name, self.proc.returncode, self.log_tail()))
+            try:
+                self.rpc("status", timeout=1.0)
+                return
+            except (OSError, ConnectionError, RpcError, ValueError) as e:
+                last = e
+                time.sleep(0.05)
+        self.kill9()
+        raise RuntimeError("veild %s did not answer status within %.0f s (%s):\n%s"
+                           % (self.name, timeout, last, self.log_tail()))
+
+    def stop(self, timeout=10.0):
+        """SIGTERM and wait; SIGKILL if it hangs.  The exit status, or None."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+    def kill9(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def restart(self, timeout=10.0):
+        self.stop()
+        self.start(timeout)
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, n=30):
+        lines = self.log().rstrip().splitlines()[-n:]
+        return "".join("[%s] %s\n" % (self.name, l) for l in lines)
+
+    # -- socket and CLI --
+
+    def client(self, timeout=10.0):
+        return Client(self.socket, timeout)
+
+    def rpc(self, method, _timeout=None, timeout=10.0, **params):
+        """One call on a fresh connection: the result or RpcError."""
+        with Client(self.socket, timeout) as c:
+            return c.call(method, params if params else None,
+                          timeout=_timeout or timeout)
+
+    def ctl(self, *args, input=None, timeout=15.0, json_out=True):
+        """Runs veilctl -s SOCKET [--json] ARGS: (exit status, parsed stdout,
+        stderr).  Parsed: one JSON value, a list of them (one a line), or the
+        text when it is not JSON."""
+        cmd = [self.veilctl, "-s", self.socket] + (["--json"] if json_out else []) + \
+            [str(a) for a in args]
+        r = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout)
+        out = r.stdout.decode("utf-8", "replace")
+        err = r.stderr.decode("utf-8", "replace")
+        parsed = out
+        if json_out and out.strip():
+            try:
+                parsed = json.loads(out)
+            except ValueError:
+                try:
+                    parsed = [json.loads(l) for l in out.splitlines() if l.strip()]
+                except ValueError:
+                    parsed = out
+        return r.returncode, parsed, err
+
+    def ctl_ok(self, *args, **kw):
+        """ctl() that raises unless veilctl exited 0; the parsed output."""
+        rc, out, err = self.ctl(*args, **kw)
+        if rc != 0:
+            raise RuntimeError("veilctl %s on %s: exit %d: %s%s" % (
+                " ".join(map(str, args)), self.name, rc, err.strip(),
+                "\n" + self.log_tail()))
+        return out
+
+    def contacts(self):
+        return {c["name"]: c for c in self.rpc("contact.list")["contacts"]}
+
+    def receive_all(self, wait=0, limit=256):
+        """message.receive until empty (the first call may long-poll)."""
+        out = []
+        while True:
+            r = self.rpc("message.receive", wait=wait, limit=limit,
+                         timeout=wait + 10)["messages"]
+            out.extend(r)
+            if not r or wait:
+                return out
+
+
+def wait_for(pred, timeout=10.0, interval=0.05):
+    """pred()'s first true value, or None after timeout.  Exceptions from
+    pred (a daemon restarting) count as false."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            v = pred()
+            if v:
+                return v
+        except (OSError, ConnectionError, RpcError, ValueError):
+            pass
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
+
+
+def pair(a, b, timeout=15.0):
+    """b adds a's card, a accepts (unless a accepts automatically), both
+    established; all user-facing steps through veilctl.  Returns (the name
+    b gave a, the name a gave b)."""
+    uri = a.ctl_ok("card")
+    if isinstance(uri, dict):
+        uri = uri.get("uri")
+    if not isinstance(uri, str) or not uri.startswith("veil:"):
+        raise RuntimeError("veilctl card on %s printed %r" % (a.name, uri))
+    b.ctl_ok("contact", "add", uri, "--name", a.name)
+    a_sees = None
+
+    def request_at_a():
+        for c in a.contacts().values():
+            if c["peer_name"] == b.name and c["state"] in ("pending", "accepted",
+                                                            "established"):
+                return c
+        return None
+    c = wait_for(request_at_a, timeout)
+    if c is None:
+        raise RuntimeError("%s never saw %s's request:\n%s%s" % (
+            a.name, b.name, a.log_tail(), b.log_tail()))
+    a_sees = c["name"]
+    if c["state"] == "pending" and a.cfg.get("accept") != "auto":
+        a.ctl_ok("contact", "accept", a_sees)
+    ok = wait_for(lambda: a.contacts()[a_sees]["state"] == "established" and
+                  b.contacts()[a.name]["state"] == "established", timeout)
+    if not ok:
+        raise RuntimeError("pairing %s and %s did not finish: %r / %r\n%s%s" % (
+            a.name, b.name, a.contacts(), b.contacts(), a.log_tail(), b.log_tail()))
+    return a.name, a_sees
+
+
+# --- one test file's world ------------------------------------------------
+
+class World:
+    """A fresh temp dir, its brokers and daemons, all killed on exit, on
+    SIGTERM/SIGINT from the test driver and on a watchdog timeout.  The
+    directory is removed unless something failed or VEIL_KEEP_TMP is set."""
+
+    def __init__(self, tap, watchdog=110):
+        self.tap = tap
+        self.tmp = tempfile.mkdtemp(prefix="veil-it-")
+        self.daemons = []
+        self.brokers = []
+        tap.diag_hooks.append(self.log_tails)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGALRM, self._on_alarm)
+        signal.alarm(watchdog)
+
+    def _on_signal(self, signum, frame):
+        self.cleanup(keep=True)
+        print("Bail out! signal %d" % signum)
+        sys.exit(1)
+
+    def _on_alarm(self, signum, frame):
+        raise TimeoutError("watchdog: the test file ran too long")
+
+    def mosquitto(self, **kw):
+        m = Mosquitto(self.tmp, **kw)
+        self.brokers.append(m)
+        return m
+
+    def daemon(self, name, broker, start=True, **cfg):
+        d = Daemon(self.tmp, name, broker, **cfg)
+        self.daemons.append(d)
+        if start:
+            d.start()
+        return d
+
+    def log_tails(self):
+        return "\n" + "".join(d.log_tail(15) for d in self.daemons)
+
+    def cleanup(self, keep=None):
+        signal.alarm(0)
+        for d in self.daemons:
+            try:
+                d.kill9()
+            except Exception:
+                pass
+        for b in self.brokers:
+            try:
+                b.kill()
+            except Exception:
+                pass
+        if keep is None:
+            keep = self.tap.failed > 0 or bool(os.environ.get("VEIL_KEEP_TMP"))
+        if keep:
+            self.tap.note("kept %s" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def main(tests, world_args=None, setup=None):
+    """Runs tests [(name, fn)] with fn(world, ctx) where ctx = setup(world);
+    prints TAP and exits 1 if any failed."""
+    tap = Tap()
+    world = World(tap, **(world_args or {}))
+    try:
+        ctx = None
+        if setup is not None:
+            try:
+                ctx = setup(world)
+            except Exception:
+                tap.ok(False, "setup", traceback.format_exc() + world.log_tails())
+                ctx = None
+        if setup is None or ctx is not None:
+            for name, fn in tests:
+                tap.run(name, fn, tap, world, ctx)
+    except TimeoutError:
+        tap.ok(False, "watchdog", traceback.format_exc() + world.log_tails())
+    finally:
+        world.cleanup()
+    sys.exit(tap.finish())
