@@ -791,6 +791,35 @@ unique_name(const char *want, char out[VEIL_NAME_MAX + 1])
 
 static int accept_contact(struct contact *c, char *err, size_t errlen);
 
+struct card_try {
+	struct veil_agree	*a;
+	const uint8_t		*body;
+	size_t			 len;
+	int			 result;
+	char			 consume[INBOX_MAX];	/* one-time inbox to retire */
+	char			 onetime_key[96];
+};
+
+static int
+card_try_cb(const struct store_inbox *in, void *arg)
+{
+	struct card_try *t = arg;
+	struct veil_id cid;
+	size_t n;
+
+	if (in->kind != STORE_INBOX_CARD || veil_id_from_text(&cid, in->topic) != 0)
+		return 0;
+	if (veil_agree_on_request(t->a, &cid, E.id.pk, t->body, t->len) != 0)
+		return 0;
+	t->result = 0;
+	snprintf(t->onetime_key, sizeof t->onetime_key, "card.once:%s", in->topic);
+	if (store_kv_get(E.st, t->onetime_key, NULL, 0, &n) == 1)
+		copystr(t->consume, in->topic, sizeof t->consume);
+	return 1;
+}
+
+static void retire_inbox(const char *, int64_t);
+
 static void
 handle_request(const uint8_t *body, size_t len)
 {
@@ -803,6 +832,18 @@ handle_request(const uint8_t *body, size_t len)
 	if ((a = calloc(1, sizeof *a)) == NULL)
 		return;
 	r = veil_agree_on_request(a, &E.card_cid, E.id.pk, body, len);
+	if (r == VEIL_ERR_STATE) {
+		/* Not the current card: a one-time card, or the previous
+		 * card of a level 3 rotation still in its grace period. */
+		struct card_try t = { .a = a, .body = body, .len = len, .result = VEIL_ERR_STATE };
+
+		store_inbox_list(E.st, now_ms(), card_try_cb, &t);
+		r = t.result;
+		if (r == 0 && t.consume[0] != '\0') {
+			retire_inbox(t.consume, now_ms());	/* one use only */
+			store_kv_del(E.st, t.onetime_key);
+		}
+	}
 	if (r != 0) {
 		log_debug("REQUEST rejected: %s", veil_strerror(r));
 		goto out;
@@ -1425,7 +1466,7 @@ engine_card(int one_time, json_t **out, char *err, size_t errlen)
 {
 	struct veil_card card;
 	char uri[VEIL_CARD_URI_MAX];
-	char text[INBOX_MAX];
+	char text[INBOX_MAX], key[96];
 	int r;
 
 	memset(&card, 0, sizeof card);
@@ -1439,7 +1480,12 @@ engine_card(int one_time, json_t **out, char *err, size_t errlen)
 		}
 		veil_id_from_text(&card.cid, text);
 		card.flags = VEIL_CARD_ONE_TIME;
+		snprintf(key, sizeof key, "card.once:%s", text);
+		store_kv_set(E.st, key, "", 0);
 	}
+	if (E.cfg->identity.obscurity == 3 && E.rot_next > 0)
+		/* Level 3 cards die with the epoch (plus its grace). */
+		card.expires = (uint64_t)((E.rot_next + (int64_t)E.cfg->rotation.grace_ms) / 1000);
 	memcpy(card.pk, E.id.pk, sizeof card.pk);
 	copystr(card.name, E.cfg->identity.name, sizeof card.name);
 	if ((r = veil_card_encode(&card, uri, sizeof uri)) < 0) {

@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""test_durability.py: no message lost or duplicated across SIGKILLs and broker restarts; prints TAP."""
+
+import collections
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import veil  # noqa: E402
+from veil import wait_for  # noqa: E402
+
+
+def setup(w):
+    m = w.mosquitto()
+    alice = w.daemon("Alice", m)
+    bob = w.daemon("Bob", m)
+    veil.pair(alice, bob)
+    return {"m": m, "alice": alice, "bob": bob}
+
+
+class Inbox:
+    """Every message one daemon handed to its app, in order, duplicates kept."""
+
+    def __init__(self, d):
+        self.d = d
+        self.got = []
+
+    def drain(self, wait=0):
+        r = self.d.receive_all(wait=wait)
+        self.got.extend(r)
+        return r
+
+    def until(self, ids, timeout):
+        """Receives until every id in ids was seen or timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.drain(wait=1)
+            except (OSError, ConnectionError, veil.RpcError):
+                time.sleep(0.1)
+            if set(ids) <= {m["id"] for m in self.got}:
+                return True
+        return False
+
+
+def check_exactly_once(tap, what, sent, inbox, sender, peer):
+    """sent: {id: text}.  Waits for the sender's outbox to drain, then for
+    stray retransmissions, and checks each id arrived once with its text."""
+    inbox.until(sent, 30)
+    drained = wait_for(lambda: sender.contacts()[peer]["queued"] == 0, 15)
+    time.sleep(1.5)	# a duplicate would be a retransmission: give it time
+    inbox.drain()
+    count = collections.Counter(m["id"] for m in inbox.got)
+    missing = [i for i in sent if i not in count]
+    dups = {i: n for i, n in count.items() if n > 1}
+    extra = [i for i in count if i not in sent]
+    wrong = [m["id"] for m in inbox.got if m["id"] in sent and m.get("text") != sent[m["id"]]]
+    tap.ok(not missing, "%s: all %d messages arrived" % (what, len(sent)),
+           "%d missing, e.g. %r\n%s%s" % (len(missing), [sent[i] for i in missing[:5]],
+                                          sender.log_tail(), inbox.d.log_tail()))
+    tap.ok(not dups and len(inbox.got) == len(sent) and not extra,
+           "%s: none twice (%d received)" % (what, len(inbox.got)),
+           "duplicated: %r, unexpected: %r" % (dups, extra))
+    tap.ok(not wrong, "%s: every text intact" % what, repr(wrong[:5]))
+    tap.ok(drained, "%s: the sender's outbox drained (delivery ACKs)" % what,
+           repr(sender.contacts()))
+
+
+def t_kill_receiver(tap, w, x):
+    alice, bob = x["alice"], x["bob"]
+    inbox = Inbox(bob)
+    sent = {}
+    t0 = time.monotonic()
+    with alice.client() as c:
+        for i in range(200):
+            text = "kill-receiver %03d" % i
+            sent[c.call("message.send", {"to": "Bob", "text": text})["id"]] = text
+            if i == 24:
+                inbox.drain()	# some taken before the crash
+            if i == 49:
+                bob.kill9()
+            if i == 149:
+                bob.start()
+    tap.note("200 sends in %.1f s; bob had taken %d before SIGKILL"
+             % (time.monotonic() - t0, len(inbox.got)))
+    check_exactly_once(tap, "SIGKILL of the receiver", sent, inbox, alice, "Bob")
+
+
+def t_kill_receiver_twice(tap, w, x):
+    # The other direction, and the crash while the receiver is the busy one:
+    # kill while it is still working through a backlog.
+    alice, bob = x["alice"], x["bob"]
+    inbox = Inbox(alice)
+    sent = {}
+    with bob.client() as c:
+        for i in range(60):
+            text = "backlog %02d " % i + "x" * (i * 37)	# some span two frames
+            sent[c.call("message.send", {"to": "Alice", "text": text})["id"]] = text
+    alice.kill9()
+    alice.start()
+    time.sleep(0.3)
+    alice.kill9()
+    alice.start()
+    check_exactly_once(tap, "two SIGKILLs during a backlog", sent, inbox, bob, "Alice")
+
+
+def t_broker_restart(tap, w, x):
+    alice, bob, m = x["alice"], x["bob"], x["m"]
+    inbox_b, inbox_a = Inbox(bob), Inbox(alice)
+    sent_ab, sent_ba = {}, {}
+    errors = []
+
+    def sender(d, to, sent, tag):
+        try:
+            with d.client(timeout=20) as c:
+                for i in range(120):
+                    text = "%s %03d" % (tag, i)
+                    sent[c.call("message.send", {"to": to, "text": text},
+                                timeout=20)["id"]] = text
+                    time.sleep(0.01)
+        except Exception as e:	# reported below
+            errors.append("%s: %r" % (tag, e))
+    threads = [threading.Thread(target=sender, args=(alice, "Bob", sent_ab, "a->b")),
+               threading.Thread(target=sender, args=(bob, "Alice", sent_ba, "b->a"))]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(sent_ab) >= 30, 10, 0.01)
+    m.restart(down_for=1.0)
+    for t in threads:
+        t.join(30)
+    tap.ok(not errors and len(sent_ab) == 120 and len(sent_ba) == 120,
+           "message.send keeps answering while the broker restarts", repr(errors))
+    ok = wait_for(lambda: alice.rpc("status")["connected"] and bob.rpc("status")["connected"],
+                  15)
+    tap.ok(ok, "both daemons reconnect to the restarted broker",
+           alice.log_tail() + bob.log_tail())
+    check_exactly_once(tap, "broker restart, Alice to Bob", sent_ab, inbox_b, alice, "Bob")
+    check_exactly_once(tap, "broker restart, Bob to Alice", sent_ba, inbox_a, bob, "Alice")
+
+
+def t_kill_sender(tap, w, x):
+    alice, bob, m = x["alice"], x["bob"], x["m"]
+    inbox = Inbox(bob)
+    # (1) SIGKILL the moment message.send answered.
+    with alice.client() as c:
+        mid = c.call("message.send", {"to": "Bob", "text": "durable 1"})["id"]
+        alice.kill9()
+    alice.start()
+    check_exactly_once(tap, "SIGKILL of the sender right after message.send",
+                       {mid: "durable 1"}, inbox, alice, "Bob")
+
+    # (2) The frames cannot have left: the broker is down.  Only the
+    # sender's outbox can deliver these.
+    inbox = Inbox(bob)
+    m.stop()
+    wait_for(lambda: not alice.rpc("status")["connected"], 10)
+    sent = {}
+    with alice.client() as c:
+        for i in range(5):
+            t = "durable, broker down %d" % i
+            sent[c.call("message.send", {"to": "Bob", "text": t})["id"]] = t
+    queued = alice.contacts()["Bob"]["queued"]
+    tap.ok(queued == 5, "with the broker down the 5 messages are queued", repr(queued))
+    alice.kill9()
+    m.start()
+    alice.start()
+    check_exactly_once(tap, "sender SIGKILLed while the broker was down", sent, inbox,
+                       alice, "Bob")
+
+
+def t_kept_until_taken(tap, w, x):
+    alice, bob = x["alice"], x["bob"]
+    sent = {}
+    with alice.client() as c:
+        for i in range(10):
+            t = "kept %d" % i
+            sent[c.call("message.send", {"to": "Bob", "text": t})["id"]] = t
+    ok = wait_for(lambda: alice.contacts()["Bob"]["queued"] == 0, 15)
+    tap.ok(ok, "Bob acknowledged all 10 while no app took them", repr(alice.contacts()))
+    st = bob.rpc("status")
+    tap.ok(st.get("unread") == 10, "status counts 10 unread", repr(st))
+    rc = bob.stop()
+    tap.ok(rc == 0, "SIGTERM: veild exits 0", "exit %r\n%s" % (rc, bob.log_tail()))
+    bob.start()
+    first = bob.rpc("message.receive", limit=3)["messages"]
+    bob.kill9()
+    bob.start()
+    rest = bob.receive_all()
+    got = first + rest
+    tap.ok(len(first) == 3 and len(got) == 10 and
+           {m["id"]: m["text"] for m in got} == sent,
+           "after a restart all 10 are there; limit=3 takes 3, a SIGKILL later the "
+           "other 7", repr((len(first), [m["text"] for m in got])))
+    bob.restart()
+    again = bob.receive_all()
+    tap.ok(again == [] and bob.rpc("status").get("unread") == 0,
+           "taken messages are not returned again after a restart", repr(again))
+
+
+TESTS = [
+    ("SIGKILL the receiver during 200 sends", t_kill_receiver),
+    ("SIGKILL the receiver twice during a backlog", t_kill_receiver_twice),
+    ("broker restart mid-traffic", t_broker_restart),
+    ("SIGKILL the sender", t_kill_sender),
+    ("kept until taken", t_kept_until_taken),
+]
+
+if __name__ == "__main__":
+    veil.main(TESTS, setup=setup, world_args={"watchdog": 110})
