@@ -35,6 +35,7 @@
 #define REASM_AGE_MS	(10 * 60 * 1000)
 #define DEDUPE_MS	(30LL * 24 * 3600 * 1000)
 #define DUE_BATCH	64
+#define ROT_BATCH	128
 #define INBOX_MAX	(STORE_TOPIC_MAX + 1)	/* text of an inbox ID */
 
 struct contact {
@@ -64,6 +65,9 @@ static struct engine {
 	struct event			*cover_ev;	/* next COVER frame */
 	struct event			*drain_ev;	/* frees tr_old */
 	int64_t				 rot_next;	/* ms */
+	struct event			*rot_step_ev;	/* announces in batches */
+	int64_t				 rot_cursor;	/* last contact id announced */
+	int64_t				 rot_grace_end;
 	int64_t				 epoch;
 	struct veil_tagtab		*tags;
 	struct veil_reasm		*reasm;
@@ -96,6 +100,7 @@ static void rotation_arm(void);
 static void rotation_schedule(void);
 static void cover_fire(evutil_socket_t, short, void *);
 static void cover_arm(void);
+static void rotate_step(evutil_socket_t, short, void *);
 
 static int64_t
 now_ms(void)
@@ -165,13 +170,21 @@ contact_find(int64_t id)
 	return NULL;
 }
 
+/* The store's index keeps this O(log n): a send must not cost more with
+ * 10,000 contacts than with ten. */
 static struct contact *
 contact_by_name(const char *name)
 {
-	for (size_t i = 0; i < E.nc; i++)
-		if (strcmp(E.c[i]->name, name) == 0)
-			return E.c[i];
-	return NULL;
+	struct store_contact *row;
+	struct contact *c = NULL;
+
+	if ((row = malloc(sizeof *row)) == NULL)
+		return NULL;
+	if (store_contact_get_by_name(E.st, name, row) == 1)
+		c = contact_find(row->id);
+	sodium_memzero(row, sizeof *row);
+	free(row);
+	return c;
 }
 
 static int
@@ -363,6 +376,83 @@ load_cb(const struct store_contact *row, void *arg)
 
 /* --- sending --------------------------------------------------------- */
 
+static void publish_direct(const char *, const uint8_t *, int);
+
+/*
+ * Frames sealed inside a store transaction wait here until it commits:
+ * a frame must never leave before the sequence counter it used is on
+ * disk, or a crash could make the daemon reuse a nonce.
+ */
+struct queued {
+	struct queued	*next;
+	char		 inbox[INBOX_MAX];
+	int		 n;
+	uint8_t		 frames[];
+};
+static struct queued *txq_head, **txq_tail = &txq_head;
+
+static void
+publish(const char *inbox, const uint8_t *frames, int n)
+{
+	size_t sz = (size_t)n * E.cfg->frames.size;
+	struct queued *q;
+
+	if (!store_in_transaction(E.st)) {
+		publish_direct(inbox, frames, n);
+		return;
+	}
+	if ((q = malloc(sizeof *q + sz)) == NULL) {
+		log_warnx("out of memory: frame dropped, the outbox will resend");
+		return;
+	}
+	copystr(q->inbox, inbox, sizeof q->inbox);
+	q->n = n;
+	memcpy(q->frames, frames, sz);
+	q->next = NULL;
+	*txq_tail = q;
+	txq_tail = &q->next;
+}
+
+static void
+txq_drop(int send)
+{
+	struct queued *q, *next;
+
+	for (q = txq_head; q != NULL; q = next) {
+		next = q->next;
+		if (send)
+			publish_direct(q->inbox, q->frames, q->n);
+		free(q);
+	}
+	txq_head = NULL;
+	txq_tail = &txq_head;
+}
+
+static int
+txn_begin(void)
+{
+	return store_begin(E.st);
+}
+
+/* Commits, then lets the frames sealed inside the transaction go. */
+static int
+txn_commit(void)
+{
+	if (store_commit(E.st) != 0) {
+		txq_drop(0);
+		return -1;
+	}
+	txq_drop(1);
+	return 0;
+}
+
+static int
+txn_rollback(void)
+{
+	txq_drop(0);
+	return store_rollback(E.st);
+}
+
 static void
 publish_now(const char *topic, const uint8_t *frames, int n)
 {
@@ -403,7 +493,7 @@ delayed_fire(evutil_socket_t fd, short ev, void *arg)
  * resend.
  */
 static void
-publish(const char *inbox, const uint8_t *frames, int n)
+publish_direct(const char *inbox, const uint8_t *frames, int n)
 {
 	char topic[256];
 	size_t fs = E.cfg->frames.size;
@@ -462,7 +552,7 @@ send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
 {
 	struct veil_txdir *tx = use_prev && c->pair.tx_prev.live ? &c->pair.tx_prev : &c->pair.tx;
 	uint8_t *frames;
-	int n, own_txn = !store_in_transaction(E.st);
+	int n;
 
 	if (!tx->live)
 		return -1;
@@ -472,8 +562,7 @@ send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
 		free(frames);
 		return -1;
 	}
-	(void)own_txn;
-	publish(c->peer_inbox, frames, n);
+	publish(c->peer_inbox, frames, n);	/* after commit when in a transaction */
 	free(frames);
 	return 0;
 }
@@ -510,7 +599,7 @@ handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTE
 		contact_arm(c, SLOT_EPOCH0, 0);
 		notify_state(c);
 	}
-	if (store_begin(E.st) != 0) {
+	if (txn_begin() != 0) {
 		log_warnx("store: %s", store_errmsg(E.st));
 		return;
 	}
@@ -521,7 +610,7 @@ handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTE
 	veil_msgid_new(ackid);
 	if (send_to(c, VEIL_T_ACK, ackid, msgid, VEIL_MSGID_BYTES, 0) != 0)
 		goto fail;
-	if (store_commit(E.st) != 0)
+	if (txn_commit() != 0)
 		goto fail;
 	if (isnew) {
 		msgid_hex(msgid, hex);
@@ -533,7 +622,7 @@ handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTE
 	return;
 fail:
 	log_warnx("store: cannot keep a received message: %s", store_errmsg(E.st));
-	store_rollback(E.st);
+	txn_rollback();
 }
 
 static void
@@ -706,7 +795,7 @@ handle_update_ack(struct contact *c, const uint8_t *body, size_t len)
 		log_debug("contact %" PRId64 ": UPDATE-ACK ignored: %s", c->id, veil_strerror(r));
 		return;
 	}
-	if (store_begin(E.st) != 0)
+	if (txn_begin() != 0)
 		return;
 	if (store_kv_get(E.st, kv_key(key, sizeof key, "upd.inbox", c->id), inbox,
 	    sizeof inbox - 1, &n) == 1) {
@@ -724,8 +813,8 @@ handle_update_ack(struct contact *c, const uint8_t *body, size_t len)
 	}
 	store_kv_set_i64(E.st, kv_key(key, sizeof key, "upd.prev_until", c->id),
 	    now + (int64_t)E.cfg->rotation.grace_ms);
-	if (contact_save(c) != 0 || store_commit(E.st) != 0) {
-		store_rollback(E.st);
+	if (contact_save(c) != 0 || txn_commit() != 0) {
+		txn_rollback();
 		log_warnx("store: %s", store_errmsg(E.st));
 		return;
 	}
@@ -1125,7 +1214,7 @@ flush_outbox(int force)
 		}
 		if (l->n == 0)
 			break;
-		if (store_begin(E.st) != 0)
+		if (txn_begin() != 0)
 			break;
 		for (int i = 0; i < l->n; i++) {
 			struct due *d = &l->d[i];
@@ -1136,9 +1225,9 @@ flush_outbox(int force)
 				send_to(c, (uint8_t)d->type, d->msgid, d->body, d->len, 0);
 			store_outbox_reschedule(E.st, d->id, next, d->attempts + 1);
 		}
-		if (store_commit(E.st) != 0) {
+		if (txn_commit() != 0) {
 			log_warnx("store: %s", store_errmsg(E.st));
-			store_rollback(E.st);
+			txn_rollback();
 		}
 		for (int i = 0; i < l->n; i++) {
 			sodium_memzero(l->d[i].body, l->d[i].len);
@@ -1207,11 +1296,11 @@ load_identity(char *err, size_t errlen)
 		/* found */
 	} else if (r == 0) {
 		veil_identity_new(&E.id);
-		if (store_begin(E.st) != 0 ||
+		if (txn_begin() != 0 ||
 		    store_kv_set(E.st, "identity.sk", E.id.sk, sizeof E.id.sk) != 0 ||
 		    store_kv_set(E.st, "identity.pk", E.id.pk, sizeof E.id.pk) != 0 ||
-		    store_commit(E.st) != 0) {
-			store_rollback(E.st);
+		    txn_commit() != 0) {
+			txn_rollback();
 			seterr(err, errlen, "cannot store the identity: %s", store_errmsg(E.st));
 			return -1;
 		}
@@ -1354,7 +1443,9 @@ engine_start(void)
 	E.rot_ev = evtimer_new(E.base, rotation_fire, NULL);
 	E.cover_ev = evtimer_new(E.base, cover_fire, NULL);
 	E.drain_ev = evtimer_new(E.base, drain_done, NULL);
-	if (E.rot_ev == NULL || E.cover_ev == NULL || E.drain_ev == NULL)
+	E.rot_step_ev = event_new(E.base, -1, 0, rotate_step, NULL);
+	if (E.rot_ev == NULL || E.cover_ev == NULL || E.drain_ev == NULL ||
+	    E.rot_step_ev == NULL)
 		return -1;
 	if (store_kv_get_i64(E.st, "rotation.epoch", &E.epoch) != 1)
 		E.epoch = 0;
@@ -1394,6 +1485,8 @@ engine_shutdown(void)
 		event_free(E.cover_ev);
 	if (E.drain_ev != NULL)
 		event_free(E.drain_ev);
+	if (E.rot_step_ev != NULL)
+		event_free(E.rot_step_ev);
 	if (E.tr_old != NULL)
 		transport_free(E.tr_old);
 	if (E.tr != NULL)
@@ -1586,14 +1679,14 @@ engine_contact_add(const char *uri, const char *name, json_t **out, char *err,
 	if ((r = veil_agree_pack(a, row->agree, sizeof row->agree)) < 0)
 		goto out;
 	row->agree_len = (size_t)r;
-	if (store_begin(E.st) != 0)
+	if (txn_begin() != 0)
 		goto storefail;
 	if ((row->id = store_contact_add(E.st, row)) < 0)
 		goto storefail;
 	if (E.cfg->identity.obscurity == 2 &&
 	    store_inbox_add(E.st, row->my_inbox, row->id, STORE_INBOX_PAIR, now_ms()) < 0)
 		goto storefail;
-	if (store_commit(E.st) != 0)
+	if (txn_commit() != 0)
 		goto storefail;
 	if ((c = contact_from_row(row)) == NULL || contact_insert(c) != 0) {
 		contact_free(c);
@@ -1608,7 +1701,7 @@ engine_contact_add(const char *uri, const char *name, json_t **out, char *err,
 	goto out;
 storefail:
 	seterr(err, errlen, "store: %s", store_errmsg(E.st));
-	store_rollback(E.st);
+	txn_rollback();
 out:
 	sodium_memzero(body, sizeof body);
 	free(frames);
@@ -1678,11 +1771,11 @@ accept_contact(struct contact *c, char *err, size_t errlen)
 	}
 	c->state = CONTACT_ACCEPTED;
 	veil_id_to_text(&inbox, c->my_inbox, sizeof c->my_inbox);
-	if (store_begin(E.st) != 0 ||
+	if (txn_begin() != 0 ||
 	    (E.cfg->identity.obscurity == 2 &&
 	    store_inbox_add(E.st, c->my_inbox, c->id, STORE_INBOX_PAIR, now_ms()) < 0) ||
-	    contact_save(c) != 0 || store_commit(E.st) != 0) {
-		store_rollback(E.st);
+	    contact_save(c) != 0 || txn_commit() != 0) {
+		txn_rollback();
 		free(frames);
 		seterr(err, errlen, "store: %s", store_errmsg(E.st));
 		return RPC_INTERNAL_ERROR;
@@ -1790,21 +1883,21 @@ engine_send(const char *to, const char *text, size_t len, json_t **out, char *er
 	veil_msgid_new(msgid);
 	/* Durable before acknowledged: the row and the advanced counter
 	 * commit together, then the frames leave. */
-	if (store_begin(E.st) != 0)
+	if (txn_begin() != 0)
 		goto fail;
 	if (store_outbox_add(E.st, c->id, msgid, VEIL_T_TEXT, text, len, now,
 	    now + backoff(0)) < 0)
 		goto fail;
 	if (send_to(c, VEIL_T_TEXT, msgid, (const uint8_t *)text, len, 0) != 0)
 		goto fail;
-	if (store_commit(E.st) != 0)
+	if (txn_commit() != 0)
 		goto fail;
 	msgid_hex(msgid, hex);
 	*out = json_pack("{s:s}", "id", hex);
 	return 0;
 fail:
 	seterr(err, errlen, "store: %s", store_errmsg(E.st));
-	store_rollback(E.st);
+	txn_rollback();
 	return RPC_INTERNAL_ERROR;
 }
 
@@ -1857,17 +1950,17 @@ engine_receive(int limit)
 	if (store_rx_pending(E.st, limit, rx_cb, &x) < 0)
 		goto fail;
 	/* Taken only once the reply is built: a crash before this loses nothing. */
-	if (store_begin(E.st) != 0)
+	if (txn_begin() != 0)
 		goto fail;
 	for (int i = 0; i < x.n; i++)
 		if (store_rx_take(E.st, x.ids[i]) < 0)
 			goto fail;
-	if (store_commit(E.st) != 0)
+	if (txn_commit() != 0)
 		goto fail;
 	return x.arr;
 fail:
 	log_warnx("store: %s", store_errmsg(E.st));
-	store_rollback(E.st);
+	txn_rollback();
 	json_decref(x.arr);
 	return NULL;
 }
@@ -1973,7 +2066,7 @@ retire_inbox(const char *inbox, int64_t at)
 static int
 rotate(json_t **out, char *err, size_t errlen)
 {
-	char shared[INBOX_MAX], key[64], text[INBOX_MAX];
+	char shared[INBOX_MAX], text[INBOX_MAX];
 	int level = E.cfg->identity.obscurity, count = 0;
 	int64_t now = now_ms(), grace_end = now + (int64_t)E.cfg->rotation.grace_ms;
 
@@ -1984,7 +2077,7 @@ rotate(json_t **out, char *err, size_t errlen)
 	if (level == 3) {
 		new_inbox(shared);
 		new_inbox(text);
-		if (store_begin(E.st) != 0 ||
+		if (txn_begin() != 0 ||
 		    store_inbox_add(E.st, shared, 0, STORE_INBOX_SHARED, now) < 0 ||
 		    store_inbox_add(E.st, text, 0, STORE_INBOX_CARD, now) < 0 ||
 		    store_kv_set(E.st, "inbox.shared", shared, strlen(shared)) != 0 ||
@@ -1992,7 +2085,7 @@ rotate(json_t **out, char *err, size_t errlen)
 			goto storefail;
 		retire_inbox(E.shared_inbox, grace_end);
 		retire_inbox(E.card_topic, grace_end);
-		if (store_commit(E.st) != 0)
+		if (txn_commit() != 0)
 			goto storefail;
 		copystr(E.shared_inbox, shared, sizeof E.shared_inbox);
 		copystr(E.card_topic, text, sizeof E.card_topic);
@@ -2000,14 +2093,57 @@ rotate(json_t **out, char *err, size_t errlen)
 	}
 	if (rotate_client_id() != 0)
 		log_warnx("rotation: keeping the client ID");
-	for (size_t i = 0; i < E.nc; i++) {
+	for (size_t i = 0; i < E.nc; i++)
+		if (E.c[i]->state == CONTACT_ESTABLISHED && !E.c[i]->pair.upd_pending)
+			count++;
+	E.epoch++;
+	store_kv_set_i64(E.st, "rotation.epoch", E.epoch);
+	log_info("rotation %" PRId64 ": telling %d contacts", E.epoch, count);
+	/* The UPDATEs go out in batches, one transaction each, between
+	 * which the loop serves everything else: 10,000 contacts must not
+	 * stall it. */
+	E.rot_cursor = 0;
+	E.rot_grace_end = grace_end;
+	event_active(E.rot_step_ev, 0, 0);
+	if (out != NULL)
+		*out = json_pack("{s:i, s:I}", "announced", count, "epoch", (json_int_t)E.epoch);
+	return 0;
+storefail:
+	seterr(err, errlen, "store: %s", store_errmsg(E.st));
+	txn_rollback();
+	return RPC_INTERNAL_ERROR;
+}
+
+/* Announces the new inbox to up to ROT_BATCH contacts after rot_cursor. */
+static void
+rotate_step(evutil_socket_t fd, short ev, void *arg)
+{
+	char key[64], inbox[INBOX_MAX];
+	int level = E.cfg->identity.obscurity, done = 0;
+	int64_t now = now_ms();
+	size_t i;
+	struct veil_pair *saved;
+	struct contact *mod[ROT_BATCH];
+
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	if ((saved = malloc(sizeof *saved * ROT_BATCH)) == NULL || txn_begin() != 0) {
+		free(saved);
+		log_warnx("rotation: store: %s; retrying", store_errmsg(E.st));
+		event_active(E.rot_step_ev, 0, 0);
+		return;
+	}
+	for (i = 0; i < E.nc && E.c[i]->id <= E.rot_cursor; i++)
+		;
+	for (; i < E.nc && done < ROT_BATCH; i++) {
 		struct contact *c = E.c[i];
-		char inbox[INBOX_MAX];
 		struct veil_id oldid, newid;
 		uint8_t msgid[VEIL_MSGID_BYTES];
 		char *body = NULL;
 		size_t blen = 0;
 
+		E.rot_cursor = c->id;
 		if (c->state != CONTACT_ESTABLISHED || c->pair.upd_pending)
 			continue;
 		if (level == 2)
@@ -2017,46 +2153,47 @@ rotate(json_t **out, char *err, size_t errlen)
 		if (veil_id_from_text(&oldid, c->my_inbox) != 0 ||
 		    veil_id_from_text(&newid, inbox) != 0)
 			continue;
+		saved[done] = c->pair;
+		mod[done] = c;
 		if (veil_update_build(&c->pair, E.id.pk, E.cfg->identity.name, &oldid,
 		    &newid, 0, &body, &blen) != 0)
 			continue;
+		done++;
 		veil_msgid_new(msgid);
-		if (store_begin(E.st) != 0)
-			goto storefail_free;
-		if (level == 2) {
-			if (store_inbox_add(E.st, inbox, c->id, STORE_INBOX_PAIR, now) < 0)
-				goto storefail_free;
-			retire_inbox(c->my_inbox, grace_end);
-		}
-		if (store_kv_set(E.st, kv_key(key, sizeof key, "upd.inbox", c->id), inbox,
+		if ((level == 2 && (store_inbox_add(E.st, inbox, c->id, STORE_INBOX_PAIR, now) < 0 ||
+		    (retire_inbox(c->my_inbox, E.rot_grace_end), 0))) ||
+		    store_kv_set(E.st, kv_key(key, sizeof key, "upd.inbox", c->id), inbox,
 		    strlen(inbox)) != 0 ||
 		    store_kv_set(E.st, kv_key(key, sizeof key, "upd.msgid", c->id), msgid,
 		    sizeof msgid) != 0 ||
 		    store_outbox_add(E.st, c->id, msgid, VEIL_T_UPDATE, body, blen, now,
-		    now + backoff(0)) < 0)
-			goto storefail_free;
-		if (send_to(c, VEIL_T_UPDATE, msgid, (const uint8_t *)body, blen, 0) != 0 ||
-		    store_commit(E.st) != 0)
-			goto storefail_free;
+		    now + backoff(0)) < 0 ||
+		    send_to(c, VEIL_T_UPDATE, msgid, (const uint8_t *)body, blen, 0) != 0) {
+			free(body);
+			goto fail;
+		}
+		free(body);
 		if (level == 2)
-			subscribe_inbox(inbox);
-		free(body);
-		count++;
-		continue;
-storefail_free:
-		free(body);
-		goto storefail;
+			subscribe_inbox(inbox);	/* before the UPDATE leaves at commit */
 	}
-	E.epoch++;
-	store_kv_set_i64(E.st, "rotation.epoch", E.epoch);
-	log_info("rotation %" PRId64 ": %d contacts told", E.epoch, count);
-	if (out != NULL)
-		*out = json_pack("{s:i, s:I}", "announced", count, "epoch", (json_int_t)E.epoch);
-	return 0;
-storefail:
-	seterr(err, errlen, "store: %s", store_errmsg(E.st));
-	store_rollback(E.st);
-	return RPC_INTERNAL_ERROR;
+	if (txn_commit() != 0)
+		goto fail;
+	sodium_memzero(saved, sizeof *saved * ROT_BATCH);
+	free(saved);
+	if (i < E.nc)
+		event_active(E.rot_step_ev, 0, 0);
+	else
+		log_debug("rotation %" PRId64 " announced", E.epoch);
+	return;
+fail:
+	/* Undo the in-memory half of this batch; the store rolled back. */
+	log_warnx("rotation: store: %s", store_errmsg(E.st));
+	txn_rollback();
+	for (int j = 0; j < done; j++)
+		mod[j]->pair = saved[j];
+	E.rot_cursor = 0;	/* the next rotation retries them all */
+	sodium_memzero(saved, sizeof *saved * ROT_BATCH);
+	free(saved);
 }
 
 int

@@ -13,6 +13,7 @@ static const struct {
 	transport_ctor	 ctor;
 } transport_drivers[] = {
 	{ "mqtt", mqtt_transport_new },
+	{ "xmpp", xmpp_transport_new },
 };
 
 struct transport *

@@ -112,5 +112,8 @@ void	transport_free(struct transport *);
 struct transport *mqtt_transport_new(struct event_base *,
 		    const struct transport_config *, const struct transport_cbs *,
 		    void *arg, char *err, size_t errlen);
+struct transport *xmpp_transport_new(struct event_base *,
+		    const struct transport_config *, const struct transport_cbs *,
+		    void *arg, char *err, size_t errlen);
 
 #endif /* VEIL_TRANSPORT_H */

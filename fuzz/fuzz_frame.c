@@ -27,6 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct world w;
 static volatile uint8_t sink;
+static uint8_t pattern[VEIL_FRAME_MAX];	/* fragment bodies for reassembly */
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -35,6 +36,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	if (world_build(&w) != 0)
 		abort();
+	for (size_t i = 0; i < sizeof(pattern); i++)
+		pattern[i] = (uint8_t)i;
 	return 0;
 }
 
@@ -63,7 +66,6 @@ check_open(const struct veil_frame_hdr *h, size_t cap, uint64_t seq)
 static void
 reasm_drive(const uint8_t *p, size_t len, size_t cap)
 {
-	static uint8_t body[VEIL_FRAME_MAX];
 	struct veil_reasm *r;
 	struct veil_frame_hdr h;
 	uint8_t *out;
@@ -71,8 +73,6 @@ reasm_drive(const uint8_t *p, size_t len, size_t cap)
 	uint64_t now = 1000;
 	int rc;
 
-	for (size_t i = 0; i < sizeof(body); i++)
-		body[i] = (uint8_t)i;
 	/* Small bounds so that eviction is reached. */
 	if ((r = veil_reasm_new(4 * cap, 3)) == NULL)
 		return;
@@ -94,7 +94,8 @@ reasm_drive(const uint8_t *p, size_t len, size_t cap)
 		}
 		out = NULL;
 		outlen = 0;
-		rc = veil_reasm_add(r, p[0] & 3, &h, body, cap, now, &out, &outlen);
+		rc = veil_reasm_add(r, p[0] & 3, &h, pattern, cap, now, &out,
+		    &outlen);
 		if (rc == 1) {
 			if (out == NULL && outlen != 0)
 				abort();

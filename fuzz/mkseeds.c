@@ -184,6 +184,19 @@ main(int argc, char **argv)
 	put("card", "card", w.card_uri, strlen(w.card_uri), NULL, 0);
 	snprintf(uri, sizeof(uri), "  %s\r\n", w.card_uri);
 	put("card", "card-ws", uri, strlen(uri), NULL, 0);
+	{
+		/* The binary form fuzz_card takes after a NUL byte: the
+		 * card body without its checksum. */
+		uint8_t bin[VEIL_CARD_URI_MAX];
+		size_t blen = 0;
+
+		if (sodium_base642bin(bin, sizeof(bin), w.card_uri + 5,
+		    strlen(w.card_uri + 5), NULL, &blen, NULL,
+		    sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 || blen < 4)
+			failed = 1;
+		else
+			put("card", "card-bin", "", 1, bin, blen - 4);
+	}
 	w.card.flags = VEIL_CARD_ONE_TIME;
 	w.card.hints[0] = '\0';
 	w.card.expires = 0;

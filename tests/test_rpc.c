@@ -132,7 +132,8 @@ struct client {
 static void
 pump(void)
 {
-	event_base_loop(base, EVLOOP_NONBLOCK);
+	/* ONCE: return even if an fd stays ready (a spinning listener). */
+	event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 }
 
 static long

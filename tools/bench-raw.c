@@ -26,7 +26,13 @@
  */
 
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -77,6 +83,7 @@ struct bench {
 	uint32_t		 concurrency;	/* 0: window only */
 	int			 timeout_s;
 	int			 json;
+	int			 nodelay;
 
 	char			 topic[64];	/* publisher -> subscriber */
 	char			 topic_ack[64];	/* subscriber -> publisher */
@@ -606,6 +613,49 @@ ack_main(void *arg)
 	return NULL;
 }
 
+/*
+ * --nodelay: paho never sets TCP_NODELAY and has no hook to reach its
+ * socket, so a small PUBACK followed by a PUBLISH on the same connection
+ * waits for the peer's delayed ACK (~40 ms on Linux).  The only TCP
+ * sockets in this process are paho's two broker connections: find them
+ * in /proc/self/fd.  Returns how many were set.
+ */
+static int
+set_nodelay_all(void)
+{
+	DIR		*d;
+	struct dirent	*de;
+	struct stat	 st;
+	int		 fd, type, one = 1, n = 0;
+	socklen_t	 len;
+	struct sockaddr_storage	ss;
+
+	if ((d = opendir("/proc/self/fd")) == NULL)
+		die("--nodelay: /proc/self/fd: %s", strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		fd = atoi(de->d_name);
+		if (fd == dirfd(d) || fstat(fd, &st) == -1 ||
+		    !S_ISSOCK(st.st_mode))
+			continue;
+		len = sizeof(type);
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
+		    type != SOCK_STREAM)
+			continue;
+		len = sizeof(ss);
+		if (getpeername(fd, (struct sockaddr *)&ss, &len) == -1 ||
+		    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+			continue;
+		if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		    sizeof(one)) == -1)
+			die("--nodelay: setsockopt: %s", strerror(errno));
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
 /* Publish all frames and wait for the last receipt (or answer). */
 static void
 run(struct bench *b)
@@ -725,10 +775,12 @@ report(struct bench *b)
 		    "\"count\":%" PRIu32 ",\"size\":%zu,\"window\":%d,"
 		    "\"concurrency\":%" PRIu32 ",\"qos\":1,\"mqtt\":5,"
 		    "\"received\":%" PRIu32 ",\"duplicates\":%" PRIu32 ","
+		    "\"nodelay\":%s,"
 		    "\"paho_busy\":%" PRIu32 ",\"elapsed_s\":%.6f,"
 		    "\"msgs_per_s\":%.1f,\"latency_kind\":\"%s\",",
 		    mode_names[b->mode], b->uri, b->count, b->size, b->window,
-		    b->concurrency, b->ndone, b->ndup, b->nbusy, secs, rate,
+		    b->concurrency, b->ndone, b->ndup,
+		    b->nodelay ? "true" : "false", b->nbusy, secs, rate,
 		    kind);
 		print_stats_json("latency_us", &lat);
 		if (b->mode == MODE_ACK) {
@@ -748,6 +800,8 @@ report(struct bench *b)
 	    secs, kind, lat.p50, lat.p90, lat.p99, lat.max);
 	if (b->mode == MODE_ACK)
 		printf("; one-way p50 %.1f p99 %.1f", ow.p50, ow.p99);
+	if (b->nodelay)
+		printf("; TCP_NODELAY");
 	if (b->ndup != 0)
 		printf("; %" PRIu32 " duplicates", b->ndup);
 	putchar('\n');
@@ -759,7 +813,7 @@ usage(int status)
 	fprintf(status ? stderr : stdout,
 "usage: bench-raw [--uri URI] [--mode throughput|latency|ack] [--count N]\n"
 "                 [--size BYTES] [--window W] [--concurrency C]\n"
-"                 [--timeout SECONDS] [--json]\n"
+"                 [--timeout SECONDS] [--nodelay] [--json]\n"
 "\n"
 "The raw baseline of veil-bench: N frames of BYTES random bytes at QoS 1\n"
 "from one paho MQTTAsync client to another through the broker at URI\n"
@@ -776,6 +830,8 @@ usage(int status)
 "                     only (default: 0 for throughput, 1 otherwise; latency\n"
 "                     mode is always 1)\n"
 "  --timeout SECONDS  give up and exit 1 after this long (default %d)\n"
+"  --nodelay          set TCP_NODELAY on paho's sockets (paho does not; a\n"
+"                     diagnostic, not the baseline)\n"
 "  --json             one JSON object instead of one line\n",
 	    BENCH_COUNT_DEFAULT, BENCH_HDR, BENCH_SIZE_DEFAULT,
 	    BENCH_WINDOW_DEFAULT, BENCH_TIMEOUT_DEFAULT);
@@ -808,6 +864,7 @@ main(int argc, char *argv[])
 		{ "concurrency",	required_argument, NULL, 'c' },
 		{ "timeout",		required_argument, NULL, 't' },
 		{ "json",		no_argument,	   NULL, 'j' },
+		{ "nodelay",		no_argument,	   NULL, 'D' },
 		{ "help",		no_argument,	   NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -824,7 +881,7 @@ main(int argc, char *argv[])
 	b->size = BENCH_SIZE_DEFAULT;
 	b->window = BENCH_WINDOW_DEFAULT;
 	b->timeout_s = BENCH_TIMEOUT_DEFAULT;
-	while ((ch = getopt_long(argc, argv, "u:n:s:w:m:c:t:jh", longopts,
+	while ((ch = getopt_long(argc, argv, "u:n:s:w:m:c:t:jDh", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'u':
@@ -858,6 +915,9 @@ main(int argc, char *argv[])
 			break;
 		case 'j':
 			b->json = 1;
+			break;
+		case 'D':
+			b->nodelay = 1;
 			break;
 		case 'h':
 			usage(0);
@@ -909,6 +969,8 @@ main(int argc, char *argv[])
 	client_connect(b, &b->sub);
 	wait_clients(b, &dl, "the broker to accept both clients",
 	    client_is_up);
+	if (b->nodelay && set_nodelay_all() != 2)
+		die("--nodelay: expected paho's 2 broker sockets");
 	client_subscribe(&b->sub, b->topic);
 	if (b->mode == MODE_ACK)
 		client_subscribe(&b->pub, b->topic_ack);

@@ -227,12 +227,14 @@ class Daemon:
     """One veild with its own state dir, socket, config and log in tmpdir.
 
     cfg: top-level config keys; dicts merge into the defaults, e.g.
-    Daemon(tmp, "Alice", broker, accept="auto", identity={"obscurity": 3})."""
+    Daemon(tmp, "Alice", broker, accept="auto", identity={"obscurity": 3}).
+    dirname: its directory under tmpdir (default from the name)."""
 
-    def __init__(self, tmpdir, name, broker, **cfg):
+    def __init__(self, tmpdir, name, broker, dirname=None, **cfg):
         self.name = name
         self.broker = broker
-        self.dir = os.path.join(tmpdir, "veild-" + re.sub(r"[^A-Za-z0-9]", "_", name))
+        self.dir = os.path.join(tmpdir, dirname or
+                                "veild-" + re.sub(r"[^A-Za-z0-9]", "_", name))
         os.makedirs(self.dir, exist_ok=True)
         self.state_dir = os.path.join(self.dir, "state")
         self.socket = os.path.join(self.dir, "veild.sock")

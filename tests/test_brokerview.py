@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""test_brokerview.py: what the broker sees (mosquitto log_type all): no names, no text, one frame size, random IDs; prints TAP."""
+
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import veil  # noqa: E402
+from veil import wait_for  # noqa: E402
+
+# Distinctive, so that a hit in the log cannot be a coincidence.
+NAME_A = "Zelda Quokkafeather"
+NAME_B = "Yorick Wombatstone"
+TEXTS = ["secret rendezvous at the lighthouse",
+         "plaintext-canary-7f3a9b",
+         "Grüße aus Übersee \U0001F511",
+         "longcanary " + "the quick brown fox jumps over the lazy dog " * 300]
+FRAME = 1024
+CID_RE = re.compile(r"^[0-9A-Za-z]{22}$")
+TOPIC_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
+
+
+def setup(w):
+    m = w.mosquitto(log_all=True)
+    # Neutral directory names: the paths show up in veild's own log.
+    a = w.daemon(NAME_A, m, dirname="a", accept="ask", frames={"size": FRAME})
+    b = w.daemon(NAME_B, m, dirname="b", frames={"size": FRAME})
+    veil.pair(a, b)
+    sent = []
+    for i, t in enumerate(TEXTS):
+        src, dst, to = (a, b, NAME_B) if i % 2 == 0 else (b, a, NAME_A)
+        src.ctl_ok("send", to, input=t.encode())
+        sent.append((dst, t))
+    wait_for(lambda: a.contacts()[NAME_B]["queued"] == 0 and
+             b.contacts()[NAME_A]["queued"] == 0, 15)
+    mark = len(m.log())
+    for d in (a, b):
+        d.ctl_ok("rotate")
+    # After the rotation: traffic on the new inboxes, both ways.
+    a.ctl_ok("send", NAME_B, "after rotation " + TEXTS[1])
+    b.ctl_ok("send", NAME_A, "after rotation " + TEXTS[0])
+    got = {a.name: [], b.name: []}
+
+    def all_in():
+        for d in (a, b):
+            got[d.name].extend(m["text"] for m in d.receive_all())
+        return len(got[a.name]) + len(got[b.name]) == len(TEXTS) + 2
+    wait_for(all_in, 15)
+    # Every UPDATE acknowledged and every message acknowledged: the log is complete.
+    wait_for(lambda: a.contacts()[NAME_B]["queued"] == 0 and
+             b.contacts()[NAME_A]["queued"] == 0, 15)
+    time.sleep(0.5)
+    return {"m": m, "a": a, "b": b, "got": got, "mark": mark}
+
+
+def publishes(log):
+    """(direction, client id, topic, payload bytes) for each PUBLISH line."""
+    return re.findall(r"(Received|Sending) PUBLISH (?:from|to) (\S+) \(d\d, q\d, r\d, m\d+, "
+                      r"'([^']*)', \.\.\. \((\d+) bytes\)\)", log)
+
+
+def t_traffic(tap, w, x):
+    got = x["got"]
+    want_b = [TEXTS[0], TEXTS[2], "after rotation " + TEXTS[1]]
+    want_a = [TEXTS[1], TEXTS[3], "after rotation " + TEXTS[0]]
+    tap.ok(sorted(got[NAME_B]) == sorted(want_b) and sorted(got[NAME_A]) == sorted(want_a),
+           "the messages (one of 13 KB, some after a rotation) arrived",
+           repr({k: [t[:40] for t in v] for k, v in got.items()}))
+
+
+def t_sizes(tap, w, x):
+    log = x["m"].log()
+    pubs = publishes(log)
+    lines = len(re.findall(r"PUBLISH (?:from|to) ", log))
+    sizes = sorted({int(p[3]) for p in pubs})
+    tap.ok(lines > 20 and len(pubs) == lines,
+           "every PUBLISH line in the log parsed (%d)" % lines,
+           "\n".join(l for l in log.splitlines() if "PUBLISH" in l and
+                     not publishes(l))[:2000])
+    tap.ok(sizes == [FRAME], "one payload length across all PUBLISHes: %r" % sizes,
+           repr(sizes))
+
+
+def t_no_plaintext(tap, w, x):
+    m = x["m"]
+    log = m.log()
+    needles = NEEDLES
+    hits = [n for n in needles if n.lower() in log.lower()]
+    tap.ok(not hits, "no display name and no message text in the broker log", repr(hits))
+    # What the broker keeps on disk is its view too.
+    m.stop()
+    blob = b""
+    for root, _, files in os.walk(m.dir):
+        for f in files:
+            if f.endswith(".db"):
+                with open(os.path.join(root, f), "rb") as fh:
+                    blob += fh.read()
+    m.start()
+    hits = [n for n in needles if n.encode() in blob]
+    tap.ok(blob and not hits, "nor in its persistence file (%d bytes)" % len(blob),
+           repr(hits))
+
+
+NEEDLES = [NAME_A, NAME_B, "Zelda", "Wombat"] + [t[:24] for t in TEXTS] + \
+    ["canary", "lighthouse", "Übersee", "quick brown"]
+
+
+def t_daemon_logs(tap, w, x):
+    # Not the broker's view, but the same promise: veild's log at debug
+    # level (-v) holds no display name and no message text.
+    for d in (x["a"], x["b"]):
+        log = d.log().lower()
+        hits = [n for n in NEEDLES if n.lower() in log]
+        tap.ok(not hits, "veild -v log of %s: no names, no texts" % d.name, repr(hits))
+
+
+def t_client_ids(tap, w, x):
+    log = x["m"].log()
+    cids = set(re.findall(r"New client connected from \S+ as (\S+) \(", log))
+    cids |= {p[1] for p in publishes(log)}
+    bad = [c for c in cids if not CID_RE.match(c)]
+    tap.ok(len(cids) >= 2 and not bad,
+           "client IDs (%d) are 22 characters of [0-9A-Za-z]" % len(cids), repr(bad or cids))
+    for d in (x["a"], x["b"]):
+        pid_hits = [c for c in cids if d.name.split()[0].lower() in c.lower()]
+        tap.ok(not pid_hits, "no client ID contains %s's name" % d.name, repr(pid_hits))
+
+
+def t_topics(tap, w, x):
+    log = x["m"].log()
+    topics = {p[2] for p in publishes(log)}
+    topics |= set(re.findall(r"^\S+: \t(\S+) \(QoS \d\)$", log, re.M))
+    topics |= set(re.findall(r"^\S+: \t(\S+)$", log, re.M))
+    bad = [t for t in topics if not TOPIC_RE.match(t)]
+    tap.ok(len(topics) >= 3 and not bad,
+           "topics (%d) are 22 characters of [A-Za-z0-9_-], no '/' or wildcard"
+           % len(topics), repr(bad or topics))
+    prefix = os.path.commonprefix(sorted(topics)) if topics else ""
+    tap.ok(len(topics) >= 3 and prefix == "",
+           "no prefix shared by all topics", repr((prefix, sorted(topics))))
+    # Topics and client IDs are unrelated strings.
+    cids = set(re.findall(r"New client connected from \S+ as (\S+) \(", log))
+    tap.ok(not (topics & cids), "no topic doubles as a client ID", repr(topics & cids))
+    subs = set(re.findall(r"^\S+: \t(\S+) \(QoS \d\)$", log, re.M))
+    tap.ok(subs and all("#" not in t and "+" not in t for t in subs),
+           "no wildcard subscriptions (%d topics subscribed)" % len(subs), repr(subs))
+
+
+def t_rotation_seen(tap, w, x):
+    log = x["m"].log()
+    before, after = log[:x["mark"]], log[x["mark"]:]
+    sub_re = re.compile(r"^\S+: \t(\S+) \(QoS \d\)$", re.M)
+    old, new = set(sub_re.findall(before)), set(sub_re.findall(after))
+    tap.ok(len(new) >= 2 and not (old & new),
+           "the rotation subscribes fresh inboxes (%d before, %d new)" % (len(old), len(new)),
+           repr((old, new)))
+    # The messages sent after the rotation were published to new inboxes only.
+    pub_new = {p[2] for p in publishes(after) if p[0] == "Received"}
+    tap.ok(new and (pub_new & new),
+           "traffic after the rotation goes to the new inboxes", repr((pub_new, new)))
+
+
+TESTS = [
+    ("traffic", t_traffic),
+    ("payload sizes", t_sizes),
+    ("no plaintext", t_no_plaintext),
+    ("daemon logs", t_daemon_logs),
+    ("client IDs", t_client_ids),
+    ("topics", t_topics),
+    ("rotation", t_rotation_seen),
+]
+
+if __name__ == "__main__":
+    veil.main(TESTS, setup=setup, world_args={"watchdog": 100})

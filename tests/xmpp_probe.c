@@ -1,0 +1,513 @@
+/* xmpp_probe.c: drives the "xmpp" transport against a real prosody for tests/test_xmpp.py (after transport_probe.c). */
+
+/*
+ * xmpp_probe [-v] [-n N] [-s SIZE] [-w WINDOW] [-t SECONDS]
+ *     [--expect-reconnect | --rotate | --offline] DOMAIN HOST PORT PUBSUB
+ *
+ * Subscribes a random topic T and a random topic U, publishes N frames of
+ * SIZE bytes to T and counts them back, then checks U: frames published to
+ * U arrive while subscribed and none after transport_unsubscribe().
+ * --expect-reconnect publishes slowly (one frame every 10 ms) and requires
+ * at least one down/up cycle (the test restarts the broker meanwhile).
+ * --rotate changes the client ID half way through (set_client_id +
+ * disconnect + connect).  --offline subscribes T, disconnects, has a second
+ * transport publish the N frames to T, then reconnects and expects all of
+ * them (the pubsub node kept them); the U checks are skipped.  --idle stays
+ * connected and quiet after the U checks until -t runs out.  Exits 0 when every frame arrived at least once and
+ * every publish was acknowledged exactly once.  Prints "client_id ID" lines
+ * and "ready" once subscribed, for the test driver.
+ */
+
+#include <sys/time.h>
+
+#include <err.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "../daemon/transport.h"
+
+static int probe_verbose;
+
+#ifndef PROBE_LOG_SHIM
+#include "../daemon/log.h"
+#else
+/* Without daemon/log.c (a build by hand): the same four calls, to stderr. */
+
+static void
+probe_vlog(const char *pfx, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "%s", pfx);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+#define PROBE_LOGFN(name, pfx, cond)					\
+void name(const char *, ...) __attribute__((format(printf, 1, 2)));	\
+void									\
+name(const char *fmt, ...)						\
+{									\
+	va_list	ap;							\
+	if (!(cond))							\
+		return;							\
+	va_start(ap, fmt);						\
+	probe_vlog(pfx, fmt, ap);					\
+	va_end(ap);							\
+}
+PROBE_LOGFN(log_warn, "warn: ", 1)
+PROBE_LOGFN(log_warnx, "warn: ", 1)
+PROBE_LOGFN(log_info, "info: ", probe_verbose)
+PROBE_LOGFN(log_debug, "debug: ", probe_verbose)
+#endif
+
+#define UCOUNT	5		/* frames on U before and after unsubscribe */
+
+enum phase {
+	PH_SUBSCRIBING,
+	PH_MAIN,		/* N frames on T */
+	PH_U_BEFORE,		/* UCOUNT frames on U, subscribed */
+	PH_U_AFTER,		/* UCOUNT frames on U, then a sentinel on T */
+	PH_DONE,
+};
+
+struct probe {
+	struct event_base	*base;
+	struct transport	*t;
+	struct event		*tick;
+	char			 topic_t[32];
+	char			 topic_u[32];
+	char			 sentinel_topic[32];
+	enum phase		 phase;
+	int			 n, size;
+	int			 expect_reconnect, rotate, rotated;
+	int			 subscribed;
+	int			 sent;		/* frames handed to publish */
+	unsigned char		*seen;		/* per frame on T */
+	int			 got, dups;
+	int			 acked, ackdup, nacked;
+	unsigned char		*acks;		/* per cookie */
+	int			 u_before, u_after, u_acked;
+	int			 sentinel;
+	int			 ups, downs;
+	int			 failed;
+	unsigned char		*frame;
+	int			 offline;
+	int			 idle;
+	struct transport	*pub;		/* --offline: the sender */
+	int			 pub_acked;
+};
+
+#define COOKIE_U	1000000000ULL	/* cookies for U frames start here */
+#define COOKIE_SENTINEL	2000000000ULL
+
+static void
+rand_alnum(char *buf, size_t n)
+{
+	static const char	 a[] =
+	    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+	size_t			 i;
+
+	for (i = 0; i < n; i++)
+		buf[i] = a[arc4random_uniform(sizeof(a) - 1)];
+	buf[n] = '\0';
+}
+
+static void
+probe_set_id(struct probe *p)
+{
+	char	 id[23];
+
+	rand_alnum(id, 22);
+	if (transport_set_client_id(p->t, id) == -1)
+		errx(1, "set_client_id");
+	printf("client_id %s\n", id);
+	fflush(stdout);
+}
+
+static void
+probe_publish_on(struct probe *p, struct transport *t, const char *topic,
+    uint32_t idx, uint64_t cookie)
+{
+	arc4random_buf(p->frame, (size_t)p->size);
+	memcpy(p->frame, &idx, sizeof(idx));
+	if (transport_publish(t, topic, p->frame, (size_t)p->size,
+	    cookie) == -1)
+		errx(1, "publish");
+}
+
+static void
+probe_publish(struct probe *p, const char *topic, uint32_t idx,
+    uint64_t cookie)
+{
+	probe_publish_on(p, p->t, topic, idx, cookie);
+}
+
+static void
+probe_check_done(struct probe *p)
+{
+	int	 i;
+
+	switch (p->phase) {
+	case PH_MAIN:
+		if (p->got < p->n || p->acked + p->nacked < p->n)
+			return;
+		if (p->offline) {
+			p->phase = PH_DONE;
+			event_base_loopexit(p->base, NULL);
+			return;
+		}
+		p->phase = PH_U_BEFORE;
+		for (i = 0; i < UCOUNT; i++)
+			probe_publish(p, p->topic_u, (uint32_t)i, COOKIE_U + i);
+		break;
+	case PH_U_BEFORE:
+		if (p->u_before < UCOUNT || p->u_acked < UCOUNT)
+			return;
+		p->phase = PH_U_AFTER;
+		if (transport_unsubscribe(p->t, p->topic_u) == -1)
+			errx(1, "unsubscribe");
+		for (i = 0; i < UCOUNT; i++)
+			probe_publish(p, p->topic_u, (uint32_t)i,
+			    COOKIE_U + UCOUNT + i);
+		/* Published after the U frames on the same connection: once
+		 * it is back, the broker has routed those too. */
+		probe_publish(p, p->topic_t, 0xffffffffU, COOKIE_SENTINEL);
+		break;
+	case PH_U_AFTER:
+		if (!p->sentinel || p->u_acked < 2 * UCOUNT)
+			return;
+		p->phase = PH_DONE;
+		if (p->idle) {
+			/* Stay connected and quiet until -t, for CPU meters. */
+			event_del(p->tick);
+			printf("idle\n");
+			fflush(stdout);
+			break;
+		}
+		event_base_loopexit(p->base, NULL);
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+on_state(int up, const char *reason, void *arg)
+{
+	struct probe	*p = arg;
+
+	fprintf(stderr, "probe: %s (%s)\n", up ? "up" : "down", reason);
+	if (up)
+		p->ups++;
+	else
+		p->downs++;
+}
+
+static void
+on_subscribed(const char *topic, int ok, void *arg)
+{
+	struct probe	*p = arg;
+
+	if (!ok) {
+		warnx("subscription refused");
+		p->failed = 1;
+		event_base_loopexit(p->base, NULL);
+		return;
+	}
+	if (++p->subscribed == 2 && p->phase == PH_SUBSCRIBING) {
+		p->phase = PH_MAIN;
+		printf("ready\n");
+		fflush(stdout);
+		if (p->offline) {
+			/* Away while every frame is published. */
+			transport_disconnect(p->t);
+			for (; p->sent < p->n; p->sent++)
+				probe_publish_on(p, p->pub, p->topic_t,
+				    (uint32_t)p->sent, (uint64_t)p->sent);
+		}
+	}
+	(void)topic;
+}
+
+static void
+on_message(const char *topic, const void *data, size_t len, void *arg)
+{
+	struct probe	*p = arg;
+	uint32_t	 idx;
+
+	if (len != (size_t)p->size) {
+		warnx("frame of %zu bytes", len);
+		p->failed = 1;
+		return;
+	}
+	memcpy(&idx, data, sizeof(idx));
+	if (strcmp(topic, p->topic_u) == 0) {
+		if (p->phase == PH_U_AFTER)
+			p->u_after++;
+		else
+			p->u_before++;
+	} else if (strcmp(topic, p->topic_t) == 0) {
+		if (idx == 0xffffffffU)
+			p->sentinel = 1;
+		else if (idx >= (uint32_t)p->n) {
+			warnx("unknown frame index");
+			p->failed = 1;
+		} else if (p->seen[idx])
+			p->dups++;
+		else {
+			p->seen[idx] = 1;
+			p->got++;
+		}
+	} else {
+		warnx("frame on a topic never subscribed");
+		p->failed = 1;
+	}
+	probe_check_done(p);
+}
+
+static void
+on_published(uint64_t cookie, int ok, void *arg)
+{
+	struct probe	*p = arg;
+
+	if (cookie >= COOKIE_SENTINEL)
+		;
+	else if (cookie >= COOKIE_U)
+		p->u_acked++;
+	else if (cookie >= (uint64_t)p->n) {
+		warnx("unknown cookie");
+		p->failed = 1;
+	} else if (p->acks[cookie]++)
+		p->ackdup++;
+	else if (ok)
+		p->acked++;
+	else
+		p->nacked++;
+
+	if (p->rotate && !p->rotated && p->acked >= p->n / 2) {
+		p->rotated = 1;
+		probe_set_id(p);
+		transport_disconnect(p->t);
+		if (transport_connect(p->t) == -1)
+			errx(1, "connect");
+	}
+	probe_check_done(p);
+}
+
+static void
+on_state_pub(int up, const char *reason, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "probe: sender %s (%s)\n", up ? "up" : "down", reason);
+}
+
+static void
+on_message_pub(const char *topic, const void *data, size_t len, void *arg)
+{
+	struct probe	*p = arg;
+
+	(void)topic;
+	(void)data;
+	(void)len;
+	warnx("the sender got a frame");
+	p->failed = 1;
+}
+
+static void
+on_subscribed_pub(const char *topic, int ok, void *arg)
+{
+	(void)topic;
+	(void)ok;
+	(void)arg;
+}
+
+/* The sender's acks count as the probe's; all in: the receiver returns. */
+static void
+on_published_pub(uint64_t cookie, int ok, void *arg)
+{
+	struct probe	*p = arg;
+
+	on_published(cookie, ok, arg);
+	if (++p->pub_acked == p->n) {
+		printf("published\n");
+		fflush(stdout);
+		if (transport_connect(p->t) == -1)
+			errx(1, "connect");
+	}
+}
+
+/* Feeds frames: all at once, or one per tick when pacing across a restart. */
+static void
+probe_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct probe	*p = arg;
+	int		 burst;
+
+	(void)fd;
+	(void)what;
+	if (p->phase == PH_SUBSCRIBING || p->offline)
+		return;
+	burst = p->expect_reconnect ? 1 : p->n;
+	while (burst-- > 0 && p->sent < p->n) {
+		probe_publish(p, p->topic_t, (uint32_t)p->sent,
+		    (uint64_t)p->sent);
+		p->sent++;
+	}
+}
+
+static __attribute__((noreturn)) void
+usage(void)
+{
+	fprintf(stderr, "usage: xmpp_probe [-v] [-n N] [-s SIZE] [-w WINDOW] "
+	    "[-t SECONDS] [--expect-reconnect | --rotate | --offline] [--idle] "
+	    "DOMAIN HOST PORT PUBSUB\n");
+	exit(2);
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{ "expect-reconnect", no_argument, NULL, 'R' },
+		{ "rotate", no_argument, NULL, 'X' },
+		{ "offline", no_argument, NULL, 'O' },
+		{ "idle", no_argument, NULL, 'I' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct transport_config	 cfg;
+	struct transport_cbs	 pcbs = {
+		.on_state = on_state_pub,
+		.on_message = on_message_pub,
+		.on_published = on_published_pub,
+		.on_subscribed = on_subscribed_pub,
+	};
+	struct transport_cbs	 cbs = {
+		.on_state = on_state,
+		.on_message = on_message,
+		.on_published = on_published,
+		.on_subscribed = on_subscribed,
+	};
+	struct probe		 p;
+	struct timeval		 tv, limit = { 10, 0 };
+	char			 errbuf[256];
+	int			 ch, ok, window = 0;
+
+	memset(&p, 0, sizeof(p));
+	p.n = 1000;
+	p.size = 1024;
+	while ((ch = getopt_long(argc, argv, "n:s:t:vw:", longopts, NULL))
+	    != -1) {
+		switch (ch) {
+		case 'n':
+			p.n = atoi(optarg);
+			break;
+		case 's':
+			p.size = atoi(optarg);
+			break;
+		case 't':
+			limit.tv_sec = atoi(optarg);
+			break;
+		case 'v':
+			probe_verbose = 1;
+			break;
+		case 'w':
+			window = atoi(optarg);
+			break;
+		case 'R':
+			p.expect_reconnect = 1;
+			break;
+		case 'X':
+			p.rotate = 1;
+			break;
+		case 'O':
+			p.offline = 1;
+			break;
+		case 'I':
+			p.idle = 1;
+			break;
+		default:
+			usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc != 4 || p.n < 2 || p.n > 1000000 || p.size < 4 ||
+	    p.size > 1 << 20 || window < 0 || limit.tv_sec < 1 ||
+	    p.expect_reconnect + p.rotate + p.offline > 1)
+		usage();
+
+#ifndef PROBE_LOG_SHIM
+	log_init(1, probe_verbose, "xmpp_probe");
+#endif
+	if ((p.seen = calloc((size_t)p.n, 1)) == NULL ||
+	    (p.acks = calloc((size_t)p.n, 1)) == NULL ||
+	    (p.frame = malloc((size_t)p.size)) == NULL)
+		err(1, NULL);
+
+	if (evthread_use_pthreads() == -1)
+		errx(1, "evthread_use_pthreads");
+	if ((p.base = event_base_new()) == NULL)
+		errx(1, "event_base_new");
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.inflight = (unsigned int)window;
+	cfg.xmpp_domain = argv[0];
+	cfg.xmpp_host = argv[1];
+	cfg.xmpp_port = (unsigned int)atoi(argv[2]);
+	cfg.xmpp_pubsub = argv[3];
+	if ((p.t = transport_new("xmpp", p.base, &cfg, &cbs, &p, errbuf,
+	    sizeof(errbuf))) == NULL)
+		errx(1, "%s", errbuf);
+	if (p.offline) {
+		if ((p.pub = transport_new("xmpp", p.base, &cfg, &pcbs, &p,
+		    errbuf, sizeof(errbuf))) == NULL)
+			errx(1, "%s", errbuf);
+		if (transport_set_client_id(p.pub, "sender") == -1 ||
+		    transport_connect(p.pub) == -1)
+			errx(1, "sender");
+	}
+
+	rand_alnum(p.topic_t, 22);
+	rand_alnum(p.topic_u, 22);
+	probe_set_id(&p);
+	if (transport_subscribe(p.t, p.topic_t) == -1 ||
+	    transport_subscribe(p.t, p.topic_u) == -1)
+		errx(1, "subscribe");
+	if (transport_connect(p.t) == -1)
+		errx(1, "connect");
+
+	p.tick = event_new(p.base, -1, EV_PERSIST, probe_tick, &p);
+	tv.tv_sec = 0;
+	tv.tv_usec = 10000;
+	event_add(p.tick, &tv);
+	if (event_base_loopexit(p.base, &limit) == -1)
+		errx(1, "loopexit");
+	event_base_dispatch(p.base);
+
+	ok = !p.failed && p.phase == PH_DONE && p.got == p.n &&
+	    p.acked == p.n && p.nacked == 0 && p.ackdup == 0 &&
+	    (p.offline || p.u_before >= UCOUNT) && p.u_after == 0 &&
+	    (!p.expect_reconnect || (p.downs >= 1 && p.ups >= 2));
+	printf("frames %d received %d duplicates %d acked %d nacked %d "
+	    "ackdup %d u_before %d u_after %d ups %d downs %d phase %d\n",
+	    p.n, p.got, p.dups, p.acked, p.nacked, p.ackdup, p.u_before,
+	    p.u_after, p.ups, p.downs, (int)p.phase);
+	fflush(stdout);
+
+	transport_free(p.t);
+	if (p.pub != NULL)
+		transport_free(p.pub);
+	event_free(p.tick);
+	event_base_free(p.base);
+	free(p.seen);
+	free(p.acks);
+	free(p.frame);
+	return ok ? 0 : 1;
+}
