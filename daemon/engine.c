@@ -59,7 +59,9 @@ static struct engine {
 	const struct veild_config	*cfg;
 	struct store			*st;
 	struct transport		*tr;		/* current client ID */
-	struct transport		*tr_old;	/* previous one, draining */
+	struct transport		*tr_old;	/* previous epoch's, until grace ends */
+	struct transport		*tr_card;	/* level 2: the fixed card inbox */
+	char				 card_client_id[VEIL_CLIENTID_MAX + 1];
 	uintptr_t			 tr_gen;	/* callback arg of tr */
 	struct event			*rot_ev;	/* next scheduled rotation */
 	struct event			*cover_ev;	/* next COVER frame */
@@ -101,6 +103,8 @@ static void rotation_schedule(void);
 static void cover_fire(evutil_socket_t, short, void *);
 static void cover_arm(void);
 static void rotate_step(evutil_socket_t, short, void *);
+static void drain_arm(void);
+static int in_grace(void);
 
 static int64_t
 now_ms(void)
@@ -1055,6 +1059,7 @@ drain_done(evutil_socket_t fd, short ev, void *arg)
 	if (E.tr_old != NULL) {
 		transport_free(E.tr_old);
 		E.tr_old = NULL;
+		store_kv_del(E.st, "client.id.prev");
 		log_debug("previous client ID retired");
 	}
 }
@@ -1062,17 +1067,14 @@ drain_done(evutil_socket_t fd, short ev, void *arg)
 static void
 tr_state(int up, const char *reason, void *arg)
 {
-	struct timeval tv = { 2, 0 };
-
 	if ((uintptr_t)arg != E.tr_gen)
-		return;		/* the draining connection: nothing to do */
+		return;		/* the old or the card connection */
 	E.up = up;
 	if (up) {
 		log_info("connected to the broker");
 		/* Make-before-break: the old client ID goes only once the new
-		 * one is up and subscribed, after in-flight frames settle. */
-		if (E.tr_old != NULL && E.drain_ev != NULL)
-			evtimer_add(E.drain_ev, &tv);
+		 * one is up and the old inboxes' grace has ended. */
+		drain_arm();
 		flush_outbox(1);
 	} else
 		log_warnx("broker connection lost: %s", reason ? reason : "unknown");
@@ -1104,14 +1106,27 @@ tr_subscribed(const char *topic, int ok, void *arg)
 	(void)topic;
 }
 
+/*
+ * Which connection holds which inbox is what keeps pseudonyms apart at
+ * the broker: a topic subscribed under two client IDs links them.  So
+ * the current epoch's inboxes live on E.tr only, the previous epoch's stay
+ * on E.tr_old until its grace ends, and (level 2) the fixed card inbox
+ * has a connection of its own, so it ties no chat client ID to another.
+ */
 static void
-subscribe_inbox(const char *inbox)
+subscribe_on(struct transport *t, const char *inbox)
 {
 	char topic[256];
 
 	topic_of(inbox, topic, sizeof topic);
-	if (transport_subscribe(E.tr, topic) != 0)
+	if (transport_subscribe(t, topic) != 0)
 		log_warnx("transport: subscribe failed");
+}
+
+static void
+subscribe_inbox(const char *inbox)
+{
+	subscribe_on(E.tr, inbox);
 }
 
 static void
@@ -1121,14 +1136,57 @@ unsubscribe_inbox(const char *inbox)
 
 	topic_of(inbox, topic, sizeof topic);
 	transport_unsubscribe(E.tr, topic);
+	if (E.tr_old != NULL)
+		transport_unsubscribe(E.tr_old, topic);
+	if (E.tr_card != NULL)
+		transport_unsubscribe(E.tr_card, topic);
 }
+
+/* Will this inbox be replaced by the rotation that is starting?  Then it
+ * stays on the old connection only. */
+static int
+inbox_rotates_away(const struct store_inbox *in)
+{
+	struct contact *c;
+
+	if (in->retire_at != 0)
+		return 1;
+	if (in->kind == STORE_INBOX_SHARED)
+		return strcmp(in->topic, E.shared_inbox) != 0;
+	if (in->kind != STORE_INBOX_PAIR)
+		return 0;
+	c = contact_find(in->contact_id);
+	return c != NULL && c->state == CONTACT_ESTABLISHED && !c->pair.upd_pending &&
+	    strcmp(c->my_inbox, in->topic) == 0;
+}
+
+enum sub_mode { SUB_START, SUB_ROTATE };
 
 static int
 inbox_sub_cb(const struct store_inbox *in, void *arg)
 {
-	(void)arg;
-	subscribe_inbox(in->topic);
+	enum sub_mode mode = *(enum sub_mode *)arg;
+
+	if (in->kind == STORE_INBOX_CARD && E.tr_card != NULL) {
+		if (mode == SUB_START)
+			subscribe_on(E.tr_card, in->topic);
+		return 0;
+	}
+	if (mode == SUB_ROTATE) {
+		if (!inbox_rotates_away(in))
+			subscribe_on(E.tr, in->topic);
+		return 0;
+	}
+	/* At start, inboxes in a grace period go back to the previous
+	 * client ID when we still know it. */
+	subscribe_on(in->retire_at != 0 && E.tr_old != NULL ? E.tr_old : E.tr, in->topic);
 	return 0;
+}
+
+static int
+subscribe_all(enum sub_mode mode)
+{
+	return store_inbox_list(E.st, now_ms(), inbox_sub_cb, &mode);
 }
 
 static int
@@ -1137,6 +1195,54 @@ inbox_expire_cb(const struct store_inbox *in, void *arg)
 	(void)arg;
 	unsubscribe_inbox(in->topic);
 	return 0;
+}
+
+static int
+grace_cb(const struct store_inbox *in, void *arg)
+{
+	int64_t *latest = arg;
+
+	if (in->retire_at > *latest)
+		*latest = in->retire_at;
+	return 0;
+}
+
+static int
+count_grace_cb(const struct store_inbox *in, void *arg)
+{
+	int *n = arg;
+
+	if (in->retire_at != 0 && !(in->kind == STORE_INBOX_CARD && E.tr_card != NULL))
+		(*n)++;
+	return 0;
+}
+
+/* Are inboxes of the previous epoch still in their grace period? */
+static int
+in_grace(void)
+{
+	int n = 0;
+
+	store_inbox_list(E.st, now_ms(), count_grace_cb, &n);
+	return n > 0;
+}
+
+/* Frees the previous epoch's connection when the last grace period ends. */
+static void
+drain_arm(void)
+{
+	int64_t latest = 0, delay;
+	struct timeval tv;
+
+	if (E.tr_old == NULL || E.drain_ev == NULL)
+		return;
+	store_inbox_list(E.st, now_ms(), grace_cb, &latest);
+	delay = latest - now_ms();
+	if (delay < 1000)
+		delay = 1000;
+	tv.tv_sec = (time_t)(delay / 1000);
+	tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
+	evtimer_add(E.drain_ev, &tv);
 }
 
 /* Adds an inbox row (if new) and subscribes to it. */
@@ -1389,6 +1495,39 @@ make_transport(const char *id, char *err, size_t errlen)
 	return t;
 }
 
+/*
+ * A connection under the client ID stored at key (the card's, or the
+ * previous epoch's): id_out receives it.  With id_out NULL the ID must
+ * already exist; NULL and an empty err when it does not.  Its callbacks
+ * carry generation 0, so they never count as the current connection.
+ */
+static struct transport *
+make_aux_transport(const char *key, char *id_out, char *err, size_t errlen)
+{
+	char id[VEIL_CLIENTID_MAX + 1];
+	size_t n = 0;
+	uintptr_t gen = E.tr_gen;
+	struct transport *t;
+
+	err[0] = '\0';
+	if (store_kv_get(E.st, key, id, sizeof id - 1, &n) == 1) {
+		id[n] = '\0';
+	} else if (id_out != NULL) {
+		veil_clientid_new(id, 0);
+		if (store_kv_set(E.st, key, id, strlen(id)) != 0) {
+			seterr(err, errlen, "store: %s", store_errmsg(E.st));
+			return NULL;
+		}
+	} else
+		return NULL;
+	E.tr_gen = (uintptr_t)-1;	/* make_transport passes gen + 1 = 0 */
+	t = make_transport(id, err, errlen);
+	E.tr_gen = gen;
+	if (t != NULL && id_out != NULL)
+		copystr(id_out, id, VEIL_CLIENTID_MAX + 1);
+	return t;
+}
+
 int
 engine_init(struct event_base *base, const struct veild_config *cfg, char *err,
     size_t errlen)
@@ -1424,7 +1563,14 @@ engine_init(struct event_base *base, const struct veild_config *cfg, char *err,
 
 	if ((E.tr = make_transport(E.client_id, err, errlen)) == NULL)
 		return -1;
-	if (store_inbox_list(E.st, now_ms(), inbox_sub_cb, NULL) < 0) {
+	if (cfg->identity.obscurity == 2 &&
+	    (E.tr_card = make_aux_transport("client.card_id", E.card_client_id, err, errlen)) == NULL)
+		return -1;
+	if (cfg->identity.obscurity != 1 && in_grace() &&
+	    (E.tr_old = make_aux_transport("client.id.prev", NULL, err, errlen)) == NULL &&
+	    err[0] != '\0')
+		return -1;
+	if (subscribe_all(SUB_START) < 0) {
 		seterr(err, errlen, "cannot list inboxes: %s", store_errmsg(E.st));
 		return -1;
 	}
@@ -1456,6 +1602,12 @@ engine_start(void)
 			rotation_schedule();
 	}
 	cover_arm();
+	if (E.tr_card != NULL && transport_connect(E.tr_card) != 0)
+		return -1;
+	if (E.tr_old != NULL) {
+		transport_connect(E.tr_old);
+		drain_arm();
+	}
 	return transport_connect(E.tr);
 }
 
@@ -1489,6 +1641,8 @@ engine_shutdown(void)
 		event_free(E.rot_step_ev);
 	if (E.tr_old != NULL)
 		transport_free(E.tr_old);
+	if (E.tr_card != NULL)
+		transport_free(E.tr_card);
 	if (E.tr != NULL)
 		transport_free(E.tr);
 	for (size_t i = 0; i < E.nc; i++) {
@@ -2016,8 +2170,8 @@ rotation_schedule(void)
 }
 
 /* Make-before-break for the client ID: a second connection under a fresh
- * ID subscribes every live inbox; the old one is freed once the new one
- * is up (tr_state). */
+ * ID takes the inboxes that stay; the old one keeps the replaced inboxes
+ * until their grace period ends (drain_arm). */
 static int
 rotate_client_id(void)
 {
@@ -2033,7 +2187,8 @@ rotate_client_id(void)
 		log_warnx("rotation: %s", err);
 		return -1;
 	}
-	if (store_kv_set(E.st, "client.id", id, strlen(id)) != 0) {
+	if (store_kv_set(E.st, "client.id.prev", E.client_id, strlen(E.client_id)) != 0 ||
+	    store_kv_set(E.st, "client.id", id, strlen(id)) != 0) {
 		transport_free(t);
 		E.tr_gen--;
 		return -1;
@@ -2042,7 +2197,8 @@ rotate_client_id(void)
 	E.tr = t;
 	E.up = 0;
 	copystr(E.client_id, id, sizeof E.client_id);
-	store_inbox_list(E.st, now_ms(), inbox_sub_cb, NULL);
+	/* Only what this rotation does not replace moves to the new ID. */
+	subscribe_all(SUB_ROTATE);
 	return transport_connect(E.tr);
 }
 

@@ -120,11 +120,15 @@ step "What the broker operator saw ($transport log)"
 if [ "$transport" = mqtt ]; then
 	log=$tmp/broker/broker.log
 	printf 'client IDs:     '; grep -oE 'connected from [^ ]+ as [A-Za-z0-9]+' "$log" | awk '{print $NF}' | sort -u | tr '\n' ' '; echo
-	printf 'topics:         '; grep -oE "PUBLISH from [A-Za-z0-9]+ \([^)]*\) \(q1, r0, m[0-9]+, '[^']+'" "$log" | sed "s/.*'\(.*\)'/\1/" | sort -u | tr '\n' ' '; echo
-	printf 'payload sizes:  '; grep -oE 'Received PUBLISH .*\(([0-9]+) bytes\)' "$log" | grep -oE '[0-9]+ bytes' | sort | uniq -c | tr -s ' ' | tr '\n' ';'; echo
+	printf 'topics:         '; grep -E "Received PUBLISH from" "$log" | grep -oE "'[^']+'" | tr -d "'" | sort -u | tr '\n' ' '; echo
+	printf 'payload sizes:  '; grep -E 'Received PUBLISH' "$log" | grep -oE '\([0-9]+ bytes\)' | sort | uniq -c | tr -s ' ' | tr '\n' ' '; echo
 	printf 'names or text in the log: '; if grep -qiE 'alice|bob|hello' "$log"; then echo "FOUND (this is a bug)"; else echo "none"; fi
 else
 	echo "see $tmp/broker for prosody's log"
+fi
+if [ "$transport" = mqtt ]; then
+	step "The same log through tools/veil-observe (the operator's audit tool)"
+	python3 "$top/tools/veil-observe" --ignore-ip "$log" | sed -n '1,/^3\./p' | sed '$d'
 fi
 echo
 echo "Done. Everything ran in $tmp and is removed now."
