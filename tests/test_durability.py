@@ -45,11 +45,11 @@ class Inbox:
         return False
 
 
-def check_exactly_once(tap, what, sent, inbox, sender, peer):
+def check_exactly_once(tap, what, sent, inbox, sender, peer, patience=20):
     """sent: {id: text}.  Waits for the sender's outbox to drain, then for
     stray retransmissions, and checks each id arrived once with its text."""
-    inbox.until(sent, 20)
-    drained = wait_for(lambda: sender.contacts()[peer]["queued"] == 0, 10)
+    inbox.until(sent, patience)
+    drained = wait_for(lambda: sender.contacts()[peer]["queued"] == 0, patience / 2)
     time.sleep(1.5)	# a duplicate would be a retransmission: give it time
     inbox.drain()
     count = collections.Counter(m["id"] for m in inbox.got)
@@ -108,13 +108,13 @@ def t_kill_receiver_twice(tap, w, x):
         time.sleep(0.3)
         carol.kill9()
         carol.start()
-        inbox.until(sent, 12)
+        inbox.until(sent, 10)
         if set(sent) - {m["id"] for m in inbox.got}:
             st = carol.rpc("status")
             tap.note("round %d: Carol's frames %r" % (rnd, st["frames"]))
             break
     check_exactly_once(tap, "two SIGKILLs during a backlog (round %d)" % rnd, sent,
-                       inbox, dave, "Carol")
+                       inbox, dave, "Carol", patience=2)
     carol.kill9()
     dave.kill9()
 

@@ -15,7 +15,7 @@ pids=""
 cleanup() {
 	for p in $pids; do kill "$p" 2>/dev/null || true; done
 	sleep 0.3
-	rm -rf "$tmp"
+	[ -n "${VEIL_DEMO_KEEP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
 
@@ -124,7 +124,11 @@ if [ "$transport" = mqtt ]; then
 	printf 'payload sizes:  '; grep -E 'Received PUBLISH' "$log" | grep -oE '\([0-9]+ bytes\)' | sort | uniq -c | tr -s ' ' | tr '\n' ' '; echo
 	printf 'names or text in the log: '; if grep -qiE 'alice|bob|hello' "$log"; then echo "FOUND (this is a bug)"; else echo "none"; fi
 else
-	echo "see $tmp/broker for prosody's log"
+	log=$tmp/broker/prosody/prosody.log
+	printf "anonymous JIDs: "; grep -oE "Authenticated as [^ ]+" "$log" | awk '{print $3}' | sort -u | tr "\n" " "; echo
+	printf "pubsub nodes:   "; grep -oE "itemstore for node [A-Za-z0-9_-]+" "$log" | awk '{print $4}' | sort -u | tr "\n" " "; echo
+	printf "names or text in the log: "
+	if grep -v "welcome to Prosody" "$log" | grep -qiE "alice|bob|hello"; then echo "FOUND (this is a bug)"; else echo "none"; fi
 fi
 if [ "$transport" = mqtt ]; then
 	step "The same log through tools/veil-observe (the operator's audit tool)"

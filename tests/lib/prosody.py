@@ -4,6 +4,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 
 from brokers import free_port, wait_port
 
@@ -169,3 +170,29 @@ class Prosody:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def _serve(argv):
+    """python3 prosody.py --serve DIR PORT: run a test server until killed
+    (used by tools/demo.sh xmpp)."""
+    import signal
+    import time
+    if len(argv) != 4 or argv[1] != "--serve":
+        sys.stderr.write("usage: prosody.py --serve DIR PORT\n")
+        return 2
+    os.makedirs(argv[2], exist_ok=True)
+    server = Prosody(argv[2], port=int(argv[3]), debug=True)
+    server.start()
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *a: stop.append(1))
+    try:
+        while not stop:
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_serve(sys.argv))

@@ -73,13 +73,14 @@ class Tap:
         try:
             fn(*args)
         except Exception:
-            diag = traceback.format_exc()
+            diag = ""
             for hook in self.diag_hooks:
                 try:
                     diag += hook()
                 except Exception:
                     pass
-            self.ok(False, "%s: raised" % name, diag)
+            # The traceback last: ok() keeps the last lines.
+            self.ok(False, "%s: raised" % name, diag + "\n" + traceback.format_exc())
         self.note("%s: %.1f s" % (name, time.monotonic() - t0))
 
     def finish(self):
@@ -477,7 +478,7 @@ class World:
         return d
 
     def log_tails(self):
-        return "\n" + "".join(d.log_tail(15) for d in self.daemons)
+        return "\n" + "".join(d.log_tail(8) for d in self.daemons if d.alive())
 
     def cleanup(self, keep=None):
         signal.alarm(0)
