@@ -286,9 +286,22 @@ conn_timeout(evutil_socket_t fd, short events, void *arg)
 }
 
 static int
-peer_allowed(const struct ucred *cr)
+peer_allowed(int fd, const struct ucred *cr)
 {
-	return cr->uid == 0 || cr->uid == geteuid() || cr->gid == ctl.gid;
+	gid_t groups[256];
+	socklen_t len = sizeof(groups);
+
+	if (cr->uid == 0 || cr->uid == geteuid() || cr->gid == ctl.gid)
+		return 1;
+	/* Members of the socket's group by supplementary membership (the
+	 * usual `usermod -aG veil alice`): SO_PEERGROUPS gives the peer's
+	 * groups as they were at connect(), without a lookup. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == -1)
+		return 0;
+	for (size_t i = 0; i < len / sizeof(groups[0]); i++)
+		if (groups[i] == ctl.gid)
+			return 1;
+	return 0;
 }
 
 static void
@@ -325,7 +338,7 @@ control_accept(evutil_socket_t lfd, short events, void *arg)
 		close(fd);
 		return;
 	}
-	if (!peer_allowed(&cr)) {
+	if (!peer_allowed(fd, &cr)) {
 		log_warnx("control: refused uid %u gid %u pid %ld",
 		    (unsigned)cr.uid, (unsigned)cr.gid, (long)cr.pid);
 		close(fd);

@@ -17,10 +17,10 @@ struct ctl_conn;		/* one accepted client; opaque */
  * Creates the socket at path (a stale socket there is removed; any other
  * kind of file is an error) with mode 0660, owned by group unless it is
  * (gid_t)-1, and starts accepting on base.  Who may talk to it: uid 0, the
- * daemon's own uid, or a peer whose *primary* gid is the socket's group.
- * SO_PEERCRED does not carry supplementary groups, so members of the group
- * by supplementary membership only are refused; the 0660 mode is what
- * keeps everybody else from connect() in the first place.
+ * daemon's own uid, or a member of the socket's group (primary gid from
+ * SO_PEERCRED, supplementary groups from SO_PEERGROUPS, both as they were
+ * at connect()).  The 0660 mode keeps everybody else from connect() in the
+ * first place; this check is the second lock.
  * Returns 0, or -1 with errno set (and a log line).
  */
 int	control_init(struct event_base *base, const char *path, gid_t group);

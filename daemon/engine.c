@@ -68,6 +68,7 @@ static struct engine {
 	struct event			*drain_ev;	/* frees tr_old */
 	int64_t				 rot_next;	/* ms */
 	struct event			*rot_step_ev;	/* announces in batches */
+	struct event			*flush_ev;	/* outbox, next batch */
 	int64_t				 rot_cursor;	/* last contact id announced */
 	int64_t				 rot_grace_end;
 	int64_t				 epoch;
@@ -552,7 +553,7 @@ seal_msg(const struct veil_dirkey *k, uint64_t *seq, uint8_t type,
  * Must run inside a store transaction opened by the caller, or alone. */
 static int
 send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
-    const uint8_t *body, size_t len, int use_prev)
+    const uint8_t *body, size_t len, int use_prev, int attempt)
 {
 	struct veil_txdir *tx = use_prev && c->pair.tx_prev.live ? &c->pair.tx_prev : &c->pair.tx;
 	uint8_t *frames;
@@ -560,6 +561,10 @@ send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
 
 	if (!tx->live)
 		return -1;
+	/* A retransmission jumps to a resync landmark the receiver keeps
+	 * armed, in case it lost more frames than its lookahead covers. */
+	if (attempt > 0)
+		tx->seq = veil_resync_seq(tx->seq, (unsigned)attempt);
 	if ((frames = seal_msg(&tx->k, &tx->seq, type, msgid, body, len, &n)) == NULL)
 		return -1;
 	if (contact_save(c) != 0) {
@@ -612,7 +617,7 @@ handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTE
 		goto fail;
 	/* ACK every copy: the first ACK may have been lost. */
 	veil_msgid_new(ackid);
-	if (send_to(c, VEIL_T_ACK, ackid, msgid, VEIL_MSGID_BYTES, 0) != 0)
+	if (send_to(c, VEIL_T_ACK, ackid, msgid, VEIL_MSGID_BYTES, 0, 0) != 0)
 		goto fail;
 	if (txn_commit() != 0)
 		goto fail;
@@ -679,7 +684,7 @@ handle_accept(struct contact *c, const uint8_t *body, size_t len)
 		veil_id_to_text(&c->agree->peer_inbox, c->peer_inbox, sizeof c->peer_inbox);
 		memcpy(c->peer_pk, c->agree->peer_pk, sizeof c->peer_pk);
 		finish_agreement(c);
-		if (send_to(c, type, msgid, out, outlen, 0) != 0)
+		if (send_to(c, type, msgid, out, outlen, 0, 0) != 0)
 			log_warnx("contact %" PRId64 ": cannot send CONFIRM", c->id);
 		contact_arm(c, SLOT_RX, 1);
 		log_info("contact %" PRId64 " established", c->id);
@@ -772,7 +777,7 @@ handle_update(struct contact *c, const uint8_t *body, size_t len)
 	veil_id_to_text(&ccm.new_cid, c->peer_inbox, sizeof c->peer_inbox);
 	veil_msgid_new(msgid);
 	/* The ACK travels under the key the peer still knows (tx_prev). */
-	if (send_to(c, VEIL_T_UPDATE_ACK, msgid, (const uint8_t *)ack, acklen, 1) != 0)
+	if (send_to(c, VEIL_T_UPDATE_ACK, msgid, (const uint8_t *)ack, acklen, 1, 0) != 0)
 		log_warnx("contact %" PRId64 ": cannot answer UPDATE", c->id);
 	log_debug("contact %" PRId64 " moved to %s", c->id, c->peer_inbox);
 	sodium_memzero(&ccm, sizeof ccm);
@@ -1048,7 +1053,7 @@ on_frame(const uint8_t *frame, size_t len)
 /* --- transport callbacks --------------------------------------------- */
 
 static void
-flush_outbox(int force);
+flush_outbox(void);
 
 static void
 drain_done(evutil_socket_t fd, short ev, void *arg)
@@ -1075,7 +1080,7 @@ tr_state(int up, const char *reason, void *arg)
 		/* Make-before-break: the old client ID goes only once the new
 		 * one is up and the old inboxes' grace has ended. */
 		drain_arm();
-		flush_outbox(1);
+		flush_outbox();
 	} else
 		log_warnx("broker connection lost: %s", reason ? reason : "unknown");
 }
@@ -1304,45 +1309,61 @@ backoff(int attempts)
 }
 
 /* Sends every due outbox row (force: everything, after a reconnect). */
+/*
+ * Sends one batch of due outbox rows (one transaction); if the batch was
+ * full, another runs on the next loop iteration, so a large backlog never
+ * stalls the loop.  A row is rescheduled with backoff before it is sent,
+ * so it is sent once per due time, never twice in a burst.
+ */
 static void
-flush_outbox(int force)
+flush_outbox(void)
 {
 	struct due_list *l;
-	int64_t now = now_ms(), horizon = force ? INT64_MAX / 2 : now;
+	int64_t now = now_ms();
+	int full;
 
 	if ((l = calloc(1, sizeof *l)) == NULL)
 		return;
-	for (int rounds = 0; rounds < 64; rounds++) {
-		l->n = 0;
-		if (store_outbox_due(E.st, horizon, DUE_BATCH, due_cb, l) < 0) {
-			log_warnx("store: %s", store_errmsg(E.st));
-			break;
-		}
-		if (l->n == 0)
-			break;
-		if (txn_begin() != 0)
-			break;
+	if (store_outbox_due(E.st, now, DUE_BATCH, due_cb, l) < 0) {
+		log_warnx("store: %s", store_errmsg(E.st));
+		free(l);
+		return;
+	}
+	full = l->n == DUE_BATCH;
+	if (l->n > 0 && txn_begin() == 0) {
 		for (int i = 0; i < l->n; i++) {
 			struct due *d = &l->d[i];
 			struct contact *c = contact_find(d->contact_id);
 			int64_t next = now + backoff(d->attempts + 1);
 
 			if (c != NULL && c->state == CONTACT_ESTABLISHED)
-				send_to(c, (uint8_t)d->type, d->msgid, d->body, d->len, 0);
+				send_to(c, (uint8_t)d->type, d->msgid, d->body, d->len,
+				    0, d->attempts + 1);
 			store_outbox_reschedule(E.st, d->id, next, d->attempts + 1);
 		}
 		if (txn_commit() != 0) {
 			log_warnx("store: %s", store_errmsg(E.st));
 			txn_rollback();
+			full = 0;
 		}
-		for (int i = 0; i < l->n; i++) {
-			sodium_memzero(l->d[i].body, l->d[i].len);
-			free(l->d[i].body);
-		}
-		if (l->n < DUE_BATCH)
-			break;
+	}
+	for (int i = 0; i < l->n; i++) {
+		sodium_memzero(l->d[i].body, l->d[i].len);
+		free(l->d[i].body);
 	}
 	free(l);
+	if (full && E.flush_ev != NULL)
+		event_active(E.flush_ev, 0, 0);
+}
+
+static void
+flush_fire(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	if (E.up)
+		flush_outbox();
 }
 
 static void
@@ -1376,7 +1397,7 @@ tick(evutil_socket_t fd, short ev, void *arg)
 	(void)ev;
 	(void)arg;
 	if (E.up)
-		flush_outbox(0);
+		flush_outbox();
 	veil_reasm_expire(E.reasm, (uint64_t)now, REASM_AGE_MS);
 	if (++n % 10 == 0) {
 		store_inbox_expire(E.st, now, inbox_expire_cb, NULL);
@@ -1590,8 +1611,9 @@ engine_start(void)
 	E.cover_ev = evtimer_new(E.base, cover_fire, NULL);
 	E.drain_ev = evtimer_new(E.base, drain_done, NULL);
 	E.rot_step_ev = event_new(E.base, -1, 0, rotate_step, NULL);
+	E.flush_ev = event_new(E.base, -1, 0, flush_fire, NULL);
 	if (E.rot_ev == NULL || E.cover_ev == NULL || E.drain_ev == NULL ||
-	    E.rot_step_ev == NULL)
+	    E.rot_step_ev == NULL || E.flush_ev == NULL)
 		return -1;
 	if (store_kv_get_i64(E.st, "rotation.epoch", &E.epoch) != 1)
 		E.epoch = 0;
@@ -1639,6 +1661,8 @@ engine_shutdown(void)
 		event_free(E.drain_ev);
 	if (E.rot_step_ev != NULL)
 		event_free(E.rot_step_ev);
+	if (E.flush_ev != NULL)
+		event_free(E.flush_ev);
 	if (E.tr_old != NULL)
 		transport_free(E.tr_old);
 	if (E.tr_card != NULL)
@@ -2042,7 +2066,7 @@ engine_send(const char *to, const char *text, size_t len, json_t **out, char *er
 	if (store_outbox_add(E.st, c->id, msgid, VEIL_T_TEXT, text, len, now,
 	    now + backoff(0)) < 0)
 		goto fail;
-	if (send_to(c, VEIL_T_TEXT, msgid, (const uint8_t *)text, len, 0) != 0)
+	if (send_to(c, VEIL_T_TEXT, msgid, (const uint8_t *)text, len, 0, 0) != 0)
 		goto fail;
 	if (txn_commit() != 0)
 		goto fail;
@@ -2324,7 +2348,7 @@ rotate_step(evutil_socket_t fd, short ev, void *arg)
 		    sizeof msgid) != 0 ||
 		    store_outbox_add(E.st, c->id, msgid, VEIL_T_UPDATE, body, blen, now,
 		    now + backoff(0)) < 0 ||
-		    send_to(c, VEIL_T_UPDATE, msgid, (const uint8_t *)body, blen, 0) != 0) {
+		    send_to(c, VEIL_T_UPDATE, msgid, (const uint8_t *)body, blen, 0, 0) != 0) {
 			free(body);
 			goto fail;
 		}
@@ -2417,7 +2441,7 @@ cover_fire(evutil_socket_t fd, short ev, void *arg)
 				continue;
 			if (pick-- == 0) {
 				veil_msgid_new(msgid);
-				send_to(E.c[i], VEIL_T_COVER, msgid, NULL, 0, 0);
+				send_to(E.c[i], VEIL_T_COVER, msgid, NULL, 0, 0, 0);
 				break;
 			}
 		}

@@ -25,6 +25,8 @@
  * is set to the same window.
  */
 
+#define _DEFAULT_SOURCE	/* clock_gettime, dirfd, unsetenv under -std=c11 */
+
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>

@@ -1,0 +1,196 @@
+/* veil-mkcontacts: the benchmark's bulk path — N contacts agreed through the real protocol, stored as veild stores them. */
+#include <sys/stat.h>
+
+#include <err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "veil.h"
+
+#include "engine.h"
+#include "store.h"
+
+/*
+ * Each synthetic peer runs the initiator's side of the agreement in memory
+ * against the owner's identity (REQUEST sealed and opened, ACCEPT, CONFIRM,
+ * all through real frames), so every stored row is exactly what veild
+ * writes after a real agreement: an established contact, its packed keys,
+ * its pairwise inbox subscribed.  Only the peers' daemons do not exist.
+ */
+
+static void __attribute__((noreturn))
+usage(void)
+{
+	fprintf(stderr, "usage: veil-mkcontacts [-f frame_size] [-o obscurity] STATE_DIR N\n"
+	    "  Adds N established contacts to the veild state in STATE_DIR\n"
+	    "  (veild must have run there once and be stopped now).\n");
+	exit(2);
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+agree_one(const struct veil_identity *owner, const struct veil_id *owner_cid,
+    int shared, const char *shared_inbox, size_t fs, long i,
+    struct store_contact *row)
+{
+	struct veil_identity peer;
+	struct veil_card card;
+	struct veil_agree ai, ar;
+	struct veil_pair pi, pr;
+	struct veil_id ibox_i, ibox_r;
+	struct veil_dirkey r2i, i2r;
+	struct veil_frame_hdr h;
+	uint8_t body[VEIL_AGREE_BODY_MAX], out[VEIL_AGREE_BODY_MAX], msgid[VEIL_MSGID_BYTES];
+	uint8_t *frame, *pbody;
+	size_t blen = 0, olen = 0;
+	uint64_t seq = 0;
+	uint8_t type = 0;
+	char name[VEIL_NAME_MAX + 1];
+	int n;
+
+	memset(&ai, 0, sizeof ai);
+	memset(&ar, 0, sizeof ar);
+	memset(&pi, 0, sizeof pi);
+	memset(&pr, 0, sizeof pr);
+	if ((frame = malloc(4 * fs)) == NULL || (pbody = malloc(fs)) == NULL)
+		errx(1, "out of memory");
+	veil_identity_new(&peer);
+	memset(&card, 0, sizeof card);
+	card.cid = *owner_cid;
+	memcpy(card.pk, owner->pk, sizeof card.pk);
+	snprintf(card.name, sizeof card.name, "owner");
+	snprintf(name, sizeof name, "peer-%06ld", i);
+	veil_id_new(&ibox_i, 0);
+	if (shared)
+		veil_id_from_text(&ibox_r, shared_inbox);
+	else
+		veil_id_new(&ibox_r, 0);
+
+	/* 1. REQUEST: sealed to the owner and opened with the owner's key. */
+	if (veil_agree_request(&ai, &card, peer.pk, name, &ibox_i, body, &blen) != 0)
+		errx(1, "request");
+	veil_msgid_new(msgid);
+	if ((n = veil_message_seal_box(frame, 4 * fs, fs, owner->pk, VEIL_T_REQUEST,
+	    msgid, body, blen)) != 1)
+		errx(1, "the REQUEST does not fit one frame of %zu bytes", fs);
+	if (veil_frame_open_box(frame, fs, owner->pk, owner->sk, &h, pbody) != 0 ||
+	    veil_agree_on_request(&ar, owner_cid, owner->pk, pbody, h.len) != 0)
+		errx(1, "on_request");
+	/* 2. ACCEPT under the epoch-0 key. */
+	if (veil_agree_accept(&ar, &ibox_r, body, &blen, &pr) != 0)
+		errx(1, "accept");
+	veil_agree_epoch0(&ar, &r2i, &i2r);
+	seq = 0;
+	if (veil_message_seal(frame, 4 * fs, fs, &r2i, &seq, VEIL_T_ACCEPT, msgid, body, blen) != 1 ||
+	    veil_frame_open(frame, fs, &r2i, 0, &h, pbody) != 0 ||
+	    veil_agree_on_accept(&ai, pbody, h.len, &pi, out, &olen, &type) != 0)
+		errx(1, "on_accept");
+	/* 3. CONFIRM under the pair key. */
+	if (veil_message_seal(frame, 4 * fs, fs, &pi.tx.k, &pi.tx.seq, type, msgid, out, olen) != 1 ||
+	    veil_frame_open(frame, fs, &pr.rx.k, 0, &h, pbody) != 0 ||
+	    veil_agree_on_confirm(&ar, pbody, h.len) != 0)
+		errx(1, "on_confirm");
+	veil_window_mark(&pr.rx.w, 0);
+
+	memset(row, 0, sizeof *row);
+	snprintf(row->name, sizeof row->name, "%s", name);
+	row->state = CONTACT_ESTABLISHED;
+	snprintf(row->peer_name, sizeof row->peer_name, "%s", name);
+	memcpy(row->peer_pk, peer.pk, sizeof row->peer_pk);
+	veil_id_to_text(&ibox_i, row->peer_inbox, sizeof row->peer_inbox);
+	veil_id_to_text(&ibox_r, row->my_inbox, sizeof row->my_inbox);
+	if ((n = veil_pair_pack(&pr, row->pair, sizeof row->pair)) < 0)
+		errx(1, "pair_pack");
+	row->pair_len = (size_t)n;
+	row->created = row->updated = now_ms();
+
+	veil_agree_wipe(&ai);
+	veil_agree_wipe(&ar);
+	veil_pair_wipe(&pi);
+	veil_pair_wipe(&pr);
+	veil_dirkey_wipe(&r2i);
+	veil_dirkey_wipe(&i2r);
+	veil_identity_wipe(&peer);
+	free(frame);
+	free(pbody);
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct veil_identity owner;
+	struct veil_id cid;
+	struct store *st;
+	struct store_contact *row;
+	char path[4096], errbuf[256], text[VEIL_ID_TEXT_MAX], shared_inbox[VEIL_ID_TEXT_MAX] = "";
+	size_t n = 0, fs = VEIL_FRAME_DEFAULT;
+	long count, i;
+	int ch, obscurity = 2;
+
+	while ((ch = getopt(argc, argv, "f:o:")) != -1) {
+		switch (ch) {
+		case 'f': fs = strtoul(optarg, NULL, 10); break;
+		case 'o': obscurity = atoi(optarg); break;
+		default: usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc != 2 || (count = strtol(argv[1], NULL, 10)) <= 0 || !veil_frame_size_valid(fs))
+		usage();
+	if (veil_init() != 0)
+		errx(1, "libsodium failed to initialise");
+	snprintf(path, sizeof path, "%s/veil.db", argv[0]);
+	if ((st = store_open(path, errbuf, sizeof errbuf)) == NULL)
+		errx(1, "%s: %s", path, errbuf);
+	if (store_kv_get(st, "identity.sk", owner.sk, sizeof owner.sk, &n) != 1 ||
+	    n != sizeof owner.sk ||
+	    store_kv_get(st, "identity.pk", owner.pk, sizeof owner.pk, &n) != 1 ||
+	    store_kv_get(st, "card.cid", text, sizeof text - 1, &n) != 1)
+		errx(1, "%s: no identity yet: start veild there once first", path);
+	text[n] = '\0';
+	if (veil_id_from_text(&cid, text) != 0)
+		errx(1, "damaged card ID");
+	if (obscurity != 2) {
+		if (store_kv_get(st, "inbox.shared", shared_inbox, sizeof shared_inbox - 1, &n) != 1)
+			errx(1, "no shared inbox in the store");
+		shared_inbox[n] = '\0';
+	}
+	if ((row = malloc(sizeof *row)) == NULL)
+		errx(1, "out of memory");
+	for (i = 0; i < count; i++) {
+		int64_t id;
+
+		if (i % 1000 == 0 && store_begin(st) != 0)
+			errx(1, "store: %s", store_errmsg(st));
+		agree_one(&owner, &cid, obscurity != 2, shared_inbox, fs, i, row);
+		if ((id = store_contact_add(st, row)) < 0)
+			errx(1, "store: %s", store_errmsg(st));
+		if (obscurity == 2 &&
+		    store_inbox_add(st, row->my_inbox, id, STORE_INBOX_PAIR, row->created) < 0)
+			errx(1, "store: %s", store_errmsg(st));
+		if (i % 1000 == 999 || i == count - 1) {
+			if (store_commit(st) != 0)
+				errx(1, "store: %s", store_errmsg(st));
+		}
+	}
+	sodium_memzero(row, sizeof *row);
+	free(row);
+	veil_identity_wipe(&owner);
+	store_close(st);
+	printf("%ld contacts added\n", count);
+	return 0;
+}
