@@ -563,8 +563,12 @@ send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
 		return -1;
 	/* A retransmission jumps to a resync landmark the receiver keeps
 	 * armed, in case it lost more frames than its lookahead covers. */
+#ifdef VEIL_RESYNC_LEVELS
 	if (attempt > 0)
 		tx->seq = veil_resync_seq(tx->seq, (unsigned)attempt);
+#else
+	(void)attempt;
+#endif
 	if ((frames = seal_msg(&tx->k, &tx->seq, type, msgid, body, len, &n)) == NULL)
 		return -1;
 	if (contact_save(c) != 0) {
