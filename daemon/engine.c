@@ -34,8 +34,13 @@
 #define REASM_MSGS	1024
 #define REASM_AGE_MS	(10 * 60 * 1000)
 #define DEDUPE_MS	(30LL * 24 * 3600 * 1000)
-#define DUE_BATCH	64
-#define ROT_BATCH	128
+#define DUE_BATCH	32
+#define ROT_BATCH	64
+/* Expected nonces armed ahead of each receive direction.  Reordering on
+ * one topic is rare (QoS 1, one publisher), losses beyond this are caught
+ * by the resync landmarks, and at 10,000 contacts every armed tag costs
+ * memory: 8 is the daemon's choice, below libveil's default. */
+#define RX_LOOKAHEAD	8
 #define INBOX_MAX	(STORE_TOPIC_MAX + 1)	/* text of an inbox ID */
 
 struct contact {
@@ -50,8 +55,9 @@ struct contact {
 	int64_t		 created;
 	struct veil_pair pair;
 	struct veil_agree *agree;	/* during the agreement only */
-	struct veil_rxdir ep0;		/* SLOT_EPOCH0 receive key */
+	struct veil_rxdir *ep0;		/* SLOT_EPOCH0 key, during the agreement only */
 	int		 armed;		/* bit per slot */
+	unsigned	 dup_acks;	/* copies answered, to climb resync levels */
 };
 
 static struct engine {
@@ -106,6 +112,16 @@ static void cover_arm(void);
 static void rotate_step(evutil_socket_t, short, void *);
 static void drain_arm(void);
 static int in_grace(void);
+
+/*
+ * Work split into batches continues on a zero-delay timer, not with
+ * event_active(): libevent runs events activated from a callback in the
+ * same pass, so I/O (the control socket, the broker) would starve.
+ */
+static const struct timeval zero_tv = { 0, 0 };
+
+static char *kv_key(char *, size_t, const char *, int64_t);
+static void retire_inbox(const char *, int64_t);
 
 static int64_t
 now_ms(void)
@@ -234,7 +250,10 @@ contact_free(struct contact *c)
 		veil_agree_wipe(c->agree);
 		free(c->agree);
 	}
-	veil_dirkey_wipe(&c->ep0.k);
+	if (c->ep0 != NULL) {
+		sodium_memzero(c->ep0, sizeof *c->ep0);
+		free(c->ep0);
+	}
 	sodium_memzero(c, sizeof *c);
 	free(c);
 }
@@ -248,15 +267,17 @@ contact_arm(struct contact *c, int slot, int on)
 	switch (slot) {
 	case SLOT_RX:		d = &c->pair.rx; break;
 	case SLOT_RX_PREV:	d = &c->pair.rx_prev; break;
-	default:		d = &c->ep0; break;
+	default:		d = c->ep0; break;
 	}
+	if (d == NULL)
+		return;
 	if (on && !(c->armed & (1 << slot)) && d->live) {
-		if (veil_rx_arm(E.tags, d, OWNER(c->id, slot), VEIL_LOOKAHEAD) == 0)
+		if (veil_rx_arm(E.tags, d, OWNER(c->id, slot), RX_LOOKAHEAD) == 0)
 			c->armed |= 1 << slot;
 		else
 			log_warnx("contact %" PRId64 ": cannot arm slot %d", c->id, slot);
 	} else if (!on && (c->armed & (1 << slot))) {
-		veil_rx_disarm(E.tags, d, VEIL_LOOKAHEAD);
+		veil_rx_disarm(E.tags, d, RX_LOOKAHEAD);
 		c->armed &= ~(1 << slot);
 	}
 }
@@ -274,15 +295,16 @@ contact_set_ep0(struct contact *c)
 {
 	struct veil_dirkey r2i, i2r;
 
-	memset(&c->ep0, 0, sizeof c->ep0);
 	if (c->agree == NULL)
 		return;
 	if (c->state != CONTACT_REQUESTED && c->state != CONTACT_ACCEPTED)
 		return;
+	if (c->ep0 == NULL && (c->ep0 = calloc(1, sizeof *c->ep0)) == NULL)
+		return;
 	veil_agree_epoch0(c->agree, &r2i, &i2r);
-	c->ep0.k = c->agree->role == VEIL_ROLE_INITIATOR ? r2i : i2r;
-	veil_window_init(&c->ep0.w);
-	c->ep0.live = 1;
+	c->ep0->k = c->agree->role == VEIL_ROLE_INITIATOR ? r2i : i2r;
+	veil_window_init(&c->ep0->w);
+	c->ep0->live = 1;
 	veil_dirkey_wipe(&r2i);
 	veil_dirkey_wipe(&i2r);
 }
@@ -563,12 +585,8 @@ send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
 		return -1;
 	/* A retransmission jumps to a resync landmark the receiver keeps
 	 * armed, in case it lost more frames than its lookahead covers. */
-#ifdef VEIL_RESYNC_LEVELS
 	if (attempt > 0)
 		tx->seq = veil_resync_seq(tx->seq, (unsigned)attempt);
-#else
-	(void)attempt;
-#endif
 	if ((frames = seal_msg(&tx->k, &tx->seq, type, msgid, body, len, &n)) == NULL)
 		return -1;
 	if (contact_save(c) != 0) {
@@ -595,6 +613,8 @@ notify_state(struct contact *c)
 
 /* --- receiving ------------------------------------------------------- */
 
+static void finish_agreement(struct contact *);
+
 static void
 handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
     const uint8_t *body, size_t len)
@@ -609,7 +629,7 @@ handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTE
 			return;
 		/* Data under the pair key proves the initiator derived it. */
 		c->state = CONTACT_ESTABLISHED;
-		contact_arm(c, SLOT_EPOCH0, 0);
+		finish_agreement(c);
 		notify_state(c);
 	}
 	if (txn_begin() != 0) {
@@ -619,9 +639,13 @@ handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTE
 	isnew = store_rx_add(E.st, c->id, msgid, type, body, len, now_ms(), &rid);
 	if (isnew < 0)
 		goto fail;
-	/* ACK every copy: the first ACK may have been lost. */
+	/* ACK every copy: the first ACK may have been lost.  A copy means
+	 * the sender did not hear us, maybe because it lost more of our
+	 * frames than its lookahead covers: answer it at a resync landmark,
+	 * climbing a level with each copy. */
 	veil_msgid_new(ackid);
-	if (send_to(c, VEIL_T_ACK, ackid, msgid, VEIL_MSGID_BYTES, 0, 0) != 0)
+	if (send_to(c, VEIL_T_ACK, ackid, msgid, VEIL_MSGID_BYTES, 0,
+	    isnew ? 0 : (int)(c->dup_acks++ % VEIL_RESYNC_LEVELS) + 1) != 0)
 		goto fail;
 	if (txn_commit() != 0)
 		goto fail;
@@ -658,17 +682,37 @@ handle_ack(struct contact *c, const uint8_t *body, size_t len)
 	contact_save(c);	/* persists the receive window */
 }
 
+/* The peer answered our REQUEST (ACCEPT or FAIL): stop resending it. */
+static void
+request_answered(struct contact *c)
+{
+	char key[64];
+	uint8_t msgid[VEIL_MSGID_BYTES];
+	size_t n = 0;
+
+	kv_key(key, sizeof key, "req.msgid", c->id);
+	if (store_kv_get(E.st, key, msgid, sizeof msgid, &n) == 1 && n == sizeof msgid)
+		store_outbox_ack(E.st, c->id, msgid, NULL);
+	store_kv_del(E.st, key);
+}
+
 static void
 finish_agreement(struct contact *c)
 {
+	char key[64];
+
+	store_kv_del(E.st, kv_key(key, sizeof key, "accept.frames", c->id));
 	contact_arm(c, SLOT_EPOCH0, 0);
 	if (c->agree != NULL) {
 		veil_agree_wipe(c->agree);
 		free(c->agree);
 		c->agree = NULL;
 	}
-	veil_dirkey_wipe(&c->ep0.k);
-	c->ep0.live = 0;
+	if (c->ep0 != NULL) {
+		sodium_memzero(c->ep0, sizeof *c->ep0);
+		free(c->ep0);
+		c->ep0 = NULL;
+	}
 }
 
 static void
@@ -683,6 +727,8 @@ handle_accept(struct contact *c, const uint8_t *body, size_t len)
 		return;
 	r = veil_agree_on_accept(c->agree, body, len, &c->pair, out, &outlen, &type);
 	veil_msgid_new(msgid);
+	if (r == 0 || r == VEIL_ERR_SECRET)
+		request_answered(c);
 	if (r == 0) {
 		c->state = CONTACT_ESTABLISHED;
 		veil_id_to_text(&c->agree->peer_inbox, c->peer_inbox, sizeof c->peer_inbox);
@@ -780,15 +826,15 @@ handle_update(struct contact *c, const uint8_t *body, size_t len)
 	}
 	veil_id_to_text(&ccm.new_cid, c->peer_inbox, sizeof c->peer_inbox);
 	veil_msgid_new(msgid);
-	/* The ACK travels under the key the peer still knows (tx_prev). */
-	if (send_to(c, VEIL_T_UPDATE_ACK, msgid, (const uint8_t *)ack, acklen, 1, 0) != 0)
+	/* The ACK travels under the key the peer still knows (tx_prev); a
+	 * repeated UPDATE means our ACK was lost: resync as for data. */
+	if (send_to(c, VEIL_T_UPDATE_ACK, msgid, (const uint8_t *)ack, acklen, 1,
+	    r == 1 ? (int)(c->dup_acks++ % VEIL_RESYNC_LEVELS) + 1 : 0) != 0)
 		log_warnx("contact %" PRId64 ": cannot answer UPDATE", c->id);
 	log_debug("contact %" PRId64 " moved to %s", c->id, c->peer_inbox);
 	sodium_memzero(&ccm, sizeof ccm);
 	free(ack);
 }
-
-static void retire_inbox(const char *, int64_t);
 
 static void
 handle_update_ack(struct contact *c, const uint8_t *body, size_t len)
@@ -893,6 +939,32 @@ unique_name(const char *want, char out[VEIL_NAME_MAX + 1])
 
 static int accept_contact(struct contact *c, char *err, size_t errlen);
 
+/* kv key marking a requester's identity key as refused. */
+static void
+rejected_key(const uint8_t pk[VEIL_KEY_BYTES], char out[96])
+{
+	char hex[2 * VEIL_KEY_BYTES + 1];
+
+	sodium_bin2hex(hex, sizeof hex, pk, VEIL_KEY_BYTES);
+	snprintf(out, 96, "rejected:%s", hex);
+}
+
+static void
+replay_accept(struct contact *c)
+{
+	char key[64];
+	size_t fs = E.cfg->frames.size, n = 0;
+	uint8_t *frames;
+
+	if ((frames = malloc(VEIL_AGREE_BODY_MAX + 4 * fs)) == NULL)
+		return;
+	kv_key(key, sizeof key, "accept.frames", c->id);
+	if (store_kv_get(E.st, key, frames, VEIL_AGREE_BODY_MAX + 4 * fs, &n) == 1 &&
+	    n > 0 && n % fs == 0)
+		publish(c->peer_inbox, frames, (int)(n / fs));
+	free(frames);
+}
+
 struct card_try {
 	struct veil_agree	*a;
 	const uint8_t		*body;
@@ -928,7 +1000,8 @@ handle_request(const uint8_t *body, size_t len)
 	struct veil_agree *a;
 	struct store_contact *row = NULL;
 	struct contact *c;
-	char name[VEIL_NAME_MAX + 1], fp[VEIL_FP_TEXT], err[256];
+	char name[VEIL_NAME_MAX + 1], fp[VEIL_FP_TEXT], err[256], rkey[96];
+	size_t n = 0;
 	int r;
 
 	if ((a = calloc(1, sizeof *a)) == NULL)
@@ -950,13 +1023,23 @@ handle_request(const uint8_t *body, size_t len)
 		log_debug("REQUEST rejected: %s", veil_strerror(r));
 		goto out;
 	}
+	rejected_key(a->peer_pk, rkey);
+	if (store_kv_get(E.st, rkey, NULL, 0, &n) == 1) {
+		log_debug("REQUEST from a refused key dropped");
+		goto out;
+	}
 	if ((row = calloc(1, sizeof *row)) == NULL)
 		goto out;
 	/* The broker may deliver a REQUEST twice; one pending contact is enough. */
 	if (store_contact_get_by_peer_pk(E.st, a->peer_pk, row) == 1) {
 		c = contact_find(row->id);
 		if (c != NULL && c->state != CONTACT_FAILED) {
-			log_debug("REQUEST from a known key ignored");
+			/* The requester resends until it hears back: if we
+			 * accepted already, our ACCEPT was lost, say it again. */
+			if (c->state == CONTACT_ACCEPTED)
+				replay_accept(c);
+			else
+				log_debug("REQUEST from a known key ignored");
 			goto out;
 		}
 		if (c != NULL) {	/* a new attempt after a failure */
@@ -1023,13 +1106,17 @@ on_frame(const uint8_t *frame, size_t len)
 	    (c = contact_find((int64_t)(owner >> 2))) != NULL) {
 		slot = (int)(owner & 3);
 		d = slot == SLOT_RX ? &c->pair.rx : slot == SLOT_RX_PREV ?
-		    &c->pair.rx_prev : &c->ep0;
+		    &c->pair.rx_prev : c->ep0;
+		if (d == NULL) {
+			E.dropped++;
+			return;
+		}
 		if (veil_frame_open(frame, fs, &d->k, seq, &h, E.bbuf) != 0 ||
 		    veil_window_check(&d->w, seq) != 0) {
 			E.dropped++;
 			return;
 		}
-		veil_rx_commit(E.tags, d, owner, seq, VEIL_LOOKAHEAD);
+		veil_rx_commit(E.tags, d, owner, seq, RX_LOOKAHEAD);
 		r = veil_reasm_add(E.reasm, owner >> 2, &h, E.bbuf,
 		    veil_frame_capacity(fs, 0), (uint64_t)now_ms(), &msg, &msglen);
 		if (r == 1) {
@@ -1313,6 +1400,24 @@ backoff(int attempts)
 }
 
 /* Sends every due outbox row (force: everything, after a reconnect). */
+/* A REQUEST again, in a fresh sealed box (the card owner ignores copies
+ * from a key it already knows, or answers them with its ACCEPT again). */
+static void
+resend_request(struct contact *c, const uint8_t msgid[VEIL_MSGID_BYTES],
+    const uint8_t *body, size_t len)
+{
+	size_t fs = E.cfg->frames.size;
+	int n = veil_message_frames(len, fs, 1);
+	uint8_t *frames;
+
+	if (n < 0 || (frames = malloc((size_t)n * fs)) == NULL)
+		return;
+	if (veil_message_seal_box(frames, (size_t)n * fs, fs, c->peer_pk, VEIL_T_REQUEST,
+	    msgid, body, len) == n)
+		publish(c->peer_inbox, frames, n);
+	free(frames);
+}
+
 /*
  * Sends one batch of due outbox rows (one transaction); if the batch was
  * full, another runs on the next loop iteration, so a large backlog never
@@ -1340,7 +1445,10 @@ flush_outbox(void)
 			struct contact *c = contact_find(d->contact_id);
 			int64_t next = now + backoff(d->attempts + 1);
 
-			if (c != NULL && c->state == CONTACT_ESTABLISHED)
+			if (c != NULL && d->type == VEIL_T_REQUEST &&
+			    c->state == CONTACT_REQUESTED)
+				resend_request(c, d->msgid, d->body, d->len);
+			else if (c != NULL && c->state == CONTACT_ESTABLISHED)
 				send_to(c, (uint8_t)d->type, d->msgid, d->body, d->len,
 				    0, d->attempts + 1);
 			store_outbox_reschedule(E.st, d->id, next, d->attempts + 1);
@@ -1357,7 +1465,7 @@ flush_outbox(void)
 	}
 	free(l);
 	if (full && E.flush_ev != NULL)
-		event_active(E.flush_ev, 0, 0);
+		evtimer_add(E.flush_ev, &zero_tv);
 }
 
 static void
@@ -1614,8 +1722,8 @@ engine_start(void)
 	E.rot_ev = evtimer_new(E.base, rotation_fire, NULL);
 	E.cover_ev = evtimer_new(E.base, cover_fire, NULL);
 	E.drain_ev = evtimer_new(E.base, drain_done, NULL);
-	E.rot_step_ev = event_new(E.base, -1, 0, rotate_step, NULL);
-	E.flush_ev = event_new(E.base, -1, 0, flush_fire, NULL);
+	E.rot_step_ev = evtimer_new(E.base, rotate_step, NULL);
+	E.flush_ev = evtimer_new(E.base, flush_fire, NULL);
 	if (E.rot_ev == NULL || E.cover_ev == NULL || E.drain_ev == NULL ||
 	    E.rot_step_ev == NULL || E.flush_ev == NULL)
 		return -1;
@@ -1795,7 +1903,7 @@ engine_contact_add(const char *uri, const char *name, json_t **out, char *err,
 	struct veil_id inbox;
 	uint8_t body[VEIL_AGREE_BODY_MAX], msgid[VEIL_MSGID_BYTES], *frames = NULL;
 	size_t blen = sizeof body, fs = E.cfg->frames.size;
-	char local[VEIL_NAME_MAX + 1];
+	char local[VEIL_NAME_MAX + 1], key[64];
 	int r, n, rv = RPC_INTERNAL_ERROR;
 
 	if ((r = veil_card_decode(&card, uri, (uint64_t)time(NULL))) != 0) {
@@ -1868,6 +1976,13 @@ engine_contact_add(const char *uri, const char *name, json_t **out, char *err,
 	if (E.cfg->identity.obscurity == 2 &&
 	    store_inbox_add(E.st, row->my_inbox, row->id, STORE_INBOX_PAIR, now_ms()) < 0)
 		goto storefail;
+	/* The REQUEST stays in the outbox until the ACCEPT (or FAIL): the
+	 * card's owner may be offline, or not yet subscribed. */
+	if (store_outbox_add(E.st, row->id, msgid, VEIL_T_REQUEST, body, blen, now_ms(),
+	    now_ms() + backoff(0)) < 0 ||
+	    store_kv_set(E.st, kv_key(key, sizeof key, "req.msgid", row->id), msgid,
+	    sizeof msgid) != 0)
+		goto storefail;
 	if (txn_commit() != 0)
 		goto storefail;
 	if ((c = contact_from_row(row)) == NULL || contact_insert(c) != 0) {
@@ -1926,6 +2041,7 @@ accept_contact(struct contact *c, char *err, size_t errlen)
 	struct veil_dirkey r2i, i2r;
 	size_t blen = sizeof body;
 	uint64_t seq = 0;
+	char key[64];
 	int n;
 
 	if (c->state != CONTACT_PENDING || c->agree == NULL) {
@@ -1956,6 +2072,8 @@ accept_contact(struct contact *c, char *err, size_t errlen)
 	if (txn_begin() != 0 ||
 	    (E.cfg->identity.obscurity == 2 &&
 	    store_inbox_add(E.st, c->my_inbox, c->id, STORE_INBOX_PAIR, now_ms()) < 0) ||
+	    store_kv_set(E.st, kv_key(key, sizeof key, "accept.frames", c->id), frames,
+	    (size_t)n * E.cfg->frames.size) != 0 ||
 	    contact_save(c) != 0 || txn_commit() != 0) {
 		txn_rollback();
 		free(frames);
@@ -2000,6 +2118,7 @@ int
 engine_contact_reject(const char *name, char *err, size_t errlen)
 {
 	struct contact *c = need_contact(name, err, errlen);
+	char key[96];
 
 	if (c == NULL)
 		return RPC_ERR_NOT_FOUND;
@@ -2008,7 +2127,13 @@ engine_contact_reject(const char *name, char *err, size_t errlen)
 		    contact_state_name(c->state));
 		return RPC_ERR_STATE;
 	}
-	/* Silence: a forwarded card's holder learns nothing. */
+	/* Silence: a forwarded card's holder learns nothing.  Its key is
+	 * remembered, so the copies it keeps sending are dropped unseen. */
+	rejected_key(c->peer_pk, key);
+	if (store_kv_set(E.st, key, "", 0) != 0) {
+		seterr(err, errlen, "store: %s", store_errmsg(E.st));
+		return RPC_INTERNAL_ERROR;
+	}
 	return remove_contact(c, err, errlen);
 }
 
@@ -2201,24 +2326,17 @@ rotation_schedule(void)
  * ID takes the inboxes that stay; the old one keeps the replaced inboxes
  * until their grace period ends (drain_arm). */
 static int
-rotate_client_id(void)
+rotate_client_id(const char *id)
 {
-	char id[VEIL_CLIENTID_MAX + 1], err[256];
+	char err[256];
 	struct transport *t;
 
-	veil_clientid_new(id, 0);
 	if (E.tr_old != NULL) {	/* a rotation before the last one drained */
 		transport_free(E.tr_old);
 		E.tr_old = NULL;
 	}
 	if ((t = make_transport(id, err, sizeof err)) == NULL) {
 		log_warnx("rotation: %s", err);
-		return -1;
-	}
-	if (store_kv_set(E.st, "client.id.prev", E.client_id, strlen(E.client_id)) != 0 ||
-	    store_kv_set(E.st, "client.id", id, strlen(id)) != 0) {
-		transport_free(t);
-		E.tr_gen--;
 		return -1;
 	}
 	E.tr_old = E.tr;
@@ -2250,45 +2368,58 @@ retire_inbox(const char *inbox, int64_t at)
 static int
 rotate(json_t **out, char *err, size_t errlen)
 {
-	char shared[INBOX_MAX], text[INBOX_MAX];
+	char shared[INBOX_MAX], card[INBOX_MAX], id[VEIL_CLIENTID_MAX + 1];
 	int level = E.cfg->identity.obscurity, count = 0;
 	int64_t now = now_ms(), grace_end = now + (int64_t)E.cfg->rotation.grace_ms;
+	int64_t next = now + rotation_gap();
 
 	if (level == 1) {
 		seterr(err, errlen, "obscurity level 1 uses fixed identifiers: nothing rotates");
 		return RPC_ERR_STATE;
 	}
+	new_inbox(shared);
+	new_inbox(card);
+	veil_clientid_new(id, 0);
+	/* Everything the rotation decides commits at once (one fsync, not
+	 * six); the connections and memory follow only after. */
+	if (txn_begin() != 0)
+		goto storefail;
 	if (level == 3) {
-		new_inbox(shared);
-		new_inbox(text);
-		if (txn_begin() != 0 ||
-		    store_inbox_add(E.st, shared, 0, STORE_INBOX_SHARED, now) < 0 ||
-		    store_inbox_add(E.st, text, 0, STORE_INBOX_CARD, now) < 0 ||
+		if (store_inbox_add(E.st, shared, 0, STORE_INBOX_SHARED, now) < 0 ||
+		    store_inbox_add(E.st, card, 0, STORE_INBOX_CARD, now) < 0 ||
 		    store_kv_set(E.st, "inbox.shared", shared, strlen(shared)) != 0 ||
-		    store_kv_set(E.st, "card.cid", text, strlen(text)) != 0)
+		    store_kv_set(E.st, "card.cid", card, strlen(card)) != 0)
 			goto storefail;
 		retire_inbox(E.shared_inbox, grace_end);
 		retire_inbox(E.card_topic, grace_end);
-		if (txn_commit() != 0)
-			goto storefail;
-		copystr(E.shared_inbox, shared, sizeof E.shared_inbox);
-		copystr(E.card_topic, text, sizeof E.card_topic);
-		veil_id_from_text(&E.card_cid, text);
 	}
-	if (rotate_client_id() != 0)
-		log_warnx("rotation: keeping the client ID");
+	if (store_kv_set(E.st, "client.id.prev", E.client_id, strlen(E.client_id)) != 0 ||
+	    store_kv_set(E.st, "client.id", id, strlen(id)) != 0 ||
+	    store_kv_set_i64(E.st, "rotation.epoch", E.epoch + 1) != 0 ||
+	    store_kv_set_i64(E.st, "rotation.next", next) != 0)
+		goto storefail;
+	if (txn_commit() != 0)
+		goto storefail;
+	E.epoch++;
+	E.rot_next = next;
+	rotation_arm();
+	if (level == 3) {
+		copystr(E.shared_inbox, shared, sizeof E.shared_inbox);
+		copystr(E.card_topic, card, sizeof E.card_topic);
+		veil_id_from_text(&E.card_cid, card);
+	}
+	if (rotate_client_id(id) != 0)
+		log_warnx("rotation: the new client ID applies after a restart");
 	for (size_t i = 0; i < E.nc; i++)
 		if (E.c[i]->state == CONTACT_ESTABLISHED && !E.c[i]->pair.upd_pending)
 			count++;
-	E.epoch++;
-	store_kv_set_i64(E.st, "rotation.epoch", E.epoch);
 	log_info("rotation %" PRId64 ": telling %d contacts", E.epoch, count);
 	/* The UPDATEs go out in batches, one transaction each, between
 	 * which the loop serves everything else: 10,000 contacts must not
 	 * stall it. */
 	E.rot_cursor = 0;
 	E.rot_grace_end = grace_end;
-	event_active(E.rot_step_ev, 0, 0);
+	evtimer_add(E.rot_step_ev, &zero_tv);
 	if (out != NULL)
 		*out = json_pack("{s:i, s:I}", "announced", count, "epoch", (json_int_t)E.epoch);
 	return 0;
@@ -2315,7 +2446,7 @@ rotate_step(evutil_socket_t fd, short ev, void *arg)
 	if ((saved = malloc(sizeof *saved * ROT_BATCH)) == NULL || txn_begin() != 0) {
 		free(saved);
 		log_warnx("rotation: store: %s; retrying", store_errmsg(E.st));
-		event_active(E.rot_step_ev, 0, 0);
+		evtimer_add(E.rot_step_ev, &zero_tv);
 		return;
 	}
 	for (i = 0; i < E.nc && E.c[i]->id <= E.rot_cursor; i++)
@@ -2365,7 +2496,7 @@ rotate_step(evutil_socket_t fd, short ev, void *arg)
 	sodium_memzero(saved, sizeof *saved * ROT_BATCH);
 	free(saved);
 	if (i < E.nc)
-		event_active(E.rot_step_ev, 0, 0);
+		evtimer_add(E.rot_step_ev, &zero_tv);
 	else
 		log_debug("rotation %" PRId64 " announced", E.epoch);
 	return;
@@ -2383,11 +2514,8 @@ fail:
 int
 engine_rotate(json_t **out, char *err, size_t errlen)
 {
-	int rv = rotate(out, err, errlen);
-
-	if (rv == 0)
-		rotation_schedule();	/* a forced rotation restarts the clock */
-	return rv;
+	/* A forced rotation restarts the clock too (rotate draws the next). */
+	return rotate(out, err, errlen);
 }
 
 static void
@@ -2398,9 +2526,10 @@ rotation_fire(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	(void)arg;
-	if (rotate(NULL, err, sizeof err) != 0)
+	if (rotate(NULL, err, sizeof err) != 0) {
 		log_warnx("rotation: %s", err);
-	rotation_schedule();
+		rotation_schedule();	/* try again at the next draw */
+	}
 }
 
 /* COVER frames: a Poisson process of cover_rate per hour per contact. */

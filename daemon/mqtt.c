@@ -107,6 +107,7 @@ struct mreq {
 	struct mqtt		*m;
 	uint64_t		 seq;
 	enum mev_type		 type;
+	int			 batch;		/* topics of a subscribeMany */
 };
 LIST_HEAD(mreq_list, mreq);
 
@@ -120,6 +121,8 @@ struct mhandle {
 
 struct mtopic {
 	TAILQ_ENTRY(mtopic)	 entry;
+	struct mtopic		*hnext;		/* name hash chain */
+	struct mtopic		*snext;		/* request hash chain */
 	char			*name;
 	int			 live;		/* 0: still to UNSUBSCRIBE */
 	int			 reported;	/* on_subscribed done */
@@ -174,11 +177,19 @@ struct mqtt {
 	struct mev_list		 events;
 
 	struct mtopic_list	 topics;
+	/* With 10,000 contacts there are 10,000 topics: finding one by name
+	 * (every received frame) or by request (every SUBACK) must not
+	 * walk the list. */
+	struct mtopic		**hname, **hseq;
+	size_t			 hcap, ntopics;
+	struct event		*more_ev;	/* drain continues here */
 	struct mpub_list	 pending;
 	struct mpub_list	 inflight;
 	int			 ninflight;
 	struct mreq_list	 reqs;		/* outstanding */
 };
+
+static const struct timeval mqtt_zero_tv = { 0, 0 };
 
 static void	mqtt_start_connect(struct mqtt *);
 static void	mqtt_pump(struct mqtt *);
@@ -310,9 +321,21 @@ mqtt_cb_done(void *ctx, MQTTAsync_successData5 *r)
 	struct mreq	*rq = ctx;
 	int		 ok = 1;
 
-	/* SUBACK carries the granted QoS, or a failure code >= 0x80. */
+	/* SUBACK carries the granted QoS, or a failure code >= 0x80; a
+	 * batch (subscribeMany) is ok only if every topic in it is. */
 	if (r != NULL && r->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR)
 		ok = 0;
+	/* paho fills alt.sub / alt.unsub for the Many calls only. */
+	if (r != NULL && rq->batch > 1 && (rq->type == MEV_SUB || rq->type == MEV_UNSUB)) {
+		int n = rq->type == MEV_SUB ? r->alt.sub.reasonCodeCount :
+		    r->alt.unsub.reasonCodeCount;
+		enum MQTTReasonCodes *rc = rq->type == MEV_SUB ?
+		    r->alt.sub.reasonCodes : r->alt.unsub.reasonCodes;
+
+		for (int i = 0; rc != NULL && i < n; i++)
+			if (rc[i] >= MQTTREASONCODE_UNSPECIFIED_ERROR)
+				ok = 0;
+	}
 	mqtt_post(rq->m, rq, rq->type, rq->seq, ok, !ok, NULL);
 }
 
@@ -359,6 +382,7 @@ mreq_new(struct mqtt *m, enum mev_type type)
 	rq->m = m;
 	rq->seq = ++m->seq;
 	rq->type = type;
+	rq->batch = 0;
 	LIST_INSERT_HEAD(&m->reqs, rq, entry);
 	return rq;
 }
@@ -390,21 +414,129 @@ mqtt_valid_topic(const char *topic)
 	return 1;
 }
 
+static size_t
+hash_name(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+
+	while (*s != '\0')
+		h = (h ^ (uint8_t)*s++) * 1099511628211ULL;
+	return (size_t)h;
+}
+
+static size_t
+hash_seq(uint64_t seq)
+{
+	return (size_t)(seq * 0x9e3779b97f4a7c15ULL >> 17);
+}
+
+/* Unlinks tp from its request chain (if any) and sets its request. */
+static void
+topic_set_seq(struct mqtt *m, struct mtopic *tp, uint64_t seq)
+{
+	struct mtopic **pp;
+
+	if (tp->seq != 0) {
+		for (pp = &m->hseq[hash_seq(tp->seq) & (m->hcap - 1)]; *pp != NULL;
+		    pp = &(*pp)->snext)
+			if (*pp == tp) {
+				*pp = tp->snext;
+				break;
+			}
+	}
+	tp->seq = seq;
+	tp->snext = NULL;
+	if (seq != 0) {
+		pp = &m->hseq[hash_seq(seq) & (m->hcap - 1)];
+		tp->snext = *pp;
+		*pp = tp;
+	}
+}
+
+static struct mtopic *
+topic_by_seq(struct mqtt *m, uint64_t seq)
+{
+	struct mtopic *tp;
+
+	if (seq == 0)
+		return NULL;
+	for (tp = m->hseq[hash_seq(seq) & (m->hcap - 1)]; tp != NULL; tp = tp->snext)
+		if (tp->seq == seq)
+			return tp;
+	return NULL;
+}
+
+/* Doubles both tables when the load passes 1. */
+static int
+topic_grow(struct mqtt *m)
+{
+	size_t ncap = m->hcap * 2;
+	struct mtopic **hn, **hs, *tp;
+
+	if ((hn = calloc(ncap, sizeof(*hn))) == NULL ||
+	    (hs = calloc(ncap, sizeof(*hs))) == NULL) {
+		free(hn);
+		return -1;
+	}
+	free(m->hname);
+	free(m->hseq);
+	m->hname = hn;
+	m->hseq = hs;
+	m->hcap = ncap;
+	TAILQ_FOREACH(tp, &m->topics, entry) {
+		size_t b = hash_name(tp->name) & (ncap - 1);
+
+		tp->hnext = hn[b];
+		hn[b] = tp;
+		if (tp->seq != 0) {
+			b = hash_seq(tp->seq) & (ncap - 1);
+			tp->snext = hs[b];
+			hs[b] = tp;
+		}
+	}
+	return 0;
+}
+
 static struct mtopic *
 mqtt_topic_find(struct mqtt *m, const char *name)
 {
 	struct mtopic	*tp;
 
-	TAILQ_FOREACH(tp, &m->topics, entry)
+	for (tp = m->hname[hash_name(name) & (m->hcap - 1)]; tp != NULL; tp = tp->hnext)
 		if (strcmp(tp->name, name) == 0)
 			return tp;
 	return NULL;
 }
 
+static int
+mqtt_topic_add(struct mqtt *m, struct mtopic *tp)
+{
+	size_t b;
+
+	if (m->ntopics + 1 > m->hcap && topic_grow(m) != 0)
+		return -1;
+	TAILQ_INSERT_TAIL(&m->topics, tp, entry);
+	b = hash_name(tp->name) & (m->hcap - 1);
+	tp->hnext = m->hname[b];
+	m->hname[b] = tp;
+	m->ntopics++;
+	return 0;
+}
+
 static void
 mqtt_topic_free(struct mqtt *m, struct mtopic *tp)
 {
+	struct mtopic **pp;
+
+	topic_set_seq(m, tp, 0);
+	for (pp = &m->hname[hash_name(tp->name) & (m->hcap - 1)]; *pp != NULL;
+	    pp = &(*pp)->hnext)
+		if (*pp == tp) {
+			*pp = tp->hnext;
+			break;
+		}
 	TAILQ_REMOVE(&m->topics, tp, entry);
+	m->ntopics--;
 	free(tp->name);
 	free(tp);
 }
@@ -431,6 +563,73 @@ mqtt_requeue_inflight(struct mqtt *m)
 	m->ninflight = 0;
 }
 
+#define MQTT_SUB_BATCH	128
+
+/* Sends one SUBSCRIBE (live) or UNSUBSCRIBE for up to MQTT_SUB_BATCH
+ * topics: re-subscribing 10,000 inboxes after a reconnect is 80 packets,
+ * not 10,000 paho commands. */
+static void
+mqtt_send_batch(struct mqtt *m, struct mtopic **tps, int n, int live)
+{
+	MQTTAsync_responseOptions	 ro = MQTTAsync_responseOptions_initializer;
+	char				*names[MQTT_SUB_BATCH];
+	int				 qos[MQTT_SUB_BATCH];
+	struct mreq			*rq;
+	int				 rc, i;
+
+	if (n == 0)
+		return;
+	if ((rq = mreq_new(m, live ? MEV_SUB : MEV_UNSUB)) == NULL) {
+		log_warnx("mqtt: out of memory");
+		return;
+	}
+	ro.onSuccess5 = mqtt_cb_done;
+	ro.onFailure5 = mqtt_cb_failed;
+	ro.context = rq;
+	rq->batch = n;
+	for (i = 0; i < n; i++) {
+		names[i] = tps[i]->name;
+		qos[i] = 1;
+		topic_set_seq(m, tps[i], rq->seq);
+	}
+	if (live)
+		rc = MQTTAsync_subscribeMany(m->cur->cli, n, names, qos, &ro);
+	else
+		rc = MQTTAsync_unsubscribeMany(m->cur->cli, n, names, &ro);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_debug("mqtt: %s batch: %s", live ? "subscribe" : "unsubscribe",
+		    MQTTAsync_strerror(rc));
+		mreq_done(rq);
+		for (i = 0; i < n; i++)
+			topic_set_seq(m, tps[i], 0);
+	}
+}
+
+static void
+mqtt_send_subs(struct mqtt *m)
+{
+	struct mtopic	*tp, *sub[MQTT_SUB_BATCH], *unsub[MQTT_SUB_BATCH];
+	int		 ns = 0, nu = 0;
+
+	TAILQ_FOREACH(tp, &m->topics, entry) {
+		if (tp->live) {
+			sub[ns++] = tp;
+			if (ns == MQTT_SUB_BATCH) {
+				mqtt_send_batch(m, sub, ns, 1);
+				ns = 0;
+			}
+		} else {
+			unsub[nu++] = tp;
+			if (nu == MQTT_SUB_BATCH) {
+				mqtt_send_batch(m, unsub, nu, 0);
+				nu = 0;
+			}
+		}
+	}
+	mqtt_send_batch(m, sub, ns, 1);
+	mqtt_send_batch(m, unsub, nu, 0);
+}
+
 static void
 mqtt_send_sub(struct mqtt *m, struct mtopic *tp)
 {
@@ -446,7 +645,7 @@ mqtt_send_sub(struct mqtt *m, struct mtopic *tp)
 	ro.onFailure5 = mqtt_cb_failed;
 	ro.context = rq;
 	/* Before the call: the answer may free rq before it returns. */
-	tp->seq = rq->seq;
+	topic_set_seq(m, tp, rq->seq);
 	if (tp->live)
 		rc = MQTTAsync_subscribe(m->cur->cli, tp->name, 1, &ro);
 	else
@@ -456,7 +655,7 @@ mqtt_send_sub(struct mqtt *m, struct mtopic *tp)
 		log_debug("mqtt: %s %s: %s", tp->live ? "subscribe" :
 		    "unsubscribe", tp->name, MQTTAsync_strerror(rc));
 		mreq_done(rq);
-		tp->seq = 0;
+		topic_set_seq(m, tp, 0);
 	}
 }
 
@@ -500,7 +699,7 @@ mqtt_retire(struct mqtt *m)
 	/* The next handle's paho knows nothing of these: send them again. */
 	mqtt_requeue_inflight(m);
 	TAILQ_FOREACH_SAFE(tp, &m->topics, entry, ttp) {
-		tp->seq = 0;
+		topic_set_seq(m, tp, 0);
 		if (expire && !tp->live)
 			mqtt_topic_free(m, tp);
 	}
@@ -569,12 +768,11 @@ mqtt_on_up(struct mqtt *m, struct mev *ev)
 		mqtt_requeue_inflight(m);
 	}
 	TAILQ_FOREACH_SAFE(tp, &m->topics, entry, ttp) {
-		tp->seq = 0;
+		topic_set_seq(m, tp, 0);
 		if (!tp->live && !ev->session_present)
 			mqtt_topic_free(m, tp);
-		else
-			mqtt_send_sub(m, tp);
 	}
+	mqtt_send_subs(m);
 	mqtt_pump(m);
 	m->cbs.on_state(1, "connected", m->arg);
 }
@@ -597,7 +795,7 @@ mqtt_on_down(struct mqtt *m, struct mev *ev)
 	was_up = m->state == MQTT_UP;
 	m->state = MQTT_DOWN;
 	TAILQ_FOREACH(tp, &m->topics, entry)
-		tp->seq = 0;
+		topic_set_seq(m, tp, 0);
 	/* In-flight publishes stay with paho: it sends them again if the
 	 * broker still has our session, else mqtt_on_up() requeues them. */
 	if (was_up || !m->ever_up)
@@ -639,22 +837,20 @@ mqtt_on_sub(struct mqtt *m, struct mev *ev)
 {
 	struct mtopic	*tp;
 
-	TAILQ_FOREACH(tp, &m->topics, entry)
-		if (tp->seq == ev->seq)
-			break;
-	if (tp == NULL)
-		return;
-	tp->seq = 0;
-	if (ev->type == MEV_UNSUB) {
-		if (ev->ok && !tp->live)
-			mqtt_topic_free(m, tp);
-		return;
-	}
-	if (!ev->ok)
-		log_warnx("mqtt: subscription refused");
-	if (tp->live && !tp->reported) {
-		tp->reported = 1;
-		m->cbs.on_subscribed(tp->name, ev->ok, m->arg);
+	/* One request may cover a batch of topics (mqtt_send_subs). */
+	while ((tp = topic_by_seq(m, ev->seq)) != NULL) {
+		topic_set_seq(m, tp, 0);
+		if (ev->type == MEV_UNSUB) {
+			if (ev->ok && !tp->live)
+				mqtt_topic_free(m, tp);
+			continue;
+		}
+		if (!ev->ok)
+			log_warnx("mqtt: subscription refused");
+		if (tp->live && !tp->reported) {
+			tp->reported = 1;
+			m->cbs.on_subscribed(tp->name, ev->ok, m->arg);
+		}
 	}
 }
 
@@ -717,8 +913,9 @@ mqtt_wake(evutil_socket_t fd, short what, void *arg)
 		mreq_done(ev->rq);
 		mev_free(ev);
 	}
-	/* More left: let the rest of the loop run first. */
-	event_active(m->wake_ev, EV_READ, 0);
+	/* More left: let the rest of the loop run first (a zero timer, not
+	 * event_active(), which libevent would run again in this very pass). */
+	evtimer_add(m->more_ev, &mqtt_zero_tv);
 }
 
 static void
@@ -897,7 +1094,12 @@ mqtt_subscribe(struct transport *t, const char *topic)
 			log_warn("mqtt");
 			return -1;
 		}
-		TAILQ_INSERT_TAIL(&m->topics, tp, entry);
+		if (mqtt_topic_add(m, tp) != 0) {
+			free(tp->name);
+			free(tp);
+			log_warn("mqtt");
+			return -1;
+		}
 	}
 	tp->live = 1;
 	tp->reported = 0;
@@ -1000,6 +1202,8 @@ mqtt_free(struct transport *t)
 		event_free(m->retry_ev);
 	if (m->wake_ev != NULL)
 		event_free(m->wake_ev);
+	if (m->more_ev != NULL)
+		event_free(m->more_ev);
 	/* No paho thread is left to answer: every request goes now. */
 	while ((ev = TAILQ_FIRST(&m->events)) != NULL) {
 		TAILQ_REMOVE(&m->events, ev, entry);
@@ -1010,6 +1214,8 @@ mqtt_free(struct transport *t)
 	pthread_mutex_destroy(&m->lock);
 	while ((tp = TAILQ_FIRST(&m->topics)) != NULL)
 		mqtt_topic_free(m, tp);
+	free(m->hname);
+	free(m->hseq);
 	while ((p = TAILQ_FIRST(&m->pending)) != NULL) {
 		TAILQ_REMOVE(&m->pending, p, entry);
 		mqtt_pub_free(p);
@@ -1141,8 +1347,13 @@ mqtt_transport_new(struct event_base *base, const struct transport_config *cfg,
 	m->password = mqtt_strdup_opt(cfg->password, &bad);
 	m->proxy = mqtt_strdup_opt(cfg->proxy, &bad);
 	m->wake_ev = event_new(base, -1, 0, mqtt_wake, m);
+	m->more_ev = evtimer_new(base, mqtt_wake, m);
+	m->hcap = 64;
+	m->hname = calloc(m->hcap, sizeof(*m->hname));
+	m->hseq = calloc(m->hcap, sizeof(*m->hseq));
 	m->retry_ev = evtimer_new(base, mqtt_retry, m);
-	if (bad || m->wake_ev == NULL || m->retry_ev == NULL) {
+	if (bad || m->wake_ev == NULL || m->retry_ev == NULL || m->more_ev == NULL ||
+	    m->hname == NULL || m->hseq == NULL) {
 		snprintf(err, errlen, "mqtt: out of memory");
 		mqtt_free(&m->t);
 		return NULL;

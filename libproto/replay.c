@@ -85,12 +85,14 @@ veil_window_mark(struct veil_window *w, uint64_t seq)
  * party cannot choose tags that get inserted.  Linear probing with
  * backward-shift deletion keeps probe chains short without tombstones.
  */
+/* 24 bytes: at 10,000 contacts x 21 armed tags the table is most of the
+ * daemon's memory.  owner1 = owner + 1, so 0 marks an empty slot. */
 struct slot {
 	uint64_t key;
-	uint64_t owner;
+	uint64_t owner1;
 	uint64_t seq;
-	uint8_t used;
 };
+#define SLOT_USED(sl) ((sl).owner1 != 0)
 
 struct veil_tagtab {
 	struct slot *s;
@@ -123,7 +125,7 @@ tag_find(const struct veil_tagtab *t, uint64_t key)
 {
 	size_t i = tag_home(t, key);
 
-	while (t->s[i].used && t->s[i].key != key)
+	while (SLOT_USED(t->s[i]) && t->s[i].key != key)
 		i = (i + 1) & (t->cap - 1);
 	return i;
 }
@@ -134,7 +136,7 @@ veil_tagtab_new(size_t hint)
 	struct veil_tagtab *t;
 	size_t cap = TAGTAB_MIN;
 
-	while (cap < hint * 2 && cap < ((size_t)1 << 40))
+	while (cap * 3 < hint * 4 && cap < ((size_t)1 << 40))
 		cap *= 2;
 	if ((t = calloc(1, sizeof(*t))) == NULL)
 		return NULL;
@@ -168,7 +170,7 @@ tagtab_grow(struct veil_tagtab *t)
 	if ((n.s = calloc(n.cap, sizeof(*n.s))) == NULL)
 		return VEIL_ERR_NOMEM;
 	for (i = 0; i < t->cap; i++) {
-		if (!t->s[i].used)
+		if (!SLOT_USED(t->s[i]))
 			continue;
 		j = tag_find(&n, t->s[i].key);
 		n.s[j] = t->s[i];
@@ -185,22 +187,22 @@ veil_tagtab_put(struct veil_tagtab *t, const uint8_t tag[VEIL_TAG_BYTES], uint64
 	size_t i;
 	int rc;
 
-	if (t == NULL || tag == NULL)
+	if (t == NULL || tag == NULL || owner == UINT64_MAX)
 		return VEIL_ERR_INVAL;
 	key = tag_key(tag);
 	i = tag_find(t, key);
-	if (t->s[i].used)
+	if (SLOT_USED(t->s[i]))
 		return VEIL_ERR_DUPLICATE;
-	/* Keep the load at or below 5/8. */
-	if ((t->count + 1) * 8 > t->cap * 5) {
+	/* Keep the load at or below 3/4: tags are uniform, so linear
+	 * probing stays short, and memory matters more here. */
+	if ((t->count + 1) * 4 > t->cap * 3) {
 		if ((rc = tagtab_grow(t)) < 0)
 			return rc;
 		i = tag_find(t, key);
 	}
 	t->s[i].key = key;
-	t->s[i].owner = owner;
+	t->s[i].owner1 = owner + 1;
 	t->s[i].seq = seq;
-	t->s[i].used = 1;
 	t->count++;
 	return VEIL_OK;
 }
@@ -217,10 +219,10 @@ veil_tagtab_get(const struct veil_tagtab *t, const uint8_t tag[VEIL_TAG_BYTES], 
 	if (t == NULL || tag == NULL)
 		return VEIL_ERR_INVAL;
 	i = tag_find(t, tag_key(tag));
-	if (!t->s[i].used)
+	if (!SLOT_USED(t->s[i]))
 		return VEIL_ERR_INVAL;
 	if (owner != NULL)
-		*owner = t->s[i].owner;
+		*owner = t->s[i].owner1 - 1;
 	if (seq != NULL)
 		*seq = t->s[i].seq;
 	return VEIL_OK;
@@ -234,7 +236,7 @@ tagtab_remove_at(struct veil_tagtab *t, size_t i)
 
 	for (;;) {
 		j = (j + 1) & mask;
-		if (!t->s[j].used)
+		if (!SLOT_USED(t->s[j]))
 			break;
 		home = tag_home(t, t->s[j].key);
 		/* Move j into the hole unless its home lies cyclically in
@@ -256,7 +258,7 @@ veil_tagtab_del(struct veil_tagtab *t, const uint8_t tag[VEIL_TAG_BYTES])
 	if (t == NULL || tag == NULL)
 		return VEIL_ERR_INVAL;
 	i = tag_find(t, tag_key(tag));
-	if (!t->s[i].used)
+	if (!SLOT_USED(t->s[i]))
 		return VEIL_ERR_INVAL;
 	tagtab_remove_at(t, i);
 	return VEIL_OK;
@@ -330,8 +332,8 @@ disarm_one(struct veil_tagtab *t, const struct veil_dirkey *k, int check_owner,
 
 	veil_dirkey_tag(k, seq, tag);
 	i = tag_find(t, tag_key(tag));
-	if (t->s[i].used && t->s[i].seq == seq &&
-	    (!check_owner || t->s[i].owner == owner))
+	if (SLOT_USED(t->s[i]) && t->s[i].seq == seq &&
+	    (!check_owner || t->s[i].owner1 == owner + 1))
 		tagtab_remove_at(t, i);
 	sodium_memzero(tag, sizeof(tag));
 }
@@ -357,19 +359,101 @@ arm_range(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
 	return ret;
 }
 
+/*
+ * Resync landmarks of a direction whose regular range ends at h: L_0 is the
+ * smallest multiple of S_0 = 2^8 that is >= h, L_k the smallest multiple of
+ * S_k = 2^(8 + 3k) that is > L_(k-1).  Strictly above the level below, not
+ * merely >= h: otherwise a multiple of 2^20 at h would make all five
+ * coincide at h and leave no landmark beyond it, so even a sender that
+ * lost one frame more than the lookahead could never come back.  Chained,
+ * L_k >= h + S_0 + ... + S_(k-1), and every L_k is a multiple of every
+ * smaller stride, which the sender's convergence relies on (see
+ * veil_resync_seq).  Returns how many fit below 2^64 (all of them unless
+ * h is near the end of the seq space).
+ */
+static unsigned
+landmarks(uint64_t h, uint64_t lm[VEIL_RESYNC_LEVELS])
+{
+	uint64_t stride, q;
+	unsigned k;
+
+	for (k = 0; k < VEIL_RESYNC_LEVELS; k++) {
+		stride = (uint64_t)1 <<
+		    (VEIL_RESYNC_BASE_BITS + VEIL_RESYNC_STEP_BITS * k);
+		if (k == 0)
+			q = h / stride + (h % stride != 0);
+		else
+			q = lm[k - 1] / stride + 1;
+		if (q > UINT64_MAX / stride)
+			break;
+		lm[k] = q * stride;
+	}
+	return k;
+}
+
+static int
+in_list(const uint64_t *v, unsigned n, uint64_t x)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		if (v[i] == x)
+			return 1;
+	return 0;
+}
+
+/* Is seq in the armed set of window w (regular range or landmark)? */
+static int
+is_armed(const struct veil_window *w, unsigned lookahead,
+    const uint64_t *lm, unsigned nlm, uint64_t seq)
+{
+	if (seq >= armed_lo(w->top) && seq < armed_hi(w->top, lookahead))
+		return !seq_accepted(w, seq);
+	return in_list(lm, nlm, seq);
+}
+
+/* Arms the landmarks; they lie at or above top + lookahead, so none is
+ * accepted and none is in the regular range. */
+static int
+arm_landmarks(struct veil_tagtab *t, const struct veil_rxdir *d,
+    uint64_t owner, const uint64_t *lm, unsigned nlm)
+{
+	unsigned i;
+	int rc, ret = VEIL_OK;
+
+	for (i = 0; i < nlm; i++) {
+		rc = arm_one(t, &d->k, owner, lm[i]);
+		if (rc == VEIL_ERR_NOMEM)
+			return rc;
+		if (rc < 0)
+			ret = rc;
+	}
+	return ret;
+}
+
 int
 veil_rx_arm(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner, unsigned lookahead)
 {
+	uint64_t lm[VEIL_RESYNC_LEVELS];
+	unsigned nlm;
+	int rc, rc2;
+
 	if (t == NULL || d == NULL)
 		return VEIL_ERR_INVAL;
-	return arm_range(t, d, owner, armed_lo(d->w.top),
+	rc = arm_range(t, d, owner, armed_lo(d->w.top),
 	    armed_hi(d->w.top, lookahead));
+	if (rc == VEIL_ERR_NOMEM)
+		return rc;
+	nlm = landmarks(armed_hi(d->w.top, lookahead), lm);
+	rc2 = arm_landmarks(t, d, owner, lm, nlm);
+	return rc2 < 0 ? rc2 : rc;
 }
 
 void
 veil_rx_disarm(struct veil_tagtab *t, const struct veil_rxdir *d, unsigned lookahead)
 {
-	uint64_t s, hi;
+	uint64_t s, hi, lm[VEIL_RESYNC_LEVELS];
+	unsigned i, nlm;
 
 	if (t == NULL || d == NULL)
 		return;
@@ -377,13 +461,20 @@ veil_rx_disarm(struct veil_tagtab *t, const struct veil_rxdir *d, unsigned looka
 	for (s = armed_lo(d->w.top); s < hi; s++)
 		if (!seq_accepted(&d->w, s))
 			disarm_one(t, &d->k, 0, 0, s);
+	nlm = landmarks(hi, lm);
+	for (i = 0; i < nlm; i++)
+		disarm_one(t, &d->k, 0, 0, lm[i]);
 }
 
 /*
  * Only the edges move: seqs that drop below the window are disarmed and
  * seqs that enter the lookahead are armed, so the work is proportional to
- * the advance of top (bounded by WINDOW + lookahead on a big jump), not to
- * the size of the window.  The window is marked first: the frame was
+ * the advance of top (bounded by WINDOW + lookahead on a big jump, such as
+ * a frame found at a landmark), not to the size of the window; landmarks
+ * cost O(levels) more, and nothing while top + lookahead stays below the
+ * same multiples.  An old landmark is disarmed only if it is not in the
+ * new armed set (the regular range may have reached it, or it is a landmark
+ * again at another level).  The window is marked first: the frame was
  * authenticated and must never be accepted again, even if the table then
  * cannot grow (NOMEM; the caller may re-arm later).
  */
@@ -392,7 +483,9 @@ veil_rx_commit(struct veil_tagtab *t, struct veil_rxdir *d, uint64_t owner, uint
 {
 	struct veil_window old;
 	uint64_t lo0, lo1, hi0, hi1, s, end;
-	int rc;
+	uint64_t lm0[VEIL_RESYNC_LEVELS], lm1[VEIL_RESYNC_LEVELS];
+	unsigned i, n0, n1, same;
+	int rc, rc2;
 
 	if (t == NULL || d == NULL)
 		return VEIL_ERR_INVAL;
@@ -408,12 +501,72 @@ veil_rx_commit(struct veil_tagtab *t, struct veil_rxdir *d, uint64_t owner, uint
 	lo1 = armed_lo(d->w.top);
 	hi1 = armed_hi(d->w.top, lookahead);
 
-	/* Fell out of the window: [lo0, min(lo1, hi0)), those still armed. */
+	/* Fell out of the window: [lo0, min(lo1, hi0)), those still armed.
+	 * Below lo1 < hi1 <= every new landmark, so none stays armed. */
 	end = lo1 < hi0 ? lo1 : hi0;
 	for (s = lo0; s < end; s++)
 		if (!seq_accepted(&old, s))
 			disarm_one(t, &d->k, 1, owner, s);
 
-	/* Entered: [max(hi0, lo1), hi1), minus seq itself (now accepted). */
-	return arm_range(t, d, owner, hi0 > lo1 ? hi0 : lo1, hi1);
+	/* Landmarks that are no longer armed (seq itself went above). */
+	n0 = landmarks(hi0, lm0);
+	n1 = landmarks(hi1, lm1);
+	same = n0 == n1;
+	for (i = 0; same && i < n0; i++)
+		same = lm0[i] == lm1[i];
+	if (!same)
+		for (i = 0; i < n0; i++)
+			if (!is_armed(&d->w, lookahead, lm1, n1, lm0[i]))
+				disarm_one(t, &d->k, 1, owner, lm0[i]);
+
+	/* Entered: [max(hi0, lo1), hi1), minus seq itself (now accepted).
+	 * Old landmarks in there are armed already; arm_one accepts that. */
+	rc = arm_range(t, d, owner, hi0 > lo1 ? hi0 : lo1, hi1);
+	if (rc == VEIL_ERR_NOMEM || same)
+		return rc;
+	rc2 = arm_landmarks(t, d, owner, lm1, n1);
+	return rc2 < 0 ? rc2 : rc;
+}
+
+/*
+ * Why the resync converges.  Let h = top + lookahead of the receiver, which
+ * no longer moves because nothing arrives, and n >= h the sender's next seq
+ * (below h the regular range finds it).  The attempt at level
+ * k = min(attempt - 1, LEVELS - 1) jumps to J, the first multiple of S_k
+ * >= n.  (1) If L_(k-1) < n <= L_k (L_(-1) = h - 1), then J = L_k: L_k is a
+ * multiple of S_k >= n, and L_k - S_k <= L_(k-1) < n.  (2) If n <= L_K for
+ * some K >= k, then J <= L_K, because L_K is a multiple of S_k too; J = L_K
+ * is a hit, otherwise the sender goes on from J + 1 <= L_K.  Frames sent
+ * in between step by one and cannot pass L_K without hitting it.  So
+ * n <= L_K stays true until a hit, while each miss at level k leaves
+ * n > L_k; by (1) the frame is found at attempt K + 1 at the latest.  As
+ * L_K >= h + S_0 + ... + S_(K-1), a gap G = n - h found by attempt
+ * 1 (G = 0), 2 (G <= 256), 3 (<= 2304), 4 (<= 18688), 5 (<= 149760);
+ * gaps up to L_4 - h, between 149760 and 1198335 depending on where h
+ * lies, are found by attempt 5 too; anything beyond needs a new pairing.
+ * This assumes the landmark frame itself arrives: a lost one costs a
+ * level.
+ */
+uint64_t
+veil_resync_seq(uint64_t next_seq, unsigned attempt)
+{
+	unsigned k;
+	uint64_t stride;
+
+	if (attempt == 0)
+		return next_seq;
+	k = attempt - 1;
+	if (k > VEIL_RESYNC_LEVELS - 1)
+		k = VEIL_RESYNC_LEVELS - 1;
+	/* Near the end of the seq space, fall back to the largest stride
+	 * that still fits, which keeps the result monotone in attempt. */
+	for (;;) {
+		stride = (uint64_t)1 << (VEIL_RESYNC_BASE_BITS +
+		    VEIL_RESYNC_STEP_BITS * k);
+		if (next_seq <= UINT64_MAX - (stride - 1))
+			return (next_seq + stride - 1) & ~(stride - 1);
+		if (k == 0)
+			return next_seq;
+		k--;
+	}
 }

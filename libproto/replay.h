@@ -11,6 +11,17 @@ extern "C" {
 #define VEIL_WINDOW_BITS 128
 #define VEIL_LOOKAHEAD 16	/* default number of future tags armed per direction */
 
+/*
+ * Resync landmarks (protocol.md 2.1): besides its regular range, every
+ * receive direction arms one far-ahead seq per level k, a multiple of
+ * 2^(BASE + STEP * k), so that a sender that lost more than the lookahead
+ * can jump onto one with veil_resync_seq().  Costs VEIL_RESYNC_LEVELS tags
+ * per direction.
+ */
+#define VEIL_RESYNC_LEVELS 5
+#define VEIL_RESYNC_BASE_BITS 8
+#define VEIL_RESYNC_STEP_BITS 3
+
 /* Anti-replay window (RFC 6479 style): top = highest accepted seq + 1
  * (0: nothing accepted yet); bit i of map = seq (top - 1 - i) accepted. */
 struct veil_window {
@@ -31,7 +42,8 @@ int veil_window_mark(struct veil_window *w, uint64_t seq);
 struct veil_tagtab;
 struct veil_tagtab *veil_tagtab_new(size_t hint);
 void veil_tagtab_free(struct veil_tagtab *t);
-/* DUPLICATE if the tag is already present (for any owner). */
+/* DUPLICATE if the tag is already present (for any owner); owner
+ * UINT64_MAX is reserved (INVAL). */
 int veil_tagtab_put(struct veil_tagtab *t, const uint8_t tag[VEIL_TAG_BYTES], uint64_t owner, uint64_t seq);
 /* 0 and fills owner/seq, or VEIL_ERR_INVAL when absent. */
 int veil_tagtab_get(const struct veil_tagtab *t, const uint8_t tag[VEIL_TAG_BYTES], uint64_t *owner, uint64_t *seq);
@@ -40,7 +52,9 @@ size_t veil_tagtab_count(const struct veil_tagtab *t);
 
 /* A receive direction: key, window, and which sequence numbers are armed
  * in a tag table.  Armed = every seq in [max(0, top - WINDOW), top + lookahead)
- * not yet accepted. */
+ * not yet accepted, plus the resync landmarks L_0 < ... < L_4 of
+ * h = top + lookahead: L_0 the smallest multiple of 2^8 >= h, L_k the
+ * smallest multiple of 2^(8 + 3k) > L_(k-1) (those that fit in 64 bits). */
 struct veil_rxdir {
 	struct veil_dirkey k;
 	struct veil_window w;
@@ -51,6 +65,16 @@ void veil_rx_disarm(struct veil_tagtab *t, const struct veil_rxdir *d, unsigned 
 /* After a frame with seq opened under d: marks the window, removes its tag,
  * arms the new lookahead and disarms seqs that fell out of the window. */
 int veil_rx_commit(struct veil_tagtab *t, struct veil_rxdir *d, uint64_t owner, uint64_t seq, unsigned lookahead);
+
+/*
+ * Sender side of the resync: the seq to seal the attempt-th retransmission
+ * (attempt >= 1) under, the smallest multiple of
+ * 2^(BASE + STEP * min(attempt - 1, LEVELS - 1)) that is >= next_seq.  The
+ * caller sets its counter to it (skipping seqs is always safe).  attempt 0
+ * gives next_seq; near UINT64_MAX the largest stride whose multiple fits is
+ * used, or none.
+ */
+uint64_t veil_resync_seq(uint64_t next_seq, unsigned attempt);
 
 #ifdef __cplusplus
 }

@@ -16,7 +16,7 @@ import veil  # noqa: E402
 
 
 def setup(w):
-    m = w.mosquitto()
+    m = w.broker()
     d = w.daemon("Alice", m)
     return {"m": m, "d": d}
 

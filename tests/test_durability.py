@@ -13,7 +13,7 @@ from veil import wait_for  # noqa: E402
 
 
 def setup(w):
-    m = w.mosquitto()
+    m = w.broker()
     alice = w.daemon("Alice", m)
     bob = w.daemon("Bob", m)
     veil.pair(alice, bob)

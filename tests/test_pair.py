@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""test_pair.py: two veild through a real mosquitto become contacts with veilctl and talk; prints TAP."""
+"""test_pair.py: two veild through a real broker (mosquitto or prosody, by $VEIL_TRANSPORT) become contacts with veilctl and talk; prints TAP."""
 
 import os
 import sys
@@ -10,7 +10,7 @@ from veil import RpcError, wait_for  # noqa: E402
 
 
 def setup(w):
-    m = w.mosquitto()
+    m = w.broker()
     alice = w.daemon("Alice", m, accept="ask")
     bob = w.daemon("Bob", m)
     return {"m": m, "alice": alice, "bob": bob}

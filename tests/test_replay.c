@@ -336,12 +336,45 @@ mkdir_rx(struct veil_rxdir *d)
 	d->live = 1;
 }
 
+#define LEVELS VEIL_RESYNC_LEVELS
+#define LM_MIN 149760	/* 2^8 + 2^11 + 2^14 + 2^17 */
+#define LM_MAX 1198335	/* 2^8 + 2^11 + 2^14 + 2^17 + 2^20 - 1 */
+
+static uint64_t
+stride(unsigned k)
+{
+	return (uint64_t)1 << (8 + 3 * k);
+}
+
+/* Landmarks of h = top + la from the definition in replay.h, by rounding up
+ * (the library rounds down and adds one). */
+static unsigned
+model_landmarks(uint64_t top, unsigned la, uint64_t lm[LEVELS])
+{
+	uint64_t x, S;
+	unsigned k;
+
+	for (k = 0; k < LEVELS; k++) {
+		x = k == 0 ? top + la : lm[k - 1] + 1;
+		S = stride(k);
+		if (x > UINT64_MAX - (S - 1))
+			break;
+		lm[k] = (x + S - 1) / S * S;
+	}
+	return k;
+}
+
 /* Is seq in the armed set, computed from the definition in replay.h? */
 static int
 model_armed(const struct veil_rxdir *d, uint64_t seq, unsigned la)
 {
-	uint64_t top = d->w.top, lo = top > W ? top - W : 0;
+	uint64_t top = d->w.top, lo = top > W ? top - W : 0, lm[LEVELS];
+	unsigned i, n;
 
+	n = model_landmarks(top, la, lm);
+	for (i = 0; i < n; i++)
+		if (seq == lm[i])
+			return 1;
 	if (seq < lo || seq >= top + la)
 		return 0;
 	return veil_window_check(&d->w, seq) == VEIL_OK;
@@ -357,27 +390,46 @@ lookup(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t s,
 	return veil_tagtab_get(t, tag, owner, seq);
 }
 
-/* The table holds exactly d's armed set (plus `others` entries). */
+static size_t
+check_one(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
+    unsigned la, uint64_t s)
+{
+	uint64_t o, q;
+	int armed = model_armed(d, s, la);
+	int rc = lookup(t, d, s, &o, &q);
+
+	if (armed) {
+		assert_int_equal(rc, VEIL_OK);
+		assert_int_equal(o, owner);
+		assert_int_equal(q, s);
+		return 1;
+	}
+	assert_int_equal(rc, VEIL_ERR_INVAL);
+	return 0;
+}
+
+/* The table holds exactly d's armed set (plus `others` entries): the
+ * regular range and the landmarks, with margins around both. */
 static void
 check_armed(struct veil_tagtab *t, const struct veil_rxdir *d,
     uint64_t owner, unsigned la, size_t others)
 {
-	uint64_t s, lo, hi, o, q;
+	uint64_t s, lo, hi, lm[LEVELS];
+	unsigned i, nlm;
 	size_t n = 0;
 
 	lo = d->w.top > W + 10 ? d->w.top - W - 10 : 0;
 	hi = d->w.top + la + 10;
-	for (s = lo; s < hi; s++) {
-		int armed = model_armed(d, s, la);
-		int rc = lookup(t, d, s, &o, &q);
-
-		if (armed) {
-			n++;
-			assert_int_equal(rc, VEIL_OK);
-			assert_int_equal(o, owner);
-			assert_int_equal(q, s);
-		} else
-			assert_int_equal(rc, VEIL_ERR_INVAL);
+	for (s = lo; s < hi; s++)
+		n += check_one(t, d, owner, la, s);
+	nlm = model_landmarks(d->w.top, la, lm);
+	for (i = 0; i < nlm; i++) {
+		assert_true(lm[i] >= d->w.top + la);
+		assert_true(i == 0 || lm[i] > lm[i - 1]);
+		assert_true(lm[i] % stride(i) == 0);
+		for (s = lm[i] - 2; s <= lm[i] + 2; s++)
+			if (s >= hi)
+				n += check_one(t, d, owner, la, s);
 	}
 	assert_int_equal(veil_tagtab_count(t), n + others);
 }
@@ -393,7 +445,7 @@ test_rx_arm_fresh(void **state)
 	t = veil_tagtab_new(0);
 	mkdir_rx(&d);
 	assert_int_equal(veil_rx_arm(t, &d, 5, VEIL_LOOKAHEAD), VEIL_OK);
-	assert_int_equal(veil_tagtab_count(t), VEIL_LOOKAHEAD);
+	assert_int_equal(veil_tagtab_count(t), VEIL_LOOKAHEAD + LEVELS);
 	check_armed(t, &d, 5, VEIL_LOOKAHEAD, 0);
 	assert_int_equal(lookup(t, &d, VEIL_LOOKAHEAD - 1, &o, &q), VEIL_OK);
 	assert_int_equal(lookup(t, &d, VEIL_LOOKAHEAD, &o, &q), VEIL_ERR_INVAL);
@@ -422,9 +474,10 @@ test_rx_commit_in_order(void **state)
 		assert_int_equal(q, s);
 		assert_int_equal(veil_rx_commit(t, &d, 9, s, VEIL_LOOKAHEAD),
 		    VEIL_OK);
-		/* all of the window is accepted: only the lookahead remains */
-		assert_int_equal(veil_tagtab_count(t), VEIL_LOOKAHEAD);
-		if (s % 37 == 0)
+		/* all of the window is accepted: only the lookahead and the
+		 * landmarks remain */
+		assert_int_equal(veil_tagtab_count(t), VEIL_LOOKAHEAD + LEVELS);
+		if (s % 37 == 0 || s % 256 >= 238)
 			check_armed(t, &d, 9, VEIL_LOOKAHEAD, 0);
 	}
 	/* a replay is refused and changes nothing */
@@ -494,10 +547,10 @@ test_rx_reorder_model(void **state)
 		if (r % 7 == 0)
 			assert_int_equal(veil_rx_commit(t, &d, 1, s, la),
 			    VEIL_ERR_REPLAY);
-		check_armed(t, &d, 1, la, la);
+		check_armed(t, &d, 1, la, la + LEVELS);
 	}
 	assert_true(found > N / 2);
-	check_armed(t, &other, 77, la, veil_tagtab_count(t) - la);
+	check_armed(t, &other, 77, la, veil_tagtab_count(t) - la - LEVELS);
 	veil_rx_disarm(t, &d, la);
 	check_armed(t, &other, 77, la, 0);
 	veil_tagtab_free(t);
@@ -537,18 +590,397 @@ test_rx_lookahead_edges(void **state)
 	assert_int_equal(veil_rx_commit(t, &d, 2, 2, 16), VEIL_ERR_REPLAY);
 	assert_int_equal(lookup(t, &d, 3, &o, &q), VEIL_OK);
 	check_armed(t, &d, 2, 16, 0);
-	assert_int_equal(veil_tagtab_count(t), 17);
+	assert_int_equal(veil_tagtab_count(t), 17 + LEVELS);
 	assert_int_equal(veil_rx_commit(t, &d, 2, 3 + W, 16), VEIL_OK);
 	assert_int_equal(lookup(t, &d, 3, &o, &q), VEIL_ERR_INVAL);
-	assert_int_equal(veil_tagtab_count(t), 16);
+	assert_int_equal(veil_tagtab_count(t), 16 + LEVELS);
 
 	/* a big jump (a frame found through a re-arm, say) */
 	assert_int_equal(veil_rx_commit(t, &d, 2, 100000, 16), VEIL_OK);
 	check_armed(t, &d, 2, 16, 0);
-	assert_int_equal(veil_tagtab_count(t), W - 1 + 16);
+	assert_int_equal(veil_tagtab_count(t), W - 1 + 16 + LEVELS);
 	assert_int_equal(veil_rx_commit(t, &d, 2, 100000 + 200, 16), VEIL_OK);
 	check_armed(t, &d, 2, 16, 0);
 	veil_rx_disarm(t, &d, 16);
+	assert_int_equal(veil_tagtab_count(t), 0);
+	veil_tagtab_free(t);
+}
+
+/* --- resync landmarks ------------------------------------------------ */
+
+/*
+ * Random walks whose top + lookahead crosses multiples of every stride,
+ * up to sitting exactly on a multiple of 2^20: after every commit the table
+ * is exactly the armed set, landmarks included, and another direction in
+ * the same table is untouched.  Frames are committed only when found, as
+ * the daemon does, and some are found through landmarks.
+ */
+static void
+test_rx_landmark_model(void **state)
+{
+	static const uint64_t starts[] = { 0, (1 << 20) - 17, (1 << 20) - 300,
+	    5 * (UINT64_C(1) << 20) - 18, 3 * (1 << 17) - 17, (1 << 11) - 17,
+	    UINT64_C(123456789012) };
+	struct veil_tagtab *t;
+	struct veil_rxdir d, e;
+	struct tu_prng p;
+	uint64_t lm[LEVELS], s, o, q, r;
+	size_t i, ecount, vialm = 0;
+	unsigned it, n, la = VEIL_LOOKAHEAD;
+
+	(void)state;
+	tu_prng_seed(&p, 4242);
+	for (i = 0; i < sizeof(starts) / sizeof(starts[0]); i++) {
+		t = veil_tagtab_new(0);
+		mkdir_rx(&e);
+		mkdir_rx(&d);
+		assert_int_equal(veil_rx_arm(t, &e, 50, la), VEIL_OK);
+		ecount = veil_tagtab_count(t);
+		assert_int_equal(ecount, la + LEVELS);
+		assert_int_equal(veil_rx_arm(t, &d, 7, la), VEIL_OK);
+		check_armed(t, &d, 7, la, ecount);
+		if (starts[i] > 0) {
+			assert_int_equal(veil_rx_commit(t, &d, 7, starts[i], la),
+			    VEIL_OK);
+			check_armed(t, &d, 7, la, ecount);
+		}
+		for (it = 0; it < 300; it++) {
+			r = tu_prng_next(&p);
+			switch (r % 8) {
+			case 0:	/* a landmark, mostly the low ones */
+				n = model_landmarks(d.w.top, la, lm);
+				assert_int_equal(n, LEVELS);
+				s = lm[(r >> 8) % 16 == 0 ? (r >> 12) % LEVELS :
+				    (r >> 12) % 2];
+				break;
+			case 1:	/* in the window below top */
+				s = d.w.top - 1 - (r >> 8) % W;
+				if (s >= d.w.top)
+					s = 0;
+				break;
+			default: /* next, or a gap within the lookahead */
+				s = d.w.top + (r >> 8) % (r % 8 == 2 ? la : 2);
+				break;
+			}
+			if (lookup(t, &d, s, &o, &q) != VEIL_OK) {
+				assert_false(model_armed(&d, s, la));
+				continue;
+			}
+			assert_true(model_armed(&d, s, la));
+			assert_int_equal(o, 7);
+			assert_int_equal(q, s);
+			if (s >= d.w.top + la)
+				vialm++;
+			assert_int_equal(veil_rx_commit(t, &d, 7, s, la),
+			    VEIL_OK);
+			check_armed(t, &d, 7, la, ecount);
+		}
+		check_armed(t, &e, 50, la, veil_tagtab_count(t) - ecount);
+		veil_rx_disarm(t, &d, la);
+		check_armed(t, &e, 50, la, 0);
+		veil_tagtab_free(t);
+	}
+	assert_true(vialm > 10);
+}
+
+/* On a multiple of 2^20 all five landmarks are distinct: none at h only. */
+static void
+test_rx_landmark_aligned(void **state)
+{
+	struct veil_tagtab *t;
+	struct veil_rxdir d;
+	uint64_t o, q, h = UINT64_C(7) << 20;
+
+	(void)state;
+	t = veil_tagtab_new(0);
+	mkdir_rx(&d);
+	assert_int_equal(veil_rx_commit(t, &d, 3, h - 16 - 1, 16), VEIL_OK);
+	assert_int_equal(veil_rx_arm(t, &d, 3, 16), VEIL_OK);
+	assert_int_equal(veil_tagtab_count(t), W - 1 + 16 + LEVELS);
+	assert_int_equal(lookup(t, &d, h, &o, &q), VEIL_OK);
+	assert_int_equal(lookup(t, &d, h + (1 << 11), &o, &q), VEIL_OK);
+	assert_int_equal(lookup(t, &d, h + (1 << 14), &o, &q), VEIL_OK);
+	assert_int_equal(lookup(t, &d, h + (1 << 17), &o, &q), VEIL_OK);
+	assert_int_equal(lookup(t, &d, h + (1 << 20), &o, &q), VEIL_OK);
+	assert_int_equal(q, h + (1 << 20));
+	assert_int_equal(lookup(t, &d, h + 256, &o, &q), VEIL_ERR_INVAL);
+	check_armed(t, &d, 3, 16, 0);
+	veil_rx_disarm(t, &d, 16);
+	assert_int_equal(veil_tagtab_count(t), 0);
+
+	/* near the end of the seq space landmarks that do not fit are left
+	 * out, and nothing wraps around to small seqs */
+	mkdir_rx(&d);
+	assert_int_equal(veil_rx_commit(t, &d, 3, UINT64_MAX - 100, 16),
+	    VEIL_OK);
+	assert_int_equal(veil_rx_arm(t, &d, 3, 16), VEIL_OK);
+	assert_int_equal(veil_tagtab_count(t), W - 1 + 16);
+	assert_int_equal(lookup(t, &d, 0, &o, &q), VEIL_ERR_INVAL);
+	check_armed(t, &d, 3, 16, 0);
+	veil_rx_disarm(t, &d, 16);
+	assert_int_equal(veil_tagtab_count(t), 0);
+	veil_tagtab_free(t);
+}
+
+static void
+test_resync_seq(void **state)
+{
+	static const uint64_t fixed[] = { 0, 1, 255, 256, 257, 2047, 2048,
+	    2049, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, UINT64_C(1) << 40,
+	    UINT64_MAX - (1 << 20) - 5, UINT64_MAX - 256, UINT64_MAX - 255,
+	    UINT64_MAX - 1, UINT64_MAX };
+	struct tu_prng p;
+	uint64_t n, v, prev, S;
+	unsigned a, k, i;
+
+	(void)state;
+	/* known answers from the definition */
+	assert_int_equal(veil_resync_seq(1, 1), 256);
+	assert_int_equal(veil_resync_seq(256, 1), 256);
+	assert_int_equal(veil_resync_seq(257, 2), 2048);
+	assert_int_equal(veil_resync_seq(2049, 3), 16384);
+	assert_int_equal(veil_resync_seq(1, 4), 1 << 17);
+	assert_int_equal(veil_resync_seq(1, 5), 1 << 20);
+	assert_int_equal(veil_resync_seq(1, 99), 1 << 20);
+	assert_int_equal(veil_resync_seq((1 << 20) + 1, 6), 2 << 20);
+	assert_int_equal(veil_resync_seq(77, 0), 77);
+	/* no multiple fits: no jump rather than a wrap */
+	assert_int_equal(veil_resync_seq(UINT64_MAX - 5, 5), UINT64_MAX - 5);
+	/* only a smaller stride fits: that one, so attempts stay monotone */
+	assert_int_equal(veil_resync_seq(UINT64_MAX - 300, 5),
+	    UINT64_MAX - 255);
+
+	tu_prng_seed(&p, 5);
+	for (i = 0; i < 4000; i++) {
+		if (i < sizeof(fixed) / sizeof(fixed[0]))
+			n = fixed[i];
+		else
+			n = tu_prng_next(&p) >> (tu_prng_next(&p) % 64);
+		prev = n;
+		for (a = 1; a < 10; a++) {
+			k = a - 1 < LEVELS - 1 ? a - 1 : LEVELS - 1;
+			S = stride(k);
+			v = veil_resync_seq(n, a);
+			assert_true(v >= n);
+			assert_true(v >= prev);	/* monotone in attempt */
+			if (n <= UINT64_MAX - (S - 1)) {
+				assert_int_equal(v % S, 0);
+				assert_true(v - n < S);
+			} else	/* the largest stride that fits, or none */
+				assert_true(v == n || (v % 256 == 0 &&
+				    v - n < S && UINT64_MAX - v < S));
+			prev = v;
+		}
+	}
+}
+
+/* Attempts the derived bound allows for a gap G = n - (top + lookahead). */
+static unsigned
+resync_bound(uint64_t G)
+{
+	uint64_t sum = 0;
+	unsigned k;
+
+	for (k = 0; k < LEVELS - 1; k++) {
+		if (G <= sum)
+			return k + 1;
+		sum += stride(k);
+	}
+	return LEVELS;
+}
+
+/*
+ * Plays the sender against the model landmarks of a receiver that no
+ * longer moves, for h around awkward alignments and gaps up to past the
+ * reach: found iff n <= L_4, and then within resync_bound(G) attempts.
+ * With `plain`, the sender also sends a new frame between attempts.
+ */
+static void
+test_resync_converges(void **state)
+{
+	static const uint64_t centres[] = { 1 << 20, 3 << 20, 3 << 17,
+	    5 << 14, 1 << 11, 512, UINT64_C(0x123456789) };
+	uint64_t lm[LEVELS], h, G, n, v;
+	unsigned i, a, nlm, plain, found;
+	int64_t dh;
+
+	(void)state;
+	for (i = 0; i < sizeof(centres) / sizeof(centres[0]); i++)
+	for (dh = -300; dh <= 300; dh += (dh > -20 && dh < 20) ? 1 : 7)
+	for (G = 0; G < LM_MAX + 3000; G += G < 300 ? 1 : 1 + G / 48)
+	for (plain = 0; plain < 2; plain++) {
+		h = centres[i] + (uint64_t)dh;
+		nlm = model_landmarks(h, 0, lm);
+		assert_int_equal(nlm, LEVELS);
+		n = h + G;
+		found = 0;
+		for (a = 1; a <= 12 && !found; a++) {
+			v = veil_resync_seq(n, a);
+			if (v == lm[0] || v == lm[1] || v == lm[2] ||
+			    v == lm[3] || v == lm[4])
+				found = a;
+			else if (plain && (v + 1 == lm[0] || v + 1 == lm[1] ||
+			    v + 1 == lm[2] || v + 1 == lm[3] || v + 1 == lm[4]))
+				found = a;
+			n = v + 1 + plain;
+		}
+		if (h + G <= lm[LEVELS - 1]) {
+			assert_true(found >= 1);
+			assert_true(found <= resync_bound(G));
+		} else
+			assert_int_equal(found, 0);
+		if (G <= LM_MIN)
+			assert_true(h + G <= lm[LEVELS - 1]);
+		assert_true(lm[LEVELS - 1] - h <= LM_MAX);
+	}
+}
+
+/*
+ * End to end with tags: the receiver accepted up to t - 1, the sender's
+ * next `loss` frames were lost, then it retransmits with escalating
+ * attempts; the retransmission is found within the bound, and frames
+ * continue normally afterwards.
+ */
+static void
+recover(uint64_t t, uint64_t loss, int expect)
+{
+	struct veil_tagtab *t_;
+	struct veil_rxdir d, e;
+	uint64_t n, G, v, o, q, lm[LEVELS], s;
+	unsigned a, la = VEIL_LOOKAHEAD, found = 0;
+
+	t_ = veil_tagtab_new(0);
+	mkdir_rx(&d);
+	mkdir_rx(&e);
+	assert_int_equal(veil_rx_arm(t_, &e, 99, la), VEIL_OK);
+	assert_int_equal(veil_rx_arm(t_, &d, 1, la), VEIL_OK);
+	if (t > 0)
+		assert_int_equal(veil_rx_commit(t_, &d, 1, t - 1, la), VEIL_OK);
+	assert_int_equal(d.w.top, t);
+	model_landmarks(t, la, lm);
+	n = t + loss;
+	G = n - (t + la);
+	for (a = 1; a <= 12; a++) {
+		v = veil_resync_seq(n, a);
+		assert_true(v >= n);
+		if (lookup(t_, &d, v, &o, &q) == VEIL_OK) {
+			assert_int_equal(o, 1);
+			assert_int_equal(q, v);
+			assert_true(v == lm[0] || v == lm[1] || v == lm[2] ||
+			    v == lm[3] || v == lm[4]);
+			assert_int_equal(veil_rx_commit(t_, &d, 1, v, la),
+			    VEIL_OK);
+			found = a;
+			break;
+		}
+		/* never someone else's either */
+		assert_int_equal(lookup(t_, &e, v, &o, &q) == VEIL_OK &&
+		    o != 99, 0);
+		n = v + 1;
+	}
+	if (!expect) {
+		assert_int_equal(found, 0);
+		veil_tagtab_free(t_);
+		return;
+	}
+	assert_true(found >= 1);
+	assert_true(found <= resync_bound(G));
+	check_armed(t_, &d, 1, la, la + LEVELS);
+	/* the rest of the message and later ones: the regular lookahead */
+	for (s = v + 1; s < v + 300; s++) {
+		assert_int_equal(lookup(t_, &d, s, &o, &q), VEIL_OK);
+		assert_int_equal(q, s);
+		assert_int_equal(veil_rx_commit(t_, &d, 1, s, la), VEIL_OK);
+	}
+	check_armed(t_, &d, 1, la, la + LEVELS);
+	check_armed(t_, &e, 99, la, la + LEVELS);
+	veil_tagtab_free(t_);
+}
+
+static void
+test_resync_recovers(void **state)
+{
+	static const uint64_t losses[] = { 17, 200, 5000, 100000 };
+	static const uint64_t tops[] = { 5, 1000, (1 << 20) - 16,
+	    (1 << 20) - 17, (1 << 20) - 15, (3 << 17) - 16, (9 << 11) - 16,
+	    UINT64_C(77777777) };
+	size_t i, j;
+
+	(void)state;
+	/* the bounds these gaps get (G = loss - lookahead) */
+	assert_int_equal(resync_bound(17 - VEIL_LOOKAHEAD), 2);
+	assert_int_equal(resync_bound(200 - VEIL_LOOKAHEAD), 2);
+	assert_int_equal(resync_bound(5000 - VEIL_LOOKAHEAD), 4);
+	assert_int_equal(resync_bound(100000 - VEIL_LOOKAHEAD), 5);
+	assert_int_equal(resync_bound(0), 1);
+	for (i = 0; i < sizeof(losses) / sizeof(losses[0]); i++)
+		for (j = 0; j < sizeof(tops) / sizeof(tops[0]); j++)
+			recover(tops[j], losses[i], 1);
+	/* within the lookahead nothing is needed: attempt 1 is next_seq */
+	recover(1000, 16, 1);
+	/* beyond the reach: re-pairing */
+	recover(1000, LM_MAX + VEIL_LOOKAHEAD + 1, 0);
+	/* the worst alignment, L_4 = h + LM_MIN: the guarantee is tight */
+	recover((1 << 20) - LM_MIN - VEIL_LOOKAHEAD, LM_MIN + VEIL_LOOKAHEAD, 1);
+	recover((1 << 20) - LM_MIN - VEIL_LOOKAHEAD, LM_MIN + VEIL_LOOKAHEAD + 1,
+	    0);
+	/* one above, the best one: L_4 = h + LM_MAX, reach of a pairing */
+	recover((1 << 20) - LM_MIN + 1 - VEIL_LOOKAHEAD, LM_MAX + VEIL_LOOKAHEAD,
+	    1);
+	recover((1 << 20) - LM_MIN + 1 - VEIL_LOOKAHEAD,
+	    LM_MAX + VEIL_LOOKAHEAD + 1, 0);
+}
+
+/*
+ * Two directions in one table with the same top, hence the same landmark
+ * seqs: each tag resolves to its own owner only, a resync of one leaves
+ * the other's entries alone, and the sender of one never hits the other.
+ */
+static void
+test_rx_landmark_owners(void **state)
+{
+	struct veil_tagtab *t;
+	struct veil_rxdir d, e;
+	uint64_t lm[LEVELS], o, q, v, n;
+	unsigned i, a;
+
+	(void)state;
+	t = veil_tagtab_new(0);
+	mkdir_rx(&d);
+	mkdir_rx(&e);
+	assert_int_equal(veil_rx_arm(t, &d, 1, 16), VEIL_OK);
+	assert_int_equal(veil_rx_arm(t, &e, 2, 16), VEIL_OK);
+	assert_int_equal(veil_rx_commit(t, &d, 1, 500, 16), VEIL_OK);
+	assert_int_equal(veil_rx_commit(t, &e, 2, 500, 16), VEIL_OK);
+	model_landmarks(501, 16, lm);
+	for (i = 0; i < LEVELS; i++) {
+		assert_int_equal(lookup(t, &d, lm[i], &o, &q), VEIL_OK);
+		assert_int_equal(o, 1);
+		assert_int_equal(lookup(t, &e, lm[i], &o, &q), VEIL_OK);
+		assert_int_equal(o, 2);
+	}
+	check_armed(t, &d, 1, 16, veil_tagtab_count(t) / 2);
+	/* d resyncs at its level-2 landmark */
+	assert_int_equal(veil_rx_commit(t, &d, 1, lm[2], 16), VEIL_OK);
+	check_armed(t, &e, 2, 16, W - 1 + 16 + LEVELS);
+	check_armed(t, &d, 1, 16, W - 1 + 16 + LEVELS);
+	/* d's sender, far behind e's landmarks, escalates past all of them */
+	n = 502;
+	for (a = 1; a <= 8; a++) {
+		v = veil_resync_seq(n, a);
+		if (lookup(t, &d, v, &o, &q) == VEIL_OK)
+			assert_int_equal(o, 1);
+		n = v + 1;
+	}
+	/* e's sender jumping onto e's landmarks finds only e */
+	for (i = 0; i < LEVELS; i++) {
+		assert_int_equal(lookup(t, &e, lm[i], &o, &q), VEIL_OK);
+		assert_int_equal(o, 2);
+		assert_int_equal(q, lm[i]);
+	}
+	veil_rx_disarm(t, &d, 16);
+	check_armed(t, &e, 2, 16, 0);
+	veil_rx_disarm(t, &e, 16);
 	assert_int_equal(veil_tagtab_count(t), 0);
 	veil_tagtab_free(t);
 }
@@ -569,6 +1001,12 @@ main(void)
 		cmocka_unit_test(test_rx_commit_in_order),
 		cmocka_unit_test(test_rx_reorder_model),
 		cmocka_unit_test(test_rx_lookahead_edges),
+		cmocka_unit_test(test_rx_landmark_model),
+		cmocka_unit_test(test_rx_landmark_aligned),
+		cmocka_unit_test(test_rx_landmark_owners),
+		cmocka_unit_test(test_resync_seq),
+		cmocka_unit_test(test_resync_converges),
+		cmocka_unit_test(test_resync_recovers),
 	};
 
 	tu_deterministic_rng("test_replay");

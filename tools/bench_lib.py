@@ -11,9 +11,12 @@ import json
 import math
 import os
 import platform
+import selectors
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(_HERE, os.pardir, "tests", "lib"))
@@ -207,20 +210,541 @@ def print_json(obj, file=None):
     (file or sys.stdout).write("\n")
 
 
-# --- the veil side: written by the lead with veil-bench -------------------
+# --- the veil side --------------------------------------------------------
+#
+# Daemons come from tests/lib/veil.py (Daemon, pair); it finds veild and
+# veilctl through VEIL_TOP_BUILDDIR, which set_builddir() sets.  The apps
+# at both ends are one selector loop over two socket connections, not
+# threads: with two cores and the GIL, a thread per app would measure
+# Python's scheduling as much as veil.
 
-def start_veil_pair(tmpdir, broker):
+def set_builddir(top):
+    """Point tests/lib/veil.py at the build tree holding daemon/veild."""
+    os.environ["VEIL_TOP_BUILDDIR"] = os.path.abspath(top)
+
+
+def _veil():
+    import veil  # noqa: E402  (tests/lib is on sys.path)
+    return veil
+
+
+class _ShimBroker:
+    """What veil.Daemon wants from a broker when the transport is XMPP."""
+    uri = "tcp://127.0.0.1:1"
+
+
+def _make_daemon_class():
+    veil = _veil()
+
+    class BenchDaemon(veil.Daemon):
+        """veil.Daemon started without -v (a debug line per frame is not
+        what we measure), with READY=1 caught on our own NOTIFY_SOCKET and
+        the start timed: spawn -> READY=1 -> first status answer."""
+
+        def start(self, timeout=30.0):
+            if self.alive():
+                return
+            os.makedirs(self.state_dir, exist_ok=True)
+            npath = os.path.join(self.dir, "notify.sock")
+            if os.path.exists(npath):
+                os.unlink(npath)
+            if os.path.exists(self.socket):
+                os.unlink(self.socket)
+            ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            ns.bind(npath)
+            ns.setblocking(False)
+            env = dict(os.environ, NOTIFY_SOCKET=npath)
+            logf = open(self.log_path, "ab")
+            t0 = time.monotonic()
+            self.proc = subprocess.Popen(
+                [self.veild, "-d", "-c", self.conf_path], env=env,
+                stdin=subprocess.DEVNULL, stdout=logf,
+                stderr=subprocess.STDOUT)
+            logf.close()
+            t_ready = t_status = None
+            deadline = t0 + timeout
+            try:
+                while t_status is None or t_ready is None:
+                    now = time.monotonic()
+                    if now > deadline:
+                        self.kill9()
+                        raise BenchError("veild %s: no READY/status within "
+                                         "%.0f s:\n%s" % (self.name, timeout,
+                                                          self.log_tail()))
+                    if self.proc.poll() is not None:
+                        raise BenchError("veild %s exited with %s at start:\n"
+                                         "%s" % (self.name,
+                                                 self.proc.returncode,
+                                                 self.log_tail()))
+                    if t_ready is None:
+                        try:
+                            if b"READY=1" in ns.recv(4096):
+                                t_ready = time.monotonic()
+                        except BlockingIOError:
+                            pass
+                    if t_status is None and os.path.exists(self.socket):
+                        try:
+                            self.rpc("status", timeout=2.0)
+                            t_status = time.monotonic()
+                        except (OSError, ConnectionError, ValueError,
+                                veil.RpcError):
+                            pass
+                    time.sleep(0.001)
+            finally:
+                ns.close()
+                os.unlink(npath)
+            self.start_times = {"ready_s": t_ready - t0,
+                                "status_s": t_status - t0}
+            return self.start_times
+
+        def wait_connected(self, timeout=30.0):
+            """Seconds until status says connected, from now."""
+            t0 = time.monotonic()
+            if veil.wait_for(lambda: self.rpc("status")["connected"],
+                             timeout, interval=0.005) is None:
+                raise BenchError("veild %s: not connected after %.0f s"
+                                 % (self.name, timeout))
+            return time.monotonic() - t0
+
+    return BenchDaemon
+
+
+class VeilPair:
+    """Alice and Bob, paired; alice_sees/bob_sees are the contact names."""
+
+    def __init__(self, alice, bob, alice_sees, bob_sees, transport):
+        self.alice, self.bob = alice, bob
+        self.alice_sees, self.bob_sees = alice_sees, bob_sees
+        self.transport = transport
+
+    def daemons(self):
+        return (self.alice, self.bob)
+
+    def stop(self):
+        for d in self.daemons():
+            try:
+                d.stop()
+            except Exception:
+                d.kill9()
+
+
+def daemon_config(broker, transport="mqtt", frame_size=1024, window=64):
+    """veild.conf keys for one bench daemon (merged into veil.py's)."""
+    cfg = {
+        "frames": {"size": frame_size},
+        # The shipped defaults: a bench must not retransmit more eagerly
+        # than a real daemon would.
+        "retransmit": {"initial": "2s", "max": "5m"},
+        "log": {"level": "info"},
+    }
+    if transport == "mqtt":
+        cfg["mqtt"] = {"uris": [broker.uri], "keepalive": "30s",
+                       "inflight": window}
+    else:
+        cfg["transport"] = "xmpp"
+        cfg["xmpp"] = {"domain": broker.domain, "host": "127.0.0.1",
+                       "port": broker.port, "tls": "off"}
+    return cfg
+
+
+def start_veil_pair(tmpdir, broker, transport="mqtt", frame_size=1024,
+                    window=64):
     """Two veild with fresh state dirs on broker, paired through the real
-    agreement protocol; returns handles with their sockets and pids.
-    Not written yet: veil-bench adds it."""
-    raise NotImplementedError("start_veil_pair: part of tools/veil-bench")
+    agreement protocol (veilctl card / contact add / contact accept);
+    returns a VeilPair.  broker: a Mosquitto, or a Prosody for xmpp."""
+    veil = _veil()
+    cls = _make_daemon_class()
+    shim = broker if transport == "mqtt" else _ShimBroker()
+    ds = []
+    try:
+        for name in ("Alice", "Bob"):
+            d = cls(tmpdir, name, shim, **daemon_config(
+                broker, transport, frame_size, window))
+            ds.append(d)
+            d.start()
+            d.wait_connected()
+        alice, bob = ds
+        # pair(a, b): b adds a's card; returns (b's name for a, a's for b).
+        alice_sees, bob_sees = veil.pair(bob, alice, timeout=30.0)
+    except Exception as e:
+        for d in ds:
+            d.kill9()
+        if isinstance(e, BenchError):
+            raise
+        raise BenchError("pairing the bench daemons: %s" % e) from None
+    return VeilPair(alice, bob, alice_sees, bob_sees, transport)
 
 
-def run_veil_messages(pair, mode, count, size, concurrency):
-    """App->app messages through the pair (socket in, broker, socket out,
-    delivery ACK back) in the same modes as bench-raw, same result keys.
-    Not written yet: veil-bench adds it."""
-    raise NotImplementedError("run_veil_messages: part of tools/veil-bench")
+class _App:
+    """A local app on one veild socket: newline-delimited JSON-RPC with
+    requests pipelined, answers and notifications handed to callbacks."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.sock.setblocking(False)
+        self.buf = b""
+        self.out = b""
+        self.next_id = 1
+        self.pending = {}	# request id -> callback(result, error)
+        self.on_note = None	# callback(method, params)
+
+    def close(self):
+        self.sock.close()
+
+    def request(self, method, params, cb):
+        rid = self.next_id
+        self.next_id += 1
+        self.pending[rid] = cb
+        self.out += json.dumps({"jsonrpc": "2.0", "id": rid, "method": method,
+                                "params": params}).encode() + b"\n"
+        self.flush()
+        return rid
+
+    def flush(self):
+        while self.out:
+            try:
+                n = self.sock.send(self.out)
+            except BlockingIOError:
+                return
+            self.out = self.out[n:]
+
+    def readable(self):
+        """Reads what is there and dispatches every complete line; False on
+        EOF."""
+        try:
+            chunk = self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return False
+        now = time.perf_counter()
+        self.buf += chunk
+        *lines, self.buf = self.buf.split(b"\n")
+        for line in lines:
+            if not line:
+                continue
+            msg = json.loads(line)
+            if "id" in msg and msg["id"] is not None and "method" not in msg:
+                cb = self.pending.pop(msg["id"], None)
+                if cb is not None:
+                    cb(msg.get("result"), msg.get("error"), now)
+            elif "method" in msg:
+                if self.on_note is not None:
+                    self.on_note(msg["method"], msg.get("params") or {}, now)
+        return True
+
+    def call(self, method, params=None, timeout=10.0):
+        """A blocking call on this connection (setup only)."""
+        box = []
+        self.request(method, params or {}, lambda r, e, t: box.append((r, e)))
+        deadline = time.monotonic() + timeout
+        sel = selectors.DefaultSelector()
+        sel.register(self.sock, selectors.EVENT_READ)
+        try:
+            while not box:
+                if time.monotonic() > deadline:
+                    raise BenchError("%s: no answer in %.0f s"
+                                     % (method, timeout))
+                if sel.select(0.1) and not self.readable():
+                    raise BenchError("%s: veild closed the socket" % method)
+        finally:
+            sel.close()
+        r, e = box[0]
+        if e is not None:
+            raise BenchError("%s: %s" % (method, e))
+        return r
+
+
+def run_veil_messages(pair, mode, count, size, concurrency, timeout=300.0,
+                      text_size=None):
+    """App->app messages from Alice to Bob: Alice's app calls message.send
+    (durable before the answer), Bob's app gets the "message" notification
+    and drains message.receive, and Alice's app gets the "delivery"
+    notification once Bob's daemon acknowledged.
+
+    mode "throughput": up to `concurrency` messages in flight (sent, not yet
+    delivered); msg/s from the first send to the last delivery; latency_us
+    is send -> delivery (queueing included), like bench-raw's ack mode.
+    mode "latency": one message at a time (the next after the previous
+    one's delivery); latency_us is send call -> Bob's "message"
+    notification, like bench-raw's latency mode.  Both report oneway_us
+    (send -> message notification) and ack_us (send -> delivery).
+
+    Raises BenchError if a message is lost, duplicated to Bob's app, or the
+    run does not finish within timeout seconds.
+    """
+    if mode not in ("throughput", "latency"):
+        raise ValueError("run_veil_messages: unknown mode %r" % mode)
+    conc = 1 if mode == "latency" else max(1, concurrency)
+    if text_size is None:
+        # One frame's worth: the frame's own header, AEAD tag and the
+        # message header need room, so stay well under the frame size.
+        text_size = max(16, min(size // 4, 200))
+    alice = _App(pair.alice.socket)
+    bob = _App(pair.bob.socket)
+    try:
+        alice.call("subscribe", {"events": ["delivery"]})
+        bob.call("subscribe", {"events": ["message"]})
+        return _message_loop(pair, alice, bob, mode, count, conc,
+                             text_size, timeout, size)
+    finally:
+        alice.close()
+        bob.close()
+
+
+def _message_loop(pair, alice, bob, mode, count, conc, text_size, timeout,
+                  size):
+    pad = "x" * text_size
+    st = {
+        "sent": 0, "answered": 0, "delivered": 0, "received": 0,
+        "recv_pending": False, "recv_again": False, "dups": 0,
+        "err": None,
+    }
+    t_send = {}		# request id -> send time
+    t_sent_by_msg = {}	# msgid -> send time
+    t_note = {}		# msgid -> Bob's "message" notification time
+    t_deliv = {}		# msgid -> Alice's "delivery" notification time
+    early_deliv = {}	# delivery seen before message.send's answer
+    got = set()		# msgids drained by Bob's message.receive
+    oneway, ack = [], []
+
+    def finish_one(msgid):
+        ts = t_sent_by_msg.get(msgid)
+        if ts is None or msgid not in t_deliv:
+            return
+        ack.append(t_deliv[msgid] - ts)
+        if msgid in t_note:
+            oneway.append(t_note[msgid] - ts)
+
+    def on_sent(reqid):
+        def cb(result, error, now):
+            if error is not None or not result or "id" not in result:
+                st["err"] = "message.send: %r" % (error,)
+                return
+            st["answered"] += 1
+            msgid = result["id"]
+            t_sent_by_msg[msgid] = t_send.pop(reqid)
+            if msgid in early_deliv:
+                t_deliv[msgid] = early_deliv.pop(msgid)
+                st["delivered"] += 1
+                finish_one(msgid)
+        return cb
+
+    def alice_note(method, params, now):
+        if method != "delivery":
+            return
+        msgid = params.get("id")
+        if msgid in t_deliv or msgid in early_deliv:
+            return
+        if msgid not in t_sent_by_msg:
+            early_deliv[msgid] = now
+            return
+        t_deliv[msgid] = now
+        st["delivered"] += 1
+        finish_one(msgid)
+
+    def receive():
+        st["recv_pending"] = True
+        st["recv_again"] = False
+        bob.request("message.receive", {"wait": 0, "limit": 256}, on_recv)
+
+    def on_recv(result, error, now):
+        st["recv_pending"] = False
+        if error is not None:
+            st["err"] = "message.receive: %r" % (error,)
+            return
+        msgs = result.get("messages", [])
+        for m in msgs:
+            if m.get("id") in got:
+                st["dups"] += 1
+            else:
+                got.add(m.get("id"))
+                st["received"] += 1
+        if st["recv_again"] or len(msgs) == 256:
+            receive()
+
+    def bob_note(method, params, now):
+        if method != "message":
+            return
+        t_note.setdefault(params.get("id"), now)
+        if st["recv_pending"]:
+            st["recv_again"] = True
+        else:
+            receive()
+
+    alice.on_note = alice_note
+    bob.on_note = bob_note
+    sel = selectors.DefaultSelector()
+    sel.register(alice.sock, selectors.EVENT_READ, alice)
+    sel.register(bob.sock, selectors.EVENT_READ, bob)
+    t_start = time.perf_counter()
+    deadline = t_start + timeout
+    t_first = None
+    try:
+        while st["delivered"] < count or st["received"] < count:
+            if st["err"]:
+                raise BenchError(st["err"])
+            # In flight: sent and not yet delivered.
+            while (st["sent"] < count and
+                   st["sent"] - st["delivered"] < conc):
+                n = st["sent"]
+                st["sent"] += 1
+                now = time.perf_counter()
+                if t_first is None:
+                    t_first = now
+                rid = alice.request("message.send", {
+                    "to": pair.alice_sees,
+                    "text": ("%08d " % n) + pad}, None)
+                t_send[rid] = now
+                alice.pending[rid] = on_sent(rid)
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise BenchError(
+                    "veil %s: timed out after %.0f s: %d sent, %d answered, "
+                    "%d delivered, %d received" % (
+                        mode, timeout, st["sent"], st["answered"],
+                        st["delivered"], st["received"]))
+            for key, _ in sel.select(min(left, 1.0)):
+                app = key.data
+                if not app.readable():
+                    raise BenchError("veild closed the %s socket"
+                                     % ("Alice" if app is alice else "Bob"))
+                app.flush()
+        t_end = max(t_deliv.values())
+    finally:
+        sel.close()
+    elapsed = t_end - t_first
+    if st["dups"]:
+        raise BenchError("veil %s: %d duplicates reached Bob's app"
+                         % (mode, st["dups"]))
+    us = lambda xs: summarize([x * 1e6 for x in xs])  # noqa: E731
+    res = {
+        "tool": "veil", "mode": mode, "transport": pair.transport,
+        "count": count, "size": size, "text_bytes": text_size + 9,
+        "concurrency": conc, "received": st["received"],
+        "delivered": st["delivered"], "duplicates": st["dups"],
+        "elapsed_s": elapsed, "msgs_per_s": count / elapsed if elapsed else None,
+        "oneway_us": us(oneway), "ack_us": us(ack),
+    }
+    res["latency_us"] = res["oneway_us"] if mode == "latency" \
+        else res["ack_us"]
+    return res
+
+
+def status(daemon, verbose=False):
+    return daemon.rpc("status", verbose=verbose) if verbose \
+        else daemon.rpc("status")
+
+
+# --- the loop stall probe -------------------------------------------------
+
+def _stall_probe(path, stop, conn):
+    """Child process: call status in a tight loop on one connection until
+    stop is set; send back every response time (s) and when it ran."""
+    lat = []
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        f = s.makefile("rwb")
+        req = b'{"jsonrpc":"2.0","id":1,"method":"status"}\n'
+        conn.send("up")
+        t_begin = time.perf_counter()
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            f.write(req)
+            f.flush()
+            line = f.readline()
+            t1 = time.perf_counter()
+            if not line:
+                break
+            lat.append(t1 - t0)
+        conn.send({"lat": lat, "span_s": time.perf_counter() - t_begin})
+    except Exception as e:  # reported by the parent
+        conn.send({"error": repr(e), "lat": lat})
+
+
+class StallProbe:
+    """A separate process (no GIL shared with the bench) that measures how
+    long veild's loop takes to answer status while something else runs."""
+
+    def __init__(self, sockpath):
+        import multiprocessing
+        ctx = multiprocessing.get_context("fork")
+        self.stop_ev = ctx.Event()
+        self.parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_stall_probe,
+                                args=(sockpath, self.stop_ev, child))
+        self.proc.start()
+        if not self.parent.poll(10) or self.parent.recv() != "up":
+            self.proc.kill()
+            raise BenchError("stall probe did not connect")
+
+    def finish(self):
+        self.stop_ev.set()
+        if not self.parent.poll(30):
+            self.proc.kill()
+            raise BenchError("stall probe did not report")
+        r = self.parent.recv()
+        self.proc.join(5)
+        if "error" in r:
+            raise BenchError("stall probe: %s" % r["error"])
+        ms = [x * 1e3 for x in r["lat"]]
+        out = summarize(ms)
+        out["calls"] = len(ms)
+        out["span_s"] = r["span_s"]
+        return out
+
+
+# --- scale ----------------------------------------------------------------
+
+def mkcontacts(exe, state_dir, n, frame_size):
+    """veil-mkcontacts: n established contacts into a stopped veild's state;
+    returns the seconds it took."""
+    t0 = time.monotonic()
+    r = subprocess.run([exe, "-f", str(frame_size), "-o", "2", state_dir,
+                        str(n)], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=1800)
+    if r.returncode != 0:
+        raise BenchError("veil-mkcontacts %s %d: exit %d: %s"
+                         % (state_dir, n, r.returncode, r.stderr.strip()))
+    return time.monotonic() - t0
+
+
+def measure_rotation(daemon, timeout=300.0, poll=0.02):
+    """One forced rotation while a StallProbe hammers status: seconds until
+    every UPDATE row is in the outbox and until that many frames left, and
+    the loop's response times meanwhile (ms)."""
+    before = daemon.rpc("status")
+    probe = StallProbe(daemon.socket)
+    try:
+        time.sleep(0.2)	# the probe's idle baseline
+        t0 = time.monotonic()
+        r = daemon.rpc("rotate", timeout=60.0)
+        t_answer = time.monotonic() - t0
+        n = r["announced"]
+        t_rows = t_frames = None
+        deadline = t0 + timeout
+        while t_rows is None or t_frames is None:
+            if time.monotonic() > deadline:
+                raise BenchError("rotation to %d contacts not done in %.0f s"
+                                 % (n, timeout))
+            s = daemon.rpc("status")
+            now = time.monotonic() - t0
+            # Contacts that answer (Bob) take their UPDATE out again: the
+            # synthetic ones never do, so rows reach n - (real contacts).
+            if t_rows is None and s["outbox"] - before["outbox"] >= n - 1:
+                t_rows = now
+            if t_frames is None and \
+                    s["frames"]["out"] - before["frames"]["out"] >= n:
+                t_frames = now
+            time.sleep(poll)
+        time.sleep(0.2)
+    finally:
+        stall = probe.finish()
+    return {"announced": n, "epoch": r["epoch"], "rotate_call_s": t_answer,
+            "outbox_rows_s": t_rows, "frames_out_s": t_frames,
+            "status_ms": stall}
 
 
 # --- the raw baseline matrix ----------------------------------------------

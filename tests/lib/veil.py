@@ -1,4 +1,8 @@
-"""veil.py: veild daemons, their JSON-RPC socket, veilctl and TAP output for the integration tests."""
+"""veil.py: veild daemons, their JSON-RPC socket, veilctl and TAP output for the integration tests.
+
+VEIL_TRANSPORT=mqtt|xmpp (default mqtt) picks the broker World.broker()
+starts (mosquitto or prosody) and so the transport section every Daemon's
+config gets: the same test file runs on both."""
 
 import json
 import os
@@ -14,6 +18,32 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from brokers import Mosquitto  # noqa: E402,F401  (re-exported for the tests)
+from prosody import PROSODY, Prosody  # noqa: E402,F401
+
+TRANSPORTS = ("mqtt", "xmpp")
+
+
+def transport():
+    """The transport this run tests: $VEIL_TRANSPORT, default mqtt."""
+    t = os.environ.get("VEIL_TRANSPORT", "") or "mqtt"
+    if t not in TRANSPORTS:
+        print("Bail out! VEIL_TRANSPORT=%s: expected one of %s" % (t, ", ".join(TRANSPORTS)))
+        sys.exit(99)
+    return t
+
+
+def broker_transport(broker):
+    """The transport name a broker object serves: xmpp for a Prosody."""
+    return "xmpp" if isinstance(broker, Prosody) else "mqtt"
+
+
+def transport_config(broker):
+    """The config keys that point a daemon at broker."""
+    if broker_transport(broker) == "xmpp":
+        return {"transport": "xmpp",
+                "xmpp": {"domain": broker.domain, "host": "127.0.0.1",
+                         "port": broker.port, "pubsub": broker.pubsub, "tls": "off"}}
+    return {"transport": "mqtt", "mqtt": {"uris": [broker.uri], "keepalive": "5s"}}
 
 
 def builddir():
@@ -247,12 +277,13 @@ class Daemon:
         self.cfg = {
             "state_dir": self.state_dir,
             "socket": self.socket,
-            "transport": "mqtt",
-            "mqtt": {"uris": [broker.uri], "keepalive": "5s"},
+        }
+        self.cfg.update(transport_config(broker))
+        self.cfg.update({
             "identity": {"name": name, "obscurity": 2},
             "accept": "ask",
             "retransmit": {"initial": "1s", "max": "5s"},
-        }
+        })
         _merge(self.cfg, cfg)
         self.write_config()
 
@@ -435,6 +466,138 @@ def pair(a, b, timeout=15.0):
     return a.name, a_sees
 
 
+# --- the broker operator's view -------------------------------------------
+
+def observe(broker, max_life=None, expect_size=None, extra=()):
+    """What the broker's operator learns, as tools/veil-observe --json puts
+    it: {"sizes": [{size, count}], "identifiers": [{kind, name, first,
+    last, life, ...}], "too_long_lived": [...], "unexpected_sizes": [...]}.
+    MQTT: veil-observe on mosquitto's log.  XMPP: prosody's debug log (the
+    anonymous JIDs, their sessions, node creations) and its storage (every
+    item kept in a node, with its publisher and time): see xmpp_observe()."""
+    if broker_transport(broker) == "xmpp":
+        r = xmpp_observe(broker)
+    else:
+        tool = os.path.join(os.environ.get("VEIL_TOP_SRCDIR") or
+                            os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."),
+                            "tools", "veil-observe")
+        p = subprocess.run([sys.executable, tool, "--json"] + list(extra) +
+                           [broker.log_path], capture_output=True, text=True, timeout=60)
+        if p.returncode not in (0, 3):
+            raise RuntimeError("veil-observe exited %d: %s" % (p.returncode, p.stderr))
+        r = json.loads(p.stdout)
+    r["too_long_lived"] = [d for d in r["identifiers"]
+                           if max_life is not None and d["life"] > max_life]
+    r["unexpected_sizes"] = sorted(s["size"] for s in r["sizes"]
+                                   if expect_size is not None and s["size"] != expect_size)
+    return r
+
+
+_PROSODY_LINE = re.compile(r"^(\w{3} +\d+ \d\d:\d\d:\d\d) (\S+)\t(\w+)\t(.*)$")
+_PROSODY_ITEM = re.compile(r'item\(\{\n\t"([^"]*)";\n(.*?)\n\}\);', re.S)
+
+
+def _prosody_time(stamp):
+    """prosody's "Nov 27 07:34:36" (local time, no year) as unix seconds."""
+    t = time.strptime("%d %s" % (time.localtime().tm_year, stamp), "%Y %b %d %H:%M:%S")
+    return time.mktime(t)
+
+
+def xmpp_observe(server):
+    """The XMPP operator's view, shaped like veil-observe --json.
+
+    client identifiers: bare JIDs, from "Authenticated as" to their
+    session's "Client disconnected" (or the end of the log when still
+    connected), widened by every stanza addressed to them and every item
+    they published.  topic identifiers: pubsub nodes, from their creation
+    (log) or first stored item to the last stored item (storage "internal"
+    keeps each item with publisher JID and time; items are never retracted
+    by veil).  sizes: decoded length of each stored item's payload."""
+    import base64
+    from urllib.parse import unquote
+    idents = {}
+    sizes = {}
+    t_end = [None]
+
+    def see(kind, name, t):
+        d = idents.setdefault((kind, name), {"kind": kind, "name": name, "first": t,
+                                             "last": t, "sightings": 0})
+        d["first"], d["last"] = min(d["first"], t), max(d["last"], t)
+        d["sightings"] += 1
+        return d
+    sessions = {}	# prosody session id -> bare JID
+    dom = re.escape(server.domain)
+    for line in server.log().splitlines():
+        m = _PROSODY_LINE.match(line)
+        if not m:
+            continue
+        try:
+            t = _prosody_time(m.group(1))
+        except ValueError:
+            continue
+        t_end[0] = t
+        src, msg = m.group(2), m.group(4)
+        a = re.match(r"Authenticated as (\S+@%s)$" % dom, msg)
+        if a:
+            sessions[src] = a.group(1)
+            see("client", a.group(1), t)["connected_at_end"] = True
+            continue
+        if msg.startswith("Client disconnected") and src in sessions:
+            see("client", sessions.pop(src), t)["connected_at_end"] = False
+            continue
+        c = re.match(r"Creation of archive itemstore for node (\S+) with", msg)
+        if c:
+            see("topic", c.group(1), t)
+            continue
+        for jid in re.findall(r" to='([^'@/]+@%s)/" % dom, msg):
+            if ("client", jid) in idents:
+                see("client", jid, t)
+    for d in idents.values():
+        if d.get("connected_at_end") and t_end[0] is not None:
+            d["last"] = max(d["last"], t_end[0])
+    store = os.path.join(server.data, server.pubsub.replace(".", "%2e"))
+    try:
+        names = os.listdir(store)
+    except FileNotFoundError:
+        names = []
+    for fn in names:
+        if not (fn.startswith("pubsub_") and fn.endswith(".list")):
+            continue
+        node = unquote(fn[len("pubsub_"):-len(".list")])
+        with open(os.path.join(store, fn)) as f:
+            text = f.read()
+        for payload, rest in _PROSODY_ITEM.findall(text):
+            w = re.search(r'\["when"\] = (\d+(?:\.\d+)?);', rest)
+            pub = re.search(r'\["with"\] = "([^"]+)";', rest)
+            if not w:
+                continue
+            t = float(w.group(1))
+            d = see("topic", node, t)
+            try:
+                n = len(base64.b64decode(payload, validate=True))
+            except ValueError:
+                n = -len(payload)
+            sizes[n] = sizes.get(n, 0) + 1
+            if pub:
+                jid = pub.group(1).split("/")[0]
+                d.setdefault("publishers", {})
+                d["publishers"][jid] = d["publishers"].get(jid, 0) + 1
+                see("client", jid, t)
+        meta = os.path.join(store, "pubsub_nodes", fn[len("pubsub_"):-len(".list")] + ".dat")
+        if os.path.exists(meta):
+            with open(meta) as f:
+                subs = re.findall(r'\["([^"@]+@%s)/[^"]*"\] = true;' % dom, f.read())
+            idents[("topic", node)]["subscribers"] = sorted(set(subs))
+    out = []
+    for d in sorted(idents.values(), key=lambda d: (d["kind"], d["first"], d["name"])):
+        d["life"] = d["last"] - d["first"]
+        d.setdefault("subscribers", [])
+        out.append(d)
+    return {"source": server.log_path, "identifiers": out,
+            "sizes": [{"size": k, "count": v} for k, v in sorted(sizes.items())],
+            "publishes": sum(sizes.values())}
+
+
 # --- one test file's world ------------------------------------------------
 
 class Watchdog(BaseException):
@@ -448,7 +611,8 @@ class World:
 
     def __init__(self, tap, watchdog=110):
         self.tap = tap
-        self.tmp = tempfile.mkdtemp(prefix="veil-it-")
+        self.transport = transport()
+        self.tmp = tempfile.mkdtemp(prefix="veil-it-%s-" % self.transport)
         self.daemons = []
         self.brokers = []
         tap.diag_hooks.append(self.log_tails)
@@ -469,6 +633,24 @@ class World:
         m = Mosquitto(self.tmp, **kw)
         self.brokers.append(m)
         return m
+
+    def prosody(self, **kw):
+        p = Prosody(self.tmp, **kw)
+        self.brokers.append(p)
+        return p
+
+    def broker(self, log_all=True, subdir=None, **kw):
+        """The broker of $VEIL_TRANSPORT: a Mosquitto (log_type all when
+        log_all) or a Prosody (debug log when log_all; kw such as storage
+        go to Prosody only).  subdir: its directory's parent under tmp, for
+        more than one broker per file."""
+        where = os.path.join(self.tmp, subdir) if subdir else self.tmp
+        if self.transport == "xmpp":
+            b = Prosody(where, debug=log_all, **kw)
+        else:
+            b = Mosquitto(where, log_all=log_all)
+        self.brokers.append(b)
+        return b
 
     def daemon(self, name, broker, start=True, **cfg):
         d = Daemon(self.tmp, name, broker, **cfg)
@@ -503,8 +685,12 @@ class World:
 def main(tests, world_args=None, setup=None):
     """Runs tests [(name, fn)] with fn(world, ctx) where ctx = setup(world);
     prints TAP and exits 1 if any failed."""
+    if transport() == "xmpp" and not os.access(PROSODY, os.X_OK):
+        print("1..0 # SKIP VEIL_TRANSPORT=xmpp but no prosody at %s" % PROSODY)
+        sys.exit(0)
     tap = Tap()
     world = World(tap, **(world_args or {}))
+    tap.note("transport %s" % world.transport)
     try:
         ctx = None
         if setup is not None:

@@ -1,0 +1,405 @@
+#!/usr/bin/env python3
+"""test_rotation.py: rotation at obscurity levels 1-3 under traffic, offline and simultaneous rotations, level changes; the broker's view of it; prints TAP."""
+
+import collections
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import veil  # noqa: E402
+from veil import RpcError, wait_for  # noqa: E402
+
+FRAME = 1024
+# Fast rotation: gaps Exp(3 s) clipped to [2 s, 5 s], old IDs kept 2 s.
+FAST = {"mean": "3s", "min": "2s", "max": "5s", "grace": "2s"}
+MAX_S, GRACE_S = 5, 2
+# Log timestamps have 1 s resolution, and a frame published to an old inbox
+# just before its grace ends is still a sighting: 3 s of slack.
+SLACK_S = 3
+# Rotation only when asked: the scenarios below force it with `rotate`.
+SLOW = {"mean": "1h", "min": "30m", "max": "2h", "grace": "2s"}
+N_EACH = int(os.environ.get("VEIL_ROT_MESSAGES", "150"))
+SPAN_S = float(os.environ.get("VEIL_ROT_SECONDS", "20"))
+
+
+def ids(d):
+    return d.rpc("status", verbose=True)["ids"]
+
+
+class Traffic:
+    """Paced sends both ways between a and b while receivers collect, and a
+    status poller records every identifier each daemon reports."""
+
+    def __init__(self, a, b, n, span, tag):
+        self.a, self.b, self.n, self.span, self.tag = a, b, n, span, tag
+        self.sent = {a.name: {}, b.name: {}}	# sender -> {id: text}
+        self.got = {a.name: [], b.name: []}	# receiver -> [msg]
+        self.seen = {a.name: collections.defaultdict(set), b.name: collections.defaultdict(set)}
+        self.epochs = {a.name: [], b.name: []}
+        self.errors = []
+        self.stop = threading.Event()
+        self.threads = []
+
+    def _send(self, src, to):
+        try:
+            with src.client(timeout=20) as c:
+                t0 = time.monotonic()
+                for i in range(self.n):
+                    text = "%s %s->%s %03d" % (self.tag, src.name, to, i)
+                    mid = c.call("message.send", {"to": to, "text": text}, timeout=20)["id"]
+                    self.sent[src.name][mid] = text
+                    pause = t0 + (i + 1) * self.span / self.n - time.monotonic()
+                    if pause > 0:
+                        time.sleep(pause)
+        except Exception as e:	# reported by check()
+            self.errors.append("send %s: %r" % (src.name, e))
+
+    def _recv(self, d):
+        while not self.stop.is_set():
+            try:
+                self.got[d.name].extend(d.receive_all(wait=1))
+                st = ids(d)
+                for k in ("client_id", "card", "shared_inbox"):
+                    self.seen[d.name][k].add(st[k])
+                self.epochs[d.name].append(st["epoch"])
+            except (OSError, ConnectionError, RpcError, ValueError) as e:
+                self.errors.append("recv %s: %r" % (d.name, e))
+                time.sleep(0.2)
+
+    def start(self):
+        self.threads = [threading.Thread(target=self._send, args=(self.a, self.b.name)),
+                        threading.Thread(target=self._send, args=(self.b, self.a.name)),
+                        threading.Thread(target=self._recv, args=(self.a,)),
+                        threading.Thread(target=self._recv, args=(self.b,))]
+        for t in self.threads:
+            t.start()
+
+    def join_senders(self, timeout):
+        for t in self.threads[:2]:
+            t.join(timeout)
+
+    def drain(self, patience):
+        """Waits for both outboxes to empty and every message to arrive,
+        then a little longer for duplicates, then stops the receivers."""
+        a, b = self.a, self.b
+
+        def done():
+            return (a.contacts()[b.name]["queued"] == 0 and
+                    b.contacts()[a.name]["queued"] == 0 and
+                    set(self.sent[a.name]) <= {m["id"] for m in self.got[b.name]} and
+                    set(self.sent[b.name]) <= {m["id"] for m in self.got[a.name]})
+        ok = wait_for(done, patience, 0.2)
+        time.sleep(1.5)	# a duplicate would be a late retransmission
+        self.stop.set()
+        for t in self.threads[2:]:
+            t.join(15)
+        return bool(ok)
+
+    def check(self, tap, what):
+        tap.ok(not self.errors, "%s: no RPC errors during traffic" % what,
+               "\n".join(self.errors[:10]))
+        for src, dst in ((self.a, self.b), (self.b, self.a)):
+            exactly_once(tap, "%s, %s to %s" % (what, src.name, dst.name),
+                         self.sent[src.name], self.got[dst.name], src, dst)
+
+
+def exactly_once(tap, what, sent, got, src, dst):
+    count = collections.Counter(m["id"] for m in got)
+    missing = [i for i in sent if i not in count]
+    dups = {i: n for i, n in count.items() if n > 1}
+    extra = [i for i in count if i not in sent]
+    wrong = [m["id"] for m in got if m["id"] in sent and m.get("text") != sent[m["id"]]]
+    tap.ok(sent and not missing and not dups and not extra and not wrong,
+           "%s: all %d delivered exactly once, texts intact" % (what, len(sent)),
+           "%d missing (e.g. %r), duplicated %r, unexpected %r, wrong text %r\n%s%s"
+           % (len(missing), [sent[i] for i in missing[:4]], dups, extra, wrong[:4],
+              src.log_tail(12), dst.log_tail(12)))
+
+
+def pair_at(w, level, broker, tag, rotation, **cfg):
+    a = w.daemon("Alice", broker, dirname="%s-alice" % tag, accept="auto",
+                 identity={"obscurity": level}, rotation=rotation,
+                 frames={"size": FRAME}, **cfg)
+    b = w.daemon("Bob", broker, dirname="%s-bob" % tag, identity={"obscurity": level},
+                 rotation=rotation, frames={"size": FRAME}, **cfg)
+    veil.pair(a, b, timeout=30)
+    return a, b
+
+
+# --- obscurity levels under traffic ------------------------------------------
+
+def t_levels(tap, w, x):
+    """Three pairs, one per level, each through its own broker, at once (the
+    file's time budget); fast rotation, paced traffic both ways."""
+    runs = {}
+    for level in (1, 2, 3):
+        broker = w.broker(subdir="l%d" % level)
+        a, b = pair_at(w, level, broker, "l%d" % level, FAST)
+        before = {d.name: ids(d) for d in (a, b)}
+        tr = Traffic(a, b, N_EACH, SPAN_S, "L%d" % level)
+        runs[level] = (broker, a, b, before, tr)
+    t0 = time.monotonic()
+    for level in runs:
+        runs[level][4].start()
+    for level in runs:
+        runs[level][4].join_senders(SPAN_S + 30)
+    drained = {level: runs[level][4].drain(30) for level in runs}
+    tap.note("traffic at three levels: %.1f s" % (time.monotonic() - t0))
+    for level, (broker, a, b, before, tr) in runs.items():
+        what = "level %d" % level
+        tap.ok(drained[level], "%s: both outboxes drained, everything received" % what,
+               repr((a.contacts(), b.contacts())))
+        tr.check(tap, what)
+        after = {d.name: ids(d) for d in (a, b)}
+        # Nothing may use the old IDs once grace is over: let it pass first.
+        time.sleep(0)
+        if level == 1:
+            check_level1(tap, broker, a, b, before, after, tr)
+        else:
+            check_rotating(tap, level, broker, a, b, before, after, tr)
+        for d in (a, b):
+            d.kill9()
+
+
+def check_level1(tap, broker, a, b, before, after, tr):
+    for d in (a, b):
+        tap.ok(before[d.name] == after[d.name] and
+               all(len(v) == 1 for v in tr.seen[d.name].values()),
+               "level 1, %s: client ID, card and inbox never change (epoch %s)"
+               % (d.name, after[d.name]["epoch"]),
+               repr((before[d.name], after[d.name], dict(tr.seen[d.name]))))
+        try:
+            d.rpc("rotate")
+            tap.ok(False, "level 1, %s: rotate is refused" % d.name)
+        except RpcError as e:
+            tap.ok(e.code == -32002, "level 1, %s: rotate is refused with -32002" % d.name,
+                   repr((e.code, e.message)))
+    r = veil.observe(broker, expect_size=FRAME)
+    tap.ok(r["sizes"] and not r["unexpected_sizes"],
+           "level 1: the broker sees one payload size %r" % [s["size"] for s in r["sizes"]],
+           repr(r["sizes"]))
+    mine = {before[d.name]["client_id"] for d in (a, b)}
+    clients = {i["name"] for i in r["identifiers"] if i["kind"] == "client"}
+    if veil.broker_transport(broker) == "mqtt":
+        # The client IDs the broker saw are the fixed ones (a level 1 card
+        # shares the main connection).
+        tap.ok(clients == mine, "level 1: the broker saw only the two fixed client IDs",
+               repr((clients, mine)))
+    else:
+        # The server assigns a JID per connection: fixed means one each.
+        tap.ok(len(clients) == 2, "level 1: the server saw one JID per daemon (%d)"
+               % len(clients), repr(clients))
+    span = max(i["last"] for i in r["identifiers"]) - min(i["first"] for i in r["identifiers"])
+    long = [i for i in r["identifiers"] if i["kind"] == "client" and i["life"] >= span - 3]
+    tap.ok(len(long) == 2, "level 1: both daemons' identities live through the whole run "
+           "(%.0f s)" % span, repr([(i["name"], i["life"]) for i in r["identifiers"]]))
+
+
+def check_rotating(tap, level, broker, a, b, before, after, tr):
+    what = "level %d" % level
+    for d in (a, b):
+        n = after[d.name]["epoch"] - before[d.name]["epoch"]
+        tap.ok(n >= 3, "%s, %s: %d rotations during the run (epoch %d -> %d)"
+               % (what, d.name, n, before[d.name]["epoch"], after[d.name]["epoch"]),
+               repr((before[d.name], after[d.name])))
+        cids = tr.seen[d.name]["client_id"]
+        tap.ok(len(cids) >= 3, "%s, %s: %d client IDs seen in status" % (what, d.name, len(cids)),
+               repr(cids))
+        cards = tr.seen[d.name]["card"]
+        if level == 2:
+            tap.ok(len(cards) == 1 and before[d.name]["card"] == after[d.name]["card"],
+                   "level 2, %s: the card's contact ID stays fixed" % d.name, repr(cards))
+        else:
+            tap.ok(len(cards) >= 3, "level 3, %s: the card rotates too (%d seen)"
+                   % (d.name, len(cards)), repr(cards))
+            tap.ok(len(tr.seen[d.name]["shared_inbox"]) >= 3,
+                   "level 3, %s: the shared inbox rotates (%d seen)"
+                   % (d.name, len(tr.seen[d.name]["shared_inbox"])),
+                   repr(tr.seen[d.name]["shared_inbox"]))
+    # Let the last epoch's grace pass, so nothing is cut short in the log.
+    time.sleep(GRACE_S + 1)
+    bound = MAX_S + GRACE_S + SLACK_S
+    r = veil.observe(broker, max_life=bound, expect_size=FRAME)
+    tap.ok(r["sizes"] and not r["unexpected_sizes"],
+           "%s: the broker sees one payload size %r (%d publishes)"
+           % (what, [s["size"] for s in r["sizes"]], r.get("publishes", 0)), repr(r["sizes"]))
+    allowed = set()
+    if level == 2:
+        # By design: the card's contact ID and the connection that listens on
+        # it are fixed at level 2.  Exactly those may live long.
+        cards = {before[d.name]["card"] for d in (a, b)}
+        rotating = set().union(*(tr.seen[d.name]["client_id"] for d in (a, b)))
+        card_clients = set()
+        for i in r["identifiers"]:
+            if i["kind"] == "topic" and i["name"] in cards:
+                card_clients |= set(i["subscribers"])
+        allowed = {("topic", c) for c in cards} | {("client", c) for c in card_clients}
+        tap.ok(len(card_clients) == 2 and not (card_clients & rotating),
+               "level 2: each card topic has its own listener, none of the rotating "
+               "client IDs (%d)" % len(card_clients), repr((card_clients, rotating)))
+    long = {(i["kind"], i["name"]) for i in r["too_long_lived"]}
+    tap.ok(long <= allowed,
+           "%s: no identifier outside the card lives longer than epoch + grace "
+           "(%d s)" % (what, bound),
+           "\n".join("%s %s: %.0f s" % (i["kind"], i["name"], i["life"])
+                     for i in r["too_long_lived"] if (i["kind"], i["name"]) not in allowed))
+    if level == 2:
+        clients_long = {c for k, c in long if k == "client"}
+        tap.ok(clients_long and clients_long == {c for k, c in allowed if k == "client"},
+               "level 2: the card listeners are the only long-lived client IDs",
+               repr((long, allowed)))
+    n_ids = collections.Counter(i["kind"] for i in r["identifiers"])
+    tap.note("%s: %d client IDs, %d topics, longest-lived %s" % (
+        what, n_ids["client"], n_ids["topic"],
+        ", ".join("%s %.0fs" % (i["kind"], i["life"]) for i in
+                  sorted(r["identifiers"], key=lambda i: -i["life"])[:4])))
+
+
+# --- scenarios ------------------------------------------------------------------
+
+def receive_until(d, want, timeout, got=None):
+    got = [] if got is None else got
+
+    def all_in():
+        got.extend(d.receive_all(wait=1))
+        return set(want) <= {m["id"] for m in got}
+    wait_for(all_in, timeout, 0.01)
+    return got
+
+
+def t_offline(tap, w, x):
+    m = x["m"]
+    a, b = pair_at(w, 2, m, "off", SLOW)
+    e0 = ids(a)["epoch"]
+    rc = b.stop()
+    tap.ok(rc == 0, "Bob stopped with SIGTERM", b.log_tail())
+    for _ in range(2):
+        a.rpc("rotate")
+        time.sleep(0.3)
+    e1 = ids(a)["epoch"]
+    tap.ok(e1 == e0 + 2, "Alice rotated twice while Bob was away (epoch %d -> %d)"
+           % (e0, e1))
+    sent = {}
+    for i in range(10):
+        t = "while you were away %d" % i
+        sent[a.rpc("message.send", to="Bob", text=t)["id"]] = t
+    # Longer than grace: Alice's old inboxes are gone when Bob returns.
+    time.sleep(GRACE_S + 1.5)
+    b.start()
+    got = receive_until(b, sent, 25)
+    exactly_once(tap, "peer offline during two rotations, Alice to Bob", sent, got, a, b)
+    back = {}
+    for i in range(5):
+        t = "back again %d" % i
+        back[b.rpc("message.send", to="Alice", text=t)["id"]] = t
+    got = receive_until(a, back, 25)
+    exactly_once(tap, "after Bob's return his messages reach Alice's current inbox",
+                 back, got, b, a)
+    tap.ok(ids(a)["epoch"] == e1, "Alice did not rotate again meanwhile (her old "
+           "inboxes were past grace)", repr(ids(a)))
+    tap.ok(wait_for(lambda: a.contacts()["Bob"]["queued"] == 0 and
+                    b.contacts()["Alice"]["queued"] == 0, 15),
+           "both outboxes drain", repr((a.contacts(), b.contacts())))
+    a.kill9()
+    b.kill9()
+
+
+def t_simultaneous(tap, w, x):
+    m = x["m"]
+    for level in (2, 3):
+        a, b = pair_at(w, level, m, "sim%d" % level, SLOW)
+        e0 = {d.name: ids(d)["epoch"] for d in (a, b)}
+        tr = Traffic(a, b, 60, 6.0, "S%d" % level)
+        tr.start()
+        errors = []
+        for k in range(3):
+            time.sleep(1.5)
+            gate = threading.Barrier(2)
+
+            def rot(d):
+                try:
+                    gate.wait(5)
+                    d.rpc("rotate")
+                except Exception as e:	# reported below
+                    errors.append("%s: %r" % (d.name, e))
+            ts = [threading.Thread(target=rot, args=(d,)) for d in (a, b)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(10)
+        tr.join_senders(30)
+        ok = tr.drain(30)
+        what = "level %d, both rotate at once 3 times" % level
+        tap.ok(not errors and all(ids(d)["epoch"] >= e0[d.name] + 3 for d in (a, b)),
+               "%s: every rotate answered, epochs advanced" % what,
+               repr((errors, e0, [ids(d) for d in (a, b)])))
+        tap.ok(ok, "%s: outboxes drained" % what, repr((a.contacts(), b.contacts())))
+        tr.check(tap, what)
+        a.kill9()
+        b.kill9()
+
+
+def set_level(d, level):
+    d.cfg["identity"]["obscurity"] = level
+    d.write_config()
+
+
+def t_level_change(tap, w, x):
+    m = x["m"]
+    a, b = pair_at(w, 2, m, "chg", SLOW)
+    contacts0 = ({k: (c["peer_name"], c["fingerprint"]) for k, c in a.contacts().items()},
+                 {k: (c["peer_name"], c["fingerprint"]) for k, c in b.contacts().items()})
+    for level in (3, 1, 2):
+        b.stop()
+        sent_ab, sent_ba = {}, {}
+        for i in range(5):
+            t = "queued for the switch to %d: %d" % (level, i)
+            sent_ab[a.rpc("message.send", to="Bob", text=t)["id"]] = t
+        a.stop()
+        b.start()
+        # Bob queues too while Alice is down.
+        for i in range(5):
+            t = "Bob's, for the switch to %d: %d" % (level, i)
+            sent_ba[b.rpc("message.send", to="Alice", text=t)["id"]] = t
+        b.stop()
+        for d in (a, b):
+            set_level(d, level)
+            d.start()
+        st = [d.rpc("status") for d in (a, b)]
+        tap.ok(all(s["obscurity"] == level for s in st),
+               "restarted both at level %d" % level, repr(st))
+        now = ({k: (c["peer_name"], c["fingerprint"]) for k, c in a.contacts().items()},
+               {k: (c["peer_name"], c["fingerprint"]) for k, c in b.contacts().items()})
+        tap.ok(now == contacts0 and a.contacts()["Bob"]["state"] == "established" and
+               b.contacts()["Alice"]["state"] == "established",
+               "level %d: contacts kept, established" % level, repr(now))
+        got_b = receive_until(b, sent_ab, 25)
+        got_a = receive_until(a, sent_ba, 25)
+        exactly_once(tap, "level -> %d, queued Alice to Bob" % level, sent_ab, got_b, a, b)
+        exactly_once(tap, "level -> %d, queued Bob to Alice" % level, sent_ba, got_a, b, a)
+        if level != 1:
+            a.rpc("rotate")
+        fresh = {a.rpc("message.send", to="Bob", text="fresh at %d" % level)["id"]:
+                 "fresh at %d" % level}
+        exactly_once(tap, "level %d: a message after the restart%s" % (
+            level, " and a rotation" if level != 1 else ""), fresh,
+            receive_until(b, fresh, 20), a, b)
+    a.kill9()
+    b.kill9()
+
+
+def setup(w):
+    return {"m": w.broker(subdir="shared")}
+
+
+TESTS = [
+    ("levels 1, 2, 3 under traffic", t_levels),
+    ("peer offline during rotations", t_offline),
+    ("simultaneous rotations", t_simultaneous),
+    ("level changes between restarts", t_level_change),
+]
+
+if __name__ == "__main__":
+    veil.main(TESTS, setup=setup, world_args={"watchdog": 170})
