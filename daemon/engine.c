@@ -406,9 +406,16 @@ load_cb(const struct store_contact *row, void *arg)
 static void publish_direct(const char *, const uint8_t *, int);
 
 /*
- * Frames sealed inside a store transaction wait here until it commits:
- * a frame must never leave before the sequence counter it used is on
- * disk, or a crash could make the daemon reuse a nonce.
+ * Group commit.  Every write path brackets its work in txn_begin() /
+ * txn_commit(); the first txn_begin() of a loop iteration opens one store
+ * transaction and each bracket becomes a savepoint inside it, so a failing
+ * path undoes only its own part.  The transaction commits (one fsync) on a
+ * zero timer, after the iteration's other events: a burst of sends or
+ * received frames costs one fsync, not one each.  Until then:
+ *  - frames sealed inside wait in txq: a frame must never leave before the
+ *    sequence counter it used is on disk, or a crash could reuse a nonce;
+ *  - replies and notifications wait in the after-commit list: nothing is
+ *    acknowledged before it is durable.
  */
 struct queued {
 	struct queued	*next;
@@ -416,7 +423,23 @@ struct queued {
 	int		 n;
 	uint8_t		 frames[];
 };
-static struct queued *txq_head, **txq_tail = &txq_head;
+
+struct after {
+	struct after	*next;
+	void		(*fn)(void *, int);
+	void		*arg;
+};
+
+#define GROUP_DEPTH	8
+#define GROUP_OPS	512	/* commit early past this many brackets */
+
+static struct {
+	int		 open, depth, ops;
+	struct queued	*txq, **txq_tail;
+	struct queued	**mark[GROUP_DEPTH];	/* txq_tail at each bracket */
+	struct after	*after, **after_tail;
+	struct event	*ev;
+} G = { .txq_tail = &G.txq, .after_tail = &G.after };
 
 static void
 publish(const char *inbox, const uint8_t *frames, int n)
@@ -436,48 +459,135 @@ publish(const char *inbox, const uint8_t *frames, int n)
 	q->n = n;
 	memcpy(q->frames, frames, sz);
 	q->next = NULL;
-	*txq_tail = q;
-	txq_tail = &q->next;
+	*G.txq_tail = q;
+	G.txq_tail = &q->next;
 }
 
+/* Frees (send = 0) or publishes (send = 1) the frames queued from *from on. */
 static void
-txq_drop(int send)
+txq_drop(struct queued **from, int send)
 {
 	struct queued *q, *next;
 
-	for (q = txq_head; q != NULL; q = next) {
+	for (q = *from; q != NULL; q = next) {
 		next = q->next;
 		if (send)
 			publish_direct(q->inbox, q->frames, q->n);
 		free(q);
 	}
-	txq_head = NULL;
-	txq_tail = &txq_head;
+	*from = NULL;
+	G.txq_tail = from;
+}
+
+/* Runs fn(arg, committed) once the current group is durable (at once
+ * when no group is open). */
+static void
+after_commit(void (*fn)(void *, int), void *arg)
+{
+	struct after *a;
+
+	if (!G.open) {
+		fn(arg, 1);
+		return;
+	}
+	if ((a = malloc(sizeof *a)) == NULL) {
+		fn(arg, 0);
+		return;
+	}
+	a->fn = fn;
+	a->arg = arg;
+	a->next = NULL;
+	*G.after_tail = a;
+	G.after_tail = &a->next;
+}
+
+/* Commits the open group now; then its frames leave and its replies go. */
+static int
+group_commit(void)
+{
+	struct after *a, *next;
+	int ok;
+
+	if (!G.open || G.depth > 0)
+		return 0;
+	ok = store_commit(E.st) == 0;
+	if (!ok) {
+		log_warnx("store: commit failed: %s", store_errmsg(E.st));
+		store_rollback(E.st);
+	}
+	G.open = 0;
+	G.ops = 0;
+	if (G.ev != NULL)
+		evtimer_del(G.ev);
+	txq_drop(&G.txq, ok);
+	a = G.after;
+	G.after = NULL;
+	G.after_tail = &G.after;
+	for (; a != NULL; a = next) {
+		next = a->next;
+		a->fn(a->arg, ok);
+		free(a);
+	}
+	return ok ? 0 : -1;
+}
+
+static void
+group_fire(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	group_commit();
 }
 
 static int
 txn_begin(void)
 {
-	return store_begin(E.st);
-}
-
-/* Commits, then lets the frames sealed inside the transaction go. */
-static int
-txn_commit(void)
-{
-	if (store_commit(E.st) != 0) {
-		txq_drop(0);
+	if (G.depth >= GROUP_DEPTH) {
+		log_warnx("store: transactions nested too deep");
 		return -1;
 	}
-	txq_drop(1);
+	if (!G.open) {
+		if (store_begin(E.st) != 0)
+			return -1;
+		G.open = 1;
+		if (G.ev != NULL)
+			evtimer_add(G.ev, &zero_tv);
+	}
+	if (store_savepoint(E.st) != 0)
+		return -1;
+	G.mark[G.depth++] = G.txq_tail;
 	return 0;
 }
 
+/* Ends a bracket; durability comes with the group (group_commit). */
+static int
+txn_commit(void)
+{
+	if (G.depth == 0)
+		return -1;
+	if (store_release(E.st) != 0) {
+		log_warnx("store: %s", store_errmsg(E.st));
+		return -1;
+	}
+	G.depth--;
+	if (G.depth == 0 && (++G.ops >= GROUP_OPS || G.ev == NULL))
+		return group_commit();
+	return 0;
+}
+
+/* Undoes this bracket only: its writes and the frames it queued. */
 static int
 txn_rollback(void)
 {
-	txq_drop(0);
-	return store_rollback(E.st);
+	int rv;
+
+	if (G.depth == 0)
+		return 0;
+	G.depth--;
+	txq_drop(G.mark[G.depth], 0);
+	rv = store_rollback_to(E.st);
+	return rv;
 }
 
 static void
@@ -604,10 +714,59 @@ msgid_hex(const uint8_t id[VEIL_MSGID_BYTES], char out[2 * VEIL_MSGID_BYTES + 1]
 	sodium_bin2hex(out, 2 * VEIL_MSGID_BYTES + 1, id, VEIL_MSGID_BYTES);
 }
 
+struct later_note {
+	char	*method;
+	json_t	*params;
+};
+
+static void
+note_fire(void *arg, int ok)
+{
+	struct later_note *n = arg;
+
+	if (ok)
+		rpc_notify(n->method, n->params);
+	else
+		json_decref(n->params);
+	free(n->method);
+	free(n);
+}
+
+/* A notification goes out only once what it announces is durable. */
+static void
+notify(const char *method, json_t *params)
+{
+	struct later_note *n;
+
+	if (params == NULL)
+		return;
+	if ((n = malloc(sizeof *n)) == NULL || (n->method = strdup(method)) == NULL) {
+		free(n);
+		json_decref(params);
+		return;
+	}
+	n->params = params;
+	after_commit(note_fire, n);
+}
+
+static void
+arrived_fire(void *arg, int ok)
+{
+	(void)arg;
+	if (ok)
+		methods_message_arrived();
+}
+
+void
+engine_after_commit(void (*fn)(void *, int), void *arg)
+{
+	after_commit(fn, arg);
+}
+
 static void
 notify_state(struct contact *c)
 {
-	rpc_notify("contact.state", json_pack("{s:s, s:s}", "name", c->name,
+	notify("contact.state", json_pack("{s:s, s:s}", "name", c->name,
 	    "state", contact_state_name(c->state)));
 }
 
@@ -652,9 +811,9 @@ handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTE
 	if (isnew) {
 		msgid_hex(msgid, hex);
 		log_debug("message %s stored", hex);
-		rpc_notify("message", json_pack("{s:s, s:s, s:I}", "id", hex,
+		notify("message", json_pack("{s:s, s:s, s:I}", "id", hex,
 		    "from", c->name, "received", (json_int_t)(now_ms() / 1000)));
-		methods_message_arrived();
+		after_commit(arrived_fire, NULL);
 	}
 	return;
 fail:
@@ -674,7 +833,7 @@ handle_ack(struct contact *c, const uint8_t *body, size_t len)
 		int r = store_outbox_ack(E.st, c->id, body + off, &row);
 		if (r == 1) {
 			msgid_hex(body + off, hex);
-			rpc_notify("delivery", json_pack("{s:s, s:s}", "id", hex,
+			notify("delivery", json_pack("{s:s, s:s}", "id", hex,
 			    "to", c->name));
 		} else if (r < 0)
 			log_warnx("store: %s", store_errmsg(E.st));
@@ -820,7 +979,7 @@ handle_update(struct contact *c, const uint8_t *body, size_t len)
 	r = veil_update_on_update(&c->pair, &ocid, (const char *)body, len, &ccm, &ack, &acklen);
 	if (r < 0) {
 		log_warnx("contact %" PRId64 ": UPDATE rejected: %s", c->id, veil_strerror(r));
-		rpc_notify("contact.state", json_pack("{s:s, s:s, s:s}", "name", c->name,
+		notify("contact.state", json_pack("{s:s, s:s, s:s}", "name", c->name,
 		    "state", contact_state_name(c->state), "warning", veil_strerror(r)));
 		return;
 	}
@@ -1071,7 +1230,7 @@ handle_request(const uint8_t *body, size_t len)
 	}
 	veil_fingerprint(E.id.pk, c->peer_pk, fp);
 	log_info("contact request %" PRId64 " pending", c->id);
-	rpc_notify("contact.request", json_pack("{s:s, s:s, s:s}", "name", c->name,
+	notify("contact.request", json_pack("{s:s, s:s, s:s}", "name", c->name,
 	    "peer_name", c->peer_name, "fingerprint", fp));
 	if (E.cfg->accept == VEILD_ACCEPT_AUTO && accept_contact(c, err, sizeof err) != 0)
 		log_warnx("auto-accept failed: %s", err);
@@ -1120,7 +1279,14 @@ on_frame(const uint8_t *frame, size_t len)
 		r = veil_reasm_add(E.reasm, owner >> 2, &h, E.bbuf,
 		    veil_frame_capacity(fs, 0), (uint64_t)now_ms(), &msg, &msglen);
 		if (r == 1) {
+			/* One bracket: the handler's writes and the frames it
+			 * answers with go together (and are grouped with the
+			 * other frames of this loop iteration). */
+			int bracket = txn_begin() == 0;
+
 			dispatch(c, slot, h.type, h.msgid, msg, msglen);
+			if (bracket)
+				txn_commit();
 			sodium_memzero(msg, msglen);
 			free(msg);
 		}
@@ -1135,7 +1301,11 @@ on_frame(const uint8_t *frame, size_t len)
 	r = veil_reasm_add(E.reasm, 0, &h, E.bbuf, veil_frame_capacity(fs, 1),
 	    (uint64_t)now_ms(), &msg, &msglen);
 	if (r == 1) {
+		int bracket = txn_begin() == 0;
+
 		handle_request(msg, msglen);
+		if (bracket)
+			txn_commit();
 		sodium_memzero(msg, msglen);
 		free(msg);
 	}
@@ -1722,10 +1892,11 @@ engine_start(void)
 	E.rot_ev = evtimer_new(E.base, rotation_fire, NULL);
 	E.cover_ev = evtimer_new(E.base, cover_fire, NULL);
 	E.drain_ev = evtimer_new(E.base, drain_done, NULL);
+	G.ev = evtimer_new(E.base, group_fire, NULL);
 	E.rot_step_ev = evtimer_new(E.base, rotate_step, NULL);
 	E.flush_ev = evtimer_new(E.base, flush_fire, NULL);
 	if (E.rot_ev == NULL || E.cover_ev == NULL || E.drain_ev == NULL ||
-	    E.rot_step_ev == NULL || E.flush_ev == NULL)
+	    E.rot_step_ev == NULL || E.flush_ev == NULL || G.ev == NULL)
 		return -1;
 	if (store_kv_get_i64(E.st, "rotation.epoch", &E.epoch) != 1)
 		E.epoch = 0;
@@ -1763,6 +1934,14 @@ engine_reload(const struct veild_config *cfg)
 void
 engine_shutdown(void)
 {
+	/* Last state to disk while the transports still exist: committing
+	 * hands queued frames to them. */
+	if (E.st != NULL && txn_begin() == 0) {
+		for (size_t i = 0; i < E.nc; i++)
+			contact_save(E.c[i]);
+		txn_commit();
+	}
+	group_commit();
 	if (E.tick != NULL)
 		event_free(E.tick);
 	if (E.rot_ev != NULL)
@@ -1781,10 +1960,8 @@ engine_shutdown(void)
 		transport_free(E.tr_card);
 	if (E.tr != NULL)
 		transport_free(E.tr);
-	for (size_t i = 0; i < E.nc; i++) {
-		contact_save(E.c[i]);
+	for (size_t i = 0; i < E.nc; i++)
 		contact_free(E.c[i]);
-	}
 	free(E.c);
 	veil_tagtab_free(E.tags);
 	veil_reasm_free(E.reasm);
@@ -1793,6 +1970,10 @@ engine_shutdown(void)
 	if (E.st != NULL)
 		store_close(E.st);
 	veil_identity_wipe(&E.id);
+	if (G.ev != NULL) {
+		event_free(G.ev);
+		G.ev = NULL;
+	}
 	memset(&E, 0, sizeof E);
 }
 

@@ -55,6 +55,10 @@ json_t	*engine_receive(int limit);
 int64_t	engine_pending_count(void);
 int	engine_rotate(json_t **out, char *err, size_t errlen);
 
+/* Runs fn(arg, committed) once everything written so far is durable
+ * (group commit): replies to the socket wait for it. */
+void	engine_after_commit(void (*fn)(void *, int), void *arg);
+
 /* Called by the engine when a new message is stored (methods.c answers
  * waiting message.receive calls). */
 void	methods_message_arrived(void);

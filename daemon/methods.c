@@ -18,6 +18,55 @@ static struct waiter {
 	struct event	*timer;
 } waiters[WAITERS_MAX];
 
+/* A reply that reports a change waits until the change is durable (the
+ * engine's group commit): "sent" must mean "on disk". */
+struct durable {
+	struct rpc_call	*call;		/* NULL once the client has gone */
+	json_t		*result;
+};
+
+static void
+durable_cancel(struct rpc_call *call, void *arg)
+{
+	struct durable *d = arg;
+
+	(void)call;
+	d->call = NULL;
+}
+
+static void
+durable_fire(void *arg, int committed)
+{
+	struct durable *d = arg;
+
+	if (d->call != NULL) {
+		if (committed) {
+			rpc_reply(d->call, d->result);
+			d->result = NULL;
+		} else
+			rpc_error(d->call, RPC_INTERNAL_ERROR,
+			    "the state database refused the change");
+	}
+	json_decref(d->result);
+	free(d);
+}
+
+static int
+reply_durable(struct rpc_call *call, json_t *result)
+{
+	struct durable *d;
+
+	if ((d = calloc(1, sizeof *d)) == NULL) {
+		json_decref(result);
+		return rpc_error(call, RPC_INTERNAL_ERROR, "out of memory");
+	}
+	d->call = call;
+	d->result = result;
+	rpc_defer(call, durable_cancel, d);
+	engine_after_commit(durable_fire, d);
+	return 0;
+}
+
 static int
 answer(struct rpc_call *call, int rv, json_t *result, const char *err)
 {
@@ -25,7 +74,7 @@ answer(struct rpc_call *call, int rv, json_t *result, const char *err)
 		json_decref(result);
 		return rpc_error(call, rv, "%s", err);
 	}
-	return rpc_reply(call, result);
+	return reply_durable(call, result);
 }
 
 static int
@@ -152,7 +201,7 @@ waiter_reply(struct waiter *w)
 	if (msgs == NULL)
 		rpc_error(call, RPC_INTERNAL_ERROR, "store error");
 	else
-		rpc_reply(call, json_pack("{s:o}", "messages", msgs));
+		reply_durable(call, json_pack("{s:o}", "messages", msgs));
 }
 
 static void
@@ -193,7 +242,7 @@ m_message_receive(struct rpc_call *call)
 	if (wait == 0 || engine_pending_count() > 0) {
 		if ((msgs = engine_receive((int)limit)) == NULL)
 			return rpc_error(call, RPC_INTERNAL_ERROR, "store error");
-		return rpc_reply(call, json_pack("{s:o}", "messages", msgs));
+		return reply_durable(call, json_pack("{s:o}", "messages", msgs));
 	}
 	for (int i = 0; i < WAITERS_MAX; i++)
 		if (waiters[i].call == NULL) {

@@ -109,6 +109,7 @@ _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
 enum st {
 	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
 	ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
+	ST_USP, ST_URELEASE, ST_UROLLBACK_TO,
 	ST_KV_GET, ST_KV_SET, ST_KV_DEL,
 	ST_C_ADD, ST_C_BY_ID, ST_C_BY_NAME, ST_C_BY_INBOX, ST_C_BY_PK,
 	ST_C_UPDATE, ST_C_DEL, ST_C_RETIRE_INBOXES, ST_C_LIST, ST_C_COUNT,
@@ -126,6 +127,9 @@ static const char *const stsql[ST_COUNT] = {
 	[ST_SAVEPOINT] = "SAVEPOINT store_op",
 	[ST_RELEASE] = "RELEASE store_op",
 	[ST_ROLLBACK_TO] = "ROLLBACK TO store_op",
+	[ST_USP] = "SAVEPOINT caller_op",
+	[ST_URELEASE] = "RELEASE caller_op",
+	[ST_UROLLBACK_TO] = "ROLLBACK TO caller_op",
 
 	[ST_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
 	[ST_KV_SET] = "INSERT INTO kv (key, value) VALUES (?1, ?2) "
@@ -678,6 +682,27 @@ store_rollback(struct store *s)
 	if (sqlite3_get_autocommit(s->db))
 		return 0;
 	return simple(s, ST_ROLLBACK);
+}
+
+int
+store_savepoint(struct store *s)
+{
+	return simple(s, ST_USP);
+}
+
+int
+store_release(struct store *s)
+{
+	return simple(s, ST_URELEASE);
+}
+
+int
+store_rollback_to(struct store *s)
+{
+	/* ROLLBACK TO keeps the savepoint open: release it as well. */
+	if (simple(s, ST_UROLLBACK_TO) == -1)
+		return -1;
+	return simple(s, ST_URELEASE);
 }
 
 int

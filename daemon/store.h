@@ -51,6 +51,12 @@ int	store_begin(struct store *);
 int	store_commit(struct store *);
 int	store_rollback(struct store *);
 int	store_in_transaction(struct store *);
+/* Nested groups inside an open transaction (SQL savepoints): the caller
+ * can undo its own part without undoing the whole transaction.
+ * store_rollback_to undoes and closes the innermost one. */
+int	store_savepoint(struct store *);
+int	store_release(struct store *);
+int	store_rollback_to(struct store *);
 
 /* Key/value: text key (1..STORE_KV_KEY_MAX bytes), blob value. */
 /* 1 found (*len = size), 0 absent, -1 error; a value larger than buflen

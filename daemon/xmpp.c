@@ -470,6 +470,9 @@ x_sockopt(xmpp_conn_t *conn, void *sock)
 	}
 	/* A server that vanished without a FIN is noticed in ~90 s. */
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	/* Small frames, often answered: Nagle plus delayed ACKs would add
+	 * ~40 ms per exchange. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	v = XMPP_KEEPIDLE;
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof(v));
 	v = XMPP_KEEPINTVL;

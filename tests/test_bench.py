@@ -42,7 +42,7 @@ VEIL_RUN = ["count", "received", "delivered", "duplicates", "elapsed_s",
                                                            "latency")
                              for s in MSG_STATS]
 RAW_RUN = ["received", "msgs_per_s"] + ["latency_us.%s" % s
-                                         for s in MSG_STATS]
+                                         for s in MSG_STATS if s != "n"]
 
 
 def fields(res):

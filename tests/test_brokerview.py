@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""test_brokerview.py: what the broker sees (mosquitto log_type all): no names, no text, one frame size, random IDs; prints TAP."""
+"""test_brokerview.py: what the broker sees (mosquitto log_type all, or prosody's debug log and storage): no names, no text, one frame size, random IDs; prints TAP."""
 
 import os
 import re
@@ -23,7 +23,7 @@ TOPIC_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
 
 
 def setup(w):
-    m = w.mosquitto(log_all=True)
+    m = w.broker(log_all=True)
     # Neutral directory names: the paths show up in veild's own log.
     a = w.daemon(NAME_A, m, dirname="a", accept="ask", frames={"size": FRAME})
     b = w.daemon(NAME_B, m, dirname="b", frames={"size": FRAME})
@@ -36,6 +36,7 @@ def setup(w):
     wait_for(lambda: a.contacts()[NAME_B]["queued"] == 0 and
              b.contacts()[NAME_A]["queued"] == 0, 15)
     mark = len(m.log())
+    mark_t = time.time()
     for d in (a, b):
         d.ctl_ok("rotate")
     # After the rotation: traffic on the new inboxes, both ways.
@@ -52,7 +53,68 @@ def setup(w):
     wait_for(lambda: a.contacts()[NAME_B]["queued"] == 0 and
              b.contacts()[NAME_A]["queued"] == 0, 15)
     time.sleep(0.5)
-    return {"m": m, "a": a, "b": b, "got": got, "mark": mark}
+    return {"m": m, "a": a, "b": b, "got": got, "mark": mark, "mark_t": mark_t,
+            "xmpp": veil.broker_transport(m) == "xmpp"}
+
+
+# XMPP: the same promises, from prosody's debug log and its storage (what
+# the server's operator has); node names play the topics, the anonymous
+# JIDs the client IDs (veil.xmpp_observe).
+
+def x_sizes(tap, w, x):
+    r = veil.observe(x["m"], expect_size=FRAME)
+    tap.ok(r["publishes"] > 10 and not r["unexpected_sizes"],
+           "one payload length across all %d stored items: %r"
+           % (r["publishes"], [s["size"] for s in r["sizes"]]), repr(r["sizes"]))
+
+
+def x_no_plaintext(tap, w, x):
+    m = x["m"]
+    hits = [n for n in NEEDLES if n.lower() in m.log().lower()]
+    tap.ok(not hits, "no display name and no message text in prosody's log", repr(hits))
+    blob = b""
+    for root, _, files in os.walk(m.data):
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                blob += fh.read()
+    hits = [n for n in NEEDLES if n.encode() in blob]
+    tap.ok(blob and not hits, "nor in its storage (%d bytes)" % len(blob), repr(hits))
+
+
+def x_client_ids(tap, w, x):
+    r = veil.observe(x["m"])
+    jids = [i["name"] for i in r["identifiers"] if i["kind"] == "client"]
+    tap.ok(len(jids) >= 4, "every connection got its own server-assigned JID (%d)"
+           % len(jids), repr(jids))
+    for d in (x["a"], x["b"]):
+        hits = [j for j in jids if d.name.split()[0].lower() in j.lower()]
+        tap.ok(not hits, "no JID contains %s's name" % d.name, repr(hits))
+
+
+def x_topics(tap, w, x):
+    r = veil.observe(x["m"])
+    nodes = {i["name"] for i in r["identifiers"] if i["kind"] == "topic"}
+    bad = [t for t in nodes if not TOPIC_RE.match(t)]
+    tap.ok(len(nodes) >= 3 and not bad, "node names (%d) are 22 characters of "
+           "[A-Za-z0-9_-]" % len(nodes), repr(bad or nodes))
+    prefix = os.path.commonprefix(sorted(nodes)) if nodes else ""
+    tap.ok(len(nodes) >= 3 and prefix == "", "no prefix shared by all nodes",
+           repr((prefix, sorted(nodes))))
+
+
+def x_rotation_seen(tap, w, x):
+    r = veil.observe(x["m"])
+    topics = [i for i in r["identifiers"] if i["kind"] == "topic"]
+    # Log stamps have 1 s resolution.
+    new = {i["name"] for i in topics if i["first"] >= int(x["mark_t"])}
+    old = {i["name"] for i in topics if i["first"] < int(x["mark_t"])}
+    tap.ok(len(new) >= 2 and not (new & old),
+           "the rotation creates fresh nodes (%d before, %d new)" % (len(old), len(new)),
+           repr((old, new)))
+    used = {i["name"] for i in topics if i["last"] >= int(x["mark_t"]) and
+            i.get("publishers")}
+    tap.ok(used & new, "traffic after the rotation goes to the new nodes",
+           repr((used, new)))
 
 
 def publishes(log):
@@ -162,6 +224,16 @@ def t_rotation_seen(tap, w, x):
            "traffic after the rotation goes to the new inboxes", repr((pub_new, new)))
 
 
+XMPP_TESTS = [
+    ("traffic", lambda tap, w, x: t_traffic(tap, w, x)),
+    ("payload sizes", x_sizes),
+    ("no plaintext", x_no_plaintext),
+    ("daemon logs", lambda tap, w, x: t_daemon_logs(tap, w, x)),
+    ("JIDs", x_client_ids),
+    ("nodes", x_topics),
+    ("rotation", x_rotation_seen),
+]
+
 TESTS = [
     ("traffic", t_traffic),
     ("payload sizes", t_sizes),
@@ -173,4 +245,5 @@ TESTS = [
 ]
 
 if __name__ == "__main__":
-    veil.main(TESTS, setup=setup, world_args={"watchdog": 100})
+    veil.main(XMPP_TESTS if veil.transport() == "xmpp" else TESTS, setup=setup,
+              world_args={"watchdog": 100})

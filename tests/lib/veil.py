@@ -583,10 +583,16 @@ def xmpp_observe(server):
                 d.setdefault("publishers", {})
                 d["publishers"][jid] = d["publishers"].get(jid, 0) + 1
                 see("client", jid, t)
-        meta = os.path.join(store, "pubsub_nodes", fn[len("pubsub_"):-len(".list")] + ".dat")
-        if os.path.exists(meta):
-            with open(meta) as f:
-                subs = re.findall(r'\["([^"@]+@%s)/[^"]*"\] = true;' % dom, f.read())
+    metadir = os.path.join(store, "pubsub_nodes")
+    for fn in (os.listdir(metadir) if os.path.isdir(metadir) else []):
+        if not fn.endswith(".dat"):
+            continue
+        with open(os.path.join(metadir, fn)) as f:
+            meta = f.read()
+        nm = re.search(r'\["name"\] = "([^"]+)";', meta)
+        node = nm.group(1) if nm else unquote(fn[:-len(".dat")])
+        subs = re.findall(r'\["([^"@]+@%s)/[^"]*"\] = true;' % dom, meta)
+        if ("topic", node) in idents:
             idents[("topic", node)]["subscribers"] = sorted(set(subs))
     out = []
     for d in sorted(idents.values(), key=lambda d: (d["kind"], d["first"], d["name"])):
