@@ -58,6 +58,8 @@ struct contact {
 	struct veil_rxdir *ep0;		/* SLOT_EPOCH0 key, during the agreement only */
 	int		 armed;		/* bit per slot */
 	unsigned	 dup_acks;	/* copies answered, to climb resync levels */
+	int64_t		 dup_last;	/* ms of the last copy */
+	uint64_t	 jumped_at;	/* E.round of the last resync jump */
 };
 
 static struct engine {
@@ -90,6 +92,7 @@ static struct engine {
 	struct event			*tick;
 	int				 up;
 	uint64_t			 frames_in, frames_out, dropped;
+	uint64_t			 round;		/* seconds ticked, gates resync jumps */
 	uint8_t				*fbuf;	/* one frame, scratch */
 	uint8_t				*bbuf;	/* one frame body, scratch */
 } E;
@@ -693,10 +696,17 @@ send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
 
 	if (!tx->live)
 		return -1;
-	/* A retransmission jumps to a resync landmark the receiver keeps
-	 * armed, in case it lost more frames than its lookahead covers. */
-	if (attempt > 0)
+	/*
+	 * A retransmission jumps to a resync landmark the receiver keeps
+	 * armed, in case it lost more frames than its lookahead covers.  One
+	 * jump per contact per second: the convergence argument is one jump
+	 * per attempt, and a backlog of many rows must not climb the levels
+	 * once per row (that overshoots the receiver's highest landmark).
+	 */
+	if (attempt > 0 && c->jumped_at != E.round) {
 		tx->seq = veil_resync_seq(tx->seq, (unsigned)attempt);
+		c->jumped_at = E.round;
+	}
 	if ((frames = seal_msg(&tx->k, &tx->seq, type, msgid, body, len, &n)) == NULL)
 		return -1;
 	if (contact_save(c) != 0) {
@@ -774,6 +784,22 @@ notify_state(struct contact *c)
 
 static void finish_agreement(struct contact *);
 
+/* The resync level for answering a copy: copies keep coming while the
+ * sender cannot read us, so each climbs a level; after a quiet minute
+ * the climb starts again from the bottom. */
+static int
+dup_attempt(struct contact *c)
+{
+	int64_t now = now_ms();
+
+	if (now - c->dup_last > 60 * 1000)
+		c->dup_acks = 0;
+	c->dup_last = now;
+	if (c->dup_acks < VEIL_RESYNC_LEVELS)
+		c->dup_acks++;
+	return (int)c->dup_acks;
+}
+
 static void
 handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
     const uint8_t *body, size_t len)
@@ -804,7 +830,7 @@ handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTE
 	 * climbing a level with each copy. */
 	veil_msgid_new(ackid);
 	if (send_to(c, VEIL_T_ACK, ackid, msgid, VEIL_MSGID_BYTES, 0,
-	    isnew ? 0 : (int)(c->dup_acks++ % VEIL_RESYNC_LEVELS) + 1) != 0)
+	    isnew ? 0 : dup_attempt(c)) != 0)
 		goto fail;
 	if (txn_commit() != 0)
 		goto fail;
@@ -988,7 +1014,7 @@ handle_update(struct contact *c, const uint8_t *body, size_t len)
 	/* The ACK travels under the key the peer still knows (tx_prev); a
 	 * repeated UPDATE means our ACK was lost: resync as for data. */
 	if (send_to(c, VEIL_T_UPDATE_ACK, msgid, (const uint8_t *)ack, acklen, 1,
-	    r == 1 ? (int)(c->dup_acks++ % VEIL_RESYNC_LEVELS) + 1 : 0) != 0)
+	    r == 1 ? dup_attempt(c) : 0) != 0)
 		log_warnx("contact %" PRId64 ": cannot answer UPDATE", c->id);
 	log_debug("contact %" PRId64 " moved to %s", c->id, c->peer_inbox);
 	sodium_memzero(&ccm, sizeof ccm);
@@ -1244,7 +1270,7 @@ out:
 }
 
 static void
-on_frame(const uint8_t *frame, size_t len)
+on_frame(const char *topic, const uint8_t *frame, size_t len)
 {
 	uint8_t tag[VEIL_TAG_BYTES];
 	struct veil_frame_hdr h;
@@ -1270,8 +1296,10 @@ on_frame(const uint8_t *frame, size_t len)
 			E.dropped++;
 			return;
 		}
-		if (veil_frame_open(frame, fs, &d->k, seq, &h, E.bbuf) != 0 ||
-		    veil_window_check(&d->w, seq) != 0) {
+		if ((r = veil_frame_open(frame, fs, &d->k, seq, &h, E.bbuf)) != 0 ||
+		    (r = veil_window_check(&d->w, seq)) != 0) {
+			log_debug("contact %" PRId64 " slot %d seq %" PRIu64 ": frame dropped: %s",
+			    c->id, slot, seq, veil_strerror(r));
 			E.dropped++;
 			return;
 		}
@@ -1295,6 +1323,7 @@ on_frame(const uint8_t *frame, size_t len)
 	/* Unknown tag: maybe a first-contact REQUEST sealed to our identity. */
 	if (veil_frame_open_box(frame, fs, E.id.pk, E.id.sk, &h, E.bbuf) != 0 ||
 	    h.type != VEIL_T_REQUEST) {
+		log_debug("frame on %s dropped: no key expects it", topic);
 		E.dropped++;
 		return;
 	}
@@ -1349,10 +1378,9 @@ tr_state(int up, const char *reason, void *arg)
 static void
 tr_message(const char *topic, const void *data, size_t len, void *arg)
 {
-	(void)topic;
 	(void)arg;
 	E.frames_in++;
-	on_frame(data, len);
+	on_frame(topic, data, len);
 }
 
 static void
@@ -1426,7 +1454,7 @@ inbox_rotates_away(const struct store_inbox *in)
 	    strcmp(c->my_inbox, in->topic) == 0;
 }
 
-enum sub_mode { SUB_START, SUB_ROTATE };
+enum sub_mode { SUB_START, SUB_ROTATE, SUB_KEEP_GRACE };
 
 static int
 inbox_sub_cb(const struct store_inbox *in, void *arg)
@@ -1440,6 +1468,11 @@ inbox_sub_cb(const struct store_inbox *in, void *arg)
 	}
 	if (mode == SUB_ROTATE) {
 		if (!inbox_rotates_away(in))
+			subscribe_on(E.tr, in->topic);
+		return 0;
+	}
+	if (mode == SUB_KEEP_GRACE) {
+		if (in->retire_at != 0)
 			subscribe_on(E.tr, in->topic);
 		return 0;
 	}
@@ -1678,6 +1711,7 @@ tick(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	(void)arg;
+	E.round++;
 	if (E.up)
 		flush_outbox();
 	veil_reasm_expire(E.reasm, (uint64_t)now, REASM_AGE_MS);
@@ -2512,7 +2546,13 @@ rotate_client_id(const char *id)
 	char err[256];
 	struct transport *t;
 
-	if (E.tr_old != NULL) {	/* a rotation before the last one drained */
+	if (E.tr_old != NULL) {
+		/* A rotation before the last one's grace ended: the inboxes
+		 * still in grace move to the connection that becomes the old
+		 * one, since the oldest goes now.  (This links two retired
+		 * client IDs by those topics: rotations faster than the
+		 * grace period buy less unlinkability.) */
+		subscribe_all(SUB_KEEP_GRACE);
 		transport_free(E.tr_old);
 		E.tr_old = NULL;
 	}

@@ -29,9 +29,9 @@
  * caller's job).  Each request carries a sequence number; a late answer for
  * a request that was re-issued or abandoned matches nothing and is dropped.
  *
- * Reconnects use our own timer on the loop (exponential backoff with jitter)
- * instead of paho's automaticReconnect, which does not retry a failed first
- * connect.  Publishes beyond the in-flight window wait on the loop side:
+ * Reconnects use our own timer on the loop (transport_backoff(): exponential,
+ * with jitter) instead of paho's automaticReconnect, which does not retry a
+ * failed first connect.  Publishes beyond the in-flight window wait on the loop side:
  * handing paho everything at once is an order of magnitude slower.
  */
 
@@ -70,10 +70,7 @@
 #define MQTT_EXPIRY_DEFAULT	(7 * 24 * 3600)	/* s */
 #define MQTT_CONNECT_TIMEOUT	10	/* s, per server URI */
 #define MQTT_DISCONNECT_WAIT	1000	/* ms for in-flight work at retirement */
-#define MQTT_BACKOFF_MIN	500	/* ms */
-#define MQTT_BACKOFF_MAX	30000	/* ms */
 #define MQTT_DRAIN_BATCH	256	/* events per wake before yielding */
-#define MQTT_CLIENT_ID_MAX	23
 
 enum mev_type {
 	MEV_UP,		/* seq = connect attempt */
@@ -121,7 +118,7 @@ struct mhandle {
 	struct mqtt	*m;
 	uint64_t	 gen;
 	MQTTAsync	 cli;
-	char		 id[MQTT_CLIENT_ID_MAX + 1];
+	char		 id[TRANSPORT_CLIENT_ID_MAX + 1];
 };
 
 struct mtopic {
@@ -162,7 +159,7 @@ struct mqtt {
 	int			 inflight_max;
 	int			 expiry_s;
 
-	char			 client_id[MQTT_CLIENT_ID_MAX + 1];
+	char			 client_id[TRANSPORT_CLIENT_ID_MAX + 1];
 	struct mhandle		*cur;		/* NULL: disconnect()ed */
 	struct mhandle		*closing;	/* sending its DISCONNECT */
 	/*
@@ -399,24 +396,6 @@ mreq_done(struct mreq *rq)
 		return;
 	LIST_REMOVE(rq, entry);
 	free(rq);
-}
-
-static int
-mqtt_valid_topic(const char *topic)
-{
-	size_t	 i;
-
-	if (topic == NULL || topic[0] == '\0')
-		return 0;
-	for (i = 0; topic[i] != '\0'; i++) {
-		if (i >= 65535)
-			return 0;
-		/* Printable ASCII without wildcards: no UTF-8 surprises. */
-		if (topic[i] < 0x20 || topic[i] > 0x7e ||
-		    topic[i] == '+' || topic[i] == '#')
-			return 0;
-	}
-	return 1;
 }
 
 static size_t
@@ -736,24 +715,6 @@ mqtt_retire(struct mqtt *m)
 	m->closing = h;
 }
 
-static void
-mqtt_schedule_retry(struct mqtt *m)
-{
-	struct timeval	 tv;
-	int		 ms;
-
-	/* Half fixed, half random: clients of one broker do not march in
-	 * step after it restarts. */
-	ms = m->backoff_ms / 2 + (int)arc4random_uniform(m->backoff_ms / 2 + 1);
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
-	evtimer_add(m->retry_ev, &tv);
-	if (m->backoff_ms < MQTT_BACKOFF_MAX / 2)
-		m->backoff_ms *= 2;
-	else
-		m->backoff_ms = MQTT_BACKOFF_MAX;
-}
-
 /*
  * TCP_NODELAY on our broker connections.  veil's traffic is small frames
  * that are often answered (delivery ACKs, UPDATE-ACKs): with Nagle on, a
@@ -800,7 +761,7 @@ mqtt_on_up(struct mqtt *m, struct mev *ev)
 		return;
 	event_del(m->retry_ev);
 	m->state = MQTT_UP;
-	m->backoff_ms = MQTT_BACKOFF_MIN;
+	m->backoff_ms = TRANSPORT_BACKOFF_MIN;
 	m->ever_up = 1;
 	mqtt_nodelay();
 	log_info("mqtt: connected%s", ev->session_present ?
@@ -840,11 +801,9 @@ mqtt_on_down(struct mqtt *m, struct mev *ev)
 		topic_set_seq(m, tp, 0);
 	/* In-flight publishes stay with paho: it sends them again if the
 	 * broker still has our session, else mqtt_on_up() requeues them. */
-	if (was_up || !m->ever_up)
-		log_warnx("mqtt: %s", ev->text != NULL ? ev->text : "down");
-	else
-		log_debug("mqtt: %s", ev->text != NULL ? ev->text : "down");
-	mqtt_schedule_retry(m);
+	transport_log_down(&m->t, was_up, m->ever_up,
+	    ev->text != NULL ? ev->text : "down");
+	transport_backoff(m->retry_ev, &m->backoff_ms);
 	if (was_up)
 		m->cbs.on_state(0, ev->text != NULL ? ev->text : "down",
 		    m->arg);
@@ -1028,7 +987,7 @@ mqtt_start_connect(struct mqtt *m)
 	int				 rc;
 
 	if ((rq = mreq_new(m, MEV_UP)) == NULL) {
-		mqtt_schedule_retry(m);
+		transport_backoff(m->retry_ev, &m->backoff_ms);
 		return;
 	}
 	m->attempt = rq->seq;
@@ -1063,7 +1022,7 @@ mqtt_start_connect(struct mqtt *m)
 		mreq_done(rq);
 		m->state = MQTT_DOWN;
 		log_warnx("mqtt: connect: %s", MQTTAsync_strerror(rc));
-		mqtt_schedule_retry(m);
+		transport_backoff(m->retry_ev, &m->backoff_ms);
 	}
 }
 
@@ -1108,7 +1067,7 @@ mqtt_connect(struct transport *t)
 	}
 	log_debug("mqtt: connecting as %s", h->id);
 	m->cur = h;
-	m->backoff_ms = MQTT_BACKOFF_MIN;
+	m->backoff_ms = TRANSPORT_BACKOFF_MIN;
 	mqtt_start_connect(m);
 	return 0;
 }
@@ -1125,10 +1084,6 @@ mqtt_subscribe(struct transport *t, const char *topic)
 	struct mqtt	*m = (struct mqtt *)t;
 	struct mtopic	*tp;
 
-	if (!mqtt_valid_topic(topic)) {
-		log_warnx("mqtt: subscribe: invalid topic");
-		return -1;
-	}
 	if ((tp = mqtt_topic_find(m, topic)) == NULL) {
 		if ((tp = calloc(1, sizeof(*tp))) == NULL ||
 		    (tp->name = strdup(topic)) == NULL) {
@@ -1156,10 +1111,6 @@ mqtt_unsubscribe(struct transport *t, const char *topic)
 	struct mqtt	*m = (struct mqtt *)t;
 	struct mtopic	*tp;
 
-	if (!mqtt_valid_topic(topic)) {
-		log_warnx("mqtt: unsubscribe: invalid topic");
-		return -1;
-	}
 	if ((tp = mqtt_topic_find(m, topic)) == NULL || !tp->live)
 		return 0;
 	tp->live = 0;
@@ -1177,10 +1128,6 @@ mqtt_publish(struct transport *t, const char *topic, const void *buf,
 	struct mqtt	*m = (struct mqtt *)t;
 	struct mpub	*p;
 
-	if (!mqtt_valid_topic(topic)) {
-		log_warnx("mqtt: publish: invalid topic");
-		return -1;
-	}
 	if (len > INT_MAX || (len > 0 && buf == NULL)) {
 		log_warnx("mqtt: publish: bad payload");
 		return -1;
@@ -1207,18 +1154,9 @@ static int
 mqtt_set_client_id(struct transport *t, const char *id)
 {
 	struct mqtt	*m = (struct mqtt *)t;
-	size_t		 i;
 
-	for (i = 0; id != NULL && id[i] != '\0'; i++)
-		if (!((id[i] >= '0' && id[i] <= '9') ||
-		    (id[i] >= 'a' && id[i] <= 'z') ||
-		    (id[i] >= 'A' && id[i] <= 'Z')))
-			break;
-	if (id == NULL || i == 0 || id[i] != '\0' || i > MQTT_CLIENT_ID_MAX) {
-		log_warnx("mqtt: invalid client ID");
-		return -1;
-	}
-	memcpy(m->client_id, id, i + 1);
+	/* transport_set_client_id() has checked that it fits. */
+	memcpy(m->client_id, id, strlen(id) + 1);
 	return 0;
 }
 
@@ -1323,11 +1261,6 @@ mqtt_transport_new(struct event_base *base, const struct transport_config *cfg,
 			    cfg->uris[i] != NULL ? cfg->uris[i] : "");
 			return NULL;
 		}
-	if (cbs->on_state == NULL || cbs->on_message == NULL ||
-	    cbs->on_published == NULL || cbs->on_subscribed == NULL) {
-		snprintf(err, errlen, "mqtt: missing callback");
-		return NULL;
-	}
 	if (cfg->proxy != NULL && strncmp(cfg->proxy, "http://", 7) != 0) {
 		snprintf(err, errlen, "mqtt: proxy must be http://host:port");
 		return NULL;
@@ -1369,7 +1302,7 @@ mqtt_transport_new(struct event_base *base, const struct transport_config *cfg,
 	m->expiry_s = cfg->session_expiry_s == 0 ? MQTT_EXPIRY_DEFAULT :
 	    (cfg->session_expiry_s > INT_MAX ? INT_MAX :
 	    (int)cfg->session_expiry_s);
-	m->backoff_ms = MQTT_BACKOFF_MIN;
+	m->backoff_ms = TRANSPORT_BACKOFF_MIN;
 	m->state = MQTT_DOWN;
 	TAILQ_INIT(&m->events);
 	TAILQ_INIT(&m->topics);

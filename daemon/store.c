@@ -342,12 +342,83 @@ bind_blob(sqlite3_stmt *q, int i, const void *b, size_t len)
 	return sqlite3_bind_blob64(q, i, b, len, SQLITE_STATIC);
 }
 
+/* For a NOT NULL column: an empty blob is a zero-length blob. */
+static int
+bind_body(sqlite3_stmt *q, int i, const void *b, size_t len)
+{
+	if (len == 0)
+		return sqlite3_bind_zeroblob(q, i, 0);
+	return sqlite3_bind_blob64(q, i, b, len, SQLITE_STATIC);
+}
+
+/* ?1..?4 of the outbox and rx INSERTs, which store a message alike. */
+static int
+bind_msg(sqlite3_stmt *q, int64_t contact_id,
+    const uint8_t msgid[STORE_MSGID_BYTES], int type, const void *body,
+    size_t len)
+{
+	if (sqlite3_bind_int64(q, 1, contact_id) != SQLITE_OK ||
+	    sqlite3_bind_blob(q, 2, msgid, STORE_MSGID_BYTES, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_int(q, 3, type) != SQLITE_OK ||
+	    bind_body(q, 4, body, len) != SQLITE_OK)
+		return -1;
+	return 0;
+}
+
 static int
 bind_fail(struct store *s, sqlite3_stmt *q)
 {
 	dberr(s);
 	done(q);
 	return -1;
+}
+
+/* Runs the writing statement i with ?1 = v: rows changed, or < 0 as
+ * change() says. */
+static int
+change_i64(struct store *s, enum st i, int64_t v)
+{
+	sqlite3_stmt *q;
+
+	if ((q = stmt(s, i)) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(q, 1, v) != SQLITE_OK)
+		return bind_fail(s, q);
+	return change(s, q);
+}
+
+/*
+ * Steps a SELECT of at most one row whose parameters are bound: 1 with
+ * the row ready (the caller reads it, then calls done()), 0 if there is
+ * none, -1 on error; q is reset already for 0 and -1.
+ */
+static int
+one_row(struct store *s, sqlite3_stmt *q)
+{
+	int rc;
+
+	rc = sqlite3_step(q);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE) {
+		done(q);
+		return 0;
+	}
+	return bind_fail(s, q);
+}
+
+/* Ends a loop over rows: rc is the last sqlite3_step() result, n the
+ * rows handed out (or -1).  Returns n, or -1 if stepping failed. */
+static int
+rows_end(struct store *s, sqlite3_stmt *q, int rc, int n)
+{
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		dberr(s);
+		n = -1;
+	}
+	done(q);
+	return n;
 }
 
 /* Copies a text column into a fixed field; the database file is not
@@ -738,13 +809,8 @@ store_kv_get(struct store *s, const char *key, void *buf, size_t buflen,
 		return -1;
 	if (bind_text(q, 1, key) != SQLITE_OK)
 		return bind_fail(s, q);
-	rc = sqlite3_step(q);
-	if (rc == SQLITE_DONE) {
-		done(q);
-		return 0;
-	}
-	if (rc != SQLITE_ROW)
-		return bind_fail(s, q);
+	if ((rc = one_row(s, q)) != 1)
+		return rc;
 	b = sqlite3_column_blob(q, 0);
 	n = sqlite3_column_bytes(q, 0);
 	if (len != NULL)
@@ -767,10 +833,8 @@ store_kv_set(struct store *s, const char *key, const void *val, size_t len)
 
 	if (!kv_key_ok(s, key) || (q = stmt(s, ST_KV_SET)) == NULL)
 		return -1;
-	/* zeroblob, not NULL, for an empty value: the column is NOT NULL */
 	if (bind_text(q, 1, key) != SQLITE_OK ||
-	    (len == 0 ? sqlite3_bind_zeroblob(q, 2, 0) :
-	    sqlite3_bind_blob64(q, 2, val, len, SQLITE_STATIC)) != SQLITE_OK)
+	    bind_body(q, 2, val, len) != SQLITE_OK)
 		return bind_fail(s, q);
 	return change(s, q) < 0 ? -1 : 0;
 }
@@ -914,13 +978,8 @@ contact_one(struct store *s, sqlite3_stmt *q, struct store_contact *out)
 {
 	int rc;
 
-	rc = sqlite3_step(q);
-	if (rc == SQLITE_DONE) {
-		done(q);
-		return 0;
-	}
-	if (rc != SQLITE_ROW)
-		return bind_fail(s, q);
+	if ((rc = one_row(s, q)) != 1)
+		return rc;
 	rc = contact_row(s, q, out);
 	done(q);
 	return rc == -1 ? -1 : 1;
@@ -1017,13 +1076,7 @@ store_contact_delete(struct store *s, int64_t id, int64_t now)
 	if (change(s, q) < 0)
 		goto out;
 	/* outbox and rx rows go by ON DELETE CASCADE */
-	if ((q = stmt(s, ST_C_DEL)) == NULL)
-		goto out;
-	if (sqlite3_bind_int64(q, 1, id) != SQLITE_OK) {
-		bind_fail(s, q);
-		goto out;
-	}
-	n = change(s, q);
+	n = change_i64(s, ST_C_DEL, id);
 out:
 	if (sp_end(s, n >= 0) == -1)
 		return -1;
@@ -1048,13 +1101,8 @@ store_contact_list(struct store *s, store_contact_cb cb, void *arg)
 		if (cb(&c, arg) != 0)
 			break;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		dberr(s);
-		n = -1;
-	}
 	sodium_memzero(&c, sizeof(c));
-	done(q);
-	return n;
+	return rows_end(s, q, rc, n);
 }
 
 int64_t
@@ -1124,13 +1172,8 @@ store_inbox_get(struct store *s, const char *topic, struct store_inbox *out)
 		return -1;
 	if (bind_text(q, 1, topic) != SQLITE_OK)
 		return bind_fail(s, q);
-	rc = sqlite3_step(q);
-	if (rc == SQLITE_DONE) {
-		done(q);
-		return 0;
-	}
-	if (rc != SQLITE_ROW)
-		return bind_fail(s, q);
+	if ((rc = one_row(s, q)) != 1)
+		return rc;
 	rc = inbox_row(s, q, out);
 	done(q);
 	return rc == -1 ? -1 : 1;
@@ -1156,12 +1199,7 @@ store_inbox_list(struct store *s, int64_t now, store_inbox_cb cb, void *arg)
 		if (cb(&in, arg) != 0)
 			break;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		dberr(s);
-		n = -1;
-	}
-	done(q);
-	return n;
+	return rows_end(s, q, rc, n);
 }
 
 int
@@ -1201,15 +1239,10 @@ store_inbox_expire(struct store *s, int64_t now, store_inbox_cb cb, void *arg)
 			bind_fail(s, q);
 			goto out;
 		}
-		rc = sqlite3_step(q);
-		if (rc == SQLITE_DONE) {
-			done(q);
+		if ((rc = one_row(s, q)) == 0)
 			break;
-		}
-		if (rc != SQLITE_ROW) {
-			bind_fail(s, q);
+		if (rc == -1)
 			goto out;
-		}
 		rc = inbox_row(s, q, &in);
 		done(q);
 		if (rc == -1)
@@ -1263,13 +1296,7 @@ store_outbox_add(struct store *s, int64_t contact_id,
 	}
 	if ((q = stmt(s, ST_O_ADD)) == NULL)
 		return -1;
-	/* body is NOT NULL: an empty one is a zero-length blob */
-	if (sqlite3_bind_int64(q, 1, contact_id) != SQLITE_OK ||
-	    sqlite3_bind_blob(q, 2, msgid, STORE_MSGID_BYTES, SQLITE_STATIC) !=
-	    SQLITE_OK ||
-	    sqlite3_bind_int(q, 3, type) != SQLITE_OK ||
-	    (len == 0 ? sqlite3_bind_zeroblob(q, 4, 0) :
-	    sqlite3_bind_blob64(q, 4, body, len, SQLITE_STATIC)) != SQLITE_OK ||
+	if (bind_msg(q, contact_id, msgid, type, body, len) == -1 ||
 	    sqlite3_bind_int64(q, 5, created) != SQLITE_OK ||
 	    sqlite3_bind_int64(q, 6, next_try) != SQLITE_OK)
 		return bind_fail(s, q);
@@ -1304,12 +1331,7 @@ store_outbox_due(struct store *s, int64_t now, int limit, store_outbox_cb cb,
 		if (cb(&o, arg) != 0)
 			break;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		dberr(s);
-		n = -1;
-	}
-	done(q);
-	return n;
+	return rows_end(s, q, rc, n);
 }
 
 int
@@ -1343,13 +1365,8 @@ store_outbox_ack(struct store *s, int64_t contact_id,
 	    sqlite3_bind_blob(q, 2, msgid, STORE_MSGID_BYTES, SQLITE_STATIC) !=
 	    SQLITE_OK)
 		return bind_fail(s, q);
-	rc = sqlite3_step(q);
-	if (rc == SQLITE_DONE) {
-		done(q);
-		return 0;
-	}
-	if (rc != SQLITE_ROW)
-		return bind_fail(s, q);
+	if ((rc = one_row(s, q)) != 1)
+		return rc;
 	rc = outbox_row(s, q, &o);
 	done(q);
 	if (rc == -1)
@@ -1399,12 +1416,7 @@ store_rx_add(struct store *s, int64_t contact_id,
 	}
 	if ((q = stmt(s, ST_R_ADD)) == NULL)
 		return -1;
-	if (sqlite3_bind_int64(q, 1, contact_id) != SQLITE_OK ||
-	    sqlite3_bind_blob(q, 2, msgid, STORE_MSGID_BYTES, SQLITE_STATIC) !=
-	    SQLITE_OK ||
-	    sqlite3_bind_int(q, 3, type) != SQLITE_OK ||
-	    (len == 0 ? sqlite3_bind_zeroblob(q, 4, 0) :
-	    sqlite3_bind_blob64(q, 4, body, len, SQLITE_STATIC)) != SQLITE_OK ||
+	if (bind_msg(q, contact_id, msgid, type, body, len) == -1 ||
 	    sqlite3_bind_int64(q, 5, received_at) != SQLITE_OK)
 		return bind_fail(s, q);
 	/* a duplicate is no error: DO NOTHING leaves changes at 0 */
@@ -1445,12 +1457,7 @@ store_rx_pending(struct store *s, int limit, store_rx_cb cb, void *arg)
 		if (cb(&r, arg) != 0)
 			break;
 	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		dberr(s);
-		n = -1;
-	}
-	done(q);
-	return n;
+	return rows_end(s, q, rc, n);
 }
 
 int64_t
@@ -1466,27 +1473,17 @@ store_rx_pending_count(struct store *s)
 int
 store_rx_take(struct store *s, int64_t id)
 {
-	sqlite3_stmt *q;
 	int rc;
 
-	if ((q = stmt(s, ST_R_TAKE)) == NULL)
-		return -1;
-	if (sqlite3_bind_int64(q, 1, id) != SQLITE_OK)
-		return bind_fail(s, q);
-	rc = change(s, q);
+	rc = change_i64(s, ST_R_TAKE, id);
 	return rc < 0 ? -1 : rc > 0;
 }
 
 int64_t
 store_rx_prune(struct store *s, int64_t older_than)
 {
-	sqlite3_stmt *q;
 	int rc;
 
-	if ((q = stmt(s, ST_R_PRUNE)) == NULL)
-		return -1;
-	if (sqlite3_bind_int64(q, 1, older_than) != SQLITE_OK)
-		return bind_fail(s, q);
-	rc = change(s, q);
+	rc = change_i64(s, ST_R_PRUNE, older_than);
 	return rc < 0 ? -1 : rc;
 }

@@ -61,7 +61,11 @@ struct transport_cbs {
 	void	(*on_subscribed)(const char *topic, int ok, void *arg);
 };
 
-/* Operations; drivers embed struct transport first and fill ops. */
+/*
+ * Operations; drivers embed struct transport first and fill ops.  They are
+ * called only through the transport_*() functions below, which have
+ * already checked what this header promises of topics and client IDs.
+ */
 struct transport_ops {
 	int	(*connect)(struct transport *);
 	void	(*disconnect)(struct transport *);
@@ -108,12 +112,27 @@ int	transport_set_client_id(struct transport *, const char *id);
 /* Drop the connection and free everything; no callback follows. */
 void	transport_free(struct transport *);
 
-/* Drivers. */
+/* Drivers, created through transport_new() (which has checked cbs). */
 struct transport *mqtt_transport_new(struct event_base *,
 		    const struct transport_config *, const struct transport_cbs *,
 		    void *arg, char *err, size_t errlen);
 struct transport *xmpp_transport_new(struct event_base *,
 		    const struct transport_config *, const struct transport_cbs *,
 		    void *arg, char *err, size_t errlen);
+
+/* For the drivers: what they share beyond the interface. */
+#define TRANSPORT_CLIENT_ID_MAX	23
+#define TRANSPORT_BACKOFF_MIN	500	/* ms: first reconnect delay */
+#define TRANSPORT_BACKOFF_MAX	30000	/* ms */
+
+struct event;
+
+/* Arm timer for the next reconnect attempt after about *backoff_ms, then
+ * double *backoff_ms up to TRANSPORT_BACKOFF_MAX. */
+void	transport_backoff(struct event *timer, int *backoff_ms);
+/* Log a connection going down (why): a warning, unless it is one more
+ * failed attempt to come back after having been up. */
+void	transport_log_down(const struct transport *, int was_up, int ever_up,
+	    const char *why);
 
 #endif /* VEIL_TRANSPORT_H */

@@ -72,14 +72,11 @@
 #define XMPP_NS_PAYLOAD		"urn:xmpp:veil:0"
 #define XMPP_INFLIGHT_DEFAULT	100
 #define XMPP_PORT_DEFAULT	5222
-#define XMPP_BACKOFF_MIN	500	/* ms */
-#define XMPP_BACKOFF_MAX	30000	/* ms */
 #define XMPP_TICK_MS		1000
 #define XMPP_TLS_SPINS		5	/* 16 KiB TLS record / 4096 per call */
 #define XMPP_ID_LEN		16
 #define XMPP_SEEN_MAX		1024	/* item ids remembered per node */
 #define XMPP_FRAME_MAX		(1 << 20)
-#define XMPP_CLIENT_ID_MAX	23
 #define XMPP_KEEPIDLE		60	/* s */
 #define XMPP_KEEPINTVL		10
 #define XMPP_KEEPCNT		3
@@ -150,7 +147,7 @@ struct xmpp {
 	int			 tls;
 	int			 window;
 
-	char			 client_id[XMPP_CLIENT_ID_MAX + 1];
+	char			 client_id[TRANSPORT_CLIENT_ID_MAX + 1];
 	int			 want;		/* connect() without disconnect() */
 	struct xconn		*cur;
 	struct xconn_list	 dead;		/* closing, released when closed */
@@ -237,23 +234,6 @@ x_new_id(char id[XMPP_ID_LEN + 1])
 		id[2 * i + 1] = hex[r[i] & 0xf];
 	}
 	id[XMPP_ID_LEN] = '\0';
-}
-
-static int
-x_valid_topic(const char *topic)
-{
-	size_t	 i;
-
-	if (topic == NULL || topic[0] == '\0')
-		return 0;
-	for (i = 0; topic[i] != '\0'; i++) {
-		if (i >= 65535)
-			return 0;
-		if (topic[i] < 0x20 || topic[i] > 0x7e ||
-		    topic[i] == '+' || topic[i] == '#')
-			return 0;
-	}
-	return 1;
 }
 
 static struct xtopic *
@@ -791,22 +771,6 @@ x_message_cb(xmpp_conn_t *conn, xmpp_stanza_t *st, void *arg)
 
 /* --- connection life ----------------------------------------------------------- */
 
-static void
-x_schedule_retry(struct xmpp *x)
-{
-	struct timeval	 tv;
-	int		 ms;
-
-	ms = x->backoff_ms / 2 + (int)randombytes_uniform(x->backoff_ms / 2 + 1);
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
-	evtimer_add(x->retry_ev, &tv);
-	if (x->backoff_ms < XMPP_BACKOFF_MAX / 2)
-		x->backoff_ms *= 2;
-	else
-		x->backoff_ms = XMPP_BACKOFF_MAX;
-}
-
 /* Unacknowledged publishes go back in front, in order. */
 static void
 x_requeue_inflight(struct xmpp *x)
@@ -894,12 +858,12 @@ x_on_up(struct xmpp *x, struct xconn *xc)
 	    (x->jid = x_escape(jid)) == NULL) {
 		log_warnx("xmpp: no bound JID");
 		x_retire(x, 0);
-		x_schedule_retry(x);
+		transport_backoff(x->retry_ev, &x->backoff_ms);
 		return;
 	}
 	evtimer_del(x->retry_ev);
 	x->state = XMPP_UP;
-	x->backoff_ms = XMPP_BACKOFF_MIN;
+	x->backoff_ms = TRANSPORT_BACKOFF_MIN;
 	x->ever_up = 1;
 	x->refusal_reported = 0;
 	x->lasterr[0] = '\0';
@@ -949,13 +913,10 @@ x_conn_cb(xmpp_conn_t *conn, xmpp_conn_event_t status, int error,
 	refused = strstr(why, "anonymous") != NULL;
 	x_retire(x, 0);
 	x->lasterr[0] = '\0';
-	if (was_up || !x->ever_up)
-		log_warnx("xmpp: %s", why);
-	else
-		log_debug("xmpp: %s", why);
+	transport_log_down(&x->t, was_up, x->ever_up, why);
 	if (refused && x->backoff_ms < 5000)
 		x->backoff_ms = 5000;	/* will not change soon */
-	x_schedule_retry(x);
+	transport_backoff(x->retry_ev, &x->backoff_ms);
 	if (was_up || (refused && !x->refusal_reported)) {
 		x->refusal_reported = refused;
 		x->cbs.on_state(0, why, x->arg);
@@ -972,7 +933,7 @@ x_start_connect(struct xmpp *x)
 	    (xc->conn = xmpp_conn_new(x->ctx)) == NULL) {
 		free(xc);
 		log_warnx("xmpp: out of memory");
-		x_schedule_retry(x);
+		transport_backoff(x->retry_ev, &x->backoff_ms);
 		return;
 	}
 	xc->x = x;
@@ -998,7 +959,7 @@ x_start_connect(struct xmpp *x)
 		xc->closed = 1;
 		LIST_INSERT_HEAD(&x->dead, xc, entry);
 		event_active(x->reap_ev, EV_TIMEOUT, 0);
-		x_schedule_retry(x);
+		transport_backoff(x->retry_ev, &x->backoff_ms);
 		return;
 	}
 	x_kick(x);
@@ -1013,14 +974,6 @@ x_retry(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (x->want && x->cur == NULL)
 		x_start_connect(x);
-}
-
-static void
-x_tick(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	x_run(arg);
 }
 
 /* Hand the server the next publishes, up to the window. */
@@ -1054,7 +1007,7 @@ xmpp_op_connect(struct transport *t)
 	if (x->want)
 		return 0;
 	x->want = 1;
-	x->backoff_ms = XMPP_BACKOFF_MIN;
+	x->backoff_ms = TRANSPORT_BACKOFF_MIN;
 	if (x->cur == NULL)
 		x_start_connect(x);
 	return 0;
@@ -1076,10 +1029,6 @@ xmpp_op_subscribe(struct transport *t, const char *topic)
 	struct xmpp	*x = (struct xmpp *)t;
 	struct xtopic	*tp;
 
-	if (!x_valid_topic(topic)) {
-		log_warnx("xmpp: subscribe: invalid topic");
-		return -1;
-	}
 	if ((tp = x_topic_find(x, topic)) == NULL) {
 		if ((tp = calloc(1, sizeof(*tp))) == NULL ||
 		    (tp->name = strdup(topic)) == NULL ||
@@ -1115,10 +1064,6 @@ xmpp_op_unsubscribe(struct transport *t, const char *topic)
 	struct xmpp	*x = (struct xmpp *)t;
 	struct xtopic	*tp;
 
-	if (!x_valid_topic(topic)) {
-		log_warnx("xmpp: unsubscribe: invalid topic");
-		return -1;
-	}
 	if ((tp = x_topic_find(x, topic)) == NULL || !tp->live)
 		return 0;
 	tp->live = 0;
@@ -1142,10 +1087,6 @@ xmpp_op_publish(struct transport *t, const char *topic, const void *buf,
 	struct xpub	*p;
 	size_t		 blen;
 
-	if (!x_valid_topic(topic)) {
-		log_warnx("xmpp: publish: invalid topic");
-		return -1;
-	}
 	if (len == 0 || len > XMPP_FRAME_MAX || buf == NULL) {
 		log_warnx("xmpp: publish: bad payload");
 		return -1;
@@ -1172,19 +1113,10 @@ static int
 xmpp_op_set_client_id(struct transport *t, const char *id)
 {
 	struct xmpp	*x = (struct xmpp *)t;
-	size_t		 i;
 
-	for (i = 0; id != NULL && id[i] != '\0'; i++)
-		if (!((id[i] >= '0' && id[i] <= '9') ||
-		    (id[i] >= 'a' && id[i] <= 'z') ||
-		    (id[i] >= 'A' && id[i] <= 'Z')))
-			break;
-	if (id == NULL || i == 0 || id[i] != '\0' || i > XMPP_CLIENT_ID_MAX) {
-		log_warnx("xmpp: invalid client ID");
-		return -1;
-	}
-	/* Only recorded: the server picks the JID, anew at every connect. */
-	memcpy(x->client_id, id, i + 1);
+	/* Only recorded: the server picks the JID, anew at every connect.
+	 * transport_set_client_id() has checked that it fits. */
+	memcpy(x->client_id, id, strlen(id) + 1);
 	return 0;
 }
 
@@ -1282,11 +1214,6 @@ xmpp_transport_new(struct event_base *base, const struct transport_config *cfg,
 		snprintf(err, errlen, "xmpp: in-flight window over 65535");
 		return NULL;
 	}
-	if (cbs->on_state == NULL || cbs->on_message == NULL ||
-	    cbs->on_published == NULL || cbs->on_subscribed == NULL) {
-		snprintf(err, errlen, "xmpp: missing callback");
-		return NULL;
-	}
 	if (sodium_init() == -1) {
 		snprintf(err, errlen, "xmpp: libsodium failed to start");
 		return NULL;
@@ -1305,7 +1232,7 @@ xmpp_transport_new(struct event_base *base, const struct transport_config *cfg,
 	x->tls = cfg->xmpp_tls;
 	x->window = cfg->inflight == 0 ? XMPP_INFLIGHT_DEFAULT :
 	    (int)cfg->inflight;
-	x->backoff_ms = XMPP_BACKOFF_MIN;
+	x->backoff_ms = TRANSPORT_BACKOFF_MIN;
 	x->state = XMPP_DOWN;
 	TAILQ_INIT(&x->topics);
 	TAILQ_INIT(&x->pending);
@@ -1323,7 +1250,7 @@ xmpp_transport_new(struct event_base *base, const struct transport_config *cfg,
 	x->ctx = xmpp_ctx_new(NULL, &x->logger);
 	x->run_ev = event_new(base, -1, 0, x_run_cb, x);
 	x->reap_ev = event_new(base, -1, 0, x_reap, x);
-	x->tick_ev = evtimer_new(base, x_tick, x);
+	x->tick_ev = evtimer_new(base, x_run_cb, x);
 	x->retry_ev = evtimer_new(base, x_retry, x);
 	if (x->domain == NULL || x->pubsub == NULL || x->epubsub == NULL ||
 	    (cfg->xmpp_host != NULL && x->host == NULL) || x->ctx == NULL ||

@@ -21,54 +21,6 @@
 _Static_assert(CARD_PREFIX_LEN + CARD_B64_MAX + 1 <= VEIL_CARD_URI_MAX,
     "VEIL_CARD_URI_MAX too small for the largest card");
 
-/*
- * Hints are shown to the user like the name, so they get the same rules
- * (strict UTF-8, no control characters) minus the name's length limit.
- * veil_name_valid() stops at 64 bytes, hence this walk.
- */
-static int
-card_text_valid(const uint8_t *s, size_t len)
-{
-	size_t i, n, k;
-	uint32_t cp, min;
-
-	for (i = 0; i < len; i += n) {
-		uint8_t c = s[i];
-
-		if (c < 0x80) {
-			if (c < 0x20 || c == 0x7f)
-				return 0;
-			n = 1;
-			continue;
-		} else if (c >= 0xc2 && c <= 0xdf) {
-			n = 2;
-			cp = c & 0x1f;
-			min = 0x80;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 3;
-			cp = c & 0x0f;
-			min = 0x800;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 4;
-			cp = c & 0x07;
-			min = 0x10000;
-		} else
-			return 0;
-		if (n > len - i)
-			return 0;
-		for (k = 1; k < n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff) ||
-		    (cp >= 0x80 && cp <= 0x9f))
-			return 0;
-	}
-	return 1;
-}
-
 static void
 card_checksum(uint8_t out[CARD_CHECK_BYTES], const uint8_t *card, size_t len)
 {
@@ -98,7 +50,9 @@ veil_card_encode(const struct veil_card *c, char *out, size_t outlen)
 	hintslen = strnlen(c->hints, sizeof(c->hints));
 	if (hintslen > VEIL_HINTS_MAX)
 		return VEIL_ERR_TOOBIG;
-	if (!card_text_valid((const uint8_t *)c->hints, hintslen))
+	/* Shown to the user like the name: the same rules, minus the
+	 * name's length limit (veil_name_valid() stops at 64 bytes). */
+	if (!wire_text_valid((const uint8_t *)c->hints, hintslen))
 		return VEIL_ERR_INVAL;
 
 	wire_writer_init(&w, buf, sizeof(buf));
@@ -233,7 +187,7 @@ veil_card_decode(struct veil_card *c, const char *uri, uint64_t now)
 	if (strlen(t.name) != namelen || veil_name_valid(t.name) != VEIL_OK)
 		return VEIL_ERR_INVAL;
 	if (strlen(t.hints) != hintslen ||
-	    !card_text_valid((const uint8_t *)t.hints, hintslen))
+	    !wire_text_valid((const uint8_t *)t.hints, hintslen))
 		return VEIL_ERR_INVAL;
 	/* expires is the first second at which the card is no longer valid. */
 	if (now != 0 && t.expires != 0 && now >= t.expires)

@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include "common.h"
+#include "wire.h"
 
 const char *
 veil_strerror(int err)
@@ -62,31 +63,21 @@ veil_init(void)
 
 /*
  * Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
- * U+10FFFF.  Control characters (C0, DEL, C1) are refused because names are
- * shown in terminals, where they could rewrite the screen.
+ * U+10FFFF.  Control characters (C0, DEL, C1) are refused because names and
+ * hints are shown in terminals, where they could rewrite the screen.
  */
 int
-veil_name_valid(const char *name)
+wire_text_valid(const uint8_t *s, size_t len)
 {
-	const uint8_t *s;
-	size_t len, i, n, k;
+	size_t i, n, k;
 	uint32_t cp, min;
 
-	if (name == NULL)
-		return VEIL_ERR_INVAL;
-	len = strnlen(name, VEIL_NAME_MAX + 1);
-	if (len == 0)
-		return VEIL_ERR_INVAL;
-	if (len > VEIL_NAME_MAX)
-		return VEIL_ERR_TOOBIG;
-
-	s = (const uint8_t *)name;
 	for (i = 0; i < len; i += n) {
 		uint8_t c = s[i];
 
 		if (c < 0x80) {
 			if (c < 0x20 || c == 0x7f)
-				return VEIL_ERR_INVAL;
+				return 0;
 			n = 1;
 			continue;
 		} else if (c >= 0xc2 && c <= 0xdf) {
@@ -102,18 +93,34 @@ veil_name_valid(const char *name)
 			cp = c & 0x07;
 			min = 0x10000;
 		} else
-			return VEIL_ERR_INVAL;	/* continuation, C0/C1, F5+ */
+			return 0;	/* continuation, C0/C1, F5+ */
 		if (n > len - i)
-			return VEIL_ERR_INVAL;
+			return 0;
 		for (k = 1; k < n; k++) {
 			if ((s[i + k] & 0xc0) != 0x80)
-				return VEIL_ERR_INVAL;
+				return 0;
 			cp = (cp << 6) | (s[i + k] & 0x3f);
 		}
 		if (cp < min || cp > 0x10ffff ||
 		    (cp >= 0xd800 && cp <= 0xdfff) ||
 		    (cp >= 0x80 && cp <= 0x9f))
-			return VEIL_ERR_INVAL;
+			return 0;
 	}
-	return VEIL_OK;
+	return 1;
+}
+
+int
+veil_name_valid(const char *name)
+{
+	size_t len;
+
+	if (name == NULL)
+		return VEIL_ERR_INVAL;
+	len = strnlen(name, VEIL_NAME_MAX + 1);
+	if (len == 0)
+		return VEIL_ERR_INVAL;
+	if (len > VEIL_NAME_MAX)
+		return VEIL_ERR_TOOBIG;
+	return wire_text_valid((const uint8_t *)name, len) ? VEIL_OK :
+	    VEIL_ERR_INVAL;
 }

@@ -149,4 +149,12 @@ wire_w64(struct wire_writer *w, uint64_t v)
 	wire_write(w, b, 8);
 }
 
+/*
+ * Strict UTF-8 without control characters (common.c): 1 if the len bytes
+ * at s are.  Names and card hints, both shown to the user, share it.
+ * Hidden: a helper of the library, not part of its ABI.
+ */
+int	wire_text_valid(const uint8_t *s, size_t len)
+	    __attribute__((visibility("hidden")));
+
 #endif

@@ -89,6 +89,16 @@ rnd(struct tu_prng *r, size_t n)
 	return n ? (size_t)(tu_prng_next(r) % n) : 0;
 }
 
+/* Fills buf with random bytes, fewer than max of them; returns how many. */
+static size_t
+random_bytes(struct tu_prng *r, uint8_t *buf, size_t max)
+{
+	size_t len = rnd(r, max);
+
+	tu_prng_fill(r, buf, len);
+	return len;
+}
+
 static int
 group_setup(void **state)
 {
@@ -263,8 +273,7 @@ test_card_random(void **state)
 			s[5 + len] = '\0';
 			break;
 		case 2:	/* random bytes behind a correct checksum */
-			len = rnd(&r, 660);
-			tu_prng_fill(&r, bin, len);
+			len = random_bytes(&r, bin, 660);
 			if (len > 0)
 				bin[0] = 1;
 			card_uri_of(s, sizeof(s), bin, len);
@@ -505,8 +514,7 @@ test_agree_request(void **state)
 		if (i >= n) {
 			mutate(&r, buf, &len, sizeof(buf), fx.req, fx.reqlen);
 		} else if (i & 1) {
-			len = rnd(&r, 300);
-			tu_prng_fill(&r, buf, len);
+			len = random_bytes(&r, buf, 300);
 		} else {
 			/* Right shape and CID, random lengths and name bytes. */
 			tu_prng_fill(&r, buf, 128);
@@ -675,8 +683,7 @@ test_ccm_parse(void **state)
 	for (unsigned long i = 0; i < 2 * n; i++) {
 		switch (i % 4) {
 		case 0:
-			len = rnd(&r, 600);
-			tu_prng_fill(&r, buf, len);
+			len = random_bytes(&r, buf, 600);
 			break;
 		case 1:
 			len = random_ccm(&r, (char *)buf, sizeof(buf));
@@ -711,11 +718,10 @@ test_update_on_update(void **state)
 	(void)state;
 	tu_prng_seed(&r, 11);
 	for (unsigned long i = 0; i < 2 * n; i++) {
-		if (i % 3 == 0) {
-			len = (i & 1) ? random_ccm(&r, (char *)buf, sizeof(buf)) : rnd(&r, 400);
-			if (!(i & 1))
-				tu_prng_fill(&r, buf, len);
-		} else
+		if (i % 3 == 0)
+			len = (i & 1) ? random_ccm(&r, (char *)buf, sizeof(buf)) :
+			    random_bytes(&r, buf, 400);
+		else
 			mutate(&r, buf, &len, sizeof(buf), (const uint8_t *)fx.upd, fx.updlen);
 		p = fx.bob_pair;
 		ack = NULL;
@@ -759,11 +765,10 @@ test_update_on_ack(void **state)
 	assert_int_equal(veil_update_on_ack(&p, fx.ack, fx.acklen), 0);
 	veil_pair_wipe(&p);
 	for (unsigned long i = 0; i < 2 * n; i++) {
-		if (i % 3 == 0) {
-			len = (i & 1) ? random_ccm(&r, (char *)buf, sizeof(buf)) : rnd(&r, 300);
-			if (!(i & 1))
-				tu_prng_fill(&r, buf, len);
-		} else
+		if (i % 3 == 0)
+			len = (i & 1) ? random_ccm(&r, (char *)buf, sizeof(buf)) :
+			    random_bytes(&r, buf, 300);
+		else
 			mutate(&r, buf, &len, sizeof(buf), (const uint8_t *)fx.ack, fx.acklen);
 		p = fx.alice_upd;
 		in = exact(buf, len);
@@ -795,10 +800,9 @@ test_pair_unpack(void **state)
 	(void)state;
 	tu_prng_seed(&r, 13);
 	for (unsigned long i = 0; i < 2 * n; i++) {
-		if (i & 1) {
-			len = rnd(&r, sizeof(buf));
-			tu_prng_fill(&r, buf, len);
-		} else
+		if (i & 1)
+			len = random_bytes(&r, buf, sizeof(buf));
+		else
 			mutate(&r, buf, &len, sizeof(buf), fx.pair_packed, fx.pair_packedlen);
 		in = exact(buf, len);
 		if (veil_pair_unpack(&p, in, len) == 0) {
@@ -832,10 +836,9 @@ test_agree_unpack(void **state)
 	(void)state;
 	tu_prng_seed(&r, 14);
 	for (unsigned long i = 0; i < 2 * n; i++) {
-		if (i & 1) {
-			len = rnd(&r, sizeof(buf));
-			tu_prng_fill(&r, buf, len);
-		} else
+		if (i & 1)
+			len = random_bytes(&r, buf, sizeof(buf));
+		else
 			mutate(&r, buf, &len, sizeof(buf), fx.agree_packed, fx.agree_packedlen);
 		in = exact(buf, len);
 		if (veil_agree_unpack(&a, in, len) == 0) {

@@ -14,6 +14,7 @@ from brokers import MOSQUITTO, Mosquitto, free_port  # noqa: E402
 PROBE = os.environ.get("TRANSPORT_PROBE") or os.path.join(
     os.environ.get("VEIL_TOP_BUILDDIR", os.path.dirname(os.path.abspath(__file__)) + "/.."),
     "tests", "transport_probe")
+CMD = [PROBE, "--transport", "mqtt"]      # the probe serves both transports
 
 results = []
 
@@ -30,7 +31,7 @@ def tap(ok, name, diag=""):
 def probe(args, env=None, timeout=30):
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([PROBE] + args, capture_output=True, text=True,
+    return subprocess.run(CMD + args, capture_output=True, text=True,
                           timeout=timeout, env=e)
 
 
@@ -92,7 +93,7 @@ def test_rotate(broker):
 
 
 def test_restart(broker):
-    p = subprocess.Popen([PROBE, "--expect-reconnect", "-n", "300", "-t", "20", broker.uri],
+    p = subprocess.Popen(CMD + ["--expect-reconnect", "-n", "300", "-t", "20", broker.uri],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ready = False
     for line in p.stdout:

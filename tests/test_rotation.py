@@ -13,9 +13,10 @@ import veil  # noqa: E402
 from veil import RpcError, wait_for  # noqa: E402
 
 FRAME = 1024
-# Fast rotation: gaps Exp(3 s) clipped to [2 s, 5 s], old IDs kept 2 s.
-FAST = {"mean": "3s", "min": "2s", "max": "5s", "grace": "2s"}
-MAX_S, GRACE_S = 5, 2
+# Fast rotation: gaps Exp(2 s) clipped to [1 s, 4 s], old IDs kept 2 s: at
+# least 3 rotations in a 10 s run plus its drain.
+FAST = {"mean": "2s", "min": "1s", "max": "4s", "grace": "2s"}
+MAX_S, GRACE_S = 4, 2
 # Log timestamps have 1 s resolution, and a frame published to an old inbox
 # just before its grace ends is still a sighting: 3 s of slack.
 SLACK_S = 3

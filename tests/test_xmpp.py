@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""test_xmpp.py: the XMPP transport (daemon/xmpp.c) against a real prosody, through tests/xmpp_probe; prints TAP."""
+"""test_xmpp.py: the XMPP transport (daemon/xmpp.c) against a real prosody, through tests/transport_probe; prints TAP."""
 
 import os
 import re
@@ -11,9 +11,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from prosody import PROSODY, Prosody  # noqa: E402
 
-PROBE = os.environ.get("XMPP_PROBE") or os.path.join(
+PROBE = os.environ.get("TRANSPORT_PROBE") or os.path.join(
     os.environ.get("VEIL_TOP_BUILDDIR", os.path.dirname(os.path.abspath(__file__)) + "/.."),
-    "tests", "xmpp_probe")
+    "tests", "transport_probe")
 
 results = []
 
@@ -28,7 +28,8 @@ def tap(ok, name, diag=""):
 
 
 def args(server, extra):
-    return [PROBE] + extra + [server.domain, "127.0.0.1", str(server.port), server.pubsub]
+    return [PROBE, "--transport", "xmpp", "--domain", server.domain, "--host", "127.0.0.1",
+            "--port", str(server.port), "--pubsub", server.pubsub] + extra
 
 
 def probe(server, extra, timeout=30):

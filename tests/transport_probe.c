@@ -1,8 +1,11 @@
-/* transport_probe.c: drives the transport interface against a real broker for tests/test_mqtt.py. */
+/* transport_probe.c: drives one transport ("mqtt" or "xmpp") against a real broker for tests/test_mqtt.py and tests/test_xmpp.py. */
 
 /*
  * transport_probe [-v] [-n N] [-s SIZE] [-w WINDOW] [-t SECONDS]
- *     [--expect-reconnect | --rotate] URI...
+ *     [--expect-reconnect | --rotate | --offline] [--idle]
+ *     [--transport mqtt] URI...
+ * transport_probe ... --transport xmpp --domain DOMAIN --pubsub SERVICE
+ *     [--host HOST] [--port PORT]
  *
  * Subscribes a random topic T and a random topic U, publishes N frames of
  * SIZE bytes to T and counts them back, then checks U: frames published to
@@ -10,9 +13,14 @@
  * --expect-reconnect publishes slowly (one frame every 10 ms) and requires
  * at least one down/up cycle (the test restarts the broker meanwhile).
  * --rotate changes the client ID half way through (set_client_id +
- * disconnect + connect).  Exits 0 when every frame arrived at least once and
- * every publish was acknowledged exactly once.  Prints "client_id ID" lines
- * and "ready" once subscribed, for the test driver.
+ * disconnect + connect).  --offline subscribes T, disconnects, has a second
+ * transport publish the N frames to T, then reconnects and expects all of
+ * them (the broker kept them); the U checks are skipped.  --idle stays
+ * connected and quiet after the U checks until -t runs out.  Exits 0 when
+ * every frame arrived at least once and every publish was acknowledged
+ * exactly once.  Prints "client_id ID" lines and "ready" once subscribed,
+ * for the test driver.  The same code drives both transports: what it
+ * checks is the transport.h contract, which does not depend on the broker.
  */
 
 #include <sys/time.h>
@@ -80,7 +88,6 @@ struct probe {
 	struct event		*tick;
 	char			 topic_t[32];
 	char			 topic_u[32];
-	char			 sentinel_topic[32];
 	enum phase		 phase;
 	int			 n, size;
 	int			 expect_reconnect, rotate, rotated;
@@ -95,6 +102,10 @@ struct probe {
 	int			 ups, downs;
 	int			 failed;
 	unsigned char		*frame;
+	int			 offline;
+	int			 idle;
+	struct transport	*pub;		/* --offline: the sender */
+	int			 pub_acked;
 };
 
 #define COOKIE_U	1000000000ULL	/* cookies for U frames start here */
@@ -125,14 +136,21 @@ probe_set_id(struct probe *p)
 }
 
 static void
-probe_publish(struct probe *p, const char *topic, uint32_t idx,
-    uint64_t cookie)
+probe_publish_on(struct probe *p, struct transport *t, const char *topic,
+    uint32_t idx, uint64_t cookie)
 {
 	arc4random_buf(p->frame, (size_t)p->size);
 	memcpy(p->frame, &idx, sizeof(idx));
-	if (transport_publish(p->t, topic, p->frame, (size_t)p->size,
+	if (transport_publish(t, topic, p->frame, (size_t)p->size,
 	    cookie) == -1)
 		errx(1, "publish");
+}
+
+static void
+probe_publish(struct probe *p, const char *topic, uint32_t idx,
+    uint64_t cookie)
+{
+	probe_publish_on(p, p->t, topic, idx, cookie);
 }
 
 static void
@@ -144,6 +162,11 @@ probe_check_done(struct probe *p)
 	case PH_MAIN:
 		if (p->got < p->n || p->acked + p->nacked < p->n)
 			return;
+		if (p->offline) {
+			p->phase = PH_DONE;
+			event_base_loopexit(p->base, NULL);
+			return;
+		}
 		p->phase = PH_U_BEFORE;
 		for (i = 0; i < UCOUNT; i++)
 			probe_publish(p, p->topic_u, (uint32_t)i, COOKIE_U + i);
@@ -165,6 +188,13 @@ probe_check_done(struct probe *p)
 		if (!p->sentinel || p->u_acked < 2 * UCOUNT)
 			return;
 		p->phase = PH_DONE;
+		if (p->idle) {
+			/* Stay connected and quiet until -t, for CPU meters. */
+			event_del(p->tick);
+			printf("idle\n");
+			fflush(stdout);
+			break;
+		}
 		event_base_loopexit(p->base, NULL);
 		break;
 	default:
@@ -199,6 +229,13 @@ on_subscribed(const char *topic, int ok, void *arg)
 		p->phase = PH_MAIN;
 		printf("ready\n");
 		fflush(stdout);
+		if (p->offline) {
+			/* Away while every frame is published. */
+			transport_disconnect(p->t);
+			for (; p->sent < p->n; p->sent++)
+				probe_publish_on(p, p->pub, p->topic_t,
+				    (uint32_t)p->sent, (uint64_t)p->sent);
+		}
 	}
 	(void)topic;
 }
@@ -268,6 +305,48 @@ on_published(uint64_t cookie, int ok, void *arg)
 	probe_check_done(p);
 }
 
+static void
+on_state_pub(int up, const char *reason, void *arg)
+{
+	(void)arg;
+	fprintf(stderr, "probe: sender %s (%s)\n", up ? "up" : "down", reason);
+}
+
+static void
+on_message_pub(const char *topic, const void *data, size_t len, void *arg)
+{
+	struct probe	*p = arg;
+
+	(void)topic;
+	(void)data;
+	(void)len;
+	warnx("the sender got a frame");
+	p->failed = 1;
+}
+
+static void
+on_subscribed_pub(const char *topic, int ok, void *arg)
+{
+	(void)topic;
+	(void)ok;
+	(void)arg;
+}
+
+/* The sender's acks count as the probe's; all in: the receiver returns. */
+static void
+on_published_pub(uint64_t cookie, int ok, void *arg)
+{
+	struct probe	*p = arg;
+
+	on_published(cookie, ok, arg);
+	if (++p->pub_acked == p->n) {
+		printf("published\n");
+		fflush(stdout);
+		if (transport_connect(p->t) == -1)
+			errx(1, "connect");
+	}
+}
+
 /* Feeds frames: all at once, or one per tick when pacing across a restart. */
 static void
 probe_tick(evutil_socket_t fd, short what, void *arg)
@@ -277,7 +356,7 @@ probe_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (p->phase == PH_SUBSCRIBING)
+	if (p->phase == PH_SUBSCRIBING || p->offline)
 		return;
 	burst = p->expect_reconnect ? 1 : p->n;
 	while (burst-- > 0 && p->sent < p->n) {
@@ -291,7 +370,11 @@ static __attribute__((noreturn)) void
 usage(void)
 {
 	fprintf(stderr, "usage: transport_probe [-v] [-n N] [-s SIZE] "
-	    "[-w WINDOW] [-t SECONDS] [--expect-reconnect | --rotate] URI...\n");
+	    "[-w WINDOW] [-t SECONDS]\n"
+	    "\t[--expect-reconnect | --rotate | --offline] [--idle]\n"
+	    "\t[--transport mqtt] URI...\n"
+	    "\t--transport xmpp --domain DOMAIN --pubsub SERVICE "
+	    "[--host HOST] [--port PORT]\n");
 	exit(2);
 }
 
@@ -301,9 +384,22 @@ main(int argc, char *argv[])
 	static const struct option longopts[] = {
 		{ "expect-reconnect", no_argument, NULL, 'R' },
 		{ "rotate", no_argument, NULL, 'X' },
+		{ "offline", no_argument, NULL, 'O' },
+		{ "idle", no_argument, NULL, 'I' },
+		{ "transport", required_argument, NULL, 'T' },
+		{ "domain", required_argument, NULL, 'D' },
+		{ "host", required_argument, NULL, 'H' },
+		{ "port", required_argument, NULL, 'P' },
+		{ "pubsub", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct transport_config	 cfg;
+	struct transport_cbs	 pcbs = {
+		.on_state = on_state_pub,
+		.on_message = on_message_pub,
+		.on_published = on_published_pub,
+		.on_subscribed = on_subscribed_pub,
+	};
 	struct transport_cbs	 cbs = {
 		.on_state = on_state,
 		.on_message = on_message,
@@ -312,10 +408,12 @@ main(int argc, char *argv[])
 	};
 	struct probe		 p;
 	struct timeval		 tv, limit = { 10, 0 };
+	const char		*name = "mqtt";
 	char			 errbuf[256];
-	int			 ch, ok, window = 0;
+	int			 ch, ok, window = 0, xmpp;
 
 	memset(&p, 0, sizeof(p));
+	memset(&cfg, 0, sizeof(cfg));
 	p.n = 1000;
 	p.size = 1024;
 	while ((ch = getopt_long(argc, argv, "n:s:t:vw:", longopts, NULL))
@@ -342,15 +440,41 @@ main(int argc, char *argv[])
 		case 'X':
 			p.rotate = 1;
 			break;
+		case 'O':
+			p.offline = 1;
+			break;
+		case 'I':
+			p.idle = 1;
+			break;
+		case 'T':
+			name = optarg;
+			break;
+		case 'D':
+			cfg.xmpp_domain = optarg;
+			break;
+		case 'H':
+			cfg.xmpp_host = optarg;
+			break;
+		case 'P':
+			cfg.xmpp_port = (unsigned int)atoi(optarg);
+			break;
+		case 'S':
+			cfg.xmpp_pubsub = optarg;
+			break;
 		default:
 			usage();
 		}
 	}
 	argc -= optind;
 	argv += optind;
-	if (argc < 1 || p.n < 2 || p.n > 1000000 || p.size < 4 ||
+	/* MQTT takes server URIs, XMPP a domain and a service: never both. */
+	xmpp = strcmp(name, "xmpp") == 0;
+	if ((xmpp ? argc != 0 || cfg.xmpp_domain == NULL ||
+	    cfg.xmpp_pubsub == NULL : argc < 1 || cfg.xmpp_domain != NULL ||
+	    cfg.xmpp_host != NULL || cfg.xmpp_port != 0 ||
+	    cfg.xmpp_pubsub != NULL) || p.n < 2 || p.n > 1000000 || p.size < 4 ||
 	    p.size > 1 << 20 || window < 0 || limit.tv_sec < 1 ||
-	    (p.expect_reconnect && p.rotate))
+	    p.expect_reconnect + p.rotate + p.offline > 1)
 		usage();
 
 #ifndef PROBE_LOG_SHIM
@@ -366,15 +490,25 @@ main(int argc, char *argv[])
 	if ((p.base = event_base_new()) == NULL)
 		errx(1, "event_base_new");
 
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.uris = (const char *const *)argv;
-	cfg.nuris = (size_t)argc;
 	cfg.inflight = (unsigned int)window;
-	cfg.keepalive_ms = 5000;
-	cfg.session_expiry_s = 600;
-	if ((p.t = transport_new("mqtt", p.base, &cfg, &cbs, &p, errbuf,
+	if (!xmpp) {
+		cfg.uris = (const char *const *)argv;
+		cfg.nuris = (size_t)argc;
+		/* Short enough to notice a dead broker within a test. */
+		cfg.keepalive_ms = 5000;
+		cfg.session_expiry_s = 600;
+	}
+	if ((p.t = transport_new(name, p.base, &cfg, &cbs, &p, errbuf,
 	    sizeof(errbuf))) == NULL)
 		errx(1, "%s", errbuf);
+	if (p.offline) {
+		if ((p.pub = transport_new(name, p.base, &cfg, &pcbs, &p,
+		    errbuf, sizeof(errbuf))) == NULL)
+			errx(1, "%s", errbuf);
+		if (transport_set_client_id(p.pub, "sender") == -1 ||
+		    transport_connect(p.pub) == -1)
+			errx(1, "sender");
+	}
 
 	rand_alnum(p.topic_t, 22);
 	rand_alnum(p.topic_u, 22);
@@ -395,7 +529,7 @@ main(int argc, char *argv[])
 
 	ok = !p.failed && p.phase == PH_DONE && p.got == p.n &&
 	    p.acked == p.n && p.nacked == 0 && p.ackdup == 0 &&
-	    p.u_before >= UCOUNT && p.u_after == 0 &&
+	    (p.offline || p.u_before >= UCOUNT) && p.u_after == 0 &&
 	    (!p.expect_reconnect || (p.downs >= 1 && p.ups >= 2));
 	printf("frames %d received %d duplicates %d acked %d nacked %d "
 	    "ackdup %d u_before %d u_after %d ups %d downs %d phase %d\n",
@@ -404,6 +538,8 @@ main(int argc, char *argv[])
 	fflush(stdout);
 
 	transport_free(p.t);
+	if (p.pub != NULL)
+		transport_free(p.pub);
 	event_free(p.tick);
 	event_base_free(p.base);
 	free(p.seen);
