@@ -60,6 +60,7 @@ struct contact {
 	unsigned	 dup_acks;	/* copies answered, to climb resync levels */
 	int64_t		 dup_last;	/* ms of the last copy */
 	uint64_t	 jumped_at;	/* E.round of the last resync jump */
+	char		 upd_inbox[INBOX_MAX];	/* announced, awaiting UPDATE-ACK */
 };
 
 static struct engine {
@@ -114,6 +115,8 @@ static void cover_fire(evutil_socket_t, short, void *);
 static void cover_arm(void);
 static void rotate_step(evutil_socket_t, short, void *);
 static void drain_arm(void);
+enum sub_mode { SUB_START, SUB_ROTATE, SUB_KEEP_GRACE };
+static int subscribe_all(enum sub_mode);
 static int in_grace(void);
 
 /*
@@ -397,6 +400,16 @@ load_cb(const struct store_contact *row, void *arg)
 	(void)arg;
 	if (c == NULL)
 		return 0;	/* skip a damaged row, keep it on disk */
+	if (c->pair.upd_pending) {
+		char key[64];
+		size_t n = 0;
+
+		if (store_kv_get(E.st, kv_key(key, sizeof key, "upd.inbox", c->id),
+		    c->upd_inbox, sizeof c->upd_inbox - 1, &n) == 1)
+			c->upd_inbox[n] = '\0';
+		else
+			c->upd_inbox[0] = '\0';
+	}
 	if (contact_insert(c) != 0) {
 		contact_free(c);
 		return -1;
@@ -1050,6 +1063,7 @@ handle_update_ack(struct contact *c, const uint8_t *body, size_t len)
 		copystr(c->my_inbox, inbox, sizeof c->my_inbox);
 		store_kv_del(E.st, key);
 	}
+	c->upd_inbox[0] = '\0';
 	if (store_kv_get(E.st, kv_key(key, sizeof key, "upd.msgid", c->id), msgid,
 	    sizeof msgid, &n) == 1 && n == sizeof msgid) {
 		store_outbox_ack(E.st, c->id, msgid, NULL);
@@ -1352,6 +1366,9 @@ drain_done(evutil_socket_t fd, short ev, void *arg)
 	(void)ev;
 	(void)arg;
 	if (E.tr_old != NULL) {
+		/* Inboxes whose life was extended (an UPDATE-ACK still due
+		 * there) must not go with the old connection. */
+		subscribe_all(SUB_KEEP_GRACE);
 		transport_free(E.tr_old);
 		E.tr_old = NULL;
 		store_kv_del(E.st, "client.id.prev");
@@ -1454,7 +1471,6 @@ inbox_rotates_away(const struct store_inbox *in)
 	    strcmp(c->my_inbox, in->topic) == 0;
 }
 
-enum sub_mode { SUB_START, SUB_ROTATE, SUB_KEEP_GRACE };
 
 static int
 inbox_sub_cb(const struct store_inbox *in, void *arg)
@@ -1702,6 +1718,101 @@ drop_prev_keys(void)
 	}
 }
 
+/*
+ * An inbox lives while it is in use, and a grace period after:
+ *  - the current shared inbox (levels 1, 3);
+ *  - a contact's inbox when no UPDATE is pending for it (it is where the
+ *    peer sends);
+ *  - the new inbox an UPDATE announced, until its UPDATE-ACK arrives
+ *    there, however long the peer stays offline (else the ACK, and with
+ *    it the contact, would be lost).
+ * The inbox a pending UPDATE replaces gets only the grace period.  Used
+ * inboxes that were retired get their grace extended; unused ones are
+ * retired.  A hash set of the used topics keeps this O(contacts).
+ */
+struct topic_set {
+	const char	**slot;
+	size_t		  mask;
+};
+
+static size_t
+topic_hash(const char *t)
+{
+	size_t h = 5381;
+
+	while (*t != '\0')
+		h = h * 33 + (unsigned char)*t++;
+	return h;
+}
+
+static void
+topic_set_add(struct topic_set *ts, const char *t)
+{
+	size_t i;
+
+	if (t[0] == '\0')
+		return;
+	for (i = topic_hash(t) & ts->mask; ts->slot[i] != NULL; i = (i + 1) & ts->mask)
+		if (strcmp(ts->slot[i], t) == 0)
+			return;
+	ts->slot[i] = t;
+}
+
+static int
+topic_set_has(const struct topic_set *ts, const char *t)
+{
+	size_t i;
+
+	for (i = topic_hash(t) & ts->mask; ts->slot[i] != NULL; i = (i + 1) & ts->mask)
+		if (strcmp(ts->slot[i], t) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+inbox_gc_cb(const struct store_inbox *in, void *arg)
+{
+	const struct topic_set *used = arg;
+	int64_t now = now_ms(), until = now + (int64_t)E.cfg->rotation.grace_ms;
+
+	if (in->kind == STORE_INBOX_CARD)
+		return 0;	/* cards follow their own rules */
+	if (topic_set_has(used, in->topic)) {
+		if (in->retire_at != 0 && in->retire_at < until)
+			store_inbox_retire(E.st, in->id, until);
+	} else if (in->retire_at == 0)
+		store_inbox_retire(E.st, in->id, until);
+	return 0;
+}
+
+static void
+inbox_gc(void)
+{
+	struct topic_set used;
+	size_t cap = 64;
+
+	while (cap < 2 * (E.nc + 1))
+		cap *= 2;
+	if ((used.slot = calloc(cap, sizeof *used.slot)) == NULL)
+		return;
+	used.mask = cap - 1;
+	if (E.cfg->identity.obscurity != 2)
+		topic_set_add(&used, E.shared_inbox);
+	for (size_t i = 0; i < E.nc; i++) {
+		struct contact *c = E.c[i];
+
+		if (c->pair.upd_pending)
+			topic_set_add(&used, c->upd_inbox);
+		else
+			topic_set_add(&used, c->my_inbox);
+	}
+	if (txn_begin() == 0) {
+		store_inbox_list(E.st, now_ms(), inbox_gc_cb, &used);
+		txn_commit();
+	}
+	free(used.slot);
+}
+
 static void
 tick(evutil_socket_t fd, short ev, void *arg)
 {
@@ -1716,6 +1827,7 @@ tick(evutil_socket_t fd, short ev, void *arg)
 		flush_outbox();
 	veil_reasm_expire(E.reasm, (uint64_t)now, REASM_AGE_MS);
 	if (++n % 10 == 0) {
+		inbox_gc();
 		store_inbox_expire(E.st, now, inbox_expire_cb, NULL);
 		drop_prev_keys();
 	}
@@ -2709,6 +2821,7 @@ rotate_step(evutil_socket_t fd, short ev, void *arg)
 			goto fail;
 		}
 		free(body);
+		copystr(c->upd_inbox, inbox, sizeof c->upd_inbox);
 		if (level == 2)
 			subscribe_inbox(inbox);	/* before the UPDATE leaves at commit */
 	}
