@@ -36,6 +36,7 @@
 #define DEDUPE_MS	(30LL * 24 * 3600 * 1000)
 #define DUE_BATCH	32
 #define ROT_BATCH	64
+#define BACKLOG_MAX	256	/* frames handed to the transport, not yet at the broker */
 /* Expected nonces armed ahead of each receive direction.  Reordering on
  * one topic is rare (QoS 1, one publisher), losses beyond this are caught
  * by the resync landmarks, and at 10,000 contacts every armed tag costs
@@ -94,6 +95,7 @@ static struct engine {
 	int				 up;
 	uint64_t			 frames_in, frames_out, dropped;
 	uint64_t			 round;		/* seconds ticked, gates resync jumps */
+	uint64_t			 pub_sent, pub_done; /* on E.tr: the broker's backlog */
 	uint8_t				*fbuf;	/* one frame, scratch */
 	uint8_t				*bbuf;	/* one frame body, scratch */
 } E;
@@ -125,6 +127,7 @@ static int in_grace(void);
  * same pass, so I/O (the control socket, the broker) would starve.
  */
 static const struct timeval zero_tv = { 0, 0 };
+static const struct timeval backlog_tv = { 0, 20000 };
 
 static char *kv_key(char *, size_t, const char *, int64_t);
 static void retire_inbox(const char *, int64_t);
@@ -614,8 +617,10 @@ publish_now(const char *topic, const uint8_t *frames, int n)
 	for (int i = 0; i < n; i++) {
 		if (transport_publish(E.tr, topic, frames + (size_t)i * fs, fs, 0) != 0)
 			log_warnx("transport: publish failed");
-		else
+		else {
 			E.frames_out++;
+			E.pub_sent++;
+		}
 	}
 }
 
@@ -1404,6 +1409,8 @@ static void
 tr_published(uint64_t cookie, int ok, void *arg)
 {
 	(void)cookie;
+	if ((uintptr_t)arg == E.tr_gen)
+		E.pub_done++;
 	if (!ok && (uintptr_t)arg == E.tr_gen)
 		log_warnx("broker refused a frame");
 }
@@ -1453,6 +1460,18 @@ unsubscribe_inbox(const char *inbox)
 		transport_unsubscribe(E.tr_card, topic);
 }
 
+/* Is topic the new inbox of an UPDATE still waiting for its ACK?  Then it
+ * must stay (the ACK, and with it the contact, would be lost).  O(n): for
+ * the few shared inboxes only. */
+static int
+awaited_by_update(const char *topic)
+{
+	for (size_t i = 0; i < E.nc; i++)
+		if (E.c[i]->pair.upd_pending && strcmp(E.c[i]->upd_inbox, topic) == 0)
+			return 1;
+	return 0;
+}
+
 /* Will this inbox be replaced by the rotation that is starting?  Then it
  * stays on the old connection only. */
 static int
@@ -1463,7 +1482,8 @@ inbox_rotates_away(const struct store_inbox *in)
 	if (in->retire_at != 0)
 		return 1;
 	if (in->kind == STORE_INBOX_SHARED)
-		return strcmp(in->topic, E.shared_inbox) != 0;
+		return strcmp(in->topic, E.shared_inbox) != 0 &&
+		    !awaited_by_update(in->topic);
 	if (in->kind != STORE_INBOX_PAIR)
 		return 0;
 	c = contact_find(in->contact_id);
@@ -2675,6 +2695,7 @@ rotate_client_id(const char *id)
 	E.tr_old = E.tr;
 	E.tr = t;
 	E.up = 0;
+	E.pub_sent = E.pub_done = 0;	/* the new connection's backlog */
 	copystr(E.client_id, id, sizeof E.client_id);
 	/* Only what this rotation does not replace moves to the new ID. */
 	subscribe_all(SUB_ROTATE);
@@ -2723,7 +2744,8 @@ rotate(json_t **out, char *err, size_t errlen)
 		    store_kv_set(E.st, "inbox.shared", shared, strlen(shared)) != 0 ||
 		    store_kv_set(E.st, "card.cid", card, strlen(card)) != 0)
 			goto storefail;
-		retire_inbox(E.shared_inbox, grace_end);
+		if (!awaited_by_update(E.shared_inbox))
+			retire_inbox(E.shared_inbox, grace_end);
 		retire_inbox(E.card_topic, grace_end);
 	}
 	if (store_kv_set(E.st, "client.id.prev", E.client_id, strlen(E.client_id)) != 0 ||
@@ -2776,6 +2798,12 @@ rotate_step(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	(void)arg;
+	/* Announce no faster than the broker takes the frames: 10,000
+	 * UPDATEs queued at once would sit in memory (peak RSS). */
+	if (E.pub_sent - E.pub_done > BACKLOG_MAX) {
+		evtimer_add(E.rot_step_ev, &backlog_tv);
+		return;
+	}
 	if ((saved = malloc(sizeof *saved * ROT_BATCH)) == NULL || txn_begin() != 0) {
 		free(saved);
 		log_warnx("rotation: store: %s; retrying", store_errmsg(E.st));
