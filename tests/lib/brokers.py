@@ -30,13 +30,79 @@ def wait_port(port, timeout=5.0, proc=None):
     return False
 
 
-class Mosquitto:
+class Server:
+    """A broker process on a loopback port: start (wait until the port
+    accepts), stop (SIGTERM), kill (SIGKILL), restart (same port and data).
+    Subclasses set name, port, log_path, proc = None and argv()."""
+
+    name = "server"
+
+    def argv(self):
+        raise NotImplementedError
+
+    def start(self, timeout=5.0):
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self.proc = subprocess.Popen(
+            self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        if not wait_port(self.port, timeout, self.proc):
+            self.kill()
+            raise RuntimeError("%s did not start on port %d, see %s"
+                               % (self.name, self.port, self.log_path))
+
+    def stop(self, timeout=5.0):
+        """SIGTERM: the server saves what it keeps and exits."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self):
+        """SIGKILL: only what the server had already saved survives."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def restart(self, down_for=0.0):
+        """Same port, same data."""
+        self.stop()
+        if down_for > 0:
+            time.sleep(down_for)
+        self.start()
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Mosquitto(Server):
     """A mosquitto on a free loopback port, configured and logging in tmpdir.
 
     Persistence is on, so restart() keeps sessions and queued QoS 1
     messages like a production broker would.  max_queued_messages 0: the
     default of 1000 silently drops frames for a slow subscriber.
     """
+
+    name = "mosquitto"
 
     def __init__(self, tmpdir, log_all=True, port=None):
         self.dir = os.path.join(tmpdir, "mosquitto")
@@ -70,78 +136,5 @@ class Mosquitto:
     def uri(self):
         return "tcp://127.0.0.1:%d" % self.port
 
-    def start(self, timeout=5.0):
-        if self.proc is not None and self.proc.poll() is None:
-            return
-        self.proc = subprocess.Popen(
-            [MOSQUITTO, "-c", self.conf_path],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        if not wait_port(self.port, timeout, self.proc):
-            self.kill()
-            raise RuntimeError("mosquitto did not start on port %d, see %s"
-                               % (self.port, self.log_path))
-
-    def stop(self, timeout=5.0):
-        """SIGTERM: mosquitto writes its persistence file and exits."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def kill(self):
-        """SIGKILL: what persistence had saved before is all that survives."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-
-    def restart(self, down_for=0.0):
-        """Same port, same persistence."""
-        self.stop()
-        if down_for > 0:
-            time.sleep(down_for)
-        self.start()
-
-    def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-class Prosody:
-    """A prosody on a free loopback port (anonymous login); for the XMPP driver."""
-
-    def __init__(self, tmpdir, domain="localhost", port=None):
-        self.dir = os.path.join(tmpdir, "prosody")
-        self.domain = domain
-        self.port = port or free_port()
-        raise NotImplementedError("Prosody: to be written with the XMPP driver")
-
-    def start(self, timeout=5.0):
-        raise NotImplementedError
-
-    def stop(self, timeout=5.0):
-        raise NotImplementedError
-
-    def kill(self):
-        raise NotImplementedError
-
-    def restart(self, down_for=0.0):
-        raise NotImplementedError
+    def argv(self):
+        return [MOSQUITTO, "-c", self.conf_path]

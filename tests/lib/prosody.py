@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 
-from brokers import free_port, wait_port
+from brokers import Server, free_port, wait_port
 
 PROSODY = os.environ.get("PROSODY", "/usr/bin/prosody")
 PROSODYCTL = os.environ.get("PROSODYCTL", "/usr/bin/prosodyctl")
@@ -35,7 +35,7 @@ open_create(pubsub.get_service());
 '''
 
 
-class Prosody:
+class Prosody(Server):
     """A prosody on a free loopback port, configured and logging in tmpdir.
 
     VirtualHost domain with anonymous authentication, Component
@@ -111,66 +111,18 @@ class Prosody:
                            capture_output=True, text=True, timeout=30)
         return r.returncode, r.stdout + r.stderr
 
+    name = "prosody"
+
+    def argv(self):
+        return [PROSODY, "-F", "--config", self.conf_path]
+
     def start(self, timeout=10.0):
-        if self.proc is not None and self.proc.poll() is None:
-            return
-        self.proc = subprocess.Popen(
-            [PROSODY, "-F", "--config", self.conf_path],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        if not wait_port(self.port, timeout, self.proc):
-            self.kill()
-            raise RuntimeError("prosody did not start on port %d, see %s"
-                               % (self.port, self.log_path))
-
-    def stop(self, timeout=5.0):
-        """SIGTERM: prosody closes its streams and exits."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def kill(self):
-        """SIGKILL: what the internal storage wrote is all that survives."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-
-    def restart(self, down_for=0.0):
-        """Same port, same data directory."""
-        self.stop()
-        if down_for > 0:
-            import time
-            time.sleep(down_for)
-        self.start()
-
-    def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        Server.start(self, timeout)
 
     def wipe(self):
         """Stop and delete everything, for a clean start."""
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
 
 def _serve(argv):
     """python3 prosody.py --serve DIR PORT: run a test server until killed
