@@ -1726,13 +1726,22 @@ drop_prev_keys(void)
 	for (size_t i = 0; i < E.nc; i++) {
 		struct contact *c = E.c[i];
 
-		if (!c->pair.rx_prev.live && !c->pair.tx_prev.live)
+		/*
+		 * Only the receive side ends with the grace period.  tx_prev
+		 * is the key the peer still reads until our UPDATE-ACK reaches
+		 * it: a repeated UPDATE is answered under it, and we cannot
+		 * know when the peer stops needing that.  It is replaced (and
+		 * wiped) by the peer's next UPDATE; until then it protects one
+		 * epoch less well against a later device compromise.
+		 */
+		if (!c->pair.rx_prev.live)
 			continue;
 		if (store_kv_get_i64(E.st, kv_key(key, sizeof key, "upd.prev_until", c->id),
 		    &until) == 1 && until > now)
 			continue;
 		contact_arm(c, SLOT_RX_PREV, 0);
-		veil_pair_drop_prev(&c->pair);
+		veil_dirkey_wipe(&c->pair.rx_prev.k);
+		sodium_memzero(&c->pair.rx_prev, sizeof c->pair.rx_prev);
 		store_kv_del(E.st, key);
 		contact_save(c);
 	}
@@ -1846,11 +1855,14 @@ tick(evutil_socket_t fd, short ev, void *arg)
 	if (E.up)
 		flush_outbox();
 	veil_reasm_expire(E.reasm, (uint64_t)now, REASM_AGE_MS);
-	if (++n % 10 == 0) {
+	if (++n % 2 == 0) {
+		/* Every 2 s: the grace periods are seconds long in tests and
+		 * minutes in use; both must see an inbox's last use in time. */
 		inbox_gc();
 		store_inbox_expire(E.st, now, inbox_expire_cb, NULL);
-		drop_prev_keys();
 	}
+	if (n % 10 == 0)
+		drop_prev_keys();
 	if (n % 3600 == 0)
 		store_rx_prune(E.st, now - DEDUPE_MS);
 }
@@ -2744,8 +2756,8 @@ rotate(json_t **out, char *err, size_t errlen)
 		    store_kv_set(E.st, "inbox.shared", shared, strlen(shared)) != 0 ||
 		    store_kv_set(E.st, "card.cid", card, strlen(card)) != 0)
 			goto storefail;
-		if (!awaited_by_update(E.shared_inbox))
-			retire_inbox(E.shared_inbox, grace_end);
+		/* The old shared inbox retires once no contact uses it
+		 * (inbox_gc): contacts still pairing, or not yet told, may. */
 		retire_inbox(E.card_topic, grace_end);
 	}
 	if (store_kv_set(E.st, "client.id.prev", E.client_id, strlen(E.client_id)) != 0 ||
