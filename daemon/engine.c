@@ -96,7 +96,6 @@ static struct engine {
 	uint64_t			 frames_in, frames_out, dropped;
 	uint64_t			 round;		/* seconds ticked, gates resync jumps */
 	uint64_t			 pub_sent, pub_done; /* on E.tr: the broker's backlog */
-	uint8_t				*fbuf;	/* one frame, scratch */
 	uint8_t				*bbuf;	/* one frame body, scratch */
 } E;
 
@@ -2029,9 +2028,8 @@ engine_init(struct event_base *base, const struct veild_config *cfg, char *err,
 		return -1;
 	E.tags = veil_tagtab_new(1024);
 	E.reasm = veil_reasm_new(REASM_BYTES, REASM_MSGS);
-	E.fbuf = malloc(cfg->frames.size);
 	E.bbuf = malloc(cfg->frames.size);
-	if (E.tags == NULL || E.reasm == NULL || E.fbuf == NULL || E.bbuf == NULL) {
+	if (E.tags == NULL || E.reasm == NULL || E.bbuf == NULL) {
 		seterr(err, errlen, "out of memory");
 		return -1;
 	}
@@ -2143,7 +2141,6 @@ engine_shutdown(void)
 	free(E.c);
 	veil_tagtab_free(E.tags);
 	veil_reasm_free(E.reasm);
-	free(E.fbuf);
 	free(E.bbuf);
 	if (E.st != NULL)
 		store_close(E.st);
