@@ -289,6 +289,23 @@ mqtt_cb_lost(void *ctx, char *cause)
 	mqtt_post(h->m, NULL, MEV_LOST, h->gen, 0, 0, "connection lost");
 }
 
+/*
+ * MQTT 5: the broker closed the session with a DISCONNECT packet (reason
+ * code, e.g. 0x82 protocol error after a session resumption).  paho
+ * reports that here and not through connectionLost, and then considers
+ * the client disconnected: without this, veild believed it was still
+ * connected and stopped receiving for good.
+ */
+static void
+mqtt_cb_server_disconnect(void *ctx, MQTTProperties *props, enum MQTTReasonCodes rc)
+{
+	struct mhandle	*h = ctx;
+
+	(void)props;
+	(void)rc;
+	mqtt_post(h->m, NULL, MEV_LOST, h->gen, 0, 0, "the broker closed the connection");
+}
+
 static int
 mqtt_cb_message(void *ctx, char *topic, int topiclen, MQTTAsync_message *msg)
 {
@@ -1059,6 +1076,8 @@ mqtt_connect(struct transport *t)
 	}
 	rc = MQTTAsync_setCallbacks(h->cli, h, mqtt_cb_lost, mqtt_cb_message,
 	    NULL);
+	if (rc == MQTTASYNC_SUCCESS)
+		rc = MQTTAsync_setDisconnected(h->cli, h, mqtt_cb_server_disconnect);
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_warnx("mqtt: callbacks: %s", MQTTAsync_strerror(rc));
 		MQTTAsync_destroy(&h->cli);
