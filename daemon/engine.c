@@ -61,6 +61,7 @@ struct contact {
 	unsigned	 dup_acks;	/* copies answered, to climb resync levels */
 	int64_t		 dup_last;	/* ms of the last copy */
 	uint64_t	 jumped_at;	/* E.round of the last resync jump */
+	uint64_t	 done_at;	/* E.round of the last UPDATE-DONE sent */
 	char		 upd_inbox[INBOX_MAX];	/* announced, awaiting UPDATE-ACK */
 };
 
@@ -701,13 +702,14 @@ seal_msg(const struct veil_dirkey *k, uint64_t *seq, uint8_t type,
 	return buf;
 }
 
-/* Seals under the contact's current key, saves the counter, publishes.
- * Must run inside a store transaction opened by the caller, or alone. */
+/* Seals under the contact's transmit key (always one the peer reads),
+ * saves the counter, publishes.  Must run inside a store transaction
+ * opened by the caller, or alone. */
 static int
 send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
-    const uint8_t *body, size_t len, int use_prev, int attempt)
+    const uint8_t *body, size_t len, int attempt)
 {
-	struct veil_txdir *tx = use_prev && c->pair.tx_prev.live ? &c->pair.tx_prev : &c->pair.tx;
+	struct veil_txdir *tx = &c->pair.tx;
 	uint8_t *frames;
 	int n;
 
@@ -846,7 +848,7 @@ handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTE
 	 * frames than its lookahead covers: answer it at a resync landmark,
 	 * climbing a level with each copy. */
 	veil_msgid_new(ackid);
-	if (send_to(c, VEIL_T_ACK, ackid, msgid, VEIL_MSGID_BYTES, 0,
+	if (send_to(c, VEIL_T_ACK, ackid, msgid, VEIL_MSGID_BYTES,
 	    isnew ? 0 : dup_attempt(c)) != 0)
 		goto fail;
 	if (txn_commit() != 0)
@@ -936,7 +938,7 @@ handle_accept(struct contact *c, const uint8_t *body, size_t len)
 		veil_id_to_text(&c->agree->peer_inbox, c->peer_inbox, sizeof c->peer_inbox);
 		memcpy(c->peer_pk, c->agree->peer_pk, sizeof c->peer_pk);
 		finish_agreement(c);
-		if (send_to(c, type, msgid, out, outlen, 0, 0) != 0)
+		if (send_to(c, type, msgid, out, outlen, 0) != 0)
 			log_warnx("contact %" PRId64 ": cannot send CONFIRM", c->id);
 		contact_arm(c, SLOT_RX, 1);
 		log_info("contact %" PRId64 " established", c->id);
@@ -1028,14 +1030,56 @@ handle_update(struct contact *c, const uint8_t *body, size_t len)
 	}
 	veil_id_to_text(&ccm.new_cid, c->peer_inbox, sizeof c->peer_inbox);
 	veil_msgid_new(msgid);
-	/* The ACK travels under the key the peer still knows (tx_prev); a
-	 * repeated UPDATE means our ACK was lost: resync as for data. */
-	if (send_to(c, VEIL_T_UPDATE_ACK, msgid, (const uint8_t *)ack, acklen, 1,
+	/* The ACK goes under tx, which the peer reads (the new key waits
+	 * in tx_next for its UPDATE-DONE); a repeated UPDATE means our ACK
+	 * was lost: resync as for data. */
+	if (send_to(c, VEIL_T_UPDATE_ACK, msgid, (const uint8_t *)ack, acklen,
 	    r == 1 ? dup_attempt(c) : 0) != 0)
 		log_warnx("contact %" PRId64 ": cannot answer UPDATE", c->id);
 	log_debug("contact %" PRId64 " moved to %s", c->id, c->peer_inbox);
 	sodium_memzero(&ccm, sizeof ccm);
 	free(ack);
+}
+
+/*
+ * UPDATE-DONE: we hold the key the peer's ACK announced, so it may switch
+ * its transmit key to it.  Sent once with the ACK's handling and again,
+ * at most once a second, while the peer still seals under the old key
+ * (frames arriving under rx_prev before any under rx): the DONE was lost.
+ */
+static void
+send_done(struct contact *c)
+{
+	uint8_t msgid[VEIL_MSGID_BYTES];
+	char *body = NULL;
+	size_t len = 0;
+
+	if (c->done_at == E.round && c->done_at != 0)
+		return;
+	if (veil_update_done_build(&c->pair, &body, &len) != 0)
+		return;
+	c->done_at = E.round;
+	veil_msgid_new(msgid);
+	if (send_to(c, VEIL_T_UPDATE_DONE, msgid, (const uint8_t *)body, len, 0) != 0)
+		log_warnx("contact %" PRId64 ": cannot confirm the new key", c->id);
+	free(body);
+}
+
+static void
+handle_update_done(struct contact *c, const uint8_t *body, size_t len)
+{
+	int r = veil_update_on_done(&c->pair, (const char *)body, len);
+
+	if (r < 0) {
+		log_debug("contact %" PRId64 ": UPDATE-DONE ignored: %s", c->id,
+		    veil_strerror(r));
+		return;
+	}
+	if (r == 0) {
+		if (contact_save(c) != 0)
+			log_warnx("store: %s", store_errmsg(E.st));
+		log_debug("contact %" PRId64 ": sending under the new key", c->id);
+	}
 }
 
 static void
@@ -1061,8 +1105,8 @@ handle_update_ack(struct contact *c, const uint8_t *body, size_t len)
 	if (store_kv_get(E.st, kv_key(key, sizeof key, "upd.inbox", c->id), inbox,
 	    sizeof inbox - 1, &n) == 1) {
 		inbox[n] = '\0';
-		/* Normally retired when the rotation began; this covers an
-		 * UPDATE resumed after a restart. */
+		/* The grace period starts now: frames the peer wrote to the
+		 * old inbox before it read our UPDATE may still be on the way. */
 		retire_inbox(c->my_inbox, now + (int64_t)E.cfg->rotation.grace_ms);
 		copystr(c->my_inbox, inbox, sizeof c->my_inbox);
 		store_kv_del(E.st, key);
@@ -1075,6 +1119,8 @@ handle_update_ack(struct contact *c, const uint8_t *body, size_t len)
 	}
 	store_kv_set_i64(E.st, kv_key(key, sizeof key, "upd.prev_until", c->id),
 	    now + (int64_t)E.cfg->rotation.grace_ms);
+	c->done_at = 0;
+	send_done(c);
 	if (contact_save(c) != 0 || txn_commit() != 0) {
 		txn_rollback();
 		log_warnx("store: %s", store_errmsg(E.st));
@@ -1113,6 +1159,9 @@ dispatch(struct contact *c, int slot, uint8_t type, const uint8_t msgid[VEIL_MSG
 		break;
 	case VEIL_T_UPDATE_ACK:
 		handle_update_ack(c, body, len);
+		break;
+	case VEIL_T_UPDATE_DONE:
+		handle_update_done(c, body, len);
 		break;
 	case VEIL_T_COVER:
 	default:
@@ -1197,6 +1246,34 @@ card_try_cb(const struct store_inbox *in, void *arg)
 
 static void retire_inbox(const char *, int64_t);
 
+/*
+ * A copy of a REQUEST we accepted, sent to a card that is gone (level 3
+ * replaces the card at every rotation): the requester resends because our
+ * ACCEPT was lost, and would otherwise never hear back.  Say it again.
+ * (Anyone can seal a REQUEST naming a contact's key; all it earns them is
+ * a copy of the ACCEPT, sealed for that contact, sent to its inbox.)
+ */
+static int
+request_copy(const uint8_t *body, size_t len)
+{
+	uint8_t pk[VEIL_KEY_BYTES];
+	struct store_contact *row;
+	struct contact *c = NULL;
+
+	if (veil_agree_request_key(body, len, pk) != 0 ||
+	    (row = calloc(1, sizeof *row)) == NULL)
+		return 0;
+	if (store_contact_get_by_peer_pk(E.st, pk, row) == 1)
+		c = contact_find(row->id);
+	sodium_memzero(row, sizeof *row);
+	free(row);
+	if (c == NULL || c->state != CONTACT_ACCEPTED)
+		return 0;
+	log_debug("contact %" PRId64 ": REQUEST copy to a replaced card, ACCEPT again", c->id);
+	replay_accept(c);
+	return 1;
+}
+
 static void
 handle_request(const uint8_t *body, size_t len)
 {
@@ -1222,6 +1299,8 @@ handle_request(const uint8_t *body, size_t len)
 			store_kv_del(E.st, t.onetime_key);
 		}
 	}
+	if (r == VEIL_ERR_STATE && request_copy(body, len))
+		goto out;
 	if (r != 0) {
 		log_debug("REQUEST rejected: %s", veil_strerror(r));
 		goto out;
@@ -1322,6 +1401,13 @@ on_frame(const char *topic, const uint8_t *frame, size_t len)
 			return;
 		}
 		veil_rx_commit(E.tags, d, owner, seq, RX_LOOKAHEAD);
+		/* Still the old key after our UPDATE-DONE: it was lost. */
+		if (slot == SLOT_RX_PREV && c->pair.rx.w.top == 0 &&
+		    !c->pair.upd_pending && c->done_at != E.round &&
+		    txn_begin() == 0) {
+			send_done(c);
+			txn_commit();
+		}
 		r = veil_reasm_add(E.reasm, owner >> 2, &h, E.bbuf,
 		    veil_frame_capacity(fs, 0), (uint64_t)now_ms(), &msg, &msglen);
 		if (r == 1) {
@@ -1507,7 +1593,11 @@ inbox_sub_cb(const struct store_inbox *in, void *arg)
 		return 0;
 	}
 	if (mode == SUB_KEEP_GRACE) {
-		if (in->retire_at != 0)
+		/* Everything the old connection holds that still lives: the
+		 * inboxes in their grace period, and older shared inboxes a
+		 * contact still writes to (it has not confirmed our UPDATE). */
+		if (in->retire_at != 0 || (in->kind == STORE_INBOX_SHARED &&
+		    strcmp(in->topic, E.shared_inbox) != 0))
 			subscribe_on(E.tr, in->topic);
 		return 0;
 	}
@@ -1688,7 +1778,7 @@ flush_outbox(void)
 				resend_request(c, d->msgid, d->body, d->len);
 			else if (c != NULL && c->state == CONTACT_ESTABLISHED)
 				send_to(c, (uint8_t)d->type, d->msgid, d->body, d->len,
-				    0, d->attempts + 1);
+				    d->attempts + 1);
 			store_outbox_reschedule(E.st, d->id, next, d->attempts + 1);
 		}
 		if (txn_commit() != 0) {
@@ -1726,15 +1816,14 @@ drop_prev_keys(void)
 		struct contact *c = E.c[i];
 
 		/*
-		 * Only the receive side ends with the grace period.  tx_prev
-		 * is the key the peer still reads until our UPDATE-ACK reaches
-		 * it: a repeated UPDATE is answered under it, and we cannot
-		 * know when the peer stops needing that.  It is replaced (and
-		 * wiped) by the peer's next UPDATE; until then it protects one
-		 * epoch less well against a later device compromise.
+		 * The old receive key goes when the grace period after our
+		 * UPDATE-ACK has passed and the peer has switched: something
+		 * arrived under the new key (it seals under the old one until
+		 * our UPDATE-DONE reaches it).  The transmit side keeps no old
+		 * key: the peer's UPDATE-DONE switches and wipes it.
 		 */
-		if (!c->pair.rx_prev.live)
-			continue;
+		if (!c->pair.rx_prev.live || c->pair.rx.w.top == 0)
+			continue;	/* the peer still seals under it */
 		if (store_kv_get_i64(E.st, kv_key(key, sizeof key, "upd.prev_until", c->id),
 		    &until) == 1 && until > now)
 			continue;
@@ -1749,14 +1838,17 @@ drop_prev_keys(void)
 /*
  * An inbox lives while it is in use, and a grace period after:
  *  - the current shared inbox (levels 1, 3);
- *  - a contact's inbox when no UPDATE is pending for it (it is where the
- *    peer sends);
- *  - the new inbox an UPDATE announced, until its UPDATE-ACK arrives
- *    there, however long the peer stays offline (else the ACK, and with
- *    it the contact, would be lost).
- * The inbox a pending UPDATE replaces gets only the grace period.  Used
- * inboxes that were retired get their grace extended; unused ones are
- * retired.  A hash set of the used topics keeps this O(contacts).
+ *  - a contact's inbox (it is where the peer sends), and while an UPDATE
+ *    is pending also the new inbox it announced;
+ *  - so both live until the UPDATE-ACK arrives, however long the peer
+ *    stays offline: the ACK comes to the new one, and until then the
+ *    peer may not have read the UPDATE and writes to the old one; its
+ *    own UPDATEs come there too.  Retiring the old inbox after the grace
+ *    period instead deadlocks two peers whose UPDATEs crossed and were
+ *    not read in time: each would announce to an inbox the other gave up.
+ * The replaced inbox gets the grace period after the ACK.  Used inboxes
+ * that were retired get their grace extended; unused ones are retired.
+ * A hash set of the used topics keeps this O(contacts).
  */
 struct topic_set {
 	const char	**slot;
@@ -1829,10 +1921,12 @@ inbox_gc(void)
 	for (size_t i = 0; i < E.nc; i++) {
 		struct contact *c = E.c[i];
 
+		/* Until its ACK, the peer may not have read our UPDATE
+		 * (offline, or unable to open it yet): it still writes to
+		 * the old inbox, and its own UPDATEs arrive only there. */
+		topic_set_add(&used, c->my_inbox);
 		if (c->pair.upd_pending)
 			topic_set_add(&used, c->upd_inbox);
-		else
-			topic_set_add(&used, c->my_inbox);
 	}
 	if (txn_begin() == 0) {
 		store_inbox_list(E.st, now_ms(), inbox_gc_cb, &used);
@@ -2551,7 +2645,7 @@ engine_send(const char *to, const char *text, size_t len, json_t **out, char *er
 	if (store_outbox_add(E.st, c->id, msgid, VEIL_T_TEXT, text, len, now,
 	    now + backoff(0)) < 0)
 		goto fail;
-	if (send_to(c, VEIL_T_TEXT, msgid, (const uint8_t *)text, len, 0, 0) != 0)
+	if (send_to(c, VEIL_T_TEXT, msgid, (const uint8_t *)text, len, 0) != 0)
 		goto fail;
 	if (txn_commit() != 0)
 		goto fail;
@@ -2711,13 +2805,15 @@ rotate_client_id(const char *id)
 	return transport_connect(E.tr);
 }
 
-/* Retires an inbox row at the end of the grace period. */
+/* Retires an inbox row at the end of a grace period: it lives at least
+ * until at (an earlier retirement is pushed back, a later one stays). */
 static void
 retire_inbox(const char *inbox, int64_t at)
 {
 	struct store_inbox in;
 
-	if (inbox[0] != '\0' && store_inbox_get(E.st, inbox, &in) == 1 && in.retire_at == 0)
+	if (inbox[0] != '\0' && store_inbox_get(E.st, inbox, &in) == 1 &&
+	    (in.retire_at == 0 || in.retire_at < at))
 		store_inbox_retire(E.st, in.id, at);
 }
 
@@ -2853,7 +2949,7 @@ rotate_step(evutil_socket_t fd, short ev, void *arg)
 		    sizeof msgid) != 0 ||
 		    store_outbox_add(E.st, c->id, msgid, VEIL_T_UPDATE, body, blen, now,
 		    now + backoff(0)) < 0 ||
-		    send_to(c, VEIL_T_UPDATE, msgid, (const uint8_t *)body, blen, 0, 0) != 0) {
+		    send_to(c, VEIL_T_UPDATE, msgid, (const uint8_t *)body, blen, 0) != 0) {
 			free(body);
 			goto fail;
 		}
@@ -2878,6 +2974,11 @@ fail:
 	for (int j = 0; j < done; j++)
 		mod[j]->pair = saved[j];
 	E.rot_cursor = 0;	/* the next rotation retries them all */
+	/* The contacts not told keep their inboxes: those were left on the
+	 * old connection, which goes when the grace period ends. */
+	for (i = 0; i < E.nc; i++)
+		if (E.c[i]->state == CONTACT_ESTABLISHED && !E.c[i]->pair.upd_pending)
+			subscribe_inbox(E.c[i]->my_inbox);
 	sodium_memzero(saved, sizeof *saved * ROT_BATCH);
 	free(saved);
 }
@@ -2945,7 +3046,7 @@ cover_fire(evutil_socket_t fd, short ev, void *arg)
 				continue;
 			if (pick-- == 0) {
 				veil_msgid_new(msgid);
-				send_to(E.c[i], VEIL_T_COVER, msgid, NULL, 0, 0, 0);
+				send_to(E.c[i], VEIL_T_COVER, msgid, NULL, 0, 0);
 				break;
 			}
 		}

@@ -212,6 +212,8 @@ main(int argc, char **argv)
 	put("ccm", "update", &sel, 1, w.update_body, w.update_len);
 	sel = 2;
 	put("ccm", "ack", &sel, 1, w.ack_body, w.ack_len);
+	sel = 3;
+	put("ccm", "done", &sel, 1, "{\"Data\":\"UpdateDone\",\"Seq\":1}", 29);
 
 	sel = 0;
 	put("agree", "request", &sel, 1, w.request_body, w.request_len);

@@ -267,6 +267,24 @@ r_id(struct wire_reader *r, struct veil_id *id)
 }
 
 int
+veil_agree_request_key(const uint8_t *body, size_t len, uint8_t pk[VEIL_KEY_BYTES])
+{
+	struct wire_reader r;
+
+	if (body == NULL || pk == NULL)
+		return VEIL_ERR_INVAL;
+	/* S, K, then KP_B (the layout veil_agree_on_request reads). */
+	wire_reader_init(&r, body, len);
+	(void)wire_take(&r, 2 * VEIL_KEY_BYTES);
+	wire_copy(&r, pk, VEIL_KEY_BYTES);
+	if (r.err) {
+		sodium_memzero(pk, VEIL_KEY_BYTES);
+		return VEIL_ERR_TRUNCATED;
+	}
+	return VEIL_OK;
+}
+
+int
 veil_agree_on_request(struct veil_agree *a, const struct veil_id *my_cid,
     const uint8_t my_pk[VEIL_KEY_BYTES], const uint8_t *body, size_t len)
 {

@@ -65,6 +65,11 @@ int veil_agree_request(struct veil_agree *a, const struct veil_card *card,
 int veil_agree_on_request(struct veil_agree *a, const struct veil_id *my_cid,
     const uint8_t my_pk[VEIL_KEY_BYTES], const uint8_t *body, size_t len);
 
+/* The requester's identity key in a REQUEST body, without checking the
+ * rest: to recognise a copy of a REQUEST already accepted, sent to a card
+ * that has since been replaced.  Errors: INVAL, TRUNCATED. */
+int veil_agree_request_key(const uint8_t *body, size_t len, uint8_t pk[VEIL_KEY_BYTES]);
+
 /* Responder, owner consented: ACCEPT body, to be sealed under r2i (epoch 0,
  * seq 0) and sent to a->peer_inbox.  Fills *pair (tx = responder->initiator,
  * rx = initiator->responder, ephemeral DH mixed in).  -> ACCEPTED. */

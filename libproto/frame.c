@@ -82,6 +82,7 @@ veil_type_valid(uint8_t type)
 	case VEIL_T_FAIL:
 	case VEIL_T_UPDATE:
 	case VEIL_T_UPDATE_ACK:
+	case VEIL_T_UPDATE_DONE:
 	case VEIL_T_COVER:
 		return 1;
 	}
@@ -110,6 +111,8 @@ veil_type_name(uint8_t type)
 		return "update";
 	case VEIL_T_UPDATE_ACK:
 		return "update-ack";
+	case VEIL_T_UPDATE_DONE:
+		return "update-done";
 	case VEIL_T_COVER:
 		return "cover";
 	}

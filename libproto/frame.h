@@ -28,6 +28,7 @@ enum veil_type {
 	VEIL_T_FAIL = 0x13,	  /* agreement step 3, mismatch */
 	VEIL_T_UPDATE = 0x20,	  /* contact update (CCM) */
 	VEIL_T_UPDATE_ACK = 0x21,
+	VEIL_T_UPDATE_DONE = 0x22, /* contact update step 3: switch to the new key */
 	VEIL_T_COVER = 0x30	  /* dummy, dropped after authentication */
 };
 int veil_type_valid(uint8_t type);

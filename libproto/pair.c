@@ -6,7 +6,9 @@
 #include "pair.h"
 #include "wire.h"
 
-#define PAIR_VERSION 1
+/* Version 2: the second transmit slot is tx_next (version 1: tx_prev, a
+ * key already replaced; read as empty). */
+#define PAIR_VERSION 2
 #define SECRET_CTX "veil-secret-v1"
 #define FP_CTX "veil-fp-v1"
 #define FP_GROUPS 6
@@ -36,7 +38,6 @@ veil_pair_set_secret(struct veil_pair *p, const uint8_t secret[VEIL_KEY_BYTES])
 void
 veil_pair_drop_prev(struct veil_pair *p)
 {
-	sodium_memzero(&p->tx_prev, sizeof(p->tx_prev));
 	sodium_memzero(&p->rx_prev, sizeof(p->rx_prev));
 }
 
@@ -83,7 +84,7 @@ veil_pair_pack(const struct veil_pair *p, uint8_t *out, size_t outlen)
 	wire_write(&w, p->secret_hash, VEIL_KEY_BYTES);
 	wire_write(&w, p->peer_pk, VEIL_KEY_BYTES);
 	pack_tx(&w, &p->tx);
-	pack_tx(&w, &p->tx_prev);
+	pack_tx(&w, &p->tx_next);
 	pack_rx(&w, &p->rx);
 	pack_rx(&w, &p->rx_prev);
 	wire_w64(&w, p->upd_sent_seq);
@@ -166,7 +167,7 @@ veil_pair_unpack(struct veil_pair *p, const uint8_t *in, size_t len)
 		return VEIL_ERR_INVAL;
 	if (len < 1)
 		return VEIL_ERR_TRUNCATED;
-	if (in[0] != PAIR_VERSION)
+	if (in[0] != PAIR_VERSION && in[0] != 1)
 		return VEIL_ERR_VERSION;
 	if (len < PAIR_PACKED)
 		return VEIL_ERR_TRUNCATED;
@@ -179,8 +180,15 @@ veil_pair_unpack(struct veil_pair *p, const uint8_t *in, size_t len)
 	wire_copy(&r, t.secret, VEIL_KEY_BYTES);
 	wire_copy(&r, t.secret_hash, VEIL_KEY_BYTES);
 	wire_copy(&r, t.peer_pk, VEIL_KEY_BYTES);
-	if (unpack_tx(&r, &t.tx) != 0 || unpack_tx(&r, &t.tx_prev) != 0 ||
+	if (unpack_tx(&r, &t.tx) != 0 || unpack_tx(&r, &t.tx_next) != 0 ||
 	    unpack_rx(&r, &t.rx) != 0 || unpack_rx(&r, &t.rx_prev) != 0)
+		goto out;
+	if (in[0] == 1)
+		sodium_memzero(&t.tx_next, sizeof(t.tx_next));
+	/* A live key has a root: switching to an empty slot would seal
+	 * under a key derived from zeros. */
+	if ((t.tx.live && sodium_is_zero(t.tx.k.root, VEIL_KEY_BYTES)) ||
+	    (t.tx_next.live && sodium_is_zero(t.tx_next.k.root, VEIL_KEY_BYTES)))
 		goto out;
 	t.upd_sent_seq = wire_u64(&r);
 	t.upd_pending = wire_u8(&r);

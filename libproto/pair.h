@@ -21,7 +21,8 @@ struct veil_pair {
 	uint8_t secret[VEIL_KEY_BYTES];		/* S: the paper's shared secret */
 	uint8_t secret_hash[VEIL_KEY_BYTES];	/* SH = BLAKE2b(key=S, "veil-secret-v1") */
 	uint8_t peer_pk[VEIL_KEY_BYTES];
-	struct veil_txdir tx, tx_prev;		/* tx_prev: key the peer still knows during an update */
+	struct veil_txdir tx;			/* the key we seal under: always one the peer reads */
+	struct veil_txdir tx_next;		/* re-keyed by the peer's UPDATE, used once it confirms */
 	struct veil_rxdir rx, rx_prev;		/* rx_prev: kept until the rotation grace ends */
 	/* UPDATE bookkeeping (see update.h) */
 	uint64_t upd_sent_seq;			/* seq of our last UPDATE (pending or acked) */
@@ -37,7 +38,7 @@ struct veil_pair {
 
 /* secret_hash from secret. */
 void veil_pair_set_secret(struct veil_pair *p, const uint8_t secret[VEIL_KEY_BYTES]);
-/* Forgets tx_prev and rx_prev (end of a rotation's grace period). */
+/* Forgets rx_prev (end of a rotation's grace period). */
 void veil_pair_drop_prev(struct veil_pair *p);
 void veil_pair_wipe(struct veil_pair *p);
 

@@ -11,6 +11,7 @@
 
 #define CCM_DATA "UpdateContact"
 #define ACK_DATA "UpdateAck"
+#define DONE_DATA "UpdateDone"
 #define CCM_STEG "0000"
 #define REKEY_CTX "veil-rekey-v1"
 #define B64_VARIANT sodium_base64_VARIANT_URLSAFE_NO_PADDING
@@ -311,6 +312,15 @@ is_rekeyed_retransmission(const struct veil_pair *p, const struct veil_ccm *c)
 	return ret;
 }
 
+/* tx_next becomes tx; the old transmit key is wiped. */
+static void
+switch_tx(struct veil_pair *p)
+{
+	sodium_memzero(&p->tx, sizeof(p->tx));
+	p->tx = p->tx_next;
+	sodium_memzero(&p->tx_next, sizeof(p->tx_next));
+}
+
 int
 veil_update_on_update(struct veil_pair *p, const struct veil_id *ocid_known,
     const char *body, size_t len, struct veil_ccm *ccm, char **ack, size_t *acklen)
@@ -354,12 +364,14 @@ veil_update_on_update(struct veil_pair *p, const struct veil_id *ocid_known,
 		ret = VEIL_ERR_STATE;
 		goto fail;
 	}
-
 	if (crypto_box_keypair(e_pk, e_sk) != 0) {
 		ret = VEIL_ERR_CRYPTO;
 		goto fail;
 	}
-	ret = rekey_root(root, p->tx.k.root, e_sk, ccm->eph, ccm->seq);
+	/* A newer UPDATE means the peer got our last ACK and reads tx_next:
+	 * derive from it, and switch to it once nothing can fail. */
+	ret = rekey_root(root, p->tx_next.live ? p->tx_next.k.root : p->tx.k.root,
+	    e_sk, ccm->eph, ccm->seq);
 	sodium_memzero(e_sk, sizeof(e_sk));
 	if (ret != VEIL_OK)
 		goto fail;
@@ -368,13 +380,18 @@ veil_update_on_update(struct veil_pair *p, const struct veil_id *ocid_known,
 		goto fail;
 	}
 
-	/* The peer opens our ACK with the key it still has: the old tx. */
-	sodium_memzero(&p->tx_prev, sizeof(p->tx_prev));
-	p->tx_prev = p->tx;
-	sodium_memzero(&p->tx, sizeof(p->tx));
-	veil_dirkey_from_root(&p->tx.k, root);
-	p->tx.seq = 0;
-	p->tx.live = 1;
+	/*
+	 * The new key waits in tx_next: the peer can read it only once our
+	 * ACK reached it, and tells us so with UPDATE-DONE (or with its next
+	 * UPDATE, already derived from tx_next: switch to it first).  Until
+	 * then everything, this ACK too, goes under tx, which it reads.
+	 */
+	if (p->tx_next.live)
+		switch_tx(p);
+	sodium_memzero(&p->tx_next, sizeof(p->tx_next));
+	veil_dirkey_from_root(&p->tx_next.k, root);
+	p->tx_next.seq = 0;
+	p->tx_next.live = 1;
 	sodium_memzero(root, sizeof(root));
 	if (ccm->has_new_secret)
 		veil_pair_set_secret(p, ccm->new_secret);
@@ -427,6 +444,54 @@ veil_update_on_ack(struct veil_pair *p, const char *body, size_t len)
 	sodium_memzero(p->upd_new_secret, sizeof(p->upd_new_secret));
 	p->upd_rekey_secret = 0;
 	p->upd_pending = 0;
+	ret = VEIL_OK;
+out:
+	json_decref(root);
+	return ret;
+}
+
+int
+veil_update_done_build(const struct veil_pair *p, char **body, size_t *len)
+{
+	if (body != NULL)
+		*body = NULL;
+	if (len != NULL)
+		*len = 0;
+	if (p == NULL || body == NULL || len == NULL)
+		return VEIL_ERR_INVAL;
+	/* Only an update that was acknowledged can be confirmed. */
+	if (p->upd_sent_seq == 0 || p->upd_pending)
+		return VEIL_ERR_STATE;
+	return dump_body(json_pack("{s:s, s:I}", "Data", DONE_DATA,
+	    "Seq", (json_int_t)p->upd_sent_seq), body, len);
+}
+
+int
+veil_update_on_done(struct veil_pair *p, const char *body, size_t len)
+{
+	json_t *root;
+	json_error_t err;
+	const char *data;
+	json_int_t seq;
+	int ret = VEIL_ERR_FORMAT;
+
+	if (p == NULL)
+		return VEIL_ERR_INVAL;
+	if ((root = load_body(body, len)) == NULL)
+		return VEIL_ERR_FORMAT;
+	if (json_unpack_ex(root, &err, JSON_STRICT, "{s:s, s:I}",
+	    "Data", &data, "Seq", &seq) != 0 || strcmp(data, DONE_DATA) != 0 ||
+	    seq < 1)
+		goto out;
+	if ((uint64_t)seq != p->upd_recv_seq) {
+		ret = VEIL_ERR_STATE;
+		goto out;
+	}
+	if (!p->tx_next.live) {
+		ret = 1;	/* switched already: a copy */
+		goto out;
+	}
+	switch_tx(p);
 	ret = VEIL_OK;
 out:
 	json_decref(root);

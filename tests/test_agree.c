@@ -197,7 +197,8 @@ test_agree_full(void **state)
 	assert_memory_equal(w.bob.pair.peer_pk, w.alice.id.pk, VEIL_KEY_BYTES);
 	assert_true(w.alice.pair.tx.live && w.alice.pair.rx.live);
 	assert_true(w.bob.pair.tx.live && w.bob.pair.rx.live);
-	assert_false(w.alice.pair.tx_prev.live || w.alice.pair.rx_prev.live);
+	assert_false(w.alice.pair.tx_next.live || w.alice.pair.rx_prev.live);
+	assert_false(w.bob.pair.tx_next.live || w.bob.pair.rx_prev.live);
 	assert_true(veil_id_equal(&w.bob.ag.peer_inbox, &w.alice.inbox));
 	assert_true(veil_id_equal(&w.alice.ag.peer_inbox, &w.bob.inbox));
 	/* The pair keys are not the epoch-0 keys. */
@@ -257,6 +258,39 @@ hs_mismatch(size_t offset)
 	/* Failed is final. */
 	assert_int_equal(veil_agree_on_fail(&w.alice.ag, got, n), VEIL_ERR_STATE);
 	assert_int_equal(veil_agree_on_confirm(&w.alice.ag, out, 32), VEIL_ERR_STATE);
+	world_wipe(&w);
+}
+
+/* The requester's key, read from a REQUEST sent to a card that is gone
+ * (the daemon answers such a copy with its ACCEPT again). */
+static void
+test_agree_request_key(void **state)
+{
+	struct world w;
+	struct veil_id other;
+	uint8_t pk[VEIL_KEY_BYTES];
+
+	(void)state;
+	world_init(&w);
+	assert_int_equal(veil_agree_request(&w.bob.ag, &w.alice.card,
+	    w.bob.id.pk, w.bob.name, &w.bob.inbox, w.body, &w.len), VEIL_OK);
+	/* Alice's card was replaced: the full check refuses the REQUEST ... */
+	assert_int_equal(veil_id_new(&other, 0), VEIL_OK);
+	assert_int_equal(veil_agree_on_request(&w.alice.ag, &other, w.alice.id.pk,
+	    w.body, w.len), VEIL_ERR_STATE);
+	/* ... and the key still names Bob. */
+	memset(pk, 0xaa, sizeof(pk));
+	assert_int_equal(veil_agree_request_key(w.body, w.len, pk), VEIL_OK);
+	assert_memory_equal(pk, w.bob.id.pk, VEIL_KEY_BYTES);
+	/* Exactly S, K and KP_B are needed; one byte less is truncated and
+	 * leaves no partial key behind. */
+	assert_int_equal(veil_agree_request_key(w.body, 3 * VEIL_KEY_BYTES, pk), VEIL_OK);
+	assert_int_equal(veil_agree_request_key(w.body, 3 * VEIL_KEY_BYTES - 1, pk),
+	    VEIL_ERR_TRUNCATED);
+	assert_true(sodium_is_zero(pk, sizeof(pk)));
+	assert_int_equal(veil_agree_request_key(w.body, 0, pk), VEIL_ERR_TRUNCATED);
+	assert_int_equal(veil_agree_request_key(NULL, w.len, pk), VEIL_ERR_INVAL);
+	assert_int_equal(veil_agree_request_key(w.body, w.len, NULL), VEIL_ERR_INVAL);
 	world_wipe(&w);
 }
 
@@ -616,6 +650,10 @@ test_agree_pack(void **state)
 	world_wipe(&w);
 }
 
+/* Offsets in a packed pair: version, role, three keys, then tx and tx_next. */
+#define PAIR_TXDIR (VEIL_KEY_BYTES + 8 + 1)
+#define PAIR_TX_NEXT (2 + 3 * VEIL_KEY_BYTES + PAIR_TXDIR)
+
 static void
 assert_pair_equal(const struct veil_pair *a, const struct veil_pair *b)
 {
@@ -626,9 +664,9 @@ assert_pair_equal(const struct veil_pair *a, const struct veil_pair *b)
 	assert_dirkey_equal(&a->tx.k, &b->tx.k);
 	assert_int_equal(a->tx.seq, b->tx.seq);
 	assert_int_equal(a->tx.live, b->tx.live);
-	assert_dirkey_equal(&a->tx_prev.k, &b->tx_prev.k);
-	assert_int_equal(a->tx_prev.seq, b->tx_prev.seq);
-	assert_int_equal(a->tx_prev.live, b->tx_prev.live);
+	assert_dirkey_equal(&a->tx_next.k, &b->tx_next.k);
+	assert_int_equal(a->tx_next.seq, b->tx_next.seq);
+	assert_int_equal(a->tx_next.live, b->tx_next.live);
 	assert_dirkey_equal(&a->rx.k, &b->rx.k);
 	assert_memory_equal(&a->rx.w, &b->rx.w, sizeof(a->rx.w));
 	assert_int_equal(a->rx.live, b->rx.live);
@@ -652,7 +690,7 @@ test_pair_pack(void **state)
 	struct world w;
 	struct veil_pair p, back;
 	uint8_t buf[VEIL_PAIR_PACKED_MAX], buf2[VEIL_PAIR_PACKED_MAX];
-	uint8_t root[VEIL_KEY_BYTES];
+	uint8_t root[VEIL_KEY_BYTES], next_root[VEIL_KEY_BYTES];
 	int n;
 	size_t i;
 
@@ -662,10 +700,10 @@ test_pair_pack(void **state)
 	p = w.alice.pair;
 	/* Fill every field, so a swapped or missing one shows. */
 	p.tx.seq = 0x0102030405060708ULL;
-	randombytes_buf(root, sizeof(root));
-	veil_dirkey_from_root(&p.tx_prev.k, root);
-	p.tx_prev.seq = 77;
-	p.tx_prev.live = 1;
+	randombytes_buf(next_root, sizeof(next_root));
+	veil_dirkey_from_root(&p.tx_next.k, next_root);
+	p.tx_next.seq = 77;
+	p.tx_next.live = 1;
 	randombytes_buf(root, sizeof(root));
 	veil_dirkey_from_root(&p.rx_prev.k, root);
 	p.rx_prev.live = 1;
@@ -686,7 +724,7 @@ test_pair_pack(void **state)
 
 	n = veil_pair_pack(&p, buf, sizeof(buf));
 	assert_true(n > 0 && n <= VEIL_PAIR_PACKED_MAX);
-	assert_int_equal(buf[0], 1);
+	assert_int_equal(buf[0], 2);
 	assert_int_equal(veil_pair_unpack(&back, buf, (size_t)n), VEIL_OK);
 	assert_pair_equal(&p, &back);
 	assert_int_equal(veil_pair_pack(&back, buf2, sizeof(buf2)), n);
@@ -694,11 +732,21 @@ test_pair_pack(void **state)
 	/* Big-endian: the tx seq follows version, role and three keys and a root. */
 	assert_int_equal(buf[2 + 96 + 32], 0x01);
 	assert_int_equal(buf[2 + 96 + 32 + 7], 0x08);
+	/* tx_next is the second transmit slot: root, then seq 77. */
+	assert_memory_equal(buf + PAIR_TX_NEXT, next_root, VEIL_KEY_BYTES);
+	assert_int_equal(buf[PAIR_TX_NEXT + 32 + 7], 77);
 
-	/* An empty slot stays empty (no keys derived from a zero root). */
+	/*
+	 * The end of a grace period forgets rx_prev only: tx_next holds the
+	 * key we are about to seal under and must survive it.
+	 */
 	veil_pair_drop_prev(&p);
-	assert_true(sodium_is_zero((const uint8_t *)&p.tx_prev, sizeof(p.tx_prev)));
 	assert_true(sodium_is_zero((const uint8_t *)&p.rx_prev, sizeof(p.rx_prev)));
+	assert_true(p.tx_next.live);
+	assert_int_equal(p.tx_next.seq, 77);
+	assert_memory_equal(p.tx_next.k.root, next_root, VEIL_KEY_BYTES);
+	/* An empty slot stays empty (no keys derived from a zero root). */
+	sodium_memzero(&p.tx_next, sizeof(p.tx_next));
 	assert_int_equal(veil_pair_pack(&p, buf, sizeof(buf)), n);
 	assert_int_equal(veil_pair_unpack(&back, buf, (size_t)n), VEIL_OK);
 	assert_pair_equal(&p, &back);
@@ -711,7 +759,12 @@ test_pair_pack(void **state)
 	assert_int_equal(veil_pair_unpack(&back, buf, 0), VEIL_ERR_TRUNCATED);
 	buf[0] = 0;
 	assert_int_equal(veil_pair_unpack(&back, buf, (size_t)n), VEIL_ERR_VERSION);
-	buf[0] = 1;
+	buf[0] = 3;
+	assert_int_equal(veil_pair_unpack(&back, buf, (size_t)n), VEIL_ERR_VERSION);
+	assert_true(sodium_is_zero((const uint8_t *)&back, sizeof(back)));
+	buf[0] = 0xff;
+	assert_int_equal(veil_pair_unpack(&back, buf, (size_t)n), VEIL_ERR_VERSION);
+	buf[0] = 2;
 	buf[1] = 0;
 	assert_int_equal(veil_pair_unpack(&back, buf, (size_t)n), VEIL_ERR_FORMAT);
 	buf[1] = VEIL_ROLE_RESPONDER;
@@ -726,6 +779,72 @@ test_pair_pack(void **state)
 	veil_pair_wipe(&p);
 	assert_true(sodium_is_zero((const uint8_t *)&p, sizeof(p)));
 	veil_pair_wipe(&back);
+	world_wipe(&w);
+}
+
+/*
+ * A version 1 pair (stored before UPDATE-DONE existed) still loads.  Its
+ * second transmit slot held the previous key, already replaced: it must not
+ * come back as tx_next, or the next UPDATE-DONE would switch to it.
+ */
+static void
+test_pair_unpack_v1(void **state)
+{
+	struct world w;
+	struct veil_pair p, want, back, again;
+	uint8_t buf[VEIL_PAIR_PACKED_MAX], buf2[VEIL_PAIR_PACKED_MAX];
+	uint8_t root[VEIL_KEY_BYTES];
+	int n;
+
+	(void)state;
+	world_init(&w);
+	agree_full(&w);
+	p = w.alice.pair;
+	randombytes_buf(root, sizeof(root));
+	veil_dirkey_from_root(&p.tx_next.k, root);
+	p.tx_next.seq = 12;
+	p.tx_next.live = 1;
+	randombytes_buf(root, sizeof(root));
+	veil_dirkey_from_root(&p.rx_prev.k, root);
+	p.rx_prev.live = 1;
+	p.upd_sent_seq = 4;
+	p.upd_recv_seq = 5;
+
+	/* Same layout: a v1 blob differs from a v2 one in byte 0 only. */
+	n = veil_pair_pack(&p, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(buf[0], 2);
+	buf[0] = 1;
+	assert_int_equal(veil_pair_unpack(&back, buf, (size_t)n), VEIL_OK);
+	assert_true(sodium_is_zero((const uint8_t *)&back.tx_next, sizeof(back.tx_next)));
+	/* Everything else, tx (the key v1 already sealed under) first, as stored. */
+	want = p;
+	sodium_memzero(&want.tx_next, sizeof(want.tx_next));
+	assert_pair_equal(&want, &back);
+	assert_true(back.tx.live);
+	assert_true(back.rx_prev.live);
+
+	/* It is written back as version 2, with the slot empty. */
+	assert_int_equal(veil_pair_pack(&back, buf2, sizeof(buf2)), n);
+	assert_int_equal(buf2[0], 2);
+	assert_true(sodium_is_zero(buf2 + PAIR_TX_NEXT, PAIR_TXDIR));
+	assert_int_equal(veil_pair_unpack(&again, buf2, (size_t)n), VEIL_OK);
+	assert_pair_equal(&want, &again);
+
+	/* A v1 blob is still checked as v1 was: a bad flag in the old slot. */
+	buf[PAIR_TX_NEXT + PAIR_TXDIR - 1] = 2;
+	assert_int_equal(veil_pair_unpack(&back, buf, (size_t)n), VEIL_ERR_FORMAT);
+	buf[PAIR_TX_NEXT + PAIR_TXDIR - 1] = 1;
+	assert_int_equal(veil_pair_unpack(&back, buf, (size_t)n), VEIL_OK);
+	/* Versions after 2 are unknown. */
+	buf[0] = 3;
+	assert_int_equal(veil_pair_unpack(&back, buf, (size_t)n), VEIL_ERR_VERSION);
+	assert_true(sodium_is_zero((const uint8_t *)&back, sizeof(back)));
+
+	veil_pair_wipe(&p);
+	veil_pair_wipe(&want);
+	veil_pair_wipe(&back);
+	veil_pair_wipe(&again);
 	world_wipe(&w);
 }
 
@@ -963,6 +1082,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_agree_full),
 		cmocka_unit_test(test_agree_spec),
+		cmocka_unit_test(test_agree_request_key),
 		cmocka_unit_test(test_agree_hs_mismatch),
 		cmocka_unit_test(test_agree_bad_confirm),
 		cmocka_unit_test(test_agree_wrong_state),
@@ -975,6 +1095,7 @@ main(void)
 		cmocka_unit_test(test_agree_ephemeral_matters),
 		cmocka_unit_test(test_agree_bad_args),
 		cmocka_unit_test(test_pair_pack),
+		cmocka_unit_test(test_pair_unpack_v1),
 		cmocka_unit_test(test_pair_secret),
 		cmocka_unit_test(test_fingerprint),
 	};

@@ -15,6 +15,7 @@
 static const uint8_t all_types[] = {
 	VEIL_T_TEXT, VEIL_T_FILE, VEIL_T_ACK, VEIL_T_REQUEST, VEIL_T_ACCEPT,
 	VEIL_T_CONFIRM, VEIL_T_FAIL, VEIL_T_UPDATE, VEIL_T_UPDATE_ACK,
+	VEIL_T_UPDATE_DONE,
 	VEIL_T_COVER
 };
 #define NTYPES (sizeof(all_types) / sizeof(all_types[0]))
@@ -348,7 +349,7 @@ test_crafted_headers(void **state)
 	struct veil_frame_hdr g;
 	uint8_t pt[1024], out[1024], got[1024], msgid[16], body[64];
 	const size_t fs = 1024, plen = 1024 - 40, cap = 952;
-	static const uint8_t bad_types[] = { 0x00, 0x04, 0x0f, 0x14, 0x22,
+	static const uint8_t bad_types[] = { 0x00, 0x04, 0x0f, 0x14, 0x23,
 	    0x31, 0xff };
 	size_t i;
 

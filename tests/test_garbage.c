@@ -35,8 +35,9 @@ static struct {
 	size_t reqlen, acclen, conflen;
 	struct veil_pair alice_pair, bob_pair;	/* established */
 	struct veil_pair alice_upd;		/* UPDATE pending: feeds on_ack */
-	char *upd, *ack;
-	size_t updlen, acklen;
+	struct veil_pair bob_upd;		/* UPDATE accepted, tx_next waits: feeds on_done */
+	char *upd, *ack, *done;
+	size_t updlen, acklen, donelen;
 	uint8_t pair_packed[VEIL_PAIR_PACKED_MAX], agree_packed[VEIL_AGREE_PACKED_MAX];
 	size_t pair_packedlen, agree_packedlen;
 	struct veil_dirkey dk;
@@ -107,7 +108,7 @@ group_setup(void **state)
 	struct veil_dirkey r2i, i2r;
 	struct veil_frame_hdr h;
 	struct veil_ccm ccm;
-	struct veil_pair bob_after;
+	struct veil_pair alice_acked;
 	uint8_t body[128], type = 0;
 	const char *end;
 	int rc;
@@ -159,11 +160,17 @@ group_setup(void **state)
 	if (veil_update_build(&fx.alice_upd, fx.alice.pk, "Alice", &fx.alice_inbox,
 	    &fx.alice_new, 1, &fx.upd, &fx.updlen) != 0)
 		return -1;
-	bob_after = fx.bob_pair;
-	if (veil_update_on_update(&bob_after, &fx.alice_inbox, fx.upd, fx.updlen, &ccm,
+	fx.bob_upd = fx.bob_pair;
+	if (veil_update_on_update(&fx.bob_upd, &fx.alice_inbox, fx.upd, fx.updlen, &ccm,
 	    &fx.ack, &fx.acklen) != 0)
 		return -1;
-	veil_pair_wipe(&bob_after);
+	/* Neither on_ack nor the DONE draws randomness: the inputs below
+	 * stay what they were before step 3 existed. */
+	alice_acked = fx.alice_upd;
+	if (veil_update_on_ack(&alice_acked, fx.ack, fx.acklen) != 0 ||
+	    veil_update_done_build(&alice_acked, &fx.done, &fx.donelen) != 0)
+		return -1;
+	veil_pair_wipe(&alice_acked);
 
 	if ((rc = veil_pair_pack(&fx.alice_upd, fx.pair_packed, sizeof(fx.pair_packed))) <= 0)
 		return -1;
@@ -196,6 +203,7 @@ group_teardown(void **state)
 	(void)state;
 	free(fx.upd);
 	free(fx.ack);
+	free(fx.done);
 	veil_identity_wipe(&fx.alice);
 	veil_identity_wipe(&fx.bob);
 	veil_agree_wipe(&fx.bob_req);
@@ -203,6 +211,7 @@ group_teardown(void **state)
 	veil_pair_wipe(&fx.alice_pair);
 	veil_pair_wipe(&fx.bob_pair);
 	veil_pair_wipe(&fx.alice_upd);
+	veil_pair_wipe(&fx.bob_upd);
 	return 0;
 }
 
@@ -735,12 +744,16 @@ test_update_on_update(void **state)
 			assert_true(acklen > 0 && acklen <= VEIL_UPDATE_BODY_MAX);
 			/* Only the holder of SH can get this far. */
 			assert_memory_equal(c.secret, fx.bob_pair.secret_hash, VEIL_KEY_BYTES);
+			/* The new key waits; Alice cannot read it yet. */
+			assert_true(p.tx_next.live);
+			assert_memory_equal(p.tx.k.root, fx.bob_pair.tx.k.root, VEIL_KEY_BYTES);
 			ok++;
 		} else {
 			assert_true(rc < 0);
 			assert_null(ack);
-			/* A refused UPDATE leaves the transmit key alone. */
+			/* A refused UPDATE leaves both transmit slots alone. */
 			assert_memory_equal(p.tx.k.root, fx.bob_pair.tx.k.root, VEIL_KEY_BYTES);
+			assert_false(p.tx_next.live);
 		}
 		free(ack);
 		free(in);
@@ -782,6 +795,77 @@ test_update_on_ack(void **state)
 		veil_pair_wipe(&p);
 	}
 	report("veil_update_on_ack", 2 * n, ok);
+}
+
+/* A JSON object with the DONE's keys and random values of random types. */
+static size_t
+random_done(struct tu_prng *r, char *out, size_t cap)
+{
+	static const char *keys[] = { "Data", "Seq", "Eph", "x" };
+	static const char *vals[] = { "\"UpdateDone\"", "\"UpdateAck\"", "1", "2",
+	    "0", "-1", "18446744073709551616", "1.5", "null", "true", "[]", "{}",
+	    "\"\"", "\"1\"", "\"\\u0000\"" };
+	size_t len = 0, nk = 1 + rnd(r, 4);
+
+	len += (size_t)snprintf(out + len, cap - len, "{");
+	for (size_t k = 0; k < nk && len < cap - 64; k++)
+		len += (size_t)snprintf(out + len, cap - len, "%s\"%s\":%s", k ? "," : "",
+		    keys[rnd(r, sizeof(keys) / sizeof(keys[0]))],
+		    vals[rnd(r, sizeof(vals) / sizeof(vals[0]))]);
+	len += (size_t)snprintf(out + len, cap - len, "}");
+	return len;
+}
+
+static void
+test_update_on_done(void **state)
+{
+	unsigned long n = scaled(1, 2), ok = 0;
+	struct tu_prng r;
+	struct veil_pair p;
+	uint8_t buf[VEIL_UPDATE_BODY_MAX + 64], *in;
+	size_t len;
+	int rc;
+
+	(void)state;
+	tu_prng_seed(&r, 15);
+	assert_true(fx.bob_upd.tx_next.live);
+	p = fx.bob_upd;
+	assert_int_equal(veil_update_on_done(&p, fx.done, fx.donelen), 0);
+	veil_pair_wipe(&p);
+	for (unsigned long i = 0; i < 2 * n; i++) {
+		switch (i % 4) {
+		case 0:
+			len = random_bytes(&r, buf, 100);
+			break;
+		case 1:
+			len = random_done(&r, (char *)buf, sizeof(buf));
+			break;
+		default:
+			mutate(&r, buf, &len, sizeof(buf), (const uint8_t *)fx.done,
+			    fx.donelen);
+			break;
+		}
+		p = fx.bob_upd;
+		in = exact(buf, len);
+		rc = veil_update_on_done(&p, (const char *)in, len);
+		/* tx_next is live here, so a copy (1) cannot happen. */
+		assert_true(rc == 0 || rc < 0);
+		if (rc == 0) {
+			assert_memory_equal(p.tx.k.root, fx.bob_upd.tx_next.k.root,
+			    VEIL_KEY_BYTES);
+			assert_false(p.tx_next.live);
+			ok++;
+		} else {
+			assert_memory_equal(p.tx.k.root, fx.bob_upd.tx.k.root, VEIL_KEY_BYTES);
+			assert_int_equal(p.tx.seq, fx.bob_upd.tx.seq);
+			assert_true(p.tx_next.live);
+			assert_memory_equal(p.tx_next.k.root, fx.bob_upd.tx_next.k.root,
+			    VEIL_KEY_BYTES);
+		}
+		free(in);
+		veil_pair_wipe(&p);
+	}
+	report("veil_update_on_done", 2 * n, ok);
 }
 
 /* ---- stored state ---------------------------------------------------------- */
@@ -875,6 +959,7 @@ main(void)
 		cmocka_unit_test(test_ccm_parse),
 		cmocka_unit_test(test_update_on_update),
 		cmocka_unit_test(test_update_on_ack),
+		cmocka_unit_test(test_update_on_done),
 		cmocka_unit_test(test_pair_unpack),
 		cmocka_unit_test(test_agree_unpack),
 	};

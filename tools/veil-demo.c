@@ -356,9 +356,9 @@ main(int argc, char **argv)
 	say("Bob", "sees: nothing; his device now sends to %s", t2);
 	say("", "(was %s) under a freshly mixed key.", t1);
 	veil_msgid_new(msgid);
-	/* The ACK goes under the key Alice can still open: Bob's previous one. */
-	expect(veil_message_seal(frame, sizeof(frame), FRAME_SIZE, &pb.tx_prev.k,
-	    &pb.tx_prev.seq, VEIL_T_UPDATE_ACK, msgid, (const uint8_t *)ack, acklen) == 1,
+	/* The ACK goes under the key Alice reads; Bob's new one waits. */
+	expect(veil_message_seal(frame, sizeof(frame), FRAME_SIZE, &pb.tx.k,
+	    &pb.tx.seq, VEIL_T_UPDATE_ACK, msgid, (const uint8_t *)ack, acklen) == 1,
 	    "seal UPDATE-ACK");
 	w = publish(&ccm.new_cid, frame, "UPDATE-ACK (Bob's fresh ephemeral key)");
 	expect(receive(&alice, w, &h, body) == SLOT_PAIR && h.type == VEIL_T_UPDATE_ACK,
@@ -369,11 +369,24 @@ main(int argc, char **argv)
 	device_arm(&alice, SLOT_PAIR, &pa.rx);
 	if (pa.rx_prev.live)
 		device_arm(&alice, SLOT_PREV, &pa.rx_prev);
-	expect(sodium_memcmp(pa.rx.k.root, pb.tx.k.root, VEIL_KEY_BYTES) == 0,
+	expect(sodium_memcmp(pa.rx.k.root, pb.tx_next.k.root, VEIL_KEY_BYTES) == 0,
 	    "both sides derived the same new key");
 	say("Alice", "sees: nothing; the rotation is confirmed, the old inbox retires.");
 	free(upd);
 	free(ack);
+
+	heading("Alice confirms she holds the new key (UPDATE-DONE)");
+	check(veil_update_done_build(&pa, &upd, &updlen), "build UPDATE-DONE");
+	veil_msgid_new(msgid);
+	expect(veil_message_seal(frame, sizeof(frame), FRAME_SIZE, &pa.tx.k, &pa.tx.seq,
+	    VEIL_T_UPDATE_DONE, msgid, (const uint8_t *)upd, updlen) == 1,
+	    "seal UPDATE-DONE");
+	w = publish(&bob_at, frame, "UPDATE-DONE");
+	expect(receive(&bob, w, &h, body) == SLOT_PAIR && h.type == VEIL_T_UPDATE_DONE,
+	    "Bob opens UPDATE-DONE");
+	check(veil_update_on_done(&pb, (const char *)body, h.len), "switch to the new key");
+	say("Bob", "sees: nothing; from now on he seals under the new key.");
+	free(upd);
 
 	heading("Bob writes to Alice's new inbox");
 	send_text(&pb.tx, &alice_at, "Still there?", &w);
