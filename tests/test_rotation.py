@@ -25,6 +25,8 @@ SLOW = {"mean": "1h", "min": "30m", "max": "2h", "grace": "2s"}
 N_EACH = int(os.environ.get("VEIL_ROT_MESSAGES", "150"))
 SPAN_S = float(os.environ.get("VEIL_ROT_SECONDS", "10"))
 LEVELS = [int(c) for c in os.environ.get("VEIL_ROT_LEVELS", "123")]
+N_THREE = int(os.environ.get("VEIL_ROT3_MESSAGES", "40"))
+SPAN_THREE = float(os.environ.get("VEIL_ROT3_SECONDS", "15"))
 
 
 def ids(d):
@@ -32,27 +34,31 @@ def ids(d):
 
 
 class Traffic:
-    """Paced sends both ways between a and b while receivers collect, and a
-    status poller records every identifier each daemon reports."""
+    """Paced sends along each (sender, receiver) pair while every receiver
+    collects, and a status poller records every identifier each daemon
+    reports.  Traffic(a, b, ...) is both ways between a and b."""
 
-    def __init__(self, a, b, n, span, tag):
+    def __init__(self, a, b, n, span, tag, pairs=None):
+        self.pairs = pairs or [(a, b), (b, a)]
+        self.daemons = list({d.name: d for p in self.pairs for d in p}.values())
         self.a, self.b, self.n, self.span, self.tag = a, b, n, span, tag
-        self.sent = {a.name: {}, b.name: {}}	# sender -> {id: text}
-        self.got = {a.name: [], b.name: []}	# receiver -> [msg]
-        self.seen = {a.name: collections.defaultdict(set), b.name: collections.defaultdict(set)}
-        self.epochs = {a.name: [], b.name: []}
+        self.sent = {(s.name, d.name): {} for s, d in self.pairs}	# -> {id: text}
+        self.got = {d.name: [] for d in self.daemons}	# receiver -> [msg]
+        self.seen = {d.name: collections.defaultdict(set) for d in self.daemons}
+        self.epochs = {d.name: [] for d in self.daemons}
         self.errors = []
         self.stop = threading.Event()
         self.threads = []
 
-    def _send(self, src, to):
+    def _send(self, src, dst):
+        to = dst.name
         try:
             with src.client(timeout=20) as c:
                 t0 = time.monotonic()
                 for i in range(self.n):
                     text = "%s %s->%s %03d" % (self.tag, src.name, to, i)
                     mid = c.call("message.send", {"to": to, "text": text}, timeout=20)["id"]
-                    self.sent[src.name][mid] = text
+                    self.sent[(src.name, to)][mid] = text
                     pause = t0 + (i + 1) * self.span / self.n - time.monotonic()
                     if pause > 0:
                         time.sleep(pause)
@@ -73,41 +79,51 @@ class Traffic:
 
     def start(self):
         self.t0 = time.monotonic()
-        self.threads = [threading.Thread(target=self._send, args=(self.a, self.b.name)),
-                        threading.Thread(target=self._send, args=(self.b, self.a.name)),
-                        threading.Thread(target=self._recv, args=(self.a,)),
-                        threading.Thread(target=self._recv, args=(self.b,))]
+        self.senders = [threading.Thread(target=self._send, args=p) for p in self.pairs]
+        self.threads = self.senders + [threading.Thread(target=self._recv, args=(d,))
+                                       for d in self.daemons]
         for t in self.threads:
             t.start()
 
     def join_senders(self, timeout):
-        for t in self.threads[:2]:
+        for t in self.senders:
             t.join(timeout)
         self.send_time = time.monotonic() - self.t0
 
-    def drain(self, patience):
-        """Waits for both outboxes to empty and every message to arrive,
-        then a little longer for duplicates, then stops the receivers."""
-        a, b = self.a, self.b
+    def _received(self, src, dst):
+        return [m for m in self.got[dst.name] if m.get("from") == src.name]
 
+    def drain(self, patience):
+        """Waits for every outbox to empty and every message to arrive,
+        then a little longer for duplicates, then stops the receivers."""
         def done():
-            return (a.contacts()[b.name]["queued"] == 0 and
-                    b.contacts()[a.name]["queued"] == 0 and
-                    set(self.sent[a.name]) <= {m["id"] for m in self.got[b.name]} and
-                    set(self.sent[b.name]) <= {m["id"] for m in self.got[a.name]})
+            return all(s.contacts()[d.name]["queued"] == 0 and
+                       set(self.sent[(s.name, d.name)]) <=
+                       {m["id"] for m in self._received(s, d)}
+                       for s, d in self.pairs)
         ok = wait_for(done, patience, 0.2)
         time.sleep(1.5)	# a duplicate would be a late retransmission
         self.stop.set()
-        for t in self.threads[2:]:
+        for t in self.threads[len(self.senders):]:
             t.join(15)
         return bool(ok)
+
+    def queued(self):
+        return {"%s->%s" % (s.name, d.name): s.contacts()[d.name]["queued"]
+                for s, d in self.pairs}
 
     def check(self, tap, what):
         tap.ok(not self.errors, "%s: no RPC errors during traffic" % what,
                "\n".join(self.errors[:10]))
-        for src, dst in ((self.a, self.b), (self.b, self.a)):
+        for src, dst in self.pairs:
             exactly_once(tap, "%s, %s to %s" % (what, src.name, dst.name),
-                         self.sent[src.name], self.got[dst.name], src, dst)
+                         self.sent[(src.name, dst.name)], self._received(src, dst),
+                         src, dst)
+        for d in self.daemons:
+            names = {s.name for s, r in self.pairs if r is d}
+            stray = [m for m in self.got[d.name] if m.get("from") not in names]
+            tap.ok(not stray, "%s: %s received nothing from anyone else" % (what, d.name),
+                   repr(stray[:4]))
 
 
 def exactly_once(tap, what, sent, got, src, dst):
@@ -351,6 +367,40 @@ def t_simultaneous(tap, w, x):
         b.kill9()
 
 
+def t_three(tap, w, x):
+    """Bob talks with Alice and with Carol, at level 3 (one shared inbox
+    that both write to), with cover traffic and send jitter, and everyone
+    rotating every few seconds: rotations cross in flight, and UPDATEs and
+    their ACKs arrive late, reordered or under a key just replaced.  (Up
+    to commit "UPDATEs again under both keys" a pair could lose each
+    other's keys this way and stop delivering.)"""
+    m = x["m"]
+    frames = {"size": FRAME, "cover_rate": 1200.0, "jitter": "300ms"}
+    a = w.daemon("Alice", m, dirname="three-alice", accept="auto",
+                 identity={"obscurity": 3}, rotation=FAST, frames=frames)
+    b = w.daemon("Bob", m, dirname="three-bob", accept="auto",
+                 identity={"obscurity": 3}, rotation=FAST, frames=frames)
+    c = w.daemon("Carol", m, dirname="three-carol", identity={"obscurity": 3},
+                 rotation=FAST, frames=frames)
+    veil.pair(a, b, timeout=30)
+    veil.pair(b, c, timeout=30)
+    e0 = {d.name: ids(d)["epoch"] for d in (a, b, c)}
+    tr = Traffic(a, b, N_THREE, SPAN_THREE, "T3", pairs=[(a, b), (b, a), (b, c), (c, b)])
+    tr.start()
+    tr.join_senders(SPAN_THREE + 30)
+    ok = tr.drain(90 if w.transport == "xmpp" else 45)
+    what = "level 3, three users, cover and jitter"
+    tap.note("%s: %d messages per direction in %.1f s, epochs %r -> %r" % (
+        what, N_THREE, tr.send_time, e0, {d.name: ids(d)["epoch"] for d in (a, b, c)}))
+    tap.ok(all(ids(d)["epoch"] >= e0[d.name] + 3 for d in (a, b, c)),
+           "%s: everyone rotated at least 3 times" % what,
+           repr((e0, [ids(d) for d in (a, b, c)])))
+    tap.ok(ok, "%s: every outbox drained" % what, repr(tr.queued()))
+    tr.check(tap, what)
+    for d in (a, b, c):
+        d.kill9()
+
+
 def set_level(d, level):
     d.cfg["identity"]["obscurity"] = level
     d.write_config()
@@ -408,8 +458,9 @@ TESTS = [
     ("levels 1, 2, 3 under traffic", t_levels),
     ("peer offline during rotations", t_offline),
     ("simultaneous rotations", t_simultaneous),
+    ("three users at level 3 with cover and jitter", t_three),
     ("level changes between restarts", t_level_change),
 ]
 
 if __name__ == "__main__":
-    veil.main(TESTS, setup=setup, world_args={"watchdog": 150})
+    veil.main(TESTS, setup=setup, world_args={"watchdog": 240})
