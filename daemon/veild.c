@@ -34,6 +34,8 @@ usage(void)
 	exit(1);
 }
 
+static int opt_verbose;	/* -v */
+
 static void
 on_signal(evutil_socket_t sig, short ev, void *arg)
 {
@@ -55,7 +57,8 @@ on_signal(evutil_socket_t sig, short ev, void *arg)
 		if (config_load(cfgpath, &next, err, sizeof err) != 0) {
 			log_warnx("reload: %s; keeping the running configuration", err);
 		} else {
-			log_setverbose(next.log.level == VEILD_LOG_DEBUG);
+			/* -v on the command line outlives a reload. */
+			log_setverbose(opt_verbose || next.log.level == VEILD_LOG_DEBUG);
 			cfg.retransmit = next.retransmit;
 			cfg.accept = next.accept;
 			cfg.rotation = next.rotation;
@@ -109,7 +112,7 @@ main(int argc, char *argv[])
 		case 'c': cfgpath = optarg; break;
 		case 'd': debug = 1; break;
 		case 'n': check = 1; break;
-		case 'v': verbose = 1; break;
+		case 'v': verbose = opt_verbose = 1; break;
 		case 'V': printf("veild %s\n", PACKAGE_VERSION); return 0;
 		default: usage();
 		}

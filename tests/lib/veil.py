@@ -340,6 +340,20 @@ class Daemon:
         self.proc = None
         return rc
 
+    def reload(self, timeout=10.0, **cfg):
+        """Merges cfg into the config file, SIGHUP, waits for the daemon
+        to log that it took it."""
+        _merge(self.cfg, cfg)
+        self.write_config()
+
+        def count():
+            with open(self.log_path, errors="replace") as f:
+                return f.read().count("configuration reloaded")
+        before = count()
+        self.proc.send_signal(signal.SIGHUP)
+        if not wait_for(lambda: count() > before, timeout):
+            raise RuntimeError("%s did not reload:\n%s" % (self.name, self.log_tail()))
+
     def kill9(self):
         if self.proc is None:
             return
