@@ -1449,6 +1449,21 @@ on_frame(const char *topic, const uint8_t *frame, size_t len)
 static void
 flush_outbox(void);
 
+/*
+ * Frees the previous connection.  Frames it received but had not handed
+ * over yet are acknowledged to the broker already: they are processed
+ * first (a lost UPDATE-ACK costs a retransmission round), after E.tr_old
+ * is let go, since that processing may run any engine code.
+ */
+static void
+retire_old(void)
+{
+	struct transport *t = E.tr_old;
+
+	E.tr_old = NULL;
+	transport_retire(t);
+}
+
 static void
 drain_done(evutil_socket_t fd, short ev, void *arg)
 {
@@ -1459,8 +1474,7 @@ drain_done(evutil_socket_t fd, short ev, void *arg)
 		/* Inboxes whose life was extended (an UPDATE-ACK still due
 		 * there) must not go with the old connection. */
 		subscribe_all(SUB_KEEP_GRACE);
-		transport_free(E.tr_old);
-		E.tr_old = NULL;
+		retire_old();
 		store_kv_del(E.st, "client.id.prev");
 		log_debug("previous client ID retired");
 	}
@@ -2798,8 +2812,7 @@ rotate_client_id(const char *id)
 		 * client IDs by those topics: rotations faster than the
 		 * grace period buy less unlinkability.) */
 		subscribe_all(SUB_KEEP_GRACE);
-		transport_free(E.tr_old);
-		E.tr_old = NULL;
+		retire_old();
 	}
 	if ((t = make_transport(id, err, sizeof err)) == NULL) {
 		log_warnx("rotation: %s", err);

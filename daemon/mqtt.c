@@ -1180,7 +1180,7 @@ mqtt_set_client_id(struct transport *t, const char *id)
 }
 
 static void
-mqtt_free(struct transport *t)
+mqtt_free_common(struct transport *t, int deliver)
 {
 	struct mqtt	*m = (struct mqtt *)t;
 	struct mtopic	*tp;
@@ -1194,6 +1194,16 @@ mqtt_free(struct transport *t)
 		MQTTAsync_destroy(&m->cur->cli);
 	if (m->closing != NULL)
 		MQTTAsync_destroy(&m->closing->cli);
+	/*
+	 * No paho thread is left.  Frames it took are acknowledged to the
+	 * broker already (QoS 1): retiring, hand them over, or they are gone.
+	 * The topics and callbacks are still intact here.
+	 */
+	if (deliver) {
+		TAILQ_FOREACH(ev, &m->events, entry)
+			if (ev->type == MEV_MSG)
+				mqtt_on_message(m, ev);
+	}
 	free(m->cur);
 	free(m->closing);
 	free(m->dead);
@@ -1235,6 +1245,18 @@ mqtt_free(struct transport *t)
 	free(m);
 }
 
+static void
+mqtt_free(struct transport *t)
+{
+	mqtt_free_common(t, 0);
+}
+
+static void
+mqtt_retire_free(struct transport *t)
+{
+	mqtt_free_common(t, 1);
+}
+
 static const struct transport_ops mqtt_transport_ops = {
 	.connect = mqtt_connect,
 	.disconnect = mqtt_disconnect,
@@ -1243,6 +1265,7 @@ static const struct transport_ops mqtt_transport_ops = {
 	.publish = mqtt_publish,
 	.set_client_id = mqtt_set_client_id,
 	.free = mqtt_free,
+	.retire = mqtt_retire_free,
 };
 
 static char *

@@ -148,6 +148,13 @@ transport_free(struct transport *t)
 		t->ops->free(t);
 }
 
+void
+transport_retire(struct transport *t)
+{
+	if (t != NULL)
+		(t->ops->retire != NULL ? t->ops->retire : t->ops->free)(t);
+}
+
 /* --- for the drivers ---------------------------------------------------------- */
 
 void

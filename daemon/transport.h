@@ -75,6 +75,7 @@ struct transport_ops {
 		    const void *buf, size_t len, uint64_t cookie);
 	int	(*set_client_id)(struct transport *, const char *id);
 	void	(*free)(struct transport *);
+	void	(*retire)(struct transport *);	/* optional: see transport_retire() */
 };
 
 struct transport {
@@ -111,6 +112,11 @@ int	transport_publish(struct transport *, const char *topic,
 int	transport_set_client_id(struct transport *, const char *id);
 /* Drop the connection and free everything; no callback follows. */
 void	transport_free(struct transport *);
+/* The same, but first the frames already received and acknowledged to the
+ * broker (a threaded driver may hold some not yet handed over) go to
+ * on_message, from inside this call: the caller must have let go of every
+ * reference to the transport, since on_message may run any code. */
+void	transport_retire(struct transport *);
 
 /* Drivers, created through transport_new() (which has checked cbs). */
 struct transport *mqtt_transport_new(struct event_base *,
