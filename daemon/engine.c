@@ -1932,7 +1932,7 @@ inbox_gc(void)
 	struct topic_set used;
 	size_t cap = 64;
 
-	while (cap < 2 * (E.nc + 1))
+	while (cap < 4 * (E.nc + 1))	/* two topics a contact, load <= 1/2 */
 		cap *= 2;
 	if ((used.slot = calloc(cap, sizeof *used.slot)) == NULL)
 		return;
