@@ -96,6 +96,7 @@ static struct engine {
 	int				 up;
 	uint64_t			 frames_in, frames_out, dropped;
 	uint64_t			 round;		/* seconds ticked, gates resync jumps */
+	uint64_t			 clock_hour;	/* of the armed clock landmarks */
 	uint64_t			 pub_sent, pub_done; /* on E.tr: the broker's backlog */
 	uint8_t				*bbuf;	/* one frame body, scratch */
 } E;
@@ -281,14 +282,53 @@ contact_arm(struct contact *c, int slot, int on)
 	if (d == NULL)
 		return;
 	if (on && !(c->armed & (1 << slot)) && d->live) {
-		if (veil_rx_arm(E.tags, d, OWNER(c->id, slot), RX_LOOKAHEAD) == 0)
+		if (veil_rx_arm(E.tags, d, OWNER(c->id, slot), RX_LOOKAHEAD) == 0 &&
+		    (slot == SLOT_EPOCH0 || veil_rx_arm_clock(E.tags, d,
+		    OWNER(c->id, slot), E.clock_hour, RX_LOOKAHEAD) == 0))
 			c->armed |= 1 << slot;
 		else
 			log_warnx("contact %" PRId64 ": cannot arm slot %d", c->id, slot);
 	} else if (!on && (c->armed & (1 << slot))) {
+		if (slot != SLOT_EPOCH0)
+			veil_rx_disarm_clock(E.tags, d, OWNER(c->id, slot),
+			    E.clock_hour, RX_LOOKAHEAD);
 		veil_rx_disarm(E.tags, d, RX_LOOKAHEAD);
 		c->armed &= ~(1 << slot);
 	}
+}
+
+static uint64_t
+clock_hour(void)
+{
+	return (uint64_t)(now_ms() / 1000 / 3600);
+}
+
+/* On the hour: every receive direction's clock landmarks move on. */
+static void
+clock_rearm(void)
+{
+	uint64_t hour = clock_hour();
+
+	if (hour == E.clock_hour)
+		return;
+	for (size_t i = 0; i < E.nc; i++) {
+		struct contact *c = E.c[i];
+
+		for (int slot = SLOT_RX; slot <= SLOT_RX_PREV; slot++) {
+			struct veil_rxdir *d = slot == SLOT_RX ? &c->pair.rx :
+			    &c->pair.rx_prev;
+
+			if (!(c->armed & (1 << slot)))
+				continue;
+			veil_rx_disarm_clock(E.tags, d, OWNER(c->id, slot),
+			    E.clock_hour, RX_LOOKAHEAD);
+			if (veil_rx_arm_clock(E.tags, d, OWNER(c->id, slot), hour,
+			    RX_LOOKAHEAD) != 0)
+				log_warnx("contact %" PRId64 ": cannot arm slot %d",
+				    c->id, slot);
+		}
+	}
+	E.clock_hour = hour;
 }
 
 static void
@@ -721,9 +761,15 @@ send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
 	 * jump per contact per second: the convergence argument is one jump
 	 * per attempt, and a backlog of many rows must not climb the levels
 	 * once per row (that overshoots the receiver's highest landmark).
+	 * Past the last level the sender stops climbing: a receiver that
+	 * missed every level lost the frames outright, and only the clock
+	 * landmark, at most once an hour, can still meet it.
 	 */
 	if (attempt > 0 && c->jumped_at != E.round) {
-		tx->seq = veil_resync_seq(tx->seq, (unsigned)attempt);
+		if (attempt <= VEIL_RESYNC_LEVELS)
+			tx->seq = veil_resync_seq(tx->seq, (unsigned)attempt);
+		else if (veil_clock_seq(clock_hour()) > tx->seq)
+			tx->seq = veil_clock_seq(clock_hour());
 		c->jumped_at = E.round;
 	}
 	if ((frames = seal_msg(&tx->k, &tx->seq, type, msgid, body, len, &n)) == NULL)
@@ -814,7 +860,7 @@ dup_attempt(struct contact *c)
 	if (now - c->dup_last > 60 * 1000)
 		c->dup_acks = 0;
 	c->dup_last = now;
-	if (c->dup_acks < VEIL_RESYNC_LEVELS)
+	if (c->dup_acks < VEIL_RESYNC_LEVELS + 1)	/* + 1: the clock */
 		c->dup_acks++;
 	return (int)c->dup_acks;
 }
@@ -1969,6 +2015,7 @@ tick(evutil_socket_t fd, short ev, void *arg)
 	(void)ev;
 	(void)arg;
 	E.round++;
+	clock_rearm();
 	if (E.up)
 		flush_outbox();
 	veil_reasm_expire(E.reasm, (uint64_t)now, REASM_AGE_MS);
@@ -2145,6 +2192,7 @@ engine_init(struct event_base *base, const struct veild_config *cfg, char *err,
 	if (load_identity(err, errlen) != 0)
 		return -1;
 	E.tags = veil_tagtab_new(1024);
+	E.clock_hour = clock_hour();
 	E.reasm = veil_reasm_new(REASM_BYTES, REASM_MSGS);
 	E.bbuf = malloc(cfg->frames.size);
 	if (E.tags == NULL || E.reasm == NULL || E.bbuf == NULL) {

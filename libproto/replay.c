@@ -570,3 +570,58 @@ veil_resync_seq(uint64_t next_seq, unsigned attempt)
 		k--;
 	}
 }
+
+uint64_t
+veil_clock_seq(uint64_t hour)
+{
+	if (hour == 0 || hour > (UINT64_MAX >> VEIL_CLOCK_SHIFT))
+		return 0;
+	return hour << VEIL_CLOCK_SHIFT;
+}
+
+/* Is seq held by d's regular arming (range or landmark)? */
+static int
+regular_armed(const struct veil_rxdir *d, unsigned lookahead, uint64_t seq)
+{
+	uint64_t lm[VEIL_RESYNC_LEVELS];
+	unsigned nlm = landmarks(armed_hi(d->w.top, lookahead), lm);
+
+	return is_armed(&d->w, lookahead, lm, nlm, seq);
+}
+
+int
+veil_rx_arm_clock(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
+    uint64_t hour, unsigned lookahead)
+{
+	uint64_t h, s;
+	int rc, ret = VEIL_OK;
+
+	if (t == NULL || d == NULL || hour == 0)
+		return VEIL_ERR_INVAL;
+	for (h = hour - 1; h <= hour + 1; h++) {
+		/* At or below the regular range: accepted, stale or armed. */
+		if ((s = veil_clock_seq(h)) == 0 ||
+		    s < armed_hi(d->w.top, lookahead) ||
+		    regular_armed(d, lookahead, s))
+			continue;
+		rc = arm_one(t, &d->k, owner, s);
+		if (rc == VEIL_ERR_NOMEM)
+			return rc;
+		if (rc < 0)
+			ret = rc;
+	}
+	return ret;
+}
+
+void
+veil_rx_disarm_clock(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
+    uint64_t hour, unsigned lookahead)
+{
+	uint64_t h, s;
+
+	if (t == NULL || d == NULL || hour == 0)
+		return;
+	for (h = hour - 1; h <= hour + 1; h++)
+		if ((s = veil_clock_seq(h)) != 0 && !regular_armed(d, lookahead, s))
+			disarm_one(t, &d->k, 1, owner, s);
+}

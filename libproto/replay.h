@@ -76,6 +76,28 @@ int veil_rx_commit(struct veil_tagtab *t, struct veil_rxdir *d, uint64_t owner, 
  */
 uint64_t veil_resync_seq(uint64_t next_seq, unsigned attempt);
 
+/*
+ * Clock landmarks (protocol.md 2.1): the seq hour << 32, hour = Unix time
+ * / 3600.  The ladder above is bounded: a sender whose frames are lost
+ * outright (not delayed) through every level climbs past the receiver's
+ * highest landmark for good.  So beyond the last level the sender stops
+ * climbing and jumps, at most once an hour, to the current hour's clock
+ * landmark; every receive direction keeps the previous, the current and
+ * the next hour's armed (3 tags), whatever its window, which also covers
+ * an hour of clock skew.  2^32 frames an hour is out of reach.
+ */
+#define VEIL_CLOCK_SHIFT 32
+/* hour << 32, or 0 when that does not fit (hour >= 2^32: year 492,000). */
+uint64_t veil_clock_seq(uint64_t hour);
+/* Arms the clock landmarks of hours hour-1 .. hour+1 for d, those above
+ * its regular range and landmarks (lookahead as for veil_rx_arm). */
+int veil_rx_arm_clock(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
+    uint64_t hour, unsigned lookahead);
+/* Removes what veil_rx_arm_clock(hour) armed for owner, except seqs the
+ * regular arming now holds (the window may have moved since). */
+void veil_rx_disarm_clock(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
+    uint64_t hour, unsigned lookahead);
+
 #ifdef __cplusplus
 }
 #endif

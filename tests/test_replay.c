@@ -931,6 +931,124 @@ test_resync_recovers(void **state)
 	    LM_MAX + VEIL_LOOKAHEAD + 1, 0);
 }
 
+static void
+test_clock_seq(void **state)
+{
+	(void)state;
+	assert_int_equal(veil_clock_seq(0), 0);
+	assert_true(veil_clock_seq(1) == (UINT64_C(1) << 32));
+	assert_true(veil_clock_seq(493000) == (UINT64_C(493000) << 32));
+	assert_true(veil_clock_seq(UINT32_MAX) == (UINT64_C(0xffffffff) << 32));
+	assert_int_equal(veil_clock_seq(UINT64_C(1) << 32), 0);
+}
+
+/*
+ * A sender that climbed past every landmark while the receiver lost all
+ * of it (the receiver's ladder cannot reach it any more) meets it at the
+ * hour's clock landmark, also with an hour of skew either way, and the
+ * receiver then follows with its regular lookahead.
+ */
+static void
+test_clock_recovers(void **state)
+{
+	const uint64_t H = 493000;	/* 2026 in hours since 1970 */
+	struct veil_tagtab *t;
+	struct veil_rxdir d, e;
+	uint64_t n, v, o, q, s;
+	unsigned a, la = VEIL_LOOKAHEAD;
+	int skew;
+
+	(void)state;
+	for (skew = -1; skew <= 1; skew++) {
+		t = veil_tagtab_new(0);
+		mkdir_rx(&d);
+		mkdir_rx(&e);
+		assert_int_equal(veil_rx_arm(t, &d, 1, la), VEIL_OK);
+		assert_int_equal(veil_rx_arm(t, &e, 2, la), VEIL_OK);
+		assert_int_equal(veil_rx_arm_clock(t, &d, 1, H, la), VEIL_OK);
+		assert_int_equal(veil_rx_arm_clock(t, &e, 2, H, la), VEIL_OK);
+		assert_int_equal(veil_tagtab_count(t), 2 * (la + LEVELS + 3));
+		/* arming again adds nothing */
+		assert_int_equal(veil_rx_arm_clock(t, &d, 1, H, la), VEIL_OK);
+		assert_int_equal(veil_tagtab_count(t), 2 * (la + LEVELS + 3));
+		/* the ladder, every frame lost: it ends beyond the receiver */
+		n = 20;
+		for (a = 1; a <= 8; a++)
+			n = veil_resync_seq(n, a) + 1;
+		assert_true(n > (UINT64_C(1) << 20) + 1);
+		assert_int_equal(lookup(t, &d, veil_resync_seq(n, 9), &o, &q),
+		    VEIL_ERR_INVAL);
+		/* the sender's clock, skew hours off */
+		v = veil_clock_seq(H + (uint64_t)(int64_t)skew);
+		assert_true(v > n);
+		assert_int_equal(lookup(t, &d, v, &o, &q), VEIL_OK);
+		assert_int_equal(o, 1);
+		assert_true(q == v);
+		/* never the other direction's */
+		assert_int_equal(lookup(t, &e, v, &o, &q), VEIL_OK);
+		assert_int_equal(o, 2);
+		assert_int_equal(veil_rx_commit(t, &d, 1, v, la), VEIL_OK);
+		for (s = v + 1; s < v + 50; s++) {
+			assert_int_equal(lookup(t, &d, s, &o, &q), VEIL_OK);
+			assert_true(q == s);
+			assert_int_equal(veil_rx_commit(t, &d, 1, s, la), VEIL_OK);
+		}
+		/* hours off by two are not armed */
+		assert_int_equal(lookup(t, &e, veil_clock_seq(H + 2), &o, &q),
+		    VEIL_ERR_INVAL);
+		assert_int_equal(lookup(t, &e, veil_clock_seq(H - 2), &o, &q),
+		    VEIL_ERR_INVAL);
+		/* the hour moves on: what the old hour armed goes (the one
+		 * accepted, and those below the window now, too), the new
+		 * hour's above the window are armed */
+		veil_rx_disarm_clock(t, &d, 1, H, la);
+		veil_rx_disarm_clock(t, &e, 2, H, la);
+		check_armed(t, &d, 1, la, la + LEVELS);	/* e: regular only */
+		assert_int_equal(veil_rx_arm_clock(t, &d, 1, H + 1, la), VEIL_OK);
+		assert_int_equal(lookup(t, &d, veil_clock_seq(H + 2), &o, &q), VEIL_OK);
+		assert_int_equal(lookup(t, &d, veil_clock_seq(H + 1), &o, &q),
+		    skew < 1 ? VEIL_OK : VEIL_ERR_INVAL);
+		assert_int_equal(lookup(t, &d, veil_clock_seq(H), &o, &q),
+		    skew < 0 ? VEIL_OK : VEIL_ERR_INVAL);
+		veil_rx_disarm_clock(t, &d, 1, H + 1, la);
+		veil_rx_disarm(t, &d, la);
+		check_armed(t, &e, 2, la, 0);
+		veil_rx_disarm(t, &e, la);
+		assert_int_equal(veil_tagtab_count(t), 0);
+		veil_tagtab_free(t);
+	}
+}
+
+/* A clock landmark inside the regular range belongs to it: neither armed
+ * twice nor taken away by the clock's disarm. */
+static void
+test_clock_in_range(void **state)
+{
+	const uint64_t H = 493000;
+	struct veil_tagtab *t;
+	struct veil_rxdir d;
+	uint64_t o, q, c = veil_clock_seq(H);
+	unsigned la = VEIL_LOOKAHEAD;
+
+	(void)state;
+	t = veil_tagtab_new(0);
+	mkdir_rx(&d);
+	d.w.top = c - 3;	/* c is in [top, top + lookahead) */
+	assert_int_equal(veil_rx_arm(t, &d, 1, la), VEIL_OK);
+	assert_int_equal(veil_rx_arm_clock(t, &d, 1, H, la), VEIL_OK);
+	/* H - 1 is below the window: only H + 1 was added */
+	check_armed(t, &d, 1, la, 1);
+	veil_rx_disarm_clock(t, &d, 1, H, la);
+	check_armed(t, &d, 1, la, 0);
+	assert_int_equal(lookup(t, &d, c, &o, &q), VEIL_OK);
+	assert_true(q == c);
+	assert_int_equal(veil_rx_arm_clock(NULL, &d, 1, H, la), VEIL_ERR_INVAL);
+	assert_int_equal(veil_rx_arm_clock(t, &d, 1, 0, la), VEIL_ERR_INVAL);
+	veil_rx_disarm(t, &d, la);
+	assert_int_equal(veil_tagtab_count(t), 0);
+	veil_tagtab_free(t);
+}
+
 /*
  * Two directions in one table with the same top, hence the same landmark
  * seqs: each tag resolves to its own owner only, a resync of one leaves
@@ -1007,6 +1125,9 @@ main(void)
 		cmocka_unit_test(test_resync_seq),
 		cmocka_unit_test(test_resync_converges),
 		cmocka_unit_test(test_resync_recovers),
+		cmocka_unit_test(test_clock_seq),
+		cmocka_unit_test(test_clock_recovers),
+		cmocka_unit_test(test_clock_in_range),
 	};
 
 	tu_deterministic_rng("test_replay");
