@@ -297,10 +297,37 @@ contact_arm(struct contact *c, int slot, int on)
 	}
 }
 
+/*
+ * The clock landmarks' period: an hour (protocol.md 2.1).  VEIL_CLOCK_PERIOD
+ * (seconds) shortens it for tests, which cannot wait an hour; both sides
+ * of a pair must use the same.  Read once.
+ */
+static int64_t
+clock_period_s(void)
+{
+	static int64_t p;
+	const char *e;
+	char *end;
+	long long v;
+
+	if (p != 0)
+		return p;
+	p = 3600;
+	if ((e = getenv("VEIL_CLOCK_PERIOD")) != NULL && *e != '\0') {
+		errno = 0;
+		v = strtoll(e, &end, 10);
+		if (errno == 0 && *end == '\0' && v >= 1 && v <= 3600)
+			p = v;
+		else
+			log_warnx("VEIL_CLOCK_PERIOD=%s ignored: not 1 to 3600 seconds", e);
+	}
+	return p;
+}
+
 static uint64_t
 clock_hour(void)
 {
-	return (uint64_t)(now_ms() / 1000 / 3600);
+	return (uint64_t)(now_ms() / 1000 / clock_period_s());
 }
 
 /* On the hour: every receive direction's clock landmarks move on. */

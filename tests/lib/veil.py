@@ -261,7 +261,7 @@ class Daemon:
     Daemon(tmp, "Alice", broker, accept="auto", identity={"obscurity": 3}).
     dirname: its directory under tmpdir (default from the name)."""
 
-    def __init__(self, tmpdir, name, broker, dirname=None, **cfg):
+    def __init__(self, tmpdir, name, broker, dirname=None, env=None, **cfg):
         self.name = name
         self.broker = broker
         self.dir = os.path.join(tmpdir, dirname or
@@ -272,6 +272,7 @@ class Daemon:
         self.conf_path = os.path.join(self.dir, "veild.conf")
         self.log_path = os.path.join(self.dir, "veild.log")
         self.proc = None
+        self.env = dict(env or {})	# added to veild's environment
         self.veild = binary("daemon/veild")
         self.veilctl = binary("tools/veilctl")
         self.cfg = {
@@ -307,7 +308,8 @@ class Daemon:
         logf.flush()
         self.proc = subprocess.Popen(
             [self.veild, "-d", "-v", "-c", self.conf_path],
-            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+            env=dict(os.environ, **self.env) if self.env else None)
         logf.close()
         deadline = time.monotonic() + timeout
         last = None
