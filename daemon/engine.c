@@ -120,6 +120,7 @@ static void rotate_step(evutil_socket_t, short, void *);
 static void drain_arm(void);
 enum sub_mode { SUB_START, SUB_ROTATE, SUB_KEEP_GRACE };
 static int subscribe_all(enum sub_mode);
+static void inbox_housekeeping(void);
 static int in_grace(void);
 
 /*
@@ -1546,6 +1547,7 @@ drain_done(evutil_socket_t fd, short ev, void *arg)
 	if (E.tr_old != NULL) {
 		/* Inboxes whose life was extended (an UPDATE-ACK still due
 		 * there) must not go with the old connection. */
+		inbox_housekeeping();
 		subscribe_all(SUB_KEEP_GRACE);
 		retire_old();
 		store_kv_del(E.st, "client.id.prev");
@@ -1694,17 +1696,14 @@ inbox_sub_cb(const struct store_inbox *in, void *arg)
 	return 0;
 }
 
-/*
- * Every row, also those whose retirement time has passed but that the
- * next tick's expiry has not removed yet: they are still subscribed, and
- * inbox_gc may still find them in use and keep them.
- */
+/* Every row, also those whose retirement time has passed but that the
+ * next expiry has not removed yet. */
 #define ALL_ROWS	0
 
 static int
 subscribe_all(enum sub_mode mode)
 {
-	return store_inbox_list(E.st, ALL_ROWS, inbox_sub_cb, &mode);
+	return store_inbox_list(E.st, now_ms(), inbox_sub_cb, &mode);
 }
 
 static int
@@ -2032,6 +2031,19 @@ inbox_gc(void)
 	free(used.slot);
 }
 
+/*
+ * The GC (keeps what is in use, lapsed or not, retires the rest), then the
+ * expiry.  Also right before inboxes move to another connection: a row
+ * whose time ran out must neither be carried over (it would live on
+ * under the next client ID) nor be left behind while in use.
+ */
+static void
+inbox_housekeeping(void)
+{
+	inbox_gc();
+	store_inbox_expire(E.st, now_ms(), inbox_expire_cb, NULL);
+}
+
 static void
 tick(evutil_socket_t fd, short ev, void *arg)
 {
@@ -2049,8 +2061,7 @@ tick(evutil_socket_t fd, short ev, void *arg)
 	if (++n % 2 == 0) {
 		/* Every 2 s: the grace periods are seconds long in tests and
 		 * minutes in use; both must see an inbox's last use in time. */
-		inbox_gc();
-		store_inbox_expire(E.st, now, inbox_expire_cb, NULL);
+		inbox_housekeeping();
 	}
 	if (n % 10 == 0)
 		drop_prev_keys();
@@ -2886,6 +2897,7 @@ rotate_client_id(const char *id)
 		 * one, since the oldest goes now.  (This links two retired
 		 * client IDs by those topics: rotations faster than the
 		 * grace period buy less unlinkability.) */
+		inbox_housekeeping();
 		subscribe_all(SUB_KEEP_GRACE);
 		retire_old();
 	}
