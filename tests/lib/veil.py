@@ -4,6 +4,7 @@ VEIL_TRANSPORT=mqtt|xmpp (default mqtt) picks the broker World.broker()
 starts (mosquitto or prosody) and so the transport section every Daemon's
 config gets: the same test file runs on both."""
 
+import copy
 import json
 import os
 import re
@@ -246,11 +247,14 @@ def _conf_value(v, indent):
 
 
 def _merge(base, over):
+    """Merges over into base, copying: no dict of the caller's (a test's
+    module-level rotation settings) ends up inside base, where a later
+    merge would change it for every other test."""
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(base.get(k), dict):
             _merge(base[k], v)
         else:
-            base[k] = v
+            base[k] = copy.deepcopy(v)
     return base
 
 
