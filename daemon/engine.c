@@ -1128,8 +1128,6 @@ send_done(struct contact *c)
 	char *body = NULL;
 	size_t len = 0;
 
-	if (c->done_at == E.round && c->done_at != 0)
-		return;
 	if (veil_update_done_build(&c->pair, &body, &len) != 0)
 		return;
 	c->done_at = E.round;
@@ -1193,7 +1191,6 @@ handle_update_ack(struct contact *c, const uint8_t *body, size_t len)
 	}
 	store_kv_set_i64(E.st, kv_key(key, sizeof key, "upd.prev_until", c->id),
 	    now + (int64_t)E.cfg->rotation.grace_ms);
-	c->done_at = 0;
 	send_done(c);
 	if (contact_save(c) != 0 || txn_commit() != 0) {
 		txn_rollback();
@@ -1696,10 +1693,6 @@ inbox_sub_cb(const struct store_inbox *in, void *arg)
 	return 0;
 }
 
-/* Every row, also those whose retirement time has passed but that the
- * next expiry has not removed yet. */
-#define ALL_ROWS	0
-
 static int
 subscribe_all(enum sub_mode mode)
 {
@@ -1997,6 +1990,10 @@ inbox_gc_cb(const struct store_inbox *in, void *arg)
 		store_inbox_retire(E.st, in->id, until);
 	return 0;
 }
+
+/* Every row, also those whose retirement time has passed but that the
+ * next expiry has not removed yet. */
+#define ALL_ROWS	0
 
 static void
 inbox_gc(void)

@@ -579,49 +579,49 @@ veil_clock_seq(uint64_t hour)
 	return hour << VEIL_CLOCK_SHIFT;
 }
 
-/* Is seq held by d's regular arming (range or landmark)? */
-static int
-regular_armed(const struct veil_rxdir *d, unsigned lookahead, uint64_t seq)
+/*
+ * The clock landmarks of hours hour - 1 .. hour + 1 that the regular
+ * arming (range or landmark) does not hold; above: only those above the
+ * regular range (arming), else also those below (disarming: the window
+ * may have moved past them since they were armed).
+ */
+static unsigned
+clock_seqs(const struct veil_rxdir *d, unsigned lookahead, uint64_t hour,
+    int above, uint64_t out[3])
 {
-	uint64_t lm[VEIL_RESYNC_LEVELS];
-	unsigned nlm = landmarks(armed_hi(d->w.top, lookahead), lm);
+	uint64_t lm[VEIL_RESYNC_LEVELS], hi = armed_hi(d->w.top, lookahead), h, s;
+	unsigned nlm = landmarks(hi, lm), n = 0;
 
-	return is_armed(&d->w, lookahead, lm, nlm, seq);
+	for (h = hour - 1; h <= hour + 1; h++) {
+		if ((s = veil_clock_seq(h)) == 0 || (above && s < hi) ||
+		    is_armed(&d->w, lookahead, lm, nlm, s))
+			continue;
+		out[n++] = s;
+	}
+	return n;
 }
 
 int
 veil_rx_arm_clock(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
     uint64_t hour, unsigned lookahead)
 {
-	uint64_t h, s;
-	int rc, ret = VEIL_OK;
+	uint64_t cs[3];
 
 	if (t == NULL || d == NULL || hour == 0)
 		return VEIL_ERR_INVAL;
-	for (h = hour - 1; h <= hour + 1; h++) {
-		/* At or below the regular range: accepted, stale or armed. */
-		if ((s = veil_clock_seq(h)) == 0 ||
-		    s < armed_hi(d->w.top, lookahead) ||
-		    regular_armed(d, lookahead, s))
-			continue;
-		rc = arm_one(t, &d->k, owner, s);
-		if (rc == VEIL_ERR_NOMEM)
-			return rc;
-		if (rc < 0)
-			ret = rc;
-	}
-	return ret;
+	return arm_landmarks(t, d, owner, cs, clock_seqs(d, lookahead, hour, 1, cs));
 }
 
 void
 veil_rx_disarm_clock(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
     uint64_t hour, unsigned lookahead)
 {
-	uint64_t h, s;
+	uint64_t cs[3];
+	unsigned i, n;
 
 	if (t == NULL || d == NULL || hour == 0)
 		return;
-	for (h = hour - 1; h <= hour + 1; h++)
-		if ((s = veil_clock_seq(h)) != 0 && !regular_armed(d, lookahead, s))
-			disarm_one(t, &d->k, 1, owner, s);
+	n = clock_seqs(d, lookahead, hour, 0, cs);
+	for (i = 0; i < n; i++)
+		disarm_one(t, &d->k, 1, owner, cs[i]);
 }

@@ -430,7 +430,7 @@ veil_update_on_ack(struct veil_pair *p, const char *body, size_t len)
 	    (uint64_t)seq)) != VEIL_OK)
 		goto out;
 
-	/* The old rx stays for frames the peer sealed before our ACK reached it. */
+	/* The old rx stays: the peer seals under it until our UPDATE-DONE. */
 	sodium_memzero(&p->rx_prev, sizeof(p->rx_prev));
 	p->rx_prev = p->rx;
 	sodium_memzero(&p->rx, sizeof(p->rx));

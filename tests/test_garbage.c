@@ -655,6 +655,23 @@ check_ccm(const struct veil_ccm *c)
 	assert_true(c->has_new_secret <= 1);
 }
 
+/* A JSON object of 1 .. maxkeys + 1 pairs, each a random key of keys and
+ * a random value of vals (duplicates and wrong types included). */
+static size_t
+random_object(struct tu_prng *r, const char *const *keys, size_t nkeys,
+    const char *const *vals, size_t nvals, size_t maxkeys, char *out,
+    size_t cap)
+{
+	size_t len = 0, nk = 1 + rnd(r, maxkeys);
+
+	len += (size_t)snprintf(out + len, cap - len, "{");
+	for (size_t k = 0; k < nk && len < cap - 128; k++)
+		len += (size_t)snprintf(out + len, cap - len, "%s\"%s\":%s", k ? "," : "",
+		    keys[rnd(r, nkeys)], vals[rnd(r, nvals)]);
+	len += (size_t)snprintf(out + len, cap - len, "}");
+	return len;
+}
+
 /* A JSON object with the CCM's keys and random values of random types. */
 static size_t
 random_ccm(struct tu_prng *r, char *out, size_t cap)
@@ -665,15 +682,9 @@ random_ccm(struct tu_prng *r, char *out, size_t cap)
 	    "18446744073709551616", "1.5", "null", "true", "[]", "{}", "\"\"",
 	    "\"AAAAAAAAAAAAAAAAAAAAAA\"", "\"0000\"", "9007199254740993",
 	    "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"", "\"\\u0000\"" };
-	size_t len = 0, nk = 1 + rnd(r, 14);
 
-	len += (size_t)snprintf(out + len, cap - len, "{");
-	for (size_t k = 0; k < nk && len < cap - 128; k++)
-		len += (size_t)snprintf(out + len, cap - len, "%s\"%s\":%s", k ? "," : "",
-		    keys[rnd(r, sizeof(keys) / sizeof(keys[0]))],
-		    vals[rnd(r, sizeof(vals) / sizeof(vals[0]))]);
-	len += (size_t)snprintf(out + len, cap - len, "}");
-	return len;
+	return random_object(r, keys, sizeof(keys) / sizeof(keys[0]), vals,
+	    sizeof(vals) / sizeof(vals[0]), 14, out, cap);
 }
 
 static void
@@ -805,15 +816,9 @@ random_done(struct tu_prng *r, char *out, size_t cap)
 	static const char *vals[] = { "\"UpdateDone\"", "\"UpdateAck\"", "1", "2",
 	    "0", "-1", "18446744073709551616", "1.5", "null", "true", "[]", "{}",
 	    "\"\"", "\"1\"", "\"\\u0000\"" };
-	size_t len = 0, nk = 1 + rnd(r, 4);
 
-	len += (size_t)snprintf(out + len, cap - len, "{");
-	for (size_t k = 0; k < nk && len < cap - 64; k++)
-		len += (size_t)snprintf(out + len, cap - len, "%s\"%s\":%s", k ? "," : "",
-		    keys[rnd(r, sizeof(keys) / sizeof(keys[0]))],
-		    vals[rnd(r, sizeof(vals) / sizeof(vals[0]))]);
-	len += (size_t)snprintf(out + len, cap - len, "}");
-	return len;
+	return random_object(r, keys, sizeof(keys) / sizeof(keys[0]), vals,
+	    sizeof(vals) / sizeof(vals[0]), 4, out, cap);
 }
 
 static void
