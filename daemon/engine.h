@@ -1,66 +1,149 @@
-/* veild engine: identity, contacts, agreement, outbox and inbox, glued to the store and a transport. */
+/* engine.h: the daemon's operations in C types, for methods.c; no JSON and no RPC codes cross it. */
 #ifndef VEILD_ENGINE_H
 #define VEILD_ENGINE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include <jansson.h>
+#include "veil.h"
 
 struct event_base;
 struct veild_config;
 
-/* Contact states as stored (engine-defined). */
+/* Contact states as stored; the values are libveil's agreement states. */
 enum contact_state {
-	CONTACT_REQUESTED = 1,	/* we sent a REQUEST, awaiting ACCEPT */
-	CONTACT_PENDING = 2,	/* they asked, awaiting our owner's consent */
-	CONTACT_ACCEPTED = 3,	/* we accepted, awaiting CONFIRM */
-	CONTACT_ESTABLISHED = 4,
-	CONTACT_FAILED = 5	/* hash mismatch: add the card again */
+	CONTACT_REQUESTED = VEIL_AG_REQUESTED,	/* we sent a REQUEST, awaiting ACCEPT */
+	CONTACT_PENDING = VEIL_AG_PENDING,	/* they asked, awaiting our owner's consent */
+	CONTACT_ACCEPTED = VEIL_AG_ACCEPTED,	/* we accepted, awaiting CONFIRM */
+	CONTACT_ESTABLISHED = VEIL_AG_ESTABLISHED,
+	CONTACT_FAILED = VEIL_AG_FAILED		/* hash mismatch: add the card again */
 };
-const char *contact_state_name(int state);
 
-/* Opens the store, loads identity and contacts, creates the transport.
+/* Why an operation failed; methods.c maps each to a JSON-RPC code. */
+enum engine_err {
+	ENGINE_OK = 0,
+	ENGINE_EINVAL = -1,	/* bad argument */
+	ENGINE_ENOENT = -2,	/* no such contact */
+	ENGINE_EEXIST = -3,	/* name or contact already there */
+	ENGINE_ESTATE = -4,	/* not possible in the contact's state */
+	ENGINE_ETOOBIG = -5,	/* message too large */
+	ENGINE_EINTERNAL = -6	/* store, memory, crypto */
+};
+
+#define ENGINE_ID_TEXT	(2 * VEIL_MSGID_BYTES + 1)	/* message ID, hex */
+#define ENGINE_TEXT_MAX	64				/* identifiers and words */
+
+struct engine_contact {
+	char		 name[VEIL_NAME_MAX + 1];
+	char		 peer_name[VEIL_NAME_MAX + 1];
+	const char	*state;				/* static string */
+	int		 verified;
+	char		 fingerprint[VEIL_FP_TEXT];
+	int64_t		 queued;			/* outbox rows */
+};
+
+struct engine_status {
+	const char	*transport;			/* static string */
+	const char	*name;				/* our display name */
+	int		 connected;
+	int		 obscurity;
+	size_t		 frame_size;
+	int64_t		 established, pending, requested, accepted, failed;
+	int64_t		 outbox, unread;
+	uint64_t	 frames_in, frames_out, dropped;
+	/* Filled only when asked (identifiers, for audits). */
+	char		 client_id[ENGINE_TEXT_MAX];
+	char		 card[ENGINE_TEXT_MAX];
+	char		 shared_inbox[ENGINE_TEXT_MAX];
+	int64_t		 epoch;
+	int64_t		 next_rotation;			/* Unix seconds */
+};
+
+struct engine_card {
+	char		 uri[VEIL_CARD_URI_MAX];
+	char		 name[VEIL_NAME_MAX + 1];
+	int		 one_time;
+};
+
+/* One received message, valid during the callback only. */
+struct engine_rx {
+	char		 id[ENGINE_ID_TEXT];
+	const char	*from;				/* local contact name */
+	int		 type;				/* VEIL_T_TEXT, VEIL_T_FILE */
+	const uint8_t	*body;
+	size_t		 len;
+	int64_t		 received;			/* Unix seconds */
+};
+
+/* What happened, for subscribers; delivered once it is durable. */
+enum engine_event_type {
+	ENGINE_EV_MESSAGE,		/* name = from, msgid, received */
+	ENGINE_EV_CONTACT_REQUEST,	/* name, peer_name, fingerprint */
+	ENGINE_EV_CONTACT_STATE,	/* name, state, warning (may be NULL) */
+	ENGINE_EV_DELIVERY		/* name = to, msgid */
+};
+struct engine_event {
+	enum engine_event_type	 type;
+	const char		*name;
+	const char		*peer_name;
+	const char		*state;
+	const char		*warning;
+	const char		*fingerprint;
+	char			 msgid[ENGINE_ID_TEXT];
+	int64_t			 received;
+};
+typedef void (*engine_event_cb)(const struct engine_event *, void *arg);
+
+/* Opens the store, loads identity and contacts, creates the transports.
  * cfg must outlive the engine.  Returns 0 or -1 with err filled. */
 int	engine_init(struct event_base *base, const struct veild_config *cfg,
 	    char *err, size_t errlen);
 /* Starts connecting and the timers. */
 int	engine_start(void);
-/* Applies what can change without a restart (log level, retransmit). */
-void	engine_reload(const struct veild_config *cfg);
-/* Saves state, stops the transport, closes the store. */
+/* Takes over what can change without a restart (accept policy, rotation
+ * timing, retransmission, cover traffic) from next; the rest of next is
+ * ignored.  Logs what it applied. */
+void	engine_reload(const struct veild_config *next);
+/* Saves state, stops the transports, closes the store. */
 void	engine_shutdown(void);
 
-struct event_base *engine_event_base(void);
-
-/* A line for sd_notify STATUS=. */
-void	engine_status_line(char *buf, size_t len);
-
-/* Operations behind the JSON-RPC methods (daemon/methods.c).  Each returns
- * 0 or a negative RPC_* / RPC_ERR_* code with a message in err. */
-json_t	*engine_status(int verbose);
-int	engine_card(int one_time, json_t **out, char *err, size_t errlen);
-int	engine_contact_add(const char *uri, const char *name, json_t **out,
-	    char *err, size_t errlen);
-json_t	*engine_contact_list(void);
-int	engine_contact_accept(const char *name, char *err, size_t errlen);
-int	engine_contact_reject(const char *name, char *err, size_t errlen);
-int	engine_contact_remove(const char *name, char *err, size_t errlen);
-int	engine_contact_verify(const char *name, int mark, json_t **out,
-	    char *err, size_t errlen);
-int	engine_send(const char *to, const char *text, size_t len, json_t **out,
-	    char *err, size_t errlen);
-/* Pending messages (marked taken), at most limit; NULL on error. */
-json_t	*engine_receive(int limit);
-int64_t	engine_pending_count(void);
-int	engine_rotate(json_t **out, char *err, size_t errlen);
-
+/* Events go to one callback (methods.c), after commit. */
+void	engine_set_event_cb(engine_event_cb cb, void *arg);
 /* Runs fn(arg, committed) once everything written so far is durable
  * (group commit): replies to the socket wait for it. */
 void	engine_after_commit(void (*fn)(void *, int), void *arg);
 
-/* Called by the engine when a new message is stored (methods.c answers
- * waiting message.receive calls). */
-void	methods_message_arrived(void);
+/* A line for sd_notify STATUS=. */
+void	engine_status_line(char *buf, size_t len);
+
+/* Operations.  Each returns ENGINE_OK or an enum engine_err, with a
+ * sentence for the user in err. */
+void	engine_status(struct engine_status *out, int verbose);
+int	engine_card(int one_time, struct engine_card *out, char *err,
+	    size_t errlen);
+int	engine_contact_add(const char *uri, const char *name,
+	    struct engine_contact *out, char *err, size_t errlen);
+/* Calls cb for every contact, in id order; stops when cb returns non-zero. */
+int	engine_contact_foreach(int (*cb)(const struct engine_contact *, void *),
+	    void *arg);
+int	engine_contact_accept(const char *name, char *err, size_t errlen);
+int	engine_contact_reject(const char *name, char *err, size_t errlen);
+int	engine_contact_remove(const char *name, char *err, size_t errlen);
+int	engine_contact_verify(const char *name, int mark,
+	    struct engine_contact *out, char *err, size_t errlen);
+/* id receives the message ID (hex). */
+int	engine_send(const char *to, const void *text, size_t len,
+	    char id[ENGINE_ID_TEXT], char *err, size_t errlen);
+/*
+ * Hands up to limit pending messages to cb, oldest first, and marks taken
+ * those for which cb returned 0 (1: not taken, stop).  Returns the number
+ * taken, or -1 on a store error.
+ */
+int	engine_receive(int limit, int (*cb)(const struct engine_rx *, void *),
+	    void *arg);
+int64_t	engine_pending_count(void);
+/* announced: contacts told; epoch: the new epoch. */
+int	engine_rotate(int *announced, int64_t *epoch, char *err,
+	    size_t errlen);
 
 #endif

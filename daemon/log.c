@@ -76,12 +76,6 @@ log_setverbose(int verbose)
 	log_verbose = verbose;
 }
 
-int
-log_getverbose(void)
-{
-	return log_verbose;
-}
-
 static const char *
 log_journal_prefix(int pri)
 {
@@ -174,12 +168,6 @@ log_vline(int pri, int errnum, const char *fmt, va_list ap)
 	log_emit(pri, buf + (log_dest == LOG_DEST_SYSLOG ? plen : 0),
 	    len - (log_dest == LOG_DEST_SYSLOG ? plen : 0));
 	errno = saved_errno;
-}
-
-void
-vlog(int pri, const char *fmt, va_list ap)
-{
-	log_vline(pri, -1, fmt, ap);
 }
 
 void

@@ -19,7 +19,6 @@
  */
 void	log_init(int debug, int verbose, const char *ident);
 void	log_setverbose(int verbose);
-int	log_getverbose(void);
 
 /* Each writes one line with a single write(2) or syslog(3) call, so lines
  * from paho's thread do not interleave with the loop's.  Lines longer than
@@ -34,8 +33,6 @@ void	log_info(const char *fmt, ...)
 	    __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *fmt, ...)		/* only when verbose */
 	    __attribute__((format(printf, 1, 2)));
-void	vlog(int pri, const char *fmt, va_list ap)	/* pri: LOG_ERR... */
-	    __attribute__((format(printf, 2, 0)));
 
 /* Log at LOG_CRIT and exit(1).  fatal appends strerror(errno), fatalx does
  * not.  Meant for the loop thread; a NULL fmt logs only the errno text. */

@@ -1,15 +1,21 @@
-/* veild JSON-RPC methods: parameter checking and result shapes; the work is in engine.c. */
+/* methods.c: the JSON-RPC methods — params in, JSON out, engine errors mapped to codes; the work is the engine's. */
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <sodium.h>
+
+#include <config.h>	/* autoconf's */
 
 #include "engine.h"
-#include "rpc.h"
+#include "methods.h"
 
 #define WAIT_MAX	3600
 #define WAITERS_MAX	64
+#define LIMIT_MAX	256
+
+static struct event_base *mbase;
 
 /* message.receive calls waiting for a message (long poll). */
 static struct waiter {
@@ -17,6 +23,28 @@ static struct waiter {
 	int		 limit;
 	struct event	*timer;
 } waiters[WAITERS_MAX];
+
+/* One table from the engine's errors to JSON-RPC codes. */
+static const struct {
+	enum engine_err	 err;
+	int		 code;
+} errmap[] = {
+	{ ENGINE_EINVAL,	RPC_INVALID_PARAMS },
+	{ ENGINE_ENOENT,	RPC_ERR_NOT_FOUND },
+	{ ENGINE_EEXIST,	RPC_ERR_EXISTS },
+	{ ENGINE_ESTATE,	RPC_ERR_STATE },
+	{ ENGINE_ETOOBIG,	RPC_ERR_TOO_LARGE },
+	{ ENGINE_EINTERNAL,	RPC_INTERNAL_ERROR },
+};
+
+static int
+rpc_code(int err)
+{
+	for (size_t i = 0; i < sizeof errmap / sizeof errmap[0]; i++)
+		if ((int)errmap[i].err == err)
+			return errmap[i].code;
+	return RPC_INTERNAL_ERROR;
+}
 
 /* A reply that reports a change waits until the change is durable (the
  * engine's group commit): "sent" must mean "on disk". */
@@ -56,6 +84,8 @@ reply_durable(struct rpc_call *call, json_t *result)
 {
 	struct durable *d;
 
+	if (result == NULL)
+		return rpc_error(call, RPC_INTERNAL_ERROR, "out of memory");
 	if ((d = calloc(1, sizeof *d)) == NULL) {
 		json_decref(result);
 		return rpc_error(call, RPC_INTERNAL_ERROR, "out of memory");
@@ -67,61 +97,107 @@ reply_durable(struct rpc_call *call, json_t *result)
 	return 0;
 }
 
+/* rv from the engine: an error, or result once durable. */
 static int
 answer(struct rpc_call *call, int rv, json_t *result, const char *err)
 {
-	if (rv != 0) {
+	if (rv != ENGINE_OK) {
 		json_decref(result);
-		return rpc_error(call, rv, "%s", err);
+		return rpc_error(call, rpc_code(rv), "%s", err);
 	}
 	return reply_durable(call, result);
+}
+
+static json_t *
+contact_json(const struct engine_contact *c)
+{
+	return json_pack("{s:s, s:s, s:s, s:b, s:s, s:I}",
+	    "name", c->name, "peer_name", c->peer_name, "state", c->state,
+	    "verified", c->verified, "fingerprint", c->fingerprint,
+	    "queued", (json_int_t)c->queued);
 }
 
 static int
 m_status(struct rpc_call *call)
 {
+	struct engine_status s;
 	int verbose = 0;
+	json_t *o;
 
 	if (rpc_param_bool(call, "verbose", 0, &verbose) < 0)
 		return -1;
-	return rpc_reply(call, engine_status(verbose));
+	engine_status(&s, verbose);
+	o = json_pack("{s:s, s:s, s:s, s:b, s:i, s:i, s:{s:I, s:I, s:I, s:I, s:I}, "
+	    "s:I, s:I, s:{s:I, s:I, s:I}}",
+	    "version", PACKAGE_VERSION,
+	    "name", s.name,
+	    "transport", s.transport,
+	    "connected", s.connected,
+	    "obscurity", s.obscurity,
+	    "frame_size", (int)s.frame_size,
+	    "contacts", "established", (json_int_t)s.established,
+	    "pending", (json_int_t)s.pending,
+	    "requested", (json_int_t)s.requested,
+	    "accepted", (json_int_t)s.accepted,
+	    "failed", (json_int_t)s.failed,
+	    "outbox", (json_int_t)s.outbox,
+	    "unread", (json_int_t)s.unread,
+	    "frames", "in", (json_int_t)s.frames_in, "out", (json_int_t)s.frames_out,
+	    "dropped", (json_int_t)s.dropped);
+	if (o != NULL && verbose)
+		json_object_set_new(o, "ids", json_pack("{s:s, s:s, s:s, s:I, s:I}",
+		    "client_id", s.client_id, "card", s.card,
+		    "shared_inbox", s.shared_inbox, "epoch", (json_int_t)s.epoch,
+		    "next_rotation", (json_int_t)s.next_rotation));
+	if (o == NULL)
+		return rpc_error(call, RPC_INTERNAL_ERROR, "out of memory");
+	return rpc_reply(call, o);
 }
 
 static int
 m_card_get(struct rpc_call *call)
 {
+	struct engine_card card;
 	int one_time = 0, rv;
-	json_t *out = NULL;
 	char err[256];
 
 	if (rpc_param_bool(call, "one_time", 0, &one_time) < 0)
 		return -1;
-	rv = engine_card(one_time, &out, err, sizeof err);
-	return answer(call, rv, out, err);
+	rv = engine_card(one_time, &card, err, sizeof err);
+	return answer(call, rv, rv != ENGINE_OK ? NULL : json_pack("{s:s, s:s, s:b}",
+	    "uri", card.uri, "name", card.name, "one_time", card.one_time), err);
 }
 
 static int
 m_contact_add(struct rpc_call *call)
 {
 	const char *card = NULL, *name = NULL;
-	json_t *out = NULL;
+	struct engine_contact c;
 	char err[256];
 	int rv;
 
 	if (rpc_param_string(call, "card", 1, &card) < 0 ||
 	    rpc_param_string(call, "name", 0, &name) < 0)
 		return -1;
-	rv = engine_contact_add(card, name, &out, err, sizeof err);
-	return answer(call, rv, out, err);
+	rv = engine_contact_add(card, name, &c, err, sizeof err);
+	return answer(call, rv, rv != ENGINE_OK ? NULL : contact_json(&c), err);
+}
+
+static int
+list_cb(const struct engine_contact *c, void *arg)
+{
+	return json_array_append_new(arg, contact_json(c)) != 0;
 }
 
 static int
 m_contact_list(struct rpc_call *call)
 {
-	json_t *arr = engine_contact_list();
+	json_t *arr = json_array();
 
-	if (arr == NULL)
+	if (arr == NULL || engine_contact_foreach(list_cb, arr) != 0) {
+		json_decref(arr);
 		return rpc_error(call, RPC_INTERNAL_ERROR, "out of memory");
+	}
 	return rpc_reply(call, json_pack("{s:o}", "contacts", arr));
 }
 
@@ -136,7 +212,7 @@ by_name(struct rpc_call *call, int (*fn)(const char *, char *, size_t))
 	if (rpc_param_string(call, "name", 1, &name) < 0)
 		return -1;
 	rv = fn(name, err, sizeof err);
-	return answer(call, rv, json_object(), err);
+	return answer(call, rv, rv != ENGINE_OK ? NULL : json_object(), err);
 }
 
 static int m_contact_accept(struct rpc_call *c) { return by_name(c, engine_contact_accept); }
@@ -147,31 +223,74 @@ static int
 m_contact_verify(struct rpc_call *call)
 {
 	const char *name = NULL;
+	struct engine_contact c;
 	int mark = 0, rv;
-	json_t *out = NULL;
 	char err[256];
 
 	if (rpc_param_string(call, "name", 1, &name) < 0 ||
 	    rpc_param_bool(call, "mark", 0, &mark) < 0)
 		return -1;
-	rv = engine_contact_verify(name, mark, &out, err, sizeof err);
-	return answer(call, rv, out, err);
+	rv = engine_contact_verify(name, mark, &c, err, sizeof err);
+	return answer(call, rv, rv != ENGINE_OK ? NULL : json_pack("{s:s, s:s, s:b}",
+	    "name", c.name, "fingerprint", c.fingerprint, "verified", c.verified), err);
 }
 
 static int
 m_message_send(struct rpc_call *call)
 {
 	const char *to = NULL, *text = NULL;
-	json_t *params = rpc_call_params(call), *t, *out = NULL;
-	char err[256];
+	json_t *t;
+	char err[256], id[ENGINE_ID_TEXT];
 	int rv;
 
 	if (rpc_param_string(call, "to", 1, &to) < 0 ||
 	    rpc_param_string(call, "text", 1, &text) < 0)
 		return -1;
-	t = json_object_get(params, "text");
-	rv = engine_send(to, text, json_string_length(t), &out, err, sizeof err);
-	return answer(call, rv, out, err);
+	t = json_object_get(rpc_call_params(call), "text");
+	rv = engine_send(to, text, json_string_length(t), id, err, sizeof err);
+	return answer(call, rv, rv != ENGINE_OK ? NULL : json_pack("{s:s}", "id", id),
+	    err);
+}
+
+/* A received message as JSON: text when it is UTF-8, else base64 data. */
+static int
+rx_cb(const struct engine_rx *m, void *arg)
+{
+	json_t *arr = arg, *text, *o;
+
+	text = json_stringn(m->body != NULL ? (const char *)m->body : "", m->len);
+	if (text != NULL)
+		o = json_pack("{s:s, s:s, s:o, s:I}", "id", m->id, "from", m->from,
+		    "text", text, "received", (json_int_t)m->received);
+	else {
+		/* Not UTF-8: hand it over as base64 rather than lose it. */
+		size_t blen = sodium_base64_encoded_len(m->len,
+		    sodium_base64_VARIANT_ORIGINAL);
+		char *b64;
+
+		if ((b64 = malloc(blen)) == NULL)
+			return 1;
+		sodium_bin2base64(b64, blen, m->body, m->len,
+		    sodium_base64_VARIANT_ORIGINAL);
+		o = json_pack("{s:s, s:s, s:s, s:I}", "id", m->id, "from", m->from,
+		    "data", b64, "received", (json_int_t)m->received);
+		free(b64);
+	}
+	/* Not in the reply, so not taken: it stays for the next call. */
+	return o == NULL || json_array_append_new(arr, o) != 0;
+}
+
+/* Takes up to limit messages and answers call with them. */
+static int
+reply_messages(struct rpc_call *call, int limit)
+{
+	json_t *arr = json_array();
+
+	if (arr == NULL || engine_receive(limit, rx_cb, arr) < 0) {
+		json_decref(arr);
+		return rpc_error(call, RPC_INTERNAL_ERROR, "store error");
+	}
+	return reply_durable(call, json_pack("{s:o}", "messages", arr));
 }
 
 static void
@@ -195,13 +314,10 @@ static void
 waiter_reply(struct waiter *w)
 {
 	struct rpc_call *call = w->call;
-	json_t *msgs = engine_receive(w->limit);
+	int limit = w->limit;
 
 	waiter_done(w);
-	if (msgs == NULL)
-		rpc_error(call, RPC_INTERNAL_ERROR, "store error");
-	else
-		reply_durable(call, json_pack("{s:o}", "messages", msgs));
+	reply_messages(call, limit);
 }
 
 static void
@@ -212,8 +328,8 @@ waiter_timeout(evutil_socket_t fd, short ev, void *arg)
 	waiter_reply(arg);
 }
 
-void
-methods_message_arrived(void)
+static void
+message_arrived(void)
 {
 	for (int i = 0; i < WAITERS_MAX; i++) {
 		if (waiters[i].call == NULL)
@@ -228,7 +344,6 @@ static int
 m_message_receive(struct rpc_call *call)
 {
 	json_int_t wait = 0, limit = 100;
-	json_t *msgs;
 	struct waiter *w = NULL;
 	struct timeval tv;
 
@@ -237,13 +352,10 @@ m_message_receive(struct rpc_call *call)
 		return -1;
 	if (wait < 0 || wait > WAIT_MAX)
 		return rpc_error(call, RPC_INVALID_PARAMS, "wait: 0 to %d seconds", WAIT_MAX);
-	if (limit < 1 || limit > 256)
-		return rpc_error(call, RPC_INVALID_PARAMS, "limit: 1 to 256");
-	if (wait == 0 || engine_pending_count() > 0) {
-		if ((msgs = engine_receive((int)limit)) == NULL)
-			return rpc_error(call, RPC_INTERNAL_ERROR, "store error");
-		return reply_durable(call, json_pack("{s:o}", "messages", msgs));
-	}
+	if (limit < 1 || limit > LIMIT_MAX)
+		return rpc_error(call, RPC_INVALID_PARAMS, "limit: 1 to %d", LIMIT_MAX);
+	if (wait == 0 || engine_pending_count() > 0)
+		return reply_messages(call, (int)limit);
 	for (int i = 0; i < WAITERS_MAX; i++)
 		if (waiters[i].call == NULL) {
 			w = &waiters[i];
@@ -253,7 +365,7 @@ m_message_receive(struct rpc_call *call)
 		return rpc_error(call, RPC_ERR_BUSY, "too many waiting receive calls");
 	w->call = call;
 	w->limit = (int)limit;
-	w->timer = evtimer_new(engine_event_base(), waiter_timeout, w);
+	w->timer = evtimer_new(mbase, waiter_timeout, w);
 	tv.tv_sec = (time_t)wait;
 	tv.tv_usec = 0;
 	if (w->timer == NULL || evtimer_add(w->timer, &tv) != 0) {
@@ -267,24 +379,72 @@ m_message_receive(struct rpc_call *call)
 static int
 m_rotate(struct rpc_call *call)
 {
-	json_t *out = NULL;
+	int announced = 0, rv;
+	int64_t epoch = 0;
 	char err[256];
-	int rv = engine_rotate(&out, err, sizeof err);
 
-	return answer(call, rv, out, err);
+	rv = engine_rotate(&announced, &epoch, err, sizeof err);
+	return answer(call, rv, rv != ENGINE_OK ? NULL : json_pack("{s:i, s:I}",
+	    "announced", announced, "epoch", (json_int_t)epoch), err);
 }
 
-const struct rpc_method engine_methods[] = {
-	{ "status",		m_status,		0 },
-	{ "card.get",		m_card_get,		0 },
-	{ "contact.add",	m_contact_add,		0 },
-	{ "contact.list",	m_contact_list,		RPC_F_NOPARAMS },
-	{ "contact.accept",	m_contact_accept,	0 },
-	{ "contact.reject",	m_contact_reject,	0 },
-	{ "contact.remove",	m_contact_remove,	0 },
-	{ "contact.verify",	m_contact_verify,	0 },
-	{ "message.send",	m_message_send,		0 },
-	{ "message.receive",	m_message_receive,	0 },
-	{ "rotate",		m_rotate,		RPC_F_NOPARAMS },
-	{ NULL,			NULL,			0 }
+/* The engine's events as notifications (they come after the commit). */
+static void
+on_event(const struct engine_event *ev, void *arg)
+{
+	json_t *p = NULL;
+
+	(void)arg;
+	switch (ev->type) {
+	case ENGINE_EV_MESSAGE:
+		p = json_pack("{s:s, s:s, s:I}", "id", ev->msgid, "from", ev->name,
+		    "received", (json_int_t)ev->received);
+		rpc_notify("message", p);
+		message_arrived();
+		return;
+	case ENGINE_EV_CONTACT_REQUEST:
+		rpc_notify("contact.request", json_pack("{s:s, s:s, s:s}",
+		    "name", ev->name, "peer_name", ev->peer_name,
+		    "fingerprint", ev->fingerprint));
+		return;
+	case ENGINE_EV_CONTACT_STATE:
+		p = json_pack("{s:s, s:s}", "name", ev->name, "state", ev->state);
+		if (p != NULL && ev->warning != NULL)
+			json_object_set_new(p, "warning", json_string(ev->warning));
+		rpc_notify("contact.state", p);
+		return;
+	case ENGINE_EV_DELIVERY:
+		rpc_notify("delivery", json_pack("{s:s, s:s}", "id", ev->msgid,
+		    "to", ev->name));
+		return;
+	}
+}
+
+void
+methods_init(struct event_base *base)
+{
+	mbase = base;
+	engine_set_event_cb(on_event, NULL);
+}
+
+void
+methods_shutdown(void)
+{
+	engine_set_event_cb(NULL, NULL);
+	mbase = NULL;
+}
+
+const struct rpc_method methods_table[] = {
+	{ "status",		m_status,		"verbose" },
+	{ "card.get",		m_card_get,		"one_time" },
+	{ "contact.add",	m_contact_add,		"card,name" },
+	{ "contact.list",	m_contact_list,		"" },
+	{ "contact.accept",	m_contact_accept,	"name" },
+	{ "contact.reject",	m_contact_reject,	"name" },
+	{ "contact.remove",	m_contact_remove,	"name" },
+	{ "contact.verify",	m_contact_verify,	"name,mark" },
+	{ "message.send",	m_message_send,		"to,text" },
+	{ "message.receive",	m_message_receive,	"wait,limit" },
+	{ "rotate",		m_rotate,		"" },
+	{ NULL,			NULL,			NULL }
 };

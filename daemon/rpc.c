@@ -54,8 +54,8 @@ static int	m_subscribe(struct rpc_call *);
 static int	m_unsubscribe(struct rpc_call *);
 
 static const struct rpc_method rpc_builtin[] = {
-	{ "subscribe",		m_subscribe,	0 },
-	{ "unsubscribe",	m_unsubscribe,	RPC_F_NOPARAMS },
+	{ "subscribe",		m_subscribe,	"events" },
+	{ "unsubscribe",	m_unsubscribe,	"" },
 	{ NULL,			NULL,		0 }
 };
 
@@ -227,18 +227,6 @@ rpc_call_params(const struct rpc_call *call)
 	return call->params;
 }
 
-const char *
-rpc_call_method(const struct rpc_call *call)
-{
-	return call->method;
-}
-
-int
-rpc_call_is_notification(const struct rpc_call *call)
-{
-	return call->notification;
-}
-
 static json_t *
 param_get(struct rpc_call *call, const char *name)
 {
@@ -364,15 +352,10 @@ static int
 m_subscribe(struct rpc_call *call)
 {
 	json_t		*ev, *v, *names;
-	const char	*key, *s;
+	const char	*s;
 	size_t		 i;
 	unsigned	 mask = 0, bit;
 
-	json_object_foreach(call->params, key, v) {
-		if (strcmp(key, "events") != 0)
-			return rpc_error(call, RPC_INVALID_PARAMS,
-			    "unknown parameter \"%.64s\"", key);
-	}
 	ev = param_get(call, "events");
 	if (ev == NULL)
 		mask = RPC_EV_ALL;
@@ -422,6 +405,43 @@ method_find(const char *name)
 		if (strcmp(m->name, name) == 0)
 			return m;
 	return NULL;
+}
+
+/* Is name one of the comma-separated names in list? */
+static int
+param_listed(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+	const char *p;
+
+	for (p = list; *p != '\0'; p++) {	/* p: the start of an item */
+		if (strncmp(p, name, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+			return 1;
+		if ((p = strchr(p, ',')) == NULL)
+			break;
+	}
+	return 0;
+}
+
+/* Every param must be one the method declares; answers -32602 if not. */
+static int
+params_check(struct rpc_call *call, const struct rpc_method *m)
+{
+	const char	*key;
+	json_t		*v;
+
+	if (json_object_size(call->params) == 0)
+		return 0;
+	if (m->params == NULL || *m->params == '\0')
+		return rpc_error(call, RPC_INVALID_PARAMS,
+		    "%s takes no parameters", m->name);
+	json_object_foreach(call->params, key, v) {
+		if (!param_listed(m->params, key))
+			return rpc_error(call, RPC_INVALID_PARAMS,
+			    "unknown parameter \"%.64s\" (%s takes %s)", key,
+			    m->name, m->params);
+	}
+	return 0;
 }
 
 static int
@@ -536,11 +556,7 @@ rpc_conn_input(struct rpc_conn *rc, const char *line, size_t len)
 		if ((m = method_find(call->method)) == NULL)
 			rpc_error(call, RPC_METHOD_NOT_FOUND,
 			    "method not found: %.64s", call->method);
-		else if ((m->flags & RPC_F_NOPARAMS) &&
-		    json_object_size(call->params) != 0)
-			rpc_error(call, RPC_INVALID_PARAMS,
-			    "%s takes no parameters", m->name);
-		else {
+		else if (params_check(call, m) == 0) {
 			r = m->fn(call);
 			if (!(call->state & CALL_ANSWERED) &&
 			    (!(call->state & CALL_DEFERRED) || r < 0)) {

@@ -43,16 +43,16 @@ struct ctl_conn;		/* see control.h */
  * -32603; a handler that returns without answering and without deferring
  * also gets -32603.  Typical: `return rpc_error(call, ...);`.
  */
-#define RPC_F_NOPARAMS	0x01	/* reject non-empty params with -32602 */
-
+/*
+ * A method and the names of the params it accepts, comma-separated ("" for
+ * none): rpc.c answers any other param with -32602 before the handler
+ * runs, so a typo such as {"wiat": 30} never passes as "no wait".
+ */
 struct rpc_method {
 	const char	*name;
 	int		(*fn)(struct rpc_call *);
-	unsigned	 flags;		/* RPC_F_* */
+	const char	*params;
 };
-
-/* The engine's table (daemon/methods.c), terminated by a NULL name. */
-extern const struct rpc_method engine_methods[];
 
 /* table: the methods served besides the built-in subscribe/unsubscribe
  * (which take precedence); terminated by a NULL name, not copied. */
@@ -79,9 +79,6 @@ void	rpc_defer(struct rpc_call *call, rpc_cancel_cb cancel, void *arg);
 /* The request's params: an object, never NULL ({} when absent); borrowed,
  * valid until the call is answered. */
 json_t	*rpc_call_params(const struct rpc_call *call);
-const char *rpc_call_method(const struct rpc_call *call);
-/* 1 when the request had no id: any answer is dropped. */
-int	rpc_call_is_notification(const struct rpc_call *call);
 
 /*
  * Params helpers.  Return 1 when the parameter is present and valid (*out

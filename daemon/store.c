@@ -39,8 +39,15 @@ _Static_assert(STORE_TOPIC_MAX >= VEIL_ID_TEXT_MAX, "topic size");
  * or an error leaves the database at a version it had.  Append only: never
  * edit a migration that has shipped.
  */
-static const char *const migrations[] = {
+struct store;
+static int migrate_2_data(struct store *);
+
+static const struct migration {
+	const char	*sql;
+	int		(*fn)(struct store *);	/* after sql, same transaction */
+} migrations[] = {
 	/* 1: initial schema */
+	{
 	"CREATE TABLE kv ("
 	"  key TEXT PRIMARY KEY NOT NULL,"
 	"  value BLOB NOT NULL"
@@ -94,15 +101,69 @@ static const char *const migrations[] = {
 	"  UNIQUE (contact_id, msgid)"
 	");"
 	"CREATE INDEX rx_pending ON rx(received_at, id) WHERE taken = 0;"
-	"CREATE INDEX rx_taken ON rx(received_at) WHERE taken = 1;",
+	"CREATE INDEX rx_taken ON rx(received_at) WHERE taken = 1;", NULL },
+	/*
+	 * 2: typed state.  The engine's key/value families become columns
+	 * and tables (what belongs to a contact goes with its row), the
+	 * one-time marker joins its inbox row, and kv goes.  The SQL moves
+	 * what SQL can; migrate_2_data() decodes the big-endian integers and
+	 * hex keys, then drops kv.
+	 */
+	{ "CREATE TABLE meta ("
+	"  id INTEGER PRIMARY KEY CHECK (id = 1),"
+	"  identity_pk BLOB CHECK (identity_pk IS NULL OR length(identity_pk) = 32),"
+	"  identity_sk BLOB CHECK (identity_sk IS NULL OR length(identity_sk) = 32),"
+	"  card_cid TEXT NOT NULL DEFAULT '',"
+	"  shared_inbox TEXT NOT NULL DEFAULT '',"
+	"  client_id TEXT NOT NULL DEFAULT '',"
+	"  client_id_prev TEXT NOT NULL DEFAULT '',"
+	"  card_client_id TEXT NOT NULL DEFAULT '',"
+	"  epoch INTEGER NOT NULL DEFAULT 0,"
+	"  rotation_next INTEGER NOT NULL DEFAULT 0"
+	");"
+	"INSERT INTO meta (id, identity_pk, identity_sk, card_cid, shared_inbox,"
+	"  client_id, client_id_prev, card_client_id) SELECT 1,"
+	"  (SELECT value FROM kv WHERE key = 'identity.pk'),"
+	"  (SELECT value FROM kv WHERE key = 'identity.sk'),"
+	"  coalesce((SELECT CAST(value AS TEXT) FROM kv WHERE key = 'card.cid'), ''),"
+	"  coalesce((SELECT CAST(value AS TEXT) FROM kv WHERE key = 'inbox.shared'), ''),"
+	"  coalesce((SELECT CAST(value AS TEXT) FROM kv WHERE key = 'client.id'), ''),"
+	"  coalesce((SELECT CAST(value AS TEXT) FROM kv WHERE key = 'client.id.prev'), ''),"
+	"  coalesce((SELECT CAST(value AS TEXT) FROM kv WHERE key = 'client.card_id'), '');"
+	"ALTER TABLE contact ADD COLUMN upd_inbox TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE contact ADD COLUMN upd_msgid BLOB"
+	"  CHECK (upd_msgid IS NULL OR length(upd_msgid) = 16);"
+	"ALTER TABLE contact ADD COLUMN upd_prev_until INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE contact ADD COLUMN req_msgid BLOB"
+	"  CHECK (req_msgid IS NULL OR length(req_msgid) = 16);"
+	"ALTER TABLE contact ADD COLUMN accept_frames BLOB;"
+	"UPDATE contact SET"
+	"  upd_inbox = coalesce((SELECT CAST(value AS TEXT) FROM kv"
+	"    WHERE key = 'upd.inbox:' || contact.id), ''),"
+	"  upd_msgid = (SELECT value FROM kv WHERE key = 'upd.msgid:' || contact.id"
+	"    AND length(value) = 16),"
+	"  req_msgid = (SELECT value FROM kv WHERE key = 'req.msgid:' || contact.id"
+	"    AND length(value) = 16),"
+	"  accept_frames = (SELECT value FROM kv"
+	"    WHERE key = 'accept.frames:' || contact.id AND length(value) > 0);"
+	"CREATE TABLE refused ("
+	"  peer_pk BLOB PRIMARY KEY NOT NULL CHECK (length(peer_pk) = 32)"
+	") WITHOUT ROWID;"
+	"ALTER TABLE inbox ADD COLUMN one_time INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE inbox SET one_time = 1"
+	"  WHERE 'card.once:' || topic IN (SELECT key FROM kv);"
+	"DROP INDEX contact_my_inbox;", migrate_2_data },
 };
 #define NMIGRATIONS	((int)(sizeof(migrations) / sizeof(migrations[0])))
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) ==
     STORE_SCHEMA_VERSION, "STORE_SCHEMA_VERSION = number of migrations");
 
 #define CONTACT_COLS "id, name, state, peer_name, peer_pk, peer_inbox, " \
-	"my_inbox, pair, agree, verified, created, updated"
-#define INBOX_COLS "id, topic, contact_id, kind, created, retire_at"
+	"my_inbox, pair, agree, verified, created, updated, upd_inbox, " \
+	"upd_msgid, upd_prev_until, req_msgid"
+#define INBOX_COLS "id, topic, contact_id, kind, created, retire_at, one_time"
+#define META_COLS "card_cid, shared_inbox, client_id, client_id_prev, " \
+	"card_client_id, epoch, rotation_next"
 #define OUTBOX_COLS "id, contact_id, msgid, type, body, created, attempts, " \
 	"next_try"
 
@@ -110,10 +171,12 @@ enum st {
 	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
 	ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
 	ST_USP, ST_URELEASE, ST_UROLLBACK_TO,
-	ST_KV_GET, ST_KV_SET, ST_KV_DEL,
-	ST_C_ADD, ST_C_BY_ID, ST_C_BY_NAME, ST_C_BY_INBOX, ST_C_BY_PK,
-	ST_C_UPDATE, ST_C_DEL, ST_C_RETIRE_INBOXES, ST_C_LIST, ST_C_COUNT,
-	ST_I_ADD, ST_I_GET, ST_I_LIST, ST_I_RETIRE, ST_I_EXPIRED, ST_I_DEL,
+	ST_META_GET, ST_ID_GET, ST_ID_SET,
+	ST_C_ADD, ST_C_BY_ID, ST_C_BY_NAME, ST_C_BY_PK, ST_C_ID_BY_NAME,
+	ST_C_ID_BY_PK, ST_C_UPDATE, ST_C_DEL, ST_C_RETIRE_INBOXES, ST_C_LIST,
+	ST_C_AF_GET, ST_C_AF_SET, ST_REF_ADD, ST_REF_HAS,
+	ST_I_ADD, ST_I_GET, ST_I_LIST, ST_I_LIST_ALL, ST_I_RETIRE, ST_I_EXPIRED,
+	ST_I_DEL,
 	ST_O_ADD, ST_O_DUE, ST_O_RESCHED, ST_O_FIND, ST_O_DEL, ST_O_COUNT,
 	ST_O_COUNT_ALL,
 	ST_R_ADD, ST_R_PENDING, ST_R_PENDING_COUNT, ST_R_TAKE, ST_R_PRUNE,
@@ -131,35 +194,44 @@ static const char *const stsql[ST_COUNT] = {
 	[ST_URELEASE] = "RELEASE caller_op",
 	[ST_UROLLBACK_TO] = "ROLLBACK TO caller_op",
 
-	[ST_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
-	[ST_KV_SET] = "INSERT INTO kv (key, value) VALUES (?1, ?2) "
-	    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-	[ST_KV_DEL] = "DELETE FROM kv WHERE key = ?1",
+	[ST_META_GET] = "SELECT " META_COLS " FROM meta WHERE id = 1",
+	[ST_ID_GET] = "SELECT identity_pk, identity_sk FROM meta WHERE id = 1",
+	[ST_ID_SET] = "UPDATE meta SET identity_pk = ?1, identity_sk = ?2 "
+	    "WHERE id = 1",
 
 	[ST_C_ADD] = "INSERT INTO contact (name, state, peer_name, peer_pk, "
-	    "peer_inbox, my_inbox, pair, agree, verified, created, updated) "
-	    "VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	    "peer_inbox, my_inbox, pair, agree, verified, created, updated, "
+	    "upd_inbox, upd_msgid, upd_prev_until, req_msgid) "
+	    "VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+	    "?15, ?16)",
 	[ST_C_BY_ID] = "SELECT " CONTACT_COLS " FROM contact WHERE id = ?1",
 	[ST_C_BY_NAME] = "SELECT " CONTACT_COLS " FROM contact WHERE name = ?1",
-	[ST_C_BY_INBOX] = "SELECT " CONTACT_COLS " FROM contact "
-	    "WHERE my_inbox = ?1 AND my_inbox <> '' ORDER BY id LIMIT 1",
 	[ST_C_BY_PK] = "SELECT " CONTACT_COLS " FROM contact "
 	    "WHERE peer_pk = ?1 ORDER BY id LIMIT 1",
+	[ST_C_ID_BY_NAME] = "SELECT id FROM contact WHERE name = ?1",
+	[ST_C_ID_BY_PK] = "SELECT id FROM contact WHERE peer_pk = ?1 "
+	    "ORDER BY id LIMIT 1",
 	[ST_C_UPDATE] = "UPDATE contact SET name = ?2, state = ?3, "
 	    "peer_name = ?4, peer_pk = ?5, peer_inbox = ?6, my_inbox = ?7, "
-	    "pair = ?8, agree = ?9, verified = ?10, updated = ?12 "
-	    "WHERE id = ?1",
+	    "pair = ?8, agree = ?9, verified = ?10, updated = ?12, "
+	    "upd_inbox = ?13, upd_msgid = ?14, upd_prev_until = ?15, "
+	    "req_msgid = ?16 WHERE id = ?1",
+	[ST_C_AF_GET] = "SELECT accept_frames FROM contact WHERE id = ?1",
+	[ST_C_AF_SET] = "UPDATE contact SET accept_frames = ?2 WHERE id = ?1",
+	[ST_REF_ADD] = "INSERT INTO refused (peer_pk) VALUES (?1) "
+	    "ON CONFLICT (peer_pk) DO NOTHING",
+	[ST_REF_HAS] = "SELECT 1 FROM refused WHERE peer_pk = ?1",
 	[ST_C_DEL] = "DELETE FROM contact WHERE id = ?1",
 	[ST_C_RETIRE_INBOXES] = "UPDATE inbox SET retire_at = ?2 "
 	    "WHERE contact_id = ?1",
 	[ST_C_LIST] = "SELECT " CONTACT_COLS " FROM contact ORDER BY name",
-	[ST_C_COUNT] = "SELECT count(*) FROM contact",
 
-	[ST_I_ADD] = "INSERT INTO inbox (topic, contact_id, kind, created) "
-	    "VALUES (?1, ?2, ?3, ?4)",
+	[ST_I_ADD] = "INSERT INTO inbox (topic, contact_id, kind, created, "
+	    "one_time) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[ST_I_GET] = "SELECT " INBOX_COLS " FROM inbox WHERE topic = ?1",
 	[ST_I_LIST] = "SELECT " INBOX_COLS " FROM inbox "
 	    "WHERE retire_at IS NULL OR retire_at > ?1 ORDER BY id",
+	[ST_I_LIST_ALL] = "SELECT " INBOX_COLS " FROM inbox ORDER BY id",
 	[ST_I_RETIRE] = "UPDATE inbox SET retire_at = ?2 WHERE id = ?1",
 	/* One at a time: each is deleted before the next is looked up. */
 	[ST_I_EXPIRED] = "SELECT " INBOX_COLS " FROM inbox "
@@ -190,9 +262,25 @@ static const char *const stsql[ST_COUNT] = {
 	[ST_R_PRUNE] = "DELETE FROM rx WHERE taken = 1 AND received_at < ?1",
 };
 
+/* One UPDATE per meta field: the column names never come from a caller. */
+static const char *const metasql[STORE_META_COUNT] = {
+	[STORE_META_CARD_CID] = "UPDATE meta SET card_cid = ?1 WHERE id = 1",
+	[STORE_META_SHARED_INBOX] =
+	    "UPDATE meta SET shared_inbox = ?1 WHERE id = 1",
+	[STORE_META_CLIENT_ID] = "UPDATE meta SET client_id = ?1 WHERE id = 1",
+	[STORE_META_CLIENT_ID_PREV] =
+	    "UPDATE meta SET client_id_prev = ?1 WHERE id = 1",
+	[STORE_META_CARD_CLIENT_ID] =
+	    "UPDATE meta SET card_client_id = ?1 WHERE id = 1",
+	[STORE_META_EPOCH] = "UPDATE meta SET epoch = ?1 WHERE id = 1",
+	[STORE_META_ROTATION_NEXT] =
+	    "UPDATE meta SET rotation_next = ?1 WHERE id = 1",
+};
+
 struct store {
 	sqlite3		*db;
 	sqlite3_stmt	*st[ST_COUNT];
+	sqlite3_stmt	*meta[STORE_META_COUNT];
 	char		 err[256];
 };
 
@@ -554,7 +642,9 @@ migrate(struct store *s)
 			return -1;
 		/* PRAGMA cannot take a bound parameter */
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
-		if (exec(s, migrations[v]) == -1 || exec(s, sql) == -1) {
+		if (exec(s, migrations[v].sql) == -1 ||
+		    (migrations[v].fn != NULL && migrations[v].fn(s) == -1) ||
+		    exec(s, sql) == -1) {
 			char keep[sizeof(s->err)];
 
 			memcpy(keep, s->err, sizeof(keep));
@@ -701,6 +791,13 @@ store_open(const char *path, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	for (i = 0; i < STORE_META_COUNT; i++) {
+		if (sqlite3_prepare_v3(s->db, metasql[i], -1,
+		    SQLITE_PREPARE_PERSISTENT, &s->meta[i], NULL) != SQLITE_OK) {
+			dberr(s);
+			goto fail;
+		}
+	}
 	return s;
 fail:
 	snprintf(err, errlen, "%s: %s", path, s->err);
@@ -717,6 +814,8 @@ store_close(struct store *s)
 		return;
 	for (i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->st[i]);
+	for (i = 0; i < STORE_META_COUNT; i++)
+		sqlite3_finalize(s->meta[i]);
 	if (s->db != NULL) {
 		if (!sqlite3_get_autocommit(s->db))
 			(void)exec(s, "ROLLBACK");
@@ -782,107 +881,252 @@ store_in_transaction(struct store *s)
 	return !sqlite3_get_autocommit(s->db);
 }
 
-/* ---- key/value ------------------------------------------------------- */
+/* ---- migration 2: the data kv held ------------------------------------ */
+
+static int64_t
+be64(const uint8_t b[8])
+{
+	uint64_t u = 0;
+
+	for (int i = 0; i < 8; i++)
+		u = u << 8 | b[i];
+	return (int64_t)u;
+}
+
+/* Runs sql with ?1 = v and, when key is not NULL, ?2 = key. */
+static int
+exec_i64(struct store *s, const char *sql, int64_t v, const char *key)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK)
+		return dberr(s);
+	if (sqlite3_bind_int64(q, 1, v) != SQLITE_OK ||
+	    (key != NULL && sqlite3_bind_text(q, 2, key, -1,
+	    SQLITE_STATIC) != SQLITE_OK)) {
+		dberr(s);
+		sqlite3_finalize(q);
+		return -1;
+	}
+	rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : dberr(s);
+}
+
+/*
+ * What SQL cannot convert: the 8-byte big-endian integers (epoch, next
+ * rotation, a contact's previous-key deadline) and the hex keys of the
+ * refused list.  A row that does not decode is dropped with the table:
+ * it was damaged, and each of these has a safe default.
+ */
+static int
+migrate_2_data(struct store *s)
+{
+	sqlite3_stmt *q, *ins = NULL;
+	const char *key;
+	const uint8_t *v;
+	uint8_t pk[STORE_PK_BYTES];
+	size_t blen;
+	int rc, n, ok = -1;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT key, value FROM kv", -1, &q,
+	    NULL) != SQLITE_OK)
+		return dberr(s);
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO refused (peer_pk) "
+	    "VALUES (?1) ON CONFLICT (peer_pk) DO NOTHING", -1, &ins,
+	    NULL) != SQLITE_OK) {
+		dberr(s);
+		goto out;
+	}
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		key = (const char *)sqlite3_column_text(q, 0);
+		v = sqlite3_column_blob(q, 1);
+		n = sqlite3_column_bytes(q, 1);
+		if (key == NULL)
+			continue;
+		if (n == 8 && v != NULL && strcmp(key, "rotation.epoch") == 0)
+			rc = exec_i64(s, "UPDATE meta SET epoch = ?1", be64(v),
+			    NULL);
+		else if (n == 8 && v != NULL &&
+		    strcmp(key, "rotation.next") == 0)
+			rc = exec_i64(s, "UPDATE meta SET rotation_next = ?1",
+			    be64(v), NULL);
+		else if (n == 8 && v != NULL &&
+		    strncmp(key, "upd.prev_until:", 15) == 0)
+			rc = exec_i64(s, "UPDATE contact SET upd_prev_until = ?1 "
+			    "WHERE 'upd.prev_until:' || id = ?2", be64(v), key);
+		else if (strncmp(key, "rejected:", 9) == 0 &&
+		    strlen(key + 9) == 2 * STORE_PK_BYTES &&
+		    sodium_hex2bin(pk, sizeof(pk), key + 9, 2 * STORE_PK_BYTES,
+		    NULL, &blen, NULL) == 0 && blen == sizeof(pk)) {
+			if (sqlite3_bind_blob(ins, 1, pk, sizeof(pk),
+			    SQLITE_STATIC) != SQLITE_OK ||
+			    sqlite3_step(ins) != SQLITE_DONE)
+				rc = dberr(s);
+			else
+				rc = 0;
+			sqlite3_reset(ins);
+			sqlite3_clear_bindings(ins);
+		} else
+			rc = 0;
+		if (rc != 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		dberr(s);
+		goto out;
+	}
+	ok = 0;
+out:
+	sqlite3_finalize(ins);
+	sqlite3_finalize(q);
+	if (ok == 0)
+		ok = exec(s, "DROP TABLE kv");
+	return ok;
+}
+
+/* ---- meta: the daemon's own state, one typed row --------------------- */
+
+int
+store_meta_get(struct store *s, struct store_meta *m)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	if ((q = stmt(s, ST_META_GET)) == NULL)
+		return -1;
+	if ((rc = one_row(s, q)) != 1) {
+		if (rc == 0)
+			seterr(s, "the meta row is missing");
+		return -1;
+	}
+	m->epoch = sqlite3_column_int64(q, 5);
+	m->rotation_next = sqlite3_column_int64(q, 6);
+	rc = col_text(s, q, 0, m->card_cid, sizeof(m->card_cid)) == -1 ||
+	    col_text(s, q, 1, m->shared_inbox, sizeof(m->shared_inbox)) == -1 ||
+	    col_text(s, q, 2, m->client_id, sizeof(m->client_id)) == -1 ||
+	    col_text(s, q, 3, m->client_id_prev, sizeof(m->client_id_prev)) == -1 ||
+	    col_text(s, q, 4, m->card_client_id, sizeof(m->card_client_id)) == -1;
+	done(q);
+	return rc ? -1 : 1;
+}
 
 static int
-kv_key_ok(struct store *s, const char *key)
+meta_run(struct store *s, sqlite3_stmt *q)
 {
-	size_t n;
+	int rc = change(s, q);
 
-	if (key == NULL || (n = strnlen(key, STORE_KV_KEY_MAX + 1)) == 0 ||
-	    n > STORE_KV_KEY_MAX) {
-		seterr(s, "bad key");
+	if (rc == 0)
+		seterr(s, "the meta row is missing");
+	return rc == 1 ? 0 : -1;
+}
+
+int
+store_meta_set_text(struct store *s, enum store_meta_field f, const char *v)
+{
+	sqlite3_stmt *q;
+
+	if (f < 0 || f >= STORE_META_COUNT || f == STORE_META_EPOCH ||
+	    f == STORE_META_ROTATION_NEXT || v == NULL ||
+	    strnlen(v, STORE_TOPIC_MAX + 1) > STORE_TOPIC_MAX) {
+		seterr(s, "bad meta field or value");
+		return -1;
+	}
+	q = s->meta[f];
+	if (bind_text(q, 1, v) != SQLITE_OK)
+		return bind_fail(s, q);
+	return meta_run(s, q);
+}
+
+int
+store_meta_set_int(struct store *s, enum store_meta_field f, int64_t v)
+{
+	sqlite3_stmt *q;
+
+	if (f != STORE_META_EPOCH && f != STORE_META_ROTATION_NEXT) {
+		seterr(s, "bad meta field");
+		return -1;
+	}
+	q = s->meta[f];
+	if (sqlite3_bind_int64(q, 1, v) != SQLITE_OK)
+		return bind_fail(s, q);
+	return meta_run(s, q);
+}
+
+int
+store_identity_get(struct store *s, uint8_t pk[STORE_PK_BYTES],
+    uint8_t sk[STORE_PK_BYTES])
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if ((q = stmt(s, ST_ID_GET)) == NULL)
+		return -1;
+	if ((rc = one_row(s, q)) != 1) {
+		if (rc == 0)
+			seterr(s, "the meta row is missing");
+		return -1;
+	}
+	if (sqlite3_column_type(q, 0) == SQLITE_NULL &&
+	    sqlite3_column_type(q, 1) == SQLITE_NULL) {
+		done(q);
 		return 0;
 	}
-	return 1;
-}
-
-int
-store_kv_get(struct store *s, const char *key, void *buf, size_t buflen,
-    size_t *len)
-{
-	sqlite3_stmt *q;
-	const void *b;
-	int rc, n;
-
-	if (!kv_key_ok(s, key) || (q = stmt(s, ST_KV_GET)) == NULL)
-		return -1;
-	if (bind_text(q, 1, key) != SQLITE_OK)
-		return bind_fail(s, q);
-	if ((rc = one_row(s, q)) != 1)
-		return rc;
-	b = sqlite3_column_blob(q, 0);
-	n = sqlite3_column_bytes(q, 0);
-	if (len != NULL)
-		*len = n;
-	if ((size_t)n > buflen) {
-		seterr(s, "value larger than the buffer");
-		done(q);
+	rc = col_blob(s, q, 0, pk, STORE_PK_BYTES, NULL, 1) == -1 ||
+	    col_blob(s, q, 1, sk, STORE_PK_BYTES, NULL, 1) == -1;
+	done(q);
+	if (rc) {
+		sodium_memzero(sk, STORE_PK_BYTES);
 		return -1;
 	}
-	if (n > 0)
-		memcpy(buf, b, n);
-	done(q);
 	return 1;
 }
 
 int
-store_kv_set(struct store *s, const char *key, const void *val, size_t len)
+store_identity_set(struct store *s, const uint8_t pk[STORE_PK_BYTES],
+    const uint8_t sk[STORE_PK_BYTES])
 {
 	sqlite3_stmt *q;
 
-	if (!kv_key_ok(s, key) || (q = stmt(s, ST_KV_SET)) == NULL)
+	if ((q = stmt(s, ST_ID_SET)) == NULL)
 		return -1;
-	if (bind_text(q, 1, key) != SQLITE_OK ||
-	    bind_body(q, 2, val, len) != SQLITE_OK)
+	if (sqlite3_bind_blob(q, 1, pk, STORE_PK_BYTES, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_blob(q, 2, sk, STORE_PK_BYTES, SQLITE_STATIC) !=
+	    SQLITE_OK)
+		return bind_fail(s, q);
+	return meta_run(s, q);
+}
+
+int
+store_refused_add(struct store *s, const uint8_t pk[STORE_PK_BYTES])
+{
+	sqlite3_stmt *q;
+
+	if ((q = stmt(s, ST_REF_ADD)) == NULL)
+		return -1;
+	if (sqlite3_bind_blob(q, 1, pk, STORE_PK_BYTES, SQLITE_STATIC) !=
+	    SQLITE_OK)
 		return bind_fail(s, q);
 	return change(s, q) < 0 ? -1 : 0;
 }
 
 int
-store_kv_del(struct store *s, const char *key)
+store_refused_has(struct store *s, const uint8_t pk[STORE_PK_BYTES])
 {
 	sqlite3_stmt *q;
 	int rc;
 
-	if (!kv_key_ok(s, key) || (q = stmt(s, ST_KV_DEL)) == NULL)
+	if ((q = stmt(s, ST_REF_HAS)) == NULL)
 		return -1;
-	if (bind_text(q, 1, key) != SQLITE_OK)
+	if (sqlite3_bind_blob(q, 1, pk, STORE_PK_BYTES, SQLITE_STATIC) !=
+	    SQLITE_OK)
 		return bind_fail(s, q);
-	rc = change(s, q);
-	return rc < 0 ? -1 : rc > 0;
-}
-
-int
-store_kv_get_i64(struct store *s, const char *key, int64_t *val)
-{
-	uint8_t b[8];
-	uint64_t u = 0;
-	size_t len;
-	int rc, i;
-
-	if ((rc = store_kv_get(s, key, b, sizeof(b), &len)) != 1)
-		return rc;
-	if (len != sizeof(b)) {
-		seterr(s, "value is not an integer");
-		return -1;
-	}
-	for (i = 0; i < 8; i++)
-		u = u << 8 | b[i];
-	*val = (int64_t)u;
-	return 1;
-}
-
-int
-store_kv_set_i64(struct store *s, const char *key, int64_t val)
-{
-	uint8_t b[8];
-	uint64_t u = (uint64_t)val;
-	int i;
-
-	for (i = 7; i >= 0; i--, u >>= 8)
-		b[i] = u & 0xff;
-	return store_kv_set(s, key, b, sizeof(b));
+	if ((rc = one_row(s, q)) == 1)
+		done(q);
+	return rc;
 }
 
 /* ---- contacts -------------------------------------------------------- */
@@ -902,7 +1146,9 @@ contact_ok(struct store *s, const struct store_contact *c)
 	    strnlen(c->peer_inbox, sizeof(c->peer_inbox)) ==
 	    sizeof(c->peer_inbox) ||
 	    strnlen(c->my_inbox, sizeof(c->my_inbox)) ==
-	    sizeof(c->my_inbox)) {
+	    sizeof(c->my_inbox) ||
+	    strnlen(c->upd_inbox, sizeof(c->upd_inbox)) ==
+	    sizeof(c->upd_inbox)) {
 		seterr(s, "unterminated contact field");
 		return 0;
 	}
@@ -913,7 +1159,7 @@ contact_ok(struct store *s, const struct store_contact *c)
 	return 1;
 }
 
-/* Parameters ?1..?12 in CONTACT_COLS order. */
+/* Parameters ?1..?16 in CONTACT_COLS order. */
 static int
 contact_bind(sqlite3_stmt *q, const struct store_contact *c, int with_id)
 {
@@ -929,7 +1175,13 @@ contact_bind(sqlite3_stmt *q, const struct store_contact *c, int with_id)
 	    bind_blob(q, 9, c->agree, c->agree_len) != SQLITE_OK ||
 	    sqlite3_bind_int(q, 10, c->verified) != SQLITE_OK ||
 	    (!with_id && sqlite3_bind_int64(q, 11, c->created) != SQLITE_OK) ||
-	    sqlite3_bind_int64(q, 12, c->updated) != SQLITE_OK)
+	    sqlite3_bind_int64(q, 12, c->updated) != SQLITE_OK ||
+	    bind_text(q, 13, c->upd_inbox) != SQLITE_OK ||
+	    bind_blob(q, 14, c->upd_msgid, c->has_upd_msgid ?
+	    STORE_MSGID_BYTES : 0) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 15, c->upd_prev_until) != SQLITE_OK ||
+	    bind_blob(q, 16, c->req_msgid, c->has_req_msgid ?
+	    STORE_MSGID_BYTES : 0) != SQLITE_OK)
 		return -1;
 	return 0;
 }
@@ -937,7 +1189,10 @@ contact_bind(sqlite3_stmt *q, const struct store_contact *c, int with_id)
 static int
 contact_row(struct store *s, sqlite3_stmt *q, struct store_contact *c)
 {
+	size_t n1 = 0, n2 = 0;
+
 	memset(c, 0, sizeof(*c));
+	c->upd_prev_until = sqlite3_column_int64(q, 14);
 	c->id = sqlite3_column_int64(q, 0);
 	c->state = col_int(q, 2);
 	c->verified = col_int(q, 9);
@@ -950,10 +1205,19 @@ contact_row(struct store *s, sqlite3_stmt *q, struct store_contact *c)
 	    col_text(s, q, 6, c->my_inbox, sizeof(c->my_inbox)) == -1 ||
 	    col_blob(s, q, 7, c->pair, sizeof(c->pair), &c->pair_len, 0) == -1 ||
 	    col_blob(s, q, 8, c->agree, sizeof(c->agree), &c->agree_len,
-	    0) == -1) {
+	    0) == -1 ||
+	    col_text(s, q, 12, c->upd_inbox, sizeof(c->upd_inbox)) == -1 ||
+	    col_blob(s, q, 13, c->upd_msgid, sizeof(c->upd_msgid), &n1, 0) == -1 ||
+	    col_blob(s, q, 15, c->req_msgid, sizeof(c->req_msgid), &n2, 0) == -1 ||
+	    (n1 != 0 && n1 != STORE_MSGID_BYTES) ||
+	    (n2 != 0 && n2 != STORE_MSGID_BYTES)) {
+		if (s->err[0] == '\0')
+			seterr(s, "corrupt message ID in a contact row");
 		sodium_memzero(c, sizeof(*c));
 		return -1;
 	}
+	c->has_upd_msgid = n1 != 0;
+	c->has_req_msgid = n2 != 0;
 	return 0;
 }
 
@@ -1014,19 +1278,47 @@ store_contact_get_by_name(struct store *s, const char *name,
 	return contact_one(s, q, out);
 }
 
+/* Runs a one-row "SELECT id" whose parameters are bound. */
+static int
+contact_id_one(struct store *s, sqlite3_stmt *q, int64_t *id)
+{
+	int rc;
+
+	if ((rc = one_row(s, q)) != 1)
+		return rc;
+	*id = sqlite3_column_int64(q, 0);
+	done(q);
+	return 1;
+}
+
 int
-store_contact_get_by_my_inbox(struct store *s, const char *topic,
-    struct store_contact *out)
+store_contact_id_by_name(struct store *s, const char *name, int64_t *id)
 {
 	sqlite3_stmt *q;
 
-	if (topic == NULL || *topic == '\0')
-		return 0;
-	if ((q = stmt(s, ST_C_BY_INBOX)) == NULL)
+	if (name == NULL) {
+		seterr(s, "no name");
 		return -1;
-	if (bind_text(q, 1, topic) != SQLITE_OK)
+	}
+	if ((q = stmt(s, ST_C_ID_BY_NAME)) == NULL)
+		return -1;
+	if (bind_text(q, 1, name) != SQLITE_OK)
 		return bind_fail(s, q);
-	return contact_one(s, q, out);
+	return contact_id_one(s, q, id);
+}
+
+int
+store_contact_id_by_peer_pk(struct store *s, const uint8_t pk[STORE_PK_BYTES],
+    int64_t *id)
+{
+	sqlite3_stmt *q;
+
+	if ((q = stmt(s, ST_C_ID_BY_PK)) == NULL)
+		return -1;
+	if (sqlite3_bind_blob(q, 1, pk, STORE_PK_BYTES, SQLITE_STATIC) !=
+	    SQLITE_OK)
+		return bind_fail(s, q);
+	return contact_id_one(s, q, id);
 }
 
 int
@@ -1105,14 +1397,47 @@ store_contact_list(struct store *s, store_contact_cb cb, void *arg)
 	return rows_end(s, q, rc, n);
 }
 
-int64_t
-store_contact_count(struct store *s)
+int
+store_contact_accept_frames_set(struct store *s, int64_t id, const void *buf,
+    size_t len)
 {
 	sqlite3_stmt *q;
+	int rc;
 
-	if ((q = stmt(s, ST_C_COUNT)) == NULL)
+	if (len > INT32_MAX) {
+		seterr(s, "too large");
 		return -1;
-	return count(s, q);
+	}
+	if ((q = stmt(s, ST_C_AF_SET)) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(q, 1, id) != SQLITE_OK ||
+	    bind_blob(q, 2, buf, len) != SQLITE_OK)
+		return bind_fail(s, q);
+	rc = change(s, q);
+	return rc < 0 ? -1 : rc > 0;
+}
+
+int
+store_contact_accept_frames_get(struct store *s, int64_t id, void *buf,
+    size_t buflen, size_t *len)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	*len = 0;
+	if ((q = stmt(s, ST_C_AF_GET)) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(q, 1, id) != SQLITE_OK)
+		return bind_fail(s, q);
+	if ((rc = one_row(s, q)) != 1)
+		return rc;
+	if (sqlite3_column_type(q, 0) == SQLITE_NULL) {
+		done(q);
+		return 0;
+	}
+	rc = col_blob(s, q, 0, buf, buflen, len, 0);
+	done(q);
+	return rc == -1 ? -1 : 1;
 }
 
 /* ---- inboxes --------------------------------------------------------- */
@@ -1139,12 +1464,13 @@ inbox_row(struct store *s, sqlite3_stmt *q, struct store_inbox *in)
 	in->kind = col_int(q, 3);
 	in->created = sqlite3_column_int64(q, 4);
 	in->retire_at = sqlite3_column_int64(q, 5);
+	in->one_time = col_int(q, 6) != 0;
 	return col_text(s, q, 1, in->topic, sizeof(in->topic));
 }
 
 int64_t
 store_inbox_add(struct store *s, const char *topic, int64_t contact_id,
-    int kind, int64_t created)
+    int kind, int one_time, int64_t created)
 {
 	sqlite3_stmt *q;
 	int rc;
@@ -1155,7 +1481,8 @@ store_inbox_add(struct store *s, const char *topic, int64_t contact_id,
 	    (contact_id > 0 ? sqlite3_bind_int64(q, 2, contact_id) :
 	    sqlite3_bind_null(q, 2)) != SQLITE_OK ||
 	    sqlite3_bind_int(q, 3, kind) != SQLITE_OK ||
-	    sqlite3_bind_int64(q, 4, created) != SQLITE_OK)
+	    sqlite3_bind_int64(q, 4, created) != SQLITE_OK ||
+	    sqlite3_bind_int(q, 5, one_time != 0) != SQLITE_OK)
 		return bind_fail(s, q);
 	if ((rc = change(s, q)) < 0)
 		return rc;
@@ -1179,17 +1506,12 @@ store_inbox_get(struct store *s, const char *topic, struct store_inbox *out)
 	return rc == -1 ? -1 : 1;
 }
 
-int
-store_inbox_list(struct store *s, int64_t now, store_inbox_cb cb, void *arg)
+static int
+inbox_rows(struct store *s, sqlite3_stmt *q, store_inbox_cb cb, void *arg)
 {
 	struct store_inbox in;
-	sqlite3_stmt *q;
 	int rc, n = 0;
 
-	if ((q = stmt(s, ST_I_LIST)) == NULL)
-		return -1;
-	if (sqlite3_bind_int64(q, 1, now) != SQLITE_OK)
-		return bind_fail(s, q);
 	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
 		if (inbox_row(s, q, &in) == -1) {
 			n = -1;
@@ -1200,6 +1522,28 @@ store_inbox_list(struct store *s, int64_t now, store_inbox_cb cb, void *arg)
 			break;
 	}
 	return rows_end(s, q, rc, n);
+}
+
+int
+store_inbox_list(struct store *s, int64_t now, store_inbox_cb cb, void *arg)
+{
+	sqlite3_stmt *q;
+
+	if ((q = stmt(s, ST_I_LIST)) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(q, 1, now) != SQLITE_OK)
+		return bind_fail(s, q);
+	return inbox_rows(s, q, cb, arg);
+}
+
+int
+store_inbox_list_all(struct store *s, store_inbox_cb cb, void *arg)
+{
+	sqlite3_stmt *q;
+
+	if ((q = stmt(s, ST_I_LIST_ALL)) == NULL)
+		return -1;
+	return inbox_rows(s, q, cb, arg);
 }
 
 int

@@ -13,7 +13,7 @@
  * - Functions return -1 on failure and store_errmsg() says why.  The text
  *   comes from sqlite or from the store itself and never holds a message
  *   body, a key or a name.  STORE_EXISTS (-2) is returned where a UNIQUE
- *   key (contact name, inbox topic, outbox msgid, kv none) already exists.
+ *   key (contact name, inbox topic, outbox msgid) already exists.
  * - Lookups return 1 when found, 0 when not found.
  * - Row ids are > 0.
  * - Callbacks get const pointers valid only during the call; a callback
@@ -26,13 +26,12 @@
  */
 
 #define STORE_EXISTS		(-2)
-#define STORE_SCHEMA_VERSION	1
+#define STORE_SCHEMA_VERSION	2
 #define STORE_NAME_MAX		64	/* = VEIL_NAME_MAX */
 #define STORE_TOPIC_MAX		63	/* inbox / topic text, bytes */
 #define STORE_BLOB_MAX		1024	/* packed pair / agreement */
 #define STORE_PK_BYTES		32
 #define STORE_MSGID_BYTES	16
-#define STORE_KV_KEY_MAX	128
 
 struct store;
 
@@ -58,18 +57,39 @@ int	store_savepoint(struct store *);
 int	store_release(struct store *);
 int	store_rollback_to(struct store *);
 
-/* Key/value: text key (1..STORE_KV_KEY_MAX bytes), blob value. */
-/* 1 found (*len = size), 0 absent, -1 error; a value larger than buflen
- * is an error with *len set to the size needed.  buf may be NULL when
- * buflen is 0 (to ask for the size). */
-int	store_kv_get(struct store *, const char *key, void *buf, size_t buflen,
-	    size_t *len);
-int	store_kv_set(struct store *, const char *key, const void *val,
-	    size_t len);
-int	store_kv_del(struct store *, const char *key);	/* 1 removed, 0 absent */
-/* Counters and times, stored as 8 bytes big-endian. */
-int	store_kv_get_i64(struct store *, const char *key, int64_t *val);
-int	store_kv_set_i64(struct store *, const char *key, int64_t val);
+/*
+ * The daemon's own state: one typed row.  Text fields are "" and numbers 0
+ * until set.  store_meta_get: 1, or -1 (the row is created by the schema).
+ * The setters write one field: 0 or -1.
+ */
+struct store_meta {
+	char	 card_cid[STORE_TOPIC_MAX + 1];		/* the card's contact ID */
+	char	 shared_inbox[STORE_TOPIC_MAX + 1];	/* levels 1 and 3 */
+	char	 client_id[STORE_TOPIC_MAX + 1];	/* current broker client ID */
+	char	 client_id_prev[STORE_TOPIC_MAX + 1];	/* previous epoch's, in grace */
+	char	 card_client_id[STORE_TOPIC_MAX + 1];	/* level 2 card connection */
+	int64_t	 epoch;
+	int64_t	 rotation_next;				/* ms */
+};
+enum store_meta_field {
+	STORE_META_CARD_CID, STORE_META_SHARED_INBOX, STORE_META_CLIENT_ID,
+	STORE_META_CLIENT_ID_PREV, STORE_META_CARD_CLIENT_ID,
+	STORE_META_EPOCH, STORE_META_ROTATION_NEXT,
+	STORE_META_COUNT
+};
+int	store_meta_get(struct store *, struct store_meta *);
+int	store_meta_set_text(struct store *, enum store_meta_field, const char *);
+int	store_meta_set_int(struct store *, enum store_meta_field, int64_t);
+/* The identity key pair: 1 found, 0 none yet, -1. */
+int	store_identity_get(struct store *, uint8_t pk[STORE_PK_BYTES],
+	    uint8_t sk[STORE_PK_BYTES]);
+int	store_identity_set(struct store *, const uint8_t pk[STORE_PK_BYTES],
+	    const uint8_t sk[STORE_PK_BYTES]);
+
+/* Identity keys whose contact requests the user refused: 0 / 1 found,
+ * 0 not, -1. */
+int	store_refused_add(struct store *, const uint8_t pk[STORE_PK_BYTES]);
+int	store_refused_has(struct store *, const uint8_t pk[STORE_PK_BYTES]);
 
 /* Contacts. */
 struct store_contact {
@@ -86,6 +106,13 @@ struct store_contact {
 	size_t	 agree_len;			/* 0: none */
 	int	 verified;
 	int64_t	 created, updated;
+	/* The rotation and agreement bookkeeping of this contact. */
+	char	 upd_inbox[STORE_TOPIC_MAX + 1];	/* announced, awaiting ACK */
+	uint8_t	 upd_msgid[STORE_MSGID_BYTES];		/* that UPDATE's outbox row */
+	int	 has_upd_msgid;
+	int64_t	 upd_prev_until;			/* keep rx_prev until (ms) */
+	uint8_t	 req_msgid[STORE_MSGID_BYTES];		/* our REQUEST's outbox row */
+	int	 has_req_msgid;
 };
 typedef int (*store_contact_cb)(const struct store_contact *, void *);
 
@@ -96,13 +123,13 @@ int	store_contact_get_by_id(struct store *, int64_t id,
 	    struct store_contact *out);
 int	store_contact_get_by_name(struct store *, const char *name,
 	    struct store_contact *out);
-/* Lowest id with that my_inbox (an inbox shared by several contacts
- * matches several; "" never matches). */
-int	store_contact_get_by_my_inbox(struct store *, const char *topic,
-	    struct store_contact *out);
 /* Lowest id with that peer public key (detects a card added twice). */
 int	store_contact_get_by_peer_pk(struct store *,
 	    const uint8_t pk[STORE_PK_BYTES], struct store_contact *out);
+/* The same lookups when only the id is wanted (no key blobs copied). */
+int	store_contact_id_by_name(struct store *, const char *name, int64_t *id);
+int	store_contact_id_by_peer_pk(struct store *,
+	    const uint8_t pk[STORE_PK_BYTES], int64_t *id);
 /* Rewrites every column of row c->id except created.  1 updated, 0 no
  * such id, STORE_EXISTS if renamed onto a taken name, -1. */
 int	store_contact_update(struct store *, const struct store_contact *c);
@@ -114,7 +141,13 @@ int	store_contact_delete(struct store *, int64_t id, int64_t now);
 /* Ordered by name (bytewise); one row in memory at a time.  Returns the
  * number of rows given to cb, or -1. */
 int	store_contact_list(struct store *, store_contact_cb cb, void *arg);
-int64_t	store_contact_count(struct store *);
+/* The sealed ACCEPT frames of a responder, kept until the agreement ends
+ * (len 0 clears them): set 1, 0 no such id, -1; get 1 (*len set), 0 none,
+ * -1 (also when they do not fit in buflen). */
+int	store_contact_accept_frames_set(struct store *, int64_t id,
+	    const void *buf, size_t len);
+int	store_contact_accept_frames_get(struct store *, int64_t id, void *buf,
+	    size_t buflen, size_t *len);
 
 /* Inboxes (topics) this daemon subscribes to. */
 enum store_inbox_kind {
@@ -129,18 +162,22 @@ struct store_inbox {
 	int	 kind;
 	int64_t	 created;
 	int64_t	 retire_at;	/* 0: not retired */
+	int	 one_time;	/* a one-time card: consumed by its first use */
 };
 typedef int (*store_inbox_cb)(const struct store_inbox *, void *);
 
 /* contact_id 0 for none.  Returns id, STORE_EXISTS (topic taken), -1. */
 int64_t	store_inbox_add(struct store *, const char *topic, int64_t contact_id,
-	    int kind, int64_t created);
+	    int kind, int one_time, int64_t created);
 int	store_inbox_get(struct store *, const char *topic,
 	    struct store_inbox *out);
 /* Inboxes to stay subscribed to at now: not retired, or retired after
  * now (grace period).  Ordered by id.  Returns rows given to cb, or -1. */
 int	store_inbox_list(struct store *, int64_t now, store_inbox_cb cb,
 	    void *arg);
+/* Every row, also those whose retirement time has passed but that
+ * store_inbox_expire has not removed yet. */
+int	store_inbox_list_all(struct store *, store_inbox_cb cb, void *arg);
 /* Sets retire_at (> 0).  1 done, 0 no such id, -1. */
 int	store_inbox_retire(struct store *, int64_t id, int64_t retire_at);
 /* Deletes inboxes with retire_at <= now, reporting each to cb (may be

@@ -19,6 +19,7 @@
 #include "control.h"
 #include "engine.h"
 #include "log.h"
+#include "methods.h"
 #include "rpc.h"
 
 #define DEFAULT_CONFIG	"/etc/veil/veild.conf"
@@ -59,10 +60,7 @@ on_signal(evutil_socket_t sig, short ev, void *arg)
 		} else {
 			/* -v on the command line outlives a reload. */
 			log_setverbose(opt_verbose || next.log.level == VEILD_LOG_DEBUG);
-			cfg.retransmit = next.retransmit;
-			cfg.accept = next.accept;
-			cfg.rotation = next.rotation;
-			engine_reload(&cfg);
+			engine_reload(&next);
 			config_free(&next);
 			log_info("configuration reloaded");
 		}
@@ -141,7 +139,8 @@ main(int argc, char *argv[])
 		fatal("state_dir %s", cfg.state_dir);
 	if (engine_init(base, &cfg, err, sizeof err) != 0)
 		fatalx("%s", err);
-	rpc_init(engine_methods);
+	rpc_init(methods_table);
+	methods_init(base);
 	if (control_init(base, cfg.socket, socket_group(cfg.socket_group)) != 0)
 		fatalx("cannot listen on %s", cfg.socket);
 	for (int i = 0; signums[i] != 0; i++) {
@@ -165,6 +164,7 @@ main(int argc, char *argv[])
 
 	control_shutdown();
 	rpc_shutdown();
+	methods_shutdown();
 	engine_shutdown();
 	for (int i = 0; signums[i] != 0; i++)
 		event_free(sigs[i]);

@@ -105,14 +105,14 @@ m_silent(struct rpc_call *call)
 }
 
 static const struct rpc_method methods[] = {
-	{ "echo", m_echo, 0 },
-	{ "fail", m_fail, 0 },
-	{ "notify", m_notify, 0 },
-	{ "wait", m_wait, 0 },
-	{ "wake", m_wake, RPC_F_NOPARAMS },
-	{ "twice", m_twice, 0 },
-	{ "silent", m_silent, 0 },
-	{ NULL, NULL, 0 }
+	{ "echo", m_echo, "a,b,k,s,x,name" },
+	{ "fail", m_fail, "a" },
+	{ "notify", m_notify, "a" },
+	{ "wait", m_wait, "a" },
+	{ "wake", m_wake, "" },
+	{ "twice", m_twice, "a" },
+	{ "silent", m_silent, "a" },
+	{ NULL, NULL, NULL }
 };
 
 int

@@ -25,6 +25,9 @@ for h in $HARNESSES; do
 	mkdir -p "$OUT/corpus/$h"
 	cp -p "$SRC/fuzz/corpus/$h/"* "$OUT/corpus/$h/" 2>/dev/null || true
 done
+# The config seeds are the golden test files and the shipped example.
+mkdir -p "$OUT/corpus/config"
+cp -p "$SRC/tests/conf/"*.conf "$SRC/conf/veild.conf" "$OUT/corpus/config/"
 "$OUT/mkseeds" "$OUT/corpus" >/dev/null
 
 max_len() {

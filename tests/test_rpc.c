@@ -109,15 +109,15 @@ m_none(struct rpc_call *call)
 }
 
 static const struct rpc_method test_methods[] = {
-	{ "echo",	m_echo,		0 },
-	{ "fail",	m_fail,		0 },
-	{ "add",	m_add,		0 },
-	{ "greet",	m_greet,	0 },
-	{ "noanswer",	m_noanswer,	0 },
-	{ "wait",	m_wait,		0 },
-	{ "notify",	m_notify,	0 },
-	{ "none",	m_none,		RPC_F_NOPARAMS },
-	{ NULL,		NULL,		0 }
+	{ "echo",	m_echo,		"k,s" },
+	{ "fail",	m_fail,		"" },
+	{ "add",	m_add,		"a,b" },
+	{ "greet",	m_greet,	"name,loud" },
+	{ "noanswer",	m_noanswer,	"" },
+	{ "wait",	m_wait,		"" },
+	{ "notify",	m_notify,	"" },
+	{ "none",	m_none,		"" },
+	{ NULL,		NULL,		NULL }
 };
 
 /* --- a client that drives the daemon's loop while it waits ------------- */
@@ -498,6 +498,17 @@ test_params(void **state)
 	    RPC_INVALID_PARAMS, "6");
 	expect_error(cl, "{\"jsonrpc\":\"2.0\",\"method\":\"none\","
 	    "\"params\":{\"x\":1},\"id\":7}", RPC_INVALID_PARAMS, "7");
+	/* A param the method does not declare: a typo is an error, not an
+	 * absent param (m_add would otherwise answer with b = 0), and a
+	 * declared name's prefix or extension does not pass either. */
+	expect_error(cl, "{\"jsonrpc\":\"2.0\",\"method\":\"add\","
+	    "\"params\":{\"a\":1,\"bb\":2},\"id\":10}", RPC_INVALID_PARAMS, "10");
+	expect_error(cl, "{\"jsonrpc\":\"2.0\",\"method\":\"greet\","
+	    "\"params\":{\"name\":\"x\",\"lou\":true},\"id\":11}",
+	    RPC_INVALID_PARAMS, "11");
+	expect_error(cl, "{\"jsonrpc\":\"2.0\",\"method\":\"subscribe\","
+	    "\"params\":{\"event\":[\"message\"]},\"id\":12}",
+	    RPC_INVALID_PARAMS, "12");
 	/* null counts as absent: optional b is fine, required a is not. */
 	expect_error(cl, "{\"jsonrpc\":\"2.0\",\"method\":\"add\","
 	    "\"params\":{\"a\":null},\"id\":8}", RPC_INVALID_PARAMS, "8");

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "../daemon/store.h"
@@ -122,6 +123,26 @@ mkcontact(struct store_contact *c, const char *name, uint8_t pkbyte)
 	c->verified = 1;
 	c->created = 1700000000123LL;
 	c->updated = 1700000000456LL;
+	snprintf(c->upd_inbox, sizeof(c->upd_inbox), "upd-%s", name);
+	memset(c->upd_msgid, pkbyte ^ 0x33, sizeof(c->upd_msgid));
+	c->has_upd_msgid = 1;
+	c->upd_prev_until = 1700000000789LL;
+	c->has_req_msgid = 0;
+}
+
+static int
+count_cb(const struct store_contact *c, void *arg)
+{
+	(void)c;
+	(void)arg;
+	return 0;
+}
+
+/* Contacts in the store, counted the way the engine sees them. */
+static int
+ncontacts(struct store *s)
+{
+	return store_contact_list(s, count_cb, NULL);
 }
 
 static void
@@ -150,6 +171,14 @@ assert_contact_equal(const struct store_contact *a,
 	assert_int_equal(a->verified, b->verified);
 	assert_int_equal(a->created, b->created);
 	assert_int_equal(a->updated, b->updated);
+	assert_string_equal(a->upd_inbox, b->upd_inbox);
+	assert_int_equal(a->has_upd_msgid, b->has_upd_msgid);
+	if (a->has_upd_msgid)
+		assert_memory_equal(a->upd_msgid, b->upd_msgid, STORE_MSGID_BYTES);
+	assert_int_equal(a->upd_prev_until, b->upd_prev_until);
+	assert_int_equal(a->has_req_msgid, b->has_req_msgid);
+	if (a->has_req_msgid)
+		assert_memory_equal(a->req_msgid, b->req_msgid, STORE_MSGID_BYTES);
 }
 
 /* ---- open, migrations, durability ------------------------------------- */
@@ -168,7 +197,7 @@ test_open_migrates_empty(void **state)
 	umask(old);
 	assert_int_equal(stat(f->path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	assert_int_equal(store_kv_set(f->s, "k", "v", 1), 0);
+	assert_int_equal(store_meta_set_int(f->s, STORE_META_EPOCH, 1), 0);
 	snprintf(p, sizeof(p), "%s-wal", f->path);
 	assert_int_equal(stat(p, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
@@ -177,7 +206,11 @@ test_open_migrates_empty(void **state)
 	    STORE_SCHEMA_VERSION);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master "
 	    "WHERE type = 'table' AND name IN "
-	    "('kv', 'contact', 'inbox', 'outbox', 'rx')"), 5);
+	    "('meta', 'refused', 'contact', 'inbox', 'outbox', 'rx')"), 6);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master "
+	    "WHERE name = 'kv'"), 0);
+	/* what "committed before acknowledged" rests on (store.c) */
+	assert_int_equal(raw_int(f->path, "PRAGMA synchronous"), 2);
 	assert_int_equal(raw_int(f->path,
 	    "SELECT journal_mode = 'wal' FROM pragma_journal_mode"), 1);
 	assert_string_equal(store_errmsg(f->s), "");
@@ -218,18 +251,19 @@ test_reopen_keeps_data(void **state)
 	struct fx *f = *state;
 	struct store_contact c, got;
 	struct store_inbox in;
+	struct store_meta m;
 	uint8_t id[STORE_MSGID_BYTES];
-	int64_t cid, v;
+	int64_t cid;
 
 	f->s = open_ok(f);
 	mkcontact(&c, "alice", 1);
 	cid = store_contact_add(f->s, &c);
 	assert_true(cid > 0);
-	assert_int_equal(store_kv_set_i64(f->s, "epoch", 42), 0);
+	assert_int_equal(store_meta_set_int(f->s, STORE_META_EPOCH, 42), 0);
 	msgid(id, 1);
 	assert_true(store_outbox_add(f->s, cid, id, 1, "hi", 2, 10, 10) > 0);
 	assert_int_equal(store_rx_add(f->s, cid, id, 1, "yo", 2, 11, NULL), 1);
-	assert_true(store_inbox_add(f->s, "topicA", cid, STORE_INBOX_PAIR,
+	assert_true(store_inbox_add(f->s, "topicA", cid, STORE_INBOX_PAIR, 0,
 	    5) > 0);
 
 	reopen(f);
@@ -238,8 +272,8 @@ test_reopen_keeps_data(void **state)
 	assert_int_equal(store_contact_get_by_name(f->s, "alice", &got), 1);
 	assert_int_equal(got.id, cid);
 	assert_contact_equal(&got, &c);
-	assert_int_equal(store_kv_get_i64(f->s, "epoch", &v), 1);
-	assert_int_equal(v, 42);
+	assert_int_equal(store_meta_get(f->s, &m), 1);
+	assert_int_equal(m.epoch, 42);
 	assert_int_equal(store_outbox_count(f->s, cid), 1);
 	assert_int_equal(store_rx_pending_count(f->s), 1);
 	assert_int_equal(store_rx_add(f->s, cid, id, 1, "yo", 2, 11, NULL), 0);
@@ -279,7 +313,7 @@ test_failed_migration_is_atomic(void **state)
 	assert_non_null(strstr(err, "migration 1"));
 	assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 0);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master "
-	    "WHERE name IN ('kv', 'contact')"), 0);
+	    "WHERE name IN ('kv', 'contact', 'meta')"), 0);
 	/* once the obstacle is gone the migration applies */
 	raw_exec(f->path, "DROP TABLE rx");
 	f->s = open_ok(f);
@@ -294,8 +328,7 @@ test_transactions(void **state)
 {
 	struct fx *f = *state;
 	struct store_contact c;
-	size_t len;
-	char buf[8];
+	struct store_meta m;
 
 	f->s = open_ok(f);
 	assert_int_equal(store_in_transaction(f->s), 0);
@@ -308,11 +341,12 @@ test_transactions(void **state)
 	assert_int_equal(store_begin(f->s), -1);		/* not nestable */
 	mkcontact(&c, "bob", 2);
 	assert_true(store_contact_add(f->s, &c) > 0);
-	assert_int_equal(store_kv_set(f->s, "x", "1", 1), 0);
+	assert_int_equal(store_meta_set_text(f->s, STORE_META_CLIENT_ID, "x1"), 0);
 	assert_int_equal(store_rollback(f->s), 0);
 	assert_int_equal(store_in_transaction(f->s), 0);
-	assert_int_equal(store_contact_count(f->s), 0);
-	assert_int_equal(store_kv_get(f->s, "x", buf, sizeof(buf), &len), 0);
+	assert_int_equal(ncontacts(f->s), 0);
+	assert_int_equal(store_meta_get(f->s, &m), 1);
+	assert_string_equal(m.client_id, "");
 
 	/* a contact delete (internal savepoint) inside a caller's
 	 * transaction is undone with it */
@@ -321,72 +355,300 @@ test_transactions(void **state)
 	assert_int_equal(store_contact_get_by_name(f->s, "bob", &c), 1);
 	assert_int_equal(store_contact_delete(f->s, c.id, 1), 1);
 	assert_int_equal(store_in_transaction(f->s), 1);
-	assert_int_equal(store_contact_count(f->s), 0);
+	assert_int_equal(ncontacts(f->s), 0);
 	assert_int_equal(store_rollback(f->s), 0);
-	assert_int_equal(store_contact_count(f->s), 1);
+	assert_int_equal(ncontacts(f->s), 1);
 
 	assert_int_equal(store_begin(f->s), 0);
-	assert_int_equal(store_kv_set(f->s, "x", "2", 1), 0);
+	assert_int_equal(store_meta_set_text(f->s, STORE_META_CLIENT_ID, "x2"), 0);
 	assert_int_equal(store_commit(f->s), 0);
 	reopen(f);
-	assert_int_equal(store_kv_get(f->s, "x", buf, sizeof(buf), &len), 1);
-	assert_int_equal(len, 1);
-	assert_int_equal(buf[0], '2');
+	assert_int_equal(store_meta_get(f->s, &m), 1);
+	assert_string_equal(m.client_id, "x2");
 }
 
-/* ---- key/value -------------------------------------------------------- */
+/* ---- meta, identity, refused keys, accept frames -------------------- */
 
 static void
-test_kv(void **state)
+test_meta(void **state)
 {
 	struct fx *f = *state;
-	uint8_t big[300], buf[300];
-	char longkey[STORE_KV_KEY_MAX + 2];
+	struct store_meta m;
+	struct store_contact c;
+	uint8_t pk[STORE_PK_BYTES], sk[STORE_PK_BYTES], gpk[STORE_PK_BYTES];
+	uint8_t gsk[STORE_PK_BYTES], frames[3000], got[3000];
+	char longtext[STORE_TOPIC_MAX + 2];
 	size_t len;
-	int64_t v;
-	unsigned i;
+	int64_t id;
 
 	f->s = open_ok(f);
-	assert_int_equal(store_kv_get(f->s, "id.sk", buf, sizeof(buf), &len), 0);
-	for (i = 0; i < sizeof(big); i++)
-		big[i] = i * 7;
-	assert_int_equal(store_kv_set(f->s, "id.sk", big, sizeof(big)), 0);
-	len = 0;
-	assert_int_equal(store_kv_get(f->s, "id.sk", buf, sizeof(buf), &len), 1);
-	assert_int_equal(len, sizeof(big));
-	assert_memory_equal(buf, big, sizeof(big));
-	/* size query, and too small a buffer */
-	assert_int_equal(store_kv_get(f->s, "id.sk", buf, 10, &len), -1);
-	assert_int_equal(len, sizeof(big));
-	assert_int_equal(store_kv_get(f->s, "id.sk", NULL, 0, &len), -1);
-	assert_int_equal(len, sizeof(big));
-	/* overwrite, empty value */
-	assert_int_equal(store_kv_set(f->s, "id.sk", "", 0), 0);
-	assert_int_equal(store_kv_get(f->s, "id.sk", buf, sizeof(buf), &len), 1);
-	assert_int_equal(len, 0);
-	assert_int_equal(store_kv_del(f->s, "id.sk"), 1);
-	assert_int_equal(store_kv_del(f->s, "id.sk"), 0);
-	assert_int_equal(store_kv_get(f->s, "id.sk", buf, sizeof(buf), &len), 0);
+	/* a fresh database has the row, empty */
+	assert_int_equal(store_meta_get(f->s, &m), 1);
+	assert_string_equal(m.card_cid, "");
+	assert_int_equal(m.epoch, 0);
+	assert_int_equal(store_identity_get(f->s, gpk, gsk), 0);
 
-	/* integers, negative and large */
-	assert_int_equal(store_kv_set_i64(f->s, "next", -5), 0);
-	assert_int_equal(store_kv_get_i64(f->s, "next", &v), 1);
-	assert_int_equal(v, -5);
-	assert_int_equal(store_kv_set_i64(f->s, "next", INT64_MAX - 1), 0);
-	assert_int_equal(store_kv_get_i64(f->s, "next", &v), 1);
-	assert_true(v == INT64_MAX - 1);
-	assert_int_equal(store_kv_get_i64(f->s, "absent", &v), 0);
-	assert_int_equal(store_kv_set(f->s, "short", "abc", 3), 0);
-	assert_int_equal(store_kv_get_i64(f->s, "short", &v), -1);
+	assert_int_equal(store_meta_set_text(f->s, STORE_META_CARD_CID, "card"), 0);
+	assert_int_equal(store_meta_set_text(f->s, STORE_META_SHARED_INBOX, "sh"), 0);
+	assert_int_equal(store_meta_set_text(f->s, STORE_META_CLIENT_ID, "c1"), 0);
+	assert_int_equal(store_meta_set_text(f->s, STORE_META_CLIENT_ID_PREV, "c0"), 0);
+	assert_int_equal(store_meta_set_text(f->s, STORE_META_CARD_CLIENT_ID, "cc"), 0);
+	assert_int_equal(store_meta_set_int(f->s, STORE_META_EPOCH, -5), 0);
+	assert_int_equal(store_meta_set_int(f->s, STORE_META_ROTATION_NEXT,
+	    INT64_MAX - 1), 0);
+	/* a text setter for a number, a number setter for text, bad values */
+	assert_int_equal(store_meta_set_text(f->s, STORE_META_EPOCH, "1"), -1);
+	assert_int_equal(store_meta_set_int(f->s, STORE_META_CLIENT_ID, 1), -1);
+	assert_int_equal(store_meta_set_text(f->s, STORE_META_COUNT, "x"), -1);
+	assert_int_equal(store_meta_set_text(f->s, STORE_META_CLIENT_ID, NULL), -1);
+	memset(longtext, 't', sizeof(longtext) - 1);
+	longtext[sizeof(longtext) - 1] = '\0';
+	assert_int_equal(store_meta_set_text(f->s, STORE_META_CLIENT_ID,
+	    longtext), -1);
+	reopen(f);
+	assert_int_equal(store_meta_get(f->s, &m), 1);
+	assert_string_equal(m.card_cid, "card");
+	assert_string_equal(m.shared_inbox, "sh");
+	assert_string_equal(m.client_id, "c1");
+	assert_string_equal(m.client_id_prev, "c0");
+	assert_string_equal(m.card_client_id, "cc");
+	assert_int_equal(m.epoch, -5);
+	assert_true(m.rotation_next == INT64_MAX - 1);
 
-	/* bad keys */
-	assert_int_equal(store_kv_set(f->s, "", "a", 1), -1);
-	assert_int_equal(store_kv_set(f->s, NULL, "a", 1), -1);
-	memset(longkey, 'k', sizeof(longkey) - 1);
-	longkey[sizeof(longkey) - 1] = '\0';
-	assert_int_equal(store_kv_set(f->s, longkey, "a", 1), -1);
-	longkey[STORE_KV_KEY_MAX] = '\0';
-	assert_int_equal(store_kv_set(f->s, longkey, "a", 1), 0);
+	for (unsigned i = 0; i < sizeof(pk); i++) {
+		pk[i] = i;
+		sk[i] = 0xff - i;
+	}
+	assert_int_equal(store_identity_set(f->s, pk, sk), 0);
+	reopen(f);
+	assert_int_equal(store_identity_get(f->s, gpk, gsk), 1);
+	assert_memory_equal(gpk, pk, sizeof(pk));
+	assert_memory_equal(gsk, sk, sizeof(sk));
+	/* a damaged key is an error, not a short key */
+	raw_exec(f->path, "UPDATE meta SET identity_sk = NULL");
+	assert_int_equal(store_identity_get(f->s, gpk, gsk), -1);
+
+	/* refused keys */
+	assert_int_equal(store_refused_has(f->s, pk), 0);
+	assert_int_equal(store_refused_add(f->s, pk), 0);
+	assert_int_equal(store_refused_add(f->s, pk), 0);	/* idempotent */
+	assert_int_equal(store_refused_has(f->s, pk), 1);
+	assert_int_equal(store_refused_has(f->s, sk), 0);
+
+	/* accept frames live in the contact's row and die with it */
+	mkcontact(&c, "alice", 1);
+	id = store_contact_add(f->s, &c);
+	assert_true(id > 0);
+	assert_int_equal(store_contact_accept_frames_get(f->s, id, got,
+	    sizeof(got), &len), 0);
+	memset(frames, 0x42, sizeof(frames));
+	assert_int_equal(store_contact_accept_frames_set(f->s, id, frames,
+	    2048), 1);
+	assert_int_equal(store_contact_accept_frames_get(f->s, id, got,
+	    sizeof(got), &len), 1);
+	assert_int_equal(len, 2048);
+	assert_memory_equal(got, frames, 2048);
+	assert_int_equal(store_contact_accept_frames_get(f->s, id, got, 100,
+	    &len), -1);				/* does not fit */
+	assert_int_equal(store_contact_accept_frames_set(f->s, 9999, frames,
+	    10), 0);			/* no such contact */
+	/* the update of the rest of the row keeps them */
+	assert_int_equal(store_contact_get_by_id(f->s, id, &c), 1);
+	assert_int_equal(store_contact_update(f->s, &c), 1);
+	assert_int_equal(store_contact_accept_frames_get(f->s, id, got,
+	    sizeof(got), &len), 1);
+	assert_int_equal(store_contact_accept_frames_set(f->s, id, NULL, 0), 1);
+	assert_int_equal(store_contact_accept_frames_get(f->s, id, got,
+	    sizeof(got), &len), 0);
+	assert_int_equal(store_contact_accept_frames_set(f->s, id, frames,
+	    10), 1);
+	assert_int_equal(store_contact_delete(f->s, id, 1), 1);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM contact "
+	    "WHERE accept_frames IS NOT NULL"), 0);
+}
+
+/* Copies src to dst, byte for byte. */
+static void
+copy_file(const char *src, const char *dst)
+{
+	FILE *in, *out;
+	char buf[8192];
+	size_t n;
+
+	in = fopen(src, "rb");
+	if (in == NULL)
+		fail_msg("cannot open the fixture %s", src);
+	out = fopen(dst, "wb");
+	assert_non_null(out);
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		assert_int_equal(fwrite(buf, 1, n, out), n);
+	fclose(in);
+	assert_int_equal(fclose(out), 0);
+}
+
+/* A blob or text of the v1 kv table, read raw from the fixture. */
+static size_t
+raw_kv(const char *path, const char *key, uint8_t *out, size_t outlen)
+{
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	size_t n = 0;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+	    "SELECT value FROM kv WHERE key = ?1", -1, &q, NULL), SQLITE_OK);
+	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		n = (size_t)sqlite3_column_bytes(q, 0);
+		assert_true(n <= outlen);
+		memcpy(out, sqlite3_column_blob(q, 0), n);
+	}
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return n;
+}
+
+static int64_t
+be64(const uint8_t b[8])
+{
+	uint64_t u = 0;
+
+	for (int i = 0; i < 8; i++)
+		u = u << 8 | b[i];
+	return (int64_t)u;
+}
+
+/*
+ * Migration 2 from a real database written by veild with schema 1
+ * (tests/fixtures/store-v1.db: Alice with an established contact whose
+ * UPDATE is pending, an accepted one with its ACCEPT frames kept, a
+ * requested one, a refused key and a one-time card), plus one family the
+ * run did not leave behind, added here: upd.prev_until.
+ */
+static void
+test_migrate_v1_fixture(void **state)
+{
+	struct fx *f = *state;
+	struct store_meta m;
+	struct store_contact c;
+	struct store_inbox in;
+	uint8_t v[2048], pk[STORE_PK_BYTES], sk[STORE_PK_BYTES], got[2048];
+	char key[128], text[128];
+	size_t n, len;
+
+	copy_file(FIXTURES_DIR "/store-v1.db", f->path);
+	raw_exec(f->path, "INSERT INTO kv VALUES ('upd.prev_until:1', "
+	    "x'0000018BCFE5B9C8')");
+	assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 1);
+	f->s = open_ok(f);
+	assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 2);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master "
+	    "WHERE name IN ('kv', 'contact_my_inbox')"), 0);
+
+	/* Read what the fixture held from a second copy that stays v1. */
+	snprintf(text, sizeof(text), "%s.v1", f->path);
+	copy_file(FIXTURES_DIR "/store-v1.db", text);
+
+	assert_int_equal(store_identity_get(f->s, pk, sk), 1);
+	assert_int_equal(raw_kv(text, "identity.pk", v, sizeof(v)), 32);
+	assert_memory_equal(pk, v, 32);
+	assert_int_equal(raw_kv(text, "identity.sk", v, sizeof(v)), 32);
+	assert_memory_equal(sk, v, 32);
+	assert_int_equal(store_meta_get(f->s, &m), 1);
+#define SAME_TEXT(k, field) do {					\
+	n = raw_kv(text, k, v, sizeof(v) - 1);				\
+	assert_true(n > 0);						\
+	v[n] = '\0';							\
+	assert_string_equal(m.field, (char *)v);			\
+} while (0)
+	SAME_TEXT("card.cid", card_cid);
+	SAME_TEXT("inbox.shared", shared_inbox);
+	SAME_TEXT("client.id", client_id);
+	SAME_TEXT("client.id.prev", client_id_prev);
+	SAME_TEXT("client.card_id", card_client_id);
+#undef SAME_TEXT
+	assert_int_equal(raw_kv(text, "rotation.epoch", v, sizeof(v)), 8);
+	assert_int_equal(m.epoch, be64(v));
+	assert_true(m.epoch > 0);
+	assert_int_equal(raw_kv(text, "rotation.next", v, sizeof(v)), 8);
+	assert_int_equal(m.rotation_next, be64(v));
+
+	/* contact 1: its UPDATE pending, plus the synthetic deadline */
+	assert_int_equal(store_contact_get_by_id(f->s, 1, &c), 1);
+	n = raw_kv(text, "upd.inbox:1", v, sizeof(v) - 1);
+	assert_true(n > 0);
+	v[n] = '\0';
+	assert_string_equal(c.upd_inbox, (char *)v);
+	assert_int_equal(raw_kv(text, "upd.msgid:1", v, sizeof(v)), 16);
+	assert_int_equal(c.has_upd_msgid, 1);
+	assert_memory_equal(c.upd_msgid, v, 16);
+	assert_int_equal(c.upd_prev_until, 0x18BCFE5B9C8LL);
+	assert_int_equal(c.has_req_msgid, 0);
+	assert_true(c.pair_len > 0);
+
+	/* contact 2: accepted, its ACCEPT frames kept */
+	assert_int_equal(raw_kv(text, "accept.frames:2", v, sizeof(v)), 1024);
+	assert_int_equal(store_contact_accept_frames_get(f->s, 2, got,
+	    sizeof(got), &len), 1);
+	assert_int_equal(len, 1024);
+	assert_memory_equal(got, v, 1024);
+
+	/* contact 3: requested, its REQUEST's outbox row named */
+	assert_int_equal(store_contact_get_by_id(f->s, 3, &c), 1);
+	assert_int_equal(raw_kv(text, "req.msgid:3", v, sizeof(v)), 16);
+	assert_int_equal(c.has_req_msgid, 1);
+	assert_memory_equal(c.req_msgid, v, 16);
+	assert_string_equal(c.upd_inbox, "");
+
+	/* the refused key: the hex after "rejected:" in the v1 key */
+	{
+		sqlite3 *db;
+		sqlite3_stmt *q;
+		const char *k;
+		size_t blen;
+
+		assert_int_equal(sqlite3_open(text, &db), SQLITE_OK);
+		assert_int_equal(sqlite3_prepare_v2(db, "SELECT key FROM kv WHERE "
+		    "key LIKE 'rejected:%'", -1, &q, NULL), SQLITE_OK);
+		assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+		k = (const char *)sqlite3_column_text(q, 0);
+		snprintf(key, sizeof(key), "%s", k + 9);
+		sqlite3_finalize(q);
+		sqlite3_close(db);
+		assert_int_equal(sodium_hex2bin(pk, sizeof(pk), key, strlen(key),
+		    NULL, &blen, NULL), 0);
+		assert_int_equal(blen, 32);
+		assert_int_equal(store_refused_has(f->s, pk), 1);
+		pk[0] ^= 1;
+		assert_int_equal(store_refused_has(f->s, pk), 0);
+	}
+	/* the one-time card: its inbox row is marked, the others not */
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM inbox "
+	    "WHERE one_time = 1"), 1);
+	{
+		sqlite3 *db;
+		sqlite3_stmt *q;
+
+		assert_int_equal(sqlite3_open(text, &db), SQLITE_OK);
+		assert_int_equal(sqlite3_prepare_v2(db, "SELECT substr(key, 11) "
+		    "FROM kv WHERE key LIKE 'card.once:%'", -1, &q, NULL),
+		    SQLITE_OK);
+		assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+		snprintf(key, sizeof(key), "%s", sqlite3_column_text(q, 0));
+		sqlite3_finalize(q);
+		sqlite3_close(db);
+	}
+	assert_int_equal(store_inbox_get(f->s, key, &in), 1);
+	assert_int_equal(in.one_time, 1);
+	assert_int_equal(store_inbox_get(f->s, m.card_cid, &in), 1);
+	assert_int_equal(in.one_time, 0);
+
+	/* and the migrated store works: a removed contact takes its
+	 * bookkeeping with it */
+	assert_int_equal(store_contact_delete(f->s, 2, 1), 1);
+	assert_int_equal(store_contact_accept_frames_get(f->s, 2, got,
+	    sizeof(got), &len), 0);
+	unlink(text);
 }
 
 /* ---- contacts --------------------------------------------------------- */
@@ -396,7 +658,7 @@ test_contacts(void **state)
 {
 	struct fx *f = *state;
 	struct store_contact a, b, got;
-	int64_t ida, idb;
+	int64_t ida, idb, id;
 	uint8_t pk[STORE_PK_BYTES];
 
 	f->s = open_ok(f);
@@ -408,13 +670,13 @@ test_contacts(void **state)
 	idb = store_contact_add(f->s, &b);
 	assert_true(ida > 0);
 	assert_true(idb > 0 && idb != ida);
-	assert_int_equal(store_contact_count(f->s), 2);
+	assert_int_equal(ncontacts(f->s), 2);
 
 	/* duplicate name is distinguishable from other failures */
 	mkcontact(&got, "alice", 9);
 	assert_int_equal(store_contact_add(f->s, &got), STORE_EXISTS);
 	assert_non_null(strstr(store_errmsg(f->s), "UNIQUE"));
-	assert_int_equal(store_contact_count(f->s), 2);
+	assert_int_equal(ncontacts(f->s), 2);
 
 	assert_int_equal(store_contact_get_by_id(f->s, ida, &got), 1);
 	assert_int_equal(got.id, ida);
@@ -423,16 +685,17 @@ test_contacts(void **state)
 	assert_int_equal(got.id, idb);
 	assert_contact_equal(&got, &b);
 	assert_int_equal(got.pair_len, 0);
-	assert_int_equal(store_contact_get_by_my_inbox(f->s, "my-alice", &got),
-	    1);
-	assert_int_equal(got.id, ida);
-	assert_int_equal(store_contact_get_by_my_inbox(f->s, "", &got), 0);
-	assert_int_equal(store_contact_get_by_my_inbox(f->s, "nope", &got), 0);
+	assert_int_equal(store_contact_id_by_name(f->s, "alice", &id), 1);
+	assert_int_equal(id, ida);
+	assert_int_equal(store_contact_id_by_name(f->s, "nope", &id), 0);
 	memset(pk, 2, sizeof(pk));
+	assert_int_equal(store_contact_id_by_peer_pk(f->s, pk, &id), 1);
+	assert_int_equal(id, idb);
 	assert_int_equal(store_contact_get_by_peer_pk(f->s, pk, &got), 1);
 	assert_int_equal(got.id, idb);
 	memset(pk, 7, sizeof(pk));
 	assert_int_equal(store_contact_get_by_peer_pk(f->s, pk, &got), 0);
+	assert_int_equal(store_contact_id_by_peer_pk(f->s, pk, &id), 0);
 	assert_int_equal(store_contact_get_by_id(f->s, 9999, &got), 0);
 	assert_int_equal(store_contact_get_by_name(f->s, "carol", &got), 0);
 	/* names are exact, not case-folded */
@@ -447,6 +710,11 @@ test_contacts(void **state)
 	a.agree_len = 0;
 	a.verified = 0;
 	snprintf(a.my_inbox, sizeof(a.my_inbox), "shared");
+	a.upd_inbox[0] = '\0';
+	a.has_upd_msgid = 0;
+	a.upd_prev_until = 0;
+	a.has_req_msgid = 1;
+	memset(a.req_msgid, 0x77, sizeof(a.req_msgid));
 	a.updated = 1800000000000LL;
 	a.created = 1;
 	assert_int_equal(store_contact_update(f->s, &a), 1);
@@ -461,12 +729,13 @@ test_contacts(void **state)
 	snprintf(a.name, sizeof(a.name), "ghost");
 	assert_int_equal(store_contact_update(f->s, &a), 0);
 
-	/* a shared my_inbox matches the lowest id */
-	assert_int_equal(store_contact_get_by_id(f->s, idb, &b), 1);
-	snprintf(b.my_inbox, sizeof(b.my_inbox), "shared");
-	assert_int_equal(store_contact_update(f->s, &b), 1);
-	assert_int_equal(store_contact_get_by_my_inbox(f->s, "shared", &got), 1);
-	assert_int_equal(got.id, ida < idb ? ida : idb);
+	/* a corrupt message ID in the bookkeeping is refused on read */
+	raw_exec(f->path, "PRAGMA ignore_check_constraints = 1; "
+	    "UPDATE contact SET upd_msgid = NULL; "
+	    "UPDATE contact SET req_msgid = x'00' WHERE name = 'bob'");
+	assert_int_equal(store_contact_get_by_id(f->s, idb, &got), -1);
+	raw_exec(f->path, "UPDATE contact SET req_msgid = NULL");
+	assert_int_equal(store_contact_get_by_id(f->s, idb, &got), 1);
 
 	/* invalid rows are refused before SQL */
 	mkcontact(&got, "", 3);
@@ -480,7 +749,7 @@ test_contacts(void **state)
 	mkcontact(&got, "z", 3);
 	memset(got.peer_inbox, 'p', sizeof(got.peer_inbox));
 	assert_int_equal(store_contact_add(f->s, &got), -1);
-	assert_int_equal(store_contact_count(f->s), 2);
+	assert_int_equal(ncontacts(f->s), 2);
 
 	/* a name of exactly STORE_NAME_MAX bytes fits */
 	memset(&got, 0, sizeof(got));
@@ -492,7 +761,7 @@ test_contacts(void **state)
 	assert_int_equal(store_contact_delete(f->s, idb, 1), 1);
 	assert_int_equal(store_contact_delete(f->s, idb, 1), 0);
 	assert_int_equal(store_contact_get_by_id(f->s, idb, &got), 0);
-	assert_int_equal(store_contact_count(f->s), 2);
+	assert_int_equal(ncontacts(f->s), 2);
 }
 
 /* Corrupt rows written behind the store's back are refused on read. */
@@ -544,8 +813,8 @@ test_contact_delete_cascades(void **state)
 		    1);
 	}
 	assert_int_equal(store_rx_take(f->s, rid), 1);	/* a dedupe row */
-	assert_true(store_inbox_add(f->s, "a-in", ida, STORE_INBOX_PAIR, 1) > 0);
-	assert_true(store_inbox_add(f->s, "b-in", idb, STORE_INBOX_PAIR, 1) > 0);
+	assert_true(store_inbox_add(f->s, "a-in", ida, STORE_INBOX_PAIR, 0, 1) > 0);
+	assert_true(store_inbox_add(f->s, "b-in", idb, STORE_INBOX_PAIR, 0, 1) > 0);
 
 	assert_int_equal(store_contact_delete(f->s, ida, 5000), 1);
 	assert_int_equal(store_outbox_count(f->s, ida), 0);
@@ -583,7 +852,7 @@ test_contact_delete_atomic(void **state)
 	f->s = open_ok(f);
 	mkcontact(&a, "alice", 1);
 	ida = store_contact_add(f->s, &a);
-	assert_true(store_inbox_add(f->s, "a-in", ida, STORE_INBOX_PAIR, 1) > 0);
+	assert_true(store_inbox_add(f->s, "a-in", ida, STORE_INBOX_PAIR, 0, 1) > 0);
 	raw_exec(f->path, "CREATE TRIGGER no_del BEFORE DELETE ON contact "
 	    "BEGIN SELECT RAISE(ABORT, 'blocked'); END");
 	assert_int_equal(store_contact_delete(f->s, ida, 5000), -1);
@@ -646,7 +915,7 @@ test_many_contacts(void **state)
 	secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	if (secs >= 1.0)
 		fail_msg("10000 inserts took %.3f s", secs);
-	assert_int_equal(store_contact_count(f->s), 10000);
+	assert_int_equal(ncontacts(f->s), 10000);
 
 	memset(&nm, 0, sizeof(nm));
 	nm.sorted = 1;
@@ -740,19 +1009,19 @@ test_inboxes(void **state)
 	f->s = open_ok(f);
 	mkcontact(&c, "alice", 1);
 	cid = store_contact_add(f->s, &c);
-	i1 = store_inbox_add(f->s, "card1", 0, STORE_INBOX_CARD, 100);
-	i2 = store_inbox_add(f->s, "pairA", cid, STORE_INBOX_PAIR, 200);
-	i3 = store_inbox_add(f->s, "shared", 0, STORE_INBOX_SHARED, 300);
-	i4 = store_inbox_add(f->s, "old", cid, STORE_INBOX_PAIR, 50);
+	i1 = store_inbox_add(f->s, "card1", 0, STORE_INBOX_CARD, 0, 100);
+	i2 = store_inbox_add(f->s, "pairA", cid, STORE_INBOX_PAIR, 0, 200);
+	i3 = store_inbox_add(f->s, "shared", 0, STORE_INBOX_SHARED, 0, 300);
+	i4 = store_inbox_add(f->s, "old", cid, STORE_INBOX_PAIR, 0, 50);
 	assert_true(i1 > 0 && i2 > i1 && i3 > i2 && i4 > i3);
-	assert_int_equal(store_inbox_add(f->s, "pairA", 0, STORE_INBOX_PAIR, 1),
+	assert_int_equal(store_inbox_add(f->s, "pairA", 0, STORE_INBOX_PAIR, 0, 1),
 	    STORE_EXISTS);
-	assert_int_equal(store_inbox_add(f->s, "x", 9999, STORE_INBOX_PAIR, 1),
+	assert_int_equal(store_inbox_add(f->s, "x", 9999, STORE_INBOX_PAIR, 0, 1),
 	    -1);				/* no such contact */
-	assert_int_equal(store_inbox_add(f->s, "", 0, STORE_INBOX_CARD, 1), -1);
+	assert_int_equal(store_inbox_add(f->s, "", 0, STORE_INBOX_CARD, 0, 1), -1);
 	memset(longtopic, 't', sizeof(longtopic) - 1);
 	longtopic[sizeof(longtopic) - 1] = '\0';
-	assert_int_equal(store_inbox_add(f->s, longtopic, 0, 1, 1), -1);
+	assert_int_equal(store_inbox_add(f->s, longtopic, 0, 1, 0, 1), -1);
 
 	assert_int_equal(store_inbox_get(f->s, "pairA", &in), 1);
 	assert_int_equal(in.id, i2);
@@ -1046,8 +1315,8 @@ test_errors_hold_no_data(void **state)
 	    1), STORE_EXISTS);
 	assert_true(store_errmsg(f->s)[0] != '\0');
 	assert_null(strstr(store_errmsg(f->s), "SECRETBODY"));
-	assert_int_equal(store_kv_set(f->s, "k", "SECRETKEY", 9), 0);
-	assert_int_equal(store_kv_get(f->s, "k", NULL, 0, NULL), -1);
+	assert_int_equal(store_meta_set_text(f->s, STORE_META_CLIENT_ID,
+	    "SECRETKEYSECRETKEYSECRETKEYSECRETKEYSECRETKEYSECRETKEYSECRETKEYxx"), -1);
 	assert_null(strstr(store_errmsg(f->s), "SECRETKEY"));
 	assert_string_equal(store_errmsg(NULL), "no store");
 }
@@ -1064,7 +1333,8 @@ main(void)
 		T(test_newer_version_refused),
 		T(test_failed_migration_is_atomic),
 		T(test_transactions),
-		T(test_kv),
+		T(test_meta),
+		T(test_migrate_v1_fixture),
 		T(test_contacts),
 		T(test_contact_corrupt_row),
 		T(test_contact_delete_cascades),

@@ -12,8 +12,7 @@
 
 #include "veil.h"
 
-#include "engine.h"
-#include "store.h"
+#include "core.h"
 
 /*
  * Each synthetic peer runs the initiator's side of the agreement in memory
@@ -30,15 +29,6 @@ usage(void)
 	    "  Adds N established contacts to the veild state in STATE_DIR\n"
 	    "  (veild must have run there once and be stopped now).\n");
 	exit(2);
-}
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -135,8 +125,9 @@ main(int argc, char *argv[])
 	struct veil_id cid;
 	struct store *st;
 	struct store_contact *row;
-	char path[4096], errbuf[256], text[VEIL_ID_TEXT_MAX], shared_inbox[VEIL_ID_TEXT_MAX] = "";
-	size_t n = 0, fs = VEIL_FRAME_DEFAULT;
+	struct store_meta meta;
+	char path[4096], errbuf[256];
+	size_t fs = VEIL_FRAME_DEFAULT;
 	long count, i;
 	int ch, obscurity = 2;
 
@@ -156,19 +147,13 @@ main(int argc, char *argv[])
 	snprintf(path, sizeof path, "%s/veil.db", argv[0]);
 	if ((st = store_open(path, errbuf, sizeof errbuf)) == NULL)
 		errx(1, "%s: %s", path, errbuf);
-	if (store_kv_get(st, "identity.sk", owner.sk, sizeof owner.sk, &n) != 1 ||
-	    n != sizeof owner.sk ||
-	    store_kv_get(st, "identity.pk", owner.pk, sizeof owner.pk, &n) != 1 ||
-	    store_kv_get(st, "card.cid", text, sizeof text - 1, &n) != 1)
+	if (store_identity_get(st, owner.pk, owner.sk) != 1 ||
+	    store_meta_get(st, &meta) != 1 || meta.card_cid[0] == '\0')
 		errx(1, "%s: no identity yet: start veild there once first", path);
-	text[n] = '\0';
-	if (veil_id_from_text(&cid, text) != 0)
+	if (veil_id_from_text(&cid, meta.card_cid) != 0)
 		errx(1, "damaged card ID");
-	if (obscurity != 2) {
-		if (store_kv_get(st, "inbox.shared", shared_inbox, sizeof shared_inbox - 1, &n) != 1)
-			errx(1, "no shared inbox in the store");
-		shared_inbox[n] = '\0';
-	}
+	if (obscurity != 2 && meta.shared_inbox[0] == '\0')
+		errx(1, "no shared inbox in the store");
 	if ((row = malloc(sizeof *row)) == NULL)
 		errx(1, "out of memory");
 	for (i = 0; i < count; i++) {
@@ -176,11 +161,11 @@ main(int argc, char *argv[])
 
 		if (i % 1000 == 0 && store_begin(st) != 0)
 			errx(1, "store: %s", store_errmsg(st));
-		agree_one(&owner, &cid, obscurity != 2, shared_inbox, fs, i, row);
+		agree_one(&owner, &cid, obscurity != 2, meta.shared_inbox, fs, i, row);
 		if ((id = store_contact_add(st, row)) < 0)
 			errx(1, "store: %s", store_errmsg(st));
 		if (obscurity == 2 &&
-		    store_inbox_add(st, row->my_inbox, id, STORE_INBOX_PAIR, row->created) < 0)
+		    store_inbox_add(st, row->my_inbox, id, STORE_INBOX_PAIR, 0, row->created) < 0)
 			errx(1, "store: %s", store_errmsg(st));
 		if (i % 1000 == 999 || i == count - 1) {
 			if (store_commit(st) != 0)

@@ -1,0 +1,300 @@
+/* recv.c: frames in — the sender lookup, opening, the replay window, reassembly, and the handler for each frame type. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "core.h"
+#include "log.h"
+
+#define REASM_BYTES	(16u << 20)
+#define REASM_MSGS	1024
+#define REASM_AGE_MS	(10 * 60 * 1000)
+
+static struct {
+	struct veil_reasm	*reasm;
+	uint8_t			*bbuf;	/* one frame's body, scratch */
+	uint64_t		 frames_in, dropped;
+} R;
+
+void
+recv_count_dropped(void)
+{
+	R.dropped++;
+}
+
+void
+recv_counters(uint64_t *in, uint64_t *dropped)
+{
+	*in = R.frames_in;
+	*dropped = R.dropped;
+}
+
+void
+recv_forget(int64_t contact_id)
+{
+	if (R.reasm != NULL)
+		veil_reasm_forget(R.reasm, (uint64_t)contact_id);
+}
+
+void
+recv_tick(int64_t now)
+{
+	veil_reasm_expire(R.reasm, (uint64_t)now, REASM_AGE_MS);
+}
+
+void
+handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
+    const uint8_t *body, size_t len)
+{
+	struct store *st = eng_store();
+	int64_t rid = 0;
+	int isnew;
+	uint8_t ackid[VEIL_MSGID_BYTES];
+	struct engine_event ev;
+
+	if (c->state != CONTACT_ESTABLISHED) {
+		if (c->state != CONTACT_ACCEPTED)
+			return;
+		/* Data under the pair key proves the initiator derived it. */
+		c->state = CONTACT_ESTABLISHED;
+		finish_agreement(c);
+		eng_event_state(c, NULL);
+	}
+	if (txn_begin() != 0) {
+		log_warnx("store: %s", store_errmsg(st));
+		return;
+	}
+	isnew = store_rx_add(st, c->id, msgid, type, body, len, now_ms(), &rid);
+	if (isnew < 0)
+		goto fail;
+	/* ACK every copy: the first ACK may have been lost.  A copy means
+	 * the sender did not hear us, maybe because it lost more of our
+	 * frames than its lookahead covers: answer it at a resync landmark,
+	 * climbing a level with each copy. */
+	veil_msgid_new(ackid);
+	if (send_to(c, VEIL_T_ACK, ackid, msgid, VEIL_MSGID_BYTES,
+	    isnew ? 0 : dup_attempt(c)) != 0)
+		goto fail;
+	if (txn_commit() != 0)
+		goto fail;
+	if (isnew) {
+		memset(&ev, 0, sizeof ev);
+		ev.type = ENGINE_EV_MESSAGE;
+		ev.name = c->name;
+		msgid_hex(msgid, ev.msgid);
+		ev.received = now_ms() / 1000;
+		log_debug("message %s stored", ev.msgid);
+		eng_event(&ev);
+	}
+	return;
+fail:
+	log_warnx("store: cannot keep a received message: %s", store_errmsg(st));
+	txn_rollback();
+}
+
+static void
+handle_ack(struct contact *c, const uint8_t *body, size_t len)
+{
+	struct store_outbox row;
+	struct engine_event ev;
+
+	if (len % VEIL_MSGID_BYTES != 0)
+		return;
+	for (size_t off = 0; off < len; off += VEIL_MSGID_BYTES) {
+		int r = store_outbox_ack(eng_store(), c->id, body + off, &row);
+
+		if (r == 1) {
+			memset(&ev, 0, sizeof ev);
+			ev.type = ENGINE_EV_DELIVERY;
+			ev.name = c->name;
+			msgid_hex(body + off, ev.msgid);
+			eng_event(&ev);
+		} else if (r < 0)
+			log_warnx("store: %s", store_errmsg(eng_store()));
+	}
+	contact_save(c);	/* persists the receive window */
+}
+
+/* Adapters to one handler shape. */
+static void
+on_text(struct contact *c, uint8_t t, const uint8_t *id, const uint8_t *b, size_t n)
+{
+	handle_text(c, t, id, b, n);
+}
+#define ADAPT(name, fn)							\
+static void								\
+name(struct contact *c, uint8_t t, const uint8_t *id, const uint8_t *b,	\
+    size_t n)								\
+{									\
+	(void)t;							\
+	(void)id;							\
+	fn(c, b, n);							\
+}
+ADAPT(on_ack, handle_ack)
+ADAPT(on_accept, handle_accept)
+ADAPT(on_confirm, handle_confirm)
+ADAPT(on_fail, handle_fail)
+ADAPT(on_update, handle_update)
+ADAPT(on_update_ack, handle_update_ack)
+ADAPT(on_update_done, handle_update_done)
+
+#define S_RX	(1 << SLOT_RX)
+#define S_PREV	(1 << SLOT_RX_PREV)
+#define S_EP0	(1 << SLOT_EPOCH0)
+#define S_PAIR	(S_RX | S_PREV)
+
+/*
+ * Which frame type is accepted under which key slot, and who handles it.
+ * The epoch-0 key (K alone) proves nothing about the peer: it carries the
+ * ACCEPT to the initiator and a FAIL, nothing else; a CONFIRM counts only
+ * under the new pair key.  COVER is dropped after authentication.
+ */
+static const struct dispatch {
+	uint8_t	 type;
+	int	 slots;
+	void	(*fn)(struct contact *, uint8_t, const uint8_t *,
+		    const uint8_t *, size_t);
+} dispatch[] = {
+	{ VEIL_T_TEXT,		S_PAIR,	on_text },
+	{ VEIL_T_FILE,		S_PAIR,	on_text },
+	{ VEIL_T_ACK,		S_PAIR,	on_ack },
+	{ VEIL_T_ACCEPT,	S_EP0,	on_accept },
+	{ VEIL_T_CONFIRM,	S_RX,	on_confirm },
+	{ VEIL_T_FAIL,		S_EP0,	on_fail },
+	{ VEIL_T_UPDATE,	S_PAIR,	on_update },
+	{ VEIL_T_UPDATE_ACK,	S_PAIR,	on_update_ack },
+	{ VEIL_T_UPDATE_DONE,	S_PAIR,	on_update_done },
+	{ VEIL_T_COVER,		S_PAIR,	NULL },
+};
+
+static void
+dispatch_msg(struct contact *c, int slot, uint8_t type,
+    const uint8_t msgid[VEIL_MSGID_BYTES], const uint8_t *body, size_t len)
+{
+	for (size_t i = 0; i < sizeof dispatch / sizeof dispatch[0]; i++) {
+		const struct dispatch *d = &dispatch[i];
+
+		if (d->type != type)
+			continue;
+		if (!(d->slots & (1 << slot))) {
+			log_debug("contact %" PRId64 ": %s under key slot %d dropped",
+			    c->id, veil_type_name(type), slot);
+			return;
+		}
+		if (d->fn != NULL)
+			d->fn(c, type, msgid, body, len);
+		return;
+	}
+}
+
+/* One authenticated frame of contact c: window, reassembly, dispatch. */
+static void
+contact_frame(struct contact *c, int slot, struct veil_rxdir *d, uint64_t seq,
+    const uint8_t *frame)
+{
+	size_t fs = eng_cfg()->frames.size;
+	struct veil_frame_hdr h;
+	uint8_t *msg = NULL;
+	size_t msglen;
+	int r;
+
+	if ((r = veil_frame_open(frame, fs, &d->k, seq, &h, R.bbuf)) != 0 ||
+	    (r = veil_window_check(&d->w, seq)) != 0) {
+		log_debug("contact %" PRId64 " slot %d seq %" PRIu64 ": frame dropped: %s",
+		    c->id, slot, seq, veil_strerror(r));
+		R.dropped++;
+		return;
+	}
+	contact_rx_commit(c, slot, seq);
+	/* Still the old key after our UPDATE-DONE: it was lost. */
+	if (slot == SLOT_RX_PREV && c->pair.rx.w.top == 0 &&
+	    !c->pair.upd_pending && c->done_at != eng_tick() &&
+	    txn_begin() == 0) {
+		send_done(c);
+		txn_commit();
+	}
+	r = veil_reasm_add(R.reasm, (uint64_t)c->id, &h, R.bbuf,
+	    veil_frame_capacity(fs, 0), (uint64_t)now_ms(), &msg, &msglen);
+	if (r == 1) {
+		/* One bracket: the handler's writes and the frames it answers
+		 * with go together (and are grouped with the other frames of
+		 * this loop iteration). */
+		int bracket = txn_begin() == 0;
+
+		dispatch_msg(c, slot, h.type, h.msgid, msg, msglen);
+		if (bracket)
+			txn_commit();
+		sodium_memzero(msg, msglen);
+		free(msg);
+	}
+}
+
+void
+recv_frame(const char *topic, const uint8_t *frame, size_t len)
+{
+	const struct veil_identity *id = eng_identity();
+	size_t fs = eng_cfg()->frames.size;
+	uint8_t tag[VEIL_TAG_BYTES];
+	struct veil_frame_hdr h;
+	struct contact *c = NULL;
+	struct veil_rxdir *d;
+	uint8_t *msg = NULL;
+	size_t msglen;
+	uint64_t seq;
+	int slot, r;
+
+	R.frames_in++;
+	if (len != fs) {
+		R.dropped++;
+		return;
+	}
+	veil_frame_tag(frame, tag);
+	if ((d = contact_lookup(tag, &c, &slot, &seq)) != NULL) {
+		contact_frame(c, slot, d, seq, frame);
+		return;
+	}
+	if (c != NULL) {	/* a slot whose key is gone */
+		R.dropped++;
+		return;
+	}
+	/* Unknown tag: maybe a first-contact REQUEST sealed to our identity. */
+	if (veil_frame_open_box(frame, fs, id->pk, id->sk, &h, R.bbuf) != 0 ||
+	    h.type != VEIL_T_REQUEST) {
+		log_debug("frame on %s dropped: no key expects it", topic);
+		R.dropped++;
+		return;
+	}
+	r = veil_reasm_add(R.reasm, 0, &h, R.bbuf, veil_frame_capacity(fs, 1),
+	    (uint64_t)now_ms(), &msg, &msglen);
+	if (r == 1) {
+		int bracket = txn_begin() == 0;
+
+		handle_request(msg, msglen);
+		if (bracket)
+			txn_commit();
+		sodium_memzero(msg, msglen);
+		free(msg);
+	}
+}
+
+int
+recv_init(void)
+{
+	memset(&R, 0, sizeof R);
+	R.reasm = veil_reasm_new(REASM_BYTES, REASM_MSGS);
+	R.bbuf = malloc(eng_cfg()->frames.size);
+	return R.reasm != NULL && R.bbuf != NULL ? 0 : -1;
+}
+
+void
+recv_shutdown(void)
+{
+	veil_reasm_free(R.reasm);
+	if (R.bbuf != NULL) {
+		sodium_memzero(R.bbuf, eng_cfg()->frames.size);
+		free(R.bbuf);
+	}
+	memset(&R, 0, sizeof R);
+}

@@ -1,0 +1,67 @@
+/* util.c: small helpers every engine module uses (clock, strings, timers, random gaps). */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <sodium.h>
+
+#include "core.h"
+
+int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Truncating copy that always terminates (glibc 2.36 has no strlcpy). */
+void
+copystr(char *dst, const char *src, size_t len)
+{
+	size_t n = strnlen(src, len - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+void
+seterr(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+}
+
+void
+msgid_hex(const uint8_t id[VEIL_MSGID_BYTES], char out[ENGINE_ID_TEXT])
+{
+	sodium_bin2hex(out, ENGINE_ID_TEXT, id, VEIL_MSGID_BYTES);
+}
+
+int
+timer_add_ms(struct event *ev, int64_t ms)
+{
+	struct timeval tv;
+
+	if (ms < 0)
+		ms = 0;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	return evtimer_add(ev, &tv);
+}
+
+/* u in (0, 1]: never 0, so the log is finite. */
+double
+random_exp(double mean)
+{
+	double u = ((double)randombytes_uniform(UINT32_MAX) + 1.0) / 4294967296.0;
+
+	return -log(u) * mean;
+}
