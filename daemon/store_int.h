@@ -1,0 +1,71 @@
+/* store_int.h: the store's private parts, shared by store.c, store_schema.c, store_contact.c and store_queue.c. */
+#ifndef VEILD_STORE_INT_H
+#define VEILD_STORE_INT_H
+
+#include <sqlite3.h>
+
+#include "store.h"
+
+enum st {
+	ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+	ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
+	ST_USP, ST_URELEASE, ST_UROLLBACK_TO,
+	ST_META_GET, ST_ID_GET, ST_ID_SET,
+	ST_C_ADD, ST_C_BY_ID, ST_C_BY_NAME, ST_C_BY_PK, ST_C_ID_BY_NAME,
+	ST_C_ID_BY_PK, ST_C_UPDATE, ST_C_DEL, ST_C_RETIRE_INBOXES, ST_C_LIST,
+	ST_C_AF_GET, ST_C_AF_SET, ST_REF_ADD, ST_REF_HAS,
+	ST_I_ADD, ST_I_GET, ST_I_LIST, ST_I_LIST_ALL, ST_I_RETIRE, ST_I_EXPIRED,
+	ST_I_DEL,
+	ST_O_ADD, ST_O_DUE, ST_O_RESCHED, ST_O_FIND, ST_O_DEL, ST_O_COUNT,
+	ST_O_COUNT_ALL,
+	ST_R_ADD, ST_R_PENDING, ST_R_PENDING_COUNT, ST_R_TAKE, ST_R_PRUNE,
+	ST_COUNT
+};
+
+struct store {
+	sqlite3		*db;
+	sqlite3_stmt	*st[ST_COUNT];
+	sqlite3_stmt	*meta[STORE_META_COUNT];
+	char		 err[256];
+};
+
+/* Shared by the store's files, nothing else: the statements and the helpers around sqlite. */
+void	st_seterr(struct store *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+int	st_dberr(struct store *s);
+sqlite3_stmt *st_stmt(struct store *s, enum st i);
+void	st_done(sqlite3_stmt *q);
+int	st_run(struct store *s, sqlite3_stmt *q);
+int	st_change(struct store *s, sqlite3_stmt *q);
+int	st_simple(struct store *s, enum st i);
+int	st_sp_begin(struct store *s);
+int	st_sp_end(struct store *s, int ok);
+int64_t	st_count(struct store *s, sqlite3_stmt *q);
+int	st_bind_text(sqlite3_stmt *q, int i, const char *str);
+int	st_bind_blob(sqlite3_stmt *q, int i, const void *b, size_t len);
+int	st_bind_body(sqlite3_stmt *q, int i, const void *b, size_t len);
+int	st_bind_msg(sqlite3_stmt *q, int64_t contact_id,
+	    const uint8_t msgid[STORE_MSGID_BYTES], int type, const void *body,
+	    size_t len);
+int	st_bind_fail(struct store *s, sqlite3_stmt *q);
+int	st_change_i64(struct store *s, enum st i, int64_t v);
+int	st_one_row(struct store *s, sqlite3_stmt *q);
+int	st_rows_end(struct store *s, sqlite3_stmt *q, int rc, int n);
+int	st_col_text(struct store *s, sqlite3_stmt *q, int i, char *out,
+	    size_t outlen);
+int	st_col_blob(struct store *s, sqlite3_stmt *q, int i, uint8_t *out,
+	    size_t outlen, size_t *len, int exact);
+int	st_col_ref(struct store *s, sqlite3_stmt *q, int i, const uint8_t **out,
+	    size_t *len);
+int	st_col_int(sqlite3_stmt *q, int i);
+int	st_exec(struct store *s, const char *sql);
+
+/* store_schema.c: the migrations, append only. */
+struct store_migration {
+	const char	*sql;
+	int		(*fn)(struct store *);	/* after sql, same transaction */
+};
+extern const struct store_migration store_migrations[];
+extern const int store_nmigrations;
+
+#endif

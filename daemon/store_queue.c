@@ -1,0 +1,230 @@
+/* store_queue.c: messages on their way — the outbox until the peer's ACK, received ones until an app takes them. */
+#include <stdint.h>
+#include <string.h>
+
+#include "store_int.h"
+
+/* ---- outbox ---------------------------------------------------------- */
+
+static int
+outbox_row(struct store *s, sqlite3_stmt *q, struct store_outbox *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->id = sqlite3_column_int64(q, 0);
+	o->contact_id = sqlite3_column_int64(q, 1);
+	o->type = st_col_int(q, 3);
+	o->created = sqlite3_column_int64(q, 5);
+	o->attempts = st_col_int(q, 6);
+	o->next_try = sqlite3_column_int64(q, 7);
+	if (st_col_blob(s, q, 2, o->msgid, sizeof(o->msgid), NULL, 1) == -1 ||
+	    st_col_ref(s, q, 4, &o->body, &o->body_len) == -1)
+		return -1;
+	return 0;
+}
+
+int64_t
+store_outbox_add(struct store *s, int64_t contact_id,
+    const uint8_t msgid[STORE_MSGID_BYTES], int type, const void *body,
+    size_t len, int64_t created, int64_t next_try)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (len > INT32_MAX) {
+		st_seterr(s, "message too large");
+		return -1;
+	}
+	if ((q = st_stmt(s, ST_O_ADD)) == NULL)
+		return -1;
+	if (st_bind_msg(q, contact_id, msgid, type, body, len) == -1 ||
+	    sqlite3_bind_int64(q, 5, created) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 6, next_try) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	if ((rc = st_change(s, q)) < 0)
+		return rc;
+	return sqlite3_last_insert_rowid(s->db);
+}
+
+int
+store_outbox_due(struct store *s, int64_t now, int limit, store_outbox_cb cb,
+    void *arg)
+{
+	struct store_outbox o;
+	sqlite3_stmt *q;
+	int rc, n = 0;
+
+	if (limit <= 0) {
+		st_seterr(s, "limit must be positive");
+		return -1;
+	}
+	if ((q = st_stmt(s, ST_O_DUE)) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(q, 1, now) != SQLITE_OK ||
+	    sqlite3_bind_int(q, 2, limit) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		if (outbox_row(s, q, &o) == -1) {
+			n = -1;
+			break;
+		}
+		n++;
+		if (cb(&o, arg) != 0)
+			break;
+	}
+	return st_rows_end(s, q, rc, n);
+}
+
+int
+store_outbox_reschedule(struct store *s, int64_t id, int64_t next_try,
+    int attempts)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if ((q = st_stmt(s, ST_O_RESCHED)) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(q, 1, id) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 2, next_try) != SQLITE_OK ||
+	    sqlite3_bind_int(q, 3, attempts) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	rc = st_change(s, q);
+	return rc < 0 ? -1 : rc > 0;
+}
+
+int
+store_outbox_ack(struct store *s, int64_t contact_id,
+    const uint8_t msgid[STORE_MSGID_BYTES], struct store_outbox *out)
+{
+	struct store_outbox o;
+	sqlite3_stmt *q, *d;
+	int rc;
+
+	if ((q = st_stmt(s, ST_O_FIND)) == NULL || (d = st_stmt(s, ST_O_DEL)) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(q, 1, contact_id) != SQLITE_OK ||
+	    sqlite3_bind_blob(q, 2, msgid, STORE_MSGID_BYTES, SQLITE_STATIC) !=
+	    SQLITE_OK)
+		return st_bind_fail(s, q);
+	if ((rc = st_one_row(s, q)) != 1)
+		return rc;
+	rc = outbox_row(s, q, &o);
+	st_done(q);
+	if (rc == -1)
+		return -1;
+	o.body = NULL;
+	o.body_len = 0;
+	if (sqlite3_bind_int64(d, 1, o.id) != SQLITE_OK)
+		return st_bind_fail(s, d);
+	if ((rc = st_change(s, d)) < 0)
+		return -1;
+	if (rc == 0)
+		return 0;
+	if (out != NULL)
+		*out = o;
+	return 1;
+}
+
+int64_t
+store_outbox_count(struct store *s, int64_t contact_id)
+{
+	sqlite3_stmt *q;
+
+	if (contact_id == 0)
+		q = st_stmt(s, ST_O_COUNT_ALL);
+	else
+		q = st_stmt(s, ST_O_COUNT);
+	if (q == NULL)
+		return -1;
+	if (contact_id != 0 && sqlite3_bind_int64(q, 1, contact_id) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	return st_count(s, q);
+}
+
+/* ---- received messages ----------------------------------------------- */
+
+int
+store_rx_add(struct store *s, int64_t contact_id,
+    const uint8_t msgid[STORE_MSGID_BYTES], int type, const void *body,
+    size_t len, int64_t received_at, int64_t *id)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (len > INT32_MAX) {
+		st_seterr(s, "message too large");
+		return -1;
+	}
+	if ((q = st_stmt(s, ST_R_ADD)) == NULL)
+		return -1;
+	if (st_bind_msg(q, contact_id, msgid, type, body, len) == -1 ||
+	    sqlite3_bind_int64(q, 5, received_at) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	/* a duplicate is no error: DO NOTHING leaves changes at 0 */
+	if ((rc = st_change(s, q)) < 0)
+		return -1;
+	if (rc > 0 && id != NULL)
+		*id = sqlite3_last_insert_rowid(s->db);
+	return rc > 0;
+}
+
+int
+store_rx_pending(struct store *s, int limit, store_rx_cb cb, void *arg)
+{
+	struct store_rx r;
+	sqlite3_stmt *q;
+	int rc, n = 0;
+
+	if (limit <= 0) {
+		st_seterr(s, "limit must be positive");
+		return -1;
+	}
+	if ((q = st_stmt(s, ST_R_PENDING)) == NULL)
+		return -1;
+	if (sqlite3_bind_int(q, 1, limit) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		memset(&r, 0, sizeof(r));
+		r.id = sqlite3_column_int64(q, 0);
+		r.contact_id = sqlite3_column_int64(q, 1);
+		r.type = st_col_int(q, 3);
+		r.received_at = sqlite3_column_int64(q, 5);
+		if (st_col_blob(s, q, 2, r.msgid, sizeof(r.msgid), NULL, 1) == -1 ||
+		    st_col_ref(s, q, 4, &r.body, &r.body_len) == -1) {
+			n = -1;
+			break;
+		}
+		n++;
+		if (cb(&r, arg) != 0)
+			break;
+	}
+	return st_rows_end(s, q, rc, n);
+}
+
+int64_t
+store_rx_pending_count(struct store *s)
+{
+	sqlite3_stmt *q;
+
+	if ((q = st_stmt(s, ST_R_PENDING_COUNT)) == NULL)
+		return -1;
+	return st_count(s, q);
+}
+
+int
+store_rx_take(struct store *s, int64_t id)
+{
+	int rc;
+
+	rc = st_change_i64(s, ST_R_TAKE, id);
+	return rc < 0 ? -1 : rc > 0;
+}
+
+int64_t
+store_rx_prune(struct store *s, int64_t older_than)
+{
+	int rc;
+
+	rc = st_change_i64(s, ST_R_PRUNE, older_than);
+	return rc < 0 ? -1 : rc;
+}
+

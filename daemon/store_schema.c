@@ -1,0 +1,234 @@
+/* store_schema.c: the schema as a list of migrations (append only), and the data moves that SQL alone cannot do. */
+#include <stdint.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "store_int.h"
+
+/*
+ * Schema migrations: store_migrations[i] takes user_version i to i + 1 and
+ * runs in its own transaction together with the user_version bump, so a
+ * crash or an error leaves the database at a version it had.  Append
+ * only: never edit a migration that has shipped.
+ */
+static int migrate_2_data(struct store *);
+
+const struct store_migration store_migrations[] = {
+	/* 1: initial schema */
+	{
+	"CREATE TABLE kv ("
+	"  key TEXT PRIMARY KEY NOT NULL,"
+	"  value BLOB NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE TABLE contact ("
+	"  id INTEGER PRIMARY KEY,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  state INTEGER NOT NULL,"
+	"  peer_name TEXT NOT NULL DEFAULT '',"
+	"  peer_pk BLOB NOT NULL CHECK (length(peer_pk) = 32),"
+	"  peer_inbox TEXT NOT NULL DEFAULT '',"
+	"  my_inbox TEXT NOT NULL DEFAULT '',"
+	"  pair BLOB,"
+	"  agree BLOB,"
+	"  verified INTEGER NOT NULL DEFAULT 0,"
+	"  created INTEGER NOT NULL,"
+	"  updated INTEGER NOT NULL"
+	");"
+	"CREATE INDEX contact_my_inbox ON contact(my_inbox) WHERE my_inbox <> '';"
+	"CREATE INDEX contact_peer_pk ON contact(peer_pk);"
+	"CREATE TABLE inbox ("
+	"  id INTEGER PRIMARY KEY,"
+	"  topic TEXT NOT NULL UNIQUE,"
+	"  contact_id INTEGER REFERENCES contact(id) ON DELETE SET NULL,"
+	"  kind INTEGER NOT NULL,"
+	"  created INTEGER NOT NULL,"
+	"  retire_at INTEGER"
+	");"
+	"CREATE INDEX inbox_contact ON inbox(contact_id);"
+	"CREATE INDEX inbox_retire ON inbox(retire_at) WHERE retire_at IS NOT NULL;"
+	"CREATE TABLE outbox ("
+	"  id INTEGER PRIMARY KEY,"
+	"  contact_id INTEGER NOT NULL REFERENCES contact(id) ON DELETE CASCADE,"
+	"  msgid BLOB NOT NULL UNIQUE CHECK (length(msgid) = 16),"
+	"  type INTEGER NOT NULL,"
+	"  body BLOB NOT NULL,"
+	"  created INTEGER NOT NULL,"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  next_try INTEGER NOT NULL"
+	");"
+	"CREATE INDEX outbox_due ON outbox(next_try, id);"
+	"CREATE INDEX outbox_contact ON outbox(contact_id);"
+	"CREATE TABLE rx ("
+	"  id INTEGER PRIMARY KEY,"
+	"  contact_id INTEGER NOT NULL REFERENCES contact(id) ON DELETE CASCADE,"
+	"  msgid BLOB NOT NULL CHECK (length(msgid) = 16),"
+	"  type INTEGER NOT NULL,"
+	"  body BLOB,"
+	"  received_at INTEGER NOT NULL,"
+	"  taken INTEGER NOT NULL DEFAULT 0,"
+	"  UNIQUE (contact_id, msgid)"
+	");"
+	"CREATE INDEX rx_pending ON rx(received_at, id) WHERE taken = 0;"
+	"CREATE INDEX rx_taken ON rx(received_at) WHERE taken = 1;", NULL },
+	/*
+	 * 2: typed state.  The engine's key/value families become columns
+	 * and tables (what belongs to a contact goes with its row), the
+	 * one-time marker joins its inbox row, and kv goes.  The SQL moves
+	 * what SQL can; migrate_2_data() decodes the big-endian integers and
+	 * hex keys, then drops kv.
+	 */
+	{ "CREATE TABLE meta ("
+	"  id INTEGER PRIMARY KEY CHECK (id = 1),"
+	"  identity_pk BLOB CHECK (identity_pk IS NULL OR length(identity_pk) = 32),"
+	"  identity_sk BLOB CHECK (identity_sk IS NULL OR length(identity_sk) = 32),"
+	"  card_cid TEXT NOT NULL DEFAULT '',"
+	"  shared_inbox TEXT NOT NULL DEFAULT '',"
+	"  client_id TEXT NOT NULL DEFAULT '',"
+	"  client_id_prev TEXT NOT NULL DEFAULT '',"
+	"  card_client_id TEXT NOT NULL DEFAULT '',"
+	"  epoch INTEGER NOT NULL DEFAULT 0,"
+	"  rotation_next INTEGER NOT NULL DEFAULT 0"
+	");"
+	"INSERT INTO meta (id, identity_pk, identity_sk, card_cid, shared_inbox,"
+	"  client_id, client_id_prev, card_client_id) SELECT 1,"
+	"  (SELECT value FROM kv WHERE key = 'identity.pk'),"
+	"  (SELECT value FROM kv WHERE key = 'identity.sk'),"
+	"  coalesce((SELECT CAST(value AS TEXT) FROM kv WHERE key = 'card.cid'), ''),"
+	"  coalesce((SELECT CAST(value AS TEXT) FROM kv WHERE key = 'inbox.shared'), ''),"
+	"  coalesce((SELECT CAST(value AS TEXT) FROM kv WHERE key = 'client.id'), ''),"
+	"  coalesce((SELECT CAST(value AS TEXT) FROM kv WHERE key = 'client.id.prev'), ''),"
+	"  coalesce((SELECT CAST(value AS TEXT) FROM kv WHERE key = 'client.card_id'), '');"
+	"ALTER TABLE contact ADD COLUMN upd_inbox TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE contact ADD COLUMN upd_msgid BLOB"
+	"  CHECK (upd_msgid IS NULL OR length(upd_msgid) = 16);"
+	"ALTER TABLE contact ADD COLUMN upd_prev_until INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE contact ADD COLUMN req_msgid BLOB"
+	"  CHECK (req_msgid IS NULL OR length(req_msgid) = 16);"
+	"ALTER TABLE contact ADD COLUMN accept_frames BLOB;"
+	"UPDATE contact SET"
+	"  upd_inbox = coalesce((SELECT CAST(value AS TEXT) FROM kv"
+	"    WHERE key = 'upd.inbox:' || contact.id), ''),"
+	"  upd_msgid = (SELECT value FROM kv WHERE key = 'upd.msgid:' || contact.id"
+	"    AND length(value) = 16),"
+	"  req_msgid = (SELECT value FROM kv WHERE key = 'req.msgid:' || contact.id"
+	"    AND length(value) = 16),"
+	"  accept_frames = (SELECT value FROM kv"
+	"    WHERE key = 'accept.frames:' || contact.id AND length(value) > 0);"
+	"CREATE TABLE refused ("
+	"  peer_pk BLOB PRIMARY KEY NOT NULL CHECK (length(peer_pk) = 32)"
+	") WITHOUT ROWID;"
+	"ALTER TABLE inbox ADD COLUMN one_time INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE inbox SET one_time = 1"
+	"  WHERE 'card.once:' || topic IN (SELECT key FROM kv);"
+	"DROP INDEX contact_my_inbox;", migrate_2_data },
+};
+const int store_nmigrations = (int)(sizeof(store_migrations) / sizeof(store_migrations[0]));
+_Static_assert(sizeof(store_migrations) / sizeof(store_migrations[0]) ==
+    STORE_SCHEMA_VERSION, "STORE_SCHEMA_VERSION = number of migrations");
+
+/* ---- migration 2: the data kv held ------------------------------------ */
+
+static int64_t
+be64(const uint8_t b[8])
+{
+	uint64_t u = 0;
+
+	for (int i = 0; i < 8; i++)
+		u = u << 8 | b[i];
+	return (int64_t)u;
+}
+
+/* Runs sql with ?1 = v and, when key is not NULL, ?2 = key. */
+static int
+exec_i64(struct store *s, const char *sql, int64_t v, const char *key)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK)
+		return st_dberr(s);
+	if (sqlite3_bind_int64(q, 1, v) != SQLITE_OK ||
+	    (key != NULL && sqlite3_bind_text(q, 2, key, -1,
+	    SQLITE_STATIC) != SQLITE_OK)) {
+		st_dberr(s);
+		sqlite3_finalize(q);
+		return -1;
+	}
+	rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	return rc == SQLITE_DONE ? 0 : st_dberr(s);
+}
+
+/*
+ * What SQL cannot convert: the 8-byte big-endian integers (epoch, next
+ * rotation, a contact's previous-key deadline) and the hex keys of the
+ * refused list.  A row that does not decode is dropped with the table:
+ * it was damaged, and each of these has a safe default.
+ */
+static int
+migrate_2_data(struct store *s)
+{
+	sqlite3_stmt *q, *ins = NULL;
+	const char *key;
+	const uint8_t *v;
+	uint8_t pk[STORE_PK_BYTES];
+	size_t blen;
+	int rc, n, ok = -1;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT key, value FROM kv", -1, &q,
+	    NULL) != SQLITE_OK)
+		return st_dberr(s);
+	if (sqlite3_prepare_v2(s->db, "INSERT INTO refused (peer_pk) "
+	    "VALUES (?1) ON CONFLICT (peer_pk) DO NOTHING", -1, &ins,
+	    NULL) != SQLITE_OK) {
+		st_dberr(s);
+		goto out;
+	}
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		key = (const char *)sqlite3_column_text(q, 0);
+		v = sqlite3_column_blob(q, 1);
+		n = sqlite3_column_bytes(q, 1);
+		if (key == NULL)
+			continue;
+		if (n == 8 && v != NULL && strcmp(key, "rotation.epoch") == 0)
+			rc = exec_i64(s, "UPDATE meta SET epoch = ?1", be64(v),
+			    NULL);
+		else if (n == 8 && v != NULL &&
+		    strcmp(key, "rotation.next") == 0)
+			rc = exec_i64(s, "UPDATE meta SET rotation_next = ?1",
+			    be64(v), NULL);
+		else if (n == 8 && v != NULL &&
+		    strncmp(key, "upd.prev_until:", 15) == 0)
+			rc = exec_i64(s, "UPDATE contact SET upd_prev_until = ?1 "
+			    "WHERE 'upd.prev_until:' || id = ?2", be64(v), key);
+		else if (strncmp(key, "rejected:", 9) == 0 &&
+		    strlen(key + 9) == 2 * STORE_PK_BYTES &&
+		    sodium_hex2bin(pk, sizeof(pk), key + 9, 2 * STORE_PK_BYTES,
+		    NULL, &blen, NULL) == 0 && blen == sizeof(pk)) {
+			if (sqlite3_bind_blob(ins, 1, pk, sizeof(pk),
+			    SQLITE_STATIC) != SQLITE_OK ||
+			    sqlite3_step(ins) != SQLITE_DONE)
+				rc = st_dberr(s);
+			else
+				rc = 0;
+			sqlite3_reset(ins);
+			sqlite3_clear_bindings(ins);
+		} else
+			rc = 0;
+		if (rc != 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE) {
+		st_dberr(s);
+		goto out;
+	}
+	ok = 0;
+out:
+	sqlite3_finalize(ins);
+	sqlite3_finalize(q);
+	if (ok == 0)
+		ok = st_exec(s, "DROP TABLE kv");
+	return ok;
+}
+
