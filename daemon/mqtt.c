@@ -55,15 +55,9 @@
 
 #include <MQTTAsync.h>
 
+#include "compat.h"
 #include "log.h"
 #include "transport.h"
-
-#ifndef TAILQ_FOREACH_SAFE	/* glibc's sys/queue.h lacks it */
-#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
-	for ((var) = TAILQ_FIRST(head);					\
-	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
-	    (var) = (tvar))
-#endif
 
 #define MQTT_INFLIGHT_DEFAULT	100
 #define MQTT_KEEPALIVE_DEFAULT	60	/* s */

@@ -64,6 +64,7 @@
 #include <sodium.h>
 #include <strophe.h>
 
+#include "compat.h"
 #include "log.h"
 #include "transport.h"
 
@@ -80,13 +81,6 @@
 #define XMPP_KEEPIDLE		60	/* s */
 #define XMPP_KEEPINTVL		10
 #define XMPP_KEEPCNT		3
-
-#ifndef TAILQ_FOREACH_SAFE	/* glibc's sys/queue.h lacks it */
-#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
-	for ((var) = TAILQ_FIRST(head);					\
-	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
-	    (var) = (tvar))
-#endif
 
 enum tstep { TS_IDLE, TS_CREATE, TS_SUBSCRIBE, TS_ITEMS, TS_READY };
 
