@@ -1586,6 +1586,14 @@ tr_published(uint64_t cookie, int ok, void *arg)
 		log_warnx("broker refused a frame");
 }
 
+/* Frames the driver dropped before on_message (wrong size, junk, overflow). */
+static void
+tr_dropped(unsigned int n, void *arg)
+{
+	(void)arg;
+	E.dropped += n;
+}
+
 static void
 tr_subscribed(const char *topic, int ok, void *arg)
 {
@@ -2144,26 +2152,11 @@ load_identity(char *err, size_t errlen)
 static struct transport *
 make_transport(const char *id, char *err, size_t errlen)
 {
-	const struct veild_config *cfg = E.cfg;
-	struct transport_config tc;
-	struct transport_cbs cbs = { tr_state, tr_message, tr_published, tr_subscribed };
+	struct transport_cbs cbs = { tr_state, tr_message, tr_published, tr_subscribed,
+	    tr_dropped };
 	struct transport *t;
 
-	memset(&tc, 0, sizeof tc);
-	tc.uris = (const char *const *)cfg->mqtt.uris;
-	tc.nuris = cfg->mqtt.nuris;
-	tc.username = cfg->mqtt.username;
-	tc.password = cfg->mqtt.password;
-	tc.keepalive_ms = (unsigned)cfg->mqtt.keepalive_ms;
-	tc.inflight = cfg->mqtt.inflight;
-	tc.proxy = cfg->mqtt.proxy;
-	tc.xmpp_domain = cfg->xmpp.domain;
-	tc.xmpp_host = cfg->xmpp.host;
-	tc.xmpp_port = cfg->xmpp.port;
-	tc.xmpp_pubsub = cfg->xmpp.pubsub;
-	tc.xmpp_tls = cfg->xmpp.tls == VEILD_TLS_REQUIRED;
-	t = transport_new(cfg->transport == VEILD_TRANSPORT_XMPP ? "xmpp" : "mqtt",
-	    E.base, &tc, &cbs, (void *)(E.tr_gen + 1), err, errlen);
+	t = transport_new(E.cfg, E.base, &cbs, (void *)(E.tr_gen + 1), err, errlen);
 	if (t == NULL)
 		return NULL;
 	if (transport_set_client_id(t, id) != 0) {
@@ -2380,7 +2373,7 @@ engine_status(int verbose)
 	o = json_pack("{s:s, s:s, s:s, s:b, s:i, s:i, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:{s:I, s:I, s:I}}",
 	    "version", PACKAGE_VERSION,
 	    "name", E.cfg->identity.name,
-	    "transport", E.tr->name,
+	    "transport", transport_name(E.tr),
 	    "connected", E.up,
 	    "obscurity", E.cfg->identity.obscurity,
 	    "frame_size", (int)E.cfg->frames.size,

@@ -37,6 +37,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "../daemon/config.h"
 #include "../daemon/transport.h"
 
 static int probe_verbose;
@@ -110,6 +111,15 @@ struct probe {
 
 #define COOKIE_U	1000000000ULL	/* cookies for U frames start here */
 #define COOKIE_SENTINEL	2000000000ULL
+
+/* A string of the config, owned by it (config_free() frees it). */
+static void
+probe_set(char **dst, const char *v)
+{
+	free(*dst);
+	if ((*dst = strdup(v)) == NULL)
+		err(1, NULL);
+}
 
 static void
 rand_alnum(char *buf, size_t n)
@@ -393,7 +403,7 @@ main(int argc, char *argv[])
 		{ "pubsub", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct transport_config	 cfg;
+	struct veild_config	 cfg;
 	struct transport_cbs	 pcbs = {
 		.on_state = on_state_pub,
 		.on_message = on_message_pub,
@@ -410,10 +420,12 @@ main(int argc, char *argv[])
 	struct timeval		 tv, limit = { 10, 0 };
 	const char		*name = "mqtt";
 	char			 errbuf[256];
-	int			 ch, ok, window = 0, xmpp;
+	int			 ch, ok, window = 0, xmpp, i;
 
 	memset(&p, 0, sizeof(p));
-	memset(&cfg, 0, sizeof(cfg));
+	/* What veild would run with, less what the options change. */
+	if (config_defaults(&cfg) == -1)
+		err(1, NULL);
 	p.n = 1000;
 	p.size = 1024;
 	while ((ch = getopt_long(argc, argv, "n:s:t:vw:", longopts, NULL))
@@ -450,16 +462,16 @@ main(int argc, char *argv[])
 			name = optarg;
 			break;
 		case 'D':
-			cfg.xmpp_domain = optarg;
+			probe_set(&cfg.xmpp.domain, optarg);
 			break;
 		case 'H':
-			cfg.xmpp_host = optarg;
+			probe_set(&cfg.xmpp.host, optarg);
 			break;
 		case 'P':
-			cfg.xmpp_port = (unsigned int)atoi(optarg);
+			cfg.xmpp.port = (unsigned int)atoi(optarg);
 			break;
 		case 'S':
-			cfg.xmpp_pubsub = optarg;
+			probe_set(&cfg.xmpp.pubsub, optarg);
 			break;
 		default:
 			usage();
@@ -469,13 +481,32 @@ main(int argc, char *argv[])
 	argv += optind;
 	/* MQTT takes server URIs, XMPP a domain and a service: never both. */
 	xmpp = strcmp(name, "xmpp") == 0;
-	if ((xmpp ? argc != 0 || cfg.xmpp_domain == NULL ||
-	    cfg.xmpp_pubsub == NULL : argc < 1 || cfg.xmpp_domain != NULL ||
-	    cfg.xmpp_host != NULL || cfg.xmpp_port != 0 ||
-	    cfg.xmpp_pubsub != NULL) || p.n < 2 || p.n > 1000000 || p.size < 4 ||
-	    p.size > 1 << 20 || window < 0 || limit.tv_sec < 1 ||
+	if ((xmpp ? argc != 0 || cfg.xmpp.domain == NULL ||
+	    cfg.xmpp.pubsub == NULL : argc < 1 ||
+	    argc > CONFIG_MQTT_URIS_MAX || cfg.xmpp.domain != NULL ||
+	    cfg.xmpp.host != NULL || cfg.xmpp.pubsub != NULL) ||
+	    p.n < 2 || p.n > 1000000 || p.size < 4 || p.size > 1 << 20 ||
+	    window < 0 || window > 65535 || cfg.xmpp.port < 1 ||
+	    cfg.xmpp.port > 65535 || limit.tv_sec < 1 ||
 	    p.expect_reconnect + p.rotate + p.offline > 1)
 		usage();
+	cfg.transport = xmpp ? VEILD_TRANSPORT_XMPP : VEILD_TRANSPORT_MQTT;
+	cfg.frames.size = (size_t)p.size;
+	if (window > 0)
+		*(xmpp ? &cfg.xmpp.inflight : &cfg.mqtt.inflight) =
+		    (unsigned int)window;
+	if (!xmpp) {
+		free(cfg.mqtt.uris[0]);
+		cfg.mqtt.nuris = 0;
+		for (i = 0; i < argc; i++) {
+			cfg.mqtt.uris[i] = NULL;
+			probe_set(&cfg.mqtt.uris[i], argv[i]);
+			cfg.mqtt.nuris++;
+		}
+		/* Short enough to notice a dead broker within a test. */
+		cfg.mqtt.keepalive_ms = 5000;
+		cfg.mqtt.session_expiry_ms = 600 * 1000;
+	}
 
 #ifndef PROBE_LOG_SHIM
 	log_init(1, probe_verbose, "transport_probe");
@@ -490,19 +521,11 @@ main(int argc, char *argv[])
 	if ((p.base = event_base_new()) == NULL)
 		errx(1, "event_base_new");
 
-	cfg.inflight = (unsigned int)window;
-	if (!xmpp) {
-		cfg.uris = (const char *const *)argv;
-		cfg.nuris = (size_t)argc;
-		/* Short enough to notice a dead broker within a test. */
-		cfg.keepalive_ms = 5000;
-		cfg.session_expiry_s = 600;
-	}
-	if ((p.t = transport_new(name, p.base, &cfg, &cbs, &p, errbuf,
+	if ((p.t = transport_new(&cfg, p.base, &cbs, &p, errbuf,
 	    sizeof(errbuf))) == NULL)
 		errx(1, "%s", errbuf);
 	if (p.offline) {
-		if ((p.pub = transport_new(name, p.base, &cfg, &pcbs, &p,
+		if ((p.pub = transport_new(&cfg, p.base, &pcbs, &p,
 		    errbuf, sizeof(errbuf))) == NULL)
 			errx(1, "%s", errbuf);
 		if (transport_set_client_id(p.pub, "sender") == -1 ||
@@ -545,5 +568,6 @@ main(int argc, char *argv[])
 	free(p.seen);
 	free(p.acks);
 	free(p.frame);
+	config_free(&cfg);
 	return ok ? 0 : 1;
 }
