@@ -166,12 +166,12 @@ contact_state_name(int state)
 	return "unknown";
 }
 
-/* The broker-side name of an inbox: optional prefix + random text. */
+/* The transport's name of an inbox is the inbox: the MQTT driver adds
+ * mqtt.topic_prefix itself.  (To go in the engine split.) */
 static void
 topic_of(const char *inbox, char *out, size_t len)
 {
-	snprintf(out, len, "%s%s", E.cfg->mqtt.topic_prefix ?
-	    E.cfg->mqtt.topic_prefix : "", inbox);
+	snprintf(out, len, "%s", inbox);
 }
 
 static void
