@@ -55,8 +55,9 @@
  * being set up or torn down (libstrophe's connect and disconnect timeouts
  * are timed handlers).  An established idle connection costs no wake-ups;
  * TCP keepalive finds a dead server.  libstrophe reads 4096 bytes per
- * call: after a read on a TLS connection it is called a few more times to
- * empty what OpenSSL has already decrypted.  It uses select(): a socket
+ * call: on a TLS connection it is called until the socket has stayed
+ * empty long enough to drain what OpenSSL has already decrypted
+ * (x_run()).  It uses select(): a socket
  * >= FD_SETSIZE is refused before connect.  Name resolution (SRV, A) and
  * the TLS handshake are blocking inside libstrophe; give xmpp.host as an
  * address to avoid the former.
@@ -64,6 +65,7 @@
 
 #define _GNU_SOURCE		/* asprintf, strcasestr */
 
+#include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -96,6 +98,7 @@
 #define X_NS_PAYLOAD		"urn:xmpp:veil:0"
 #define XMPP_TICK_MS		1000
 #define XMPP_TLS_SPINS		5	/* 16 KiB TLS record / 4096 per call */
+#define XMPP_SPINS_MAX		64	/* per run: 256 KiB, then the loop */
 #define XMPP_ID_LEN		16	/* hex digits of a 64-bit request */
 #define XMPP_SEEN_MAX		1024	/* item ids remembered per node */
 #define XMPP_ITEM_ID_MAX	64	/* prosody's are UUIDs, 36 bytes */
@@ -374,11 +377,23 @@ x_sync_events(struct xmpp *x)
 		evtimer_del(x->tick_ev);
 }
 
+/* Bytes the kernel holds for the current connection's socket. */
+static int
+x_sock_queued(struct xmpp *x)
+{
+	int	 n;
+
+	if (x->cur == NULL || x->cur->fd < 0 || x->cur->closed ||
+	    ioctl(x->cur->fd, FIONREAD, &n) == -1)
+		return 0;
+	return n;
+}
+
 static void
 x_run(struct xmpp *x)
 {
 	struct xconn	*xc;
-	int		 i, spins;
+	int		 i, quiet, before;
 
 	if (x->in_run || x->freeing)
 		return;
@@ -389,10 +404,29 @@ x_run(struct xmpp *x)
 	 * bind, </stream:stream>) do not count in xmpp_conn_send_queue_len(),
 	 * so no write event would ever flush them.  A second run does.
 	 */
-	spins = x->cur != NULL && x->t.state == TRANSPORT_UP &&
-	    xmpp_conn_is_secured(x->cur->conn) ? XMPP_TLS_SPINS : 2;
-	for (i = 0; i < spins; i++)
-		xmpp_run_once(x->ctx, 0);
+	xmpp_run_once(x->ctx, 0);
+	xmpp_run_once(x->ctx, 0);
+	/*
+	 * With TLS, OpenSSL decrypts a whole record (up to 16 KiB) when
+	 * libstrophe reads 4096 bytes, and what is left there raises no event
+	 * once the socket is empty: the last frames of a burst would wait for
+	 * the server's next word.  So run until XMPP_TLS_SPINS runs in a row
+	 * found the socket empty before and after (they drain a record), or
+	 * XMPP_SPINS_MAX, and then go on from a deferred event.
+	 */
+	if (x->cur != NULL && xmpp_conn_is_secured(x->cur->conn)) {
+		for (i = quiet = 0; x->cur != NULL && quiet < XMPP_TLS_SPINS;
+		    i++) {
+			if (i == XMPP_SPINS_MAX) {
+				x_kick(x);
+				break;
+			}
+			before = x_sock_queued(x);
+			xmpp_run_once(x->ctx, 0);
+			quiet = before == 0 && x_sock_queued(x) == 0 ?
+			    quiet + 1 : 0;
+		}
+	}
 	x->in_run = 0;
 	LIST_FOREACH(xc, &x->dead, entry)
 		if (xc->closed || xmpp_conn_is_disconnected(xc->conn)) {
@@ -887,6 +921,13 @@ x_reason(struct xmpp *x, int error, xmpp_stream_error_t *se, char *buf,
 	    strstr(x->lasterr, "TLS is not supported") != NULL) {
 		snprintf(buf, len, "server does not offer TLS, which "
 		    "xmpp.tls = \"required\" demands");
+		return 1;
+	}
+	/* libstrophe: "No certfail handler set, canceling connection
+	 * attempt" after OpenSSL refused the certificate. */
+	if (strstr(x->lasterr, "certfail") != NULL) {
+		snprintf(buf, len, "the server's TLS certificate is not "
+		    "trusted");
 		return 1;
 	}
 	if (se != NULL)
