@@ -1186,7 +1186,7 @@ mqtt_op_close(struct transport *t, int deliver)
 		explicit_bzero(m->password, strlen(m->password));
 		free(m->password);
 	}
-	(void)mqtt_op_set_credentials(t, NULL, NULL);
+	(void)mqtt_op_set_credentials(t, NULL, NULL);	/* frees our own */
 	free(m->proxy);
 }
 

@@ -526,12 +526,31 @@ transport_topic_find_wire(const struct transport *t, const char *wire)
 	return transport_topic_find(t, wire + t->prefixlen);
 }
 
+/* Request 0 is "none": never in a table. */
+static struct transport_hlink *
+transport_req_get(const struct transport_hash *h, uint64_t req)
+{
+	return req == 0 ? NULL : transport_hash_get(h, req);
+}
+
+static void
+transport_req_set(struct transport_hash *h, struct transport_hlink *l,
+    uint64_t *cur, uint64_t req)
+{
+	if (*cur != 0)
+		transport_hash_del(h, l);
+	*cur = req;
+	/* The table was sized at transport_init(): adding cannot fail. */
+	if (req != 0)
+		(void)transport_hash_add(h, l, req);
+}
+
 struct transport_topic *
 transport_topic_by_req(const struct transport *t, uint64_t req)
 {
 	struct transport_hlink	*l;
 
-	if (req == 0 || (l = transport_hash_get(&t->tbyreq, req)) == NULL)
+	if ((l = transport_req_get(&t->tbyreq, req)) == NULL)
 		return NULL;
 	return TRANSPORT_OF(l, struct transport_topic, byreq);
 }
@@ -540,11 +559,7 @@ void
 transport_topic_set_req(struct transport *t, struct transport_topic *tp,
     uint64_t req)
 {
-	if (tp->req != 0)
-		transport_hash_del(&t->tbyreq, &tp->byreq);
-	tp->req = req;
-	if (req != 0)
-		(void)transport_hash_add(&t->tbyreq, &tp->byreq, req);
+	transport_req_set(&t->tbyreq, &tp->byreq, &tp->req, req);
 }
 
 void
@@ -598,7 +613,7 @@ transport_pub_find(const struct transport *t, uint64_t req)
 {
 	struct transport_hlink	*l;
 
-	if (req == 0 || (l = transport_hash_get(&t->pbyreq, req)) == NULL)
+	if ((l = transport_req_get(&t->pbyreq, req)) == NULL)
 		return NULL;
 	return TRANSPORT_OF(l, struct transport_pub, byreq);
 }
@@ -607,11 +622,7 @@ void
 transport_pub_set_req(struct transport *t, struct transport_pub *p,
     uint64_t req)
 {
-	if (p->req != 0)
-		transport_hash_del(&t->pbyreq, &p->byreq);
-	p->req = req;
-	if (req != 0)
-		(void)transport_hash_add(&t->pbyreq, &p->byreq, req);
+	transport_req_set(&t->pbyreq, &p->byreq, &p->req, req);
 }
 
 /* Out of the in-flight window. */

@@ -10,6 +10,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from background import finish as probe_finish, start as probe_start  # noqa: E402
 from brokers import MOSQUITTO, Mosquitto, free_port  # noqa: E402
 
 PROBE = os.environ.get("TRANSPORT_PROBE") or os.path.join(
@@ -41,25 +42,8 @@ def ids(out):
 
 
 def start(args):
-    """A probe in the background, once it printed "ready": (process, its
-    lines up to there)."""
-    p = subprocess.Popen(CMD + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    lines = []
-    for line in p.stdout:
-        lines.append(line.rstrip("\n"))
-        if line.startswith("ready"):
-            break
-    return p, lines
-
-
-def finish(p, timeout=40):
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, err = p.communicate()
-    return out, err
+    """The probe in the background, once ready: (process, lines so far)."""
+    return probe_start(CMD + args)
 
 
 def counts(out):
@@ -185,7 +169,7 @@ def test_oversize(broker, tmp):
     ref, lines = start(["--listen", "-n", "3", "-t", "20", broker.uri])
     for i in range(3):
         mqtt_pub(broker, wire_t(lines), ["-m", "y" * 1024])
-    refout, referr = finish(ref)
+    refout, referr = probe_finish(ref)
     base_hwm = counts(refout)[2]
 
     hot, lines = start(["--listen", "-n", "8", "-t", "30", broker.uri])
@@ -197,7 +181,7 @@ def test_oversize(broker, tmp):
         mqtt_pub(broker, topic, ["-m", "x" * n])
     for i in range(3):
         mqtt_pub(broker, topic, ["-m", "y" * 1024])
-    out, err = finish(hot)
+    out, err = probe_finish(hot)
     got, dropped, hwm = counts(out)
     log = broker.log()
     tap(hot.returncode == 0 and got == 3 and dropped == 5,
@@ -225,7 +209,7 @@ def test_flood(broker):
         mqtt_pub(broker, topic, ["-m", "y" * size])   # the loop stalls on it
         time.sleep(0.3)
         mqtt_pub(broker, topic, ["-l"], data=flood.encode())
-        out, err = finish(p)
+        out, err = probe_finish(p)
         got, dropped, hwm = counts(out)
         tap(p.returncode == 0 and got + dropped == n and 0 < got <= most and
             dropped >= n - most,

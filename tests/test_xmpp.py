@@ -11,6 +11,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from background import finish as probe_finish, start as probe_start  # noqa: E402
 from prosody import PROSODY, Prosody  # noqa: E402
 
 PROBE = os.environ.get("TRANSPORT_PROBE") or os.path.join(
@@ -42,25 +43,8 @@ def probe(server, extra, timeout=30, env=None, port=None):
 
 
 def start(server, extra, port=None):
-    """A probe in the background, once it printed "ready": (process, its
-    lines up to there)."""
-    p = subprocess.Popen(args(server, extra, port), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    lines = []
-    for line in p.stdout:
-        lines.append(line.rstrip("\n"))
-        if line.startswith("ready"):
-            break
-    return p, lines
-
-
-def finish(p, timeout=30):
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, err = p.communicate()
-    return out, err
+    """The probe in the background, once ready: (process, lines so far)."""
+    return probe_start(args(server, extra, port))
 
 
 class Relay:
@@ -181,7 +165,7 @@ def test_window(server):
         with relay.lock:
             n = relay.sent.count(b"<publish node=")
         p.kill()
-        finish(p)
+        probe_finish(p)
         relay.close()
         tap("ready" in lines and n == want,
             "publish window follows %s: %d unanswered publishes sent" % (what, n),
@@ -217,7 +201,7 @@ def test_junk_items(server):
         for size, n in (("2048", "3"), ("1024", "2")):
             r = probe(server, ["--send-to", topic[0], "-n", n, "-s", size])
             ok = ok and r.returncode == 0
-    out, err = finish(p)
+    out, err = probe_finish(p)
     tap(ok and p.returncode == 0 and
         re.search(r"received 2 .* dropped 3 ", out) is not None,
         "items of the wrong size are dropped and counted; frames still arrive",
