@@ -45,7 +45,8 @@
  * TLS, xmpp.tls: "off" never asks for STARTTLS (XMPP_CONN_FLAG_DISABLE_TLS),
  * "starttls" uses it when offered, "required" refuses a server that does
  * not offer it (XMPP_CONN_FLAG_MANDATORY_TLS), reported once as a refusal.
- * Certificates are checked against OpenSSL's default trust store.
+ * Certificates are checked against OpenSSL's default trust store; an
+ * untrusted one is a refusal too.
  *
  * Event loop.  libstrophe has no fd accessor and no user pointer in its
  * socket-options callback: a file-level registry maps connection objects to
@@ -608,18 +609,19 @@ x_send_publish(struct xmpp *x, struct transport_pub *p, int create,
 	int	 rc = -1;
 
 	blen = sodium_base64_encoded_len(p->len, sodium_base64_VARIANT_ORIGINAL);
-	if ((ename = x_escape(p->wire)) == NULL)
+	if ((ename = x_escape(p->wire)) == NULL ||
+	    (b64 = malloc(blen)) == NULL) {
+		free(ename);
+		log_warnx("xmpp: out of memory");
 		return -1;
-	if ((b64 = malloc(blen)) != NULL) {
-		sodium_bin2base64(b64, blen, p->buf, p->len,
-		    sodium_base64_VARIANT_ORIGINAL);
-		if (!create || x_send_create(x, NULL, NULL, ename) == 0)
-			rc = x_send_iq(x, req, x_iq_cb, "set",
-			    "<publish node=\"%s\"><item><f xmlns=\""
-			    X_NS_PAYLOAD "\">%s</f></item></publish>", ename,
-			    b64);
-		free(b64);
 	}
+	sodium_bin2base64(b64, blen, p->buf, p->len,
+	    sodium_base64_VARIANT_ORIGINAL);
+	if (!create || x_send_create(x, NULL, NULL, ename) == 0)
+		rc = x_send_iq(x, req, x_iq_cb, "set", "<publish node=\"%s\">"
+		    "<item><f xmlns=\"" X_NS_PAYLOAD "\">%s</f></item></publish>",
+		    ename, b64);
+	free(b64);
 	free(ename);
 	return rc;
 }
