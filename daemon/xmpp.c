@@ -1,7 +1,7 @@
 /* xmpp.c: the XMPP transport driver on libstrophe (SASL ANONYMOUS, XEP-0060 nodes as inboxes). */
 
 /*
- * Names: x_* are this file's, xmpp_* are libstrophe's.
+ * Names: x_* and X_* are this file's, xmpp_* and XMPP_* libstrophe's.
  *
  * Identity.  Every connection logs in with SASL ANONYMOUS, so the server
  * hands out a fresh random JID each time; the "client ID" of the transport
@@ -34,18 +34,19 @@
  * parses a whole stanza into memory before any handler runs and has no
  * size limit of its own, so one stanza costs what the server sends; what
  * this file adds per item is constant: an item is dropped (and counted)
- * unless its id is at most XMPP_ITEM_ID_MAX bytes and its payload text is
+ * unless its id is at most X_ITEM_ID_MAX bytes and its payload text is
  * exactly the base64 length of one frame, checked before decoding, and it
  * decodes into one preallocated frame buffer without copying the text.  At
- * most XMPP_ITEMS_MAX items of one stanza are looked at.  Seen item ids are
- * remembered in a hash per node (at most XMPP_SEEN_MAX, oldest forgotten
+ * most X_ITEMS_MAX items of one stanza are looked at.  Seen item ids are
+ * remembered in a hash per node (at most X_SEEN_MAX, oldest forgotten
  * first), and IQ answers find their publish or topic by hash: nothing is
  * scanned per answer or per item.
  *
  * TLS, xmpp.tls: "off" never asks for STARTTLS (XMPP_CONN_FLAG_DISABLE_TLS),
  * "starttls" uses it when offered, "required" refuses a server that does
  * not offer it (XMPP_CONN_FLAG_MANDATORY_TLS), reported once as a refusal.
- * Certificates are checked against OpenSSL's default trust store.
+ * Certificates are checked against OpenSSL's default trust store; an
+ * untrusted one is a refusal too.
  *
  * Event loop.  libstrophe has no fd accessor and no user pointer in its
  * socket-options callback: a file-level registry maps connection objects to
@@ -93,21 +94,21 @@
 #include "log.h"
 #include "transport_driver.h"
 
-#define X_NS_PUBSUB		"http://jabber.org/protocol/pubsub"
-#define X_NS_EVENT		"http://jabber.org/protocol/pubsub#event"
-#define X_NS_PAYLOAD		"urn:xmpp:veil:0"
-#define XMPP_TICK_MS		1000
-#define XMPP_TLS_SPINS		5	/* 16 KiB TLS record / 4096 per call */
-#define XMPP_SPINS_MAX		64	/* per run: 256 KiB, then the loop */
-#define XMPP_ID_LEN		16	/* hex digits of a 64-bit request */
-#define XMPP_SEEN_MAX		1024	/* item ids remembered per node */
-#define XMPP_ITEM_ID_MAX	64	/* prosody's are UUIDs, 36 bytes */
-#define XMPP_ITEMS_MAX		XMPP_SEEN_MAX	/* looked at per stanza */
-#define XMPP_KEEPIDLE		60	/* s */
-#define XMPP_KEEPINTVL		10
-#define XMPP_KEEPCNT		3
+#define X_NS_PUBSUB	"http://jabber.org/protocol/pubsub"
+#define X_NS_EVENT	"http://jabber.org/protocol/pubsub#event"
+#define X_NS_PAYLOAD	"urn:xmpp:veil:0"
+#define X_TICK_MS	1000
+#define X_TLS_SPINS	5	/* 16 KiB TLS record / 4096 per call */
+#define X_SPINS_MAX	64	/* per run: 256 KiB, then the loop */
+#define X_ID_LEN	16	/* hex digits of a 64-bit request */
+#define X_SEEN_MAX	1024	/* item ids remembered per node */
+#define X_ITEM_ID_MAX	64	/* prosody's are UUIDs, 36 bytes */
+#define X_ITEMS_MAX	X_SEEN_MAX	/* looked at per stanza */
+#define X_KEEPIDLE	60	/* s */
+#define X_KEEPINTVL	10
+#define X_KEEPCNT	3
 
-#define XP_CREATED		0x1	/* publish: tried creating the node */
+#define XP_CREATED	0x1	/* publish: tried creating the node */
 
 enum tstep { TS_IDLE, TS_CREATE, TS_SUBSCRIBE, TS_ITEMS, TS_READY };
 
@@ -226,14 +227,14 @@ x_escape(const char *s)
  * topic by hash.
  */
 static uint64_t
-x_new_id(char id[XMPP_ID_LEN + 1])
+x_new_id(char id[X_ID_LEN + 1])
 {
 	uint64_t	 req;
 
 	do
 		randombytes_buf(&req, sizeof(req));
 	while (req == 0);
-	snprintf(id, XMPP_ID_LEN + 1, "%016" PRIx64, req);
+	snprintf(id, X_ID_LEN + 1, "%016" PRIx64, req);
 	return req;
 }
 
@@ -244,7 +245,7 @@ x_parse_id(const char *id)
 	uint64_t	 req = 0;
 	size_t		 i;
 
-	for (i = 0; i < XMPP_ID_LEN; i++) {
+	for (i = 0; i < X_ID_LEN; i++) {
 		if (id[i] >= '0' && id[i] <= '9')
 			req = req << 4 | (uint64_t)(id[i] - '0');
 		else if (id[i] >= 'a' && id[i] <= 'f')
@@ -302,7 +303,7 @@ x_seen_add(struct xtopic *xt, const char *id)
 		return 1;
 	}
 	TAILQ_INSERT_TAIL(&xt->seenq, s, entry);
-	if (++xt->nseen > XMPP_SEEN_MAX) {
+	if (++xt->nseen > X_SEEN_MAX) {
 		s = TAILQ_FIRST(&xt->seenq);
 		TAILQ_REMOVE(&xt->seenq, s, entry);
 		transport_hash_del(&xt->seen, &s->link);
@@ -369,8 +370,8 @@ x_sync_events(struct xmpp *x)
 		busy = 1;
 	if (busy) {
 		if (!evtimer_pending(x->tick_ev, NULL)) {
-			tv.tv_sec = XMPP_TICK_MS / 1000;
-			tv.tv_usec = (XMPP_TICK_MS % 1000) * 1000;
+			tv.tv_sec = X_TICK_MS / 1000;
+			tv.tv_usec = (X_TICK_MS % 1000) * 1000;
 			evtimer_add(x->tick_ev, &tv);
 		}
 	} else
@@ -410,14 +411,14 @@ x_run(struct xmpp *x)
 	 * With TLS, OpenSSL decrypts a whole record (up to 16 KiB) when
 	 * libstrophe reads 4096 bytes, and what is left there raises no event
 	 * once the socket is empty: the last frames of a burst would wait for
-	 * the server's next word.  So run until XMPP_TLS_SPINS runs in a row
+	 * the server's next word.  So run until X_TLS_SPINS runs in a row
 	 * found the socket empty before and after (they drain a record), or
-	 * XMPP_SPINS_MAX, and then go on from a deferred event.
+	 * X_SPINS_MAX, and then go on from a deferred event.
 	 */
 	if (x->cur != NULL && xmpp_conn_is_secured(x->cur->conn)) {
-		for (i = quiet = 0; x->cur != NULL && quiet < XMPP_TLS_SPINS;
+		for (i = quiet = 0; x->cur != NULL && quiet < X_TLS_SPINS;
 		    i++) {
-			if (i == XMPP_SPINS_MAX) {
+			if (i == X_SPINS_MAX) {
 				x_kick(x);
 				break;
 			}
@@ -505,11 +506,11 @@ x_sockopt(xmpp_conn_t *conn, void *sock)
 	/* Small frames, often answered: Nagle plus delayed ACKs would add
 	 * ~40 ms per exchange. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-	v = XMPP_KEEPIDLE;
+	v = X_KEEPIDLE;
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof(v));
-	v = XMPP_KEEPINTVL;
+	v = X_KEEPINTVL;
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof(v));
-	v = XMPP_KEEPCNT;
+	v = X_KEEPCNT;
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof(v));
 	xc->fd = fd;
 	xc->tcp_pending = 1;
@@ -547,7 +548,7 @@ x_send_iq(struct xmpp *x, uint64_t *req, xmpp_handler h, const char *type,
     const char *fmt, ...)
 {
 	va_list		 ap;
-	char		 id[XMPP_ID_LEN + 1], *body = NULL, *iq = NULL;
+	char		 id[X_ID_LEN + 1], *body = NULL, *iq = NULL;
 	uint64_t	 r;
 	int		 n;
 
@@ -608,18 +609,19 @@ x_send_publish(struct xmpp *x, struct transport_pub *p, int create,
 	int	 rc = -1;
 
 	blen = sodium_base64_encoded_len(p->len, sodium_base64_VARIANT_ORIGINAL);
-	if ((ename = x_escape(p->wire)) == NULL)
+	if ((ename = x_escape(p->wire)) == NULL ||
+	    (b64 = malloc(blen)) == NULL) {
+		free(ename);
+		log_warnx("xmpp: out of memory");
 		return -1;
-	if ((b64 = malloc(blen)) != NULL) {
-		sodium_bin2base64(b64, blen, p->buf, p->len,
-		    sodium_base64_VARIANT_ORIGINAL);
-		if (!create || x_send_create(x, NULL, NULL, ename) == 0)
-			rc = x_send_iq(x, req, x_iq_cb, "set",
-			    "<publish node=\"%s\"><item><f xmlns=\""
-			    X_NS_PAYLOAD "\">%s</f></item></publish>", ename,
-			    b64);
-		free(b64);
 	}
+	sodium_bin2base64(b64, blen, p->buf, p->len,
+	    sodium_base64_VARIANT_ORIGINAL);
+	if (!create || x_send_create(x, NULL, NULL, ename) == 0)
+		rc = x_send_iq(x, req, x_iq_cb, "set", "<publish node=\"%s\">"
+		    "<item><f xmlns=\"" X_NS_PAYLOAD "\">%s</f></item></publish>",
+		    ename, b64);
+	free(b64);
 	free(ename);
 	return rc;
 }
@@ -652,7 +654,7 @@ x_deliver_item(struct xmpp *x, struct xtopic *xt, xmpp_stanza_t *item)
 	size_t		 blen;
 
 	if ((id = xmpp_stanza_get_id(item)) == NULL ||
-	    strnlen(id, XMPP_ITEM_ID_MAX + 1) > XMPP_ITEM_ID_MAX)
+	    strnlen(id, X_ITEM_ID_MAX + 1) > X_ITEM_ID_MAX)
 		return -1;
 	for (pl = xmpp_stanza_get_children(item); pl != NULL;
 	    pl = xmpp_stanza_get_next(pl))
@@ -678,7 +680,7 @@ x_deliver_item(struct xmpp *x, struct xtopic *xt, xmpp_stanza_t *item)
 	return 0;
 }
 
-/* The <item>s under items, at most XMPP_ITEMS_MAX of them; the rest and
+/* The <item>s under items, at most X_ITEMS_MAX of them; the rest and
  * the junk are counted as dropped. */
 static void
 x_deliver_items(struct xmpp *x, struct xconn *xc, struct xtopic *xt,
@@ -696,7 +698,7 @@ x_deliver_items(struct xmpp *x, struct xconn *xc, struct xtopic *xt,
 		    (name = xmpp_stanza_get_name(it)) == NULL ||
 		    strcmp(name, "item") != 0)
 			continue;
-		if (n++ >= XMPP_ITEMS_MAX || x_deliver_item(x, xt, it) == -1)
+		if (n++ >= X_ITEMS_MAX || x_deliver_item(x, xt, it) == -1)
 			dropped++;
 		if (x->freeing || xc != x->cur || !xt->tt.live)
 			break;
