@@ -532,6 +532,30 @@ class Daemon:
                 return out
 
 
+def peer_probe(sock, gid=None, group=None):
+    """tests/peer_probe: connects to sock as another uid (nobody when we
+    are root, else our first subordinate uid) and reports:
+    (exit status, its line: "connect EACCES", "closed EOF", "reply {...}",
+    ...).  gid: its primary group; group: one supplementary group.  Exit
+    status 77: no other uid can be had here (the reason is the line)."""
+    cmd = [binary("tests/peer_probe")]
+    if gid is not None:
+        cmd += ["-g", str(gid)]
+    if group is not None:
+        cmd += ["-G", str(group)]
+    r = subprocess.run(cmd + [sock], capture_output=True, text=True, timeout=20)
+    return r.returncode, (r.stdout.strip() if r.returncode == 0 else r.stderr.strip())
+
+
+def other_uid():
+    """The uid peer_probe becomes here, or (None, why not)."""
+    r = subprocess.run([binary("tests/peer_probe"), "-n"], capture_output=True, text=True,
+                       timeout=20)
+    if r.returncode == 0:
+        return int(r.stdout.split()[1]), ""
+    return None, r.stderr.strip() or "peer_probe -n: exit %d" % r.returncode
+
+
 def wait_for(pred, timeout=10.0, interval=0.05):
     """pred()'s first true value, or None after timeout.  Exceptions from
     pred (a daemon restarting) count as false."""
