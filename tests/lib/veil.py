@@ -572,6 +572,21 @@ def wait_for(pred, timeout=10.0, interval=0.05):
         time.sleep(interval)
 
 
+def wait_stable(fn, still=0.5, timeout=15.0):
+    """Waits until fn() returns the same value for `still` seconds (the
+    broker log stopped growing, say); that value, or None after timeout."""
+    deadline = time.monotonic() + timeout
+    last, since = fn(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        v = fn()
+        if v != last:
+            last, since = v, time.monotonic()
+        elif time.monotonic() - since >= still:
+            return v
+    return None
+
+
 def expect(pred, timeout, what, diag=lambda: ""):
     """wait_for() for a precondition: its value, or RuntimeError naming
     what did not happen (a test's own failure, reported by Tap.run)."""
