@@ -21,6 +21,10 @@
 #define REQ_MAX (REQ_FIXED + 1 + VEIL_ID_MAX_BYTES + VEIL_SEED_BYTES + 1 + \
     VEIL_NAME_MAX)
 _Static_assert(REQ_MAX <= VEIL_AGREE_BODY_MAX, "VEIL_AGREE_BODY_MAX too small");
+/* Sealed frames carry one REQUEST frame only (frame.h): every REQUEST must
+ * fit one at the smallest frame size. */
+_Static_assert(REQ_MAX <= VEIL_FRAME_MIN - VEIL_SEAL_OVERHEAD - VEIL_FRAME_HDR,
+    "a REQUEST does not fit one sealed frame of VEIL_FRAME_MIN");
 _Static_assert(VEIL_ACCEPT_BODY == 2 * VEIL_KEY_BYTES + 4 + 4 + VEIL_SEED_BYTES,
     "ACCEPT layout");
 

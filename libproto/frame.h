@@ -8,7 +8,7 @@
 extern "C" {
 #endif
 
-#define VEIL_FRAME_MIN 256
+#define VEIL_FRAME_MIN 512	/* a REQUEST (at most 275 bytes) fits one sealed frame */
 #define VEIL_FRAME_MAX 65536
 #define VEIL_FRAME_DEFAULT 1024
 #define VEIL_FRAME_HDR 32	/* inner header, inside the encryption */

@@ -20,7 +20,7 @@ static const uint8_t all_types[] = {
 };
 #define NTYPES (sizeof(all_types) / sizeof(all_types[0]))
 
-static const size_t sizes[] = { 256, 1024, 4096 };
+static const size_t sizes[] = { 512, 1024, 4096 };
 #define NSIZES (sizeof(sizes) / sizeof(sizes[0]))
 
 #define GUARD 32
@@ -134,10 +134,14 @@ test_capacity(void **state)
 	(void)state;
 	assert_int_equal(veil_frame_capacity(1024, 0), 952);
 	assert_int_equal(veil_frame_capacity(1024, 1), 944);
-	assert_int_equal(veil_frame_capacity(256, 0), 184);
+	assert_int_equal(veil_frame_capacity(512, 0), 440);
+	assert_int_equal(veil_frame_capacity(512, 1), 432);
+	assert_int_equal(veil_frame_capacity(256, 0), 0);
 	assert_int_equal(veil_frame_capacity(65536, 0), 65464);
 	assert_int_equal(veil_frame_capacity(255, 0), 0);
-	assert_true(veil_frame_size_valid(256));
+	assert_true(veil_frame_size_valid(512));
+	assert_false(veil_frame_size_valid(511));
+	assert_false(veil_frame_size_valid(256));
 	assert_true(veil_frame_size_valid(65536));
 	assert_false(veil_frame_size_valid(255));
 	assert_false(veil_frame_size_valid(65537));
@@ -319,16 +323,16 @@ test_seal_box_sizes_roundtrip(void **state)
 	    VEIL_ERR_INVAL);
 	/* tampering */
 	mkhdr(&h, VEIL_T_REQUEST, 10, 0);
-	assert_int_equal(veil_frame_seal_box(out, 256, pk, &h, body), VEIL_OK);
-	for (size_t i = 0; i < 256; i++) {
+	assert_int_equal(veil_frame_seal_box(out, 512, pk, &h, body), VEIL_OK);
+	for (size_t i = 0; i < 512; i++) {
 		out[i] ^= 0x01;
-		assert_int_equal(veil_frame_open_box(out, 256, pk, sk, &g, got),
+		assert_int_equal(veil_frame_open_box(out, 512, pk, sk, &g, got),
 		    VEIL_ERR_DECRYPT);
 		out[i] ^= 0x01;
 	}
-	assert_int_equal(veil_frame_open_box(out, 256, pk, sk, &g, got),
+	assert_int_equal(veil_frame_open_box(out, 512, pk, sk, &g, got),
 	    VEIL_OK);
-	assert_int_equal(veil_frame_open_box(out, 255, pk, sk, &g, got),
+	assert_int_equal(veil_frame_open_box(out, 511, pk, sk, &g, got),
 	    VEIL_ERR_INVAL);
 	free(out);
 	free(body);
@@ -347,7 +351,7 @@ test_tamper(void **state)
 	(void)state;
 	mkkey(&k);
 	randombytes_buf(body, sizeof(body));
-	for (fs = 256; fs <= 1024; fs += 768) {
+	for (fs = 512; fs <= 1024; fs += 512) {
 		mkhdr(&h, VEIL_T_TEXT, 100, 42);
 		assert_int_equal(veil_frame_seal(out, fs, &k, &h, body), VEIL_OK);
 		for (i = 0; i < fs; i++) {
@@ -377,17 +381,17 @@ test_wrong_size_key_seq(void **state)
 	randombytes_buf(body, sizeof(body));
 
 	mkhdr(&h, VEIL_T_TEXT, 50, 7);
-	assert_int_equal(veil_frame_seal(out, 255, &k, &h, body),
+	assert_int_equal(veil_frame_seal(out, 511, &k, &h, body),
 	    VEIL_ERR_INVAL);
 	assert_int_equal(veil_frame_seal(out, 65537, &k, &h, body),
 	    VEIL_ERR_INVAL);
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, body), VEIL_OK);
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, body), VEIL_OK);
 	/* truncated below the minimum: refused before any crypto */
-	assert_int_equal(veil_frame_open(out, 255, &k, 7, &g, got),
+	assert_int_equal(veil_frame_open(out, 511, &k, 7, &g, got),
 	    VEIL_ERR_INVAL);
 	assert_int_equal(veil_frame_open(out, 0, &k, 7, &g, got),
 	    VEIL_ERR_INVAL);
-	assert_int_equal(veil_frame_open(out, 256, &k, 7, &g, got), VEIL_OK);
+	assert_int_equal(veil_frame_open(out, 512, &k, 7, &g, got), VEIL_OK);
 
 	assert_int_equal(veil_frame_seal(out, 1024, &k, &h, body), VEIL_OK);
 	/* a valid size that is not the frame's: authentication fails */
@@ -440,7 +444,7 @@ test_ad_binding(void **state)
 	craft_aead_ad(out, fs, &k, 5, pt, VEIL_DIR_I2R, (uint32_t)fs + 1);
 	assert_int_equal(veil_frame_open(out, fs, &k, 5, &g, got),
 	    VEIL_ERR_DECRYPT);
-	craft_aead_ad(out, fs, &k, 5, pt, VEIL_DIR_I2R, 256);
+	craft_aead_ad(out, fs, &k, 5, pt, VEIL_DIR_I2R, 512);
 	assert_int_equal(veil_frame_open(out, fs, &k, 5, &g, got),
 	    VEIL_ERR_DECRYPT);
 	assert_true(hdr_is_zero(&g));
@@ -469,7 +473,7 @@ test_rollback_nonces(void **state)
 {
 	struct veil_txchain tx, saved;
 	struct veil_frame_hdr g;
-	uint8_t root[32], f1[256], f2[256], got[256], msgid[16];
+	uint8_t root[32], f1[512], f2[512], got[512], msgid[16];
 	static const char m1[] = "attack at dawn", m2[] = "retreat at noon";
 
 	(void)state;
@@ -479,25 +483,25 @@ test_rollback_nonces(void **state)
 	tx.seq = 41;
 	saved = tx;				/* the backup */
 	veil_msgid_new(msgid);
-	assert_int_equal(veil_message_seal(f1, sizeof(f1), 256, &tx.k, &tx.seq,
+	assert_int_equal(veil_message_seal(f1, sizeof(f1), 512, &tx.k, &tx.seq,
 	    VEIL_T_TEXT, msgid, (const uint8_t *)m1, sizeof(m1)), 1);
 	assert_int_equal(tx.seq, 42);
 	tx = saved;				/* restored */
-	assert_int_equal(veil_message_seal(f2, sizeof(f2), 256, &tx.k, &tx.seq,
+	assert_int_equal(veil_message_seal(f2, sizeof(f2), 512, &tx.k, &tx.seq,
 	    VEIL_T_TEXT, msgid, (const uint8_t *)m2, sizeof(m2)), 1);
 	/* Same tag (same key and seq), different nonce. */
 	assert_memory_equal(f1, f2, 8);
 	assert_memory_not_equal(f1, f2, 24);
 	assert_memory_not_equal(f1 + 8, f2 + 8, 16);
-	assert_int_equal(veil_frame_open(f1, 256, &tx.k, 41, &g, got), VEIL_OK);
+	assert_int_equal(veil_frame_open(f1, 512, &tx.k, 41, &g, got), VEIL_OK);
 	assert_memory_equal(got, m1, sizeof(m1));
-	assert_int_equal(veil_frame_open(f2, 256, &tx.k, 41, &g, got), VEIL_OK);
+	assert_int_equal(veil_frame_open(f2, 512, &tx.k, 41, &g, got), VEIL_OK);
 	assert_memory_equal(got, m2, sizeof(m2));
 	/* And the same plaintext twice is two different ciphertexts. */
 	tx = saved;
-	assert_int_equal(veil_message_seal(f2, sizeof(f2), 256, &tx.k, &tx.seq,
+	assert_int_equal(veil_message_seal(f2, sizeof(f2), 512, &tx.k, &tx.seq,
 	    VEIL_T_TEXT, msgid, (const uint8_t *)m1, sizeof(m1)), 1);
-	assert_memory_not_equal(f1 + 8, f2 + 8, 256 - 8);
+	assert_memory_not_equal(f1 + 8, f2 + 8, 512 - 8);
 	veil_txchain_wipe(&tx);
 	veil_txchain_wipe(&saved);
 }
@@ -654,34 +658,34 @@ test_seal_rejects(void **state)
 {
 	struct veil_dirkey k;
 	struct veil_frame_hdr h;
-	uint8_t out[256], body[256];
+	uint8_t out[512], body[512];
 
 	(void)state;
 	mkkey(&k);
 	memset(body, 1, sizeof(body));
-	mkhdr(&h, VEIL_T_TEXT, 185, 0);		/* capacity at 256 is 184 */
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, body),
+	mkhdr(&h, VEIL_T_TEXT, 441, 0);		/* capacity at 512 is 440 */
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, body),
 	    VEIL_ERR_TOOBIG);
 	mkhdr(&h, 0x05, 1, 0);
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, body),
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, body),
 	    VEIL_ERR_INVAL);
 	mkhdr(&h, VEIL_T_TEXT, 1, 0);
 	h.flags = 1;
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, body),
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, body),
 	    VEIL_ERR_INVAL);
 	mkhdr(&h, VEIL_T_TEXT, 1, 0);
 	h.frag_idx = 1;
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, body),
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, body),
 	    VEIL_ERR_INVAL);
 	h.frag_idx = 0;
 	h.frag_cnt = 0;
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, body),
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, body),
 	    VEIL_ERR_INVAL);
 	h.frag_cnt = 1;
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, NULL),
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, NULL),
 	    VEIL_ERR_INVAL);
 	h.len = 0;
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, NULL), VEIL_OK);
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, NULL), VEIL_OK);
 }
 
 static void
@@ -724,8 +728,8 @@ test_message_frames(void **state)
 	assert_int_equal(veil_message_frames(cap, 1024, 1), 2);
 	assert_int_equal(veil_message_frames(VEIL_MESSAGE_MAX, 1024, 0),
 	    (int)((VEIL_MESSAGE_MAX + cap - 1) / cap));
-	assert_int_equal(veil_message_frames(VEIL_MESSAGE_MAX, 256, 1),
-	    (int)((VEIL_MESSAGE_MAX + 175) / 176));
+	assert_int_equal(veil_message_frames(VEIL_MESSAGE_MAX, 512, 1),
+	    (int)((VEIL_MESSAGE_MAX + 431) / 432));
 	assert_true(veil_message_frames(VEIL_MESSAGE_MAX + 1, 1024, 0) < 0);
 	assert_true(veil_message_frames(10, 100, 0) < 0);
 }
@@ -806,7 +810,7 @@ static void
 test_message_split(void **state)
 {
 	size_t cap = veil_frame_capacity(1024, 0);
-	size_t scap = veil_frame_capacity(256, 1);
+	size_t scap = veil_frame_capacity(512, 1);
 
 	(void)state;
 	check_message(1024, 0, 0, 1);
@@ -815,8 +819,8 @@ test_message_split(void **state)
 	check_message(1024, cap + 1, 0, 2);
 	check_message(1024, 3 * cap, 0, 3);
 	check_message(1024, 3 * cap - 1, 0, 3);
-	check_message(256, 0, 1, 1);
-	check_message(256, scap, 1, 1);
+	check_message(512, 0, 1, 1);
+	check_message(512, scap, 1, 1);
 	check_message(1024, veil_frame_capacity(1024, 1), 1, 1);
 }
 
@@ -855,8 +859,8 @@ test_message_rejects(void **state)
 		assert_int_equal(veil_message_seal_box(out, sizeof(out), 1024, pk,
 		    VEIL_T_REQUEST, msgid, big, veil_frame_capacity(1024, 1) + 1),
 		    VEIL_ERR_TOOBIG);
-		assert_int_equal(veil_message_seal_box(out, sizeof(out), 256, pk,
-		    VEIL_T_REQUEST, msgid, big, veil_frame_capacity(256, 1)), 1);
+		assert_int_equal(veil_message_seal_box(out, sizeof(out), 512, pk,
+		    VEIL_T_REQUEST, msgid, big, veil_frame_capacity(512, 1)), 1);
 	}
 }
 
@@ -935,19 +939,19 @@ test_tx_periods_differ(void **state)
 	struct veil_txchain c;
 	struct veil_dirkey old;
 	struct veil_frame_hdr g;
-	uint8_t root[32], f[256], got[256], msgid[16];
+	uint8_t root[32], f[512], got[512], msgid[16];
 
 	(void)state;
 	randombytes_buf(root, sizeof(root));
 	assert_int_equal(veil_txchain_init(&c, root, VEIL_DIR_I2R, 60, 0), VEIL_OK);
 	veil_msgid_new(msgid);
-	assert_int_equal(veil_message_seal(f, sizeof(f), 256, &c.k, &c.seq,
+	assert_int_equal(veil_message_seal(f, sizeof(f), 512, &c.k, &c.seq,
 	    VEIL_T_TEXT, msgid, (const uint8_t *)"x", 1), 1);
 	old = c.k;
 	assert_int_equal(veil_txchain_advance(&c, 60), 1);
-	assert_int_equal(veil_frame_open(f, 256, &c.k, 0, &g, got),
+	assert_int_equal(veil_frame_open(f, 512, &c.k, 0, &g, got),
 	    VEIL_ERR_DECRYPT);
-	assert_int_equal(veil_frame_open(f, 256, &old, 0, &g, got), VEIL_OK);
+	assert_int_equal(veil_frame_open(f, 512, &old, 0, &g, got), VEIL_OK);
 	veil_dirkey_wipe(&old);
 	veil_txchain_wipe(&c);
 }

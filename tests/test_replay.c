@@ -1093,7 +1093,7 @@ test_rxchain_grace_open(void **state)
 	struct veil_txchain tx;
 	struct veil_frame_hdr h;
 	struct veil_rxdir *d;
-	uint8_t root[32], f0[256], f1[256], body[256], msgid[16];
+	uint8_t root[32], f0[512], f1[512], body[512], msgid[16];
 	const uint64_t s1 = (P0 + 1) * PL;
 	int i;
 
@@ -1102,11 +1102,11 @@ test_rxchain_grace_open(void **state)
 	veil_msgid_new(msgid);
 	assert_int_equal(veil_txchain_init(&tx, root, VEIL_DIR_I2R, PL, P0), VEIL_OK);
 	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_I2R, PL, P0), VEIL_OK);
-	assert_int_equal(veil_message_seal(f0, sizeof(f0), 256, &tx.k, &tx.seq,
+	assert_int_equal(veil_message_seal(f0, sizeof(f0), 512, &tx.k, &tx.seq,
 	    VEIL_T_TEXT, msgid, (const uint8_t *)"p", 1), 1);
 	/* the sender's clock is ahead: it seals in p + 1 already */
 	assert_int_equal(veil_txchain_advance(&tx, s1 + 5), 1);
-	assert_int_equal(veil_message_seal(f1, sizeof(f1), 256, &tx.k, &tx.seq,
+	assert_int_equal(veil_message_seal(f1, sizeof(f1), 512, &tx.k, &tx.seq,
 	    VEIL_T_TEXT, msgid, (const uint8_t *)"q", 1), 1);
 
 	/* receiver before the lead: p + 1's frame cannot open yet */
@@ -1115,14 +1115,14 @@ test_rxchain_grace_open(void **state)
 	assert_int_equal(advance_at(&c, s1 - GR), 1);
 	d = veil_rxchain_find(&c, P0 + 1);
 	assert_non_null(d);
-	assert_int_equal(veil_frame_open(f1, 256, &d->k, 0, &h, body), VEIL_OK);
+	assert_int_equal(veil_frame_open(f1, 512, &d->k, 0, &h, body), VEIL_OK);
 	assert_int_equal(veil_window_mark(&d->w, 0), VEIL_OK);
 
 	/* within the grace: p's frame still opens */
 	assert_int_equal(advance_at(&c, s1 + GR - 1), 1);
 	d = veil_rxchain_find(&c, P0);
 	assert_non_null(d);
-	assert_int_equal(veil_frame_open(f0, 256, &d->k, 0, &h, body), VEIL_OK);
+	assert_int_equal(veil_frame_open(f0, 512, &d->k, 0, &h, body), VEIL_OK);
 	assert_memory_equal(body, "p", 1);
 	/* p + 1 kept its window: seq 0 is a replay there */
 	d = veil_rxchain_find(&c, P0 + 1);
@@ -1133,7 +1133,7 @@ test_rxchain_grace_open(void **state)
 	assert_null(veil_rxchain_find(&c, P0));
 	for (i = 0; i < VEIL_RX_SLOTS; i++)
 		if (c.slot[i].live)
-			assert_int_equal(veil_frame_open(f0, 256, &c.slot[i].k, 0,
+			assert_int_equal(veil_frame_open(f0, 512, &c.slot[i].k, 0,
 			    &h, body), VEIL_ERR_DECRYPT);
 	veil_rxchain_wipe(&c);
 	veil_txchain_wipe(&tx);
