@@ -18,8 +18,10 @@
 
 /* Sizes of the packed pieces; the stored form has one fixed length. */
 #define TX_PACKED (1 + 1 + 4 + 8 + 8 + 2 * VEIL_KEY_BYTES)
-#define SLOT_PACKED (1 + 8 + VEIL_KEY_BYTES + 8 + 8 * (VEIL_WINDOW_BITS / 64))
-#define RX_PACKED (1 + 1 + 4 + 8 + VEIL_KEY_BYTES + VEIL_RX_SLOTS * SLOT_PACKED)
+/* A receive chain stores one root, its lowest live period's; the others
+ * follow from it by the ratchet.  Then, for p - 1, p, p + 1: live, window. */
+#define SLOT_PACKED (1 + 8 + 8 * (VEIL_WINDOW_BITS / 64))
+#define RX_PACKED (1 + 1 + 4 + 8 + 2 * VEIL_KEY_BYTES + VEIL_RX_SLOTS * SLOT_PACKED)
 #define PAIR_PACKED (1 + 1 + 3 * VEIL_KEY_BYTES + 2 * (VEIL_SEED_BYTES + 4 + 4) + \
     2 * TX_PACKED + 2 * RX_PACKED + 8 + 1 + 1 + 3 * VEIL_KEY_BYTES + \
     VEIL_SEED_BYTES + 4 + 4 + 8 + 2 * VEIL_KEY_BYTES + 8)
@@ -153,25 +155,41 @@ pack_tx(struct wire_writer *w, const struct veil_txchain *c)
 	wire_write(w, c->bind, VEIL_KEY_BYTES);
 }
 
+static const struct veil_rxdir *
+rx_slot_of(const struct veil_rxchain *c, uint64_t q)
+{
+	const struct veil_rxdir *d = &c->slot[q % VEIL_RX_SLOTS];
+
+	return d->live && d->period == q ? d : NULL;
+}
+
 static void
 pack_rx(struct wire_writer *w, const struct veil_rxchain *c)
 {
-	size_t i, j;
+	static const uint8_t zero[VEIL_KEY_BYTES];
+	const struct veil_rxdir *d, *low = NULL;
+	uint64_t q;
+	size_t j;
+	int i;
 
 	wire_w8(w, c->live);
 	wire_w8(w, c->dir);
 	w32(w, c->plen);
 	wire_w64(w, c->period);
 	wire_write(w, c->bind, VEIL_KEY_BYTES);
-	for (i = 0; i < VEIL_RX_SLOTS; i++) {
-		const struct veil_rxdir *s = &c->slot[i];
-
-		wire_w8(w, s->live);
-		wire_w64(w, s->period);
-		wire_write(w, s->k.root, VEIL_KEY_BYTES);
-		wire_w64(w, s->w.top);
+	if (c->live) {
+		low = c->period > 0 ? rx_slot_of(c, c->period - 1) : NULL;
+		if (low == NULL)
+			low = rx_slot_of(c, c->period);
+	}
+	wire_write(w, low != NULL ? low->k.root : zero, VEIL_KEY_BYTES);
+	for (i = -1; i <= 1; i++) {
+		q = c->period + (uint64_t)(int64_t)i;
+		d = c->live && (i >= 0 || c->period > 0) ? rx_slot_of(c, q) : NULL;
+		wire_w8(w, d != NULL);
+		wire_w64(w, d != NULL ? d->w.top : 0);
 		for (j = 0; j < VEIL_WINDOW_BITS / 64; j++)
-			wire_w64(w, s->w.map[j]);
+			wire_w64(w, d != NULL ? d->w.map[j] : 0);
 	}
 }
 
@@ -276,81 +294,78 @@ out:
 static int
 unpack_rx(struct wire_reader *r, struct veil_rxchain *c)
 {
-	struct veil_rxdir s[VEIL_RX_SLOTS];
-	uint8_t bind[VEIL_KEY_BYTES], roots[VEIL_RX_SLOTS][VEIL_KEY_BYTES];
-	uint8_t next[VEIL_KEY_BYTES], live, dir;
+	struct veil_window win[VEIL_RX_SLOTS];
+	uint8_t bind[VEIL_KEY_BYTES], root[VEIL_KEY_BYTES], live, dir;
+	uint8_t on[VEIL_RX_SLOTS];
 	uint32_t plen;
 	uint64_t period, q;
 	size_t i, j;
 	int ret = -1;
 
-	memset(s, 0, sizeof(s));
+	memset(win, 0, sizeof(win));
 	live = wire_u8(r);
 	dir = wire_u8(r);
 	plen = r32(r);
 	period = wire_u64(r);
 	wire_copy(r, bind, sizeof(bind));
+	wire_copy(r, root, sizeof(root));
 	for (i = 0; i < VEIL_RX_SLOTS; i++) {
-		s[i].live = wire_u8(r);
-		s[i].period = wire_u64(r);
-		wire_copy(r, roots[i], VEIL_KEY_BYTES);
-		s[i].w.top = wire_u64(r);
+		on[i] = wire_u8(r);
+		win[i].top = wire_u64(r);
 		for (j = 0; j < VEIL_WINDOW_BITS / 64; j++)
-			s[i].w.map[j] = wire_u64(r);
+			win[i].map[j] = wire_u64(r);
 	}
 	if (r->err || !flag_valid(live))
 		goto out;
-	for (i = 0; i < VEIL_RX_SLOTS; i++) {
-		if (!flag_valid(s[i].live))
+	/* on[0..2]: p - 1, p, p + 1.  A slot that is not live is all zero. */
+	for (i = 0; i < VEIL_RX_SLOTS; i++)
+		if (!flag_valid(on[i]) || (!on[i] && !sodium_is_zero(
+		    (const uint8_t *)&win[i], sizeof(win[i]))))
 			goto out;
-		if (!s[i].live && (s[i].period != 0 || s[i].w.top != 0 ||
-		    !sodium_is_zero((const uint8_t *)s[i].w.map,
-		    sizeof(s[i].w.map)) || !sodium_is_zero(roots[i], VEIL_KEY_BYTES)))
-			goto out;
-	}
 	if (!live) {
 		if (dir == 0 && plen == 0 && period == 0 &&
 		    sodium_is_zero(bind, sizeof(bind)) &&
-		    !s[0].live && !s[1].live && !s[2].live)
+		    sodium_is_zero(root, sizeof(root)) && !on[0] && !on[1] && !on[2])
 			ret = 0;
 		goto out;
 	}
-	i = (size_t)(period % VEIL_RX_SLOTS);
-	if (!s[i].live || s[i].period != period ||
-	    sodium_is_zero(roots[i], VEIL_KEY_BYTES) ||
-	    veil_rxchain_init(c, roots[i], dir, plen, period) != VEIL_OK)
+	if (!on[1] || sodium_is_zero(root, sizeof(root)) ||
+	    (on[0] && period == 0))
 		goto out;
-	/* Every live slot holds p - 1, p or p + 1 in its own residue, and
-	 * each follows from the one before by the ratchet. */
-	for (i = 0; i < VEIL_RX_SLOTS; i++) {
-		if (!s[i].live)
-			continue;
-		q = s[i].period;
-		if (q % VEIL_RX_SLOTS != i ||
-		    (q != period && q != period - 1 && q != period + 1) ||
-		    (q == period - 1 && period == 0) ||
-		    (q == period + 1 && period == UINT64_MAX / plen))
-			goto out;
-		if (q == period)
-			continue;
-		veil_root_next(next, q < period ? roots[i] :
-		    roots[period % VEIL_RX_SLOTS]);
-		if (sodium_memcmp(next, q < period ? roots[period %
-		    VEIL_RX_SLOTS] : roots[i], VEIL_KEY_BYTES) != 0)
-			goto out;
-		veil_dirkey_from_root(&c->slot[i].k, roots[i], dir);
-		c->slot[i].period = q;
-		c->slot[i].live = 1;
+	/* The stored root is p - 1's when that is live, else p's. */
+	if (veil_rxchain_init(c, root, dir, plen, on[0] ? period - 1 : period) !=
+	    VEIL_OK)
+		goto out;
+	if (on[0]) {
+		/* init put p - 1 as the current period; p follows. */
+		veil_root_next(root, root);
+		q = period % VEIL_RX_SLOTS;
+		veil_dirkey_from_root(&c->slot[q].k, root, dir);
+		c->slot[q].period = period;
+		c->slot[q].live = 1;
+		c->period = period;
 	}
-	for (i = 0; i < VEIL_RX_SLOTS; i++)
-		c->slot[i].w = s[i].w;
+	if (on[2]) {
+		if (period + 1 > UINT64_MAX / plen)
+			goto out;
+		veil_root_next(root, root);
+		q = (period + 1) % VEIL_RX_SLOTS;
+		veil_dirkey_from_root(&c->slot[q].k, root, dir);
+		c->slot[q].period = period + 1;
+		c->slot[q].live = 1;
+	}
+	for (i = 0; i < VEIL_RX_SLOTS; i++) {
+		if (!on[i])
+			continue;
+		q = period + i - 1;
+		c->slot[q % VEIL_RX_SLOTS].w = win[i];
+	}
 	memcpy(c->bind, bind, sizeof(bind));
 	ret = 0;
 out:
-	sodium_memzero(roots, sizeof(roots));
-	sodium_memzero(next, sizeof(next));
+	sodium_memzero(root, sizeof(root));
 	sodium_memzero(bind, sizeof(bind));
-	sodium_memzero(s, sizeof(s));
+	sodium_memzero(win, sizeof(win));
 	if (ret != 0)
 		sodium_memzero(c, sizeof(*c));
 	return ret;

@@ -77,7 +77,7 @@ void veil_pair_wipe(struct veil_pair *p);
 /* Versioned, endian-independent serialisation for the store.  Unpack
  * returns VERSION for the stored forms of protocol version 1 (format
  * versions 1 and 2), which cannot be carried into version 2. */
-#define VEIL_PAIR_PACKED_MAX 1536
+#define VEIL_PAIR_PACKED_MAX 1024
 int veil_pair_pack(const struct veil_pair *p, uint8_t *out, size_t outlen); /* returns length */
 int veil_pair_unpack(struct veil_pair *p, const uint8_t *in, size_t len);
 

@@ -1247,8 +1247,8 @@ test_agree_pack(void **state)
 #define TX_LEN (1 + 1 + 4 + 8 + 8 + 32 + 32)
 #define P_TXN (P_TX + TX_LEN)
 #define P_RX (P_TXN + TX_LEN)
-#define RX_HEAD (1 + 1 + 4 + 8 + 32)
-#define SLOT_LEN (1 + 8 + 32 + 8 + 16)
+#define RX_HEAD (1 + 1 + 4 + 8 + 32 + 32)	/* ..., bind, the lowest root */
+#define SLOT_LEN (1 + 8 + 16)			/* live, window; p - 1, p, p + 1 */
 #define RX_LEN (RX_HEAD + 3 * SLOT_LEN)
 #define P_RXP (P_RX + RX_LEN)
 #define P_UPD (P_RXP + RX_LEN)
@@ -1360,6 +1360,7 @@ test_pair_pack(void **state)
 {
 	struct world w;
 	struct veil_pair p, back;
+	struct veil_clock clk;
 	uint8_t buf[VEIL_PAIR_PACKED_MAX], buf2[VEIL_PAIR_PACKED_MAX];
 	int n, i, live;
 	size_t k;
@@ -1435,10 +1436,10 @@ test_pair_pack(void **state)
 	BAD(P_TXN + 1, 1);			/* an empty tx_next is all zero */
 	BAD(P_RX + 1, VEIL_DIR_R2I);		/* rx has the other direction */
 	BAD(P_RXP, 1);				/* an empty rx_prev is all zero */
-	/* rx: the current slot's period names another slot */
-	k = (size_t)(p.rx.period % 3);
-	BAD(P_RX + RX_HEAD + k * SLOT_LEN + 8, buf[P_RX + RX_HEAD + k * SLOT_LEN + 8] ^ 1);
-	BAD(P_RX + RX_HEAD + ((k + 1) % 3) * SLOT_LEN + 40, 1);	/* empty slot */
+	/* rx: the current period's key must be live; an empty slot is zero */
+	BAD(P_RX + RX_HEAD + SLOT_LEN, 0);
+	BAD(P_RX + RX_HEAD + 1, 1);			/* p - 1's window */
+	BAD(P_RX + RX_HEAD + 2 * SLOT_LEN, 2);	/* p + 1's flag */
 	/* (an UPDATE with NewSecret is pending) */
 	BAD(P_UPD + 8, 2);			/* upd_pending */
 	BAD(P_UPD + 8, 0);			/* NewSecret, upd_new, nothing pending */
@@ -1447,20 +1448,40 @@ test_pair_pack(void **state)
 #undef BAD
 	assert_int_equal(veil_pair_unpack(&back, buf, (size_t)n), VEIL_OK);
 
-	/* A slot that does not follow from its neighbour by the ratchet. */
+	/* The stored root is the lowest live period's (p - 1 here, in the
+	 * grace): the others come back from it by the ratchet, windows and all. */
 	world_wipe(&w);
 	world_init(&w);
 	full_pair(&w, &p);
+	clk = w.clk;
+	clk.now = (p.rx_prev.period + 1) * 300 + 10;		/* p + 1, in grace */
+	assert_int_equal(veil_rxchain_advance(&p.rx_prev, &clk, NULL, 0, 0), 1);
+	assert_non_null(veil_rxchain_find(&p.rx_prev, p.rx_prev.period - 1));
 	n = veil_pair_pack(&p, buf, sizeof(buf));
-	for (i = 0, live = 0; i < 3; i++)
-		live += p.rx_prev.slot[i].live;
-	assert_int_equal(live, 2);
-	k = (size_t)((p.rx_prev.period + 1) % 3);
-	assert_true(p.rx_prev.slot[k].live);
-	buf[P_RXP + RX_HEAD + k * SLOT_LEN + 9 + 5] ^= 1;
-	assert_int_equal(veil_pair_unpack(&back, buf, (size_t)n), VEIL_ERR_FORMAT);
-	buf[P_RXP + RX_HEAD + k * SLOT_LEN + 9 + 5] ^= 1;
+	assert_memory_equal(buf + P_RXP + RX_HEAD - 32,
+	    veil_rxchain_find(&p.rx_prev, p.rx_prev.period - 1)->k.root, 32);
+	assert_int_equal(buf[P_RXP + RX_HEAD], 1);
+	assert_int_equal(buf[P_RXP + RX_HEAD + SLOT_LEN], 1);
 	assert_int_equal(veil_pair_unpack(&back, buf, (size_t)n), VEIL_OK);
+	assert_pair_equal(&p, &back);
+	for (i = 0, live = 0; i < 3; i++)
+		live += back.rx_prev.slot[i].live;
+	assert_int_equal(live, 2);
+	/* p - 1 at period 0 does not exist */
+	{
+		struct veil_pair z = p;
+		uint8_t r0[32];
+
+		randombytes_buf(r0, sizeof(r0));
+		assert_int_equal(veil_rxchain_init(&z.rx_prev, r0, VEIL_DIR_I2R, 300, 0),
+		    VEIL_OK);
+		n = veil_pair_pack(&z, buf, sizeof(buf));
+		assert_int_equal(veil_pair_unpack(&back, buf, (size_t)n), VEIL_OK);
+		buf[P_RXP + RX_HEAD] = 1;
+		assert_int_equal(veil_pair_unpack(&back, buf, (size_t)n), VEIL_ERR_FORMAT);
+		veil_pair_wipe(&z);
+	}
+	n = veil_pair_pack(&p, buf, sizeof(buf));
 
 	/* Every truncation is refused. */
 	for (k = 0; k < (size_t)n; k++)
