@@ -504,7 +504,11 @@ veil_update_on_ack(struct veil_pair *p, const struct veil_clock *clk,
 	sodium_memzero(nroot, sizeof(nroot));
 	if (ret != VEIL_OK)
 		goto out;
-	if ((ret = veil_rxchain_advance(&rx, clk, NULL, 0, 0)) < 0)
+	/* Beyond the ratchet bound the chain stays behind, consistent, and
+	 * veil_pair_advance() finishes the move: refusing would refuse every
+	 * copy of this ACK too, and the update could never complete. */
+	if ((ret = veil_rxchain_advance(&rx, clk, NULL, 0, 0)) < 0 &&
+	    ret != VEIL_ERR_RATCHET)
 		goto out;
 
 	/* The old rx stays: the peer seals under it until our UPDATE-DONE. */

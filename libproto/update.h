@@ -65,9 +65,10 @@ int veil_update_on_update(struct veil_pair *p, const char *peer_name, uint64_t n
  * the old rx is kept as rx_prev (the peer seals under it until our
  * UPDATE-DONE); my_inbox becomes the announced one.  The tag table must be
  * re-armed around this call (veil_pair_disarm before, veil_pair_arm after):
- * the old rx_prev is wiped and rx moves.  Errors: FORMAT, STATE (nothing
- * pending or another seq), CRYPTO, RATCHET (the Period is more than
- * VEIL_RATCHET_MAX_STEPS behind clk: the ACK is refused, nothing changes).
+ * the old rx_prev is wiped and rx moves.  A Period more than
+ * VEIL_RATCHET_MAX_STEPS behind clk leaves the new chain that many periods
+ * on, still behind: veil_pair_advance() moves it the rest of the way.
+ * Errors: FORMAT, STATE (nothing pending or another seq), CRYPTO.
  */
 int veil_update_on_ack(struct veil_pair *p, const struct veil_clock *clk,
     const char *body, size_t len);
