@@ -1,4 +1,5 @@
 /* Tests for libproto frame: direction keys and tags, frame seal/open (AEAD and sealed box), fragmentation, the transmit ratchet. */
+#define _GNU_SOURCE	/* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -890,8 +891,17 @@ test_tx_ratchet(void **state)
 	assert_int_equal(c.seq, 9);
 	assert_memory_equal(c.k.root, root, 32);
 
-	/* One period on: D_101 = KDF(D_100, 3), seq restarts at 0. */
-	assert_int_equal(veil_txchain_advance(&c, 101 * plen), 1);
+	/* One period on: D_101 = KDF(D_100, 3), seq restarts at 0, and no
+	 * byte of the chain holds period 100's root or keys any more. */
+	{
+		struct veil_dirkey k100 = c.k;
+
+		assert_int_equal(veil_txchain_advance(&c, 101 * plen), 1);
+		assert_null(memmem(&c, sizeof(c), k100.root, 32));
+		assert_null(memmem(&c, sizeof(c), k100.key, 32));
+		assert_null(memmem(&c, sizeof(c), k100.nkey, 32));
+		veil_dirkey_wipe(&k100);
+	}
 	crypto_kdf_derive_from_key(want, 32, 3, "veildir2", root);
 	assert_memory_equal(c.k.root, want, 32);
 	assert_int_equal(c.period, 101);

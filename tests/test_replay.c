@@ -1,4 +1,5 @@
 /* Tests for libproto replay and chain: the sliding window, the tag table, the armed set of receive keys, receive chains. */
+#define _GNU_SOURCE	/* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1071,8 +1072,13 @@ test_rxchain_slots(void **state)
 	assert_int_equal(held(&c, root, P0), 1 | 2);
 	assert_int_equal(advance_at(&c, s1 + GR - 1), 0);
 	assert_int_equal(held(&c, root, P0), 1 | 2);
-	/* grace over: p's key is gone (its slot is all zero, checked by held) */
+	/* grace over: p's key is gone (its slot is all zero, checked by held;
+	 * and no byte of the chain holds it) */
 	assert_int_equal(advance_at(&c, s1 + GR), 1);
+	assert_null(memmem(&c, sizeof(c), root, 32));
+	crypto_kdf_derive_from_key(bind, 32, 1, "veildir2", root);
+	assert_null(memmem(&c, sizeof(c), bind, 32));
+	crypto_kdf_derive_from_key(bind, 32, 4, "veildir2", root);
 	assert_int_equal(held(&c, root, P0), 2);
 	assert_null(veil_rxchain_find(&c, P0));
 	assert_non_null(veil_rxchain_find(&c, P0 + 1));
