@@ -201,7 +201,7 @@ veil_rxchain_advance(struct veil_rxchain *c, const struct veil_clock *clk,
 		} else
 			q = target;
 	}
-	f = slot_holds(c, p + 1) ? p + 1 : p;
+	f = p < UINT64_MAX / c->plen && slot_holds(c, p + 1) ? p + 1 : p;
 
 	for (j = 0; j < 3; j++) {
 		held[j] = derive[j] = want[j] = 0;
@@ -215,8 +215,8 @@ veil_rxchain_advance(struct veil_rxchain *c, const struct veil_clock *clk,
 			    clk->grace);
 		else if (j == 1)
 			want[j] = 1;
-		else if (r > UINT64_MAX / c->plen)
-			continue;	/* would start past 2^64 s */
+		else if (q >= UINT64_MAX / c->plen)
+			continue;	/* q + 1 would start past 2^64 s */
 		else
 			want[j] = held[j] || clk->now >= sat_sub(period_start(r,
 			    c->plen), clk->lead);

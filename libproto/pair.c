@@ -346,8 +346,8 @@ unpack_rx(struct wire_reader *r, struct veil_rxchain *c)
 		c->period = period;
 	}
 	if (on[2]) {
-		if (period + 1 > UINT64_MAX / plen)
-			goto out;
+		if (period >= UINT64_MAX / plen)
+			goto out;	/* p + 1 would start past 2^64 s */
 		veil_root_next(root, root);
 		q = (period + 1) % VEIL_RX_SLOTS;
 		veil_dirkey_from_root(&c->slot[q].k, root, dir);

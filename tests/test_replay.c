@@ -1336,6 +1336,10 @@ test_rxchain_bad_args(void **state)
 	clk.lead = PL;
 	assert_int_equal(veil_rxchain_advance(&c, &clk, NULL, 0, 0), 0);
 	assert_int_equal(veil_rxchain_find(&c, UINT64_MAX / PL) != NULL, 1);
+	/* the same with one-second periods: period 2^64 - 1, no period after */
+	assert_int_equal(veil_rxchain_init(&c, root, 1, 1, UINT64_MAX), VEIL_OK);
+	assert_int_equal(veil_rxchain_advance(&c, &clk, NULL, 0, 0), 0);
+	assert_int_equal(c.slot[0].live + c.slot[1].live + c.slot[2].live, 1);
 	assert_int_equal(veil_rxchain_arm(NULL, &c, 0, 1), VEIL_ERR_INVAL);
 	veil_rxchain_wipe(&c);
 }
