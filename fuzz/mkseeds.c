@@ -65,7 +65,7 @@ frame_seeds(struct world *w)
 	memset(h.msgid, 0x11, sizeof(h.msgid));
 	h.frag_cnt = 1;
 	for (int big = 0; big <= 1; big++) {
-		fs = big ? 1024 : 256;
+		fs = big ? 1024 : 512;
 		char name[64];
 
 		/* 0: a real AEAD frame. */
@@ -112,23 +112,23 @@ frame_seeds(struct world *w)
 	 * (the middle one twice), then expiry and forget. */
 	{
 		static const uint8_t recs[][10] = {
-			{ 1, VEIL_T_TEXT, 0x00, 0xb8, 0, 0, 0, 3, 0x42, 1 },
-			{ 1, VEIL_T_TEXT, 0x00, 0xb8, 0, 1, 0, 3, 0x42, 1 },
-			{ 1, VEIL_T_TEXT, 0x00, 0xb8, 0, 1, 0, 3, 0x42, 1 },
+			{ 1, VEIL_T_TEXT, 0x01, 0xb8, 0, 0, 0, 3, 0x42, 1 },
+			{ 1, VEIL_T_TEXT, 0x01, 0xb8, 0, 1, 0, 3, 0x42, 1 },
+			{ 1, VEIL_T_TEXT, 0x01, 0xb8, 0, 1, 0, 3, 0x42, 1 },
 			{ 1, VEIL_T_TEXT, 0x00, 0x10, 0, 2, 0, 3, 0x42, 1 },
-			{ 2, VEIL_T_FILE, 0x00, 0xb8, 0, 0, 0, 2, 0x43, 1 },
+			{ 2, VEIL_T_FILE, 0x01, 0xb8, 0, 0, 0, 2, 0x43, 1 },
 			{ 0, VEIL_T_TEXT, 0x00, 0x05, 0, 0, 0, 1, 0x44, 1 },
-			{ 3, VEIL_T_TEXT, 0x00, 0xb8, 0, 0, 0, 9, 0x45, 0xe9 },
-			{ 2, VEIL_T_FILE, 0x00, 0xb8, 0, 1, 0, 2, 0x43, 0xf1 },
+			{ 3, VEIL_T_TEXT, 0x01, 0xb8, 0, 0, 0, 9, 0x45, 0xe9 },
+			{ 2, VEIL_T_FILE, 0x01, 0xb8, 0, 1, 0, 2, 0x43, 0xf1 },
 		};
 		size_t n = 9 + 32 + h.len;
 
-		/* Mode 2, 256 bytes: the plaintext is 216 bytes, cap 184. */
+		/* Mode 2, 512 bytes: the plaintext is 472 bytes, cap 440. */
 		pt[0] = VEIL_T_TEXT;
 		pt[11] = 5;
 		frame_prefix(in, 2 | 8, 5);
-		memcpy(in + 9, pt, 216);
-		n = 9 + 216;
+		memcpy(in + 9, pt, 472);
+		n = 9 + 472;
 		memcpy(in + n, recs, sizeof(recs));
 		put("frame", "reasm", in, n + sizeof(recs), NULL, 0);
 	}
@@ -229,6 +229,20 @@ main(int argc, char **argv)
 	put("agree", "agree-packed", &sel, 1, w.agree_packed, w.agree_packed_len);
 	sel = 5;
 	put("agree", "pair-packed", &sel, 1, w.pair_packed, w.pair_packed_len);
+	{
+		/* Mode 6: two hours and a bit later, grace and lead 120 s. */
+		uint8_t adv[13];
+		uint64_t off = 7200 + 7;
+
+		adv[0] = 6;
+		for (int i = 8; i >= 1; i--, off >>= 8)
+			adv[i] = (uint8_t)off;
+		adv[9] = 0;
+		adv[10] = 120;
+		adv[11] = 0;
+		adv[12] = 120;
+		put("agree", "pair-advance", adv, 13, w.pair_packed, w.pair_packed_len);
+	}
 
 	rpc_seeds();
 	return failed;

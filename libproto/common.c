@@ -48,6 +48,11 @@ veil_strerror(int err)
 		return "A cryptographic primitive failed (weak or invalid key).";
 	case VEIL_ERR_DUPLICATE:
 		return "The item is already present.";
+	case VEIL_ERR_RATCHET:
+		return "The key chain is further behind the clock than one call "
+		    "may ratchet; call again.";
+	case VEIL_ERR_FUTURE:
+		return "A timestamp lies too far ahead of our clock.";
 	}
 	return "Unknown error.";
 }

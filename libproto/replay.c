@@ -543,7 +543,8 @@ veil_rx_commit(struct veil_tagtab *t, struct veil_rxdir *d, uint64_t owner, uint
  * L_K >= h + S_0 + ... + S_(K-1), a gap G = n - h found by attempt
  * 1 (G = 0), 2 (G <= 256), 3 (<= 2304), 4 (<= 18688), 5 (<= 149760);
  * gaps up to L_4 - h, between 149760 and 1198335 depending on where h
- * lies, are found by attempt 5 too; anything beyond needs a new pairing.
+ * lies, are found by attempt 5 too; anything beyond waits for the next
+ * key period, which starts again at seq 0 on both sides.
  * This assumes the landmark frame itself arrives: a lost one costs a
  * level.
  */
@@ -569,59 +570,4 @@ veil_resync_seq(uint64_t next_seq, unsigned attempt)
 			return next_seq;
 		k--;
 	}
-}
-
-uint64_t
-veil_clock_seq(uint64_t hour)
-{
-	if (hour == 0 || hour > (UINT64_MAX >> VEIL_CLOCK_SHIFT))
-		return 0;
-	return hour << VEIL_CLOCK_SHIFT;
-}
-
-/*
- * The clock landmarks of hours hour - 1 .. hour + 1 that the regular
- * arming (range or landmark) does not hold; above: only those above the
- * regular range (arming), else also those below (disarming: the window
- * may have moved past them since they were armed).
- */
-static unsigned
-clock_seqs(const struct veil_rxdir *d, unsigned lookahead, uint64_t hour,
-    int above, uint64_t out[3])
-{
-	uint64_t lm[VEIL_RESYNC_LEVELS], hi = armed_hi(d->w.top, lookahead), h, s;
-	unsigned nlm = landmarks(hi, lm), n = 0;
-
-	for (h = hour - 1; h <= hour + 1; h++) {
-		if ((s = veil_clock_seq(h)) == 0 || (above && s < hi) ||
-		    is_armed(&d->w, lookahead, lm, nlm, s))
-			continue;
-		out[n++] = s;
-	}
-	return n;
-}
-
-int
-veil_rx_arm_clock(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
-    uint64_t hour, unsigned lookahead)
-{
-	uint64_t cs[3];
-
-	if (t == NULL || d == NULL || hour == 0)
-		return VEIL_ERR_INVAL;
-	return arm_landmarks(t, d, owner, cs, clock_seqs(d, lookahead, hour, 1, cs));
-}
-
-void
-veil_rx_disarm_clock(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
-    uint64_t hour, unsigned lookahead)
-{
-	uint64_t cs[3];
-	unsigned i, n;
-
-	if (t == NULL || d == NULL || hour == 0)
-		return;
-	n = clock_seqs(d, lookahead, hour, 0, cs);
-	for (i = 0; i < n; i++)
-		disarm_one(t, &d->k, 1, owner, cs[i]);
 }

@@ -50,7 +50,8 @@ int veil_tagtab_get(const struct veil_tagtab *t, const uint8_t tag[VEIL_TAG_BYTE
 int veil_tagtab_del(struct veil_tagtab *t, const uint8_t tag[VEIL_TAG_BYTES]);
 size_t veil_tagtab_count(const struct veil_tagtab *t);
 
-/* A receive direction: key, window, and which sequence numbers are armed
+/* One receive key (a key period of a chain, chain.h, or an agreement's
+ * epoch-0 key): key, window, and which sequence numbers are armed
  * in a tag table.  Armed = every seq in [max(0, top - WINDOW), top + lookahead)
  * not yet accepted, plus the resync landmarks L_0 < ... < L_4 of
  * h = top + lookahead: L_0 the smallest multiple of 2^8 >= h, L_k the
@@ -58,6 +59,7 @@ size_t veil_tagtab_count(const struct veil_tagtab *t);
 struct veil_rxdir {
 	struct veil_dirkey k;
 	struct veil_window w;
+	uint64_t period;	/* the key period of k (chain.h); 0 for a single key */
 	uint8_t live;
 };
 int veil_rx_arm(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner, unsigned lookahead);
@@ -72,31 +74,10 @@ int veil_rx_commit(struct veil_tagtab *t, struct veil_rxdir *d, uint64_t owner, 
  * 2^(BASE + STEP * min(attempt - 1, LEVELS - 1)) that is >= next_seq.  The
  * caller sets its counter to it (skipping seqs is always safe).  attempt 0
  * gives next_seq; near UINT64_MAX the largest stride whose multiple fits is
- * used, or none.
+ * used, or none.  Beyond the ladder's reach the next key period starts both
+ * sides again at seq 0 (protocol.md 2.1).
  */
 uint64_t veil_resync_seq(uint64_t next_seq, unsigned attempt);
-
-/*
- * Clock landmarks (protocol.md 2.1): the seq hour << 32, hour = Unix time
- * / 3600.  The ladder above is bounded: a sender whose frames are lost
- * outright (not delayed) through every level climbs past the receiver's
- * highest landmark for good.  So beyond the last level the sender stops
- * climbing and jumps, at most once an hour, to the current hour's clock
- * landmark; every receive direction keeps the previous, the current and
- * the next hour's armed (3 tags), whatever its window, which also covers
- * an hour of clock skew.  2^32 frames an hour is out of reach.
- */
-#define VEIL_CLOCK_SHIFT 32
-/* hour << 32, or 0 when that does not fit (hour >= 2^32: year 492,000). */
-uint64_t veil_clock_seq(uint64_t hour);
-/* Arms the clock landmarks of hours hour-1 .. hour+1 for d, those above
- * its regular range and landmarks (lookahead as for veil_rx_arm). */
-int veil_rx_arm_clock(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
-    uint64_t hour, unsigned lookahead);
-/* Removes what veil_rx_arm_clock(hour) armed for owner, except seqs the
- * regular arming now holds (the window may have moved since). */
-void veil_rx_disarm_clock(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
-    uint64_t hour, unsigned lookahead);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,7 @@
 #include "frame.h"
 #include "reasm.h"
 #include "replay.h"
+#include "chain.h"
 #include "pair.h"
 #include "agree.h"
 #include "update.h"

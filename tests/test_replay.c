@@ -1,4 +1,5 @@
-/* Tests for libproto replay: the sliding window, the tag table and the armed set of receive directions. */
+/* Tests for libproto replay and chain: the sliding window, the tag table, the armed set of receive keys, receive chains. */
+#define _GNU_SOURCE	/* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -331,7 +332,7 @@ mkdir_rx(struct veil_rxdir *d)
 
 	memset(d, 0, sizeof(*d));
 	randombytes_buf(root, sizeof(root));
-	veil_dirkey_from_root(&d->k, root);
+	assert_int_equal(veil_dirkey_from_root(&d->k, root, VEIL_DIR_I2R), VEIL_OK);
 	veil_window_init(&d->w);
 	d->live = 1;
 }
@@ -931,124 +932,6 @@ test_resync_recovers(void **state)
 	    LM_MAX + VEIL_LOOKAHEAD + 1, 0);
 }
 
-static void
-test_clock_seq(void **state)
-{
-	(void)state;
-	assert_int_equal(veil_clock_seq(0), 0);
-	assert_true(veil_clock_seq(1) == (UINT64_C(1) << 32));
-	assert_true(veil_clock_seq(493000) == (UINT64_C(493000) << 32));
-	assert_true(veil_clock_seq(UINT32_MAX) == (UINT64_C(0xffffffff) << 32));
-	assert_int_equal(veil_clock_seq(UINT64_C(1) << 32), 0);
-}
-
-/*
- * A sender that climbed past every landmark while the receiver lost all
- * of it (the receiver's ladder cannot reach it any more) meets it at the
- * hour's clock landmark, also with an hour of skew either way, and the
- * receiver then follows with its regular lookahead.
- */
-static void
-test_clock_recovers(void **state)
-{
-	const uint64_t H = 493000;	/* 2026 in hours since 1970 */
-	struct veil_tagtab *t;
-	struct veil_rxdir d, e;
-	uint64_t n, v, o, q, s;
-	unsigned a, la = VEIL_LOOKAHEAD;
-	int skew;
-
-	(void)state;
-	for (skew = -1; skew <= 1; skew++) {
-		t = veil_tagtab_new(0);
-		mkdir_rx(&d);
-		mkdir_rx(&e);
-		assert_int_equal(veil_rx_arm(t, &d, 1, la), VEIL_OK);
-		assert_int_equal(veil_rx_arm(t, &e, 2, la), VEIL_OK);
-		assert_int_equal(veil_rx_arm_clock(t, &d, 1, H, la), VEIL_OK);
-		assert_int_equal(veil_rx_arm_clock(t, &e, 2, H, la), VEIL_OK);
-		assert_int_equal(veil_tagtab_count(t), 2 * (la + LEVELS + 3));
-		/* arming again adds nothing */
-		assert_int_equal(veil_rx_arm_clock(t, &d, 1, H, la), VEIL_OK);
-		assert_int_equal(veil_tagtab_count(t), 2 * (la + LEVELS + 3));
-		/* the ladder, every frame lost: it ends beyond the receiver */
-		n = 20;
-		for (a = 1; a <= 8; a++)
-			n = veil_resync_seq(n, a) + 1;
-		assert_true(n > (UINT64_C(1) << 20) + 1);
-		assert_int_equal(lookup(t, &d, veil_resync_seq(n, 9), &o, &q),
-		    VEIL_ERR_INVAL);
-		/* the sender's clock, skew hours off */
-		v = veil_clock_seq(H + (uint64_t)(int64_t)skew);
-		assert_true(v > n);
-		assert_int_equal(lookup(t, &d, v, &o, &q), VEIL_OK);
-		assert_int_equal(o, 1);
-		assert_true(q == v);
-		/* never the other direction's */
-		assert_int_equal(lookup(t, &e, v, &o, &q), VEIL_OK);
-		assert_int_equal(o, 2);
-		assert_int_equal(veil_rx_commit(t, &d, 1, v, la), VEIL_OK);
-		for (s = v + 1; s < v + 50; s++) {
-			assert_int_equal(lookup(t, &d, s, &o, &q), VEIL_OK);
-			assert_true(q == s);
-			assert_int_equal(veil_rx_commit(t, &d, 1, s, la), VEIL_OK);
-		}
-		/* hours off by two are not armed */
-		assert_int_equal(lookup(t, &e, veil_clock_seq(H + 2), &o, &q),
-		    VEIL_ERR_INVAL);
-		assert_int_equal(lookup(t, &e, veil_clock_seq(H - 2), &o, &q),
-		    VEIL_ERR_INVAL);
-		/* the hour moves on: what the old hour armed goes (the one
-		 * accepted, and those below the window now, too), the new
-		 * hour's above the window are armed */
-		veil_rx_disarm_clock(t, &d, 1, H, la);
-		veil_rx_disarm_clock(t, &e, 2, H, la);
-		check_armed(t, &d, 1, la, la + LEVELS);	/* e: regular only */
-		assert_int_equal(veil_rx_arm_clock(t, &d, 1, H + 1, la), VEIL_OK);
-		assert_int_equal(lookup(t, &d, veil_clock_seq(H + 2), &o, &q), VEIL_OK);
-		assert_int_equal(lookup(t, &d, veil_clock_seq(H + 1), &o, &q),
-		    skew < 1 ? VEIL_OK : VEIL_ERR_INVAL);
-		assert_int_equal(lookup(t, &d, veil_clock_seq(H), &o, &q),
-		    skew < 0 ? VEIL_OK : VEIL_ERR_INVAL);
-		veil_rx_disarm_clock(t, &d, 1, H + 1, la);
-		veil_rx_disarm(t, &d, la);
-		check_armed(t, &e, 2, la, 0);
-		veil_rx_disarm(t, &e, la);
-		assert_int_equal(veil_tagtab_count(t), 0);
-		veil_tagtab_free(t);
-	}
-}
-
-/* A clock landmark inside the regular range belongs to it: neither armed
- * twice nor taken away by the clock's disarm. */
-static void
-test_clock_in_range(void **state)
-{
-	const uint64_t H = 493000;
-	struct veil_tagtab *t;
-	struct veil_rxdir d;
-	uint64_t o, q, c = veil_clock_seq(H);
-	unsigned la = VEIL_LOOKAHEAD;
-
-	(void)state;
-	t = veil_tagtab_new(0);
-	mkdir_rx(&d);
-	d.w.top = c - 3;	/* c is in [top, top + lookahead) */
-	assert_int_equal(veil_rx_arm(t, &d, 1, la), VEIL_OK);
-	assert_int_equal(veil_rx_arm_clock(t, &d, 1, H, la), VEIL_OK);
-	/* H - 1 is below the window: only H + 1 was added */
-	check_armed(t, &d, 1, la, 1);
-	veil_rx_disarm_clock(t, &d, 1, H, la);
-	check_armed(t, &d, 1, la, 0);
-	assert_int_equal(lookup(t, &d, c, &o, &q), VEIL_OK);
-	assert_true(q == c);
-	assert_int_equal(veil_rx_arm_clock(NULL, &d, 1, H, la), VEIL_ERR_INVAL);
-	assert_int_equal(veil_rx_arm_clock(t, &d, 1, 0, la), VEIL_ERR_INVAL);
-	veil_rx_disarm(t, &d, la);
-	assert_int_equal(veil_tagtab_count(t), 0);
-	veil_tagtab_free(t);
-}
-
 /*
  * Two directions in one table with the same top, hence the same landmark
  * seqs: each tag resolves to its own owner only, a resync of one leaves
@@ -1103,6 +986,364 @@ test_rx_landmark_owners(void **state)
 	veil_tagtab_free(t);
 }
 
+/* --- receive chains (protocol.md 2.1) -------------------------------- */
+
+#define PL 600u		/* period length of the chain tests */
+#define GR 120u		/* grace and lead */
+#define P0 UINT64_C(2000000)	/* a period in 2008 */
+
+/* D_(p+n) from D_p, written out with libsodium. */
+static void
+spec_ratchet(uint8_t out[32], const uint8_t root[32], uint64_t n)
+{
+	uint8_t t[32];
+
+	memcpy(t, root, 32);
+	while (n-- > 0)
+		crypto_kdf_derive_from_key(t, 32, 3, "veildir2", t);
+	memcpy(out, t, 32);
+}
+
+static int
+advance_at(struct veil_rxchain *c, uint64_t now)
+{
+	struct veil_clock clk = { now, GR, GR };
+
+	return veil_rxchain_advance(c, &clk, NULL, 0, 0);
+}
+
+/* Which periods the chain holds, as a bit mask relative to its period:
+ * 1 = p - 1, 2 = p, 4 = p + 1.  Also checks every slot's invariants. */
+static unsigned
+held(const struct veil_rxchain *c, const uint8_t root0[32], uint64_t q0)
+{
+	uint8_t want[32];
+	unsigned mask = 0;
+	int i;
+
+	for (i = 0; i < VEIL_RX_SLOTS; i++) {
+		const struct veil_rxdir *s = &c->slot[i];
+
+		if (!s->live) {
+			/* a slot that is not live is all zero: no key left */
+			assert_true(sodium_is_zero((const uint8_t *)s, sizeof(*s)));
+			continue;
+		}
+		assert_int_equal(s->period % VEIL_RX_SLOTS, i);
+		assert_true(s->period + 1 >= c->period && s->period <= c->period + 1);
+		assert_true(s->period >= q0);
+		spec_ratchet(want, root0, s->period - q0);
+		assert_memory_equal(s->k.root, want, 32);
+		crypto_kdf_derive_from_key(want, 32, 1, "veildir2", s->k.root);
+		assert_memory_equal(s->k.key, want, 32);
+		assert_int_equal(s->k.dir, c->dir);
+		mask |= 1u << (s->period + 1 - c->period);
+	}
+	assert_true(mask & 2);
+	return mask;
+}
+
+static void
+test_rxchain_slots(void **state)
+{
+	struct veil_rxchain c;
+	uint8_t root[32], bind[32];
+	const uint64_t s0 = P0 * PL, s1 = (P0 + 1) * PL;
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_R2I, PL, P0), VEIL_OK);
+	crypto_kdf_derive_from_key(bind, 32, 4, "veildir2", root);
+	assert_memory_equal(c.bind, bind, 32);
+	assert_int_equal(held(&c, root, P0), 2);
+
+	/* In the middle of the period: p only. */
+	assert_int_equal(advance_at(&c, s0 + 300), 0);
+	assert_int_equal(held(&c, root, P0), 2);
+	/* lead before the boundary: p + 1 comes */
+	assert_int_equal(advance_at(&c, s1 - GR - 1), 0);
+	assert_int_equal(held(&c, root, P0), 2);
+	assert_int_equal(advance_at(&c, s1 - GR), 1);
+	assert_int_equal(held(&c, root, P0), 2 | 4);
+	assert_int_equal(c.period, P0);
+	/* the boundary: p + 1 is current, p stays for the grace */
+	assert_int_equal(advance_at(&c, s1), 1);
+	assert_int_equal(c.period, P0 + 1);
+	assert_int_equal(held(&c, root, P0), 1 | 2);
+	assert_int_equal(advance_at(&c, s1 + GR - 1), 0);
+	assert_int_equal(held(&c, root, P0), 1 | 2);
+	/* grace over: p's key is gone (its slot is all zero, checked by held;
+	 * and no byte of the chain holds it) */
+	assert_int_equal(advance_at(&c, s1 + GR), 1);
+	assert_null(memmem(&c, sizeof(c), root, 32));
+	crypto_kdf_derive_from_key(bind, 32, 1, "veildir2", root);
+	assert_null(memmem(&c, sizeof(c), bind, 32));
+	crypto_kdf_derive_from_key(bind, 32, 4, "veildir2", root);
+	assert_int_equal(held(&c, root, P0), 2);
+	assert_null(veil_rxchain_find(&c, P0));
+	assert_non_null(veil_rxchain_find(&c, P0 + 1));
+	assert_memory_equal(c.bind, bind, 32);
+	veil_rxchain_wipe(&c);
+	assert_true(sodium_is_zero((const uint8_t *)&c, sizeof(c)));
+}
+
+/*
+ * A frame sealed in period p (by a sender a little behind) opens within
+ * the grace after the boundary and not after it; one sealed for p + 1 by a
+ * sender a little ahead opens within the lead.
+ */
+static void
+test_rxchain_grace_open(void **state)
+{
+	struct veil_rxchain c;
+	struct veil_txchain tx;
+	struct veil_frame_hdr h;
+	struct veil_rxdir *d;
+	uint8_t root[32], f0[512], f1[512], body[512], msgid[16];
+	const uint64_t s1 = (P0 + 1) * PL;
+	int i;
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	veil_msgid_new(msgid);
+	assert_int_equal(veil_txchain_init(&tx, root, VEIL_DIR_I2R, PL, P0), VEIL_OK);
+	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_I2R, PL, P0), VEIL_OK);
+	assert_int_equal(veil_message_seal(f0, sizeof(f0), 512, &tx.k, &tx.seq,
+	    VEIL_T_TEXT, msgid, (const uint8_t *)"p", 1), 1);
+	/* the sender's clock is ahead: it seals in p + 1 already */
+	assert_int_equal(veil_txchain_advance(&tx, s1 + 5), 1);
+	assert_int_equal(veil_message_seal(f1, sizeof(f1), 512, &tx.k, &tx.seq,
+	    VEIL_T_TEXT, msgid, (const uint8_t *)"q", 1), 1);
+
+	/* receiver before the lead: p + 1's frame cannot open yet */
+	assert_int_equal(advance_at(&c, s1 - GR - 1), 0);
+	assert_null(veil_rxchain_find(&c, P0 + 1));
+	assert_int_equal(advance_at(&c, s1 - GR), 1);
+	d = veil_rxchain_find(&c, P0 + 1);
+	assert_non_null(d);
+	assert_int_equal(veil_frame_open(f1, 512, &d->k, 0, &h, body), VEIL_OK);
+	assert_int_equal(veil_window_mark(&d->w, 0), VEIL_OK);
+
+	/* within the grace: p's frame still opens */
+	assert_int_equal(advance_at(&c, s1 + GR - 1), 1);
+	d = veil_rxchain_find(&c, P0);
+	assert_non_null(d);
+	assert_int_equal(veil_frame_open(f0, 512, &d->k, 0, &h, body), VEIL_OK);
+	assert_memory_equal(body, "p", 1);
+	/* p + 1 kept its window: seq 0 is a replay there */
+	d = veil_rxchain_find(&c, P0 + 1);
+	assert_int_equal(veil_window_check(&d->w, 0), VEIL_ERR_REPLAY);
+
+	/* after the grace: no key of the chain opens it any more */
+	assert_int_equal(advance_at(&c, s1 + GR), 1);
+	assert_null(veil_rxchain_find(&c, P0));
+	for (i = 0; i < VEIL_RX_SLOTS; i++)
+		if (c.slot[i].live)
+			assert_int_equal(veil_frame_open(f0, 512, &c.slot[i].k, 0,
+			    &h, body), VEIL_ERR_DECRYPT);
+	veil_rxchain_wipe(&c);
+	veil_txchain_wipe(&tx);
+}
+
+/* Many periods at once: only p - 1 (if in grace), p and p + 1 (if in
+ * lead) come out, derived through the ratchet. */
+static void
+test_rxchain_jump(void **state)
+{
+	struct veil_rxchain c, d;
+	uint8_t root[32];
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_I2R, PL, P0), VEIL_OK);
+	d = c;
+	/* 10 periods on, 5 s after the boundary: p - 1 in grace */
+	assert_int_equal(advance_at(&c, (P0 + 10) * PL + 5), 1);
+	assert_int_equal(c.period, P0 + 10);
+	assert_int_equal(held(&c, root, P0), 1 | 2);
+	/* 10 periods on, in the lead of the next */
+	assert_int_equal(advance_at(&d, (P0 + 11) * PL - 1), 1);
+	assert_int_equal(held(&d, root, P0), 2 | 4);
+	/* and from there one more: p + 1 becomes p with the same window */
+	d.slot[(P0 + 11) % 3].w.top = 7;
+	d.slot[(P0 + 11) % 3].w.map[0] = 1;
+	assert_int_equal(advance_at(&d, (P0 + 11) * PL), 1);
+	assert_int_equal(held(&d, root, P0), 1 | 2);
+	assert_int_equal(veil_rxchain_find(&d, P0 + 11)->w.top, 7);
+	assert_int_equal(veil_window_check(&veil_rxchain_find(&d, P0 + 11)->w, 6),
+	    VEIL_ERR_REPLAY);
+	/* the chain is one-way: nothing of the start is left anywhere */
+	for (int i = 0; i < VEIL_RX_SLOTS; i++)
+		assert_memory_not_equal(d.slot[i].k.root, root, 32);
+	veil_rxchain_wipe(&c);
+	veil_rxchain_wipe(&d);
+}
+
+/* A clock that goes back moves nothing: not the period, not the lead key
+ * once held (its window would be forgotten), and a passed key never
+ * comes back. */
+static void
+test_rxchain_never_back(void **state)
+{
+	struct veil_rxchain c, before;
+	uint8_t root[32];
+	const uint64_t s1 = (P0 + 1) * PL;
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_I2R, PL, P0), VEIL_OK);
+	assert_int_equal(advance_at(&c, s1 - 10), 1);		/* lead */
+	veil_rxchain_find(&c, P0 + 1)->w.top = 3;
+	before = c;
+	assert_int_equal(advance_at(&c, P0 * PL), 0);
+	assert_int_equal(advance_at(&c, 0), 0);
+	assert_memory_equal(&c, &before, sizeof(c));
+	/* on to p + 2, then back to p's time */
+	assert_int_equal(advance_at(&c, (P0 + 2) * PL + 300), 1);
+	assert_int_equal(held(&c, root, P0), 2);
+	before = c;
+	assert_int_equal(advance_at(&c, s1), 0);
+	assert_int_equal(c.period, P0 + 2);
+	assert_memory_equal(&c, &before, sizeof(c));
+	assert_null(veil_rxchain_find(&c, P0));
+	assert_null(veil_rxchain_find(&c, P0 + 1));
+	/* anchored in the future (a peer clock ahead): p stays live */
+	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_I2R, PL, P0 + 5),
+	    VEIL_OK);
+	assert_int_equal(advance_at(&c, s1), 0);
+	assert_int_equal(c.period, P0 + 5);
+	assert_non_null(veil_rxchain_find(&c, P0 + 5));
+	veil_rxchain_wipe(&c);
+	veil_rxchain_wipe(&before);
+}
+
+static void
+test_rxchain_step_bound(void **state)
+{
+	struct veil_rxchain c;
+	struct veil_clock clk = { 0, 0, 0 };
+	uint8_t root[32], want[32];
+	const uint64_t max = VEIL_RATCHET_MAX_STEPS;
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_R2I, 1, 10), VEIL_OK);
+	clk.now = 10 + max + 2;
+	assert_int_equal(veil_rxchain_advance(&c, &clk, NULL, 0, 0),
+	    VEIL_ERR_RATCHET);
+	assert_int_equal(c.period, 10 + max);
+	spec_ratchet(want, root, max);
+	assert_memory_equal(veil_rxchain_find(&c, 10 + max)->k.root, want, 32);
+	assert_int_equal(veil_rxchain_advance(&c, &clk, NULL, 0, 0), 1);
+	assert_int_equal(c.period, 10 + max + 2);
+	spec_ratchet(want, want, 2);
+	assert_memory_equal(veil_rxchain_find(&c, 10 + max + 2)->k.root, want, 32);
+	veil_rxchain_wipe(&c);
+}
+
+/* How many seqs of d are armed, from the definition in replay.h. */
+static size_t
+model_count(const struct veil_rxdir *d, unsigned la)
+{
+	uint64_t top = d->w.top, lo = top > W ? top - W : 0, s, lm[LEVELS];
+	size_t n = model_landmarks(top, la, lm);
+
+	for (s = lo; s < top + la; s++)
+		n += veil_window_check(&d->w, s) == VEIL_OK;
+	return n;
+}
+
+/* With a tag table, the table always holds exactly the live slots, each
+ * as owner_base + its index (plus `others` entries). */
+static void
+check_chain_armed(struct veil_tagtab *t, const struct veil_rxchain *c,
+    uint64_t base, size_t others)
+{
+	size_t total = others, n[VEIL_RX_SLOTS] = { 0 };
+	int i;
+
+	for (i = 0; i < VEIL_RX_SLOTS; i++)
+		if (c->slot[i].live)
+			total += n[i] = model_count(&c->slot[i], VEIL_LOOKAHEAD);
+	assert_int_equal(veil_tagtab_count(t), total);
+	for (i = 0; i < VEIL_RX_SLOTS; i++)
+		if (c->slot[i].live)
+			check_armed(t, &c->slot[i], base + (uint64_t)i,
+			    VEIL_LOOKAHEAD, total - n[i]);
+}
+
+static void
+test_rxchain_tags_follow(void **state)
+{
+	struct veil_tagtab *t;
+	struct veil_rxchain c, e;
+	struct veil_clock clk = { 0, GR, GR };
+	uint8_t root[32];
+	uint64_t times[] = { P0 * PL + 1, (P0 + 1) * PL - GR, (P0 + 1) * PL,
+	    (P0 + 1) * PL + GR, (P0 + 7) * PL + 3, (P0 + 8) * PL - 2,
+	    (P0 + 8) * PL + GR + 1 };
+	size_t i, other;
+
+	(void)state;
+	t = veil_tagtab_new(0);
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&e, root, VEIL_DIR_R2I, PL, P0), VEIL_OK);
+	assert_int_equal(veil_rxchain_arm(t, &e, 100, VEIL_LOOKAHEAD), VEIL_OK);
+	other = veil_tagtab_count(t);
+	assert_int_equal(other, VEIL_LOOKAHEAD + LEVELS);
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_I2R, PL, P0), VEIL_OK);
+	assert_int_equal(veil_rxchain_arm(t, &c, 8, VEIL_LOOKAHEAD), VEIL_OK);
+	for (i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+		clk.now = times[i];
+		assert_true(veil_rxchain_advance(&c, &clk, t, 8, VEIL_LOOKAHEAD) >= 0);
+		check_chain_armed(t, &c, 8, other);
+		/* a frame in the current period moves its window */
+		assert_int_equal(veil_rx_commit(t, veil_rxchain_find(&c, c.period),
+		    8 + c.period % 3, 2 * i, VEIL_LOOKAHEAD), VEIL_OK);
+		check_chain_armed(t, &c, 8, other);
+	}
+	veil_rxchain_disarm(t, &c, VEIL_LOOKAHEAD);
+	assert_int_equal(veil_tagtab_count(t), other);
+	veil_rxchain_disarm(t, &e, VEIL_LOOKAHEAD);
+	assert_int_equal(veil_tagtab_count(t), 0);
+	veil_tagtab_free(t);
+	veil_rxchain_wipe(&c);
+	veil_rxchain_wipe(&e);
+}
+
+static void
+test_rxchain_bad_args(void **state)
+{
+	struct veil_rxchain c;
+	struct veil_clock clk = { 1000, 0, 0 };
+	uint8_t root[32];
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&c, root, 0, PL, 1), VEIL_ERR_INVAL);
+	assert_int_equal(veil_rxchain_init(&c, root, 1, 0, 1), VEIL_ERR_INVAL);
+	assert_int_equal(veil_rxchain_init(&c, NULL, 1, PL, 1), VEIL_ERR_INVAL);
+	assert_int_equal(veil_rxchain_init(&c, root, 1, PL, UINT64_MAX / PL + 1),
+	    VEIL_ERR_INVAL);
+	assert_int_equal(veil_rxchain_advance(&c, &clk, NULL, 0, 0), VEIL_ERR_STATE);
+	assert_int_equal(veil_rxchain_init(&c, root, 1, PL, 1), VEIL_OK);
+	assert_int_equal(veil_rxchain_advance(&c, NULL, NULL, 0, 0), VEIL_ERR_INVAL);
+	/* the last representable period: no lead key beyond it */
+	assert_int_equal(veil_rxchain_init(&c, root, 1, PL, UINT64_MAX / PL),
+	    VEIL_OK);
+	clk.now = UINT64_MAX;
+	clk.lead = PL;
+	assert_int_equal(veil_rxchain_advance(&c, &clk, NULL, 0, 0), 0);
+	assert_int_equal(veil_rxchain_find(&c, UINT64_MAX / PL) != NULL, 1);
+	/* the same with one-second periods: period 2^64 - 1, no period after */
+	assert_int_equal(veil_rxchain_init(&c, root, 1, 1, UINT64_MAX), VEIL_OK);
+	assert_int_equal(veil_rxchain_advance(&c, &clk, NULL, 0, 0), 0);
+	assert_int_equal(c.slot[0].live + c.slot[1].live + c.slot[2].live, 1);
+	assert_int_equal(veil_rxchain_arm(NULL, &c, 0, 1), VEIL_ERR_INVAL);
+	veil_rxchain_wipe(&c);
+}
+
 int
 main(void)
 {
@@ -1125,9 +1366,13 @@ main(void)
 		cmocka_unit_test(test_resync_seq),
 		cmocka_unit_test(test_resync_converges),
 		cmocka_unit_test(test_resync_recovers),
-		cmocka_unit_test(test_clock_seq),
-		cmocka_unit_test(test_clock_recovers),
-		cmocka_unit_test(test_clock_in_range),
+		cmocka_unit_test(test_rxchain_slots),
+		cmocka_unit_test(test_rxchain_grace_open),
+		cmocka_unit_test(test_rxchain_jump),
+		cmocka_unit_test(test_rxchain_never_back),
+		cmocka_unit_test(test_rxchain_step_bound),
+		cmocka_unit_test(test_rxchain_tags_follow),
+		cmocka_unit_test(test_rxchain_bad_args),
 	};
 
 	tu_deterministic_rng("test_replay");
