@@ -36,6 +36,7 @@ enum kind {
 	K_INT,		/* int, unsigned int or size_t */
 	K_FLOAT,	/* double; an integer is accepted too */
 	K_DUR,		/* uint64_t milliseconds */
+	K_BOOL,		/* int, 0 or 1, from true or false */
 	K_ENUM,		/* enum, from a string among names[] */
 	K_URIS,		/* mqtt.uris: list of strings */
 	K_GROUP
@@ -249,11 +250,17 @@ static const struct key mqtt_keys[] = {
 	    NULL, KF_EMPTY_NULL },
 	{ "password", K_STR, FIELD(mqtt.password), 0, 0, NULL, NULL, NULL,
 	    NULL, KF_EMPTY_NULL | KF_SECRET },
+	{ "random_username", K_BOOL, FIELD(mqtt.random_username), 0, 0, NULL,
+	    NULL, NULL, NULL, 0 },
 	{ "topic_prefix", K_STR, FIELD(mqtt.topic_prefix), 0, 0, NULL, NULL,
 	    check_topic_prefix, NULL, 0 },
 	/* MQTT's keep-alive is a 16-bit count of seconds. */
 	{ "keepalive", K_DUR, FIELD(mqtt.keepalive_ms), 1 * SEC, 65535 * SEC,
 	    NULL, NULL, NULL, NULL, KF_WHOLE_SEC },
+	/* MQTT 5's Session Expiry Interval is a 32-bit count of seconds whose
+	 * largest value means "never". */
+	{ "session_expiry", K_DUR, FIELD(mqtt.session_expiry_ms), 0,
+	    0xfffffffeLL * SEC, NULL, NULL, NULL, NULL, KF_WHOLE_SEC },
 	{ "inflight", K_INT, FIELD(mqtt.inflight), 1, 65535, NULL, NULL, NULL,
 	    "must be between 1 and 65535", 0 },
 	{ "proxy", K_STR, FIELD(mqtt.proxy), 0, 0, NULL, NULL, check_proxy,
@@ -272,6 +279,8 @@ static const struct key xmpp_keys[] = {
 	    NULL, KF_EMPTY_NULL },
 	{ "tls", K_ENUM, FIELD(xmpp.tls), 0, 0, tls_names, NULL, NULL, NULL,
 	    0 },
+	{ "inflight", K_INT, FIELD(xmpp.inflight), 1, 65535, NULL, NULL, NULL,
+	    "must be between 1 and 65535", 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
@@ -596,6 +605,15 @@ set_duration(struct ctx *c, const config_setting_t *s, const struct key *k)
 }
 
 static int
+set_bool(struct ctx *c, const config_setting_t *s, const struct key *k)
+{
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return cfg_error(c, s, NULL, "must be true or false");
+	store_int(c->cfg, k, config_setting_get_bool(s) ? 1 : 0);
+	return 0;
+}
+
+static int
 set_enum(struct ctx *c, const config_setting_t *s, const struct key *k)
 {
 	char		 list[128];
@@ -683,6 +701,9 @@ set_group(struct ctx *c, const config_setting_t *g, const struct key *keys)
 			break;
 		case K_DUR:
 			rv = set_duration(c, s, k);
+			break;
+		case K_BOOL:
+			rv = set_bool(c, s, k);
 			break;
 		case K_ENUM:
 			rv = set_enum(c, s, k);
@@ -809,9 +830,11 @@ config_defaults(struct veild_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->transport = VEILD_TRANSPORT_MQTT;
 	cfg->mqtt.keepalive_ms = 30 * SEC;
+	cfg->mqtt.session_expiry_ms = 7 * DAY;
 	cfg->mqtt.inflight = 64;
 	cfg->xmpp.port = 5222;
 	cfg->xmpp.tls = VEILD_TLS_STARTTLS;
+	cfg->xmpp.inflight = 64;
 	cfg->identity.obscurity = 2;
 	cfg->identity.id_bits = VEIL_ID_DEFAULT_BITS;
 	cfg->frames.size = VEIL_FRAME_DEFAULT;
@@ -1033,8 +1056,11 @@ config_print(FILE *fp, const struct veild_config *cfg)
 	print_str(fp, in, "username", cfg->mqtt.username);
 	print_str(fp, in, "password",
 	    cfg->mqtt.password != NULL ? "********" : "");
+	fprintf(fp, "%srandom_username = %s;\n", in,
+	    cfg->mqtt.random_username ? "true" : "false");
 	print_str(fp, in, "topic_prefix", cfg->mqtt.topic_prefix);
 	print_dur(fp, in, "keepalive", cfg->mqtt.keepalive_ms);
+	print_dur(fp, in, "session_expiry", cfg->mqtt.session_expiry_ms);
 	fprintf(fp, "%sinflight = %u;\n", in, cfg->mqtt.inflight);
 	print_proxy(fp, in, cfg->mqtt.proxy);
 	fputs("};\n", fp);
@@ -1045,6 +1071,7 @@ config_print(FILE *fp, const struct veild_config *cfg)
 	fprintf(fp, "%sport = %u;\n", in, cfg->xmpp.port);
 	print_str(fp, in, "pubsub", cfg->xmpp.pubsub);
 	print_str(fp, in, "tls", tls_names[cfg->xmpp.tls]);
+	fprintf(fp, "%sinflight = %u;\n", in, cfg->xmpp.inflight);
 	fputs("};\n", fp);
 
 	fputs("identity = {\n", fp);

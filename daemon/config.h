@@ -52,8 +52,11 @@ struct veild_config {
 		size_t		 nuris;		/* 1..CONFIG_MQTT_URIS_MAX */
 		char		*username;	/* NULL: none */
 		char		*password;	/* NULL: none; secret */
+		int		 random_username; /* fresh random username and
+						  * password per client ID */
 		char		*topic_prefix;	/* "" by default, never NULL */
 		uint64_t	 keepalive_ms;	/* whole seconds, 1s..65535s */
+		uint64_t	 session_expiry_ms; /* whole seconds, 0s..2^32-2 s */
 		unsigned int	 inflight;	/* 1..65535 */
 		char		*proxy;		/* NULL: none; clear http(s)_proxy */
 	} mqtt;
@@ -64,6 +67,7 @@ struct veild_config {
 		unsigned int	 port;		/* 1..65535 */
 		char		*pubsub;	/* NULL only while domain is NULL */
 		enum veild_xmpp_tls tls;
+		unsigned int	 inflight;	/* 1..65535 */
 	} xmpp;
 
 	struct {

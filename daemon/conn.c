@@ -59,7 +59,7 @@ conn_client_id(void)
 const char *
 conn_transport_name(void)
 {
-	return K.tr != NULL ? K.tr->name : "none";
+	return K.tr != NULL ? transport_name(K.tr) : "none";
 }
 
 uint64_t
@@ -74,24 +74,13 @@ conn_frames_out(void)
 	return K.frames_out;
 }
 
-/* The broker-side name of an inbox: optional prefix + random text. */
-static void
-topic_of(const char *inbox, char *out, size_t len)
-{
-	const char *p = eng_cfg()->mqtt.topic_prefix;
-
-	snprintf(out, len, "%s%s", p != NULL ? p : "", inbox);
-}
-
 void
 conn_publish(const char *inbox, const uint8_t *frames, int n)
 {
 	size_t fs = eng_cfg()->frames.size;
-	char topic[256];
 
-	topic_of(inbox, topic, sizeof topic);
 	for (int i = 0; i < n; i++) {
-		if (transport_publish(K.tr, topic, frames + (size_t)i * fs, fs, 0) != 0)
+		if (transport_publish(K.tr, inbox, frames + (size_t)i * fs, fs, 0) != 0)
 			log_warnx("transport: publish failed");
 		else {
 			K.frames_out++;
@@ -114,26 +103,21 @@ void
 conn_subscribe(enum conn_which which, const char *inbox)
 {
 	struct transport *t = pick(which);
-	char topic[256];
 
 	if (t == NULL)
 		t = K.tr;
-	topic_of(inbox, topic, sizeof topic);
-	if (transport_subscribe(t, topic) != 0)
+	if (transport_subscribe(t, inbox) != 0)
 		log_warnx("transport: subscribe failed");
 }
 
 void
 conn_unsubscribe(const char *inbox)
 {
-	char topic[256];
-
-	topic_of(inbox, topic, sizeof topic);
-	transport_unsubscribe(K.tr, topic);
+	transport_unsubscribe(K.tr, inbox);
 	if (K.tr_old != NULL)
-		transport_unsubscribe(K.tr_old, topic);
+		transport_unsubscribe(K.tr_old, inbox);
 	if (K.tr_card != NULL)
-		transport_unsubscribe(K.tr_card, topic);
+		transport_unsubscribe(K.tr_card, inbox);
 }
 
 /*
@@ -216,6 +200,15 @@ tr_published(uint64_t cookie, int ok, void *arg)
 		log_warnx("broker refused a frame");
 }
 
+/* Frames the driver dropped before on_message (wrong size, junk, overflow). */
+static void
+tr_dropped(unsigned int n, void *arg)
+{
+	(void)arg;
+	while (n-- > 0)
+		recv_count_dropped();
+}
+
 static void
 tr_subscribed(const char *topic, int ok, void *arg)
 {
@@ -229,26 +222,11 @@ tr_subscribed(const char *topic, int ok, void *arg)
 static struct transport *
 make_transport(const char *id, uintptr_t gen, char *err, size_t errlen)
 {
-	const struct veild_config *cfg = eng_cfg();
-	struct transport_config tc;
-	struct transport_cbs cbs = { tr_state, tr_message, tr_published, tr_subscribed };
+	struct transport_cbs cbs = { tr_state, tr_message, tr_published,
+	    tr_subscribed, tr_dropped };
 	struct transport *t;
 
-	memset(&tc, 0, sizeof tc);
-	tc.uris = (const char *const *)cfg->mqtt.uris;
-	tc.nuris = cfg->mqtt.nuris;
-	tc.username = cfg->mqtt.username;
-	tc.password = cfg->mqtt.password;
-	tc.keepalive_ms = (unsigned)cfg->mqtt.keepalive_ms;
-	tc.inflight = cfg->mqtt.inflight;
-	tc.proxy = cfg->mqtt.proxy;
-	tc.xmpp_domain = cfg->xmpp.domain;
-	tc.xmpp_host = cfg->xmpp.host;
-	tc.xmpp_port = cfg->xmpp.port;
-	tc.xmpp_pubsub = cfg->xmpp.pubsub;
-	tc.xmpp_tls = cfg->xmpp.tls == VEILD_TLS_REQUIRED;
-	t = transport_new(cfg->transport == VEILD_TRANSPORT_XMPP ? "xmpp" : "mqtt",
-	    eng_base(), &tc, &cbs, (void *)gen, err, errlen);
+	t = transport_new(eng_cfg(), eng_base(), &cbs, (void *)gen, err, errlen);
 	if (t == NULL)
 		return NULL;
 	if (transport_set_client_id(t, id) != 0) {

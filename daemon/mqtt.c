@@ -3,23 +3,31 @@
 /*
  * Sessions.  A peer that is offline must not lose frames, so the broker has
  * to hold QoS 1 messages for us while we are away: we connect with Clean
- * Start = 0 and a Session Expiry Interval (default 7 days) under a client ID
- * that stays the same for a whole epoch (daemon restarts included, the engine
- * stores it).  A client ID is retired by disconnecting with Session Expiry 0,
- * which makes the broker drop that session and its queue at once instead of
- * keeping an orphan that still names our topics.  The old client lingers
- * up to MQTT_DISCONNECT_WAIT to finish its in-flight work and keeps
- * delivering meanwhile, so a rotation under traffic yields duplicates (the
- * engine dedupes); frames published to our topics after the old ID's
- * DISCONNECT and before the new ID's SUBACK reach nobody, and the engine's
- * end-to-end ACK and retransmission cover that gap.
- * Every live topic is subscribed again on every connect anyway: the broker
- * may have lost the session (restart without persistence, expiry), and a
+ * Start = 0 and a Session Expiry Interval (mqtt.session_expiry, or
+ * transport_set_session_expiry()) under a client ID that stays the same
+ * for a whole epoch.  A client ID is left by disconnecting with Session
+ * Expiry 0, which makes the broker drop that session and its queue at once
+ * instead of keeping an orphan that still names our topics; so is every
+ * connection at transport_free(): the session never outlives the
+ * transport.  Only a connection that is lost (a crash, the network) leaves
+ * a session behind, for the expiry interval.  The old client of a rotation
+ * lingers up to MQTT_DISCONNECT_WAIT to finish its in-flight work and
+ * keeps delivering meanwhile, so a rotation under traffic yields
+ * duplicates (the engine dedupes); frames published to our topics after
+ * the old ID's DISCONNECT and before the new ID's SUBACK reach nobody, and
+ * the engine's end-to-end ACK and retransmission cover that gap.  Every
+ * live topic is subscribed again on every connect anyway: the broker may
+ * have lost the session (restart without persistence, expiry), and a
  * SUBSCRIBE for a topic already held is harmless.
  *
  * MQTT 5 rather than 3.1.1: session expiry is what lets us discard an old
- * session without reconnecting under the old ID.  A 3.1.1-only broker is
- * not supported.
+ * session without reconnecting under the old ID, and Maximum Packet Size
+ * is what keeps oversized publishes away.  A 3.1.1-only broker is not
+ * supported.
+ *
+ * Topics.  mqtt.topic_prefix is an MQTT matter (broker ACLs): this driver
+ * puts it in front of every topic it subscribes and publishes, and takes
+ * it off what it delivers.  The engine only ever sees its inbox names.
  *
  * Threads.  paho runs its callbacks on its own threads.  They only copy what
  * they got into a queue under a mutex and activate a libevent event; all
@@ -29,10 +37,28 @@
  * caller's job).  Each request carries a sequence number; a late answer for
  * a request that was re-issued or abandoned matches nothing and is dropped.
  *
- * Reconnects use our own timer on the loop (transport_backoff(): exponential,
- * with jitter) instead of paho's automaticReconnect, which does not retry a
- * failed first connect.  Publishes beyond the in-flight window wait on the loop side:
- * handing paho everything at once is an order of magnitude slower.
+ * Broker input is bounded.  CONNECT carries a Maximum Packet Size of one
+ * frame's PUBLISH on our longest possible topic (mqtt_max_packet()), so a
+ * broker that follows MQTT 5 drops anything larger instead of sending it
+ * (mosquitto logs "Dropping too large outgoing PUBLISH").  One that does
+ * not can still make paho read one such packet: paho has no limit of its
+ * own.  On paho's thread, a payload that is not exactly frames.size bytes
+ * is dropped before anything is copied.  The hand-off queue to the loop
+ * holds at most MQTT_QUEUE_MSGS frames and MQTT_QUEUE_BYTES bytes; beyond
+ * that, arriving frames are dropped and counted (on_dropped).  Why drop
+ * rather than stop acknowledging: paho sends the PUBACK before it calls us
+ * (MQTTProtocol_handlePublishes), so refusing a message only moves it into
+ * paho's own unbounded queue, and MQTT 5's Receive Maximum counts unacked
+ * messages, which paho never has.  A dropped frame is not lost for good:
+ * the peer's outbox retransmits until our end-to-end ACK, and a first-
+ * contact REQUEST is resent too.  The loop drains the queue in batches of
+ * MQTT_DRAIN_BATCH, so a flood cannot starve the rest of the daemon either.
+ *
+ * Reconnects use transport.c's timer on the loop (exponential, with
+ * jitter) instead of paho's automaticReconnect, which does not retry a
+ * failed first connect.  Publishes beyond the in-flight window wait on the
+ * loop side: handing paho everything at once is an order of magnitude
+ * slower.
  */
 
 #include <sys/queue.h>
@@ -45,32 +71,31 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
 #include <MQTTAsync.h>
 
+#include "compat.h"
+#include "config.h"
 #include "log.h"
-#include "transport.h"
+#include "transport_driver.h"
 
-#ifndef TAILQ_FOREACH_SAFE	/* glibc's sys/queue.h lacks it */
-#define TAILQ_FOREACH_SAFE(var, head, field, tvar)			\
-	for ((var) = TAILQ_FIRST(head);					\
-	    (var) != NULL && ((tvar) = TAILQ_NEXT(var, field), 1);	\
-	    (var) = (tvar))
-#endif
-
-#define MQTT_INFLIGHT_DEFAULT	100
-#define MQTT_KEEPALIVE_DEFAULT	60	/* s */
-#define MQTT_EXPIRY_DEFAULT	(7 * 24 * 3600)	/* s */
 #define MQTT_CONNECT_TIMEOUT	10	/* s, per server URI */
-#define MQTT_DISCONNECT_WAIT	1000	/* ms for in-flight work at retirement */
+#define MQTT_DISCONNECT_WAIT	1000	/* ms for in-flight work at a rotation */
+#define MQTT_CLOSE_WAIT		1000	/* ms for paho to say DISCONNECT at free */
 #define MQTT_DRAIN_BATCH	256	/* events per wake before yielding */
+#define MQTT_QUEUE_MSGS		1024	/* frames waiting for the loop */
+#define MQTT_QUEUE_BYTES	(4 << 20)
+#define MQTT_CONTROL_MIN	512	/* bytes: CONNACK, SUBACK of a batch */
+#define MQTT_SUB_BATCH		128
+#define MQTT_RANDOM_USER	16	/* characters */
+#define MQTT_RANDOM_PASS	24
 
 enum mev_type {
 	MEV_UP,		/* seq = connect attempt */
@@ -83,6 +108,9 @@ enum mev_type {
 	MEV_UNSUB,
 };
 
+struct mreq;
+
+/* One allocation: text and data point into buf. */
 struct mev {
 	TAILQ_ENTRY(mev)	 entry;
 	enum mev_type		 type;
@@ -90,10 +118,12 @@ struct mev {
 	int			 ok;
 	int			 permanent;	/* MEV_PUB failure: do not retry */
 	int			 session_present;
+	struct mreq		*rq;		/* to free on the loop */
 	char			*text;
 	void			*data;
 	size_t			 len;
-	struct mreq		*rq;		/* to free on the loop */
+	size_t			 cost;		/* MEV_MSG: against the bound */
+	char			 buf[];
 };
 TAILQ_HEAD(mev_list, mev);
 
@@ -119,47 +149,31 @@ struct mhandle {
 	uint64_t	 gen;
 	MQTTAsync	 cli;
 	char		 id[TRANSPORT_CLIENT_ID_MAX + 1];
+	char		*user;		/* presented at every (re)connect */
+	char		*pass;
 };
-
-struct mtopic {
-	TAILQ_ENTRY(mtopic)	 entry;
-	struct mtopic		*hnext;		/* name hash chain */
-	struct mtopic		*snext;		/* request hash chain */
-	char			*name;
-	int			 live;		/* 0: still to UNSUBSCRIBE */
-	int			 reported;	/* on_subscribed done */
-	uint64_t		 seq;		/* outstanding request */
-};
-TAILQ_HEAD(mtopic_list, mtopic);
-
-struct mpub {
-	TAILQ_ENTRY(mpub)	 entry;
-	char			*topic;
-	void			*buf;
-	size_t			 len;
-	uint64_t		 cookie;
-	uint64_t		 seq;		/* 0 while waiting */
-};
-TAILQ_HEAD(mpub_list, mpub);
-
-enum mstate { MQTT_DOWN, MQTT_CONNECTING, MQTT_UP };
 
 struct mqtt {
 	struct transport	 t;
-	struct event_base	*base;
-	struct transport_cbs	 cbs;
-	void			*arg;
 
+	/* From the configuration; read-only once created (paho's threads
+	 * read frame_size and wire_max too). */
 	char			**uris;
 	int			 nuris;
 	char			*username;
 	char			*password;
+	int			 random_username;
 	char			*proxy;
 	int			 keepalive_s;
-	int			 inflight_max;
-	int			 expiry_s;
+	uint32_t		 expiry_s;
+	uint32_t		 max_packet;
+	size_t			 wire_max;	/* longest topic, prefix included */
 
-	char			 client_id[TRANSPORT_CLIENT_ID_MAX + 1];
+	/* transport_set_credentials(): they win over the configuration. */
+	int			 own_creds;
+	char			*own_user;
+	char			*own_pass;
+
 	struct mhandle		*cur;		/* NULL: disconnect()ed */
 	struct mhandle		*closing;	/* sending its DISCONNECT */
 	/*
@@ -167,64 +181,47 @@ struct mqtt {
 	 * may still be inside one of its callbacks, reading h->m and h->gen.
 	 */
 	struct mhandle		*dead;
-	enum mstate		 state;
 	uint64_t		 seq;
 	uint64_t		 attempt;	/* current connect request */
-	int			 backoff_ms;
-	int			 ever_up;
-
-	struct event		*retry_ev;
-	struct event		*wake_ev;
-	pthread_mutex_t		 lock;		/* guards events only */
-	struct mev_list		 events;
-
-	struct mtopic_list	 topics;
-	/* With 10,000 contacts there are 10,000 topics: finding one by name
-	 * (every received frame) or by request (every SUBACK) must not
-	 * walk the list. */
-	struct mtopic		**hname, **hseq;
-	size_t			 hcap, ntopics;
-	struct event		*more_ev;	/* drain continues here */
-	struct mpub_list	 pending;
-	struct mpub_list	 inflight;
-	int			 ninflight;
+	int			 session_present; /* of the last CONNACK */
 	struct mreq_list	 reqs;		/* outstanding */
+
+	struct event		*wake_ev;
+	struct event		*more_ev;	/* drain continues here */
+	int			 lock_ok;
+	pthread_mutex_t		 lock;		/* guards what follows */
+	pthread_cond_t		 cond;		/* an event was queued */
+	struct mev_list		 events;
+	size_t			 qmsgs, qbytes;	/* MEV_MSG in events */
+	unsigned int		 qdropped;	/* not yet reported */
 };
 
 static const struct timeval mqtt_zero_tv = { 0, 0 };
 
 static void	mqtt_start_connect(struct mqtt *);
-static void	mqtt_pump(struct mqtt *);
 
-/* --- paho's threads: copy, enqueue, wake ---------------------------------- */
+/* --- paho's threads: check, copy, enqueue, wake ------------------------------ */
 
 static void
 mqtt_enqueue(struct mqtt *m, struct mev *ev)
 {
 	pthread_mutex_lock(&m->lock);
 	TAILQ_INSERT_TAIL(&m->events, ev, entry);
+	pthread_cond_signal(&m->cond);
 	pthread_mutex_unlock(&m->lock);
 	event_active(m->wake_ev, EV_READ, 0);
 }
 
 static struct mev *
-mev_new(enum mev_type type, uint64_t seq)
+mev_new(enum mev_type type, uint64_t seq, size_t extra)
 {
 	struct mev	*ev;
 
-	if ((ev = calloc(1, sizeof(*ev))) == NULL)
+	if ((ev = calloc(1, sizeof(*ev) + extra)) == NULL)
 		return NULL;
 	ev->type = type;
 	ev->seq = seq;
 	return ev;
-}
-
-static void
-mev_free(struct mev *ev)
-{
-	free(ev->text);
-	free(ev->data);
-	free(ev);
 }
 
 /*
@@ -237,15 +234,16 @@ mqtt_post(struct mqtt *m, struct mreq *rq, enum mev_type type, uint64_t seq,
     int ok, int permanent, const char *text)
 {
 	struct mev	*ev;
+	size_t		 n = text != NULL ? strlen(text) + 1 : 0;
 
-	if ((ev = mev_new(type, seq)) == NULL)
+	if ((ev = mev_new(type, seq, n)) == NULL)
 		return;
 	ev->rq = rq;
 	ev->ok = ok;
 	ev->permanent = permanent;
-	if (text != NULL && (ev->text = strdup(text)) == NULL) {
-		free(ev);
-		return;
+	if (text != NULL) {
+		ev->text = ev->buf;
+		memcpy(ev->text, text, n);
 	}
 	mqtt_enqueue(m, ev);
 }
@@ -256,7 +254,7 @@ mqtt_cb_connected(void *ctx, MQTTAsync_successData5 *r)
 	struct mreq	*rq = ctx;
 	struct mev	*ev;
 
-	if ((ev = mev_new(MEV_UP, rq->seq)) != NULL) {
+	if ((ev = mev_new(MEV_UP, rq->seq, 0)) != NULL) {
 		ev->session_present = r != NULL ? r->alt.connect.sessionPresent : 0;
 		ev->rq = rq;
 		mqtt_enqueue(rq->m, ev);
@@ -306,31 +304,64 @@ mqtt_cb_server_disconnect(void *ctx, MQTTProperties *props, enum MQTTReasonCodes
 	mqtt_post(h->m, NULL, MEV_LOST, h->gen, 0, 0, "the broker closed the connection");
 }
 
+/* Junk, or no room: paho's copy goes, and the loop hears how many. */
+static int
+mqtt_drop(struct mqtt *m, char *topic, MQTTAsync_message *msg)
+{
+	MQTTAsync_freeMessage(&msg);
+	MQTTAsync_free(topic);
+	pthread_mutex_lock(&m->lock);
+	m->qdropped++;
+	pthread_mutex_unlock(&m->lock);
+	event_active(m->wake_ev, EV_READ, 0);
+	return 1;	/* consumed: paho would only offer it again */
+}
+
 static int
 mqtt_cb_message(void *ctx, char *topic, int topiclen, MQTTAsync_message *msg)
 {
 	struct mhandle	*h = ctx;
+	struct mqtt	*m = h->m;
 	struct mev	*ev;
-	size_t		 tlen;
+	size_t		 tlen, cost;
+	int		 full;
 
 	tlen = topiclen > 0 ? (size_t)topiclen : strlen(topic);
-	if ((ev = mev_new(MEV_MSG, 0)) == NULL)
-		return 0;	/* paho offers it again later */
-	if ((ev->text = malloc(tlen + 1)) == NULL ||
-	    (msg->payloadlen > 0 &&
-	    (ev->data = malloc((size_t)msg->payloadlen)) == NULL)) {
-		mev_free(ev);
-		return 0;
+	/* Before any copy: every frame is frames.size bytes, on a topic no
+	 * longer than ours can be. */
+	if (msg->payloadlen < 0 || (size_t)msg->payloadlen != m->t.frame_size ||
+	    tlen > m->wire_max)
+		return mqtt_drop(m, topic, msg);
+	cost = sizeof(*ev) + tlen + 1 + m->t.frame_size;
+	pthread_mutex_lock(&m->lock);
+	full = m->qmsgs >= MQTT_QUEUE_MSGS ||
+	    m->qbytes + cost > MQTT_QUEUE_BYTES;
+	if (!full) {
+		/* Reserved now, so that two paho threads cannot both take
+		 * the last place. */
+		m->qmsgs++;
+		m->qbytes += cost;
 	}
+	pthread_mutex_unlock(&m->lock);
+	if (full)
+		return mqtt_drop(m, topic, msg);
+	if ((ev = mev_new(MEV_MSG, 0, tlen + 1 + m->t.frame_size)) == NULL) {
+		pthread_mutex_lock(&m->lock);
+		m->qmsgs--;
+		m->qbytes -= cost;
+		pthread_mutex_unlock(&m->lock);
+		return 0;	/* paho offers it again later */
+	}
+	ev->cost = cost;
+	ev->text = ev->buf;
 	memcpy(ev->text, topic, tlen);
 	ev->text[tlen] = '\0';
-	if (msg->payloadlen > 0) {
-		memcpy(ev->data, msg->payload, (size_t)msg->payloadlen);
-		ev->len = (size_t)msg->payloadlen;
-	}
+	ev->data = ev->buf + tlen + 1;
+	ev->len = m->t.frame_size;
+	memcpy(ev->data, msg->payload, ev->len);
 	MQTTAsync_freeMessage(&msg);
 	MQTTAsync_free(topic);
-	mqtt_enqueue(h->m, ev);
+	mqtt_enqueue(m, ev);
 	return 1;
 }
 
@@ -415,162 +446,32 @@ mreq_done(struct mreq *rq)
 	free(rq);
 }
 
-static size_t
-hash_name(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
-
-	while (*s != '\0')
-		h = (h ^ (uint8_t)*s++) * 1099511628211ULL;
-	return (size_t)h;
-}
-
-static size_t
-hash_seq(uint64_t seq)
-{
-	return (size_t)(seq * 0x9e3779b97f4a7c15ULL >> 17);
-}
-
-/* Unlinks tp from its request chain (if any) and sets its request. */
 static void
-topic_set_seq(struct mqtt *m, struct mtopic *tp, uint64_t seq)
+mqtt_handle_free(struct mhandle *h)
 {
-	struct mtopic **pp;
-
-	if (tp->seq != 0) {
-		for (pp = &m->hseq[hash_seq(tp->seq) & (m->hcap - 1)]; *pp != NULL;
-		    pp = &(*pp)->snext)
-			if (*pp == tp) {
-				*pp = tp->snext;
-				break;
-			}
+	if (h == NULL)
+		return;
+	free(h->user);
+	if (h->pass != NULL) {
+		explicit_bzero(h->pass, strlen(h->pass));
+		free(h->pass);
 	}
-	tp->seq = seq;
-	tp->snext = NULL;
-	if (seq != 0) {
-		pp = &m->hseq[hash_seq(seq) & (m->hcap - 1)];
-		tp->snext = *pp;
-		*pp = tp;
-	}
-}
-
-static struct mtopic *
-topic_by_seq(struct mqtt *m, uint64_t seq)
-{
-	struct mtopic *tp;
-
-	if (seq == 0)
-		return NULL;
-	for (tp = m->hseq[hash_seq(seq) & (m->hcap - 1)]; tp != NULL; tp = tp->snext)
-		if (tp->seq == seq)
-			return tp;
-	return NULL;
-}
-
-/* Doubles both tables when the load passes 1. */
-static int
-topic_grow(struct mqtt *m)
-{
-	size_t ncap = m->hcap * 2;
-	struct mtopic **hn, **hs, *tp;
-
-	if ((hn = calloc(ncap, sizeof(*hn))) == NULL ||
-	    (hs = calloc(ncap, sizeof(*hs))) == NULL) {
-		free(hn);
-		return -1;
-	}
-	free(m->hname);
-	free(m->hseq);
-	m->hname = hn;
-	m->hseq = hs;
-	m->hcap = ncap;
-	TAILQ_FOREACH(tp, &m->topics, entry) {
-		size_t b = hash_name(tp->name) & (ncap - 1);
-
-		tp->hnext = hn[b];
-		hn[b] = tp;
-		if (tp->seq != 0) {
-			b = hash_seq(tp->seq) & (ncap - 1);
-			tp->snext = hs[b];
-			hs[b] = tp;
-		}
-	}
-	return 0;
-}
-
-static struct mtopic *
-mqtt_topic_find(struct mqtt *m, const char *name)
-{
-	struct mtopic	*tp;
-
-	for (tp = m->hname[hash_name(name) & (m->hcap - 1)]; tp != NULL; tp = tp->hnext)
-		if (strcmp(tp->name, name) == 0)
-			return tp;
-	return NULL;
-}
-
-static int
-mqtt_topic_add(struct mqtt *m, struct mtopic *tp)
-{
-	size_t b;
-
-	if (m->ntopics + 1 > m->hcap && topic_grow(m) != 0)
-		return -1;
-	TAILQ_INSERT_TAIL(&m->topics, tp, entry);
-	b = hash_name(tp->name) & (m->hcap - 1);
-	tp->hnext = m->hname[b];
-	m->hname[b] = tp;
-	m->ntopics++;
-	return 0;
+	free(h);
 }
 
 static void
-mqtt_topic_free(struct mqtt *m, struct mtopic *tp)
+mqtt_destroy_handle(struct mqtt *m, struct mhandle *h)
 {
-	struct mtopic **pp;
-
-	topic_set_seq(m, tp, 0);
-	for (pp = &m->hname[hash_name(tp->name) & (m->hcap - 1)]; *pp != NULL;
-	    pp = &(*pp)->hnext)
-		if (*pp == tp) {
-			*pp = tp->hnext;
-			break;
-		}
-	TAILQ_REMOVE(&m->topics, tp, entry);
-	m->ntopics--;
-	free(tp->name);
-	free(tp);
+	MQTTAsync_destroy(&h->cli);
+	mqtt_handle_free(m->dead);
+	m->dead = h;
 }
-
-static void
-mqtt_pub_free(struct mpub *p)
-{
-	free(p->topic);
-	free(p->buf);
-	free(p);
-}
-
-/* Put every unacknowledged publish back in front of the queue, in order. */
-static void
-mqtt_requeue_inflight(struct mqtt *m)
-{
-	struct mpub	*p;
-
-	while ((p = TAILQ_LAST(&m->inflight, mpub_list)) != NULL) {
-		TAILQ_REMOVE(&m->inflight, p, entry);
-		p->seq = 0;
-		TAILQ_INSERT_HEAD(&m->pending, p, entry);
-	}
-	m->ninflight = 0;
-}
-
-#define MQTT_SUB_BATCH	128
 
 /* Sends one SUBSCRIBE (live) or UNSUBSCRIBE for up to MQTT_SUB_BATCH
  * topics: re-subscribing 10,000 inboxes after a reconnect is 80 packets,
  * not 10,000 paho commands. */
 static void
-mqtt_send_batch(struct mqtt *m, struct mtopic **tps, int n, int live)
+mqtt_send_batch(struct mqtt *m, struct transport_topic **tps, int n, int live)
 {
 	MQTTAsync_responseOptions	 ro = MQTTAsync_responseOptions_initializer;
 	char				*names[MQTT_SUB_BATCH];
@@ -589,9 +490,9 @@ mqtt_send_batch(struct mqtt *m, struct mtopic **tps, int n, int live)
 	ro.context = rq;
 	rq->batch = n;
 	for (i = 0; i < n; i++) {
-		names[i] = tps[i]->name;
+		names[i] = tps[i]->wire;
 		qos[i] = 1;
-		topic_set_seq(m, tps[i], rq->seq);
+		transport_topic_set_req(&m->t, tps[i], rq->seq);
 	}
 	if (live)
 		rc = MQTTAsync_subscribeMany(m->cur->cli, n, names, qos, &ro);
@@ -602,17 +503,17 @@ mqtt_send_batch(struct mqtt *m, struct mtopic **tps, int n, int live)
 		    MQTTAsync_strerror(rc));
 		mreq_done(rq);
 		for (i = 0; i < n; i++)
-			topic_set_seq(m, tps[i], 0);
+			transport_topic_set_req(&m->t, tps[i], 0);
 	}
 }
 
 static void
 mqtt_send_subs(struct mqtt *m)
 {
-	struct mtopic	*tp, *sub[MQTT_SUB_BATCH], *unsub[MQTT_SUB_BATCH];
-	int		 ns = 0, nu = 0;
+	struct transport_topic	*tp, *sub[MQTT_SUB_BATCH], *unsub[MQTT_SUB_BATCH];
+	int			 ns = 0, nu = 0;
 
-	TAILQ_FOREACH(tp, &m->topics, entry) {
+	TAILQ_FOREACH(tp, &m->t.topics, entry) {
 		if (tp->live) {
 			sub[ns++] = tp;
 			if (ns == MQTT_SUB_BATCH) {
@@ -631,8 +532,9 @@ mqtt_send_subs(struct mqtt *m)
 	mqtt_send_batch(m, unsub, nu, 0);
 }
 
+/* SUBSCRIBE if tp is live, else UNSUBSCRIBE. */
 static void
-mqtt_send_sub(struct mqtt *m, struct mtopic *tp)
+mqtt_send_sub(struct mqtt *m, struct transport_topic *tp)
 {
 	MQTTAsync_responseOptions	 ro = MQTTAsync_responseOptions_initializer;
 	struct mreq			*rq;
@@ -646,63 +548,56 @@ mqtt_send_sub(struct mqtt *m, struct mtopic *tp)
 	ro.onFailure5 = mqtt_cb_failed;
 	ro.context = rq;
 	/* Before the call: the answer may free rq before it returns. */
-	topic_set_seq(m, tp, rq->seq);
+	transport_topic_set_req(&m->t, tp, rq->seq);
 	if (tp->live)
-		rc = MQTTAsync_subscribe(m->cur->cli, tp->name, 1, &ro);
+		rc = MQTTAsync_subscribe(m->cur->cli, tp->wire, 1, &ro);
 	else
-		rc = MQTTAsync_unsubscribe(m->cur->cli, tp->name, &ro);
+		rc = MQTTAsync_unsubscribe(m->cur->cli, tp->wire, &ro);
 	if (rc != MQTTASYNC_SUCCESS) {
 		/* Connection going down: the next connect tries again. */
 		log_debug("mqtt: %s %s: %s", tp->live ? "subscribe" :
-		    "unsubscribe", tp->name, MQTTAsync_strerror(rc));
+		    "unsubscribe", tp->wire, MQTTAsync_strerror(rc));
 		mreq_done(rq);
-		topic_set_seq(m, tp, 0);
+		transport_topic_set_req(&m->t, tp, 0);
 	}
 }
 
-static void
-mqtt_destroy_handle(struct mqtt *m, struct mhandle *h)
-{
-	MQTTAsync_destroy(&h->cli);
-	free(m->dead);
-	m->dead = h;
-}
-
 /*
- * Leave the current client.  When the client ID changes, its broker
- * session is discarded (Session Expiry 0) and with it whatever the broker
- * knew of our subscriptions.
+ * Leave the current client.  When the client ID changed, or the session
+ * must end with the connection (end_session), the broker session is
+ * discarded (Session Expiry 0) and with it whatever the broker knew of our
+ * subscriptions.
  */
 static void
-mqtt_retire(struct mqtt *m)
+mqtt_leave(struct mqtt *m, int end_session)
 {
 	MQTTAsync_disconnectOptions	 dopts =
 	    MQTTAsync_disconnectOptions_initializer5;
 	MQTTProperty			 prop;
 	struct mhandle			*h = m->cur;
-	struct mtopic			*tp, *ttp;
+	struct transport_topic		*tp, *ttp;
 	struct mreq			*rq;
 	int				 expire, rc;
 
 	if (h == NULL)
 		return;
 	m->cur = NULL;
-	m->state = MQTT_DOWN;
-	event_del(m->retry_ev);
+	m->t.state = TRANSPORT_DOWN;
+	transport_retry_cancel(&m->t);
 	if (m->closing != NULL) {
 		mqtt_destroy_handle(m, m->closing);
 		m->closing = NULL;
 	}
-	expire = strcmp(h->id, m->client_id) != 0;
+	expire = end_session || strcmp(h->id, m->t.client_id) != 0;
 	log_debug("mqtt: leaving client %s%s", h->id,
 	    expire ? " and its session" : "");
 
 	/* The next handle's paho knows nothing of these: send them again. */
-	mqtt_requeue_inflight(m);
-	TAILQ_FOREACH_SAFE(tp, &m->topics, entry, ttp) {
-		topic_set_seq(m, tp, 0);
+	transport_requeue(&m->t);
+	TAILQ_FOREACH_SAFE(tp, &m->t.topics, entry, ttp) {
+		transport_topic_set_req(&m->t, tp, 0);
 		if (expire && !tp->live)
-			mqtt_topic_free(m, tp);
+			transport_topic_free(&m->t, tp);
 	}
 
 	if ((rq = mreq_new(m, MEV_CLOSED)) == NULL) {
@@ -710,7 +605,9 @@ mqtt_retire(struct mqtt *m)
 		return;
 	}
 	rq->seq = h->gen;
-	dopts.timeout = MQTT_DISCONNECT_WAIT;
+	/* At a rotation the old client may finish what is in flight; at
+	 * the end nothing is waited for (the engine's outbox resends). */
+	dopts.timeout = end_session ? 0 : MQTT_DISCONNECT_WAIT;
 	dopts.onSuccess5 = mqtt_cb_disconnected;
 	dopts.onFailure5 = mqtt_cb_disconnect_failed;
 	dopts.context = rq;
@@ -768,106 +665,94 @@ mqtt_nodelay(void)
 	closedir(d);
 }
 
+/* From transport_went_up(): the session decides what paho still has. */
+static void
+mqtt_restore(struct transport *t)
+{
+	struct mqtt		*m = (struct mqtt *)t;
+	struct transport_topic	*tp, *ttp;
+
+	if (!m->session_present) {
+		/* paho has dropped its in-flight state to match the broker. */
+		transport_requeue(t);
+	}
+	TAILQ_FOREACH_SAFE(tp, &t->topics, entry, ttp) {
+		transport_topic_set_req(t, tp, 0);
+		if (!tp->live && !m->session_present)
+			transport_topic_free(t, tp);
+	}
+	mqtt_send_subs(m);
+}
+
 static void
 mqtt_on_up(struct mqtt *m, struct mev *ev)
 {
-	struct mtopic	*tp, *ttp;
-
 	if (m->cur == NULL || ev->seq != m->attempt ||
-	    m->state != MQTT_CONNECTING)
+	    m->t.state != TRANSPORT_CONNECTING)
 		return;
-	event_del(m->retry_ev);
-	m->state = MQTT_UP;
-	m->backoff_ms = TRANSPORT_BACKOFF_MIN;
-	m->ever_up = 1;
 	mqtt_nodelay();
-	log_info("mqtt: connected%s", ev->session_present ?
-	    "" : ", new session");
-	if (!ev->session_present) {
-		/* paho has dropped its in-flight state to match the broker. */
-		mqtt_requeue_inflight(m);
-	}
-	TAILQ_FOREACH_SAFE(tp, &m->topics, entry, ttp) {
-		topic_set_seq(m, tp, 0);
-		if (!tp->live && !ev->session_present)
-			mqtt_topic_free(m, tp);
-	}
-	mqtt_send_subs(m);
-	mqtt_pump(m);
-	m->cbs.on_state(1, "connected", m->arg);
+	m->session_present = ev->session_present;
+	transport_went_up(&m->t, ev->session_present ? "" : ", new session");
 }
 
 static void
 mqtt_on_down(struct mqtt *m, struct mev *ev)
 {
-	struct mtopic	*tp;
-	int		 was_up;
+	struct transport_topic	*tp;
+	int			 was_up;
 
 	/* A late answer to an earlier attempt or handle says nothing now. */
-	if (m->cur == NULL || m->state == MQTT_DOWN)
+	if (m->cur == NULL || m->t.state == TRANSPORT_DOWN)
 		return;
 	if (ev->type == MEV_DOWN && (ev->seq != m->attempt ||
-	    m->state != MQTT_CONNECTING))
+	    m->t.state != TRANSPORT_CONNECTING))
 		return;
 	if (ev->type == MEV_LOST && (ev->seq != m->cur->gen ||
-	    m->state != MQTT_UP))
+	    m->t.state != TRANSPORT_UP))
 		return;
-	was_up = m->state == MQTT_UP;
-	m->state = MQTT_DOWN;
-	TAILQ_FOREACH(tp, &m->topics, entry)
-		topic_set_seq(m, tp, 0);
+	was_up = m->t.state == TRANSPORT_UP;
+	m->t.state = TRANSPORT_DOWN;
+	TAILQ_FOREACH(tp, &m->t.topics, entry)
+		transport_topic_set_req(&m->t, tp, 0);
 	/* In-flight publishes stay with paho: it sends them again if the
-	 * broker still has our session, else mqtt_on_up() requeues them. */
-	transport_log_down(&m->t, was_up, m->ever_up,
-	    ev->text != NULL ? ev->text : "down");
-	transport_backoff(m->retry_ev, &m->backoff_ms);
-	if (was_up)
-		m->cbs.on_state(0, ev->text != NULL ? ev->text : "down",
-		    m->arg);
+	 * broker still has our session, else mqtt_restore() requeues them. */
+	transport_went_down(&m->t, was_up, ev->text != NULL ? ev->text :
+	    "down", 0);
 }
 
 static void
 mqtt_on_pub(struct mqtt *m, struct mev *ev)
 {
-	struct mpub	*p;
+	struct transport_pub	*p;
 
-	TAILQ_FOREACH(p, &m->inflight, entry)
-		if (p->seq == ev->seq)
-			break;
-	if (p == NULL)
+	if ((p = transport_pub_find(&m->t, ev->seq)) == NULL)
 		return;
-	TAILQ_REMOVE(&m->inflight, p, entry);
-	m->ninflight--;
 	if (ev->ok || ev->permanent) {
 		if (!ev->ok)
 			log_warnx("mqtt: broker refused a publish");
-		m->cbs.on_published(p->cookie, ev->ok, m->arg);
-		mqtt_pub_free(p);
-	} else {
-		p->seq = 0;
-		TAILQ_INSERT_HEAD(&m->pending, p, entry);
-	}
-	mqtt_pump(m);
+		transport_pub_answer(&m->t, p, ev->ok);
+	} else
+		transport_pub_again(&m->t, p);
 }
 
 static void
 mqtt_on_sub(struct mqtt *m, struct mev *ev)
 {
-	struct mtopic	*tp;
+	struct transport_topic	*tp;
 
 	/* One request may cover a batch of topics (mqtt_send_subs). */
-	while ((tp = topic_by_seq(m, ev->seq)) != NULL) {
-		topic_set_seq(m, tp, 0);
+	while ((tp = transport_topic_by_req(&m->t, ev->seq)) != NULL) {
+		transport_topic_set_req(&m->t, tp, 0);
 		if (ev->type == MEV_UNSUB) {
 			if (ev->ok && !tp->live)
-				mqtt_topic_free(m, tp);
+				transport_topic_free(&m->t, tp);
 			continue;
 		}
 		if (!ev->ok)
 			log_warnx("mqtt: subscription refused");
 		if (tp->live && !tp->reported) {
 			tp->reported = 1;
-			m->cbs.on_subscribed(tp->name, ev->ok, m->arg);
+			m->t.cbs.on_subscribed(tp->name, ev->ok, m->t.arg);
 		}
 	}
 }
@@ -875,16 +760,16 @@ mqtt_on_sub(struct mqtt *m, struct mev *ev)
 static void
 mqtt_on_message(struct mqtt *m, struct mev *ev)
 {
-	struct mtopic	*tp;
+	struct transport_topic	*tp;
 
 	/* After unsubscribe() nothing more is delivered, even what the broker
 	 * had already sent. */
-	if ((tp = mqtt_topic_find(m, ev->text)) == NULL || !tp->live) {
+	if ((tp = transport_topic_find_wire(&m->t, ev->text)) == NULL ||
+	    !tp->live) {
 		log_debug("mqtt: dropped a frame for %s", ev->text);
 		return;
 	}
-	m->cbs.on_message(ev->text, ev->data != NULL ? ev->data : "", ev->len,
-	    m->arg);
+	m->t.cbs.on_message(tp->name, ev->data, ev->len, m->t.arg);
 }
 
 static void
@@ -892,15 +777,24 @@ mqtt_wake(evutil_socket_t fd, short what, void *arg)
 {
 	struct mqtt	*m = arg;
 	struct mev	*ev;
+	unsigned int	 dropped;
 	int		 n;
 
 	(void)fd;
 	(void)what;
 	for (n = 0; n < MQTT_DRAIN_BATCH; n++) {
 		pthread_mutex_lock(&m->lock);
-		if ((ev = TAILQ_FIRST(&m->events)) != NULL)
+		if ((ev = TAILQ_FIRST(&m->events)) != NULL) {
 			TAILQ_REMOVE(&m->events, ev, entry);
+			if (ev->type == MEV_MSG) {
+				m->qmsgs--;
+				m->qbytes -= ev->cost;
+			}
+		}
+		dropped = m->qdropped;
+		m->qdropped = 0;
 		pthread_mutex_unlock(&m->lock);
+		transport_dropped(&m->t, dropped);
 		if (ev == NULL)
 			return;
 		switch (ev->type) {
@@ -929,7 +823,7 @@ mqtt_wake(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 		mreq_done(ev->rq);
-		mev_free(ev);
+		free(ev);
 	}
 	/* More left: let the rest of the loop run first (a zero timer, not
 	 * event_active(), which libevent would run again in this very pass). */
@@ -937,61 +831,46 @@ mqtt_wake(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-mqtt_retry(evutil_socket_t fd, short what, void *arg)
+mqtt_retry(struct transport *t)
 {
-	struct mqtt	*m = arg;
+	struct mqtt	*m = (struct mqtt *)t;
 
-	(void)fd;
-	(void)what;
-	if (m->cur != NULL && m->state == MQTT_DOWN)
+	if (m->cur != NULL && t->state == TRANSPORT_DOWN)
 		mqtt_start_connect(m);
 }
 
-/* Hand paho the next publishes, up to the in-flight window. */
-static void
-mqtt_pump(struct mqtt *m)
+/* Hand paho one publish (transport_pump() has checked the window). */
+static int
+mqtt_send(struct transport *t, struct transport_pub *p, uint64_t *req)
 {
-	MQTTAsync_responseOptions	 ro;
-	MQTTAsync_message		 msg;
-	struct mpub			*p;
+	struct mqtt			*m = (struct mqtt *)t;
+	MQTTAsync_responseOptions	 ro = MQTTAsync_responseOptions_initializer;
+	MQTTAsync_message		 msg = MQTTAsync_message_initializer;
 	struct mreq			*rq;
 	uint64_t			 seq;
 	int				 rc;
 
-	while (m->state == MQTT_UP && m->ninflight < m->inflight_max &&
-	    (p = TAILQ_FIRST(&m->pending)) != NULL) {
-		if ((rq = mreq_new(m, MEV_PUB)) == NULL)
-			return;
-		ro = (MQTTAsync_responseOptions)MQTTAsync_responseOptions_initializer;
-		msg = (MQTTAsync_message)MQTTAsync_message_initializer;
-		ro.onSuccess5 = mqtt_cb_done;
-		ro.onFailure5 = mqtt_cb_failed;
-		ro.context = rq;
-		msg.payload = p->buf;
-		msg.payloadlen = (int)p->len;
-		msg.qos = 1;
-		/* Before the call: the answer may free rq before it returns. */
-		seq = rq->seq;
-		rc = MQTTAsync_sendMessage(m->cur->cli, p->topic, &msg, &ro);
-		if (rc == MQTTASYNC_MAX_MESSAGES_INFLIGHT ||
-		    rc == MQTTASYNC_DISCONNECTED ||
-		    rc == MQTTASYNC_NO_MORE_MSGIDS) {
-			/* An answer or a reconnect will pump again. */
-			mreq_done(rq);
-			return;
-		}
-		TAILQ_REMOVE(&m->pending, p, entry);
-		TAILQ_INSERT_TAIL(&m->inflight, p, entry);
-		m->ninflight++;
-		p->seq = seq;
-		if (rc != MQTTASYNC_SUCCESS) {
-			/* paho will never answer: answer ourselves, from the
-			 * loop, so the caller's callback is not re-entered. */
-			log_warnx("mqtt: publish: %s", MQTTAsync_strerror(rc));
-			mqtt_post(m, NULL, MEV_PUB, seq, 0, 1, NULL);
-			mreq_done(rq);
-		}
+	if ((rq = mreq_new(m, MEV_PUB)) == NULL)
+		return 1;
+	ro.onSuccess5 = mqtt_cb_done;
+	ro.onFailure5 = mqtt_cb_failed;
+	ro.context = rq;
+	msg.payload = p->buf;
+	msg.payloadlen = (int)p->len;
+	msg.qos = 1;
+	/* Before the call: the answer may free rq before it returns. */
+	seq = rq->seq;
+	rc = MQTTAsync_sendMessage(m->cur->cli, p->wire, &msg, &ro);
+	if (rc == MQTTASYNC_SUCCESS) {
+		*req = seq;
+		return 0;
 	}
+	mreq_done(rq);
+	if (rc == MQTTASYNC_MAX_MESSAGES_INFLIGHT ||
+	    rc == MQTTASYNC_DISCONNECTED || rc == MQTTASYNC_NO_MORE_MSGIDS)
+		return 1;	/* an answer or a reconnect will pump again */
+	log_warnx("mqtt: publish: %s", MQTTAsync_strerror(rc));
+	return -1;
 }
 
 static void
@@ -1004,21 +883,34 @@ mqtt_start_connect(struct mqtt *m)
 	int				 rc;
 
 	if ((rq = mreq_new(m, MEV_UP)) == NULL) {
-		transport_backoff(m->retry_ev, &m->backoff_ms);
+		transport_retry_arm(&m->t);
 		return;
 	}
 	m->attempt = rq->seq;
 	memset(&prop, 0, sizeof(prop));
 	prop.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL;
-	prop.value.integer4 = (unsigned int)m->expiry_s;
-	MQTTProperties_add(&props, &prop);
+	prop.value.integer4 = m->expiry_s;
+	rc = MQTTProperties_add(&props, &prop);
+	memset(&prop, 0, sizeof(prop));
+	prop.identifier = MQTTPROPERTY_CODE_MAXIMUM_PACKET_SIZE;
+	prop.value.integer4 = m->max_packet;
+	if (rc == 0)
+		rc = MQTTProperties_add(&props, &prop);
+	if (rc != 0) {
+		/* Without them the session or the bound would be wrong. */
+		log_warnx("mqtt: connect: cannot set the properties");
+		MQTTProperties_free(&props);
+		mreq_done(rq);
+		transport_retry_arm(&m->t);
+		return;
+	}
 
 	co.keepAliveInterval = m->keepalive_s;
 	co.cleansession = 0;
 	co.cleanstart = 0;
-	co.maxInflight = m->inflight_max;
-	co.username = m->username;
-	co.password = m->password;
+	co.maxInflight = m->t.window;
+	co.username = m->cur->user;
+	co.password = m->cur->pass;
 	co.connectTimeout = MQTT_CONNECT_TIMEOUT;
 	co.retryInterval = 0;
 	co.serverURIs = m->uris;
@@ -1032,241 +924,33 @@ mqtt_start_connect(struct mqtt *m)
 	co.httpProxy = m->proxy;
 	co.httpsProxy = m->proxy;
 
-	m->state = MQTT_CONNECTING;
+	m->t.state = TRANSPORT_CONNECTING;
 	rc = MQTTAsync_connect(m->cur->cli, &co);
 	MQTTProperties_free(&props);
 	if (rc != MQTTASYNC_SUCCESS) {
 		mreq_done(rq);
-		m->state = MQTT_DOWN;
+		m->t.state = TRANSPORT_DOWN;
 		log_warnx("mqtt: connect: %s", MQTTAsync_strerror(rc));
-		transport_backoff(m->retry_ev, &m->backoff_ms);
+		transport_retry_arm(&m->t);
 	}
 }
 
-/* --- operations ------------------------------------------------------------- */
-
-static int
-mqtt_connect(struct transport *t)
+/* n random characters of [0-9a-zA-Z]. */
+static char *
+mqtt_random_text(size_t n)
 {
-	MQTTAsync_createOptions	 cro = MQTTAsync_createOptions_initializer5;
-	struct mqtt		*m = (struct mqtt *)t;
-	struct mhandle		*h;
-	int			 rc;
+	static const char	 a[] =
+	    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+	char			*s;
+	size_t			 i;
 
-	if (m->cur != NULL)
-		return 0;
-	if (m->client_id[0] == '\0') {
-		log_warnx("mqtt: connect without a client ID");
-		return -1;
-	}
-	if ((h = calloc(1, sizeof(*h))) == NULL) {
-		log_warn("mqtt");
-		return -1;
-	}
-	h->m = m;
-	h->gen = ++m->seq;
-	memcpy(h->id, m->client_id, sizeof(h->id));
-	cro.sendWhileDisconnected = 0;	/* we queue ourselves */
-	rc = MQTTAsync_createWithOptions(&h->cli, m->uris[0], h->id,
-	    MQTTCLIENT_PERSISTENCE_NONE, NULL, &cro);
-	if (rc != MQTTASYNC_SUCCESS) {
-		log_warnx("mqtt: create: %s", MQTTAsync_strerror(rc));
-		free(h);
-		return -1;
-	}
-	rc = MQTTAsync_setCallbacks(h->cli, h, mqtt_cb_lost, mqtt_cb_message,
-	    NULL);
-	if (rc == MQTTASYNC_SUCCESS)
-		rc = MQTTAsync_setDisconnected(h->cli, h, mqtt_cb_server_disconnect);
-	if (rc != MQTTASYNC_SUCCESS) {
-		log_warnx("mqtt: callbacks: %s", MQTTAsync_strerror(rc));
-		MQTTAsync_destroy(&h->cli);
-		free(h);
-		return -1;
-	}
-	log_debug("mqtt: connecting as %s", h->id);
-	m->cur = h;
-	m->backoff_ms = TRANSPORT_BACKOFF_MIN;
-	mqtt_start_connect(m);
-	return 0;
+	if ((s = malloc(n + 1)) == NULL)
+		return NULL;
+	for (i = 0; i < n; i++)
+		s[i] = a[arc4random_uniform(sizeof(a) - 1)];
+	s[n] = '\0';
+	return s;
 }
-
-static void
-mqtt_disconnect(struct transport *t)
-{
-	mqtt_retire((struct mqtt *)t);
-}
-
-static int
-mqtt_subscribe(struct transport *t, const char *topic)
-{
-	struct mqtt	*m = (struct mqtt *)t;
-	struct mtopic	*tp;
-
-	if ((tp = mqtt_topic_find(m, topic)) == NULL) {
-		if ((tp = calloc(1, sizeof(*tp))) == NULL ||
-		    (tp->name = strdup(topic)) == NULL) {
-			free(tp);
-			log_warn("mqtt");
-			return -1;
-		}
-		if (mqtt_topic_add(m, tp) != 0) {
-			free(tp->name);
-			free(tp);
-			log_warn("mqtt");
-			return -1;
-		}
-	}
-	tp->live = 1;
-	tp->reported = 0;
-	if (m->state == MQTT_UP)
-		mqtt_send_sub(m, tp);
-	return 0;
-}
-
-static int
-mqtt_unsubscribe(struct transport *t, const char *topic)
-{
-	struct mqtt	*m = (struct mqtt *)t;
-	struct mtopic	*tp;
-
-	if ((tp = mqtt_topic_find(m, topic)) == NULL || !tp->live)
-		return 0;
-	tp->live = 0;
-	tp->reported = 0;
-	if (m->state == MQTT_UP)
-		mqtt_send_sub(m, tp);
-	/* else: sent at the next connect if the session survived */
-	return 0;
-}
-
-static int
-mqtt_publish(struct transport *t, const char *topic, const void *buf,
-    size_t len, uint64_t cookie)
-{
-	struct mqtt	*m = (struct mqtt *)t;
-	struct mpub	*p;
-
-	if (len > INT_MAX || (len > 0 && buf == NULL)) {
-		log_warnx("mqtt: publish: bad payload");
-		return -1;
-	}
-	if ((p = calloc(1, sizeof(*p))) == NULL ||
-	    (p->topic = strdup(topic)) == NULL ||
-	    (len > 0 && (p->buf = malloc(len)) == NULL)) {
-		if (p != NULL)
-			free(p->topic);
-		free(p);
-		log_warn("mqtt");
-		return -1;
-	}
-	if (len > 0)
-		memcpy(p->buf, buf, len);
-	p->len = len;
-	p->cookie = cookie;
-	TAILQ_INSERT_TAIL(&m->pending, p, entry);
-	mqtt_pump(m);
-	return 0;
-}
-
-static int
-mqtt_set_client_id(struct transport *t, const char *id)
-{
-	struct mqtt	*m = (struct mqtt *)t;
-
-	/* transport_set_client_id() has checked that it fits. */
-	memcpy(m->client_id, id, strlen(id) + 1);
-	return 0;
-}
-
-static void
-mqtt_free_common(struct transport *t, int deliver)
-{
-	struct mqtt	*m = (struct mqtt *)t;
-	struct mtopic	*tp;
-	struct mpub	*p;
-	struct mev	*ev;
-	struct mreq	*rq;
-	int		 i;
-
-	/* Keep the session: the broker holds our messages until we return. */
-	if (m->cur != NULL)
-		MQTTAsync_destroy(&m->cur->cli);
-	if (m->closing != NULL)
-		MQTTAsync_destroy(&m->closing->cli);
-	/*
-	 * No paho thread is left.  Frames it took are acknowledged to the
-	 * broker already (QoS 1): retiring, hand them over, or they are gone.
-	 * The topics and callbacks are still intact here.
-	 */
-	if (deliver) {
-		TAILQ_FOREACH(ev, &m->events, entry)
-			if (ev->type == MEV_MSG)
-				mqtt_on_message(m, ev);
-	}
-	free(m->cur);
-	free(m->closing);
-	free(m->dead);
-	if (m->retry_ev != NULL)
-		event_free(m->retry_ev);
-	if (m->wake_ev != NULL)
-		event_free(m->wake_ev);
-	if (m->more_ev != NULL)
-		event_free(m->more_ev);
-	/* No paho thread is left to answer: every request goes now. */
-	while ((ev = TAILQ_FIRST(&m->events)) != NULL) {
-		TAILQ_REMOVE(&m->events, ev, entry);
-		mev_free(ev);
-	}
-	while ((rq = LIST_FIRST(&m->reqs)) != NULL)
-		mreq_done(rq);
-	pthread_mutex_destroy(&m->lock);
-	while ((tp = TAILQ_FIRST(&m->topics)) != NULL)
-		mqtt_topic_free(m, tp);
-	free(m->hname);
-	free(m->hseq);
-	while ((p = TAILQ_FIRST(&m->pending)) != NULL) {
-		TAILQ_REMOVE(&m->pending, p, entry);
-		mqtt_pub_free(p);
-	}
-	while ((p = TAILQ_FIRST(&m->inflight)) != NULL) {
-		TAILQ_REMOVE(&m->inflight, p, entry);
-		mqtt_pub_free(p);
-	}
-	for (i = 0; i < m->nuris; i++)
-		free(m->uris[i]);
-	free(m->uris);
-	free(m->username);
-	if (m->password != NULL) {
-		explicit_bzero(m->password, strlen(m->password));
-		free(m->password);
-	}
-	free(m->proxy);
-	free(m);
-}
-
-static void
-mqtt_free(struct transport *t)
-{
-	mqtt_free_common(t, 0);
-}
-
-static void
-mqtt_retire_free(struct transport *t)
-{
-	mqtt_free_common(t, 1);
-}
-
-static const struct transport_ops mqtt_transport_ops = {
-	.connect = mqtt_connect,
-	.disconnect = mqtt_disconnect,
-	.subscribe = mqtt_subscribe,
-	.unsubscribe = mqtt_unsubscribe,
-	.publish = mqtt_publish,
-	.set_client_id = mqtt_set_client_id,
-	.free = mqtt_free,
-	.retire = mqtt_retire_free,
-};
 
 static char *
 mqtt_strdup_opt(const char *s, int *bad)
@@ -1280,39 +964,293 @@ mqtt_strdup_opt(const char *s, int *bad)
 	return d;
 }
 
-struct transport *
-mqtt_transport_new(struct event_base *base, const struct transport_config *cfg,
-    const struct transport_cbs *cbs, void *arg, char *err, size_t errlen)
+/*
+ * What this client ID presents.  Random ones are drawn per client ID, not
+ * per reconnect: a broker sees one name per session either way, and one
+ * that changed under a resumed session would only stand out.
+ */
+static int
+mqtt_handle_creds(struct mqtt *m, struct mhandle *h)
 {
-	struct mqtt	*m;
-	size_t		 i;
+	int	 bad = 0;
+
+	if (m->own_creds) {
+		h->user = mqtt_strdup_opt(m->own_user, &bad);
+		h->pass = mqtt_strdup_opt(m->own_pass, &bad);
+	} else if (m->random_username) {
+		h->user = mqtt_random_text(MQTT_RANDOM_USER);
+		h->pass = mqtt_random_text(MQTT_RANDOM_PASS);
+		bad = h->user == NULL || h->pass == NULL;
+	} else {
+		h->user = mqtt_strdup_opt(m->username, &bad);
+		h->pass = mqtt_strdup_opt(m->password, &bad);
+	}
+	return bad ? -1 : 0;
+}
+
+/* --- operations ------------------------------------------------------------- */
+
+static int
+mqtt_op_connect(struct transport *t)
+{
+	MQTTAsync_createOptions	 cro = MQTTAsync_createOptions_initializer5;
+	struct mqtt		*m = (struct mqtt *)t;
+	struct mhandle		*h;
+	int			 rc;
+
+	if (m->cur != NULL)
+		return 0;
+	if ((h = calloc(1, sizeof(*h))) == NULL ||
+	    mqtt_handle_creds(m, h) == -1) {
+		mqtt_handle_free(h);
+		log_warnx("mqtt: out of memory");
+		return -1;
+	}
+	h->m = m;
+	h->gen = ++m->seq;
+	memcpy(h->id, t->client_id, sizeof(h->id));
+	cro.sendWhileDisconnected = 0;	/* we queue ourselves */
+	rc = MQTTAsync_createWithOptions(&h->cli, m->uris[0], h->id,
+	    MQTTCLIENT_PERSISTENCE_NONE, NULL, &cro);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_warnx("mqtt: create: %s", MQTTAsync_strerror(rc));
+		mqtt_handle_free(h);
+		return -1;
+	}
+	rc = MQTTAsync_setCallbacks(h->cli, h, mqtt_cb_lost, mqtt_cb_message,
+	    NULL);
+	if (rc == MQTTASYNC_SUCCESS)
+		rc = MQTTAsync_setDisconnected(h->cli, h, mqtt_cb_server_disconnect);
+	if (rc != MQTTASYNC_SUCCESS) {
+		log_warnx("mqtt: callbacks: %s", MQTTAsync_strerror(rc));
+		MQTTAsync_destroy(&h->cli);
+		mqtt_handle_free(h);
+		return -1;
+	}
+	log_debug("mqtt: connecting as %s", h->id);
+	m->cur = h;
+	t->backoff_ms = TRANSPORT_BACKOFF_MIN;
+	mqtt_start_connect(m);
+	return 0;
+}
+
+static void
+mqtt_op_disconnect(struct transport *t)
+{
+	mqtt_leave((struct mqtt *)t, 0);
+}
+
+static int
+mqtt_op_subscribe(struct transport *t, struct transport_topic *tp)
+{
+	if (t->state == TRANSPORT_UP)
+		mqtt_send_sub((struct mqtt *)t, tp);
+	return 0;
+}
+
+static void
+mqtt_op_unsubscribe(struct transport *t, struct transport_topic *tp)
+{
+	/* Down: sent at the next connect if the session survived. */
+	if (t->state == TRANSPORT_UP)
+		mqtt_send_sub((struct mqtt *)t, tp);
+}
+
+static int
+mqtt_op_set_session_expiry(struct transport *t, uint32_t seconds)
+{
+	((struct mqtt *)t)->expiry_s = seconds;
+	return 0;
+}
+
+static int
+mqtt_op_set_credentials(struct transport *t, const char *user,
+    const char *pass)
+{
+	struct mqtt	*m = (struct mqtt *)t;
+	char		*u = NULL, *p = NULL;
 	int		 bad = 0;
 
-	if (cfg->nuris == 0 || cfg->uris == NULL || cfg->nuris > 64) {
-		snprintf(err, errlen, "mqtt: need 1 to 64 server URIs");
-		return NULL;
+	u = mqtt_strdup_opt(user, &bad);
+	p = mqtt_strdup_opt(pass, &bad);
+	if (bad) {
+		free(u);
+		free(p);
+		log_warnx("mqtt: out of memory");
+		return -1;
 	}
-	for (i = 0; i < cfg->nuris; i++)
-		if (cfg->uris[i] == NULL || (strncmp(cfg->uris[i], "tcp://", 6) &&
-		    strncmp(cfg->uris[i], "mqtt://", 7) &&
-		    strncmp(cfg->uris[i], "ssl://", 6) &&
-		    strncmp(cfg->uris[i], "mqtts://", 8) &&
-		    strncmp(cfg->uris[i], "ws://", 5) &&
-		    strncmp(cfg->uris[i], "wss://", 6))) {
-			snprintf(err, errlen, "mqtt: bad server URI \"%s\"",
-			    cfg->uris[i] != NULL ? cfg->uris[i] : "");
-			return NULL;
+	free(m->own_user);
+	if (m->own_pass != NULL) {
+		explicit_bzero(m->own_pass, strlen(m->own_pass));
+		free(m->own_pass);
+	}
+	m->own_user = u;
+	m->own_pass = p;
+	m->own_creds = u != NULL || p != NULL;
+	return 0;
+}
+
+static const char *
+mqtt_op_client_id(const struct transport *t)
+{
+	const struct mqtt	*m = (const struct mqtt *)t;
+
+	return m->cur != NULL ? m->cur->id : NULL;
+}
+
+/* Until paho has answered h's DISCONNECT, or MQTT_CLOSE_WAIT. */
+static void
+mqtt_wait_closed(struct mqtt *m, const struct mhandle *h)
+{
+	struct timespec	 ts;
+	struct mev	*ev;
+	int		 rc = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += MQTT_CLOSE_WAIT / 1000;
+	ts.tv_nsec += (long)(MQTT_CLOSE_WAIT % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&m->lock);
+	for (;;) {
+		TAILQ_FOREACH_REVERSE(ev, &m->events, mev_list, entry)
+			if (ev->type == MEV_CLOSED && ev->seq == h->gen)
+				break;
+		if (ev != NULL || rc == ETIMEDOUT)
+			break;
+		rc = pthread_cond_timedwait(&m->cond, &m->lock, &ts);
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (ev == NULL)
+		log_debug("mqtt: no answer to the DISCONNECT of %s", h->id);
+}
+
+/*
+ * The session ends here: paho's own DISCONNECT at MQTTAsync_destroy()
+ * carries no Session Expiry, which would leave the session to its CONNECT
+ * interval.  So ours goes first and destroy waits for it.
+ */
+static void
+mqtt_op_close(struct transport *t, int deliver)
+{
+	struct mqtt	*m = (struct mqtt *)t;
+	struct mev	*ev;
+	struct mreq	*rq;
+	int		 i;
+
+	if (m->lock_ok) {
+		if (m->closing != NULL) {
+			mqtt_wait_closed(m, m->closing);
+			mqtt_destroy_handle(m, m->closing);
+			m->closing = NULL;
 		}
-	if (cfg->proxy != NULL && strncmp(cfg->proxy, "http://", 7) != 0) {
-		snprintf(err, errlen, "mqtt: proxy must be http://host:port");
-		return NULL;
+		mqtt_leave(m, 1);
+		if (m->closing != NULL) {
+			mqtt_wait_closed(m, m->closing);
+			mqtt_destroy_handle(m, m->closing);
+			m->closing = NULL;
+		}
 	}
-	if (cfg->keepalive_ms > 65535U * 1000) {
-		snprintf(err, errlen, "mqtt: keepalive over 65535 s");
-		return NULL;
+	/*
+	 * No paho thread is left.  Frames it took are acknowledged to the
+	 * broker already (QoS 1): retiring, hand them over, or they are gone.
+	 * The topics and callbacks are still intact here.
+	 */
+	if (deliver && m->lock_ok)
+		TAILQ_FOREACH(ev, &m->events, entry)
+			if (ev->type == MEV_MSG)
+				mqtt_on_message(m, ev);
+	mqtt_handle_free(m->dead);
+	if (m->wake_ev != NULL)
+		event_free(m->wake_ev);
+	if (m->more_ev != NULL)
+		event_free(m->more_ev);
+	if (m->lock_ok) {
+		while ((ev = TAILQ_FIRST(&m->events)) != NULL) {
+			TAILQ_REMOVE(&m->events, ev, entry);
+			free(ev);
+		}
+		pthread_cond_destroy(&m->cond);
+		pthread_mutex_destroy(&m->lock);
 	}
-	if (cfg->inflight > 65535) {
-		snprintf(err, errlen, "mqtt: in-flight window over 65535");
+	/* No paho thread is left to answer: every request goes now. */
+	while ((rq = LIST_FIRST(&m->reqs)) != NULL)
+		mreq_done(rq);
+	for (i = 0; i < m->nuris; i++)
+		free(m->uris[i]);
+	free(m->uris);
+	free(m->username);
+	if (m->password != NULL) {
+		explicit_bzero(m->password, strlen(m->password));
+		free(m->password);
+	}
+	(void)mqtt_op_set_credentials(t, NULL, NULL);	/* frees our own */
+	free(m->proxy);
+}
+
+static const struct transport_ops mqtt_transport_ops = {
+	.name = "mqtt",
+	.topic_size = sizeof(struct transport_topic),
+	.connect = mqtt_op_connect,
+	.disconnect = mqtt_op_disconnect,
+	.retry = mqtt_retry,
+	.restore = mqtt_restore,
+	.subscribe = mqtt_op_subscribe,
+	.unsubscribe = mqtt_op_unsubscribe,
+	.send = mqtt_send,
+	.set_session_expiry = mqtt_op_set_session_expiry,
+	.set_credentials = mqtt_op_set_credentials,
+	.client_id = mqtt_op_client_id,
+	.close = mqtt_op_close,
+};
+
+static size_t
+mqtt_varint_len(size_t v)
+{
+	size_t	 n = 1;
+
+	while (v >= 128) {
+		v /= 128;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * The largest packet the broker may send us: a PUBLISH of one frame at
+ * QoS 1 on our longest possible topic, with no properties (veil publishes
+ * none, and we ask for neither topic aliases nor subscription
+ * identifiers).  Everything else a broker sends is small; the floor keeps
+ * room for a CONNACK's properties and the SUBACK of a batch even with the
+ * probe's tiny frames.
+ */
+static uint32_t
+mqtt_max_packet(size_t frame, size_t topic)
+{
+	size_t	 rl;
+
+	rl = 2 + topic		/* topic name, length first */
+	    + 2			/* packet identifier (QoS 1) */
+	    + 1			/* property length: 0 */
+	    + frame;
+	rl += 1 + mqtt_varint_len(rl);	/* packet type, remaining length */
+	return rl < MQTT_CONTROL_MIN ? MQTT_CONTROL_MIN : (uint32_t)rl;
+}
+
+struct transport *
+mqtt_transport_new(const struct veild_config *cfg, struct event_base *base,
+    const struct transport_cbs *cbs, void *arg, char *err, size_t errlen)
+{
+	pthread_condattr_t	 ca;
+	struct mqtt		*m;
+	size_t			 i;
+	int			 bad = 0;
+
+	/* Only to index safely: config_load() checked the URIs. */
+	if (cfg->mqtt.nuris == 0 || cfg->mqtt.nuris > CONFIG_MQTT_URIS_MAX) {
+		snprintf(err, errlen, "mqtt: no server URI");
 		return NULL;
 	}
 
@@ -1321,7 +1259,7 @@ mqtt_transport_new(struct event_base *base, const struct transport_config *cfg,
 	 * tcp:// and ignores no_proxy: a proxy nobody configured for veil would
 	 * see every connection.  Only an explicit one is used.
 	 */
-	if (cfg->proxy == NULL) {
+	if (cfg->mqtt.proxy == NULL) {
 		unsetenv("http_proxy");
 		unsetenv("https_proxy");
 		unsetenv("HTTP_PROXY");
@@ -1332,47 +1270,49 @@ mqtt_transport_new(struct event_base *base, const struct transport_config *cfg,
 		snprintf(err, errlen, "mqtt: %s", strerror(errno));
 		return NULL;
 	}
-	m->t.ops = &mqtt_transport_ops;
-	m->t.name = "mqtt";
-	m->base = base;
-	m->cbs = *cbs;
-	m->arg = arg;
-	m->keepalive_s = cfg->keepalive_ms == 0 ? MQTT_KEEPALIVE_DEFAULT :
-	    (int)((cfg->keepalive_ms + 999) / 1000);
-	m->inflight_max = cfg->inflight == 0 ? MQTT_INFLIGHT_DEFAULT :
-	    (int)cfg->inflight;
-	m->expiry_s = cfg->session_expiry_s == 0 ? MQTT_EXPIRY_DEFAULT :
-	    (cfg->session_expiry_s > INT_MAX ? INT_MAX :
-	    (int)cfg->session_expiry_s);
-	m->backoff_ms = TRANSPORT_BACKOFF_MIN;
-	m->state = MQTT_DOWN;
 	TAILQ_INIT(&m->events);
-	TAILQ_INIT(&m->topics);
-	TAILQ_INIT(&m->pending);
-	TAILQ_INIT(&m->inflight);
 	LIST_INIT(&m->reqs);
-	pthread_mutex_init(&m->lock, NULL);
+	if (transport_init(&m->t, &mqtt_transport_ops, cfg, base, cbs, arg,
+	    cfg->mqtt.topic_prefix, (int)cfg->mqtt.inflight, err, errlen) ==
+	    -1) {
+		transport_free(&m->t);
+		return NULL;
+	}
+	m->keepalive_s = (int)(cfg->mqtt.keepalive_ms / 1000);
+	m->expiry_s = (uint32_t)(cfg->mqtt.session_expiry_ms / 1000);
+	m->random_username = cfg->mqtt.random_username;
+	m->wire_max = m->t.prefixlen + TRANSPORT_TOPIC_MAX;
+	m->max_packet = mqtt_max_packet(m->t.frame_size, m->wire_max);
 
-	if ((m->uris = calloc(cfg->nuris, sizeof(*m->uris))) == NULL)
+	/* A monotonic clock for mqtt_wait_closed(): a clock step must not
+	 * stretch or skip the wait. */
+	if (pthread_condattr_init(&ca) == 0) {
+		if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+		    pthread_cond_init(&m->cond, &ca) == 0) {
+			if (pthread_mutex_init(&m->lock, NULL) == 0)
+				m->lock_ok = 1;
+			else
+				pthread_cond_destroy(&m->cond);
+		}
+		pthread_condattr_destroy(&ca);
+	}
+	if (!m->lock_ok)
+		bad = 1;
+	if ((m->uris = calloc(cfg->mqtt.nuris, sizeof(*m->uris))) == NULL)
 		bad = 1;
 	else {
-		m->nuris = (int)cfg->nuris;
-		for (i = 0; i < cfg->nuris; i++)
-			m->uris[i] = mqtt_strdup_opt(cfg->uris[i], &bad);
+		m->nuris = (int)cfg->mqtt.nuris;
+		for (i = 0; i < cfg->mqtt.nuris; i++)
+			m->uris[i] = mqtt_strdup_opt(cfg->mqtt.uris[i], &bad);
 	}
-	m->username = mqtt_strdup_opt(cfg->username, &bad);
-	m->password = mqtt_strdup_opt(cfg->password, &bad);
-	m->proxy = mqtt_strdup_opt(cfg->proxy, &bad);
+	m->username = mqtt_strdup_opt(cfg->mqtt.username, &bad);
+	m->password = mqtt_strdup_opt(cfg->mqtt.password, &bad);
+	m->proxy = mqtt_strdup_opt(cfg->mqtt.proxy, &bad);
 	m->wake_ev = event_new(base, -1, 0, mqtt_wake, m);
 	m->more_ev = evtimer_new(base, mqtt_wake, m);
-	m->hcap = 64;
-	m->hname = calloc(m->hcap, sizeof(*m->hname));
-	m->hseq = calloc(m->hcap, sizeof(*m->hseq));
-	m->retry_ev = evtimer_new(base, mqtt_retry, m);
-	if (bad || m->wake_ev == NULL || m->retry_ev == NULL || m->more_ev == NULL ||
-	    m->hname == NULL || m->hseq == NULL) {
+	if (bad || m->wake_ev == NULL || m->more_ev == NULL) {
 		snprintf(err, errlen, "mqtt: out of memory");
-		mqtt_free(&m->t);
+		transport_free(&m->t);
 		return NULL;
 	}
 	return &m->t;

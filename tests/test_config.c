@@ -134,7 +134,8 @@ test_every_key_printed(void **state)
 	static const char *const keys[] = {
 		"state_dir =", "socket =", "socket_group =", "transport =",
 		"mqtt = {", "uris =", "username =", "password =",
-		"topic_prefix =", "keepalive =", "inflight =", "proxy =",
+		"random_username =", "topic_prefix =", "keepalive =",
+		"session_expiry =", "inflight =", "proxy =",
 		"xmpp = {", "domain =", "host =", "port =", "pubsub =",
 		"tls =", "identity = {", "name =", "obscurity =", "id_bits =",
 		"frames = {", "size =", "cover_rate =", "jitter =",

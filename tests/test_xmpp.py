@@ -3,12 +3,15 @@
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from background import finish as probe_finish, start as probe_start  # noqa: E402
 from prosody import PROSODY, Prosody  # noqa: E402
 
 PROBE = os.environ.get("TRANSPORT_PROBE") or os.path.join(
@@ -27,14 +30,76 @@ def tap(ok, name, diag=""):
     sys.stdout.flush()
 
 
-def args(server, extra):
+def args(server, extra, port=None):
     return [PROBE, "--transport", "xmpp", "--domain", server.domain, "--host", "127.0.0.1",
-            "--port", str(server.port), "--pubsub", server.pubsub] + extra
+            "--port", str(port or server.port), "--pubsub", server.pubsub] + extra
 
 
-def probe(server, extra, timeout=30):
-    return subprocess.run(args(server, extra), capture_output=True, text=True,
-                          timeout=timeout)
+def probe(server, extra, timeout=30, env=None, port=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run(args(server, extra, port), capture_output=True, text=True,
+                          timeout=timeout, env=e)
+
+
+def start(server, extra, port=None):
+    """The probe in the background, once ready: (process, lines so far)."""
+    return probe_start(args(server, extra, port))
+
+
+class Relay:
+    """A loopback TCP relay to the server that keeps what the client sent.
+    With hold_on, replies stop for good once the client has sent those
+    bytes: the server still gets everything, the client hears nothing."""
+
+    def __init__(self, port, hold_on=None):
+        self.target = port
+        self.hold_on = hold_on
+        self.held = False
+        self.sent = bytearray()
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+                s = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                return
+            threading.Thread(target=self._pipe, args=(c, s, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(s, c, False), daemon=True).start()
+
+    def _pipe(self, src, dst, up):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                with self.lock:
+                    if up:
+                        tail = bytes(self.sent[-64:]) + data
+                        if self.hold_on is not None and self.hold_on in tail:
+                            self.held = True    # before the server sees it
+                        self.sent += data
+                    elif self.held:
+                        continue
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for x in (src, dst):
+                try:
+                    x.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
 
 
 def test_basic(server):
@@ -87,6 +152,112 @@ def test_restart(server):
         out + errs)
 
 
+def test_window(server):
+    """The server answers nothing once the first publish went out: what the
+    client sends then is its publish window, xmpp.inflight (not
+    mqtt.inflight), 64 by default."""
+    for extra, want, what in ((["-w", "7", "--mqtt-inflight", "3"], 7,
+                               "xmpp.inflight = 7 (mqtt.inflight = 3)"),
+                              ([], 64, "the default, 64")):
+        relay = Relay(server.port, hold_on=b"<publish ")
+        p, lines = start(server, ["-n", "100", "-t", "5"] + extra, port=relay.port)
+        time.sleep(2.0)
+        with relay.lock:
+            n = relay.sent.count(b"<publish node=")
+        p.kill()
+        probe_finish(p)
+        relay.close()
+        tap("ready" in lines and n == want,
+            "publish window follows %s: %d unanswered publishes sent" % (what, n),
+            "\n".join(lines))
+
+
+def test_prefix(server):
+    """mqtt.topic_prefix is MQTT's: node names are the engine's names."""
+    relay = Relay(server.port)
+    r = probe(server, ["-n", "50", "--prefix", "veilpfx/"], port=relay.port)
+    relay.close()
+    with relay.lock:
+        nodes = set(re.findall(rb'node="([^"]*)"', relay.sent))
+    wires = re.findall(r"^wire (\S+)$", r.stdout, re.M)
+    now = re.findall(r"^now (\S+)$", r.stdout, re.M)
+    tap(r.returncode == 0 and len(nodes) == 2 and
+        not any(b"veilpfx" in n for n in nodes) and
+        set(w.encode() for w in wires) == nodes,
+        "no XMPP node name carries mqtt.topic_prefix; foreach_topic lists the node names",
+        r.stdout + r.stderr + repr(nodes))
+    tap(len(now) == 1 and re.fullmatch(r"[^@/\s]+@%s/\S+" % re.escape(server.domain), now[0])
+        is not None and ("Authenticated as %s" % now[0].split("/")[0]) in server.log(),
+        "transport_client_id() is the JID the server bound", repr(now))
+
+
+def test_junk_items(server):
+    """Items that cannot decode to exactly frames.size bytes are dropped,
+    counted, and the good ones still arrive."""
+    p, lines = start(server, ["--listen", "-n", "5", "-s", "1024", "-t", "20"])
+    topic = [ln.split()[1] for ln in lines if ln.startswith("topic_t ")]
+    ok = bool(topic)
+    if ok:
+        for size, n in (("2048", "3"), ("1024", "2")):
+            r = probe(server, ["--send-to", topic[0], "-n", n, "-s", size])
+            ok = ok and r.returncode == 0
+    out, err = probe_finish(p)
+    tap(ok and p.returncode == 0 and
+        re.search(r"received 2 .* dropped 3 ", out) is not None,
+        "items of the wrong size are dropped and counted; frames still arrive",
+        "\n".join(lines) + out + err)
+
+
+def tls_server(tmp):
+    """prosody offering STARTTLS with a self-signed certificate for
+    localhost, made here; returns (server, certificate path)."""
+    crt = os.path.join(tmp, "localhost.crt")
+    key = os.path.join(tmp, "localhost.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", key, "-out", crt], check=True, capture_output=True)
+    return Prosody(os.path.join(tmp, "tls"), storage="memory", tls=(crt, key)), crt
+
+
+def test_tls(tmp, plain):
+    server, crt = tls_server(tmp)
+    trust = {"SSL_CERT_FILE": crt}      # OpenSSL's default store: this one
+    try:
+        for mode in ("off", "starttls", "required"):
+            before = len(server.log())
+            r = probe(server, ["-n", "20", "--tls", mode], env=trust)
+            log = server.log()[before:]
+            sent = "<starttls" in log
+            enc = "Stream encrypted" in log
+            tls = "xmpp: connected (TLS)" in r.stderr
+            if mode == "off":
+                tap(r.returncode == 0 and not sent and not enc and not tls
+                    and "Authenticated as" in log,
+                    "tls = \"off\" with STARTTLS offered: never sends <starttls/>, "
+                    "works unencrypted", r.stdout + r.stderr + log[-1500:])
+            else:
+                tap(r.returncode == 0 and sent and enc and tls,
+                    "tls = \"%s\" with STARTTLS offered: encrypted (prosody: "
+                    "Stream encrypted)" % mode, r.stdout + r.stderr + log[-1500:])
+        before = len(server.log())
+        r = probe(server, ["-n", "2", "-t", "3", "--tls", "starttls"])
+        tap(r.returncode != 0 and
+            "probe: down (the server's TLS certificate is not trusted)" in r.stderr
+            and "Authenticated as" not in server.log()[before:],
+            "an untrusted certificate: no login, a clear error", r.stdout + r.stderr)
+    finally:
+        server.stop()
+    before = len(plain.log())
+    r = probe(plain, ["-n", "2", "-t", "3", "--tls", "required"])
+    tap(r.returncode != 0 and
+        "probe: down (server does not offer TLS, which xmpp.tls = \"required\" demands)"
+        in r.stderr and r.stderr.count("probe: down") == 1
+        and "Authenticated as" not in plain.log()[before:],
+        "tls = \"required\" against a server without certificates: refused once, "
+        "with a clear error, before any login", r.stdout + r.stderr)
+
+
 def test_no_anonymous(tmp):
     server = Prosody(os.path.join(tmp, "noanon"), anonymous=False, debug=False)
     try:
@@ -112,11 +283,16 @@ def main():
         try:
             rc, out = fast.check()
             tap(rc == 0, "prosodyctl accepts the generated config", out)
-            for t in (test_basic, test_offline, test_rotate):
+            for t in (test_basic, test_offline, test_rotate, test_window,
+                      test_prefix, test_junk_items):
                 try:
                     t(fast)
                 except Exception as e:  # a crash in one test is a failure, not an abort
                     tap(False, t.__name__, repr(e))
+            try:
+                test_tls(tmp, fast)
+            except Exception as e:
+                tap(False, "test_tls", repr(e))
         finally:
             fast.stop()
         disk = Prosody(os.path.join(tmp, "disk"), storage="internal")

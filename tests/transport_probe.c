@@ -2,10 +2,12 @@
 
 /*
  * transport_probe [-v] [-n N] [-s SIZE] [-w WINDOW] [-t SECONDS]
- *     [--expect-reconnect | --rotate | --offline] [--idle]
- *     [--transport mqtt] URI...
+ *     [--expect-reconnect | --rotate | --offline | --listen | --send-to T]
+ *     [--idle] [--client-id ID] [--prefix P] [--stall MS] [--crash]
+ *     [--session-expiry S] [--random-username] [--credentials USER:PASS]
+ *     [--mqtt-inflight N] [--transport mqtt] URI...
  * transport_probe ... --transport xmpp --domain DOMAIN --pubsub SERVICE
- *     [--host HOST] [--port PORT]
+ *     [--host HOST] [--port PORT] [--tls off|starttls|required]
  *
  * Subscribes a random topic T and a random topic U, publishes N frames of
  * SIZE bytes to T and counts them back, then checks U: frames published to
@@ -16,16 +18,29 @@
  * disconnect + connect).  --offline subscribes T, disconnects, has a second
  * transport publish the N frames to T, then reconnects and expects all of
  * them (the broker kept them); the U checks are skipped.  --idle stays
- * connected and quiet after the U checks until -t runs out.  Exits 0 when
- * every frame arrived at least once and every publish was acknowledged
- * exactly once.  Prints "client_id ID" lines and "ready" once subscribed,
- * for the test driver.  The same code drives both transports: what it
- * checks is the transport.h contract, which does not depend on the broker.
+ * connected and quiet after the U checks until -t runs out.
+ *
+ * --listen subscribes T and U, publishes nothing, and returns once N frames
+ * on T were delivered or dropped (on_dropped): the test publishes to T.
+ * --stall MS makes its first on_message block the loop that long, so that
+ * a flood piles up in the driver.  --send-to T only publishes N frames to
+ * topic T (the engine's name) and returns once all are acknowledged.
+ *
+ * Exits 0 when every frame arrived at least once and every publish was
+ * acknowledged exactly once (--listen: N frames seen, --send-to: N acked).
+ * Prints "client_id ID" lines, then "ready" once subscribed, after
+ * "topic_t T", "now ID" (transport_client_id()) and one "wire W" per live
+ * topic (transport_foreach_topic()), for the test driver; the last line
+ * holds the counts and the peak RSS ("vmhwm" in KiB).  --crash leaves
+ * without transport_free(), as a killed daemon would (no DISCONNECT).
+ * The same code drives both transports: what it checks is the
+ * transport.h contract, which does not depend on the broker.
  */
 
 #include <sys/time.h>
 
 #include <err.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -37,6 +52,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "../daemon/config.h"
 #include "../daemon/transport.h"
 
 static int probe_verbose;
@@ -106,10 +122,24 @@ struct probe {
 	int			 idle;
 	struct transport	*pub;		/* --offline: the sender */
 	int			 pub_acked;
+	int			 listen;
+	const char		*send_to;
+	int			 stall_ms, stalled;
+	unsigned int		 dropped;	/* on_dropped */
+	const char		*fixed_id;
 };
 
 #define COOKIE_U	1000000000ULL	/* cookies for U frames start here */
 #define COOKIE_SENTINEL	2000000000ULL
+
+/* A string of the config, owned by it (config_free() frees it). */
+static void
+probe_set(char **dst, const char *v)
+{
+	free(*dst);
+	if ((*dst = strdup(v)) == NULL)
+		err(1, NULL);
+}
 
 static void
 rand_alnum(char *buf, size_t n)
@@ -128,7 +158,10 @@ probe_set_id(struct probe *p)
 {
 	char	 id[23];
 
-	rand_alnum(id, 22);
+	if (p->fixed_id != NULL && !p->rotated)
+		snprintf(id, sizeof(id), "%s", p->fixed_id);
+	else
+		rand_alnum(id, 22);
 	if (transport_set_client_id(p->t, id) == -1)
 		errx(1, "set_client_id");
 	printf("client_id %s\n", id);
@@ -160,6 +193,14 @@ probe_check_done(struct probe *p)
 
 	switch (p->phase) {
 	case PH_MAIN:
+		if (p->listen || p->send_to != NULL) {
+			if ((p->listen ? p->got + (int)p->dropped :
+			    p->acked + p->nacked) < p->n)
+				return;
+			p->phase = PH_DONE;
+			event_base_loopexit(p->base, NULL);
+			return;
+		}
 		if (p->got < p->n || p->acked + p->nacked < p->n)
 			return;
 		if (p->offline) {
@@ -215,6 +256,32 @@ on_state(int up, const char *reason, void *arg)
 }
 
 static void
+print_wire(const char *topic, void *arg)
+{
+	(void)arg;
+	printf("wire %s\n", topic);
+}
+
+/* What the engine would show in status {verbose}. */
+static void
+probe_show(struct probe *p)
+{
+	const char	*id = transport_client_id(p->t);
+
+	printf("topic_t %s\nnow %s\n", p->topic_t, id != NULL ? id : "-");
+	transport_foreach_topic(p->t, print_wire, NULL);
+}
+
+static void
+on_dropped(unsigned int n, void *arg)
+{
+	struct probe	*p = arg;
+
+	p->dropped += n;
+	probe_check_done(p);
+}
+
+static void
 on_subscribed(const char *topic, int ok, void *arg)
 {
 	struct probe	*p = arg;
@@ -227,6 +294,7 @@ on_subscribed(const char *topic, int ok, void *arg)
 	}
 	if (++p->subscribed == 2 && p->phase == PH_SUBSCRIBING) {
 		p->phase = PH_MAIN;
+		probe_show(p);
 		printf("ready\n");
 		fflush(stdout);
 		if (p->offline) {
@@ -252,7 +320,19 @@ on_message(const char *topic, const void *data, size_t len, void *arg)
 		return;
 	}
 	memcpy(&idx, data, sizeof(idx));
-	if (strcmp(topic, p->topic_u) == 0) {
+	if (p->stall_ms > 0 && !p->stalled) {
+		/* A slow loop (a long fsync, say) while the server floods. */
+		p->stalled = 1;
+		usleep((useconds_t)p->stall_ms * 1000);
+	}
+	if (p->listen) {
+		if (strcmp(topic, p->topic_t) == 0)
+			p->got++;
+		else if (strcmp(topic, p->topic_u) != 0) {
+			warnx("frame on a topic never subscribed");
+			p->failed = 1;
+		}
+	} else if (strcmp(topic, p->topic_u) == 0) {
 		if (p->phase == PH_U_AFTER)
 			p->u_after++;
 		else
@@ -356,14 +436,31 @@ probe_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (p->phase == PH_SUBSCRIBING || p->offline)
+	if (p->phase == PH_SUBSCRIBING || p->offline || p->listen)
 		return;
 	burst = p->expect_reconnect ? 1 : p->n;
 	while (burst-- > 0 && p->sent < p->n) {
-		probe_publish(p, p->topic_t, (uint32_t)p->sent,
-		    (uint64_t)p->sent);
+		probe_publish(p, p->send_to != NULL ? p->send_to : p->topic_t,
+		    (uint32_t)p->sent, (uint64_t)p->sent);
 		p->sent++;
 	}
+}
+
+/* Peak resident set, KiB, or -1. */
+static long
+probe_vmhwm(void)
+{
+	FILE	*fp;
+	char	 line[128];
+	long	 kb = -1;
+
+	if ((fp = fopen("/proc/self/status", "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+			break;
+	fclose(fp);
+	return kb;
 }
 
 static __attribute__((noreturn)) void
@@ -371,10 +468,15 @@ usage(void)
 {
 	fprintf(stderr, "usage: transport_probe [-v] [-n N] [-s SIZE] "
 	    "[-w WINDOW] [-t SECONDS]\n"
-	    "\t[--expect-reconnect | --rotate | --offline] [--idle]\n"
-	    "\t[--transport mqtt] URI...\n"
+	    "\t[--expect-reconnect | --rotate | --offline | --listen | "
+	    "--send-to T]\n"
+	    "\t[--idle] [--client-id ID] [--prefix P] [--stall MS] [--crash]\n"
+	    "\t[--session-expiry S] [--random-username] "
+	    "[--credentials USER:PASS]\n"
+	    "\t[--mqtt-inflight N] [--transport mqtt] URI...\n"
 	    "\t--transport xmpp --domain DOMAIN --pubsub SERVICE "
-	    "[--host HOST] [--port PORT]\n");
+	    "[--host HOST] [--port PORT]\n"
+	    "\t[--tls off|starttls|required]\n");
 	exit(2);
 }
 
@@ -391,9 +493,20 @@ main(int argc, char *argv[])
 		{ "host", required_argument, NULL, 'H' },
 		{ "port", required_argument, NULL, 'P' },
 		{ "pubsub", required_argument, NULL, 'S' },
+		{ "listen", no_argument, NULL, 'L' },
+		{ "send-to", required_argument, NULL, 'B' },
+		{ "client-id", required_argument, NULL, 'C' },
+		{ "prefix", required_argument, NULL, 'F' },
+		{ "stall", required_argument, NULL, 'Z' },
+		{ "crash", no_argument, NULL, 'K' },
+		{ "session-expiry", required_argument, NULL, 'E' },
+		{ "random-username", no_argument, NULL, 'U' },
+		{ "credentials", required_argument, NULL, 'A' },
+		{ "mqtt-inflight", required_argument, NULL, 'M' },
+		{ "tls", required_argument, NULL, 'Y' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct transport_config	 cfg;
+	struct veild_config	 cfg;
 	struct transport_cbs	 pcbs = {
 		.on_state = on_state_pub,
 		.on_message = on_message_pub,
@@ -405,15 +518,19 @@ main(int argc, char *argv[])
 		.on_message = on_message,
 		.on_published = on_published,
 		.on_subscribed = on_subscribed,
+		.on_dropped = on_dropped,
 	};
 	struct probe		 p;
 	struct timeval		 tv, limit = { 10, 0 };
 	const char		*name = "mqtt";
-	char			 errbuf[256];
-	int			 ch, ok, window = 0, xmpp;
+	char			 errbuf[256], *user = NULL, *pass = NULL;
+	long			 expiry = -1, mqtt_inflight = 0;
+	int			 ch, ok, window = 0, xmpp, i, crash = 0;
 
 	memset(&p, 0, sizeof(p));
-	memset(&cfg, 0, sizeof(cfg));
+	/* What veild would run with, less what the options change. */
+	if (config_defaults(&cfg) == -1)
+		err(1, NULL);
 	p.n = 1000;
 	p.size = 1024;
 	while ((ch = getopt_long(argc, argv, "n:s:t:vw:", longopts, NULL))
@@ -450,16 +567,61 @@ main(int argc, char *argv[])
 			name = optarg;
 			break;
 		case 'D':
-			cfg.xmpp_domain = optarg;
+			probe_set(&cfg.xmpp.domain, optarg);
 			break;
 		case 'H':
-			cfg.xmpp_host = optarg;
+			probe_set(&cfg.xmpp.host, optarg);
 			break;
 		case 'P':
-			cfg.xmpp_port = (unsigned int)atoi(optarg);
+			cfg.xmpp.port = (unsigned int)atoi(optarg);
 			break;
 		case 'S':
-			cfg.xmpp_pubsub = optarg;
+			probe_set(&cfg.xmpp.pubsub, optarg);
+			break;
+		case 'L':
+			p.listen = 1;
+			break;
+		case 'B':
+			p.send_to = optarg;
+			break;
+		case 'C':
+			p.fixed_id = optarg;
+			break;
+		case 'F':
+			probe_set(&cfg.mqtt.topic_prefix, optarg);
+			break;
+		case 'Z':
+			p.stall_ms = atoi(optarg);
+			break;
+		case 'K':
+			crash = 1;
+			break;
+		case 'E':
+			expiry = atol(optarg);
+			break;
+		case 'U':
+			cfg.mqtt.random_username = 1;
+			break;
+		case 'A':
+			/* USER:PASS, for transport_set_credentials(). */
+			if ((user = strdup(optarg)) == NULL)
+				err(1, NULL);
+			if ((pass = strchr(user, ':')) == NULL)
+				usage();
+			*pass++ = '\0';
+			break;
+		case 'M':
+			mqtt_inflight = atol(optarg);
+			break;
+		case 'Y':
+			if (strcmp(optarg, "off") == 0)
+				cfg.xmpp.tls = VEILD_TLS_OFF;
+			else if (strcmp(optarg, "starttls") == 0)
+				cfg.xmpp.tls = VEILD_TLS_STARTTLS;
+			else if (strcmp(optarg, "required") == 0)
+				cfg.xmpp.tls = VEILD_TLS_REQUIRED;
+			else
+				usage();
 			break;
 		default:
 			usage();
@@ -469,13 +631,38 @@ main(int argc, char *argv[])
 	argv += optind;
 	/* MQTT takes server URIs, XMPP a domain and a service: never both. */
 	xmpp = strcmp(name, "xmpp") == 0;
-	if ((xmpp ? argc != 0 || cfg.xmpp_domain == NULL ||
-	    cfg.xmpp_pubsub == NULL : argc < 1 || cfg.xmpp_domain != NULL ||
-	    cfg.xmpp_host != NULL || cfg.xmpp_port != 0 ||
-	    cfg.xmpp_pubsub != NULL) || p.n < 2 || p.n > 1000000 || p.size < 4 ||
-	    p.size > 1 << 20 || window < 0 || limit.tv_sec < 1 ||
-	    p.expect_reconnect + p.rotate + p.offline > 1)
+	if ((xmpp ? argc != 0 || cfg.xmpp.domain == NULL ||
+	    cfg.xmpp.pubsub == NULL : argc < 1 ||
+	    argc > CONFIG_MQTT_URIS_MAX || cfg.xmpp.domain != NULL ||
+	    cfg.xmpp.host != NULL || cfg.xmpp.pubsub != NULL) ||
+	    p.n < 2 || p.n > 1000000 || p.size < 4 || p.size > 1 << 20 ||
+	    window < 0 || window > 65535 || cfg.xmpp.port < 1 ||
+	    cfg.xmpp.port > 65535 || limit.tv_sec < 1 ||
+	    p.expect_reconnect + p.rotate + p.offline + p.listen +
+	    (p.send_to != NULL) > 1 || p.stall_ms < 0 || p.stall_ms > 60000 ||
+	    expiry < -1 || expiry > UINT32_MAX || mqtt_inflight < 0 ||
+	    mqtt_inflight > 65535 || (p.fixed_id != NULL &&
+	    strlen(p.fixed_id) > 22))
 		usage();
+	if (mqtt_inflight > 0)
+		cfg.mqtt.inflight = (unsigned int)mqtt_inflight;
+	cfg.transport = xmpp ? VEILD_TRANSPORT_XMPP : VEILD_TRANSPORT_MQTT;
+	cfg.frames.size = (size_t)p.size;
+	if (window > 0)
+		*(xmpp ? &cfg.xmpp.inflight : &cfg.mqtt.inflight) =
+		    (unsigned int)window;
+	if (!xmpp) {
+		free(cfg.mqtt.uris[0]);
+		cfg.mqtt.nuris = 0;
+		for (i = 0; i < argc; i++) {
+			cfg.mqtt.uris[i] = NULL;
+			probe_set(&cfg.mqtt.uris[i], argv[i]);
+			cfg.mqtt.nuris++;
+		}
+		/* Short enough to notice a dead broker within a test. */
+		cfg.mqtt.keepalive_ms = 5000;
+		cfg.mqtt.session_expiry_ms = 600 * 1000;
+	}
 
 #ifndef PROBE_LOG_SHIM
 	log_init(1, probe_verbose, "transport_probe");
@@ -490,19 +677,11 @@ main(int argc, char *argv[])
 	if ((p.base = event_base_new()) == NULL)
 		errx(1, "event_base_new");
 
-	cfg.inflight = (unsigned int)window;
-	if (!xmpp) {
-		cfg.uris = (const char *const *)argv;
-		cfg.nuris = (size_t)argc;
-		/* Short enough to notice a dead broker within a test. */
-		cfg.keepalive_ms = 5000;
-		cfg.session_expiry_s = 600;
-	}
-	if ((p.t = transport_new(name, p.base, &cfg, &cbs, &p, errbuf,
+	if ((p.t = transport_new(&cfg, p.base, &cbs, &p, errbuf,
 	    sizeof(errbuf))) == NULL)
 		errx(1, "%s", errbuf);
 	if (p.offline) {
-		if ((p.pub = transport_new(name, p.base, &cfg, &pcbs, &p,
+		if ((p.pub = transport_new(&cfg, p.base, &pcbs, &p,
 		    errbuf, sizeof(errbuf))) == NULL)
 			errx(1, "%s", errbuf);
 		if (transport_set_client_id(p.pub, "sender") == -1 ||
@@ -510,10 +689,17 @@ main(int argc, char *argv[])
 			errx(1, "sender");
 	}
 
+	if ((user != NULL && transport_set_credentials(p.t, user, pass) == -1) ||
+	    (expiry >= 0 &&
+	    transport_set_session_expiry(p.t, (uint32_t)expiry) == -1))
+		errx(1, "credentials or session expiry");
 	rand_alnum(p.topic_t, 22);
 	rand_alnum(p.topic_u, 22);
 	probe_set_id(&p);
-	if (transport_subscribe(p.t, p.topic_t) == -1 ||
+	if (p.send_to != NULL)
+		/* Nothing to wait for: publish from the first tick. */
+		p.phase = PH_MAIN;
+	else if (transport_subscribe(p.t, p.topic_t) == -1 ||
 	    transport_subscribe(p.t, p.topic_u) == -1)
 		errx(1, "subscribe");
 	if (transport_connect(p.t) == -1)
@@ -527,15 +713,23 @@ main(int argc, char *argv[])
 		errx(1, "loopexit");
 	event_base_dispatch(p.base);
 
-	ok = !p.failed && p.phase == PH_DONE && p.got == p.n &&
-	    p.acked == p.n && p.nacked == 0 && p.ackdup == 0 &&
-	    (p.offline || p.u_before >= UCOUNT) && p.u_after == 0 &&
-	    (!p.expect_reconnect || (p.downs >= 1 && p.ups >= 2));
+	if (p.listen)
+		ok = !p.failed && p.phase == PH_DONE;
+	else if (p.send_to != NULL)
+		ok = !p.failed && p.phase == PH_DONE && p.acked == p.n;
+	else
+		ok = !p.failed && p.phase == PH_DONE && p.got == p.n &&
+		    p.acked == p.n && p.nacked == 0 && p.ackdup == 0 &&
+		    (p.offline || p.u_before >= UCOUNT) && p.u_after == 0 &&
+		    (!p.expect_reconnect || (p.downs >= 1 && p.ups >= 2));
 	printf("frames %d received %d duplicates %d acked %d nacked %d "
-	    "ackdup %d u_before %d u_after %d ups %d downs %d phase %d\n",
+	    "ackdup %d u_before %d u_after %d ups %d downs %d phase %d "
+	    "dropped %u vmhwm %ld\n",
 	    p.n, p.got, p.dups, p.acked, p.nacked, p.ackdup, p.u_before,
-	    p.u_after, p.ups, p.downs, (int)p.phase);
+	    p.u_after, p.ups, p.downs, (int)p.phase, p.dropped, probe_vmhwm());
 	fflush(stdout);
+	if (crash)
+		_exit(ok ? 0 : 1);	/* no DISCONNECT: the session stays */
 
 	transport_free(p.t);
 	if (p.pub != NULL)
@@ -545,5 +739,7 @@ main(int argc, char *argv[])
 	free(p.seen);
 	free(p.acks);
 	free(p.frame);
+	config_free(&cfg);
+	free(user);
 	return ok ? 0 : 1;
 }

@@ -39,13 +39,14 @@ class Prosody(Server):
     """A prosody on a free loopback port, configured and logging in tmpdir.
 
     VirtualHost domain with anonymous authentication, Component
-    pubsub.<domain> with pubsub_max_items max_items and the plugin above.
+    pubsub.<domain> with pubsub_max_items max_items and the plugin above;
+    STARTTLS only when tls gives a certificate and its key.
     Its data directory survives restart(), so nodes and their items do,
     like on a production server.
     """
 
     def __init__(self, tmpdir, domain="localhost", port=None, anonymous=True,
-                 max_items=500, debug=True, storage="internal"):
+                 max_items=500, debug=True, storage="internal", tls=None):
         self.dir = os.path.abspath(os.path.join(tmpdir, "prosody"))
         self.domain = domain
         self.pubsub = "pubsub." + domain
@@ -61,6 +62,11 @@ class Prosody(Server):
             os.makedirs(d, exist_ok=True)
         with open(os.path.join(self.plugins, "mod_pubsub_anon_create.lua"), "w") as f:
             f.write(PLUGIN)
+        # tls = (certificate, key) files: installed for the domain, with
+        # mod_tls, so that STARTTLS is offered.
+        if tls is not None:
+            for src, ext in zip(tls, (".crt", ".key")):
+                shutil.copyfile(src, os.path.join(self.certs, domain + ext))
         lines = [
             'pidfile = "%s"' % self.pid_path,
             'data_path = "%s"' % self.data,
@@ -78,7 +84,8 @@ class Prosody(Server):
             'c2s_require_encryption = false',
             's2s_require_encryption = false',
             'allow_registration = false',
-            'modules_enabled = { "roster", "saslauth", "disco", "ping" }',
+            'modules_enabled = { "roster", "saslauth", "disco", "ping"%s }'
+            % (', "tls"' if tls is not None else ""),
             'modules_disabled = { "s2s" }',
             # "internal" (files) rewrites a node's whole item list on every
             # publish past max_items: fine for persistence tests, slow for
