@@ -307,8 +307,10 @@ static const struct key frames_keys[] = {
 };
 
 static const struct key rotation_keys[] = {
+	/* The epoch length: epochs are numbered from the Unix epoch in
+	 * whole seconds (protocol.md 5). */
 	{ "mean", K_DUR, FIELD(rotation.mean_ms), SEC, 30 * DAY, NULL, NULL,
-	    NULL, NULL, 0 },
+	    NULL, NULL, KF_WHOLE_SEC },
 	{ "min", K_DUR, FIELD(rotation.min_ms), SEC, 30 * DAY, NULL, NULL,
 	    NULL, NULL, 0 },
 	{ "max", K_DUR, FIELD(rotation.max_ms), SEC, 30 * DAY, NULL, NULL,
@@ -323,6 +325,29 @@ static const struct key retransmit_keys[] = {
 	    NULL, NULL, NULL, 0 },
 	{ "max", K_DUR, FIELD(retransmit.max_ms), 100, DAY, NULL, NULL, NULL,
 	    NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key keys_keys[] = {
+	/* A key period is a whole number of seconds (protocol.md 2.1). */
+	{ "period", K_DUR, FIELD(keys.period_ms), SEC, 30 * DAY, NULL, NULL,
+	    NULL, NULL, KF_WHOLE_SEC },
+	{ "heal", K_DUR, FIELD(keys.heal_ms), 0, 365 * DAY, NULL, NULL, NULL,
+	    NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key requests_keys[] = {
+	{ "ttl", K_DUR, FIELD(requests.ttl_ms), MIN, 30 * DAY, NULL, NULL,
+	    NULL, NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key cards_keys[] = {
+	{ "ttl", K_DUR, FIELD(cards.ttl_ms), MIN, 365 * DAY, NULL, NULL,
+	    NULL, NULL, 0 },
+	{ "one_time_ttl", K_DUR, FIELD(cards.one_time_ttl_ms), MIN, 365 * DAY,
+	    NULL, NULL, NULL, NULL, 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
@@ -350,6 +375,9 @@ static const struct key root_keys[] = {
 	    0 },
 	{ "retransmit", K_GROUP, 0, 0, 0, 0, NULL, retransmit_keys, NULL,
 	    NULL, 0 },
+	{ "keys", K_GROUP, 0, 0, 0, 0, NULL, keys_keys, NULL, NULL, 0 },
+	{ "requests", K_GROUP, 0, 0, 0, 0, NULL, requests_keys, NULL, NULL, 0 },
+	{ "cards", K_GROUP, 0, 0, 0, 0, NULL, cards_keys, NULL, NULL, 0 },
 	{ "accept", K_ENUM, FIELD(accept), 0, 0, accept_names, NULL, NULL,
 	    NULL, 0 },
 	{ "log", K_GROUP, 0, 0, 0, 0, NULL, log_keys, NULL, NULL, 0 },
@@ -846,6 +874,11 @@ config_defaults(struct veild_config *cfg)
 	cfg->rotation.grace_ms = 10 * MIN;
 	cfg->retransmit.initial_ms = 2 * SEC;
 	cfg->retransmit.max_ms = 5 * MIN;
+	cfg->keys.period_ms = HOUR;
+	cfg->keys.heal_ms = DAY;
+	cfg->requests.ttl_ms = 3 * DAY;
+	cfg->cards.ttl_ms = DAY;
+	cfg->cards.one_time_ttl_ms = 7 * DAY;
 	cfg->accept = VEILD_ACCEPT_ASK;
 	cfg->log.level = VEILD_LOG_INFO;
 
@@ -1097,6 +1130,20 @@ config_print(FILE *fp, const struct veild_config *cfg)
 	fputs("retransmit = {\n", fp);
 	print_dur(fp, in, "initial", cfg->retransmit.initial_ms);
 	print_dur(fp, in, "max", cfg->retransmit.max_ms);
+	fputs("};\n", fp);
+
+	fputs("keys = {\n", fp);
+	print_dur(fp, in, "period", cfg->keys.period_ms);
+	print_dur(fp, in, "heal", cfg->keys.heal_ms);
+	fputs("};\n", fp);
+
+	fputs("requests = {\n", fp);
+	print_dur(fp, in, "ttl", cfg->requests.ttl_ms);
+	fputs("};\n", fp);
+
+	fputs("cards = {\n", fp);
+	print_dur(fp, in, "ttl", cfg->cards.ttl_ms);
+	print_dur(fp, in, "one_time_ttl", cfg->cards.one_time_ttl_ms);
 	fputs("};\n", fp);
 
 	print_str(fp, "", "accept", accept_names[cfg->accept]);

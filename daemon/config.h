@@ -83,6 +83,9 @@ struct veild_config {
 	} frames;
 
 	struct {
+		/* mean: the epoch length, shared by the users of a broker
+		 * (whole seconds); grace: the connections' overlap around a
+		 * boundary; min and max are checked, no longer used. */
 		uint64_t	 mean_ms;	/* min_ms <= mean_ms <= max_ms */
 		uint64_t	 min_ms;	/* >= 1s */
 		uint64_t	 max_ms;
@@ -93,6 +96,20 @@ struct veild_config {
 		uint64_t	 initial_ms;	/* <= max_ms */
 		uint64_t	 max_ms;
 	} retransmit;
+
+	struct {
+		uint64_t	 period_ms;	/* key period, whole seconds, 1s..30d */
+		uint64_t	 heal_ms;	/* DH re-key per contact; 0: never */
+	} keys;
+
+	struct {
+		uint64_t	 ttl_ms;	/* a REQUEST without a card expiry */
+	} requests;
+
+	struct {
+		uint64_t	 ttl_ms;	/* level 3 cards */
+		uint64_t	 one_time_ttl_ms; /* unused one-time cards */
+	} cards;
 
 	enum veild_accept	 accept;
 

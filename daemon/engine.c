@@ -14,15 +14,14 @@
 
 #define DEDUPE_MS	(30LL * 24 * 3600 * 1000)
 
-/*
- * The obscurity levels (SPEC section 2) as policies.  Level 3 also
- * replaces the shared inbox at each rotation (card_rotates).
- */
+/* The obscurity levels (SPEC section 2) as policies. */
 static const struct level_policy policies[] = {
-	[1] = { .pair_inboxes = 0, .rotates = 0, .card_conn = 0, .card_rotates = 0 },
-	[2] = { .pair_inboxes = 1, .rotates = 1, .card_conn = 1, .card_rotates = 0 },
-	[3] = { .pair_inboxes = 0, .rotates = 1, .card_conn = 0, .card_rotates = 1 },
+	[1] = { .pair_inboxes = 0, .rotates = 0, .card_conn = 0, .card_per_conn = 0 },
+	[2] = { .pair_inboxes = 1, .rotates = 1, .card_conn = 1, .card_per_conn = 0 },
+	[3] = { .pair_inboxes = 0, .rotates = 1, .card_conn = 1, .card_per_conn = 1 },
 };
+/* A key period's receive tolerances: min(Pd / 4, 120 s) (protocol.md 2.1). */
+#define KEY_SLACK_MAX	120
 
 static struct engine {
 	struct event_base	*base;
@@ -72,6 +71,27 @@ uint64_t
 eng_tick(void)
 {
 	return E.ticks;
+}
+
+uint32_t
+eng_epoch_len(void)
+{
+	return eng_policy()->rotates ? (uint32_t)(E.cfg.rotation.mean_ms / 1000) : 0;
+}
+
+uint32_t
+eng_key_period(void)
+{
+	return (uint32_t)(E.cfg.keys.period_ms / 1000);
+}
+
+void
+eng_clock(struct veil_clock *clk)
+{
+	uint32_t p = eng_key_period() / 4;
+
+	clk->now = now_s();
+	clk->grace = clk->lead = p < KEY_SLACK_MAX ? p : KEY_SLACK_MAX;
 }
 
 /* --- events, after the commit ------------------------------------------ */
@@ -151,6 +171,27 @@ engine_after_commit(void (*fn)(void *, int), void *arg)
 
 /* --- identity, tick, start and stop ------------------------------------ */
 
+/* A database whose contacts were paired under wire protocol 1 (which did
+ * not prove the requester's key) cannot go on: say so and stop. */
+static int
+check_wire(const char *path, char *err, size_t errlen)
+{
+	struct store_meta m;
+
+	if (store_meta_get(E.st, &m) != 1) {
+		seterr(err, errlen, "store: %s", store_errmsg(E.st));
+		return -1;
+	}
+	if (m.wire == VEIL_PROTOCOL_VERSION)
+		return 0;
+	seterr(err, errlen, "%s holds contacts of veil wire protocol %d; this "
+	    "veild speaks protocol %d, which proves both identities when "
+	    "contacts pair, and contacts paired the old way cannot be carried "
+	    "over: move the file away (mv %s %s.v%d) and pair again",
+	    path, m.wire, VEIL_PROTOCOL_VERSION, path, path, m.wire);
+	return -1;
+}
+
 static int
 load_identity(char *err, size_t errlen)
 {
@@ -181,26 +222,24 @@ tick(evutil_socket_t fd, short ev, void *arg)
 	(void)ev;
 	(void)arg;
 	E.ticks++;
-	contact_clock_tick();
+	contact_sweep();
 	if (conn_up())
 		outbox_flush();
 	recv_tick(now);
-	if (E.ticks % 2 == 0) {
-		/* Every 2 s: the grace periods are seconds long in tests and
-		 * minutes in use; both must see an inbox's last use in time. */
-		inbox_housekeeping();
+	if (E.ticks % 2 == 0)
+		inbox_housekeeping();	/* expired cards */
+	if (E.ticks % 3600 == 0) {
+		if (store_rx_prune(E.st, now - DEDUPE_MS) < 0)
+			log_warnx("store: %s", store_errmsg(E.st));
+		pairing_prune();
 	}
-	if (E.ticks % 10 == 0)
-		drop_prev_keys();
-	if (E.ticks % 3600 == 0 && store_rx_prune(E.st, now - DEDUPE_MS) < 0)
-		log_warnx("store: %s", store_errmsg(E.st));
 }
 
 /*
  * The modules in dependency order; shutdown runs the started ones in
  * reverse.  Each init may use the ones before it.
  */
-enum { UP_NONE, UP_STORE, UP_CONTACT, UP_INBOX, UP_CONN, UP_RECV, UP_ROTATION };
+enum { UP_NONE, UP_STORE, UP_INBOX, UP_CONTACT, UP_CONN, UP_RECV };
 
 int
 engine_init(struct event_base *base, const struct veild_config *cfg, char *err,
@@ -223,33 +262,24 @@ engine_init(struct event_base *base, const struct veild_config *cfg, char *err,
 	if ((E.st = store_open(path, err, errlen)) == NULL)
 		return -1;
 	E.started = UP_STORE;
-	if (load_identity(err, errlen) != 0)
+	if (check_wire(path, err, errlen) != 0 || load_identity(err, errlen) != 0)
 		return -1;
+	if (inbox_init(err, errlen) != 0)
+		return -1;
+	E.started = UP_INBOX;
 	if (contact_init() != 0) {
 		seterr(err, errlen, "cannot load contacts: %s", store_errmsg(E.st));
 		return -1;
 	}
 	E.started = UP_CONTACT;
-	if (inbox_init(err, errlen) != 0)
-		return -1;
-	E.started = UP_INBOX;
 	if (conn_init(err, errlen) != 0)
 		return -1;
 	E.started = UP_CONN;
-	if (inbox_subscribe_all(SUB_START) < 0) {
-		seterr(err, errlen, "cannot list inboxes: %s", store_errmsg(E.st));
-		return -1;
-	}
 	if (recv_init() != 0) {
 		seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	E.started = UP_RECV;
-	if (rotation_init() != 0) {
-		seterr(err, errlen, "store: %s", store_errmsg(E.st));
-		return -1;
-	}
-	E.started = UP_ROTATION;
 	log_info("%zu contacts loaded", contact_count());
 	return 0;
 }
@@ -260,7 +290,7 @@ engine_start(void)
 	struct timeval tv = { 1, 0 };
 
 	/* From here brackets commit as a group, once per loop pass. */
-	if (txn_init() != 0 || outbox_init() != 0 || rotation_start() != 0)
+	if (txn_init() != 0 || outbox_init() != 0)
 		return -1;
 	if ((E.tick = event_new(E.base, -1, EV_PERSIST, tick, NULL)) == NULL ||
 	    event_add(E.tick, &tv) != 0)
@@ -271,13 +301,28 @@ engine_start(void)
 void
 engine_reload(const struct veild_config *next)
 {
+	uint32_t l = eng_epoch_len(), p = eng_key_period();
+
 	E.cfg.retransmit = next->retransmit;
 	E.cfg.accept = next->accept;
 	E.cfg.rotation = next->rotation;
 	E.cfg.frames.cover_rate = next->frames.cover_rate;
 	E.cfg.frames.jitter_ms = next->frames.jitter_ms;
-	rotation_reload();
+	E.cfg.keys = next->keys;
+	E.cfg.requests = next->requests;
+	E.cfg.cards = next->cards;
 	cover_arm();
+	if (eng_epoch_len() != l || eng_key_period() != p) {
+		/* The epochs are numbered anew at once; the contacts learn
+		 * the new settings by UPDATE, and until each has, it sends
+		 * to topics numbered the old way, which we keep. */
+		log_info("epoch length %us, key period %us: telling every contact",
+		    eng_epoch_len(), eng_key_period());
+		inbox_params_changed();
+		if (eng_epoch_len() != l)
+			conn_reschedule();
+		rotation_announce_all(0, NULL);
+	}
 }
 
 void
@@ -295,20 +340,17 @@ engine_shutdown(void)
 		event_free(E.tick);
 	outbox_shutdown();
 	switch (E.started) {
-	case UP_ROTATION:
-		rotation_shutdown();
-		/* FALLTHROUGH */
 	case UP_RECV:
 		recv_shutdown();
 		/* FALLTHROUGH */
 	case UP_CONN:
 		conn_shutdown();
 		/* FALLTHROUGH */
-	case UP_INBOX:
-		inbox_shutdown();
-		/* FALLTHROUGH */
 	case UP_CONTACT:
 		contact_shutdown();
+		/* FALLTHROUGH */
+	case UP_INBOX:
+		inbox_shutdown();
 		/* FALLTHROUGH */
 	case UP_STORE:
 		store_close(E.st);
@@ -346,13 +388,19 @@ engine_status(struct engine_status *s, int verbose)
 	s->unread = store_rx_pending_count(E.st);
 	recv_counters(&s->frames_in, &s->dropped);
 	s->frames_out = conn_frames_out();
+	s->wire = VEIL_PROTOCOL_VERSION;
 	if (verbose) {
-		copystr(s->client_id, conn_client_id(), sizeof s->client_id);
 		copystr(s->card, inbox_card_topic(), sizeof s->card);
-		copystr(s->shared_inbox, inbox_shared(), sizeof s->shared_inbox);
-		s->epoch = rotation_epoch();
-		s->next_rotation = rotation_next() / 1000;
+		s->epoch = conn_epoch();
+		s->next_rotation = conn_next_epoch_ms() / 1000;
 	}
+}
+
+void
+engine_foreach_id(void (*client)(const char *, void *),
+    void (*topic)(const char *, void *), void *arg)
+{
+	conn_foreach_id(client, topic, arg);
 }
 
 int

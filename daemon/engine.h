@@ -37,6 +37,7 @@ struct engine_contact {
 	char		 name[VEIL_NAME_MAX + 1];
 	char		 peer_name[VEIL_NAME_MAX + 1];
 	const char	*state;				/* static string */
+	int		 key_proven;			/* established: the agreement proved it */
 	int		 verified;
 	char		 fingerprint[VEIL_FP_TEXT];
 	int64_t		 queued;			/* outbox rows */
@@ -51,12 +52,12 @@ struct engine_status {
 	int64_t		 established, pending, requested, accepted, failed;
 	int64_t		 outbox, unread;
 	uint64_t	 frames_in, frames_out, dropped;
-	/* Filled only when asked (identifiers, for audits). */
-	char		 client_id[ENGINE_TEXT_MAX];
-	char		 card[ENGINE_TEXT_MAX];
-	char		 shared_inbox[ENGINE_TEXT_MAX];
-	int64_t		 epoch;
-	int64_t		 next_rotation;			/* Unix seconds */
+	int		 wire;				/* protocol version */
+	/* Filled only when asked (identifiers, for audits; see also
+	 * engine_foreach_id). */
+	char		 card[ENGINE_TEXT_MAX];		/* the card handed out */
+	int64_t		 epoch;				/* our current epoch */
+	int64_t		 next_rotation;			/* its end, Unix seconds */
 };
 
 struct engine_card {
@@ -119,6 +120,10 @@ void	engine_status_line(char *buf, size_t len);
 /* Operations.  Each returns ENGINE_OK or an enum engine_err, with a
  * sentence for the user in err. */
 void	engine_status(struct engine_status *out, int verbose);
+/* Every client ID the daemon holds a connection under, and every topic
+ * those connections subscribe (as the server sees them). */
+void	engine_foreach_id(void (*client)(const char *, void *),
+	    void (*topic)(const char *, void *), void *arg);
 int	engine_card(int one_time, struct engine_card *out, char *err,
 	    size_t errlen);
 int	engine_contact_add(const char *uri, const char *name,

@@ -111,10 +111,32 @@ answer(struct rpc_call *call, int rv, json_t *result, const char *err)
 static json_t *
 contact_json(const struct engine_contact *c)
 {
-	return json_pack("{s:s, s:s, s:s, s:b, s:s, s:I}",
+	return json_pack("{s:s, s:s, s:s, s:b, s:b, s:s, s:I}",
 	    "name", c->name, "peer_name", c->peer_name, "state", c->state,
-	    "verified", c->verified, "fingerprint", c->fingerprint,
-	    "queued", (json_int_t)c->queued);
+	    "key_proven", c->key_proven, "verified", c->verified,
+	    "fingerprint", c->fingerprint, "queued", (json_int_t)c->queued);
+}
+
+static void
+append_text(const char *s, void *arr)
+{
+	json_array_append_new(arr, json_string(s));
+}
+
+struct id_lists {
+	json_t	*clients, *topics;
+};
+
+static void
+id_client(const char *s, void *arg)
+{
+	append_text(s, ((struct id_lists *)arg)->clients);
+}
+
+static void
+id_topic(const char *s, void *arg)
+{
+	append_text(s, ((struct id_lists *)arg)->topics);
 }
 
 static int
@@ -144,11 +166,19 @@ m_status(struct rpc_call *call)
 	    "unread", (json_int_t)s.unread,
 	    "frames", "in", (json_int_t)s.frames_in, "out", (json_int_t)s.frames_out,
 	    "dropped", (json_int_t)s.dropped);
-	if (o != NULL && verbose)
-		json_object_set_new(o, "ids", json_pack("{s:s, s:s, s:s, s:I, s:I}",
-		    "client_id", s.client_id, "card", s.card,
-		    "shared_inbox", s.shared_inbox, "epoch", (json_int_t)s.epoch,
+	if (o != NULL)
+		json_object_set_new(o, "wire", json_integer(s.wire));
+	if (o != NULL && verbose) {
+		struct id_lists l = { json_array(), json_array() };
+
+		/* Every identifier the broker can see us by, right now. */
+		if (l.clients != NULL && l.topics != NULL)
+			engine_foreach_id(id_client, id_topic, &l);
+		json_object_set_new(o, "ids", json_pack("{s:s, s:o*, s:o*, s:I, s:I}",
+		    "card", s.card, "client_ids", l.clients, "topics", l.topics,
+		    "epoch", (json_int_t)s.epoch,
 		    "next_rotation", (json_int_t)s.next_rotation));
+	}
 	if (o == NULL)
 		return rpc_error(call, RPC_INTERNAL_ERROR, "out of memory");
 	return rpc_reply(call, o);
@@ -403,9 +433,11 @@ on_event(const struct engine_event *ev, void *arg)
 		message_arrived();
 		return;
 	case ENGINE_EV_CONTACT_REQUEST:
-		rpc_notify("contact.request", json_pack("{s:s, s:s, s:s}",
+		/* The fingerprint is of a key the requester only claims:
+		 * it means something once the contact is established. */
+		rpc_notify("contact.request", json_pack("{s:s, s:s, s:s, s:b}",
 		    "name", ev->name, "peer_name", ev->peer_name,
-		    "fingerprint", ev->fingerprint));
+		    "fingerprint", ev->fingerprint, "key_proven", 0));
 		return;
 	case ENGINE_EV_CONTACT_STATE:
 		p = json_pack("{s:s, s:s}", "name", ev->name, "state", ev->state);

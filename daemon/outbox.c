@@ -32,7 +32,8 @@ backoff(int attempts)
 /* Frames held back by send jitter. */
 struct delayed {
 	struct event	*ev;
-	char		 inbox[INBOX_MAX];
+	int64_t		 epoch;		/* ours when they were sealed */
+	char		 topic[INBOX_MAX];
 	int		 n;
 	uint8_t		 frames[];
 };
@@ -44,7 +45,7 @@ delayed_fire(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
-	conn_publish(d->inbox, d->frames, d->n);
+	conn_publish(d->epoch, d->topic, d->frames, d->n);
 	event_free(d->ev);
 	free(d);
 }
@@ -56,17 +57,18 @@ delayed_fire(evutil_socket_t fd, short ev, void *arg)
  * resend.
  */
 void
-publish_direct(const char *inbox, const uint8_t *frames, int n)
+publish_direct(int64_t epoch, const char *topic, const uint8_t *frames, int n)
 {
 	size_t fs = eng_cfg()->frames.size;
 	uint64_t j = eng_cfg()->frames.jitter_ms;
 	struct delayed *d;
 
 	if (j == 0 || (d = malloc(sizeof *d + (size_t)n * fs)) == NULL) {
-		conn_publish(inbox, frames, n);
+		conn_publish(epoch, topic, frames, n);
 		return;
 	}
-	copystr(d->inbox, inbox, sizeof d->inbox);
+	d->epoch = epoch;
+	copystr(d->topic, topic, sizeof d->topic);
 	d->n = n;
 	memcpy(d->frames, frames, (size_t)n * fs);
 	j = randombytes_uniform(j > UINT32_MAX ? UINT32_MAX : (uint32_t)j);
@@ -74,7 +76,7 @@ publish_direct(const char *inbox, const uint8_t *frames, int n)
 	    timer_add_ms(d->ev, (int64_t)j) != 0) {
 		if (d->ev != NULL)
 			event_free(d->ev);
-		conn_publish(inbox, frames, n);
+		conn_publish(epoch, topic, frames, n);
 		free(d);
 	}
 }
@@ -102,45 +104,59 @@ seal_msg(const struct veil_dirkey *k, uint64_t *seq, uint8_t type,
 	return buf;
 }
 
-/* Seals under the contact's transmit key (always one the peer reads),
- * saves the counter, publishes.  Must run inside a store transaction
- * opened by the caller, or alone. */
+void
+peer_topic(const struct contact *c, char out[INBOX_MAX])
+{
+	const struct veil_inbox *in = &c->pair.peer_inbox;
+
+	if (veil_topic_text(in->seed, veil_epoch_number(now_s(), in->epoch), out,
+	    INBOX_MAX) != 0)
+		out[0] = '\0';
+}
+
+/* Seals under the contact's transmit chain (always one the peer reads),
+ * at the current key period, saves the counter, publishes to the peer's
+ * topic of now.  Must run inside a store transaction opened by the
+ * caller, or alone. */
 int
 send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
     const uint8_t *body, size_t len, int attempt)
 {
-	struct veil_txdir *tx = &c->pair.tx;
+	struct veil_txchain *tx = &c->pair.tx;
+	char topic[INBOX_MAX];
 	uint8_t *frames;
 	int n;
 
-	if (!tx->live)
+	if (!tx->live || c->pair.role == 0)
 		return -1;
+	contact_advance(c);
 	/*
 	 * A retransmission jumps to a resync landmark the receiver keeps
 	 * armed, in case it lost more frames than its lookahead covers.  One
 	 * jump per contact per second: the convergence argument is one jump
 	 * per attempt, and a backlog of many rows must not climb the levels
 	 * once per row (that overshoots the receiver's highest landmark).
-	 * Past the last level the sender stops climbing: a receiver that
-	 * missed every level lost the frames outright, and only the clock
-	 * landmark, at most once an hour, can still meet it.
+	 * Past the last level the next key period starts both sides at 0.
 	 */
 	if (attempt > 0 && c->jumped_at != eng_tick()) {
-		uint64_t hour = contact_clock_hour();
+		unsigned a = attempt < VEIL_RESYNC_LEVELS ? (unsigned)attempt :
+		    VEIL_RESYNC_LEVELS;
 
-		if (attempt <= VEIL_RESYNC_LEVELS)
-			tx->seq = veil_resync_seq(tx->seq, (unsigned)attempt);
-		else if (veil_clock_seq(hour) > tx->seq)
-			tx->seq = veil_clock_seq(hour);
+		tx->seq = veil_resync_seq(tx->seq, a);
 		c->jumped_at = eng_tick();
 	}
+	peer_topic(c, topic);
+	if (topic[0] == '\0')
+		return -1;
 	if ((frames = seal_msg(&tx->k, &tx->seq, type, msgid, body, len, &n)) == NULL)
 		return -1;
 	if (contact_save(c) != 0) {
 		free(frames);
 		return -1;
 	}
-	txn_publish(c->peer_inbox, frames, n);	/* after commit when in a transaction */
+	/* After commit when in a transaction; on the connection of the
+	 * epoch it was sealed in. */
+	txn_publish(conn_epoch(), topic, frames, n);
 	free(frames);
 	return 0;
 }
@@ -156,7 +172,7 @@ dup_attempt(struct contact *c)
 	if (now - c->dup_last > 60 * 1000)
 		c->dup_acks = 0;
 	c->dup_last = now;
-	if (c->dup_acks < VEIL_RESYNC_LEVELS + 1)	/* + 1: the clock */
+	if (c->dup_acks < VEIL_RESYNC_LEVELS)
 		c->dup_acks++;
 	return (int)c->dup_acks;
 }
@@ -224,9 +240,10 @@ outbox_flush(void)
 			int64_t next = now + backoff(d->attempts + 1);
 
 			if (c != NULL && d->type == VEIL_T_REQUEST &&
-			    c->state == CONTACT_REQUESTED)
-				resend_request(c, d->msgid, d->body, d->len);
-			else if (c != NULL && c->state == CONTACT_ESTABLISHED)
+			    c->state == CONTACT_REQUESTED) {
+				if (resend_request(c, d->msgid, d->body, d->len) == 1)
+					continue;	/* given up: the row is gone */
+			} else if (c != NULL && c->state == CONTACT_ESTABLISHED)
 				send_to(c, (uint8_t)d->type, d->msgid, d->body, d->len,
 				    d->attempts + 1);
 			if (store_outbox_reschedule(st, d->id, next, d->attempts + 1) < 0)
@@ -244,6 +261,25 @@ outbox_flush(void)
 	}
 	free(l);
 	if (full)
+		outbox_flush_later();
+}
+
+/*
+ * A frame from c came: c is reachable now, so what waits for it with
+ * backoff goes at once (a peer back after a day need not wait for the
+ * next retransmission).  At most once a second per contact.
+ */
+void
+outbox_hurry(struct contact *c)
+{
+	int r;
+
+	if (c->hurried_at == eng_tick())
+		return;
+	c->hurried_at = eng_tick();
+	if ((r = store_outbox_hurry(eng_store(), c->id, now_ms())) < 0)
+		log_warnx("store: %s", store_errmsg(eng_store()));
+	else if (r > 0)
 		outbox_flush_later();
 }
 

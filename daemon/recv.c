@@ -19,9 +19,9 @@ static struct {
 } R;
 
 void
-recv_count_dropped(void)
+recv_count_dropped(unsigned n)
 {
-	R.dropped++;
+	R.dropped += n;
 }
 
 void
@@ -44,7 +44,7 @@ recv_tick(int64_t now)
 	veil_reasm_expire(R.reasm, (uint64_t)now, REASM_AGE_MS);
 }
 
-void
+static void
 handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
     const uint8_t *body, size_t len)
 {
@@ -54,14 +54,8 @@ handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTE
 	uint8_t ackid[VEIL_MSGID_BYTES];
 	struct engine_event ev;
 
-	if (c->state != CONTACT_ESTABLISHED) {
-		if (c->state != CONTACT_ACCEPTED)
-			return;
-		/* Data under the pair key proves the initiator derived it. */
-		c->state = CONTACT_ESTABLISHED;
-		finish_agreement(c);
-		eng_event_state(c, NULL);
-	}
+	if (c->state != CONTACT_ESTABLISHED)
+		return;
 	if (txn_begin() != 0) {
 		log_warnx("store: %s", store_errmsg(st));
 		return;
@@ -134,22 +128,22 @@ name(struct contact *c, uint8_t t, const uint8_t *id, const uint8_t *b,	\
 }
 ADAPT(on_ack, handle_ack)
 ADAPT(on_accept, handle_accept)
-ADAPT(on_confirm, handle_confirm)
 ADAPT(on_fail, handle_fail)
 ADAPT(on_update, handle_update)
 ADAPT(on_update_ack, handle_update_ack)
 ADAPT(on_update_done, handle_update_done)
 
-#define S_RX	(1 << SLOT_RX)
-#define S_PREV	(1 << SLOT_RX_PREV)
-#define S_EP0	(1 << SLOT_EPOCH0)
-#define S_PAIR	(S_RX | S_PREV)
+#define S_EP0	1	/* the agreement's epoch-0 key */
+#define S_PAIR	2	/* the pair's chains */
 
 /*
- * Which frame type is accepted under which key slot, and who handles it.
- * The epoch-0 key (K alone) proves nothing about the peer: it carries the
- * ACCEPT to the initiator and a FAIL, nothing else; a CONFIRM counts only
- * under the new pair key.  COVER is dropped after authentication.
+ * Which frame type is accepted under which key, and who handles it.  The
+ * epoch-0 key (K alone) proves nothing about the peer: it carries the
+ * ACCEPT to the initiator and a FAIL, nothing else (libveil's
+ * veil_agree_epoch0_allows() says which side may take which); everything
+ * else, the CONFIRM first, only under the pair's chains, which only the
+ * holders of both identity keys can derive.  COVER is dropped after
+ * authentication.
  */
 static const struct dispatch {
 	uint8_t	 type;
@@ -161,7 +155,7 @@ static const struct dispatch {
 	{ VEIL_T_FILE,		S_PAIR,	on_text },
 	{ VEIL_T_ACK,		S_PAIR,	on_ack },
 	{ VEIL_T_ACCEPT,	S_EP0,	on_accept },
-	{ VEIL_T_CONFIRM,	S_RX,	on_confirm },
+	{ VEIL_T_CONFIRM,	S_PAIR,	NULL },	/* pairing_proven took it */
 	{ VEIL_T_FAIL,		S_EP0,	on_fail },
 	{ VEIL_T_UPDATE,	S_PAIR,	on_update },
 	{ VEIL_T_UPDATE_ACK,	S_PAIR,	on_update_ack },
@@ -173,12 +167,27 @@ static void
 dispatch_msg(struct contact *c, int slot, uint8_t type,
     const uint8_t msgid[VEIL_MSGID_BYTES], const uint8_t *body, size_t len)
 {
+	int kind = slot == SLOT_EPOCH0 ? S_EP0 : S_PAIR;
+
+	if (kind == S_EP0 && (c->agree == NULL ||
+	    !veil_agree_epoch0_allows(c->agree, type))) {
+		log_debug("contact %" PRId64 ": %s under the agreement key dropped",
+		    c->id, veil_type_name(type));
+		return;
+	}
+	/* The requester's first frame under the pair's chains proves its
+	 * key: only then is the contact established (protocol.md 4). */
+	if (kind == S_PAIR && c->state == CONTACT_ACCEPTED) {
+		pairing_proven(c, type, body, len);
+		if (type == VEIL_T_CONFIRM || c->state != CONTACT_ESTABLISHED)
+			return;
+	}
 	for (size_t i = 0; i < sizeof dispatch / sizeof dispatch[0]; i++) {
 		const struct dispatch *d = &dispatch[i];
 
 		if (d->type != type)
 			continue;
-		if (!(d->slots & (1 << slot))) {
+		if (!(d->slots & kind)) {
 			log_debug("contact %" PRId64 ": %s under key slot %d dropped",
 			    c->id, veil_type_name(type), slot);
 			return;
@@ -187,6 +196,16 @@ dispatch_msg(struct contact *c, int slot, uint8_t type,
 			d->fn(c, type, msgid, body, len);
 		return;
 	}
+}
+
+/* Has anything arrived under this chain? */
+static int
+rx_used(const struct veil_rxchain *rx)
+{
+	for (int i = 0; i < VEIL_RX_SLOTS; i++)
+		if (rx->slot[i].live && rx->slot[i].w.top != 0)
+			return 1;
+	return 0;
 }
 
 /* One authenticated frame of contact c: window, reassembly, dispatch. */
@@ -208,13 +227,14 @@ contact_frame(struct contact *c, int slot, struct veil_rxdir *d, uint64_t seq,
 		return;
 	}
 	contact_rx_commit(c, slot, seq);
-	/* Still the old key after our UPDATE-DONE: it was lost. */
-	if (slot == SLOT_RX_PREV && c->pair.rx.w.top == 0 &&
-	    !c->pair.upd_pending && c->done_at != eng_tick() &&
-	    txn_begin() == 0) {
+	/* Still the old chain after our UPDATE-DONE: it was lost. */
+	if (slot >= VEIL_PAIR_PREV && slot < VEIL_PAIR_OWNERS &&
+	    !rx_used(&c->pair.rx) && !c->pair.upd_pending &&
+	    c->done_at != eng_tick() && txn_begin() == 0) {
 		send_done(c);
 		txn_commit();
 	}
+	outbox_hurry(c);
 	r = veil_reasm_add(R.reasm, (uint64_t)c->id, &h, R.bbuf,
 	    veil_frame_capacity(fs, 0), (uint64_t)now_ms(), &msg, &msglen);
 	if (r == 1) {
@@ -240,10 +260,8 @@ recv_frame(const char *topic, const uint8_t *frame, size_t len)
 	struct veil_frame_hdr h;
 	struct contact *c = NULL;
 	struct veil_rxdir *d;
-	uint8_t *msg = NULL;
-	size_t msglen;
 	uint64_t seq;
-	int slot, r;
+	int slot;
 
 	R.frames_in++;
 	if (len != fs) {
@@ -259,24 +277,22 @@ recv_frame(const char *topic, const uint8_t *frame, size_t len)
 		R.dropped++;
 		return;
 	}
-	/* Unknown tag: maybe a first-contact REQUEST sealed to our identity. */
-	if (veil_frame_open_box(frame, fs, id->pk, id->sk, &h, R.bbuf) != 0 ||
-	    h.type != VEIL_T_REQUEST) {
+	/* Unknown tag: maybe a first-contact REQUEST sealed to our identity
+	 * (one X25519, whatever the number of contacts; one frame always:
+	 * an anonymous sender reserves no reassembly memory). */
+	if (veil_frame_open_box(frame, fs, id->pk, id->sk, &h, R.bbuf) != 0) {
 		log_debug("frame on %s dropped: no key expects it", topic);
 		R.dropped++;
 		return;
 	}
-	r = veil_reasm_add(R.reasm, 0, &h, R.bbuf, veil_frame_capacity(fs, 1),
-	    (uint64_t)now_ms(), &msg, &msglen);
-	if (r == 1) {
+	{
 		int bracket = txn_begin() == 0;
 
-		handle_request(msg, msglen);
+		handle_request(topic, R.bbuf, h.len);
 		if (bracket)
 			txn_commit();
-		sodium_memzero(msg, msglen);
-		free(msg);
 	}
+	sodium_memzero(R.bbuf, fs);
 }
 
 int

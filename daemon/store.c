@@ -34,11 +34,12 @@ _Static_assert(STORE_TOPIC_MAX >= VEIL_ID_TEXT_MAX, "topic size");
 #define STORE_BUSY_MS	1000
 
 #define CONTACT_COLS "id, name, state, peer_name, peer_pk, peer_inbox, " \
-	"my_inbox, pair, agree, verified, created, updated, upd_inbox, " \
-	"upd_msgid, upd_prev_until, req_msgid"
+	"pair, agree, verified, created, updated, upd_msgid, " \
+	"upd_prev_until, req_msgid, req_deadline, seed_prev, seed_prev_epoch, " \
+	"seed_prev_until, heal_at"
 #define INBOX_COLS "id, topic, contact_id, kind, created, retire_at, one_time"
-#define META_COLS "card_cid, shared_inbox, client_id, client_id_prev, " \
-	"card_client_id, epoch, rotation_next"
+#define META_COLS "card_cid, client_id, client_epoch, card_client_id, " \
+	"shared_seed, wire"
 #define OUTBOX_COLS "id, contact_id, msgid, type, body, created, attempts, " \
 	"next_try"
 
@@ -60,10 +61,11 @@ static const char *const stsql[ST_COUNT] = {
 	    "WHERE id = 1",
 
 	[ST_C_ADD] = "INSERT INTO contact (name, state, peer_name, peer_pk, "
-	    "peer_inbox, my_inbox, pair, agree, verified, created, updated, "
-	    "upd_inbox, upd_msgid, upd_prev_until, req_msgid) "
+	    "peer_inbox, pair, agree, verified, created, updated, upd_msgid, "
+	    "upd_prev_until, req_msgid, req_deadline, seed_prev, "
+	    "seed_prev_epoch, seed_prev_until, heal_at) "
 	    "VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
-	    "?15, ?16)",
+	    "?15, ?16, ?17, ?18, ?19)",
 	[ST_C_BY_ID] = "SELECT " CONTACT_COLS " FROM contact WHERE id = ?1",
 	[ST_C_BY_NAME] = "SELECT " CONTACT_COLS " FROM contact WHERE name = ?1",
 	[ST_C_BY_PK] = "SELECT " CONTACT_COLS " FROM contact "
@@ -72,15 +74,17 @@ static const char *const stsql[ST_COUNT] = {
 	[ST_C_ID_BY_PK] = "SELECT id FROM contact WHERE peer_pk = ?1 "
 	    "ORDER BY id LIMIT 1",
 	[ST_C_UPDATE] = "UPDATE contact SET name = ?2, state = ?3, "
-	    "peer_name = ?4, peer_pk = ?5, peer_inbox = ?6, my_inbox = ?7, "
-	    "pair = ?8, agree = ?9, verified = ?10, updated = ?12, "
-	    "upd_inbox = ?13, upd_msgid = ?14, upd_prev_until = ?15, "
-	    "req_msgid = ?16 WHERE id = ?1",
+	    "peer_name = ?4, peer_pk = ?5, peer_inbox = ?6, pair = ?7, "
+	    "agree = ?8, verified = ?9, updated = ?11, upd_msgid = ?12, "
+	    "upd_prev_until = ?13, req_msgid = ?14, req_deadline = ?15, "
+	    "seed_prev = ?16, seed_prev_epoch = ?17, seed_prev_until = ?18, "
+	    "heal_at = ?19 WHERE id = ?1",
 	[ST_C_AF_GET] = "SELECT accept_frames FROM contact WHERE id = ?1",
 	[ST_C_AF_SET] = "UPDATE contact SET accept_frames = ?2 WHERE id = ?1",
-	[ST_REF_ADD] = "INSERT INTO refused (peer_pk) VALUES (?1) "
-	    "ON CONFLICT (peer_pk) DO NOTHING",
-	[ST_REF_HAS] = "SELECT 1 FROM refused WHERE peer_pk = ?1",
+	[ST_SEEN_ADD] = "INSERT INTO request_seen (t1, contact_id, seen_at) "
+	    "VALUES (?1, ?2, ?3) ON CONFLICT (t1) DO NOTHING",
+	[ST_SEEN_GET] = "SELECT contact_id FROM request_seen WHERE t1 = ?1",
+	[ST_SEEN_PRUNE] = "DELETE FROM request_seen WHERE seen_at < ?1",
 	[ST_C_DEL] = "DELETE FROM contact WHERE id = ?1",
 	[ST_C_RETIRE_INBOXES] = "UPDATE inbox SET retire_at = ?2 "
 	    "WHERE contact_id = ?1",
@@ -105,6 +109,8 @@ static const char *const stsql[ST_COUNT] = {
 	    "ORDER BY next_try, id LIMIT ?2",
 	[ST_O_RESCHED] = "UPDATE outbox SET next_try = ?2, attempts = ?3 "
 	    "WHERE id = ?1",
+	[ST_O_HURRY] = "UPDATE outbox SET next_try = ?2 WHERE contact_id = ?1 "
+	    "AND attempts > 0 AND next_try > ?2",
 	[ST_O_FIND] = "SELECT id, contact_id, msgid, type, NULL, created, "
 	    "attempts, next_try FROM outbox WHERE msgid = ?2 AND contact_id = ?1",
 	[ST_O_DEL] = "DELETE FROM outbox WHERE id = ?1",
@@ -125,16 +131,14 @@ static const char *const stsql[ST_COUNT] = {
 /* One UPDATE per meta field: the column names never come from a caller. */
 static const char *const metasql[STORE_META_COUNT] = {
 	[STORE_META_CARD_CID] = "UPDATE meta SET card_cid = ?1 WHERE id = 1",
-	[STORE_META_SHARED_INBOX] =
-	    "UPDATE meta SET shared_inbox = ?1 WHERE id = 1",
 	[STORE_META_CLIENT_ID] = "UPDATE meta SET client_id = ?1 WHERE id = 1",
-	[STORE_META_CLIENT_ID_PREV] =
-	    "UPDATE meta SET client_id_prev = ?1 WHERE id = 1",
 	[STORE_META_CARD_CLIENT_ID] =
 	    "UPDATE meta SET card_client_id = ?1 WHERE id = 1",
-	[STORE_META_EPOCH] = "UPDATE meta SET epoch = ?1 WHERE id = 1",
-	[STORE_META_ROTATION_NEXT] =
-	    "UPDATE meta SET rotation_next = ?1 WHERE id = 1",
+	[STORE_META_CLIENT_EPOCH] =
+	    "UPDATE meta SET client_epoch = ?1 WHERE id = 1",
+	[STORE_META_SHARED_SEED] =
+	    "UPDATE meta SET shared_seed = ?1 WHERE id = 1",
+	[STORE_META_WIRE] = "UPDATE meta SET wire = ?1 WHERE id = 1",
 };
 
 void

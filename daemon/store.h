@@ -26,11 +26,12 @@
  */
 
 #define STORE_EXISTS		(-2)
-#define STORE_SCHEMA_VERSION	2
+#define STORE_SCHEMA_VERSION	3
 #define STORE_NAME_MAX		64	/* = VEIL_NAME_MAX */
 #define STORE_TOPIC_MAX		63	/* inbox / topic text, bytes */
 #define STORE_BLOB_MAX		1024	/* packed pair / agreement */
 #define STORE_PK_BYTES		32
+#define STORE_SEED_BYTES	32
 #define STORE_MSGID_BYTES	16
 
 struct store;
@@ -64,32 +65,39 @@ int	store_rollback_to(struct store *);
  */
 struct store_meta {
 	char	 card_cid[STORE_TOPIC_MAX + 1];		/* the card's contact ID */
-	char	 shared_inbox[STORE_TOPIC_MAX + 1];	/* levels 1 and 3 */
-	char	 client_id[STORE_TOPIC_MAX + 1];	/* current broker client ID */
-	char	 client_id_prev[STORE_TOPIC_MAX + 1];	/* previous epoch's, in grace */
+	char	 client_id[STORE_TOPIC_MAX + 1];	/* the chat connection's */
+	int64_t	 client_epoch;				/* the epoch it belongs to */
 	char	 card_client_id[STORE_TOPIC_MAX + 1];	/* level 2 card connection */
-	int64_t	 epoch;
-	int64_t	 rotation_next;				/* ms */
+	uint8_t	 shared_seed[STORE_SEED_BYTES];		/* levels 1 and 3 */
+	int	 has_shared_seed;
+	int	 wire;					/* protocol of the contacts */
 };
 enum store_meta_field {
-	STORE_META_CARD_CID, STORE_META_SHARED_INBOX, STORE_META_CLIENT_ID,
-	STORE_META_CLIENT_ID_PREV, STORE_META_CARD_CLIENT_ID,
-	STORE_META_EPOCH, STORE_META_ROTATION_NEXT,
+	STORE_META_CARD_CID, STORE_META_CLIENT_ID, STORE_META_CARD_CLIENT_ID,
+	STORE_META_CLIENT_EPOCH, STORE_META_SHARED_SEED, STORE_META_WIRE,
 	STORE_META_COUNT
 };
 int	store_meta_get(struct store *, struct store_meta *);
 int	store_meta_set_text(struct store *, enum store_meta_field, const char *);
 int	store_meta_set_int(struct store *, enum store_meta_field, int64_t);
+int	store_meta_set_blob(struct store *, enum store_meta_field,
+	    const uint8_t *, size_t);
 /* The identity key pair: 1 found, 0 none yet, -1. */
 int	store_identity_get(struct store *, uint8_t pk[STORE_PK_BYTES],
 	    uint8_t sk[STORE_PK_BYTES]);
 int	store_identity_set(struct store *, const uint8_t pk[STORE_PK_BYTES],
 	    const uint8_t sk[STORE_PK_BYTES]);
 
-/* Identity keys whose contact requests the user refused: 0 / 1 found,
- * 0 not, -1. */
-int	store_refused_add(struct store *, const uint8_t pk[STORE_PK_BYTES]);
-int	store_refused_has(struct store *, const uint8_t pk[STORE_PK_BYTES]);
+/*
+ * The transcripts (T1) of the REQUESTs processed, and the contact each
+ * made (0 once it is gone): a replay is dropped, a copy recognised.  get:
+ * 1 found (*contact_id set), 0, -1.  prune: those seen before older_than.
+ */
+int	store_request_seen_add(struct store *, const uint8_t t1[STORE_PK_BYTES],
+	    int64_t contact_id, int64_t now);
+int	store_request_seen_get(struct store *, const uint8_t t1[STORE_PK_BYTES],
+	    int64_t *contact_id);
+int64_t	store_request_seen_prune(struct store *, int64_t older_than);
 
 /* Contacts. */
 struct store_contact {
@@ -98,21 +106,25 @@ struct store_contact {
 	int	 state;				/* engine-defined */
 	char	 peer_name[STORE_NAME_MAX + 1];	/* as announced by the peer */
 	uint8_t	 peer_pk[STORE_PK_BYTES];
-	char	 peer_inbox[STORE_TOPIC_MAX + 1];
-	char	 my_inbox[STORE_TOPIC_MAX + 1];
+	char	 peer_inbox[STORE_TOPIC_MAX + 1];	/* requested: the card */
 	uint8_t	 pair[STORE_BLOB_MAX];		/* packed struct veil_pair */
 	size_t	 pair_len;			/* 0: none */
 	uint8_t	 agree[STORE_BLOB_MAX];		/* packed struct veil_agree */
 	size_t	 agree_len;			/* 0: none */
 	int	 verified;
 	int64_t	 created, updated;
-	/* The rotation and agreement bookkeeping of this contact. */
-	char	 upd_inbox[STORE_TOPIC_MAX + 1];	/* announced, awaiting ACK */
-	uint8_t	 upd_msgid[STORE_MSGID_BYTES];		/* that UPDATE's outbox row */
+	/* The update and agreement bookkeeping of this contact. */
+	uint8_t	 upd_msgid[STORE_MSGID_BYTES];		/* our UPDATE's outbox row */
 	int	 has_upd_msgid;
 	int64_t	 upd_prev_until;			/* keep rx_prev until (ms) */
 	uint8_t	 req_msgid[STORE_MSGID_BYTES];		/* our REQUEST's outbox row */
 	int	 has_req_msgid;
+	int64_t	 req_deadline;				/* give the REQUEST up (ms) */
+	uint8_t	 seed_prev[STORE_SEED_BYTES];		/* our old inbox seed ... */
+	int	 has_seed_prev;
+	uint32_t seed_prev_epoch;			/* ... its epoch length */
+	int64_t	 seed_prev_until;			/* ... received on until (ms) */
+	int64_t	 heal_at;				/* next re-key (ms) */
 };
 typedef int (*store_contact_cb)(const struct store_contact *, void *);
 
@@ -212,6 +224,9 @@ int	store_outbox_due(struct store *, int64_t now, int limit,
 	    store_outbox_cb cb, void *arg);
 int	store_outbox_reschedule(struct store *, int64_t id, int64_t next_try,
 	    int attempts);				/* 1, 0 no such id, -1 */
+/* Rows of contact_id already sent once and waiting for a retry: due at
+ * now (the peer is back).  Returns the rows changed, or -1. */
+int	store_outbox_hurry(struct store *, int64_t contact_id, int64_t now);
 /* The peer acknowledged msgid: removes the row.  1 removed (and, if out
  * is not NULL, its columns copied there with body NULL, for the
  * "delivery" notification), 0 unknown (duplicate ACK), -1. */

@@ -1,4 +1,4 @@
-/* store_contact.c: the daemon's meta row and identity, refused keys, contacts and their inboxes. */
+/* store_contact.c: the daemon's meta row and identity, processed requests, contacts and card inboxes. */
 #include <stdint.h>
 #include <string.h>
 
@@ -15,6 +15,7 @@ store_meta_get(struct store *s, struct store_meta *m)
 	int rc;
 
 	memset(m, 0, sizeof(*m));
+	m->client_epoch = -1;
 	if ((q = st_stmt(s, ST_META_GET)) == NULL)
 		return -1;
 	if ((rc = st_one_row(s, q)) != 1) {
@@ -22,14 +23,22 @@ store_meta_get(struct store *s, struct store_meta *m)
 			st_seterr(s, "the meta row is missing");
 		return -1;
 	}
-	m->epoch = sqlite3_column_int64(q, 5);
-	m->rotation_next = sqlite3_column_int64(q, 6);
+	size_t n = 0;
+
+	m->client_epoch = sqlite3_column_int64(q, 2);
+	m->wire = st_col_int(q, 5);
 	rc = st_col_text(s, q, 0, m->card_cid, sizeof(m->card_cid)) == -1 ||
-	    st_col_text(s, q, 1, m->shared_inbox, sizeof(m->shared_inbox)) == -1 ||
-	    st_col_text(s, q, 2, m->client_id, sizeof(m->client_id)) == -1 ||
-	    st_col_text(s, q, 3, m->client_id_prev, sizeof(m->client_id_prev)) == -1 ||
-	    st_col_text(s, q, 4, m->card_client_id, sizeof(m->card_client_id)) == -1;
+	    st_col_text(s, q, 1, m->client_id, sizeof(m->client_id)) == -1 ||
+	    st_col_text(s, q, 3, m->card_client_id, sizeof(m->card_client_id)) == -1 ||
+	    st_col_blob(s, q, 4, m->shared_seed, sizeof(m->shared_seed), &n, 0) == -1;
 	st_done(q);
+	if (!rc && n != 0 && n != sizeof(m->shared_seed)) {
+		st_seterr(s, "corrupt shared seed");
+		rc = 1;
+	}
+	m->has_shared_seed = n == sizeof(m->shared_seed);
+	if (rc)
+		sodium_memzero(m, sizeof(*m));
 	return rc ? -1 : 1;
 }
 
@@ -48,8 +57,8 @@ store_meta_set_text(struct store *s, enum store_meta_field f, const char *v)
 {
 	sqlite3_stmt *q;
 
-	if (f < 0 || f >= STORE_META_COUNT || f == STORE_META_EPOCH ||
-	    f == STORE_META_ROTATION_NEXT || v == NULL ||
+	if ((f != STORE_META_CARD_CID && f != STORE_META_CLIENT_ID &&
+	    f != STORE_META_CARD_CLIENT_ID) || v == NULL ||
 	    strnlen(v, STORE_TOPIC_MAX + 1) > STORE_TOPIC_MAX) {
 		st_seterr(s, "bad meta field or value");
 		return -1;
@@ -65,12 +74,28 @@ store_meta_set_int(struct store *s, enum store_meta_field f, int64_t v)
 {
 	sqlite3_stmt *q;
 
-	if (f != STORE_META_EPOCH && f != STORE_META_ROTATION_NEXT) {
+	if (f != STORE_META_CLIENT_EPOCH && f != STORE_META_WIRE) {
 		st_seterr(s, "bad meta field");
 		return -1;
 	}
 	q = s->meta[f];
 	if (sqlite3_bind_int64(q, 1, v) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	return meta_run(s, q);
+}
+
+int
+store_meta_set_blob(struct store *s, enum store_meta_field f, const uint8_t *v,
+    size_t len)
+{
+	sqlite3_stmt *q;
+
+	if (f != STORE_META_SHARED_SEED || (len != 0 && len != STORE_SEED_BYTES)) {
+		st_seterr(s, "bad meta field or value");
+		return -1;
+	}
+	q = s->meta[f];
+	if (st_bind_blob(q, 1, v, len) != SQLITE_OK)
 		return st_bind_fail(s, q);
 	return meta_run(s, q);
 }
@@ -121,32 +146,47 @@ store_identity_set(struct store *s, const uint8_t pk[STORE_PK_BYTES],
 }
 
 int
-store_refused_add(struct store *s, const uint8_t pk[STORE_PK_BYTES])
+store_request_seen_add(struct store *s, const uint8_t t1[STORE_PK_BYTES],
+    int64_t contact_id, int64_t now)
 {
 	sqlite3_stmt *q;
 
-	if ((q = st_stmt(s, ST_REF_ADD)) == NULL)
+	if ((q = st_stmt(s, ST_SEEN_ADD)) == NULL)
 		return -1;
-	if (sqlite3_bind_blob(q, 1, pk, STORE_PK_BYTES, SQLITE_STATIC) !=
-	    SQLITE_OK)
+	if (sqlite3_bind_blob(q, 1, t1, STORE_PK_BYTES, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    (contact_id > 0 ? sqlite3_bind_int64(q, 2, contact_id) :
+	    sqlite3_bind_null(q, 2)) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 3, now) != SQLITE_OK)
 		return st_bind_fail(s, q);
 	return st_change(s, q) < 0 ? -1 : 0;
 }
 
 int
-store_refused_has(struct store *s, const uint8_t pk[STORE_PK_BYTES])
+store_request_seen_get(struct store *s, const uint8_t t1[STORE_PK_BYTES],
+    int64_t *contact_id)
 {
 	sqlite3_stmt *q;
 	int rc;
 
-	if ((q = st_stmt(s, ST_REF_HAS)) == NULL)
+	if ((q = st_stmt(s, ST_SEEN_GET)) == NULL)
 		return -1;
-	if (sqlite3_bind_blob(q, 1, pk, STORE_PK_BYTES, SQLITE_STATIC) !=
+	if (sqlite3_bind_blob(q, 1, t1, STORE_PK_BYTES, SQLITE_STATIC) !=
 	    SQLITE_OK)
 		return st_bind_fail(s, q);
-	if ((rc = st_one_row(s, q)) == 1)
-		st_done(q);
-	return rc;
+	if ((rc = st_one_row(s, q)) != 1)
+		return rc;
+	*contact_id = sqlite3_column_int64(q, 0);	/* NULL reads as 0 */
+	st_done(q);
+	return 1;
+}
+
+int64_t
+store_request_seen_prune(struct store *s, int64_t older_than)
+{
+	int rc = st_change_i64(s, ST_SEEN_PRUNE, older_than);
+
+	return rc < 0 ? -1 : rc;
 }
 
 /* ---- contacts -------------------------------------------------------- */
@@ -164,11 +204,7 @@ contact_ok(struct store *s, const struct store_contact *c)
 	if (strnlen(c->peer_name, sizeof(c->peer_name)) ==
 	    sizeof(c->peer_name) ||
 	    strnlen(c->peer_inbox, sizeof(c->peer_inbox)) ==
-	    sizeof(c->peer_inbox) ||
-	    strnlen(c->my_inbox, sizeof(c->my_inbox)) ==
-	    sizeof(c->my_inbox) ||
-	    strnlen(c->upd_inbox, sizeof(c->upd_inbox)) ==
-	    sizeof(c->upd_inbox)) {
+	    sizeof(c->peer_inbox)) {
 		st_seterr(s, "unterminated contact field");
 		return 0;
 	}
@@ -179,7 +215,7 @@ contact_ok(struct store *s, const struct store_contact *c)
 	return 1;
 }
 
-/* Parameters ?1..?16 in CONTACT_COLS order. */
+/* Parameters ?1..?19 in CONTACT_COLS order. */
 static int
 contact_bind(sqlite3_stmt *q, const struct store_contact *c, int with_id)
 {
@@ -190,18 +226,22 @@ contact_bind(sqlite3_stmt *q, const struct store_contact *c, int with_id)
 	    sqlite3_bind_blob(q, 5, c->peer_pk, sizeof(c->peer_pk),
 	    SQLITE_STATIC) != SQLITE_OK ||
 	    st_bind_text(q, 6, c->peer_inbox) != SQLITE_OK ||
-	    st_bind_text(q, 7, c->my_inbox) != SQLITE_OK ||
-	    st_bind_blob(q, 8, c->pair, c->pair_len) != SQLITE_OK ||
-	    st_bind_blob(q, 9, c->agree, c->agree_len) != SQLITE_OK ||
-	    sqlite3_bind_int(q, 10, c->verified) != SQLITE_OK ||
-	    (!with_id && sqlite3_bind_int64(q, 11, c->created) != SQLITE_OK) ||
-	    sqlite3_bind_int64(q, 12, c->updated) != SQLITE_OK ||
-	    st_bind_text(q, 13, c->upd_inbox) != SQLITE_OK ||
-	    st_bind_blob(q, 14, c->upd_msgid, c->has_upd_msgid ?
+	    st_bind_blob(q, 7, c->pair, c->pair_len) != SQLITE_OK ||
+	    st_bind_blob(q, 8, c->agree, c->agree_len) != SQLITE_OK ||
+	    sqlite3_bind_int(q, 9, c->verified) != SQLITE_OK ||
+	    (!with_id && sqlite3_bind_int64(q, 10, c->created) != SQLITE_OK) ||
+	    sqlite3_bind_int64(q, 11, c->updated) != SQLITE_OK ||
+	    st_bind_blob(q, 12, c->upd_msgid, c->has_upd_msgid ?
 	    STORE_MSGID_BYTES : 0) != SQLITE_OK ||
-	    sqlite3_bind_int64(q, 15, c->upd_prev_until) != SQLITE_OK ||
-	    st_bind_blob(q, 16, c->req_msgid, c->has_req_msgid ?
-	    STORE_MSGID_BYTES : 0) != SQLITE_OK)
+	    sqlite3_bind_int64(q, 13, c->upd_prev_until) != SQLITE_OK ||
+	    st_bind_blob(q, 14, c->req_msgid, c->has_req_msgid ?
+	    STORE_MSGID_BYTES : 0) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 15, c->req_deadline) != SQLITE_OK ||
+	    st_bind_blob(q, 16, c->seed_prev, c->has_seed_prev ?
+	    STORE_SEED_BYTES : 0) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 17, c->seed_prev_epoch) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 18, c->seed_prev_until) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 19, c->heal_at) != SQLITE_OK)
 		return -1;
 	return 0;
 }
@@ -209,35 +249,42 @@ contact_bind(sqlite3_stmt *q, const struct store_contact *c, int with_id)
 static int
 contact_row(struct store *s, sqlite3_stmt *q, struct store_contact *c)
 {
-	size_t n1 = 0, n2 = 0;
+	size_t n1 = 0, n2 = 0, n3 = 0;
+	int64_t ep;
 
 	memset(c, 0, sizeof(*c));
-	c->upd_prev_until = sqlite3_column_int64(q, 14);
 	c->id = sqlite3_column_int64(q, 0);
 	c->state = st_col_int(q, 2);
-	c->verified = st_col_int(q, 9);
-	c->created = sqlite3_column_int64(q, 10);
-	c->updated = sqlite3_column_int64(q, 11);
+	c->verified = st_col_int(q, 8);
+	c->created = sqlite3_column_int64(q, 9);
+	c->updated = sqlite3_column_int64(q, 10);
+	c->upd_prev_until = sqlite3_column_int64(q, 12);
+	c->req_deadline = sqlite3_column_int64(q, 14);
+	ep = sqlite3_column_int64(q, 16);
+	c->seed_prev_until = sqlite3_column_int64(q, 17);
+	c->heal_at = sqlite3_column_int64(q, 18);
 	if (st_col_text(s, q, 1, c->name, sizeof(c->name)) == -1 ||
 	    st_col_text(s, q, 3, c->peer_name, sizeof(c->peer_name)) == -1 ||
 	    st_col_blob(s, q, 4, c->peer_pk, sizeof(c->peer_pk), NULL, 1) == -1 ||
 	    st_col_text(s, q, 5, c->peer_inbox, sizeof(c->peer_inbox)) == -1 ||
-	    st_col_text(s, q, 6, c->my_inbox, sizeof(c->my_inbox)) == -1 ||
-	    st_col_blob(s, q, 7, c->pair, sizeof(c->pair), &c->pair_len, 0) == -1 ||
-	    st_col_blob(s, q, 8, c->agree, sizeof(c->agree), &c->agree_len,
+	    st_col_blob(s, q, 6, c->pair, sizeof(c->pair), &c->pair_len, 0) == -1 ||
+	    st_col_blob(s, q, 7, c->agree, sizeof(c->agree), &c->agree_len,
 	    0) == -1 ||
-	    st_col_text(s, q, 12, c->upd_inbox, sizeof(c->upd_inbox)) == -1 ||
-	    st_col_blob(s, q, 13, c->upd_msgid, sizeof(c->upd_msgid), &n1, 0) == -1 ||
-	    st_col_blob(s, q, 15, c->req_msgid, sizeof(c->req_msgid), &n2, 0) == -1 ||
+	    st_col_blob(s, q, 11, c->upd_msgid, sizeof(c->upd_msgid), &n1, 0) == -1 ||
+	    st_col_blob(s, q, 13, c->req_msgid, sizeof(c->req_msgid), &n2, 0) == -1 ||
+	    st_col_blob(s, q, 15, c->seed_prev, sizeof(c->seed_prev), &n3, 0) == -1 ||
 	    (n1 != 0 && n1 != STORE_MSGID_BYTES) ||
-	    (n2 != 0 && n2 != STORE_MSGID_BYTES)) {
+	    (n2 != 0 && n2 != STORE_MSGID_BYTES) ||
+	    (n3 != 0 && n3 != STORE_SEED_BYTES) || ep < 0 || ep > UINT32_MAX) {
 		if (s->err[0] == '\0')
-			st_seterr(s, "corrupt message ID in a contact row");
+			st_seterr(s, "corrupt bookkeeping in a contact row");
 		sodium_memzero(c, sizeof(*c));
 		return -1;
 	}
 	c->has_upd_msgid = n1 != 0;
 	c->has_req_msgid = n2 != 0;
+	c->has_seed_prev = n3 != 0;
+	c->seed_prev_epoch = (uint32_t)ep;
 	return 0;
 }
 

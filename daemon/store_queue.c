@@ -92,6 +92,19 @@ store_outbox_reschedule(struct store *s, int64_t id, int64_t next_try,
 }
 
 int
+store_outbox_hurry(struct store *s, int64_t contact_id, int64_t now)
+{
+	sqlite3_stmt *q;
+
+	if ((q = st_stmt(s, ST_O_HURRY)) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(q, 1, contact_id) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 2, now) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	return st_change(s, q);
+}
+
+int
 store_outbox_ack(struct store *s, int64_t contact_id,
     const uint8_t msgid[STORE_MSGID_BYTES], struct store_outbox *out)
 {

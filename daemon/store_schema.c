@@ -122,6 +122,39 @@ const struct store_migration store_migrations[] = {
 	"UPDATE inbox SET one_time = 1"
 	"  WHERE 'card.once:' || topic IN (SELECT key FROM kv);"
 	"DROP INDEX contact_my_inbox;", migrate_2_data },
+	/*
+	 * 3: wire protocol 2.  Inboxes are derived per epoch from seeds kept
+	 * in the pair state, so rows for pair and shared inboxes go (cards
+	 * stay: they are topics of their own); a claimed key cannot be
+	 * refused (protocol.md 4), so processed REQUESTs are remembered by
+	 * transcript instead.  A database that already holds contacts holds
+	 * protocol 1 contacts: wire = 1 makes the engine refuse it.
+	 */
+	{ "ALTER TABLE contact DROP COLUMN upd_inbox;"
+	"ALTER TABLE contact DROP COLUMN my_inbox;"
+	"ALTER TABLE contact ADD COLUMN seed_prev BLOB"
+	"  CHECK (seed_prev IS NULL OR length(seed_prev) = 32);"
+	"ALTER TABLE contact ADD COLUMN seed_prev_epoch INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE contact ADD COLUMN seed_prev_until INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE contact ADD COLUMN req_deadline INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE contact ADD COLUMN heal_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE meta DROP COLUMN shared_inbox;"
+	"ALTER TABLE meta DROP COLUMN client_id_prev;"
+	"ALTER TABLE meta DROP COLUMN epoch;"
+	"ALTER TABLE meta DROP COLUMN rotation_next;"
+	"ALTER TABLE meta ADD COLUMN shared_seed BLOB"
+	"  CHECK (shared_seed IS NULL OR length(shared_seed) = 32);"
+	"ALTER TABLE meta ADD COLUMN client_epoch INTEGER NOT NULL DEFAULT -1;"
+	"ALTER TABLE meta ADD COLUMN wire INTEGER NOT NULL DEFAULT 2;"
+	"UPDATE meta SET wire = 1 WHERE EXISTS (SELECT 1 FROM contact);"
+	"DELETE FROM inbox WHERE kind <> 1;"
+	"DROP TABLE refused;"
+	"CREATE TABLE request_seen ("
+	"  t1 BLOB PRIMARY KEY NOT NULL CHECK (length(t1) = 32),"
+	"  contact_id INTEGER REFERENCES contact(id) ON DELETE SET NULL,"
+	"  seen_at INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE INDEX request_seen_at ON request_seen(seen_at);", NULL },
 };
 const int store_nmigrations = (int)(sizeof(store_migrations) / sizeof(store_migrations[0]));
 _Static_assert(sizeof(store_migrations) / sizeof(store_migrations[0]) ==

@@ -21,7 +21,8 @@
  */
 struct queued {
 	struct queued	*next;
-	char		 inbox[INBOX_MAX];
+	int64_t		 epoch;
+	char		 topic[INBOX_MAX];
 	int		 n;
 	uint8_t		 frames[];
 };
@@ -44,20 +45,21 @@ static struct {
 } G = { .txq_tail = &G.txq, .after_tail = &G.after };
 
 void
-txn_publish(const char *inbox, const uint8_t *frames, int n)
+txn_publish(int64_t epoch, const char *topic, const uint8_t *frames, int n)
 {
 	size_t sz = (size_t)n * eng_cfg()->frames.size;
 	struct queued *q;
 
 	if (!store_in_transaction(eng_store())) {
-		publish_direct(inbox, frames, n);
+		publish_direct(epoch, topic, frames, n);
 		return;
 	}
 	if ((q = malloc(sizeof *q + sz)) == NULL) {
 		log_warnx("out of memory: frame dropped, the outbox will resend");
 		return;
 	}
-	copystr(q->inbox, inbox, sizeof q->inbox);
+	q->epoch = epoch;
+	copystr(q->topic, topic, sizeof q->topic);
 	q->n = n;
 	memcpy(q->frames, frames, sz);
 	q->next = NULL;
@@ -74,7 +76,7 @@ txq_drop(struct queued **from, int send)
 	for (q = *from; q != NULL; q = next) {
 		next = q->next;
 		if (send)
-			publish_direct(q->inbox, q->frames, q->n);
+			publish_direct(q->epoch, q->topic, q->frames, q->n);
 		free(q);
 	}
 	*from = NULL;

@@ -114,7 +114,6 @@ mkcontact(struct store_contact *c, const char *name, uint8_t pkbyte)
 	snprintf(c->peer_name, sizeof(c->peer_name), "peer of %s", name);
 	memset(c->peer_pk, pkbyte, sizeof(c->peer_pk));
 	snprintf(c->peer_inbox, sizeof(c->peer_inbox), "in-%s", name);
-	snprintf(c->my_inbox, sizeof(c->my_inbox), "my-%s", name);
 	c->state = 3;
 	c->pair_len = 700;
 	memset(c->pair, pkbyte ^ 0x5a, c->pair_len);
@@ -123,11 +122,16 @@ mkcontact(struct store_contact *c, const char *name, uint8_t pkbyte)
 	c->verified = 1;
 	c->created = 1700000000123LL;
 	c->updated = 1700000000456LL;
-	snprintf(c->upd_inbox, sizeof(c->upd_inbox), "upd-%s", name);
 	memset(c->upd_msgid, pkbyte ^ 0x33, sizeof(c->upd_msgid));
 	c->has_upd_msgid = 1;
 	c->upd_prev_until = 1700000000789LL;
 	c->has_req_msgid = 0;
+	c->req_deadline = 1700000000999LL;
+	memset(c->seed_prev, pkbyte ^ 0x44, sizeof(c->seed_prev));
+	c->has_seed_prev = 1;
+	c->seed_prev_epoch = 3600;
+	c->seed_prev_until = 1700000001000LL;
+	c->heal_at = 1700000002000LL;
 }
 
 static int
@@ -163,7 +167,6 @@ assert_contact_equal(const struct store_contact *a,
 	assert_string_equal(a->peer_name, b->peer_name);
 	assert_memory_equal(a->peer_pk, b->peer_pk, sizeof(a->peer_pk));
 	assert_string_equal(a->peer_inbox, b->peer_inbox);
-	assert_string_equal(a->my_inbox, b->my_inbox);
 	assert_int_equal(a->pair_len, b->pair_len);
 	assert_memory_equal(a->pair, b->pair, a->pair_len);
 	assert_int_equal(a->agree_len, b->agree_len);
@@ -171,7 +174,6 @@ assert_contact_equal(const struct store_contact *a,
 	assert_int_equal(a->verified, b->verified);
 	assert_int_equal(a->created, b->created);
 	assert_int_equal(a->updated, b->updated);
-	assert_string_equal(a->upd_inbox, b->upd_inbox);
 	assert_int_equal(a->has_upd_msgid, b->has_upd_msgid);
 	if (a->has_upd_msgid)
 		assert_memory_equal(a->upd_msgid, b->upd_msgid, STORE_MSGID_BYTES);
@@ -179,6 +181,13 @@ assert_contact_equal(const struct store_contact *a,
 	assert_int_equal(a->has_req_msgid, b->has_req_msgid);
 	if (a->has_req_msgid)
 		assert_memory_equal(a->req_msgid, b->req_msgid, STORE_MSGID_BYTES);
+	assert_int_equal(a->req_deadline, b->req_deadline);
+	assert_int_equal(a->has_seed_prev, b->has_seed_prev);
+	if (a->has_seed_prev)
+		assert_memory_equal(a->seed_prev, b->seed_prev, STORE_SEED_BYTES);
+	assert_int_equal(a->seed_prev_epoch, b->seed_prev_epoch);
+	assert_int_equal(a->seed_prev_until, b->seed_prev_until);
+	assert_int_equal(a->heal_at, b->heal_at);
 }
 
 /* ---- open, migrations, durability ------------------------------------- */
@@ -197,7 +206,7 @@ test_open_migrates_empty(void **state)
 	umask(old);
 	assert_int_equal(stat(f->path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	assert_int_equal(store_meta_set_int(f->s, STORE_META_EPOCH, 1), 0);
+	assert_int_equal(store_meta_set_int(f->s, STORE_META_CLIENT_EPOCH, 1), 0);
 	snprintf(p, sizeof(p), "%s-wal", f->path);
 	assert_int_equal(stat(p, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
@@ -206,9 +215,11 @@ test_open_migrates_empty(void **state)
 	    STORE_SCHEMA_VERSION);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master "
 	    "WHERE type = 'table' AND name IN "
-	    "('meta', 'refused', 'contact', 'inbox', 'outbox', 'rx')"), 6);
+	    "('meta', 'request_seen', 'contact', 'inbox', 'outbox', 'rx')"), 6);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master "
-	    "WHERE name = 'kv'"), 0);
+	    "WHERE name IN ('kv', 'refused')"), 0);
+	/* a fresh database holds no protocol 1 contacts */
+	assert_int_equal(raw_int(f->path, "SELECT wire FROM meta"), 2);
 	/* what "committed before acknowledged" rests on (store.c) */
 	assert_int_equal(raw_int(f->path, "PRAGMA synchronous"), 2);
 	assert_int_equal(raw_int(f->path,
@@ -259,7 +270,7 @@ test_reopen_keeps_data(void **state)
 	mkcontact(&c, "alice", 1);
 	cid = store_contact_add(f->s, &c);
 	assert_true(cid > 0);
-	assert_int_equal(store_meta_set_int(f->s, STORE_META_EPOCH, 42), 0);
+	assert_int_equal(store_meta_set_int(f->s, STORE_META_CLIENT_EPOCH, 42), 0);
 	msgid(id, 1);
 	assert_true(store_outbox_add(f->s, cid, id, 1, "hi", 2, 10, 10) > 0);
 	assert_int_equal(store_rx_add(f->s, cid, id, 1, "yo", 2, 11, NULL), 1);
@@ -273,7 +284,7 @@ test_reopen_keeps_data(void **state)
 	assert_int_equal(got.id, cid);
 	assert_contact_equal(&got, &c);
 	assert_int_equal(store_meta_get(f->s, &m), 1);
-	assert_int_equal(m.epoch, 42);
+	assert_int_equal(m.client_epoch, 42);
 	assert_int_equal(store_outbox_count(f->s, cid), 1);
 	assert_int_equal(store_rx_pending_count(f->s), 1);
 	assert_int_equal(store_rx_add(f->s, cid, id, 1, "yo", 2, 11, NULL), 0);
@@ -376,29 +387,35 @@ test_meta(void **state)
 	struct store_meta m;
 	struct store_contact c;
 	uint8_t pk[STORE_PK_BYTES], sk[STORE_PK_BYTES], gpk[STORE_PK_BYTES];
-	uint8_t gsk[STORE_PK_BYTES], frames[3000], got[3000];
+	uint8_t gsk[STORE_PK_BYTES], frames[3000], got[3000], seed[32];
 	char longtext[STORE_TOPIC_MAX + 2];
 	size_t len;
-	int64_t id;
+	int64_t id, cid;
 
 	f->s = open_ok(f);
 	/* a fresh database has the row, empty */
 	assert_int_equal(store_meta_get(f->s, &m), 1);
 	assert_string_equal(m.card_cid, "");
-	assert_int_equal(m.epoch, 0);
+	assert_int_equal(m.client_epoch, -1);
+	assert_int_equal(m.has_shared_seed, 0);
+	assert_int_equal(m.wire, 2);
 	assert_int_equal(store_identity_get(f->s, gpk, gsk), 0);
 
+	memset(seed, 0x5e, sizeof(seed));
 	assert_int_equal(store_meta_set_text(f->s, STORE_META_CARD_CID, "card"), 0);
-	assert_int_equal(store_meta_set_text(f->s, STORE_META_SHARED_INBOX, "sh"), 0);
 	assert_int_equal(store_meta_set_text(f->s, STORE_META_CLIENT_ID, "c1"), 0);
-	assert_int_equal(store_meta_set_text(f->s, STORE_META_CLIENT_ID_PREV, "c0"), 0);
 	assert_int_equal(store_meta_set_text(f->s, STORE_META_CARD_CLIENT_ID, "cc"), 0);
-	assert_int_equal(store_meta_set_int(f->s, STORE_META_EPOCH, -5), 0);
-	assert_int_equal(store_meta_set_int(f->s, STORE_META_ROTATION_NEXT,
+	assert_int_equal(store_meta_set_int(f->s, STORE_META_CLIENT_EPOCH,
 	    INT64_MAX - 1), 0);
-	/* a text setter for a number, a number setter for text, bad values */
-	assert_int_equal(store_meta_set_text(f->s, STORE_META_EPOCH, "1"), -1);
+	assert_int_equal(store_meta_set_blob(f->s, STORE_META_SHARED_SEED, seed,
+	    sizeof(seed)), 0);
+	/* a setter of the wrong kind, bad values */
+	assert_int_equal(store_meta_set_text(f->s, STORE_META_CLIENT_EPOCH, "1"), -1);
 	assert_int_equal(store_meta_set_int(f->s, STORE_META_CLIENT_ID, 1), -1);
+	assert_int_equal(store_meta_set_blob(f->s, STORE_META_SHARED_SEED, seed,
+	    31), -1);
+	assert_int_equal(store_meta_set_blob(f->s, STORE_META_CLIENT_ID, seed,
+	    32), -1);
 	assert_int_equal(store_meta_set_text(f->s, STORE_META_COUNT, "x"), -1);
 	assert_int_equal(store_meta_set_text(f->s, STORE_META_CLIENT_ID, NULL), -1);
 	memset(longtext, 't', sizeof(longtext) - 1);
@@ -408,12 +425,16 @@ test_meta(void **state)
 	reopen(f);
 	assert_int_equal(store_meta_get(f->s, &m), 1);
 	assert_string_equal(m.card_cid, "card");
-	assert_string_equal(m.shared_inbox, "sh");
 	assert_string_equal(m.client_id, "c1");
-	assert_string_equal(m.client_id_prev, "c0");
 	assert_string_equal(m.card_client_id, "cc");
-	assert_int_equal(m.epoch, -5);
-	assert_true(m.rotation_next == INT64_MAX - 1);
+	assert_true(m.client_epoch == INT64_MAX - 1);
+	assert_int_equal(m.has_shared_seed, 1);
+	assert_memory_equal(m.shared_seed, seed, sizeof(seed));
+	/* a corrupt seed is an error, not a short seed */
+	raw_exec(f->path, "PRAGMA ignore_check_constraints = 1; "
+	    "UPDATE meta SET shared_seed = x'0102'");
+	assert_int_equal(store_meta_get(f->s, &m), -1);
+	raw_exec(f->path, "UPDATE meta SET shared_seed = NULL");
 
 	for (unsigned i = 0; i < sizeof(pk); i++) {
 		pk[i] = i;
@@ -428,12 +449,22 @@ test_meta(void **state)
 	raw_exec(f->path, "UPDATE meta SET identity_sk = NULL");
 	assert_int_equal(store_identity_get(f->s, gpk, gsk), -1);
 
-	/* refused keys */
-	assert_int_equal(store_refused_has(f->s, pk), 0);
-	assert_int_equal(store_refused_add(f->s, pk), 0);
-	assert_int_equal(store_refused_add(f->s, pk), 0);	/* idempotent */
-	assert_int_equal(store_refused_has(f->s, pk), 1);
-	assert_int_equal(store_refused_has(f->s, sk), 0);
+	/* processed requests, by transcript; the contact may go first */
+	mkcontact(&c, "req", 7);
+	cid = store_contact_add(f->s, &c);
+	assert_true(cid > 0);
+	assert_int_equal(store_request_seen_get(f->s, pk, &id), 0);
+	assert_int_equal(store_request_seen_add(f->s, pk, cid, 1000), 0);
+	assert_int_equal(store_request_seen_add(f->s, pk, 0, 2000), 0); /* kept */
+	assert_int_equal(store_request_seen_add(f->s, sk, 0, 5000), 0);
+	assert_int_equal(store_request_seen_get(f->s, pk, &id), 1);
+	assert_int_equal(id, cid);
+	assert_int_equal(store_contact_delete(f->s, cid, 1), 1);
+	assert_int_equal(store_request_seen_get(f->s, pk, &id), 1);
+	assert_int_equal(id, 0);		/* the transcript outlives it */
+	assert_int_equal(store_request_seen_prune(f->s, 3000), 1);
+	assert_int_equal(store_request_seen_get(f->s, pk, &id), 0);
+	assert_int_equal(store_request_seen_get(f->s, sk, &id), 1);
 
 	/* accept frames live in the contact's row and die with it */
 	mkcontact(&c, "alice", 1);
@@ -508,22 +539,15 @@ raw_kv(const char *path, const char *key, uint8_t *out, size_t outlen)
 	return n;
 }
 
-static int64_t
-be64(const uint8_t b[8])
-{
-	uint64_t u = 0;
-
-	for (int i = 0; i < 8; i++)
-		u = u << 8 | b[i];
-	return (int64_t)u;
-}
-
 /*
- * Migration 2 from a real database written by veild with schema 1
+ * Migrations 2 and 3 from a real database written by veild with schema 1
  * (tests/fixtures/store-v1.db: Alice with an established contact whose
  * UPDATE is pending, an accepted one with its ACCEPT frames kept, a
  * requested one, a refused key and a one-time card), plus one family the
- * run did not leave behind, added here: upd.prev_until.
+ * run did not leave behind, added here: upd.prev_until.  What migration 3
+ * drops (wire protocol 1's inbox names, epoch counters, refused keys) is
+ * checked gone; what survives, checked equal.  The contacts it holds are
+ * protocol 1's: wire = 1, which veild refuses to run on.
  */
 static void
 test_migrate_v1_fixture(void **state)
@@ -533,7 +557,7 @@ test_migrate_v1_fixture(void **state)
 	struct store_contact c;
 	struct store_inbox in;
 	uint8_t v[2048], pk[STORE_PK_BYTES], sk[STORE_PK_BYTES], got[2048];
-	char key[128], text[128];
+	char key[128], text[200];
 	size_t n, len;
 
 	copy_file(FIXTURES_DIR "/store-v1.db", f->path);
@@ -541,9 +565,12 @@ test_migrate_v1_fixture(void **state)
 	    "x'0000018BCFE5B9C8')");
 	assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 1);
 	f->s = open_ok(f);
-	assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 2);
+	assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+	    STORE_SCHEMA_VERSION);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master "
-	    "WHERE name IN ('kv', 'contact_my_inbox')"), 0);
+	    "WHERE name IN ('kv', 'refused', 'contact_my_inbox')"), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master "
+	    "WHERE name = 'request_seen'"), 1);
 
 	/* Read what the fixture held from a second copy that stays v1. */
 	snprintf(text, sizeof(text), "%s.v1", f->path);
@@ -562,28 +589,20 @@ test_migrate_v1_fixture(void **state)
 	assert_string_equal(m.field, (char *)v);			\
 } while (0)
 	SAME_TEXT("card.cid", card_cid);
-	SAME_TEXT("inbox.shared", shared_inbox);
 	SAME_TEXT("client.id", client_id);
-	SAME_TEXT("client.id.prev", client_id_prev);
 	SAME_TEXT("client.card_id", card_client_id);
 #undef SAME_TEXT
-	assert_int_equal(raw_kv(text, "rotation.epoch", v, sizeof(v)), 8);
-	assert_int_equal(m.epoch, be64(v));
-	assert_true(m.epoch > 0);
-	assert_int_equal(raw_kv(text, "rotation.next", v, sizeof(v)), 8);
-	assert_int_equal(m.rotation_next, be64(v));
+	assert_int_equal(m.wire, 1);		/* protocol 1 contacts */
+	assert_int_equal(m.has_shared_seed, 0);
 
 	/* contact 1: its UPDATE pending, plus the synthetic deadline */
 	assert_int_equal(store_contact_get_by_id(f->s, 1, &c), 1);
-	n = raw_kv(text, "upd.inbox:1", v, sizeof(v) - 1);
-	assert_true(n > 0);
-	v[n] = '\0';
-	assert_string_equal(c.upd_inbox, (char *)v);
 	assert_int_equal(raw_kv(text, "upd.msgid:1", v, sizeof(v)), 16);
 	assert_int_equal(c.has_upd_msgid, 1);
 	assert_memory_equal(c.upd_msgid, v, 16);
 	assert_int_equal(c.upd_prev_until, 0x18BCFE5B9C8LL);
 	assert_int_equal(c.has_req_msgid, 0);
+	assert_int_equal(c.has_seed_prev, 0);
 	assert_true(c.pair_len > 0);
 
 	/* contact 2: accepted, its ACCEPT frames kept */
@@ -598,31 +617,11 @@ test_migrate_v1_fixture(void **state)
 	assert_int_equal(raw_kv(text, "req.msgid:3", v, sizeof(v)), 16);
 	assert_int_equal(c.has_req_msgid, 1);
 	assert_memory_equal(c.req_msgid, v, 16);
-	assert_string_equal(c.upd_inbox, "");
 
-	/* the refused key: the hex after "rejected:" in the v1 key */
-	{
-		sqlite3 *db;
-		sqlite3_stmt *q;
-		const char *k;
-		size_t blen;
-
-		assert_int_equal(sqlite3_open(text, &db), SQLITE_OK);
-		assert_int_equal(sqlite3_prepare_v2(db, "SELECT key FROM kv WHERE "
-		    "key LIKE 'rejected:%'", -1, &q, NULL), SQLITE_OK);
-		assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-		k = (const char *)sqlite3_column_text(q, 0);
-		snprintf(key, sizeof(key), "%s", k + 9);
-		sqlite3_finalize(q);
-		sqlite3_close(db);
-		assert_int_equal(sodium_hex2bin(pk, sizeof(pk), key, strlen(key),
-		    NULL, &blen, NULL), 0);
-		assert_int_equal(blen, 32);
-		assert_int_equal(store_refused_has(f->s, pk), 1);
-		pk[0] ^= 1;
-		assert_int_equal(store_refused_has(f->s, pk), 0);
-	}
-	/* the one-time card: its inbox row is marked, the others not */
+	/* only card inboxes stay; the one-time card is marked, the fixed
+	 * one not */
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM inbox "
+	    "WHERE kind <> 1"), 0);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM inbox "
 	    "WHERE one_time = 1"), 1);
 	{
@@ -665,7 +664,6 @@ test_contacts(void **state)
 	mkcontact(&a, "alice", 1);
 	mkcontact(&b, "bob", 2);
 	b.pair_len = 0;			/* not agreed yet: no pair */
-	b.my_inbox[0] = '\0';
 	ida = store_contact_add(f->s, &a);
 	idb = store_contact_add(f->s, &b);
 	assert_true(ida > 0);
@@ -709,8 +707,6 @@ test_contacts(void **state)
 	memset(a.pair, 0x11, a.pair_len);
 	a.agree_len = 0;
 	a.verified = 0;
-	snprintf(a.my_inbox, sizeof(a.my_inbox), "shared");
-	a.upd_inbox[0] = '\0';
 	a.has_upd_msgid = 0;
 	a.upd_prev_until = 0;
 	a.has_req_msgid = 1;
@@ -906,7 +902,6 @@ test_many_contacts(void **state)
 		/* inserted out of name order so the listing has to sort */
 		snprintf(name, sizeof(name), "c%05u", (i * 7919) % 10000);
 		mkcontact(&c, name, i & 0xff);
-		snprintf(c.my_inbox, sizeof(c.my_inbox), "inbox%u", i);
 		if (store_contact_add(f->s, &c) <= 0)
 			fail_msg("add %u: %s", i, store_errmsg(f->s));
 	}
