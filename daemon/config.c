@@ -297,7 +297,7 @@ static const struct key identity_keys[] = {
 
 static const struct key frames_keys[] = {
 	{ "size", K_INT, FIELD(frames.size), VEIL_FRAME_MIN, VEIL_FRAME_MAX,
-	    NULL, NULL, NULL, "must be between 256 and 65536", 0 },
+	    NULL, NULL, NULL, "must be between 512 and 65536", 0 },
 	/* At most one COVER frame per second per contact. */
 	{ "cover_rate", K_FLOAT, FIELD(frames.cover_rate), 0, 3600, NULL,
 	    NULL, NULL, "must be a number between 0 and 3600", 0 },
