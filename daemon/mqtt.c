@@ -251,7 +251,8 @@ void
 mqtt_on_down(struct mqtt *m, struct mev *ev)
 {
 	struct transport_topic	*tp;
-	int			 was_up;
+	char			 tls[300], why[600];
+	int			 was_up, refused = 0;
 
 	/* A late answer to an earlier attempt or handle says nothing now. */
 	if (m->cur == NULL || m->t.state == TRANSPORT_DOWN)
@@ -266,10 +267,15 @@ mqtt_on_down(struct mqtt *m, struct mev *ev)
 	m->t.state = TRANSPORT_DOWN;
 	TAILQ_FOREACH(tp, &m->t.topics, entry)
 		transport_topic_set_req(&m->t, tp, 0);
+	snprintf(why, sizeof(why), "%s", ev->text != NULL ? ev->text : "down");
+	if (ev->type == MEV_DOWN && m->ntls_hosts > 0) {
+		refused = mqtt_tls_reason(m, tls, sizeof(tls));
+		if (tls[0] != '\0')
+			snprintf(why, sizeof(why), "connect failed: %s", tls);
+	}
 	/* In-flight publishes stay with paho: it sends them again if the
 	 * broker still has our session, else mqtt_restore() requeues them. */
-	transport_went_down(&m->t, was_up, ev->text != NULL ? ev->text :
-	    "down", 0);
+	transport_went_down(&m->t, was_up, why, refused);
 }
 
 void
@@ -537,7 +543,7 @@ mqtt_op_close(struct transport *t, int deliver)
 		free(m->password);
 	}
 	(void)mqtt_op_set_credentials(t, NULL, NULL);	/* frees our own */
-	free(m->proxy);
+	mqtt_connect_free(m);
 }
 
 static const struct transport_ops mqtt_transport_ops = {
@@ -624,7 +630,10 @@ mqtt_transport_new(const struct veild_config *cfg, struct event_base *base,
 	}
 	m->username = mqtt_strdup_opt(cfg->mqtt.username, &bad);
 	m->password = mqtt_strdup_opt(cfg->mqtt.password, &bad);
-	m->proxy = mqtt_strdup_opt(cfg->mqtt.proxy, &bad);
+	if (mqtt_connect_init(m, cfg, err, errlen) == -1) {
+		transport_free(&m->t);
+		return NULL;
+	}
 	m->wake_ev = event_new(base, -1, 0, mqtt_wake, m);
 	m->more_ev = evtimer_new(base, mqtt_wake, m);
 	if (bad || m->wake_ev == NULL || m->more_ev == NULL) {

@@ -80,6 +80,7 @@ struct mhandle {
 	char		 id[TRANSPORT_CLIENT_ID_MAX + 1];
 	char		*user;		/* presented at every (re)connect */
 	char		*pass;
+	char		*proxy;		/* with this ID's proxy credentials */
 };
 
 struct mqtt {
@@ -92,7 +93,16 @@ struct mqtt {
 	char			*username;
 	char			*password;
 	int			 random_username;
-	char			*proxy;
+	char			*proxy;		/* mqtt.proxy */
+	int			 proxy_isolate;
+	/* mqtt.tls, for ssl://, mqtts:// and wss:// URIs. */
+	int			 tls_verify;
+	char			*ca_file;
+	char			*ca_path;
+	char			*cert_file;
+	char			*key_file;
+	char			**tls_hosts;	/* of the TLS URIs, for reasons */
+	int			 ntls_hosts;
 	int			 keepalive_s;
 	uint32_t		 expiry_s;
 	uint32_t		 max_packet;
@@ -123,6 +133,7 @@ struct mqtt {
 	struct mev_list		 events;
 	size_t			 qmsgs, qbytes;	/* MEV_MSG in events */
 	unsigned int		 qdropped;	/* not yet reported */
+	char			 tls_err[256];	/* OpenSSL's last word */
 };
 
 /* --- mqtt_paho.c: paho's threads, the hand-off queue, requests, handles --- */
@@ -159,5 +170,12 @@ char		*mqtt_strdup_opt(const char *, int *bad);
 int		 mqtt_handle_creds(struct mqtt *, struct mhandle *);
 uint32_t	 mqtt_max_packet(size_t frame, size_t topic);
 void		 mqtt_nodelay(void);
+/* mqtt.tls and mqtt.proxy into m; -1 with err set. */
+int		 mqtt_connect_init(struct mqtt *, const struct veild_config *,
+		    char *err, size_t errlen);
+void		 mqtt_connect_free(struct mqtt *);
+/* Why a TLS connect failed, if TLS is why, in buf (else ""); 1 when the
+ * server's certificate or key was refused, which will not pass soon. */
+int		 mqtt_tls_reason(struct mqtt *, char *buf, size_t len);
 
 #endif /* VEILD_MQTT_INT_H */

@@ -300,6 +300,10 @@ mqtt_handle_free(struct mhandle *h)
 	if (h == NULL)
 		return;
 	free(h->user);
+	if (h->proxy != NULL) {
+		explicit_bzero(h->proxy, strlen(h->proxy));
+		free(h->proxy);
+	}
 	if (h->pass != NULL) {
 		explicit_bzero(h->pass, strlen(h->pass));
 		free(h->pass);
