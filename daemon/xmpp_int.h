@@ -25,6 +25,7 @@
 #define XMPP_SEEN_MAX		1024	/* item ids remembered per node */
 #define XMPP_ITEM_ID_MAX	64	/* prosody's are UUIDs, 36 bytes */
 #define XMPP_ITEMS_MAX		XMPP_SEEN_MAX	/* looked at per stanza */
+#define XMPP_CREATE_TRIES	4	/* ejabberd aborts racing creates */
 #define XMPP_KEEPIDLE		60	/* s */
 #define XMPP_KEEPINTVL		10
 #define XMPP_KEEPCNT		3
@@ -45,6 +46,7 @@ struct xtopic {
 	char			*ename;		/* XML-escaped; NULL: not set up */
 	enum tstep		 step;		/* on the current connection */
 	int			 delivering;	/* on_message calls under way */
+	int			 tries;		/* creates that hit a server error */
 	struct transport_hash	 seen;
 	struct xseen_list	 seenq;
 	size_t			 nseen;

@@ -408,10 +408,18 @@ x_iq_cb(xmpp_conn_t *conn, xmpp_stanza_t *st, void *arg)
 	switch (xt->step) {
 	case TS_CREATE:
 		/* conflict: it exists; forbidden: not ours to create.  The
-		 * subscribe says whether the node is usable. */
+		 * subscribe says whether the node is usable.  ejabberd aborts
+		 * one of two creates that race in its database with
+		 * internal-server-error: that one is worth another try. */
 		if (!ok)
 			log_debug("xmpp: create %s: %s", tp->name,
 			    x_error_condition(st));
+		if (!ok && tp->live && ++xt->tries < XMPP_CREATE_TRIES &&
+		    strcmp(x_error_condition(st), "internal-server-error") == 0) {
+			x_topic_next(x, xt);
+			break;
+		}
+		xt->tries = 0;
 		xt->step = TS_SUBSCRIBE;
 		x_topic_next(x, xt);
 		break;

@@ -260,7 +260,7 @@ def t_session_lost(tap, w, x):
     inbox.until(warm, 15)
     tap.ok(b.stop() == 0, "session loss: Bob stopped", b.log_tail())
     m.stop()
-    os.remove(os.path.join(m.dir, "mosquitto.db"))
+    m.drop_sessions()
     m.start()
     sent = dict(warm)
     for i in range(5):

@@ -147,5 +147,9 @@ class Mosquitto(Server):
     def uri(self):
         return "tcp://127.0.0.1:%d" % self.port
 
+    def drop_sessions(self):
+        """While stopped: forget every session and queued message."""
+        os.remove(os.path.join(self.dir, "mosquitto.db"))
+
     def argv(self):
         return [MOSQUITTO, "-c", self.conf_path]

@@ -2,7 +2,8 @@
 
 VEIL_TRANSPORT=mqtt|xmpp (default mqtt) picks the broker World.broker()
 starts (mosquitto or prosody) and so the transport section every Daemon's
-config gets: the same test file runs on both."""
+config gets: the same test file runs on both.  VEIL_SERVER=ejabberd starts
+an ejabberd instead, as MQTT broker or XMPP server by VEIL_TRANSPORT."""
 
 import copy
 import json
@@ -20,8 +21,19 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from brokers import Mosquitto  # noqa: E402,F401  (re-exported for the tests)
 from prosody import PROSODY, Prosody  # noqa: E402,F401
+from ejabberd import ERL, Ejabberd  # noqa: E402,F401
 
 TRANSPORTS = ("mqtt", "xmpp")
+SERVERS = ("", "ejabberd")
+
+
+def server():
+    """$VEIL_SERVER: "" (mosquitto or prosody) or "ejabberd"."""
+    s = os.environ.get("VEIL_SERVER", "")
+    if s not in SERVERS:
+        print("Bail out! VEIL_SERVER=%s: expected ejabberd or nothing" % s)
+        sys.exit(99)
+    return s
 
 
 def transport():
@@ -34,7 +46,10 @@ def transport():
 
 
 def broker_transport(broker):
-    """The transport name a broker object serves: xmpp for a Prosody."""
+    """The transport name a broker object serves: xmpp for a Prosody, an
+    ejabberd's own choice."""
+    if isinstance(broker, Ejabberd):
+        return broker.transport
     return "xmpp" if isinstance(broker, Prosody) else "mqtt"
 
 
@@ -44,7 +59,11 @@ def transport_config(broker):
         return {"transport": "xmpp",
                 "xmpp": {"domain": broker.domain, "host": "127.0.0.1",
                          "port": broker.port, "pubsub": broker.pubsub, "tls": "off"}}
-    return {"transport": "mqtt", "mqtt": {"uris": [broker.uri], "keepalive": "5s"}}
+    mqtt = {"uris": [broker.uri], "keepalive": "5s"}
+    if isinstance(broker, Ejabberd):
+        # mod_mqtt refuses a CONNECT without a username.
+        mqtt["random_username"] = True
+    return {"transport": "mqtt", "mqtt": mqtt}
 
 
 def builddir():
@@ -674,7 +693,9 @@ class World:
         go to Prosody only).  subdir: its directory's parent under tmp, for
         more than one broker per file."""
         where = os.path.join(self.tmp, subdir) if subdir else self.tmp
-        if self.transport == "xmpp":
+        if server() == "ejabberd":
+            b = Ejabberd(where, transport=self.transport, debug=False)
+        elif self.transport == "xmpp":
             # In-memory pubsub storage: prosody's file store slows to ~13
             # items/s per node as items pile up.  veil does not need the
             # server to keep items across its restart: the senders'
@@ -719,6 +740,9 @@ class World:
 def main(tests, world_args=None, setup=None):
     """Runs tests [(name, fn)] with fn(world, ctx) where ctx = setup(world);
     prints TAP and exits 1 if any failed."""
+    if server() == "ejabberd" and not os.access(ERL, os.X_OK):
+        print("1..0 # SKIP VEIL_SERVER=ejabberd but no erl at %s" % ERL)
+        sys.exit(0)
     if transport() == "xmpp" and not os.access(PROSODY, os.X_OK):
         print("1..0 # SKIP VEIL_TRANSPORT=xmpp but no prosody at %s" % PROSODY)
         sys.exit(0)
