@@ -1,7 +1,7 @@
 /* xmpp.c: the XMPP transport driver on libstrophe (SASL ANONYMOUS, XEP-0060 nodes as inboxes): its operations, its settings, TLS. */
 
 /*
- * Names: x_* are this file's, xmpp_* are libstrophe's.
+ * Names: x_* and X_* are ours, xmpp_* and XMPP_* libstrophe's.
  *
  * Identity.  Every connection logs in with SASL ANONYMOUS, so the server
  * hands out a fresh random JID each time; the "client ID" of the transport

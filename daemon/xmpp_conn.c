@@ -116,8 +116,8 @@ x_sync_events(struct xmpp *x)
 		busy = 1;
 	if (busy) {
 		if (!evtimer_pending(x->tick_ev, NULL)) {
-			tv.tv_sec = XMPP_TICK_MS / 1000;
-			tv.tv_usec = (XMPP_TICK_MS % 1000) * 1000;
+			tv.tv_sec = X_TICK_MS / 1000;
+			tv.tv_usec = (X_TICK_MS % 1000) * 1000;
 			evtimer_add(x->tick_ev, &tv);
 		}
 	} else
@@ -157,14 +157,14 @@ x_run(struct xmpp *x)
 	 * With TLS, OpenSSL decrypts a whole record (up to 16 KiB) when
 	 * libstrophe reads 4096 bytes, and what is left there raises no event
 	 * once the socket is empty: the last frames of a burst would wait for
-	 * the server's next word.  So run until XMPP_TLS_SPINS runs in a row
+	 * the server's next word.  So run until X_TLS_SPINS runs in a row
 	 * found the socket empty before and after (they drain a record), or
-	 * XMPP_SPINS_MAX, and then go on from a deferred event.
+	 * X_SPINS_MAX, and then go on from a deferred event.
 	 */
 	if (x->cur != NULL && xmpp_conn_is_secured(x->cur->conn)) {
-		for (i = quiet = 0; x->cur != NULL && quiet < XMPP_TLS_SPINS;
+		for (i = quiet = 0; x->cur != NULL && quiet < X_TLS_SPINS;
 		    i++) {
-			if (i == XMPP_SPINS_MAX) {
+			if (i == X_SPINS_MAX) {
 				x_kick(x);
 				break;
 			}
@@ -252,11 +252,11 @@ x_sockopt(xmpp_conn_t *conn, void *sock)
 	/* Small frames, often answered: Nagle plus delayed ACKs would add
 	 * ~40 ms per exchange. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-	v = XMPP_KEEPIDLE;
+	v = X_KEEPIDLE;
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof(v));
-	v = XMPP_KEEPINTVL;
+	v = X_KEEPINTVL;
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof(v));
-	v = XMPP_KEEPCNT;
+	v = X_KEEPCNT;
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof(v));
 	xc->fd = fd;
 	xc->tcp_pending = 1;

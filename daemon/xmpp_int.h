@@ -18,17 +18,17 @@
 #define X_NS_PUBSUB		"http://jabber.org/protocol/pubsub"
 #define X_NS_EVENT		"http://jabber.org/protocol/pubsub#event"
 #define X_NS_PAYLOAD		"urn:xmpp:veil:0"
-#define XMPP_TICK_MS		1000
-#define XMPP_TLS_SPINS		5	/* 16 KiB TLS record / 4096 per call */
-#define XMPP_SPINS_MAX		64	/* per run: 256 KiB, then the loop */
-#define XMPP_ID_LEN		16	/* hex digits of a 64-bit request */
-#define XMPP_SEEN_MAX		1024	/* item ids remembered per node */
-#define XMPP_ITEM_ID_MAX	64	/* prosody's are UUIDs, 36 bytes */
-#define XMPP_ITEMS_MAX		XMPP_SEEN_MAX	/* looked at per stanza */
-#define XMPP_CREATE_TRIES	4	/* ejabberd aborts racing creates */
-#define XMPP_KEEPIDLE		60	/* s */
-#define XMPP_KEEPINTVL		10
-#define XMPP_KEEPCNT		3
+#define X_TICK_MS		1000
+#define X_TLS_SPINS		5	/* 16 KiB TLS record / 4096 per call */
+#define X_SPINS_MAX		64	/* per run: 256 KiB, then the loop */
+#define X_ID_LEN		16	/* hex digits of a 64-bit request */
+#define X_SEEN_MAX		1024	/* item ids remembered per node */
+#define X_ITEM_ID_MAX	64	/* prosody's are UUIDs, 36 bytes */
+#define X_ITEMS_MAX		X_SEEN_MAX	/* looked at per stanza */
+#define X_CREATE_TRIES	4	/* ejabberd aborts racing creates */
+#define X_KEEPIDLE		60	/* s */
+#define X_KEEPINTVL		10
+#define X_KEEPCNT		3
 
 #define XP_CREATED		0x1	/* publish: tried creating the node */
 

@@ -24,11 +24,11 @@
  * parses a whole stanza into memory before any handler runs and has no
  * size limit of its own, so one stanza costs what the server sends; what
  * this file adds per item is constant: an item is dropped (and counted)
- * unless its id is at most XMPP_ITEM_ID_MAX bytes and its payload text is
+ * unless its id is at most X_ITEM_ID_MAX bytes and its payload text is
  * exactly the base64 length of one frame, checked before decoding, and it
  * decodes into one preallocated frame buffer without copying the text.  At
- * most XMPP_ITEMS_MAX items of one stanza are looked at.  Seen item ids are
- * remembered in a hash per node (at most XMPP_SEEN_MAX, oldest forgotten
+ * most X_ITEMS_MAX items of one stanza are looked at.  Seen item ids are
+ * remembered in a hash per node (at most X_SEEN_MAX, oldest forgotten
  * first), and IQ answers find their publish or topic by hash: nothing is
  * scanned per answer or per item.
  */
@@ -96,14 +96,14 @@ x_escape(const char *s)
  * topic by hash.
  */
 static uint64_t
-x_new_id(char id[XMPP_ID_LEN + 1])
+x_new_id(char id[X_ID_LEN + 1])
 {
 	uint64_t	 req;
 
 	do
 		randombytes_buf(&req, sizeof(req));
 	while (req == 0);
-	snprintf(id, XMPP_ID_LEN + 1, "%016" PRIx64, req);
+	snprintf(id, X_ID_LEN + 1, "%016" PRIx64, req);
 	return req;
 }
 
@@ -114,7 +114,7 @@ x_parse_id(const char *id)
 	uint64_t	 req = 0;
 	size_t		 i;
 
-	for (i = 0; i < XMPP_ID_LEN; i++) {
+	for (i = 0; i < X_ID_LEN; i++) {
 		if (id[i] >= '0' && id[i] <= '9')
 			req = req << 4 | (uint64_t)(id[i] - '0');
 		else if (id[i] >= 'a' && id[i] <= 'f')
@@ -172,7 +172,7 @@ x_seen_add(struct xtopic *xt, const char *id)
 		return 1;
 	}
 	TAILQ_INSERT_TAIL(&xt->seenq, s, entry);
-	if (++xt->nseen > XMPP_SEEN_MAX) {
+	if (++xt->nseen > X_SEEN_MAX) {
 		s = TAILQ_FIRST(&xt->seenq);
 		TAILQ_REMOVE(&xt->seenq, s, entry);
 		transport_hash_del(&xt->seen, &s->link);
@@ -194,7 +194,7 @@ x_send_iq(struct xmpp *x, uint64_t *req, xmpp_handler h, const char *type,
     const char *fmt, ...)
 {
 	va_list		 ap;
-	char		 id[XMPP_ID_LEN + 1], *body = NULL, *iq = NULL;
+	char		 id[X_ID_LEN + 1], *body = NULL, *iq = NULL;
 	uint64_t	 r;
 	int		 n;
 
@@ -255,18 +255,19 @@ x_send_publish(struct xmpp *x, struct transport_pub *p, int create,
 	int	 rc = -1;
 
 	blen = sodium_base64_encoded_len(p->len, sodium_base64_VARIANT_ORIGINAL);
-	if ((ename = x_escape(p->wire)) == NULL)
+	if ((ename = x_escape(p->wire)) == NULL ||
+	    (b64 = malloc(blen)) == NULL) {
+		free(ename);
+		log_warnx("xmpp: out of memory");
 		return -1;
-	if ((b64 = malloc(blen)) != NULL) {
-		sodium_bin2base64(b64, blen, p->buf, p->len,
-		    sodium_base64_VARIANT_ORIGINAL);
-		if (!create || x_send_create(x, NULL, NULL, ename) == 0)
-			rc = x_send_iq(x, req, x_iq_cb, "set",
-			    "<publish node=\"%s\"><item><f xmlns=\""
-			    X_NS_PAYLOAD "\">%s</f></item></publish>", ename,
-			    b64);
-		free(b64);
 	}
+	sodium_bin2base64(b64, blen, p->buf, p->len,
+	    sodium_base64_VARIANT_ORIGINAL);
+	if (!create || x_send_create(x, NULL, NULL, ename) == 0)
+		rc = x_send_iq(x, req, x_iq_cb, "set", "<publish node=\"%s\">"
+		    "<item><f xmlns=\"" X_NS_PAYLOAD "\">%s</f></item></publish>",
+		    ename, b64);
+	free(b64);
 	free(ename);
 	return rc;
 }
@@ -299,7 +300,7 @@ x_deliver_item(struct xmpp *x, struct xtopic *xt, xmpp_stanza_t *item)
 	size_t		 blen;
 
 	if ((id = xmpp_stanza_get_id(item)) == NULL ||
-	    strnlen(id, XMPP_ITEM_ID_MAX + 1) > XMPP_ITEM_ID_MAX)
+	    strnlen(id, X_ITEM_ID_MAX + 1) > X_ITEM_ID_MAX)
 		return -1;
 	for (pl = xmpp_stanza_get_children(item); pl != NULL;
 	    pl = xmpp_stanza_get_next(pl))
@@ -325,7 +326,7 @@ x_deliver_item(struct xmpp *x, struct xtopic *xt, xmpp_stanza_t *item)
 	return 0;
 }
 
-/* The <item>s under items, at most XMPP_ITEMS_MAX of them; the rest and
+/* The <item>s under items, at most X_ITEMS_MAX of them; the rest and
  * the junk are counted as dropped. */
 static void
 x_deliver_items(struct xmpp *x, struct xconn *xc, struct xtopic *xt,
@@ -343,7 +344,7 @@ x_deliver_items(struct xmpp *x, struct xconn *xc, struct xtopic *xt,
 		    (name = xmpp_stanza_get_name(it)) == NULL ||
 		    strcmp(name, "item") != 0)
 			continue;
-		if (n++ >= XMPP_ITEMS_MAX || x_deliver_item(x, xt, it) == -1)
+		if (n++ >= X_ITEMS_MAX || x_deliver_item(x, xt, it) == -1)
 			dropped++;
 		if (x->freeing || xc != x->cur || !xt->tt.live)
 			break;
@@ -414,7 +415,7 @@ x_iq_cb(xmpp_conn_t *conn, xmpp_stanza_t *st, void *arg)
 		if (!ok)
 			log_debug("xmpp: create %s: %s", tp->name,
 			    x_error_condition(st));
-		if (!ok && tp->live && ++xt->tries < XMPP_CREATE_TRIES &&
+		if (!ok && tp->live && ++xt->tries < X_CREATE_TRIES &&
 		    strcmp(x_error_condition(st), "internal-server-error") == 0) {
 			x_topic_next(x, xt);
 			break;
