@@ -13,7 +13,10 @@
  * quickstart's ASan/UBSan build), FUZZ_NAME naming it: every file in
  * fuzz/corpus/FUZZ_NAME/ and every fuzz/crashes/FUZZ_NAME-* goes through
  * the harness once, in this process, the way `fuzz_NAME FILE...` replays
- * them.  The harness's own checks abort(); a crash ends the run early, so
+ * them; FUZZ_SEEDS, if defined, names more directories (space-separated,
+ * relative to the source tree) whose *FUZZ_SEED_SUFFIX files are seeds too:
+ * the config harness's seeds are the golden test configs and the shipped
+ * example, as in fuzz/run.sh.  The harness's own checks abort(); a crash ends the run early, so
  * the TAP plan (printed first) is not met and the driver reports ERROR;
  * "# input: FILE" before each names the one that did it.
  */
@@ -36,9 +39,9 @@ by_name(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Adds the regular files of dir whose names start with prefix. */
+/* Adds the regular files of dir whose names start with prefix and end with suffix. */
 static int
-collect(const char *dir, const char *prefix)
+collect(const char *dir, const char *prefix, const char *suffix)
 {
 	DIR		*d;
 	struct dirent	*e;
@@ -48,8 +51,11 @@ collect(const char *dir, const char *prefix)
 	if ((d = opendir(dir)) == NULL)
 		return errno == ENOENT ? 0 : -1;
 	while ((e = readdir(d)) != NULL) {
+		size_t	 n = strlen(e->d_name), sn = strlen(suffix);
+
 		if (e->d_name[0] == '.' ||
-		    strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+		    strncmp(e->d_name, prefix, strlen(prefix)) != 0 ||
+		    n < sn || strcmp(e->d_name + n - sn, suffix) != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
@@ -99,12 +105,28 @@ main(int argc, char *argv[])
 	}
 	snprintf(corpus, sizeof(corpus), "%s/fuzz/corpus/%s", src, FUZZ_NAME);
 	snprintf(crashes, sizeof(crashes), "%s/fuzz/crashes", src);
-	if (collect(corpus, "") != 0) {
+	if (collect(corpus, "", "") != 0) {
 		printf("Bail out! %s: %s\n", corpus, strerror(errno));
 		return 99;
 	}
+#ifdef FUZZ_SEEDS
+	{
+		char	 dirs[] = FUZZ_SEEDS, *dir, *save = NULL;
+
+		for (dir = strtok_r(dirs, " ", &save); dir != NULL;
+		    dir = strtok_r(NULL, " ", &save)) {
+			snprintf(corpus, sizeof(corpus), "%s/%s", src, dir);
+			if (collect(corpus, "", FUZZ_SEED_SUFFIX) != 0) {
+				printf("Bail out! %s: %s\n", corpus, strerror(errno));
+				return 99;
+			}
+		}
+		snprintf(corpus, sizeof(corpus), "%s/fuzz/corpus/%s and %s", src,
+		    FUZZ_NAME, FUZZ_SEEDS);
+	}
+#endif
 	ncorpus = ninputs;
-	if (collect(crashes, FUZZ_NAME "-") != 0) {
+	if (collect(crashes, FUZZ_NAME "-", "") != 0) {
 		printf("Bail out! %s: %s\n", crashes, strerror(errno));
 		return 99;
 	}
