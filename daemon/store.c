@@ -39,7 +39,7 @@ _Static_assert(STORE_TOPIC_MAX >= VEIL_ID_TEXT_MAX, "topic size");
 	"seed_prev_until, heal_at"
 #define INBOX_COLS "id, topic, contact_id, kind, created, retire_at, one_time"
 #define META_COLS "card_cid, client_id, client_epoch, card_client_id, " \
-	"shared_seed, wire"
+	"shared_seed, wire, card_shown"
 #define OUTBOX_COLS "id, contact_id, msgid, type, body, created, attempts, " \
 	"next_try"
 
@@ -59,12 +59,43 @@ static const char *const stsql[ST_COUNT] = {
 	[ST_ID_GET] = "SELECT identity_pk, identity_sk FROM meta WHERE id = 1",
 	[ST_ID_SET] = "UPDATE meta SET identity_pk = ?1, identity_sk = ?2 "
 	    "WHERE id = 1",
+	[ST_KEYCHECK_GET] = "SELECT key_check FROM meta WHERE id = 1",
+	[ST_UNUSED] = "SELECT (SELECT count(*) FROM contact) + "
+	    "(SELECT count(*) FROM outbox) + (SELECT count(*) FROM rx) + "
+	    "(SELECT count(*) FROM request_seen) + "
+	    "(SELECT count(*) FROM meta WHERE card_shown <> 0)",
 
-	[ST_C_ADD] = "INSERT INTO contact (name, state, peer_name, peer_pk, "
+	[ST_W_LIST] = "SELECT kind, key_id, salt, opslimit, memlimit, wrapped, "
+	    "created FROM vault ORDER BY kind, key_id",
+	[ST_W_PUT] = "INSERT INTO vault (kind, key_id, salt, opslimit, "
+	    "memlimit, wrapped, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+	    "ON CONFLICT (kind, key_id) DO UPDATE SET salt = ?3, "
+	    "opslimit = ?4, memlimit = ?5, wrapped = ?6, created = ?7",
+	[ST_W_DEL] = "DELETE FROM vault WHERE kind = ?1 AND key_id = ?2",
+
+	/* Ids are chosen before the INSERT: a sealed value names its row. */
+	[ST_C_NEXT_ID] = "SELECT coalesce(max(id), 0) + 1 FROM contact",
+	[ST_C_RESET_GET] = "SELECT reset_due, reset, reset_seen_t, "
+	    "reset_seen, reset_ack FROM contact WHERE id = ?1",
+	[ST_C_RESET_SET] = "UPDATE contact SET reset_due = ?2, reset = ?3, "
+	    "reset_seen_t = ?4, reset_seen = ?5, reset_ack = ?6 WHERE id = ?1",
+	[ST_C_RESETS] = "SELECT id FROM contact WHERE reset_due <> 0 OR "
+	    "reset IS NOT NULL ORDER BY id",
+	[ST_O_ALL] = "SELECT " OUTBOX_COLS " FROM outbox ORDER BY id",
+	[ST_O_LOAD] = "INSERT INTO outbox (contact_id, msgid, type, body, "
+	    "created, attempts, next_try) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[ST_R_ALL] = "SELECT contact_id, msgid, type, body, received_at, taken "
+	    "FROM rx ORDER BY id",
+	[ST_R_LOAD] = "INSERT INTO rx (contact_id, msgid, type, body, "
+	    "received_at, taken) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[ST_SEEN_ALL] = "SELECT t1, contact_id, seen_at FROM request_seen "
+	    "ORDER BY t1",
+
+	[ST_C_ADD] = "INSERT INTO contact (id, name, state, peer_name, peer_pk, "
 	    "peer_inbox, pair, agree, verified, created, updated, upd_msgid, "
 	    "upd_prev_until, req_msgid, req_deadline, seed_prev, "
 	    "seed_prev_epoch, seed_prev_until, heal_at) "
-	    "VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
 	    "?15, ?16, ?17, ?18, ?19)",
 	[ST_C_BY_ID] = "SELECT " CONTACT_COLS " FROM contact WHERE id = ?1",
 	[ST_C_BY_NAME] = "SELECT " CONTACT_COLS " FROM contact WHERE name = ?1",
@@ -139,6 +170,7 @@ static const char *const metasql[STORE_META_COUNT] = {
 	[STORE_META_SHARED_SEED] =
 	    "UPDATE meta SET shared_seed = ?1 WHERE id = 1",
 	[STORE_META_WIRE] = "UPDATE meta SET wire = ?1 WHERE id = 1",
+	[STORE_META_CARD_SHOWN] = "UPDATE meta SET card_shown = ?1 WHERE id = 1",
 };
 
 void
@@ -293,17 +325,21 @@ st_bind_body(sqlite3_stmt *q, int i, const void *b, size_t len)
 	return sqlite3_bind_blob64(q, i, b, len, SQLITE_STATIC);
 }
 
-/* ?1..?4 of the outbox and rx INSERTs, which store a message alike. */
+/* ?1..?4 of the outbox and rx INSERTs, which store a message alike: the
+ * body sealed under the contact id and msgid. */
 int
-st_bind_msg(sqlite3_stmt *q, int64_t contact_id,
-    const uint8_t msgid[STORE_MSGID_BYTES], int type, const void *body,
-    size_t len)
+st_bind_msg(struct store *s, sqlite3_stmt *q, enum st_secret col,
+    int64_t contact_id, const uint8_t msgid[STORE_MSGID_BYTES], int type,
+    const void *body, size_t len)
 {
+	struct st_rowkey rk;
+
+	st_rowkey_msg(&rk, contact_id, msgid);
 	if (sqlite3_bind_int64(q, 1, contact_id) != SQLITE_OK ||
 	    sqlite3_bind_blob(q, 2, msgid, STORE_MSGID_BYTES, SQLITE_STATIC) !=
 	    SQLITE_OK ||
 	    sqlite3_bind_int(q, 3, type) != SQLITE_OK ||
-	    st_bind_body(q, 4, body, len) != SQLITE_OK)
+	    st_bind_sealed(s, q, 4, col, &rk, body, len, 1) != SQLITE_OK)
 		return -1;
 	return 0;
 }
@@ -673,6 +709,7 @@ store_close(struct store *s)
 		sqlite3_finalize(s->st[i]);
 	for (i = 0; i < STORE_META_COUNT; i++)
 		sqlite3_finalize(s->meta[i]);
+	st_seal_free(s);
 	if (s->db != NULL) {
 		if (!sqlite3_get_autocommit(s->db))
 			(void)st_exec(s, "ROLLBACK");

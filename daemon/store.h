@@ -26,13 +26,18 @@
  */
 
 #define STORE_EXISTS		(-2)
-#define STORE_SCHEMA_VERSION	3
+#define STORE_SCHEMA_VERSION	4
 #define STORE_NAME_MAX		64	/* = VEIL_NAME_MAX */
 #define STORE_TOPIC_MAX		63	/* inbox / topic text, bytes */
 #define STORE_BLOB_MAX		1024	/* packed pair / agreement */
 #define STORE_PK_BYTES		32
 #define STORE_SEED_BYTES	32
 #define STORE_MSGID_BYTES	16
+#define STORE_KEY_BYTES		32	/* the data key */
+#define STORE_KEY_ID_BYTES	16	/* names a wrapping key */
+#define STORE_SALT_BYTES	16	/* = crypto_pwhash_SALTBYTES */
+#define STORE_WRAP_BYTES	72	/* nonce 24 || data key 32 || tag 16 */
+#define STORE_RESET_MAX		512	/* a packed reset in progress, a RESET-ACK */
 
 struct store;
 
@@ -42,6 +47,62 @@ struct store	*store_open(const char *path, char *err, size_t errlen);
 void		 store_close(struct store *);
 /* Why the last failing call failed ("" when none). */
 const char	*store_errmsg(struct store *);
+
+/*
+ * Encryption at rest (store_seal.c, docs/protocol.md 11).  Every secret
+ * column (the identity secret key, the shared seed, a contact's packed
+ * pair, agreement, previous seed, ACCEPT frames and reset state) and every
+ * outbox and unread body is sealed with XChaCha20-Poly1305 under the data
+ * key, with associated data naming the table, the column and the row, so
+ * a value cannot be moved to another row or column.  The store holds the
+ * key in guarded memory (sodium_malloc) from store_set_key to
+ * store_close; without it, every call that reads or writes a secret fails
+ * ("the store is locked").
+ *
+ * A database is sealed once store_seal_all() ran in it (a key check value
+ * in the meta row says so and tells a wrong key from a damaged value).
+ * store_sealed: 1 sealed, 0 not yet (a new database, or one from before
+ * encryption at rest), -1.
+ */
+int	store_sealed(struct store *);
+/* Takes a copy of key.  When the database is sealed, the key must open
+ * its key check value: -1 ("wrong data key") otherwise. */
+int	store_set_key(struct store *, const uint8_t key[STORE_KEY_BYTES]);
+int	store_has_key(struct store *);
+/* Seals every secret value still in the clear, in place, and writes the
+ * key check value: the migration of a plaintext database.  Needs the key
+ * and an open transaction (the caller's, so that the vault's first rows
+ * commit with it).  Returns the number of values sealed, or -1. */
+int64_t	store_seal_all(struct store *);
+/* Rewrites the database file (VACUUM) and empties the WAL: after a
+ * migration, no page of the plaintext era is left in veil.db, its free
+ * list or veil.db-wal.  No transaction may be open.  0 or -1. */
+int	store_vacuum(struct store *);
+
+/*
+ * The vault: the data key wrapped for each way of unlocking (daemon/
+ * vault.c does the cryptography; the store keeps the rows).  kind
+ * STORE_WRAP_PASSPHRASE: at most one, key_id all zero, salt and limits of
+ * its Argon2id; STORE_WRAP_KEY: one per wrapping key (a systemd
+ * credential, a key file), key_id names it.
+ */
+enum store_wrap_kind { STORE_WRAP_PASSPHRASE = 1, STORE_WRAP_KEY = 2 };
+struct store_wrap {
+	int	 kind;
+	uint8_t	 key_id[STORE_KEY_ID_BYTES];
+	uint8_t	 salt[STORE_SALT_BYTES];
+	uint64_t opslimit, memlimit;
+	uint8_t	 wrapped[STORE_WRAP_BYTES];
+	int64_t	 created;
+};
+typedef int (*store_wrap_cb)(const struct store_wrap *, void *);
+/* Rows given to cb (kind, then key_id order), or -1. */
+int	store_wrap_list(struct store *, store_wrap_cb cb, void *arg);
+/* Inserts, or replaces the row of the same kind and key_id: 0 or -1. */
+int	store_wrap_put(struct store *, const struct store_wrap *);
+/* Deletes every row for which keep returns 0: the number deleted, or -1. */
+int	store_wrap_prune(struct store *, int (*keep)(const struct store_wrap *,
+	    void *), void *arg);
 
 /* Explicit transaction grouping several writes (BEGIN IMMEDIATE).  Not
  * nestable: store_begin inside a transaction fails.  After any failure
@@ -75,11 +136,12 @@ struct store_meta {
 	uint8_t	 shared_seed[STORE_SEED_BYTES];		/* levels 1 and 3 */
 	int	 has_shared_seed;
 	int	 wire;					/* protocol of the contacts */
+	int	 card_shown;				/* a card was handed out */
 };
 enum store_meta_field {
 	STORE_META_CARD_CID, STORE_META_CLIENT_ID, STORE_META_CARD_CLIENT_ID,
 	STORE_META_CLIENT_EPOCH, STORE_META_SHARED_SEED, STORE_META_WIRE,
-	STORE_META_COUNT
+	STORE_META_CARD_SHOWN, STORE_META_COUNT
 };
 int	store_meta_get(struct store *, struct store_meta *);
 int	store_meta_set_text(struct store *, enum store_meta_field, const char *);
@@ -164,6 +226,30 @@ int	store_contact_accept_frames_set(struct store *, int64_t id,
 	    const void *buf, size_t len);
 int	store_contact_accept_frames_get(struct store *, int64_t id, void *buf,
 	    size_t buflen, size_t *len);
+
+/*
+ * The contact reset after a restore (docs/protocol.md 6.1).  Our side (the
+ * restored one): due (a RESET is to be started) and the packed reset in
+ * progress (len 0: none).  The peer's side: the time and transcript of the
+ * last RESET accepted from it and the RESET-ACK answered, for copies.
+ * set: 1, 0 no such id, -1.  get: 1, 0 no such id, -1.
+ */
+struct store_reset {
+	int	 due;
+	uint8_t	 mine[STORE_RESET_MAX];
+	size_t	 mine_len;
+	int64_t	 seen_t;
+	uint8_t	 seen[STORE_PK_BYTES];
+	int	 has_seen;
+	uint8_t	 ack[STORE_RESET_MAX];
+	size_t	 ack_len;
+};
+int	store_contact_reset_set(struct store *, int64_t id,
+	    const struct store_reset *);
+int	store_contact_reset_get(struct store *, int64_t id, struct store_reset *);
+/* Contacts with a reset due or in progress (ids to cb), or -1. */
+int	store_contact_resets(struct store *, int (*cb)(int64_t, void *),
+	    void *arg);
 
 /* Inboxes (topics) this daemon subscribes to. */
 enum store_inbox_kind {
@@ -266,5 +352,36 @@ int	store_rx_take(struct store *, int64_t id);
 /* Deletes taken rows received before older_than (the dedupe horizon);
  * returns the number deleted, or -1. */
 int64_t	store_rx_prune(struct store *, int64_t older_than);
+
+/*
+ * Backups (store_backup.c).  Every row, for a dump: outbox rows with
+ * their bodies, received messages taken or not (a taken one has no body:
+ * its msgid stays for dedupe), processed REQUESTs.  Loading writes rows as
+ * they were (ids kept) into a store that holds none yet, inside the
+ * caller's transaction.
+ */
+struct store_rx_row {
+	int64_t		 contact_id;
+	uint8_t		 msgid[STORE_MSGID_BYTES];
+	int		 type;
+	const uint8_t	*body;
+	size_t		 body_len;
+	int64_t		 received_at;
+	int		 taken;
+};
+typedef int (*store_rx_row_cb)(const struct store_rx_row *, void *);
+int	store_outbox_all(struct store *, store_outbox_cb cb, void *arg);
+int	store_rx_all(struct store *, store_rx_row_cb cb, void *arg);
+int	store_request_seen_all(struct store *, int (*cb)(const uint8_t t1[
+	    STORE_PK_BYTES], int64_t contact_id, int64_t seen_at, void *),
+	    void *arg);
+/* c->id is kept: 0, STORE_EXISTS, -1. */
+int	store_load_contact(struct store *, const struct store_contact *c);
+int	store_load_outbox(struct store *, const struct store_outbox *o);
+int	store_load_rx(struct store *, const struct store_rx_row *r);
+/* Nothing of a user in it yet: no contact, no queued, received or
+ * remembered message or request, and no card ever handed out.  1 unused,
+ * 0 used, -1. */
+int	store_unused(struct store *);
 
 #endif

@@ -155,6 +155,49 @@ const struct store_migration store_migrations[] = {
 	"  seen_at INTEGER NOT NULL"
 	") WITHOUT ROWID;"
 	"CREATE INDEX request_seen_at ON request_seen(seen_at);", NULL },
+	/*
+	 * 4: encryption at rest (store_seal.c).  The vault holds the data key
+	 * wrapped once per way of unlocking.  A sealed value is longer than
+	 * the 32 bytes the old CHECKs allowed, so those columns are made
+	 * anew without them (renamed, copied, dropped).  The values stay as
+	 * they are until the first unlock seals them (store_seal_all), which
+	 * writes key_check.  card_shown: an identity whose card was never
+	 * handed out may be replaced by a restore; an existing one is taken
+	 * as shown.  reset*: the contact reset after a restore (protocol.md
+	 * 6.1).
+	 */
+	{ "CREATE TABLE vault ("
+	"  id INTEGER PRIMARY KEY,"
+	"  kind INTEGER NOT NULL,"
+	"  key_id BLOB NOT NULL CHECK (length(key_id) = 16),"
+	"  salt BLOB NOT NULL CHECK (length(salt) = 16),"
+	"  opslimit INTEGER NOT NULL,"
+	"  memlimit INTEGER NOT NULL,"
+	"  wrapped BLOB NOT NULL CHECK (length(wrapped) = 72),"
+	"  created INTEGER NOT NULL,"
+	"  UNIQUE (kind, key_id)"
+	");"
+	"ALTER TABLE meta RENAME COLUMN identity_sk TO identity_sk_v3;"
+	"ALTER TABLE meta ADD COLUMN identity_sk BLOB;"
+	"UPDATE meta SET identity_sk = identity_sk_v3;"
+	"ALTER TABLE meta DROP COLUMN identity_sk_v3;"
+	"ALTER TABLE meta RENAME COLUMN shared_seed TO shared_seed_v3;"
+	"ALTER TABLE meta ADD COLUMN shared_seed BLOB;"
+	"UPDATE meta SET shared_seed = shared_seed_v3;"
+	"ALTER TABLE meta DROP COLUMN shared_seed_v3;"
+	"ALTER TABLE contact RENAME COLUMN seed_prev TO seed_prev_v3;"
+	"ALTER TABLE contact ADD COLUMN seed_prev BLOB;"
+	"UPDATE contact SET seed_prev = seed_prev_v3;"
+	"ALTER TABLE contact DROP COLUMN seed_prev_v3;"
+	"ALTER TABLE meta ADD COLUMN key_check BLOB;"
+	"ALTER TABLE meta ADD COLUMN card_shown INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE meta SET card_shown = 1 WHERE identity_pk IS NOT NULL;"
+	"ALTER TABLE contact ADD COLUMN reset_due INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE contact ADD COLUMN reset BLOB;"
+	"ALTER TABLE contact ADD COLUMN reset_seen_t INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE contact ADD COLUMN reset_seen BLOB"
+	"  CHECK (reset_seen IS NULL OR length(reset_seen) = 32);"
+	"ALTER TABLE contact ADD COLUMN reset_ack BLOB;", NULL },
 };
 const int store_nmigrations = (int)(sizeof(store_migrations) / sizeof(store_migrations[0]));
 _Static_assert(sizeof(store_migrations) / sizeof(store_migrations[0]) ==

@@ -60,6 +60,11 @@ teardown(void **state)
 	return 0;
 }
 
+/* The data key every test store is sealed under. */
+static const uint8_t test_key[STORE_KEY_BYTES] = { 7, 7, 7 };
+
+/* Opens, unlocks with test_key, and seals a database that is not sealed
+ * yet (a new one, or a migrated one), as veild's first unlock does. */
 static struct store *
 open_ok(struct fx *f)
 {
@@ -69,6 +74,15 @@ open_ok(struct fx *f)
 	s = store_open(f->path, err, sizeof(err));
 	if (s == NULL)
 		fail_msg("store_open: %s", err);
+	if (store_set_key(s, test_key) != 0)
+		fail_msg("store_set_key: %s", store_errmsg(s));
+	if (store_sealed(s) == 0) {
+		assert_int_equal(store_begin(s), 0);
+		if (store_seal_all(s) < 0)
+			fail_msg("store_seal_all: %s", store_errmsg(s));
+		assert_int_equal(store_commit(s), 0);
+	}
+	assert_int_equal(store_sealed(s), 1);
 	return s;
 }
 

@@ -50,6 +50,13 @@ setup(void **state)
 	st = store_open(path, err, sizeof err);
 	if (st == NULL)
 		fail_msg("store_open: %s", err);
+	{
+		static const uint8_t key[STORE_KEY_BYTES] = { 1 };
+
+		if (store_set_key(st, key) != 0 || store_begin(st) != 0 ||
+		    store_seal_all(st) < 0 || store_commit(st) != 0)
+			fail_msg("sealing: %s", store_errmsg(st));
+	}
 	base = event_base_new();
 	assert_non_null(base);
 	cfg.frames.size = 256;
