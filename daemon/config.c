@@ -15,11 +15,13 @@
 #include "frame.h"
 #include "ids.h"
 
+#include "bkkey.h"
 #include "config.h"
 
 #define DEFAULT_STATE_DIR	"/var/lib/veil"
 #define DEFAULT_SOCKET		"/run/veil/veild.sock"
 #define DEFAULT_MQTT_URI	"tcp://127.0.0.1:1883"
+#define DEFAULT_CREDENTIAL	"veil.key"
 
 #define SEC	1000ULL
 #define MIN	(60 * SEC)
@@ -76,11 +78,14 @@ static const char *const tls_names[] = { "starttls", "required", "off",
     "direct", NULL };
 static const char *const accept_names[] = { "ask", "auto", NULL };
 static const char *const level_names[] = { "info", "debug", NULL };
+static const char *const kdf_names[] = { "interactive", "moderate",
+    "sensitive", NULL };
 
 _Static_assert(sizeof(enum veild_transport) == sizeof(int), "enum width");
 _Static_assert(sizeof(enum veild_xmpp_tls) == sizeof(int), "enum width");
 _Static_assert(sizeof(enum veild_accept) == sizeof(int), "enum width");
 _Static_assert(sizeof(enum veild_log_level) == sizeof(int), "enum width");
+_Static_assert(sizeof(enum veild_kdf) == sizeof(int), "enum width");
 
 /* --- string checks: return why a value is bad, or NULL ------------------ */
 
@@ -253,6 +258,32 @@ check_pins(const char *s)
 	return NULL;
 }
 
+/* A systemd credential name: one path component. */
+static const char *
+check_credential(const char *s)
+{
+	size_t	 i, len = strlen(s);
+
+	if (len > 255 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+		return "must be a credential name (a file name)";
+	for (i = 0; i < len; i++)
+		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		    "0123456789._-", s[i]) == NULL)
+			return "must be a credential name (A-Z a-z 0-9 . _ -)";
+	return NULL;
+}
+
+static const char *
+check_backup_key(const char *s)
+{
+	uint8_t	 pk[BKKEY_BYTES];
+
+	if (bkkey_pk_decode(s, pk) != 0)
+		return "must be a backup public key as `veilctl backup keygen` "
+		    "prints it (veilbk:...)";
+	return NULL;
+}
+
 static const char *
 check_name(const char *s)
 {
@@ -412,6 +443,28 @@ static const struct key log_keys[] = {
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
+static const struct key unlock_keys[] = {
+	{ "credential", K_STR, FIELD(unlock.credential), 0, 0, NULL, NULL,
+	    check_credential, NULL, KF_EMPTY_NULL },
+	{ "key_file", K_STR, FIELD(unlock.key_file), 0, 0, NULL, NULL,
+	    check_abs_path, NULL, KF_EMPTY_NULL },
+	{ "kdf", K_ENUM, FIELD(unlock.kdf), 0, 0, kdf_names, NULL, NULL, NULL,
+	    0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key backup_keys[] = {
+	{ "dir", K_STR, FIELD(backup.dir), 0, 0, NULL, NULL, check_abs_path,
+	    NULL, KF_EMPTY_NULL },
+	{ "interval", K_DUR, FIELD(backup.interval_ms), MIN, 365 * DAY, NULL,
+	    NULL, NULL, NULL, KF_WHOLE_SEC },
+	{ "keep", K_INT, FIELD(backup.keep), 1, 1000, NULL, NULL, NULL,
+	    "must be between 1 and 1000", 0 },
+	{ "public_key", K_STR, FIELD(backup.public_key), 0, 0, NULL, NULL,
+	    check_backup_key, NULL, KF_EMPTY_NULL },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
 static const struct key root_keys[] = {
 	{ "state_dir", K_STR, FIELD(state_dir), 0, 0, NULL, NULL,
 	    check_abs_path, NULL, 0 },
@@ -436,6 +489,8 @@ static const struct key root_keys[] = {
 	{ "accept", K_ENUM, FIELD(accept), 0, 0, accept_names, NULL, NULL,
 	    NULL, 0 },
 	{ "log", K_GROUP, 0, 0, 0, 0, NULL, log_keys, NULL, NULL, 0 },
+	{ "unlock", K_GROUP, 0, 0, 0, 0, NULL, unlock_keys, NULL, NULL, 0 },
+	{ "backup", K_GROUP, 0, 0, 0, 0, NULL, backup_keys, NULL, NULL, 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
@@ -969,6 +1024,15 @@ check_cross(struct ctx *c)
 		break;
 	}
 
+	if (cfg->backup.dir != NULL && cfg->backup.public_key == NULL)
+		return missing(c, "backup.public_key", "backup.dir",
+		    "is required with backup.dir (veilctl backup keygen "
+		    "makes one)");
+	if (cfg->backup.dir != NULL && cfg->state_dir != NULL &&
+	    strcmp(cfg->backup.dir, cfg->state_dir) == 0)
+		return cfg_error(c, config_lookup(c->cf, "backup.dir"),
+		    "backup.dir", "must not be the state directory itself");
+
 	if (cfg->xmpp.domain != NULL && cfg->xmpp.pubsub == NULL) {
 		size_t	 len = strlen(cfg->xmpp.domain) + sizeof("pubsub.");
 
@@ -1013,8 +1077,12 @@ config_defaults(struct veild_config *cfg)
 	cfg->cards.one_time_ttl_ms = 7 * DAY;
 	cfg->accept = VEILD_ACCEPT_ASK;
 	cfg->log.level = VEILD_LOG_INFO;
+	cfg->unlock.kdf = VEILD_KDF_MODERATE;
+	cfg->backup.interval_ms = DAY;
+	cfg->backup.keep = 7;
 
 	if ((cfg->state_dir = strdup(DEFAULT_STATE_DIR)) == NULL ||
+	    (cfg->unlock.credential = strdup(DEFAULT_CREDENTIAL)) == NULL ||
 	    (cfg->socket = strdup(DEFAULT_SOCKET)) == NULL ||
 	    (cfg->mqtt.topic_prefix = strdup("")) == NULL ||
 	    (cfg->mqtt.uris[0] = strdup(DEFAULT_MQTT_URI)) == NULL) {
@@ -1120,6 +1188,10 @@ config_free(struct veild_config *cfg)
 	config_tls_free(&cfg->mqtt.tls);
 	config_tls_free(&cfg->xmpp.trust);
 	free(cfg->identity.name);
+	free(cfg->unlock.credential);
+	free(cfg->unlock.key_file);
+	free(cfg->backup.dir);
+	free(cfg->backup.public_key);
 	sodium_memzero(cfg, sizeof(*cfg));
 }
 
@@ -1312,6 +1384,19 @@ config_print(FILE *fp, const struct veild_config *cfg)
 
 	fputs("log = {\n", fp);
 	print_str(fp, in, "level", level_names[cfg->log.level]);
+	fputs("};\n", fp);
+
+	fputs("unlock = {\n", fp);
+	print_str(fp, in, "credential", cfg->unlock.credential);
+	print_str(fp, in, "key_file", cfg->unlock.key_file);
+	print_str(fp, in, "kdf", kdf_names[cfg->unlock.kdf]);
+	fputs("};\n", fp);
+
+	fputs("backup = {\n", fp);
+	print_str(fp, in, "dir", cfg->backup.dir);
+	print_dur(fp, in, "interval", cfg->backup.interval_ms);
+	fprintf(fp, "%skeep = %u;\n", in, cfg->backup.keep);
+	print_str(fp, in, "public_key", cfg->backup.public_key);
 	fputs("};\n", fp);
 
 	return ferror(fp) ? -1 : 0;

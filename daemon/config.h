@@ -45,6 +45,13 @@ enum veild_log_level {
 	VEILD_LOG_DEBUG
 };
 
+/* Argon2id cost of a new passphrase (libsodium's three levels). */
+enum veild_kdf {
+	VEILD_KDF_INTERACTIVE,	/* 64 MiB, 2 passes */
+	VEILD_KDF_MODERATE,	/* 256 MiB, 3 passes */
+	VEILD_KDF_SENSITIVE	/* 1 GiB, 4 passes */
+};
+
 #define CONFIG_MQTT_URIS_MAX	16
 #define CONFIG_ERR_MAX		512	/* a good size for config_load's err */
 
@@ -135,6 +142,23 @@ struct veild_config {
 	struct {
 		enum veild_log_level level;
 	} log;
+
+	/* How the data key is unlocked (docs/backup.md): a systemd
+	 * credential, a key file, else a passphrase with veilctl unlock. */
+	struct {
+		char		*credential;	/* name under $CREDENTIALS_DIRECTORY;
+						 * NULL: none */
+		char		*key_file;	/* NULL: none */
+		enum veild_kdf	 kdf;		/* for a new passphrase */
+	} unlock;
+
+	/* Scheduled backups, sealed to public_key (veilctl backup keygen). */
+	struct {
+		char		*dir;		/* NULL: none */
+		uint64_t	 interval_ms;	/* 1m..365d */
+		unsigned int	 keep;		/* 1..1000 */
+		char		*public_key;	/* required with dir */
+	} backup;
 };
 
 /* Fills cfg with the built-in defaults (identity.name stays NULL).  Returns

@@ -35,6 +35,7 @@ struct ctl_conn {
 	struct evbuffer		*in;
 	struct evbuffer		*out;
 	struct rpc_conn		*rpc;
+	int			 passed_fd;	/* SCM_RIGHTS, not taken yet; -1 */
 	int			 closing;	/* flush, then close */
 	int			 dead;		/* waiting for the reaper */
 };
@@ -102,6 +103,9 @@ conn_kill(struct ctl_conn *c)
 	event_del(c->ev_timer);
 	close(c->fd);
 	c->fd = -1;
+	if (c->passed_fd != -1)
+		close(c->passed_fd);
+	c->passed_fd = -1;
 	TAILQ_REMOVE(&ctl.conns, c, entry);
 	TAILQ_INSERT_TAIL(&ctl.dead, c, entry);
 	ctl.nconns--;
@@ -217,6 +221,60 @@ conn_lines(struct ctl_conn *c)
 		conn_too_large(c);
 }
 
+/*
+ * Like evbuffer_read, and keeps a descriptor passed along (SCM_RIGHTS:
+ * veilctl hands over the file a backup is written to or read from, so
+ * veild needs no access to the user's directories).  One at a time: a
+ * newer one replaces (closes) the one not taken; any beyond the first of
+ * a message do not fit the control buffer and the kernel discards them.
+ */
+static int
+conn_recv(struct ctl_conn *c)
+{
+	union {
+		struct cmsghdr	 h;
+		char		 b[CMSG_SPACE(sizeof(int))];
+	} cm;
+	static char	 buf[CONTROL_READ_CHUNK];
+	struct iovec	 iov = { buf, sizeof(buf) };
+	struct msghdr	 msg;
+	struct cmsghdr	*h;
+	ssize_t		 n;
+	int		 pfd;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.b;
+	msg.msg_controllen = sizeof(cm.b);
+	n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (n == -1)
+		return -1;
+	for (h = CMSG_FIRSTHDR(&msg); h != NULL; h = CMSG_NXTHDR(&msg, h)) {
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS ||
+		    h->cmsg_len < CMSG_LEN(sizeof(int)))
+			continue;
+		memcpy(&pfd, CMSG_DATA(h), sizeof(int));
+		if (c->passed_fd != -1)
+			close(c->passed_fd);
+		c->passed_fd = pfd;
+	}
+	if (n > 0 && evbuffer_add(c->in, buf, (size_t)n) == -1) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return (int)n;
+}
+
+int
+control_take_fd(struct ctl_conn *c)
+{
+	int fd = c->passed_fd;
+
+	c->passed_fd = -1;
+	return fd;
+}
+
 static void
 conn_read(evutil_socket_t fd, short events, void *arg)
 {
@@ -225,7 +283,8 @@ conn_read(evutil_socket_t fd, short events, void *arg)
 	size_t		 len;
 	int		 n;
 
-	n = evbuffer_read(c->in, fd, CONTROL_READ_CHUNK);
+	(void)fd;
+	n = conn_recv(c);
 	if (n == -1) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
@@ -354,6 +413,7 @@ control_accept(evutil_socket_t lfd, short events, void *arg)
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		goto fail;
 	c->fd = fd;
+	c->passed_fd = -1;
 	c->uid = cr.uid;
 	c->gid = cr.gid;
 	c->pid = cr.pid;

@@ -43,5 +43,8 @@ void	control_set_idle(int secs);
 int	control_send(struct ctl_conn *cc, const char *buf, size_t len);
 /* Stops reading, flushes what is queued (for at most a few seconds), closes. */
 void	control_close_after_flush(struct ctl_conn *cc);
+/* The descriptor the client passed last (SCM_RIGHTS), now the caller's
+ * to close; -1 when none. */
+int	control_take_fd(struct ctl_conn *cc);
 
 #endif

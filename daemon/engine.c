@@ -40,7 +40,6 @@ static struct engine {
 	struct veil_identity	 id;
 	struct event		*tick;
 	uint64_t		 ticks;		/* seconds ticked, gates resync jumps */
-	int			 lockfd;	/* state_dir/veil.lock, held */
 	engine_event_cb		 cb;
 	void			*cb_arg;
 	int			 started;	/* modules up to where shutdown undoes */
@@ -180,46 +179,6 @@ engine_after_commit(void (*fn)(void *, int), void *arg)
 
 /* --- identity, tick, start and stop ------------------------------------ */
 
-/*
- * One veild per state directory: two would seal under the same keys and
- * counters.  The lock is an flock on state_dir/veil.lock, held for the
- * daemon's life and released by the kernel however it ends; the file
- * names the holder's pid for the error message.
- */
-static int
-lock_state(const char *dir, char *err, size_t errlen)
-{
-	char path[4096], pid[32];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof path, "%s/veil.lock", dir);
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) == -1) {
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
-		int e = errno;
-
-		n = pread(fd, pid, sizeof pid - 1, 0);
-		pid[n > 0 ? n : 0] = '\0';
-		pid[strcspn(pid, "\n")] = '\0';
-		close(fd);
-		if (e == EWOULDBLOCK)
-			seterr(err, errlen, "state_dir %s is in use by another veild "
-			    "(pid %s): one daemon per state directory", dir,
-			    pid[0] != '\0' ? pid : "unknown");
-		else
-			seterr(err, errlen, "%s: lock: %s", path, strerror(e));
-		return -1;
-	}
-	n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) == -1 || pwrite(fd, pid, (size_t)n, 0) != n)
-		log_warn("%s", path);	/* the lock holds anyway */
-	E.lockfd = fd;
-	return 0;
-}
-
 /* A database whose contacts were paired under wire protocol 1 (which did
  * not prove the requester's key) cannot go on: say so and stop. */
 static int
@@ -298,13 +257,17 @@ tick(evutil_socket_t fd, short ev, void *arg)
 enum { UP_NONE, UP_STORE, UP_INBOX, UP_CONTACT, UP_CONN, UP_RECV };
 
 int
-engine_init(struct event_base *base, const struct veild_config *cfg, char *err,
-    size_t errlen)
+engine_init(struct event_base *base, const struct veild_config *cfg,
+    struct store *st, char *err, size_t errlen)
 {
+	engine_event_cb cb = E.cb;
+	void *cb_arg = E.cb_arg;
 	char path[4096];
 
+	/* The event callback outlives a restart of the engine (a restore). */
 	memset(&E, 0, sizeof E);
-	E.lockfd = -1;
+	E.cb = cb;
+	E.cb_arg = cb_arg;
 	E.base = base;
 	E.cfg = *cfg;
 	if (cfg->identity.obscurity < 1 || cfg->identity.obscurity > 3) {
@@ -315,11 +278,8 @@ engine_init(struct event_base *base, const struct veild_config *cfg, char *err,
 		seterr(err, errlen, "libsodium failed to initialise");
 		return -1;
 	}
-	if (lock_state(cfg->state_dir, err, errlen) != 0)
-		return -1;
 	snprintf(path, sizeof path, "%s/veil.db", cfg->state_dir);
-	if ((E.st = store_open(path, err, errlen)) == NULL)
-		return -1;
+	E.st = st;
 	E.started = UP_STORE;
 	if (check_wire(path, err, errlen) != 0 || load_identity(err, errlen) != 0)
 		return -1;
@@ -412,14 +372,19 @@ engine_shutdown(void)
 		inbox_shutdown();
 		/* FALLTHROUGH */
 	case UP_STORE:
+		/* The store is the vault's (vault.c): it outlives us. */
 		store_checkpoint(E.st);
-		store_close(E.st);
 		break;
 	}
-	if (E.lockfd != -1)
-		close(E.lockfd);	/* the lock goes with it */
 	veil_identity_wipe(&E.id);
-	memset(&E, 0, sizeof E);
+	{
+		engine_event_cb cb = E.cb;
+		void *cb_arg = E.cb_arg;
+
+		memset(&E, 0, sizeof E);
+		E.cb = cb;
+		E.cb_arg = cb_arg;
+	}
 }
 
 /* --- operations ---------------------------------------------------------- */

@@ -8,6 +8,7 @@
 #include "veil.h"
 
 struct event_base;
+struct store;
 struct veild_config;
 
 /* Contact states as stored; the values are libveil's agreement states. */
@@ -95,17 +96,18 @@ struct engine_event {
 };
 typedef void (*engine_event_cb)(const struct engine_event *, void *arg);
 
-/* Opens the store, loads identity and contacts, creates the transports.
- * cfg must outlive the engine.  Returns 0 or -1 with err filled. */
+/* Loads identity and contacts from st (open and keyed: vault.c owns it),
+ * creates the transports.  cfg and st must outlive the engine.  Returns 0
+ * or -1 with err filled; engine_shutdown() undoes what was done. */
 int	engine_init(struct event_base *base, const struct veild_config *cfg,
-	    char *err, size_t errlen);
+	    struct store *st, char *err, size_t errlen);
 /* Starts connecting and the timers. */
 int	engine_start(void);
 /* Takes over what can change without a restart (accept policy, rotation
  * timing, retransmission, cover traffic) from next; the rest of next is
  * ignored.  Logs what it applied. */
 void	engine_reload(const struct veild_config *next);
-/* Saves state, stops the transports, closes the store. */
+/* Saves state, stops the transports (the store stays open). */
 void	engine_shutdown(void);
 
 /* Events go to one callback (methods.c), after commit. */

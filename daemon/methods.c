@@ -166,8 +166,10 @@ m_status(struct rpc_call *call)
 	    "unread", (json_int_t)s.unread,
 	    "frames", "in", (json_int_t)s.frames_in, "out", (json_int_t)s.frames_out,
 	    "dropped", (json_int_t)s.dropped);
-	if (o != NULL)
+	if (o != NULL) {
 		json_object_set_new(o, "wire", json_integer(s.wire));
+		methods_vault_status(o);
+	}
 	if (o != NULL && verbose) {
 		struct id_lists l = { json_array(), json_array() };
 
@@ -478,5 +480,11 @@ const struct rpc_method methods_table[] = {
 	{ "message.send",	m_message_send,		"to,text" },
 	{ "message.receive",	m_message_receive,	"wait,limit" },
 	{ "rotate",		m_rotate,		"" },
+	{ "unlock",		m_unlock,		"passphrase" },
+	{ "passphrase",		m_passphrase,		"old,new,forget_keys" },
+	{ "backup.create",	m_backup_create,	"passphrase,public_key" },
+	{ "backup.restore",	m_backup_restore,
+	    "passphrase,recovery_key,new_passphrase" },
+	{ "backup.now",		m_backup_now,		"" },
 	{ NULL,			NULL,			NULL }
 };

@@ -227,6 +227,14 @@ rpc_call_params(const struct rpc_call *call)
 	return call->params;
 }
 
+int
+rpc_call_take_fd(struct rpc_call *call)
+{
+	if (call->rc == NULL || call->rc->cc == NULL)
+		return -1;
+	return control_take_fd(call->rc->cc);
+}
+
 static json_t *
 param_get(struct rpc_call *call, const char *name)
 {

@@ -26,6 +26,9 @@
 #define RPC_ERR_TRANSPORT	-32003	/* transport down, try later */
 #define RPC_ERR_TOO_LARGE	-32004	/* message or field too large */
 #define RPC_ERR_BUSY		-32005	/* too many clients / calls */
+#define RPC_ERR_LOCKED		-32006	/* veild is locked: veilctl unlock */
+#define RPC_ERR_DENIED		-32007	/* wrong passphrase or recovery key */
+#define RPC_ERR_BAD_BACKUP	-32008	/* not a backup, truncated, tampered, newer */
 
 struct rpc_call;		/* one request being handled; opaque */
 struct rpc_conn;		/* rpc state of one control connection; opaque */
@@ -79,6 +82,9 @@ void	rpc_defer(struct rpc_call *call, rpc_cancel_cb cancel, void *arg);
 /* The request's params: an object, never NULL ({} when absent); borrowed,
  * valid until the call is answered. */
 json_t	*rpc_call_params(const struct rpc_call *call);
+/* A file descriptor the client passed with its request (SCM_RIGHTS), now
+ * the handler's to close; -1 when none came. */
+int	rpc_call_take_fd(struct rpc_call *call);
 
 /*
  * Params helpers.  Return 1 when the parameter is present and valid (*out

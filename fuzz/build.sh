@@ -41,6 +41,7 @@ compile "$OUT/obj/world.o" "$SRC/fuzz/world.c" $INSTR
 compile "$OUT/obj/rpc.o" "$SRC/daemon/rpc.c" $INSTR
 compile "$OUT/obj/log.o" "$SRC/daemon/log.c" $INSTR
 compile "$OUT/obj/config.o" "$SRC/daemon/config.c" $INSTR
+compile "$OUT/obj/bkkey.o" "$SRC/daemon/bkkey.c" $INSTR
 compile "$OUT/obj/stub_control.o" "$SRC/fuzz/stub_control.c" $INSTR
 
 WORLD="$OUT/obj/world.o $OUT/obj/testutil.o"
@@ -58,7 +59,7 @@ link fuzz_frame $WORLD $LIBOBJS
 link fuzz_ccm $WORLD $LIBOBJS
 link fuzz_agree $WORLD $LIBOBJS
 link fuzz_rpc "$OUT/obj/rpc.o" "$OUT/obj/log.o" "$OUT/obj/stub_control.o"
-link fuzz_config "$OUT/obj/config.o" $LIBOBJS
+link fuzz_config "$OUT/obj/config.o" "$OUT/obj/bkkey.o" $LIBOBJS
 
 # mkseeds is an ordinary program: the sanitizer runtimes supply no-op
 # coverage callbacks for the instrumented objects it shares.

@@ -1,10 +1,22 @@
-/* pairdump: the key material in a stored pair (hex on stdin), one line each, for tests that search a state directory for keys that should be gone. */
+/* pairdump: the secrets of a state directory's database, opened with its key file, one line each — for tests that search the files on disk for keys that must not be there (in the clear, or at all). */
 #include <stdio.h>
 #include <string.h>
 
 #include <sodium.h>
 
 #include "veil.h"
+
+#include "store.h"
+#include "vault_key.h"
+
+/*
+ * Usage: pairdump DB KEYFILE [CONTACT]
+ * Lines "what period hex".  With CONTACT: every root and derived key of
+ * that contact's pair.  Without: those of every contact, with its shared
+ * secret and the inbox seeds, the identity secret key and the shared
+ * seed.  The test searches the files for each value: found means it is
+ * stored in the clear.
+ */
 
 static void
 put(const char *what, uint64_t period, const uint8_t *b, size_t n)
@@ -31,32 +43,87 @@ dirkey(const char *what, uint64_t period, const struct veil_dirkey *k)
 	put(name, period, k->nkey, sizeof k->nkey);
 }
 
-int
-main(void)
+static void
+pair_keys(const struct veil_pair *p)
 {
-	static char hex[2 * VEIL_PAIR_PACKED_MAX + 2];
-	uint8_t blob[VEIL_PAIR_PACKED_MAX];
-	struct veil_pair p;
-	size_t len = 0;
-
-	if (veil_init() != 0 || fgets(hex, sizeof hex, stdin) == NULL)
-		return 2;
-	hex[strcspn(hex, "\r\n")] = '\0';
-	if (sodium_hex2bin(blob, sizeof blob, hex, strlen(hex), NULL, &len, NULL) != 0 ||
-	    veil_pair_unpack(&p, blob, len) != 0) {
-		fprintf(stderr, "pairdump: not a stored pair\n");
-		return 1;
-	}
-	if (p.tx.live)
-		dirkey("tx", p.tx.period, &p.tx.k);
-	if (p.tx_next.live)
-		dirkey("tx_next", p.tx_next.period, &p.tx_next.k);
+	if (p->tx.live)
+		dirkey("tx", p->tx.period, &p->tx.k);
+	if (p->tx_next.live)
+		dirkey("tx_next", p->tx_next.period, &p->tx_next.k);
 	for (int i = 0; i < VEIL_RX_SLOTS; i++) {
-		if (p.rx.slot[i].live)
-			dirkey("rx", p.rx.slot[i].period, &p.rx.slot[i].k);
-		if (p.rx_prev.slot[i].live)
-			dirkey("rx_prev", p.rx_prev.slot[i].period, &p.rx_prev.slot[i].k);
+		if (p->rx.slot[i].live)
+			dirkey("rx", p->rx.slot[i].period, &p->rx.slot[i].k);
+		if (p->rx_prev.slot[i].live)
+			dirkey("rx_prev", p->rx_prev.slot[i].period, &p->rx_prev.slot[i].k);
+	}
+}
+
+struct ctx {
+	const char	*only;
+	int		 found;
+};
+
+static int
+contact_cb(const struct store_contact *c, void *arg)
+{
+	struct ctx *x = arg;
+	struct veil_pair p;
+
+	if (x->only != NULL && strcmp(c->name, x->only) != 0)
+		return 0;
+	x->found++;
+	if (c->pair_len == 0 || veil_pair_unpack(&p, c->pair, c->pair_len) != 0)
+		return 0;
+	pair_keys(&p);
+	if (x->only == NULL) {
+		put("secret", 0, p.secret, sizeof p.secret);
+		put("my_inbox.seed", 0, p.my_inbox.seed, sizeof p.my_inbox.seed);
+		put("peer_inbox.seed", 0, p.peer_inbox.seed, sizeof p.peer_inbox.seed);
 	}
 	veil_pair_wipe(&p);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	uint8_t pk[STORE_PK_BYTES], sk[STORE_PK_BYTES];
+	struct store_meta m;
+	struct store *st;
+	struct ctx x;
+	char err[512];
+
+	if (argc < 3 || argc > 4) {
+		fprintf(stderr, "usage: pairdump DB KEYFILE [CONTACT]\n");
+		return 2;
+	}
+	if (veil_init() != 0)
+		return 2;
+	if ((st = store_open(argv[1], err, sizeof err)) == NULL ||
+	    vk_unlock_with_file(st, argv[2], err, sizeof err) != 0) {
+		fprintf(stderr, "pairdump: %s\n", err);
+		store_close(st);
+		return 1;
+	}
+	memset(&x, 0, sizeof x);
+	x.only = argc == 4 ? argv[3] : NULL;
+	if (x.only == NULL) {
+		if (store_identity_get(st, pk, sk) == 1)
+			put("identity.sk", 0, sk, sizeof sk);
+		if (store_meta_get(st, &m) == 1 && m.has_shared_seed)
+			put("shared_seed", 0, m.shared_seed, sizeof m.shared_seed);
+		sodium_memzero(sk, sizeof sk);
+		sodium_memzero(&m, sizeof m);
+	}
+	if (store_contact_list(st, contact_cb, &x) < 0) {
+		fprintf(stderr, "pairdump: %s\n", store_errmsg(st));
+		store_close(st);
+		return 1;
+	}
+	store_close(st);
+	if (x.only != NULL && x.found == 0) {
+		fprintf(stderr, "pairdump: no contact %s\n", x.only);
+		return 1;
+	}
 	return 0;
 }

@@ -207,9 +207,10 @@ def t_rollback(tap, w, x):
 
 
 def pair_keys(d, contact):
-    """Every root and derived key in d's stored pair with contact."""
-    blob = db_rows(d, "SELECT pair FROM contact WHERE name = ?", (contact,))[0][0]
-    out = subprocess.run([veil.binary("tests/pairdump")], input=blob.hex() + "\n",
+    """Every root and derived key in d's stored pair with contact (the
+    pair is sealed on disk: tests/pairdump opens it with d's key file)."""
+    out = subprocess.run([veil.binary("tests/pairdump"),
+                          os.path.join(d.state_dir, "veil.db"), d.key_file, contact],
                          capture_output=True, text=True, timeout=10)
     if out.returncode != 0:
         raise RuntimeError("pairdump: " + out.stderr)
@@ -217,18 +218,27 @@ def pair_keys(d, contact):
 
 
 def on_disk(d, hexkey):
+    """The first of d's database files holding these bytes, or None."""
     key = bytes.fromhex(hexkey)
-    for name in ("veil.db", "veil.db-wal"):
+    for name in ("veil.db", "veil.db-wal", "veil.db-shm"):
         p = os.path.join(d.state_dir, name)
         if os.path.exists(p) and key in open(p, "rb").read():
             return name
     return None
 
 
+def sealed_pair(d, contact):
+    """The pair column as stored: sealed under the data key."""
+    return db_rows(d, "SELECT pair FROM contact WHERE name = ?", (contact,))[0][0]
+
+
 def t_old_keys_leave(tap, w, x):
-    """Keys ratchet every period: once a period and its grace are over, its
-    root and keys are found neither in veil.db nor in veil.db-wal, while
-    the daemon runs (the WAL is checkpointed and truncated)."""
+    """Keys ratchet every period.  On disk they are sealed under the data
+    key (never found in the clear); once a period and its grace are over,
+    the stored pair holds none of its keys any more, and the sealed copy
+    that held them is gone from veil.db and veil.db-wal too (the WAL is
+    checkpointed and truncated, freed pages zeroed): even with the data
+    key, a copy of the disk taken then opens no ended period."""
     m = x["m"]
     fast = {"keys": {"period": "%ds" % PERIOD_S, "heal": "0s"}}
     a = w.daemon("Kim", m, accept="auto", **fast)
@@ -242,22 +252,26 @@ def t_old_keys_leave(tap, w, x):
         return ids <= seen
     tap.ok(wait_for(recv, 15), "old keys: traffic under the first keys")
     old = pair_keys(a, "Lee")
+    sealed = sealed_pair(a, "Lee")
     tap.ok(old and any(k[0].endswith(".root") for k in old),
            "old keys: %d keys read from Kim's stored pair" % len(old), repr(old))
-    present = [k for k in old if on_disk(a, k[2])]
-    tap.ok(present, "old keys: %d of them are on disk now (the search finds keys)"
-           % len(present))
+    tap.ok(on_disk(a, sealed.hex()) is not None,
+           "old keys: the sealed pair is on disk (the search finds stored bytes)")
+    clear = [(k[0], on_disk(a, k[2])) for k in old if on_disk(a, k[2])]
+    tap.ok(not clear, "old keys: none of them is on disk in the clear", repr(clear))
     periods = {int(k[1]) for k in old}
     # Two periods and their grace (min(P/4, 120 s) = 1 s), plus the sweep
     # and a checkpoint (5 s).
-    gone = wait_for(lambda: not any(on_disk(a, k[2]) for k in old), 2 * PERIOD_S + 15,
-                    interval=0.5)
-    left = [(k[0], k[1], on_disk(a, k[2])) for k in old if on_disk(a, k[2])]
-    tap.ok(gone, "old keys: no root or key of periods %s is left in veil.db or "
-           "veil.db-wal" % sorted(periods), repr(left))
+    moved = wait_for(lambda: min(int(k[1]) for k in pair_keys(a, "Lee")) > max(periods)
+                     and on_disk(a, sealed.hex()) is None, 2 * PERIOD_S + 15,
+                     interval=0.5)
     new = pair_keys(a, "Lee")
-    tap.ok(new and min(int(k[1]) for k in new) > max(periods),
-           "old keys: the chains moved on to later periods", repr(new))
+    tap.ok(moved, "old keys: the chains moved on past periods %s, and the sealed "
+           "pair that held their keys left veil.db and veil.db-wal"
+           % sorted(periods), repr(new) + repr(on_disk(a, sealed.hex())))
+    left = set(k[2] for k in old) & set(k[2] for k in new)
+    tap.ok(not left, "old keys: the stored pair holds no key of periods %s"
+           % sorted(periods), repr(left))
     mid = b.rpc("message.send", to="Kim", text="still talking")["id"]
     tap.ok(wait_for(lambda: any(mm["id"] == mid for mm in a.receive_all()), 15),
            "old keys: they still talk under the new keys")

@@ -698,12 +698,13 @@ class StallProbe:
 
 # --- scale ----------------------------------------------------------------
 
-def mkcontacts(exe, state_dir, n, frame_size):
-    """veil-mkcontacts: n established contacts into a stopped veild's state;
-    returns the seconds it took."""
+def mkcontacts(exe, state_dir, n, frame_size, key_file):
+    """veil-mkcontacts: n established contacts into a stopped veild's state
+    (sealed under the data key key_file unwraps); returns the seconds it
+    took."""
     t0 = time.monotonic()
-    r = subprocess.run([exe, "-f", str(frame_size), "-o", "2", state_dir,
-                        str(n)], capture_output=True, text=True,
+    r = subprocess.run([exe, "-f", str(frame_size), "-o", "2", "-k", key_file,
+                        state_dir, str(n)], capture_output=True, text=True,
                        stdin=subprocess.DEVNULL, timeout=1800)
     if r.returncode != 0:
         raise BenchError("veil-mkcontacts %s %d: exit %d: %s"

@@ -13,6 +13,7 @@
 #include "veil.h"
 
 #include "core.h"
+#include "vault_key.h"
 
 /*
  * Each synthetic peer runs the initiator's side of the agreement in memory
@@ -26,9 +27,10 @@ static void __attribute__((noreturn))
 usage(void)
 {
 	fprintf(stderr, "usage: veil-mkcontacts [-f frame_size] [-o obscurity] "
-	    "[-e epoch_s] [-p key_period_s] STATE_DIR N\n"
+	    "[-e epoch_s] [-p key_period_s] -k KEY_FILE STATE_DIR N\n"
 	    "  Adds N established contacts to the veild state in STATE_DIR\n"
-	    "  (veild must have run there once and be stopped now).\n");
+	    "  (veild must have run there once and be stopped now), whose\n"
+	    "  data key KEY_FILE (unlock.key_file) unwraps.\n");
 	exit(2);
 }
 
@@ -137,13 +139,15 @@ main(int argc, char *argv[])
 	struct store_meta meta;
 	struct veil_inbox inbox;
 	uint32_t epoch_len = 3600, key_period = 3600;
-	char path[4096], errbuf[256];
+	char path[4096], errbuf[512];
+	const char *key_file = NULL;
 	size_t fs = VEIL_FRAME_DEFAULT;
 	long count, i;
 	int ch, obscurity = 2;
 
-	while ((ch = getopt(argc, argv, "e:f:o:p:")) != -1) {
+	while ((ch = getopt(argc, argv, "e:f:k:o:p:")) != -1) {
 		switch (ch) {
+		case 'k': key_file = optarg; break;
 		case 'e': epoch_len = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'f': fs = strtoul(optarg, NULL, 10); break;
 		case 'o': obscurity = atoi(optarg); break;
@@ -153,12 +157,14 @@ main(int argc, char *argv[])
 	}
 	argc -= optind;
 	argv += optind;
-	if (argc != 2 || (count = strtol(argv[1], NULL, 10)) <= 0 || !veil_frame_size_valid(fs))
+	if (argc != 2 || (count = strtol(argv[1], NULL, 10)) <= 0 ||
+	    !veil_frame_size_valid(fs) || key_file == NULL)
 		usage();
 	if (veil_init() != 0)
 		errx(1, "libsodium failed to initialise");
 	snprintf(path, sizeof path, "%s/veil.db", argv[0]);
-	if ((st = store_open(path, errbuf, sizeof errbuf)) == NULL)
+	if ((st = store_open(path, errbuf, sizeof errbuf)) == NULL ||
+	    vk_unlock_with_file(st, key_file, errbuf, sizeof errbuf) != 0)
 		errx(1, "%s: %s", path, errbuf);
 	if (store_identity_get(st, owner.pk, owner.sk) != 1 ||
 	    store_meta_get(st, &meta) != 1 || meta.card_cid[0] == '\0')

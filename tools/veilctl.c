@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include <jansson.h>
 
 #include "card.h"
+#include "veilctl.h"
 
 #define DEFAULT_SOCKET	"/run/veil/veild.sock"
 #define REPLY_MAX	(64 * 1024 * 1024)	/* one line from veild */
@@ -24,18 +26,11 @@
 #define WAIT_MAX	86400
 #define SEEN_MAX	256
 
-struct subcommand {
-	const char	*name;
-	int		(*fn)(int argc, char **argv);
-	const char	*usage;
-	const char	*help;
-};
-
 static const char		*sock_path;
-static int			 json_out;
+int				 json_out;
 static int			 sock_fd = -1;
 static json_int_t		 next_id = 1;
-static const struct subcommand	*current;	/* for usage() */
+const struct subcommand		*current;	/* for usage() */
 
 static char	*rbuf;		/* bytes read from veild, not yet a line */
 static size_t	 rlen, rcap;
@@ -54,6 +49,7 @@ static int	cmd_contact_add(int, char **);
 static int	cmd_contact_list(int, char **);
 static int	cmd_contact_name(int, char **);
 static int	cmd_contact_verify(int, char **);
+static int	cmd_backup(int, char **);
 
 static const struct subcommand cmds[] = {
 	{ "status",	cmd_status,	"status [--verbose]",
@@ -68,6 +64,12 @@ static const struct subcommand cmds[] = {
 	    "print and take the messages received" },
 	{ "rotate",	cmd_rotate,	"rotate",
 	    "move to new addresses now" },
+	{ "unlock",	cmd_unlock,	"unlock",
+	    "give the passphrase (a new one for a new state directory)" },
+	{ "passphrase",	cmd_passphrase,	"passphrase [--forget-keys]",
+	    "set or change the passphrase" },
+	{ "backup",	cmd_backup,	"backup COMMAND ...",
+	    "encrypted backups (see below)" },
 	{ "help",	cmd_help,	"help [COMMAND]",
 	    "show the commands" },
 	{ NULL, NULL, NULL, NULL }
@@ -89,7 +91,7 @@ static const struct subcommand contact_cmds[] = {
 	{ NULL, NULL, NULL, NULL }
 };
 
-static void __attribute__((noreturn, format(printf, 1, 2)))
+void __attribute__((noreturn, format(printf, 1, 2)))
 die(const char *fmt, ...)
 {
 	va_list	ap;
@@ -102,7 +104,7 @@ die(const char *fmt, ...)
 	exit(1);
 }
 
-static void __attribute__((noreturn))
+void __attribute__((noreturn))
 usage(void)
 {
 	if (current != NULL)
@@ -121,7 +123,7 @@ usage(void)
  * and an indent, so that a message cannot pose as another sender's line)
  * and tabs are kept.
  */
-static void
+void
 put_safe(FILE *f, const char *s, const char *nl)
 {
 	const unsigned char	*p = (const unsigned char *)s;
@@ -205,6 +207,47 @@ sock_open(void)
 	}
 }
 
+/* Writes buf; fd (not -1) goes along with its first byte (SCM_RIGHTS). */
+static void
+sock_write_fd(const char *buf, size_t len, int fd)
+{
+	union {
+		struct cmsghdr	 h;
+		char		 b[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct iovec	 iov;
+	struct msghdr	 msg;
+	struct cmsghdr	*h;
+	ssize_t		 n;
+
+	while (len > 0) {
+		memset(&msg, 0, sizeof(msg));
+		iov.iov_base = (void *)(uintptr_t)buf;
+		iov.iov_len = len;
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		if (fd != -1) {
+			memset(&cm, 0, sizeof(cm));
+			msg.msg_control = cm.b;
+			msg.msg_controllen = sizeof(cm.b);
+			h = CMSG_FIRSTHDR(&msg);
+			h->cmsg_level = SOL_SOCKET;
+			h->cmsg_type = SCM_RIGHTS;
+			h->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(h), &fd, sizeof(int));
+		}
+		n = sendmsg(sock_fd, &msg, MSG_NOSIGNAL);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			die("write to %s: %s", sock_path, strerror(errno));
+		}
+		fd = -1;
+		buf += n;
+		len -= n;
+	}
+}
+
 static void
 sock_write(const char *buf, size_t len)
 {
@@ -265,12 +308,19 @@ sock_read(void)
  * reference).  A JSON-RPC error ends veilctl with status 1; notifications
  * that come first go to on_notify.  params is stolen.
  */
-static json_t *
+json_t *
 rpc(const char *method, json_t *params)
+{
+	return rpc_fd(method, params, -1, NULL);
+}
+
+json_t *
+rpc_fd(const char *method, json_t *params, int fd, int *code)
 {
 	json_t		*req, *msg, *err, *result, *id;
 	const char	*text;
 	char		*s;
+	size_t		 slen;
 	json_int_t	 myid = next_id++;
 
 	if (sock_fd == -1)
@@ -280,8 +330,11 @@ rpc(const char *method, json_t *params)
 	if (req == NULL || (s = json_dumps(req, JSON_COMPACT)) == NULL)
 		die("cannot encode the request (text must be UTF-8)");
 	json_decref(req);
-	sock_write(s, strlen(s));
+	slen = strlen(s);
+	sock_write_fd(s, slen, fd);
 	sock_write("\n", 1);
+	/* It may hold a passphrase. */
+	explicit_bzero(s, slen);
 	free(s);
 
 	for (;;) {
@@ -302,6 +355,16 @@ rpc(const char *method, json_t *params)
 	}
 	if ((err = json_object_get(msg, "error")) != NULL) {
 		text = json_string_value(json_object_get(err, "message"));
+		if (code != NULL) {
+			/* The caller decides (it may say more first). */
+			*code = (int)json_integer_value(json_object_get(err,
+			    "code"));
+			fputs("veilctl: ", stderr);
+			put_safe(stderr, text ? text : "unknown error", NULL);
+			fputc('\n', stderr);
+			json_decref(msg);
+			return NULL;
+		}
 		fputs("veilctl: ", stderr);
 		put_safe(stderr, text ? text : "unknown error", NULL);
 		fputc('\n', stderr);
@@ -316,7 +379,7 @@ rpc(const char *method, json_t *params)
 
 /* --- output ------------------------------------------------------------ */
 
-static void
+void
 print_json(json_t *j)
 {
 	char	*s;
@@ -370,7 +433,7 @@ print_object(json_t *obj, const char *prefix)
 }
 
 /* Human by default, the raw result with --json. */
-static void
+void
 print_result(json_t *result)
 {
 	if (json_out)
@@ -427,10 +490,7 @@ print_message(json_t *m)
 
 /* getopt_long over a subcommand's argv (argv[0] is its name).  --json is
  * accepted everywhere, also after the command. */
-#define COMMON_LONGOPTS	{ "json", no_argument, &json_out, 1 }, \
-			{ "help", no_argument, NULL, 'h' }
-
-static int
+int
 next_opt(int argc, char **argv, const char *shortopts,
     const struct option *longopts)
 {
@@ -508,7 +568,7 @@ cmd_card(int argc, char **argv)
 	return 0;
 }
 
-static int
+int
 run_table(const struct subcommand *table, int argc, char **argv)
 {
 	const struct subcommand	*sc;
@@ -524,6 +584,20 @@ run_table(const struct subcommand *table, int argc, char **argv)
 	put_safe(stderr, argv[0], NULL);
 	fputc('\n', stderr);
 	usage();
+}
+
+static int
+cmd_backup(int argc, char **argv)
+{
+	const struct subcommand	*sc;
+
+	if (argc < 2) {
+		for (sc = backup_cmds; sc->name != NULL; sc++)
+			fprintf(stderr, "%s veilctl [-s socket] [--json] %s\n",
+			    sc == backup_cmds ? "usage:" : "      ", sc->usage);
+		exit(2);
+	}
+	return run_table(backup_cmds, argc - 1, argv + 1);
 }
 
 static int
@@ -954,6 +1028,9 @@ cmd_help(int argc, char **argv)
 			if (sc->fn == cmd_contact)
 				list_commands(stdout, contact_cmds,
 				    usage_width(contact_cmds));
+			else if (sc->fn == cmd_backup)
+				list_commands(stdout, backup_cmds,
+				    usage_width(backup_cmds));
 			else
 				printf("  %s  %s\n", sc->usage, sc->help);
 			return 0;
@@ -963,11 +1040,15 @@ cmd_help(int argc, char **argv)
 	w = usage_width(cmds);
 	if (usage_width(contact_cmds) > w)
 		w = usage_width(contact_cmds);
+	if (usage_width(backup_cmds) > w)
+		w = usage_width(backup_cmds);
 	printf("usage: veilctl [-s socket] [--json] command [args ...]\n\n"
 	    "commands:\n");
 	list_commands(stdout, cmds, w);
 	printf("\ncontact commands:\n");
 	list_commands(stdout, contact_cmds, w);
+	printf("\nbackup commands:\n");
+	list_commands(stdout, backup_cmds, w);
 	printf("\nsocket: -s, else $VEIL_SOCKET, else %s\n", DEFAULT_SOCKET);
 	return 0;
 }

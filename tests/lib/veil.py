@@ -360,9 +360,18 @@ class Daemon:
         self.env = dict(env or {})	# added to veild's environment
         self.veild = binary("daemon/veild")
         self.veilctl = binary("tools/veilctl")
+        # The data key is unlocked by a key file of the daemon's own
+        # (outside its state dir, so a copied state dir keeps working);
+        # unlock={"key_file": ""} starts it locked, for a passphrase.
+        self.key_file = os.path.join(self.dir, "veil.key")
+        if not os.path.exists(self.key_file):
+            fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, os.urandom(32))
+            os.close(fd)
         self.cfg = {
             "state_dir": self.state_dir,
             "socket": self.socket,
+            "unlock": {"key_file": self.key_file, "kdf": "interactive"},
         }
         self.cfg.update(transport_config(broker))
         self.cfg.update({
