@@ -53,6 +53,9 @@ int	backup_restore(int fd, const struct backup_key *k, const char *new_pass,
 /* A scheduled backup now (backup.dir, sealed to backup.public_key). */
 int	backup_now(struct backup_result *r, char *err, size_t errlen);
 
+/* The configuration file whose text a backup carries (veild -c). */
+void	backup_set_config_path(const char *path);
+
 /* The schedule (an engine module: runs while unlocked). */
 int	backup_init(void);
 void	backup_shutdown(void);

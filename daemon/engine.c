@@ -14,6 +14,7 @@
 
 #include <config.h>	/* autoconf's */
 
+#include "backup.h"
 #include "core.h"
 #include "log.h"
 
@@ -309,7 +310,7 @@ engine_start(void)
 	struct timeval tv = { 1, 0 };
 
 	/* From here brackets commit as a group, once per loop pass. */
-	if (txn_init() != 0 || outbox_init() != 0)
+	if (txn_init() != 0 || outbox_init() != 0 || backup_init() != 0)
 		return -1;
 	if ((E.tick = event_new(E.base, -1, EV_PERSIST, tick, NULL)) == NULL ||
 	    event_add(E.tick, &tv) != 0)
@@ -357,6 +358,7 @@ engine_shutdown(void)
 	txn_shutdown();
 	if (E.tick != NULL)
 		event_free(E.tick);
+	backup_shutdown();
 	outbox_shutdown();
 	switch (E.started) {
 	case UP_RECV:

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "methods.h"
 #include "rpc.h"
+#include "backup.h"
 #include "vault.h"
 
 #define DEFAULT_CONFIG	"/etc/veil/veild.conf"
@@ -212,6 +213,7 @@ main(int argc, char *argv[])
 	if (mkdir(cfg.state_dir, 0700) == -1 && errno != EEXIST)
 		fatal("state_dir %s", cfg.state_dir);
 	methods_init(base);
+	backup_set_config_path(cfgpath);
 	/* Locked until a credential or key file unlocks it here, or a
 	 * passphrase over the socket: then the engine starts. */
 	if (vault_init(base, &cfg, err, sizeof err) != 0 ||
