@@ -122,10 +122,19 @@ veil_type_valid(uint8_t type)
 	case VEIL_T_UPDATE:
 	case VEIL_T_UPDATE_ACK:
 	case VEIL_T_UPDATE_DONE:
+	case VEIL_T_RESET:
+	case VEIL_T_RESET_ACK:
 	case VEIL_T_COVER:
 		return 1;
 	}
 	return 0;
+}
+
+int
+veil_type_sealed(uint8_t type)
+{
+	return type == VEIL_T_REQUEST || type == VEIL_T_RESET ||
+	    type == VEIL_T_RESET_ACK;
 }
 
 const char *
@@ -152,6 +161,10 @@ veil_type_name(uint8_t type)
 		return "update-ack";
 	case VEIL_T_UPDATE_DONE:
 		return "update-done";
+	case VEIL_T_RESET:
+		return "reset";
+	case VEIL_T_RESET_ACK:
+		return "reset-ack";
 	case VEIL_T_COVER:
 		return "cover";
 	}
@@ -314,12 +327,12 @@ veil_frame_seal_box(uint8_t *out, size_t frame_size, const uint8_t pk[VEIL_KEY_B
 	size_t plen;
 	int rc;
 
-	/* One REQUEST frame, nothing else: a sealed frame comes from an
-	 * anonymous sender, who must not make the receiver reserve
+	/* One frame of a sealed type, nothing else: a sealed frame comes
+	 * from an anonymous sender, who must not make the receiver reserve
 	 * reassembly memory for many fragments. */
 	if (out == NULL || pk == NULL || h == NULL ||
 	    !veil_frame_size_valid(frame_size) || h->seq != 0 ||
-	    h->type != VEIL_T_REQUEST || h->frag_cnt != 1)
+	    !veil_type_sealed(h->type) || h->frag_cnt != 1)
 		return VEIL_ERR_INVAL;
 	if ((rc = hdr_check_out(h, body, veil_frame_capacity(frame_size, 1))) < 0)
 		return rc;
@@ -357,7 +370,7 @@ veil_frame_open_box(const uint8_t *in, size_t frame_size, const uint8_t pk[VEIL_
 	}
 	rc = pt_parse(pt, plen, 0, h, body);
 	sodium_memzero(pt, plen);
-	if (rc == VEIL_OK && h->type != VEIL_T_REQUEST)
+	if (rc == VEIL_OK && !veil_type_sealed(h->type))
 		rc = VEIL_ERR_TYPE;
 	else if (rc == VEIL_OK && h->frag_cnt != 1)
 		rc = VEIL_ERR_FORMAT;
@@ -452,7 +465,7 @@ veil_message_seal_box(uint8_t *out, size_t outlen, size_t frame_size,
 {
 	int n;
 
-	if (pk == NULL || type != VEIL_T_REQUEST)
+	if (pk == NULL || !veil_type_sealed(type))
 		return VEIL_ERR_INVAL;
 	if ((n = veil_message_frames(len, frame_size, 1)) < 0)
 		return n;

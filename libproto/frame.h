@@ -30,9 +30,13 @@ enum veil_type {
 	VEIL_T_UPDATE = 0x20,	  /* contact update (CCM) */
 	VEIL_T_UPDATE_ACK = 0x21,
 	VEIL_T_UPDATE_DONE = 0x22, /* contact update step 3: switch to the new key */
+	VEIL_T_RESET = 0x24,	  /* contact reset after a restore (sealed box) */
+	VEIL_T_RESET_ACK = 0x25,  /* its answer (sealed box) */
 	VEIL_T_COVER = 0x30	  /* dummy, dropped after authentication */
 };
 int veil_type_valid(uint8_t type);
+/* The types a sealed frame may carry: REQUEST, RESET, RESET-ACK. */
+int veil_type_sealed(uint8_t type);
 const char *veil_type_name(uint8_t type);
 
 struct veil_frame_hdr {
@@ -88,9 +92,10 @@ int veil_frame_seal(uint8_t *out, size_t frame_size, const struct veil_dirkey *k
  * FORMAT, PADDING, TYPE, INVAL. */
 int veil_frame_open(const uint8_t *in, size_t frame_size, const struct veil_dirkey *k,
     uint64_t seq, struct veil_frame_hdr *h, uint8_t *body);
-/* Sealed frames carry exactly one REQUEST frame (type VEIL_T_REQUEST,
- * count 1, seq 0): seal refuses anything else (INVAL); open refuses
- * another type (TYPE) or another count (FORMAT) after decryption. */
+/* Sealed frames carry exactly one frame of a sealed type (a REQUEST, a
+ * RESET or a RESET-ACK: veil_type_sealed), count 1, seq 0: seal refuses
+ * anything else (INVAL); open refuses another type (TYPE) or another
+ * count (FORMAT) after decryption. */
 int veil_frame_seal_box(uint8_t *out, size_t frame_size, const uint8_t pk[VEIL_KEY_BYTES],
     const struct veil_frame_hdr *h, const uint8_t *body);
 int veil_frame_open_box(const uint8_t *in, size_t frame_size, const uint8_t pk[VEIL_KEY_BYTES],
@@ -107,8 +112,8 @@ int veil_message_frames(size_t len, size_t frame_size, int sealed);
 int veil_message_seal(uint8_t *out, size_t outlen, size_t frame_size,
     const struct veil_dirkey *k, uint64_t *seq, uint8_t type,
     const uint8_t msgid[VEIL_MSGID_BYTES], const uint8_t *body, size_t len);
-/* A REQUEST body in one sealed frame: INVAL for another type, TOOBIG if
- * it does not fit one frame.  Returns 1 or < 0. */
+/* A body of a sealed type in one sealed frame: INVAL for another type,
+ * TOOBIG if it does not fit one frame.  Returns 1 or < 0. */
 int veil_message_seal_box(uint8_t *out, size_t outlen, size_t frame_size,
     const uint8_t pk[VEIL_KEY_BYTES], uint8_t type,
     const uint8_t msgid[VEIL_MSGID_BYTES], const uint8_t *body, size_t len);

@@ -16,7 +16,7 @@
 static const uint8_t all_types[] = {
 	VEIL_T_TEXT, VEIL_T_FILE, VEIL_T_ACK, VEIL_T_REQUEST, VEIL_T_ACCEPT,
 	VEIL_T_CONFIRM, VEIL_T_FAIL, VEIL_T_UPDATE, VEIL_T_UPDATE_ACK,
-	VEIL_T_UPDATE_DONE,
+	VEIL_T_UPDATE_DONE, VEIL_T_RESET, VEIL_T_RESET_ACK,
 	VEIL_T_COVER
 };
 #define NTYPES (sizeof(all_types) / sizeof(all_types[0]))
@@ -305,9 +305,10 @@ test_seal_box_sizes_roundtrip(void **state)
 			    &g, got), VEIL_ERR_DECRYPT);
 			assert_true(hdr_is_zero(&g));
 		}
-		/* Only a REQUEST travels sealed, and only as one frame. */
+		/* Only a REQUEST, a RESET or a RESET-ACK travels sealed, and
+		 * only as one frame. */
 		for (ti = 0; ti < NTYPES; ti++) {
-			if (all_types[ti] == VEIL_T_REQUEST)
+			if (veil_type_sealed(all_types[ti]))
 				continue;
 			mkhdr(&h, all_types[ti], 1, 0);
 			assert_int_equal(veil_frame_seal_box(out, fs, pk, &h,
