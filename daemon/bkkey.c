@@ -101,7 +101,7 @@ bkkey_code_decode(const char *s, uint8_t sk[BKKEY_BYTES])
 		c = *p >= 'a' && *p <= 'z' ? *p - 32 : *p;
 		if ((d = strchr(b32, c)) == NULL)
 			goto out;
-		acc = (acc << 5 | (unsigned)(d - b32)) & 0x3ff;
+		acc = (acc << 5 | (unsigned)(d - b32)) & 0xfff;
 		bits += 5;
 		if (bits >= 8) {
 			if (n == CODE_BYTES)

@@ -140,6 +140,10 @@ contact_free(struct contact *c)
 		sodium_memzero(c->ep0, sizeof *c->ep0);
 		free(c->ep0);
 	}
+	if (c->reset != NULL) {
+		veil_reset_wipe(c->reset);
+		free(c->reset);
+	}
 	sodium_memzero(c, sizeof *c);
 	free(c);
 }
@@ -279,6 +283,7 @@ sweep_batch(evutil_socket_t fd, short ev, void *arg)
 		if (contact_advance(c))
 			contact_save(c);
 		rotation_check(c, now);
+		reset_check(c);
 	}
 	if (txn_commit() != 0) {
 		log_warnx("store: %s", store_errmsg(eng_store()));

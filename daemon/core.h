@@ -24,7 +24,7 @@ struct event_base;
 struct transport;
 
 #define INBOX_MAX	(STORE_TOPIC_MAX + 1)	/* text of a topic */
-#define CONTACT_SEEDS	3	/* inboxes a contact may write to at once */
+#define CONTACT_SEEDS	4	/* inboxes a contact may write to at once */
 
 /* Key slots of a contact in the tag table: the pair's (veil_pair_arm) and
  * the agreement's epoch-0 receive key. */
@@ -66,6 +66,10 @@ struct contact {
 	uint32_t	 seed_prev_epoch;
 	int64_t		 seed_prev_until;
 	int64_t		 heal_at;		/* next Diffie-Hellman re-key (ms) */
+	/* After a restore (reset.c, stored apart from the row). */
+	int		 reset_due;		/* a reset is to start */
+	struct veil_reset *reset;		/* ours, awaiting its ACK */
+	uint8_t		 reset_msgid[VEIL_MSGID_BYTES];	/* its outbox row */
 };
 
 /*
@@ -256,6 +260,21 @@ void	finish_agreement(struct contact *c);
 int	resend_request(struct contact *c, const uint8_t msgid[VEIL_MSGID_BYTES],
 	    const uint8_t *body, size_t len);
 void	pairing_prune(void);
+
+/* reset.c: the contact reset after a restore (protocol.md 6.1). */
+int	reset_load(void);
+/* A restored contact whose keys are not renewed yet: nothing is sealed
+ * for it under the stale chains. */
+int	contact_resetting(const struct contact *c);
+/* Sweep work: a due reset starts (once connected). */
+void	reset_check(struct contact *c);
+/* The outbox's RESET row is due: sealed afresh; 1 when the reset is over
+ * (the row is stale and was removed). */
+int	reset_resend(struct contact *c, const uint8_t msgid[VEIL_MSGID_BYTES],
+	    const uint8_t *body, size_t len);
+/* Sealed frames to our identity key. */
+void	handle_reset(const uint8_t *body, size_t len);
+void	handle_reset_ack(const uint8_t *body, size_t len);
 
 /* rotation.c: the contact update (UPDATE, UPDATE-ACK, UPDATE-DONE). */
 void	handle_update(struct contact *c, const uint8_t *body, size_t len);

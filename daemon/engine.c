@@ -287,7 +287,7 @@ engine_init(struct event_base *base, const struct veild_config *cfg,
 	if (inbox_init(err, errlen) != 0)
 		return -1;
 	E.started = UP_INBOX;
-	if (contact_init() != 0) {
+	if (contact_init() != 0 || reset_load() != 0) {
 		seterr(err, errlen, "cannot load contacts: %s", store_errmsg(E.st));
 		return -1;
 	}

@@ -39,6 +39,7 @@ struct engine_contact {
 	char		 peer_name[VEIL_NAME_MAX + 1];
 	const char	*state;				/* static string */
 	int		 key_proven;			/* established: the agreement proved it */
+	int		 resetting;			/* restored: keys being renewed */
 	int		 verified;
 	char		 fingerprint[VEIL_FP_TEXT];
 	int64_t		 queued;			/* outbox rows */

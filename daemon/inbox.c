@@ -107,6 +107,9 @@ contact_seeds(const struct contact *c, struct veil_inbox out[CONTACT_SEEDS])
 			out[n].period = 0;
 			n++;
 		}
+		/* Where a restored contact's RESET-ACK comes. */
+		if (c->reset != NULL && !same_inbox(&c->reset->my_inbox, &out[0]))
+			out[n++] = c->reset->my_inbox;
 	}
 	return n;
 }

@@ -111,10 +111,11 @@ answer(struct rpc_call *call, int rv, json_t *result, const char *err)
 static json_t *
 contact_json(const struct engine_contact *c)
 {
-	return json_pack("{s:s, s:s, s:s, s:b, s:b, s:s, s:I}",
+	return json_pack("{s:s, s:s, s:s, s:b, s:b, s:s, s:I, s:b}",
 	    "name", c->name, "peer_name", c->peer_name, "state", c->state,
 	    "key_proven", c->key_proven, "verified", c->verified,
-	    "fingerprint", c->fingerprint, "queued", (json_int_t)c->queued);
+	    "fingerprint", c->fingerprint, "queued", (json_int_t)c->queued,
+	    "resetting", c->resetting);
 }
 
 static void

@@ -129,6 +129,10 @@ send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
 
 	if (!tx->live || c->pair.role == 0)
 		return -1;
+	/* Restored, keys not renewed yet: the stale chains seal nothing
+	 * (protocol.md 6.1); the outbox keeps what waits. */
+	if (contact_resetting(c))
+		return 0;
 	contact_advance(c);
 	/*
 	 * A retransmission jumps to a resync landmark the receiver keeps
@@ -239,7 +243,10 @@ outbox_flush(void)
 			struct contact *c = contact_find(d->contact_id);
 			int64_t next = now + backoff(d->attempts + 1);
 
-			if (c != NULL && d->type == VEIL_T_REQUEST &&
+			if (c != NULL && d->type == VEIL_T_RESET) {
+				if (reset_resend(c, d->msgid, d->body, d->len) == 1)
+					continue;	/* over: the row is gone */
+			} else if (c != NULL && d->type == VEIL_T_REQUEST &&
 			    c->state == CONTACT_REQUESTED) {
 				if (resend_request(c, d->msgid, d->body, d->len) == 1)
 					continue;	/* given up: the row is gone */

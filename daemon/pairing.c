@@ -370,6 +370,7 @@ contact_info(const struct contact *c, struct engine_contact *out)
 	out->verified = c->verified;
 	/* A requester's key is proven by the agreement, not before. */
 	out->key_proven = c->state == CONTACT_ESTABLISHED;
+	out->resetting = contact_resetting(c);
 	veil_fingerprint(eng_identity()->pk, c->peer_pk, out->fingerprint);
 	out->queued = store_outbox_count(eng_store(), c->id);
 }

@@ -277,7 +277,8 @@ recv_frame(const char *topic, const uint8_t *frame, size_t len)
 		R.dropped++;
 		return;
 	}
-	/* Unknown tag: maybe a first-contact REQUEST sealed to our identity
+	/* Unknown tag: maybe a first-contact REQUEST (or a contact's RESET
+	 * or RESET-ACK after a restore) sealed to our identity
 	 * (one X25519, whatever the number of contacts; one frame always:
 	 * an anonymous sender reserves no reassembly memory). */
 	if (veil_frame_open_box(frame, fs, id->pk, id->sk, &h, R.bbuf) != 0) {
@@ -288,7 +289,13 @@ recv_frame(const char *topic, const uint8_t *frame, size_t len)
 	{
 		int bracket = txn_begin() == 0;
 
-		handle_request(topic, R.bbuf, h.len);
+		/* veil_frame_open_box took only the sealed types. */
+		if (h.type == VEIL_T_RESET)
+			handle_reset(R.bbuf, h.len);
+		else if (h.type == VEIL_T_RESET_ACK)
+			handle_reset_ack(R.bbuf, h.len);
+		else
+			handle_request(topic, R.bbuf, h.len);
 		if (bracket)
 			txn_commit();
 	}

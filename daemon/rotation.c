@@ -46,7 +46,8 @@ update_start(struct contact *c, const struct veil_inbox *new)
 	size_t blen = 0;
 	int64_t now = now_ms();
 
-	if (c->state != CONTACT_ESTABLISHED || c->pair.upd_pending)
+	if (c->state != CONTACT_ESTABLISHED || c->pair.upd_pending ||
+	    contact_resetting(c))
 		return -1;
 	if (veil_update_build(&c->pair, eng_identity()->pk, eng_cfg()->identity.name,
 	    &in, 0, &body, &blen) != 0) {
@@ -240,7 +241,7 @@ rotation_check(struct contact *c, int64_t now)
 		contact_save(c);
 	reseed_check(c);
 	if (c->state == CONTACT_ESTABLISHED && c->heal_at != 0 && c->heal_at <= now &&
-	    !c->pair.upd_pending && conn_up()) {
+	    !c->pair.upd_pending && !contact_resetting(c) && conn_up()) {
 		c->heal_at = rotation_heal_time();
 		if (update_start(c, NULL) == 0)
 			log_debug("contact %" PRId64 ": re-keyed", c->id);
@@ -297,7 +298,8 @@ reseed_check(struct contact *c)
 	struct veil_inbox in;
 
 	if (c->reseed_gen >= reseed_gen || c->state != CONTACT_ESTABLISHED ||
-	    c->pair.upd_pending || conn_backlog() > RESEED_BACKLOG)
+	    c->pair.upd_pending || contact_resetting(c) ||
+	    conn_backlog() > RESEED_BACKLOG)
 		return;
 	c->reseed_gen = reseed_gen;
 	if (reseed_seed)
