@@ -11,6 +11,8 @@
 
 /*
  * Usage: pairdump DB KEYFILE [CONTACT]
+ *        pairdump --blob < HEX   (a pair blob in the clear, from a
+ *        database of before encryption at rest)
  * Lines "what period hex".  With CONTACT: every root and derived key of
  * that contact's pair.  Without: those of every contact, with its shared
  * secret and the inbox seeds, the identity secret key and the shared
@@ -84,6 +86,30 @@ contact_cb(const struct store_contact *c, void *arg)
 	return 0;
 }
 
+static int
+blob_mode(void)
+{
+	static char hex[2 * VEIL_PAIR_PACKED_MAX + 2];
+	uint8_t blob[VEIL_PAIR_PACKED_MAX];
+	struct veil_pair p;
+	size_t len = 0;
+
+	if (fgets(hex, sizeof hex, stdin) == NULL)
+		return 2;
+	hex[strcspn(hex, "\r\n")] = '\0';
+	if (sodium_hex2bin(blob, sizeof blob, hex, strlen(hex), NULL, &len,
+	    NULL) != 0 || veil_pair_unpack(&p, blob, len) != 0) {
+		fprintf(stderr, "pairdump: not a stored pair\n");
+		return 1;
+	}
+	pair_keys(&p);
+	put("secret", 0, p.secret, sizeof p.secret);
+	put("my_inbox.seed", 0, p.my_inbox.seed, sizeof p.my_inbox.seed);
+	put("peer_inbox.seed", 0, p.peer_inbox.seed, sizeof p.peer_inbox.seed);
+	veil_pair_wipe(&p);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -93,12 +119,14 @@ main(int argc, char **argv)
 	struct ctx x;
 	char err[512];
 
-	if (argc < 3 || argc > 4) {
-		fprintf(stderr, "usage: pairdump DB KEYFILE [CONTACT]\n");
-		return 2;
-	}
 	if (veil_init() != 0)
 		return 2;
+	if (argc == 2 && strcmp(argv[1], "--blob") == 0)
+		return blob_mode();
+	if (argc < 3 || argc > 4) {
+		fprintf(stderr, "usage: pairdump DB KEYFILE [CONTACT] | --blob\n");
+		return 2;
+	}
 	if ((st = store_open(argv[1], err, sizeof err)) == NULL ||
 	    vk_unlock_with_file(st, argv[2], err, sizeof err) != 0) {
 		fprintf(stderr, "pairdump: %s\n", err);

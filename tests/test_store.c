@@ -1341,6 +1341,364 @@ test_rx(void **state)
 	assert_int_equal(store_rx_add(f->s, b, id, 1, NULL, 0, 1, NULL), 1);
 }
 
+
+/* ---- encryption at rest ------------------------------------------------ */
+
+/* A blob column as stored, copied out behind the store's back. */
+static size_t
+raw_blob(const char *path, const char *sql, uint8_t *out, size_t cap)
+{
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	size_t n = 0;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		n = (size_t)sqlite3_column_bytes(q, 0);
+		assert_true(n <= cap);
+		memcpy(out, sqlite3_column_blob(q, 0), n);
+	}
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return n;
+}
+
+static int
+file_has(const char *path, const void *needle, size_t n)
+{
+	uint8_t *buf;
+	FILE *f;
+	long len;
+	int hit = 0;
+
+	if ((f = fopen(path, "rb")) == NULL)
+		return 0;
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)len + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	for (long i = 0; i + (long)n <= len && !hit; i++)
+		hit = memcmp(buf + i, needle, n) == 0;
+	free(buf);
+	return hit;
+}
+
+/* Secrets go to disk sealed; with the key they read back; a value copied
+ * to another row or column does not open; without the key nothing
+ * secret is read or written; a wrong key is refused. */
+static void
+test_sealed_on_disk(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact a, b, got;
+	struct store_meta m;
+	uint8_t pk[32], sk[32], skgot[32], blob[2048], id[STORE_MSGID_BYTES];
+	static const uint8_t wrong[STORE_KEY_BYTES] = { 8 };
+	char wal[160], err[256];
+	int64_t ida, idb;
+	size_t n;
+
+	f->s = open_ok(f);
+	memset(pk, 0x11, sizeof(pk));
+	memset(sk, 0x5c, sizeof(sk));
+	assert_int_equal(store_identity_set(f->s, pk, sk), 0);
+	assert_int_equal(store_meta_set_blob(f->s, STORE_META_SHARED_SEED, sk,
+	    sizeof(sk)), 0);
+	mkcontact(&a, "a", 1);
+	mkcontact(&b, "b", 2);
+	assert_true((ida = store_contact_add(f->s, &a)) > 0);
+	assert_true((idb = store_contact_add(f->s, &b)) > 0);
+	msgid(id, 3);
+	assert_true(store_outbox_add(f->s, ida, id, 1, "PLAINBODY-OUT", 13, 1,
+	    1) > 0);
+	assert_int_equal(store_rx_add(f->s, ida, id, 1, "PLAINBODY-RX", 12, 1,
+	    NULL), 1);
+	n = raw_blob(f->path, "SELECT identity_sk FROM meta", blob, sizeof(blob));
+	assert_int_equal(n, 32 + 41);
+	n = raw_blob(f->path, "SELECT pair FROM contact WHERE name = 'a'", blob,
+	    sizeof(blob));
+	assert_int_equal(n, a.pair_len + 41);
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	assert_false(file_has(f->path, a.pair, 64));
+	assert_false(file_has(wal, a.pair, 64));
+	assert_false(file_has(f->path, sk, sizeof(sk)));
+	assert_false(file_has(wal, sk, sizeof(sk)));
+	assert_false(file_has(wal, "PLAINBODY", 9));
+	assert_false(file_has(f->path, "PLAINBODY", 9));
+	assert_int_equal(store_identity_get(f->s, pk, skgot), 1);
+	assert_memory_equal(skgot, sk, sizeof(sk));
+
+	/* a's sealed pair copied into b's row: b no longer reads */
+	store_close(f->s);
+	f->s = NULL;
+	raw_exec(f->path, "UPDATE contact SET pair = (SELECT pair FROM contact "
+	    "WHERE name = 'a') WHERE name = 'b'");
+	f->s = open_ok(f);
+	assert_int_equal(store_contact_get_by_id(f->s, ida, &got), 1);
+	assert_int_equal(store_contact_get_by_id(f->s, idb, &got), -1);
+	assert_non_null(strstr(store_errmsg(f->s), "moved from another row"));
+	/* the pair moved into the agree column of its own row: no either */
+	store_close(f->s);
+	f->s = NULL;
+	raw_exec(f->path, "UPDATE contact SET pair = NULL, agree = pair "
+	    "WHERE name = 'a'; DELETE FROM contact WHERE name = 'b'");
+	f->s = open_ok(f);
+	assert_int_equal(store_contact_get_by_id(f->s, ida, &got), -1);
+
+	/* without the key: locked */
+	store_close(f->s);
+	f->s = store_open(f->path, err, sizeof(err));
+	assert_non_null(f->s);
+	assert_int_equal(store_sealed(f->s), 1);
+	assert_int_equal(store_has_key(f->s), 0);
+	assert_int_equal(store_identity_get(f->s, pk, skgot), -1);
+	assert_non_null(strstr(store_errmsg(f->s), "locked"));
+	assert_int_equal(store_meta_get(f->s, &m), -1);
+	assert_int_equal(store_identity_set(f->s, pk, sk), -1);
+	assert_int_equal(store_set_key(f->s, wrong), -1);
+	assert_non_null(strstr(store_errmsg(f->s), "wrong data key"));
+	assert_int_equal(store_has_key(f->s), 0);
+	assert_int_equal(store_set_key(f->s, test_key), 0);
+	assert_int_equal(store_identity_get(f->s, pk, skgot), 1);
+	/* sealing twice is refused */
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_seal_all(f->s), -1);
+	assert_int_equal(store_rollback(f->s), 0);
+}
+
+/* A plaintext database (schema 4, never sealed) sealed in place: every
+ * secret value changes form and reads back the same; VACUUM leaves no
+ * free page and an empty WAL. */
+static void
+test_seal_all_and_vacuum(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c, got;
+	struct store *s;
+	uint8_t pk[32], sk[32], skgot[32], id[STORE_MSGID_BYTES], blob[2048];
+	char err[256], wal[160];
+	struct stat st;
+	int64_t cid;
+	size_t n;
+
+	/* Plaintext rows, written the way schema 3 held them. */
+	s = store_open(f->path, err, sizeof(err));
+	assert_non_null(s);
+	store_close(s);
+	memset(sk, 0x6b, sizeof(sk));
+	raw_exec(f->path, "UPDATE meta SET identity_pk = zeroblob(32), "
+	    "identity_sk = x'6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b"
+	    "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b';"
+	    "INSERT INTO contact (id, name, state, peer_pk, pair, created, "
+	    "updated) VALUES (1, 'p', 4, zeroblob(32), x'0102030405060708', 1, 1);"
+	    "INSERT INTO outbox (contact_id, msgid, type, body, created, "
+	    "next_try) VALUES (1, x'00000000000000000000000000000001', 1, "
+	    "CAST('PLAINOUT' AS BLOB), 1, 1);"
+	    "INSERT INTO rx (contact_id, msgid, type, body, received_at) "
+	    "VALUES (1, x'00000000000000000000000000000002', 1, "
+	    "CAST('PLAINRX' AS BLOB), 1);"
+	    "DELETE FROM rx WHERE 0;");
+	f->s = store_open(f->path, err, sizeof(err));
+	assert_non_null(f->s);
+	assert_int_equal(store_sealed(f->s), 0);
+	assert_int_equal(store_set_key(f->s, test_key), 0);
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_seal_all(f->s), 4);	/* sk, pair, 2 bodies */
+	assert_int_equal(store_commit(f->s), 0);
+	assert_int_equal(store_sealed(f->s), 1);
+	assert_int_equal(store_vacuum(f->s), 0);
+	assert_int_equal(raw_int(f->path, "PRAGMA freelist_count"), 0);
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	assert_true(stat(wal, &st) != 0 || st.st_size == 0);
+	assert_false(file_has(f->path, "PLAINOUT", 8));
+	assert_false(file_has(f->path, "PLAINRX", 7));
+	assert_false(file_has(f->path, sk, sizeof(sk)));
+	n = raw_blob(f->path, "SELECT pair FROM contact", blob, sizeof(blob));
+	assert_int_equal(n, 8 + 41);
+	assert_int_equal(store_identity_get(f->s, pk, skgot), 1);
+	assert_memory_equal(skgot, sk, sizeof(sk));
+	assert_int_equal(store_contact_get_by_id(f->s, 1, &got), 1);
+	assert_int_equal(got.pair_len, 8);
+	assert_memory_equal(got.pair, "\1\2\3\4\5\6\7\10", 8);
+	assert_int_equal(store_rx_pending_count(f->s), 1);
+	/* and it goes on as a sealed database */
+	reopen(f);
+	mkcontact(&c, "q", 3);
+	assert_true((cid = store_contact_add(f->s, &c)) > 1);
+	msgid(id, 7);
+	assert_true(store_outbox_add(f->s, cid, id, 1, "x", 1, 1, 1) > 0);
+}
+
+static int
+wrap_count(const struct store_wrap *w, void *arg)
+{
+	(void)w;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int
+keep_passphrase(const struct store_wrap *w, void *arg)
+{
+	(void)arg;
+	return w->kind == STORE_WRAP_PASSPHRASE;
+}
+
+static void
+test_vault_rows(void **state)
+{
+	struct fx *f = *state;
+	struct store_wrap w;
+	int n = 0;
+
+	f->s = open_ok(f);
+	memset(&w, 0, sizeof(w));
+	w.kind = STORE_WRAP_PASSPHRASE;
+	w.opslimit = 2;
+	w.memlimit = 1 << 20;
+	memset(w.wrapped, 1, sizeof(w.wrapped));
+	assert_int_equal(store_wrap_put(f->s, &w), 0);
+	memset(w.wrapped, 2, sizeof(w.wrapped));
+	assert_int_equal(store_wrap_put(f->s, &w), 0);	/* replaces */
+	w.kind = STORE_WRAP_KEY;
+	memset(w.key_id, 3, sizeof(w.key_id));
+	assert_int_equal(store_wrap_put(f->s, &w), 0);
+	memset(w.key_id, 4, sizeof(w.key_id));
+	assert_int_equal(store_wrap_put(f->s, &w), 0);
+	assert_int_equal(store_wrap_list(f->s, wrap_count, &n), 3);
+	assert_int_equal(store_wrap_prune(f->s, keep_passphrase, NULL), 2);
+	n = 0;
+	assert_int_equal(store_wrap_list(f->s, wrap_count, &n), 1);
+	w.kind = 7;
+	assert_int_equal(store_wrap_put(f->s, &w), -1);
+}
+
+static void
+test_reset_state(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	struct store_reset r, g;
+	int64_t id;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "r", 1);
+	assert_true((id = store_contact_add(f->s, &c)) > 0);
+	assert_int_equal(store_contact_reset_get(f->s, id, &g), 1);
+	assert_int_equal(g.due, 0);
+	assert_int_equal(g.mine_len, 0);
+	assert_int_equal(store_contact_resets(f->s, (int (*)(int64_t, void *))
+	    (void *)wrap_count, NULL), 0);
+	memset(&r, 0, sizeof(r));
+	r.due = 1;
+	r.mine_len = 100;
+	memset(r.mine, 0x42, r.mine_len);
+	r.seen_t = 77;
+	r.has_seen = 1;
+	memset(r.seen, 9, sizeof(r.seen));
+	r.ack_len = 10;
+	memset(r.ack, 8, r.ack_len);
+	assert_int_equal(store_contact_reset_set(f->s, id, &r), 1);
+	assert_int_equal(store_contact_reset_set(f->s, id + 99, &r), 0);
+	reopen(f);
+	assert_int_equal(store_contact_reset_get(f->s, id, &g), 1);
+	assert_memory_equal(&g, &r, sizeof(g));
+	assert_false(file_has(f->path, r.mine, 64));	/* sealed */
+	r.mine_len = STORE_RESET_MAX + 1;
+	assert_int_equal(store_contact_reset_set(f->s, id, &r), -1);
+}
+
+struct rows {
+	struct store_outbox	 o[4];
+	struct store_rx_row	 r[4];
+	uint8_t			 body[4][16];
+	int			 no, nr;
+};
+
+static int
+keep_o(const struct store_outbox *o, void *arg)
+{
+	struct rows *x = arg;
+
+	x->o[x->no] = *o;
+	memcpy(x->body[x->no], o->body, o->body_len);
+	x->o[x->no].body = x->body[x->no];
+	x->no++;
+	return 0;
+}
+
+static int
+keep_r(const struct store_rx_row *r, void *arg)
+{
+	struct rows *x = arg;
+
+	x->r[x->nr++] = *r;
+	x->r[x->nr - 1].body = NULL;
+	return 0;
+}
+
+/* Every row out (a dump) and in again (a restore) as it was. */
+static void
+test_dump_and_load(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c, got;
+	struct store_rx_row rr;
+	struct rows x;
+	uint8_t id[STORE_MSGID_BYTES];
+	int64_t cid;
+
+	f->s = open_ok(f);
+	assert_int_equal(store_unused(f->s), 1);
+	mkcontact(&c, "d", 1);
+	c.id = 42;
+	assert_int_equal(store_load_contact(f->s, &c), 0);
+	assert_int_equal(store_unused(f->s), 0);
+	assert_int_equal(store_contact_get_by_id(f->s, 42, &got), 1);
+	assert_contact_equal(&got, &c);
+	c.id = 0;
+	assert_int_equal(store_load_contact(f->s, &c), -1);
+	cid = 42;
+	memset(&x, 0, sizeof(x));
+	msgid(id, 1);
+	assert_true(store_outbox_add(f->s, cid, id, 1, "out", 3, 5, 6) > 0);
+	assert_int_equal(store_outbox_all(f->s, keep_o, &x), 1);
+	assert_int_equal(x.o[0].body_len, 3);
+	memset(&rr, 0, sizeof(rr));
+	rr.contact_id = cid;
+	msgid(rr.msgid, 2);
+	rr.type = 1;
+	rr.body = (const uint8_t *)"in";
+	rr.body_len = 2;
+	rr.received_at = 9;
+	assert_int_equal(store_load_rx(f->s, &rr), 0);
+	msgid(rr.msgid, 3);
+	rr.taken = 1;
+	assert_int_equal(store_load_rx(f->s, &rr), -1);	/* taken: no body */
+	rr.body = NULL;
+	rr.body_len = 0;
+	assert_int_equal(store_load_rx(f->s, &rr), 0);
+	assert_int_equal(store_rx_all(f->s, keep_r, &x), 2);
+	assert_int_equal(x.r[0].taken, 0);
+	assert_int_equal(x.r[1].taken, 1);
+	assert_int_equal(store_rx_pending_count(f->s), 1);
+	/* into a second store, as a restore does */
+	x.o[0].attempts = 3;
+	x.o[0].contact_id = 43;
+	assert_true(store_load_outbox(f->s, &x.o[0]) < 0);	/* no contact 43 */
+	assert_int_equal(store_outbox_ack(f->s, cid, id, NULL), 1);
+	x.o[0].contact_id = cid;
+	assert_int_equal(store_load_outbox(f->s, &x.o[0]), 0);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_outbox_all(f->s, keep_o, &x), 1);
+	assert_int_equal(x.o[0].attempts, 3);
+	assert_memory_equal(x.body[0], "out", 3);
+}
+
 /* Error strings name the failure, never the data. */
 static void
 test_errors_hold_no_data(void **state)
@@ -1394,6 +1752,11 @@ main(void)
 		T(test_outbox),
 		T(test_rx),
 		T(test_errors_hold_no_data),
+		T(test_sealed_on_disk),
+		T(test_seal_all_and_vacuum),
+		T(test_vault_rows),
+		T(test_reset_state),
+		T(test_dump_and_load),
 #undef T
 	};
 
