@@ -42,6 +42,8 @@ compile "$OUT/obj/rpc.o" "$SRC/daemon/rpc.c" $INSTR
 compile "$OUT/obj/log.o" "$SRC/daemon/log.c" $INSTR
 compile "$OUT/obj/config.o" "$SRC/daemon/config.c" $INSTR
 compile "$OUT/obj/bkkey.o" "$SRC/daemon/bkkey.c" $INSTR
+compile "$OUT/obj/bkfile.o" "$SRC/daemon/bkfile.c" $INSTR
+compile "$OUT/obj/backup_rec.o" "$SRC/daemon/backup_rec.c" $INSTR
 compile "$OUT/obj/stub_control.o" "$SRC/fuzz/stub_control.c" $INSTR
 
 WORLD="$OUT/obj/world.o $OUT/obj/testutil.o"
@@ -60,11 +62,13 @@ link fuzz_ccm $WORLD $LIBOBJS
 link fuzz_agree $WORLD $LIBOBJS
 link fuzz_rpc "$OUT/obj/rpc.o" "$OUT/obj/log.o" "$OUT/obj/stub_control.o"
 link fuzz_config "$OUT/obj/config.o" "$OUT/obj/bkkey.o" $LIBOBJS
+BACKUP="$OUT/obj/bkfile.o $OUT/obj/backup_rec.o"
+link fuzz_backup $BACKUP
 
 # mkseeds is an ordinary program: the sanitizer runtimes supply no-op
 # coverage callbacks for the instrumented objects it shares.
 compile "$OUT/obj/mkseeds.o" "$SRC/fuzz/mkseeds.c" $SAN
 echo "  LD mkseeds"
 # shellcheck disable=SC2086
-$CC $SAN -o "$OUT/mkseeds" "$OUT/obj/mkseeds.o" $WORLD $LIBOBJS $PKG_LIBS -lm
+$CC $SAN -o "$OUT/mkseeds" "$OUT/obj/mkseeds.o" $WORLD $BACKUP $LIBOBJS $PKG_LIBS -lm
 echo "fuzz: harnesses in $OUT"

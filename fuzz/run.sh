@@ -11,7 +11,7 @@ JOBS=${FUZZ_JOBS:-2}
 # Absolute: fuzz_config changes its working directory before reading paths.
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-HARNESSES=${FUZZ_ONLY:-"card frame ccm agree rpc config"}
+HARNESSES=${FUZZ_ONLY:-"card frame ccm agree rpc config backup"}
 
 "$SRC/fuzz/build.sh" "$OUT" >/dev/null
 # Known third-party leak only (libconfig 1.5); see the file.
@@ -38,6 +38,7 @@ max_len() {
 	agree) echo 1100 ;;	# VEIL_PAIR/AGREE_PACKED_MAX and some
 	rpc) echo 4096 ;;
 	config) echo 8192 ;;	# conf/veild.conf is 6.7 KB
+	backup) echo 140000 ;;	# a header and two chunks of 65553 bytes
 	esac
 }
 
