@@ -231,16 +231,16 @@ contact_ok(struct store *s, const struct store_contact *c)
 	return 1;
 }
 
-/* Parameters ?1..?19 in CONTACT_COLS order; the secrets sealed under
- * the row's id (with_id 0: an INSERT, created bound too). */
+/* Parameters ?1..?19 in CONTACT_COLS order, ?1 = id; the secrets sealed
+ * under id (with_id 0: an INSERT, created bound too). */
 static int
 contact_bind(struct store *s, sqlite3_stmt *q, const struct store_contact *c,
-    int with_id)
+    int64_t id, int with_id)
 {
 	struct st_rowkey rk;
 
-	st_rowkey_id(&rk, c->id);
-	if (sqlite3_bind_int64(q, 1, c->id) != SQLITE_OK ||
+	st_rowkey_id(&rk, id);
+	if (sqlite3_bind_int64(q, 1, id) != SQLITE_OK ||
 	    st_bind_text(q, 2, c->name) != SQLITE_OK ||
 	    sqlite3_bind_int(q, 3, c->state) != SQLITE_OK ||
 	    st_bind_text(q, 4, c->peer_name) != SQLITE_OK ||
@@ -319,13 +319,13 @@ fail:
 
 /* Inserts c under id (its secrets are sealed under it). */
 static int
-contact_insert(struct store *s, const struct store_contact *c)
+contact_insert(struct store *s, const struct store_contact *c, int64_t id)
 {
 	sqlite3_stmt *q;
 
 	if (!contact_ok(s, c) || (q = st_stmt(s, ST_C_ADD)) == NULL)
 		return -1;
-	if (contact_bind(s, q, c, 0) == -1)
+	if (contact_bind(s, q, c, id, 0) == -1)
 		return st_bind_fail(s, q);
 	return st_change(s, q);
 }
@@ -333,32 +333,17 @@ contact_insert(struct store *s, const struct store_contact *c)
 int64_t
 store_contact_add(struct store *s, const struct store_contact *c)
 {
-	struct store_contact *row;
 	sqlite3_stmt *q;
 	int64_t id;
 	int rc;
 
-	/* The id is chosen first (max + 1, as sqlite would), inside one
-	 * savepoint with the INSERT. */
-	if (st_sp_begin(s) == -1)
+	/* The id is chosen first (max + 1, as sqlite would choose it): a
+	 * sealed value names its row.  One connection, one thread: nothing
+	 * takes it in between. */
+	if ((q = st_stmt(s, ST_C_NEXT_ID)) == NULL || (id = st_count(s, q)) <= 0)
 		return -1;
-	if ((q = st_stmt(s, ST_C_NEXT_ID)) == NULL ||
-	    (id = st_count(s, q)) <= 0) {
-		st_sp_end(s, 0);
-		return -1;
-	}
-	if ((row = malloc(sizeof(*row))) == NULL) {
-		st_seterr(s, "out of memory");
-		st_sp_end(s, 0);
-		return -1;
-	}
-	*row = *c;
-	row->id = id;
-	rc = contact_insert(s, row);
-	sodium_memzero(row, sizeof(*row));
-	free(row);
-	if (st_sp_end(s, rc >= 0) == -1)
-		return rc == STORE_EXISTS ? STORE_EXISTS : -1;
+	if ((rc = contact_insert(s, c, id)) < 0)
+		return rc;
 	return id;
 }
 
@@ -371,7 +356,7 @@ store_load_contact(struct store *s, const struct store_contact *c)
 		st_seterr(s, "a contact to load needs its id");
 		return -1;
 	}
-	rc = contact_insert(s, c);
+	rc = contact_insert(s, c, c->id);
 	return rc < 0 ? rc : 0;
 }
 
@@ -482,7 +467,7 @@ store_contact_update(struct store *s, const struct store_contact *c)
 
 	if (!contact_ok(s, c) || (q = st_stmt(s, ST_C_UPDATE)) == NULL)
 		return -1;
-	if (contact_bind(s, q, c, 1) == -1)
+	if (contact_bind(s, q, c, c->id, 1) == -1)
 		return st_bind_fail(s, q);
 	rc = st_change(s, q);
 	return rc < 0 ? rc : rc > 0;

@@ -383,7 +383,22 @@ def t_scheduled(tap, w, x):
            "the newest restores with the recovery code", err + repr(out))
     tap.ok(texts(t.receive_all()).get("keep me") == ["Bea"],
            "with its unread message")
-    for p in (a, b, t):
+    # Into a daemon that runs unlocked by its key file with a new, unused
+    # identity (a fresh install under systemd): it is replaced, and the
+    # key file unlocks the restored state (no new passphrase asked).
+    k = w.daemon("Ada", m, dirname="ada3", **KEYS)
+    tap.ok(not k.status()["locked"], "a fresh daemon with a key file runs unlocked")
+    rc, out, err = k.ctl("backup", "restore", paths[-1], "--recovery-key",
+                         input=(kg["recovery_key"] + "\n").encode())
+    tap.ok(rc == 0 and out.get("contacts") == 1 and not k.status()["locked"],
+           "restore replaces its unused identity, unlocked by the key file",
+           err + repr(out) + k.log_tail())
+    tap.ok(veil_card_key(k.rpc("card.get")["uri"]) == veil_card_key(a.rpc("card.get")["uri"]),
+           "it is Ada now")
+    k.restart()
+    tap.ok(not k.status()["locked"] and k.contacts()["Bea"]["state"] == "established",
+           "and after a restart the key file still unlocks it")
+    for p in (a, b, t, k):
         p.stop()
 
 
