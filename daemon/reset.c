@@ -9,14 +9,10 @@
 #include "log.h"
 
 /* Frames handed to the broker and not yet acknowledged, past which no
- * new reset starts (10,000 RESETs must not sit in memory at once), and
- * resets started per second of the sweep (each costs three X25519: the
- * loop must not stall). */
+ * new reset starts: 10,000 RESETs must not sit in memory at once (as a
+ * forced rotation, rotation.c).  A sweep batch of 256 contacts starts at
+ * most 256, three X25519 each: about 40 ms of the loop. */
 #define RESET_BACKLOG	256
-#define RESETS_PER_TICK	128
-
-static uint64_t budget_tick;
-static unsigned budget_used;
 
 /* Packed into the store: our RESET's outbox msgid, then the reset. */
 #define MINE_MAX	(VEIL_MSGID_BYTES + VEIL_RESET_PACKED_MAX)
@@ -184,13 +180,8 @@ reset_check(struct contact *c)
 		save_mine(c);
 		return;
 	}
-	if (budget_tick != eng_tick()) {
-		budget_tick = eng_tick();
-		budget_used = 0;
-	}
-	if (budget_used >= RESETS_PER_TICK || conn_backlog() > RESET_BACKLOG)
+	if (conn_backlog() > RESET_BACKLOG)
 		return;		/* the next sweep goes on */
-	budget_used++;
 	reset_start(c);
 }
 
