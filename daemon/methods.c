@@ -14,6 +14,7 @@
 #define WAIT_MAX	3600
 #define WAITERS_MAX	64
 #define LIMIT_MAX	256
+#define ACK_MAX		1024	/* ids in one message.ack */
 
 static struct event_base *mbase;
 
@@ -35,6 +36,7 @@ static const struct {
 	{ ENGINE_ESTATE,	RPC_ERR_STATE },
 	{ ENGINE_ETOOBIG,	RPC_ERR_TOO_LARGE },
 	{ ENGINE_EINTERNAL,	RPC_INTERNAL_ERROR },
+	{ ENGINE_EQUOTA,	RPC_ERR_BUSY },
 };
 
 static int
@@ -282,45 +284,98 @@ m_message_send(struct rpc_call *call)
 	    err);
 }
 
-/* A received message as JSON: text when it is UTF-8, else base64 data. */
+/* The bytes jansson writes for a string of these len bytes, quotes
+ * included: a quote, a backslash and the short escapes take 2, other
+ * controls 6 (\u00XX); UTF-8 goes as it is (rpc.c asks for no ASCII). */
+static size_t
+json_text_size(const uint8_t *p, size_t len)
+{
+	size_t n = 2;
+
+	for (size_t i = 0; i < len; i++)
+		if (p[i] == '"' || p[i] == '\\' || p[i] == '\b' || p[i] == '\f' ||
+		    p[i] == '\n' || p[i] == '\r' || p[i] == '\t')
+			n += 2;
+		else if (p[i] < 0x20)
+			n += 6;
+		else
+			n++;
+	return n;
+}
+
+/*
+ * A received message as JSON: "text" when it is UTF-8 and its JSON form
+ * is no longer than base64 would be, else "data" in base64.  So no
+ * message costs more than 4/3 of its size in a reply, whatever bytes a
+ * contact put in it (control characters would cost six each as text).
+ */
+static json_t *
+message_json(const struct engine_rx *m)
+{
+	const uint8_t *body = m->body != NULL ? m->body : (const uint8_t *)"";
+	size_t blen = sodium_base64_encoded_len(m->len,
+	    sodium_base64_VARIANT_ORIGINAL);
+	json_t *text = NULL, *o;
+	char *b64;
+
+	if (json_text_size(body, m->len) <= blen + 1)
+		text = json_stringn((const char *)body, m->len);
+	if (text != NULL)
+		return json_pack("{s:s, s:s, s:o, s:I}", "id", m->id, "from",
+		    m->from, "text", text, "received", (json_int_t)m->received);
+	if ((b64 = malloc(blen)) == NULL)
+		return NULL;
+	sodium_bin2base64(b64, blen, body, m->len,
+	    sodium_base64_VARIANT_ORIGINAL);
+	o = json_pack("{s:s, s:s, s:s, s:I}", "id", m->id, "from", m->from,
+	    "data", b64, "received", (json_int_t)m->received);
+	free(b64);
+	return o;
+}
+
+/* One reply's messages and the bytes they take. */
+struct reply_acc {
+	json_t	*arr;
+	size_t	 bytes, budget;
+};
+
 static int
 rx_cb(const struct engine_rx *m, void *arg)
 {
-	json_t *arr = arg, *text, *o;
+	struct reply_acc *r = arg;
+	json_t *o = message_json(m);
+	size_t n;
 
-	text = json_stringn(m->body != NULL ? (const char *)m->body : "", m->len);
-	if (text != NULL)
-		o = json_pack("{s:s, s:s, s:o, s:I}", "id", m->id, "from", m->from,
-		    "text", text, "received", (json_int_t)m->received);
-	else {
-		/* Not UTF-8: hand it over as base64 rather than lose it. */
-		size_t blen = sodium_base64_encoded_len(m->len,
-		    sodium_base64_VARIANT_ORIGINAL);
-		char *b64;
-
-		if ((b64 = malloc(blen)) == NULL)
-			return 1;
-		sodium_bin2base64(b64, blen, m->body, m->len,
-		    sodium_base64_VARIANT_ORIGINAL);
-		o = json_pack("{s:s, s:s, s:s, s:I}", "id", m->id, "from", m->from,
-		    "data", b64, "received", (json_int_t)m->received);
-		free(b64);
+	if (o == NULL)
+		return 1;
+	/* Its size in the reply, and a comma.  One message always goes,
+	 * however large: it could never be received otherwise. */
+	n = json_dumpb(o, NULL, 0, JSON_COMPACT) + 1;
+	if (json_array_size(r->arr) > 0 && r->bytes + n > r->budget) {
+		json_decref(o);
+		return 1;	/* for the next call */
 	}
-	/* Not in the reply, so not taken: it stays for the next call. */
-	return o == NULL || json_array_append_new(arr, o) != 0;
+	if (json_array_append_new(r->arr, o) != 0)
+		return 1;
+	r->bytes += n;
+	return 0;
 }
 
-/* Takes up to limit messages and answers call with them. */
+/* Up to limit messages, within the reply budget, and answers call with
+ * them.  Nothing is taken: message.ack does that. */
 static int
 reply_messages(struct rpc_call *call, int limit)
 {
-	json_t *arr = json_array();
+	struct reply_acc r;
 
-	if (arr == NULL || engine_receive(limit, rx_cb, arr) < 0) {
-		json_decref(arr);
+	r.arr = json_array();
+	r.bytes = 0;
+	r.budget = engine_receive_budget();
+	if (r.arr == NULL || engine_receive(limit, rx_cb, &r) < 0) {
+		json_decref(r.arr);
 		return rpc_error(call, RPC_INTERNAL_ERROR, "store error");
 	}
-	return reply_durable(call, json_pack("{s:o}", "messages", arr));
+	return rpc_reply(call, json_pack("{s:o}", "messages", r.arr));
 }
 
 static void
@@ -364,7 +419,7 @@ message_arrived(void)
 	for (int i = 0; i < WAITERS_MAX; i++) {
 		if (waiters[i].call == NULL)
 			continue;
-		if (engine_pending_count() <= 0)
+		if (engine_pending_any() <= 0)
 			return;
 		waiter_reply(&waiters[i]);
 	}
@@ -384,7 +439,7 @@ m_message_receive(struct rpc_call *call)
 		return rpc_error(call, RPC_INVALID_PARAMS, "wait: 0 to %d seconds", WAIT_MAX);
 	if (limit < 1 || limit > LIMIT_MAX)
 		return rpc_error(call, RPC_INVALID_PARAMS, "limit: 1 to %d", LIMIT_MAX);
-	if (wait == 0 || engine_pending_count() > 0)
+	if (wait == 0 || engine_pending_any() != 0)
 		return reply_messages(call, (int)limit);
 	for (int i = 0; i < WAITERS_MAX; i++)
 		if (waiters[i].call == NULL) {
@@ -404,6 +459,37 @@ m_message_receive(struct rpc_call *call)
 	}
 	rpc_defer(call, waiter_cancel, w);
 	return 0;
+}
+
+/* {ids: [message IDs]} -> {acked: n}: the app has these messages. */
+static int
+m_message_ack(struct rpc_call *call)
+{
+	json_t *ids = json_object_get(rpc_call_params(call), "ids"), *v;
+	const char **list;
+	char err[256];
+	size_t i, n;
+	int rv, taken = 0;
+
+	if (!json_is_array(ids))
+		return rpc_error(call, RPC_INVALID_PARAMS, "ids: an array of "
+		    "message IDs is required");
+	if ((n = json_array_size(ids)) > ACK_MAX)
+		return rpc_error(call, RPC_INVALID_PARAMS, "ids: at most %d",
+		    ACK_MAX);
+	if ((list = calloc(n + 1, sizeof *list)) == NULL)
+		return rpc_error(call, RPC_INTERNAL_ERROR, "out of memory");
+	json_array_foreach(ids, i, v) {
+		if ((list[i] = json_string_value(v)) == NULL) {
+			free(list);
+			return rpc_error(call, RPC_INVALID_PARAMS,
+			    "ids[%zu]: not a string", i);
+		}
+	}
+	rv = engine_ack(list, n, &taken, err, sizeof err);
+	free(list);
+	return answer(call, rv, rv != ENGINE_OK ? NULL : json_pack("{s:i}",
+	    "acked", taken), err);
 }
 
 static int
@@ -477,6 +563,7 @@ const struct rpc_method methods_table[] = {
 	{ "contact.verify",	m_contact_verify,	"name,mark" },
 	{ "message.send",	m_message_send,		"to,text" },
 	{ "message.receive",	m_message_receive,	"wait,limit" },
+	{ "message.ack",	m_message_ack,		"ids" },
 	{ "rotate",		m_rotate,		"" },
 	{ NULL,			NULL,			NULL }
 };

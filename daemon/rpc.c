@@ -73,23 +73,30 @@ rpc_shutdown(void)
 	rpc_table = NULL;
 }
 
-/* Serialises msg as one line and queues it; consumes msg. */
+static int
+dump_cb(const char *buf, size_t size, void *arg)
+{
+	return control_line_add(arg, buf, size) == 0 ? 0 : -1;
+}
+
+/* Serialises msg as one line straight into the client's output (a reply
+ * of several MiB is not also held as one string); consumes msg. */
 static int
 send_msg(struct ctl_conn *cc, json_t *msg)
 {
-	char	*s;
-	int	 r;
+	int	 r = -1;
 
 	if (msg == NULL)
 		return -1;
-	s = json_dumps(msg, JSON_COMPACT);
-	json_decref(msg);
-	if (s == NULL) {
-		log_warnx("rpc: cannot serialise a reply");
-		return -1;
+	if (control_line_begin(cc) == 0) {
+		if (json_dump_callback(msg, dump_cb, cc, JSON_COMPACT) == 0)
+			r = control_line_end(cc);
+		else {
+			log_warnx("rpc: cannot serialise a reply");
+			control_line_abort(cc);
+		}
 	}
-	r = control_send(cc, s, strlen(s));
-	free(s);
+	json_decref(msg);
 	return r;
 }
 

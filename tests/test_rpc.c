@@ -364,7 +364,8 @@ test_socket_mode(void **state)
 
 	assert_int_equal(lstat(sockpath, &st), 0);
 	assert_true(S_ISSOCK(st.st_mode));
-	assert_int_equal(st.st_mode & 07777, 0660);
+	/* No socket_group: the daemon's user only. */
+	assert_int_equal(st.st_mode & 07777, 0600);
 }
 
 static void
@@ -877,6 +878,74 @@ test_peer_refused(void **state)
 	assert_int_equal(control_clients(), 0);
 }
 
+/*
+ * A child as uid 65534 with primary group gid and no others connects and
+ * asks something: 0 if it was answered, 1 if the daemon closed on it.
+ */
+static int
+peer_as(gid_t gid)
+{
+	static const char req[] = "{\"jsonrpc\":\"2.0\",\"method\":\"greet\","
+	    "\"params\":{\"name\":\"x\"},\"id\":1}\n";
+	pid_t	pid;
+	int	status = -1, i;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char	c;
+		int	fd;
+
+		if (setgroups(0, NULL) == -1 || setgid(gid) == -1 ||
+		    setuid(65534) == -1)
+			_exit(3);
+		if ((fd = sock_connect(sockpath)) == -1)
+			_exit(1);	/* EACCES: the mode kept it out */
+		(void)send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL);
+		for (i = 0; i < 3000; i++) {
+			ssize_t	n = recv(fd, &c, 1, MSG_DONTWAIT);
+
+			if (n == 0 || (n == -1 && errno == ECONNRESET))
+				_exit(1);	/* closed on us */
+			if (n == 1)
+				_exit(0);
+			usleep(1000);
+		}
+		_exit(6);
+	}
+	for (i = 0; i < 5000; i++) {
+		pump();
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			break;
+		usleep(1000);
+	}
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/* Without socket_group the daemon's own primary group is not let in (it
+ * may be a shared one); with one, the socket is 0660 of that group and
+ * its members are. */
+static void
+test_socket_group(void **state)
+{
+	struct stat	st;
+
+	if (geteuid() != 0)
+		skip();
+	assert_int_equal(chmod(tmpdir, 0711), 0);
+	/* mode 0600, made 0666 so that only veild's own check decides */
+	assert_int_equal(chmod(sockpath, 0666), 0);
+	assert_int_equal(peer_as(getegid()), 1);
+	control_shutdown();
+	assert_int_equal(control_init(base, sockpath, getegid()), 0);
+	assert_int_equal(lstat(sockpath, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0660);
+	assert_int_equal(st.st_gid, getegid());
+	assert_int_equal(peer_as(getegid()), 0);
+	assert_int_equal(peer_as(65534), 1);
+}
+
 static void
 test_init_paths(void **state)
 {
@@ -952,6 +1021,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_accept_emfile, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_peer_refused, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_socket_group, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_init_paths, setup,
 		    teardown),
