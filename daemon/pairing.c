@@ -39,7 +39,7 @@ struct bucket {
 
 static struct {
 	struct bucket	 requests, auto_accept;
-	uint64_t	 logged;	/* tick of the last "dropped" line */
+	int64_t		 logged;	/* ms of the last "dropped" line, 0: none yet */
 	unsigned	 unlogged;	/* dropped since */
 } P;
 
@@ -67,12 +67,14 @@ bucket_take(struct bucket *b, unsigned per_hour, int64_t now, int take)
 static void
 request_dropped(const char *why)
 {
+	int64_t now = now_ms();
+
 	P.unlogged++;
-	if (P.logged != 0 && eng_tick() - P.logged < DROP_LOG_S)
+	if (P.logged != 0 && now - P.logged < DROP_LOG_S * 1000)
 		return;
 	log_info("%u contact request%s dropped: %s", P.unlogged,
 	    P.unlogged == 1 ? "" : "s", why);
-	P.logged = eng_tick();
+	P.logged = now;
 	P.unlogged = 0;
 }
 

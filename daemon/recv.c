@@ -29,7 +29,7 @@ static struct {
 	struct veil_reasm	*reasm;
 	uint8_t			*bbuf;	/* one frame's body, scratch */
 	uint64_t		 frames_in, dropped;
-	uint64_t		 quota_logged;	/* tick of the last quota line */
+	int64_t			 quota_logged;	/* ms of the last quota line, 0: none */
 } R;
 
 void
@@ -92,8 +92,8 @@ handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTE
 		txn_rollback();
 		R.dropped++;
 		if (R.quota_logged == 0 ||
-		    eng_tick() - R.quota_logged >= QUOTA_LOG_S) {
-			R.quota_logged = eng_tick();
+		    now_ms() - R.quota_logged >= QUOTA_LOG_S * 1000) {
+			R.quota_logged = now_ms();
 			log_info("contact %" PRId64 " is over its unread quota "
 			    "(%" PRId64 " messages, %" PRId64 " bytes): its "
 			    "messages wait at the sender until an app "
