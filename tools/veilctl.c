@@ -557,9 +557,12 @@ print_message(json_t *m)
 	fputs("] ", stdout);
 	print_value(json_object_get(m, "from"));
 	fputs(": ", stdout);
-	if ((text = json_string_value(json_object_get(m, "text"))) == NULL)
-		text = "";
-	put_safe(stdout, text, "\n    ");
+	if ((text = json_string_value(json_object_get(m, "text"))) != NULL)
+		put_safe(stdout, text, "\n    ");
+	else if ((text = json_string_value(json_object_get(m, "data"))) != NULL)
+		printf("[data, %zu bytes: veilctl --json recv shows it in base64]",
+		    strlen(text) / 4 * 3 - (strlen(text) > 0 && text[strlen(text) - 1] ==
+		    '=') - (strlen(text) > 1 && text[strlen(text) - 2] == '='));
 	fputc('\n', stdout);
 	fflush(stdout);
 }
@@ -945,7 +948,7 @@ cmd_send(int argc, char **argv)
  * same messages again; nothing is lost.
  */
 static int
-receive_batch(long wait, int peek, int follow)
+receive_batch(long wait, int peek, int follow, int quiet_empty)
 {
 	json_t	*params = NULL, *result, *msgs, *m, *ids;
 	size_t	 i, n;
@@ -956,10 +959,12 @@ receive_batch(long wait, int peek, int follow)
 	msgs = json_object_get(result, "messages");
 	if (!json_is_array(msgs))
 		die("invalid reply from veild: no messages");
-	/* --json: the reply as it is, or with --follow one message a line. */
-	if (json_out && !follow)
-		print_json(result);
-	else
+	/* --json: the reply as it is (an empty one only when it is the
+	 * first), or with --follow one message a line. */
+	if (json_out && !follow) {
+		if (json_array_size(msgs) > 0 || !quiet_empty)
+			print_json(result);
+	} else
 		json_array_foreach(msgs, i, m)
 			print_message(m);
 	if (fflush(stdout) == EOF || ferror(stdout))
@@ -1010,14 +1015,18 @@ cmd_recv(int argc, char **argv)
 	if (optind != argc || (follow && wait >= 0) || (follow && peek))
 		usage();
 
+	/* Batch after batch until none is left (a reply holds what fits
+	 * veild's byte budget); --peek leaves them, so it shows one. */
 	if (!follow) {
-		receive_batch(wait, peek, 0);
+		if (receive_batch(wait, peek, 0, 0) > 0 && !peek)
+			while (receive_batch(0, 0, 0, 1) > 0)
+				;
 		return 0;
 	}
-	/* Batch after batch; an empty reply means the long poll ran out
-	 * with nothing new, so it starts again. */
+	/* An empty reply means the long poll ran out with nothing new, so it
+	 * starts again. */
 	for (;;)
-		receive_batch(FOLLOW_WAIT, 0, 1);
+		receive_batch(FOLLOW_WAIT, 0, 1, 1);
 }
 
 static int
