@@ -507,10 +507,16 @@ def t_quotas(tap, w, x):
                                        "message_max": "64KiB", "reassembly": "1MiB"})
     bob = w.daemon("Bo", m)
     bo_at = pair_card(alice, bob)
+    dropped = alice.rpc("status")["frames"]["dropped"]
     ids = [bob.rpc("message.send", to="Ava", text="q %d" % i)["id"] for i in range(30)]
     full = wait_for(lambda: alice.rpc("status")["unread"] >= 20, 20)
-    time.sleep(3)	# retransmissions arrive meanwhile; none may be taken
+    # The ten over the quota were refused, and their copies too.
+    refused = wait_for(lambda: alice.rpc("status")["frames"]["dropped"] - dropped >= 20,
+                       20)
     st = alice.rpc("status")
+    tap.ok(refused and "over its unread quota" in alice.log(),
+           "the messages over the quota were refused, copies included, and the log "
+           "says why", repr(st["frames"]) + alice.log_tail())
     tap.ok(full and st["unread"] == 20,
            "unread_messages = 20: 20 of 30 kept (%d)" % st["unread"], repr(st))
     tap.ok(bob.contacts()["Ava"]["queued"] == 10,
@@ -557,9 +563,12 @@ def t_quotas(tap, w, x):
            "when Bo is back the five are delivered", alice.log_tail())
     alice.rpc("message.send", to=bo_at, text="room again")
     big = "L" * (100 << 10)
+    dropped = alice.rpc("status")["frames"]["dropped"]
     bid = bob.rpc("message.send", to="Ava", text=big)["id"]
-    time.sleep(4)
-    tap.ok(bob.contacts()["Ava"]["queued"] == 1 and
+    # Refused at its first frame, each copy (the sender retries).
+    wait_for(lambda: alice.rpc("status")["frames"]["dropped"] - dropped >= 2 * 108, 20)
+    tap.ok(alice.rpc("status")["frames"]["dropped"] - dropped >= 2 * 108 and
+           bob.contacts()["Ava"]["queued"] == 1 and
            not [mm for mm in alice.receive_all() if mm["id"] == bid],
            "a 100 KiB message to a 64 KiB limit is not taken, and not acknowledged",
            repr(bob.contacts()["Ava"]))
