@@ -515,7 +515,10 @@ control_init(struct event_base *base, const char *path, gid_t group)
 		goto fail;
 	}
 	umask(old);
-	if (group != (gid_t)-1 && chown(path, (uid_t)-1, group) == -1) {
+	/* No chown when the socket already has the group (veild's own, as
+	 * under the shipped systemd unit, whose filter forbids chown). */
+	if (group != (gid_t)-1 && (stat(path, &st) == -1 || st.st_gid != group) &&
+	    chown(path, (uid_t)-1, group) == -1) {
 		saved = errno;
 		log_warn("control: chown %s to group %u", path, (unsigned)group);
 		goto fail_unlink;
