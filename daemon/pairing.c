@@ -386,8 +386,9 @@ handle_request(const char *topic, const uint8_t *body, size_t len)
 	ev.peer_name = c->peer_name;
 	ev.fingerprint = fp;
 	eng_event(&ev);
-	/* Each accept subscribes nothing new but publishes an ACCEPT to a
-	 * topic the requester chose: bounded too. */
+	/* Each accept gives the requester an inbox (at level 2 a topic of
+	 * its own, subscribed) and publishes an ACCEPT to a topic it chose:
+	 * bounded too. */
 	if (cfg->accept == VEILD_ACCEPT_AUTO) {
 		if (!bucket_take(&P.auto_accept, cfg->requests.auto_accept_per_hour,
 		    now_ms(), 1))
