@@ -256,6 +256,9 @@ void	finish_agreement(struct contact *c);
 int	resend_request(struct contact *c, const uint8_t msgid[VEIL_MSGID_BYTES],
 	    const uint8_t *body, size_t len);
 void	pairing_prune(void);
+/* Requests made to us, unanswered or unproven past requests.pending_ttl,
+ * go. */
+void	pairing_expire(void);
 
 /* rotation.c: the contact update (UPDATE, UPDATE-ACK, UPDATE-DONE). */
 void	handle_update(struct contact *c, const uint8_t *body, size_t len);

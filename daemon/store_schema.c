@@ -155,6 +155,15 @@ const struct store_migration store_migrations[] = {
 	"  seen_at INTEGER NOT NULL"
 	") WITHOUT ROWID;"
 	"CREATE INDEX request_seen_at ON request_seen(seen_at);", NULL },
+	/*
+	 * 4: bounded input.  A received message stays until an app
+	 * acknowledges it by its message ID (message.ack), and each contact's
+	 * unread messages are counted against its quota on every arrival:
+	 * both need an index over the pending rows.
+	 */
+	{ "CREATE INDEX rx_pending_msgid ON rx(msgid) WHERE taken = 0;"
+	"CREATE INDEX rx_pending_contact ON rx(contact_id) WHERE taken = 0;",
+	NULL },
 };
 const int store_nmigrations = (int)(sizeof(store_migrations) / sizeof(store_migrations[0]));
 _Static_assert(sizeof(store_migrations) / sizeof(store_migrations[0]) ==

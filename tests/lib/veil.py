@@ -561,11 +561,14 @@ class Daemon:
         return {c["name"]: c for c in self.rpc("contact.list")["contacts"]}
 
     def receive_all(self, wait=0, limit=256):
-        """message.receive until empty (the first call may long-poll)."""
+        """message.receive and message.ack until empty (the first call may
+        long-poll): what an app gets, each message once."""
         out = []
         while True:
             r = self.rpc("message.receive", wait=wait, limit=limit,
                          timeout=wait + 10)["messages"]
+            if r:
+                self.rpc("message.ack", ids=[m["id"] for m in r])
             out.extend(r)
             if not r or wait:
                 return out
