@@ -706,9 +706,14 @@ conn_foreach_id(void (*client)(const char *, void *),
 	struct conn *k;
 
 	TAILQ_FOREACH(k, &K.all, entry) {
+		const char *id;
+
 		if (k->dead)
 			continue;
-		client(k->client_id, arg);
+		/* The name the server knows the connection by: on XMPP the
+		 * JID it assigned, not our client ID, which never leaves. */
+		if ((id = transport_client_id(k->t)) != NULL)
+			client(id, arg);
 		transport_foreach_topic(k->t, topic, arg);
 	}
 }
