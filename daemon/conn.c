@@ -55,6 +55,7 @@ TAILQ_HEAD(conn_list, conn);
 
 #define ONESHOT_WAIT_MS	60000	/* a one-shot connection gives up */
 #define PAD_MIN		8	/* level 2: subscriptions padded to 8, 16, ... */
+#define DUMMY_CTX	"veildumy"	/* KDF context of the dummy seeds */
 
 static struct {
 	struct conn_list	 all;
@@ -317,18 +318,29 @@ pad_target(int n)
 	return b;
 }
 
+/*
+ * The i-th dummy topic of an epoch is derived, like a real one, from a
+ * seed only we know (KDF of our identity key) and the epoch, not drawn at
+ * random: a restart within the epoch resumes the connection's session at
+ * the broker, which still holds the dummies subscribed before, and fresh
+ * ones would sit beside them (15 subscriptions where 8 were due, and the
+ * one topic held before and after, the real one, standing out).
+ */
 static void
 dummy_add(struct conn *k)
 {
 	char (*p)[INBOX_MAX];
-	struct veil_id id;
+	uint8_t seed[VEIL_SEED_BYTES];
+	int r;
 
 	if ((p = reallocarray(k->dummy, (size_t)k->ndummy + 1, sizeof *p)) == NULL)
 		return;
 	k->dummy = p;
-	veil_id_new(&id, 128);	/* as long as a derived topic */
-	veil_id_to_text(&id, k->dummy[k->ndummy], INBOX_MAX);
-	if (transport_subscribe(k->t, k->dummy[k->ndummy]) == 0)
+	crypto_kdf_derive_from_key(seed, sizeof seed, (uint64_t)k->ndummy, DUMMY_CTX,
+	    eng_identity()->sk);
+	r = veil_topic_text(seed, (uint64_t)k->epoch, k->dummy[k->ndummy], INBOX_MAX);
+	sodium_memzero(seed, sizeof seed);
+	if (r == 0 && transport_subscribe(k->t, k->dummy[k->ndummy]) == 0)
 		k->ndummy++;
 }
 
