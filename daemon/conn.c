@@ -71,6 +71,7 @@ static struct {
 } K;
 
 static void conn_free(struct conn *);
+static int64_t epoch_now(void);
 
 int
 conn_up(void)
@@ -78,9 +79,22 @@ conn_up(void)
 	return K.cur != NULL && K.cur->up;
 }
 
+/*
+ * The epoch of a frame sealed now is the clock's, not the last one the
+ * epoch timer saw: a frame sealed after the wall clock crossed a boundary
+ * but before epoch_fire() ran (a control request or a frame served first
+ * in the same loop pass, a timer late after a stall) takes its
+ * recipient's topic of the new epoch (peer_topic), and sent on the old
+ * epoch's connection it would tie that connection to the new one, both
+ * publishing to one topic.  It goes on the new epoch's connection, which
+ * came in the grace before; if a stall kept that one from coming, the
+ * frame is dropped and the outbox sends it again.
+ */
 int64_t
 conn_epoch(void)
 {
+	if (eng_policy()->rotates && now_ms() >= K.t_switch)
+		return epoch_now();
 	return K.epoch;
 }
 
