@@ -48,6 +48,8 @@ struct conn {
 	int			 ndummy;
 	char			 (*cards)[INBOX_MAX];	/* card topics it holds */
 	int			 ncards;
+	char			 (*fixed)[INBOX_MAX];	/* level 1: chat topics held */
+	int			 nfixed;
 	int			 ntopics;	/* K_CHAT: real topics subscribed */
 	int			 dead;		/* to be freed by the reaper */
 };
@@ -293,6 +295,7 @@ conn_free(struct conn *k)
 		transport_retire(t);
 	free(k->dummy);
 	free(k->cards);
+	free(k->fixed);
 	free(k);
 }
 
@@ -366,6 +369,59 @@ dummy_drop(struct conn *k)
 	transport_unsubscribe(k->t, k->dummy[--k->ndummy]);
 }
 
+struct topic_list {
+	char	(*t)[INBOX_MAX];
+	int	 n;
+};
+
+static void
+list_cb(const char *topic, void *arg)
+{
+	struct topic_list *l = arg;
+	char (*p)[INBOX_MAX];
+
+	if ((p = reallocarray(l->t, (size_t)l->n + 1, sizeof *p)) == NULL)
+		return;
+	l->t = p;
+	copystr(l->t[l->n++], topic, INBOX_MAX);
+}
+
+static int
+in_list(char (*t)[INBOX_MAX], int n, const char *topic)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(t[i], topic) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Level 1 has no epochs and one connection, which holds each seed's topic
+ * of now.  A contact may still number our topics by the epoch length it
+ * had from us before a restart at level 1 (until our UPDATE reaches it):
+ * those topics move on with time, and the connection follows them.
+ */
+static void
+fixed_sync(struct conn *k)
+{
+	struct topic_list w = { NULL, 0 };
+	int64_t at;
+
+	inbox_foreach_topic(0, list_cb, &w);
+	for (int i = 0; i < k->nfixed; i++)
+		if (!in_list(w.t, w.n, k->fixed[i]))
+			transport_unsubscribe(k->t, k->fixed[i]);
+	for (int i = 0; i < w.n; i++)
+		if (!in_list(k->fixed, k->nfixed, w.t[i]) &&
+		    transport_subscribe(k->t, w.t[i]) != 0)
+			log_warnx("transport: subscribe failed");
+	free(k->fixed);
+	k->fixed = w.t;
+	k->nfixed = w.n;
+	if (K.ev != NULL && (at = inbox_next_change_ms()) != 0)
+		timer_add_ms(K.ev, at - now_ms());
+}
+
 /*
  * Everything a connection of epoch n holds: the topic of every seed some
  * contact writes to in that epoch, and at level 2 dummy topics up to the
@@ -375,6 +431,10 @@ dummy_drop(struct conn *k)
 static void
 chat_subscribe(struct conn *k)
 {
+	if (!eng_policy()->rotates) {
+		fixed_sync(k);
+		return;
+	}
 	inbox_foreach_topic(k->epoch, sub_cb, k);
 	if (eng_policy()->pair_inboxes)
 		while (k->ntopics + k->ndummy < pad_target(k->ntopics))
@@ -387,6 +447,11 @@ topic_change(const struct veil_inbox *in, int add)
 	struct conn *ks[2] = { K.cur, K.next };
 	char topic[INBOX_MAX];
 
+	if (!eng_policy()->rotates) {
+		if (K.cur != NULL)
+			fixed_sync(K.cur);
+		return;
+	}
 	for (int i = 0; i < 2; i++) {
 		struct conn *k = ks[i];
 		uint64_t t;
@@ -689,8 +754,11 @@ epoch_fire(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	(void)arg;
-	if (!eng_policy()->rotates)
+	if (!eng_policy()->rotates) {
+		if (K.cur != NULL)
+			fixed_sync(K.cur);	/* a seed's numbering moved on */
 		return;
+	}
 	if (K.next == NULL && now >= K.t_next && now < K.t_switch)
 		K.next = chat_new(K.epoch + 1, NULL);
 	if (now >= K.t_switch) {
@@ -799,6 +867,7 @@ conn_shutdown(void)
 		transport_free(t);
 		free(k->dummy);
 		free(k->cards);
+		free(k->fixed);
 		free(k);
 	}
 	memset(&K, 0, sizeof K);
