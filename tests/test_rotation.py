@@ -226,6 +226,7 @@ class View:
             c = self.client(name)
             self.topics[topic][name].append(t)
             c["touch"].append(t)
+            c["subtimes"].append(t)
             if op == "subscribe":
                 c["sub"].add(topic)
                 held[name].add(topic)
@@ -246,14 +247,16 @@ class View:
             self.clients[name] = {"name": name, "sessions": [], "usernames": set(),
                                   "sub": set(), "create": set(), "sub_at": {},
                                   "unsub_at": {}, "pub": collections.Counter(),
-                                  "touch": [], "max_subs": 0}
+                                  "touch": [], "subtimes": [], "max_subs": 0}
         return self.clients[name]
 
+    # A client's life: from its first CONNECT (or subscription) to its
+    # last DISCONNECT (or subscription change), not from its traffic.
     def first(self, c):
-        return min([s for s, e in c["sessions"]] + c["touch"] or [self.end])
+        return min([s for s, e in c["sessions"]] + c["subtimes"] or [self.end])
 
     def last(self, c):
-        return max([e for s, e in c["sessions"]] + c["touch"] or [self.end])
+        return max([e for s, e in c["sessions"]] + c["subtimes"] or [self.end])
 
     def life(self, c):
         return self.last(c) - self.first(c)
