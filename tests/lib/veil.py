@@ -624,7 +624,8 @@ def xmpp_observe(server):
             "publishes": sum(sizes.values())}
 
 
-_STANZA_OP = re.compile(r"<(subscribe|unsubscribe|create|publish) node='([^']*)'")
+# prosody writes a stanza's attributes in no fixed order.
+_STANZA_OP = re.compile(r"<(subscribe|unsubscribe|create|publish)\b[^>]*?\snode='([^']*)'")
 
 
 def broker_events(broker):
