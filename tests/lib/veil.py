@@ -935,6 +935,61 @@ def xmpp_observe(server):
             "publishes": sum(sizes.values())}
 
 
+# prosody writes a stanza's attributes in no fixed order.
+_STANZA_OP = re.compile(r"<(subscribe|unsubscribe|create|publish)\b[^>]*?\snode='([^']*)'")
+
+
+def broker_events(broker):
+    """The operator's raw view, the same for both transports: which client
+    held which topic when.  {"sessions": [{client, start, end, username}],
+    "subs": [(t, client, topic, op)] with op subscribe, unsubscribe or
+    create (XMPP), "pubs": [(t, client, topic)], "end": the log's last
+    time}, each list in log order; a session still open has end None.
+
+    MQTT: tools/veil-observe --json on mosquitto's log (log_type all,
+    connection_messages).  XMPP: prosody's debug log with stanza_debug
+    (every stanza in full): clients are bare JIDs, sessions run from
+    "Authenticated as" to "Client disconnected"."""
+    if broker_transport(broker) == "mqtt":
+        r = observe(broker)
+        return {"sessions": [{"client": x["client"], "start": x["start"], "end": x["end"],
+                              "username": x.get("username")} for x in r["sessions"]],
+                "subs": [(e["time"], e["client"], e["topic"], e["op"])
+                         for e in r["subscription_log"]],
+                "pubs": [(e["time"], e["client"], e["topic"]) for e in r["publish_log"]
+                         if e["client"] is not None],
+                "end": r["end"]}
+    sessions, subs, pubs = [], [], []
+    live = {}	# prosody session id -> its session dict
+    end = None
+    dom = re.escape(broker.domain)
+    for line in broker.log().splitlines():
+        m = _PROSODY_LINE.match(line)
+        if not m:
+            continue
+        try:
+            t = _prosody_time(m.group(1))
+        except ValueError:
+            continue
+        end = t
+        src, msg = m.group(2), m.group(4)
+        a = re.match(r"Authenticated as (\S+@%s)$" % dom, msg)
+        if a:
+            live[src] = {"client": a.group(1), "start": t, "end": None, "username": None}
+            sessions.append(live[src])
+            continue
+        if msg.startswith("Client disconnected") and src in live:
+            live.pop(src)["end"] = t
+            continue
+        if msg.startswith("RECV: <iq") and src in live:
+            for op, node in _STANZA_OP.findall(msg):
+                if op == "publish":
+                    pubs.append((t, live[src]["client"], node))
+                else:
+                    subs.append((t, live[src]["client"], node, op))
+    return {"sessions": sessions, "subs": subs, "pubs": pubs, "end": end}
+
+
 # --- one test file's world ------------------------------------------------
 
 # What a crashed or sanitized veild leaves in its log.
