@@ -643,6 +643,22 @@ def b64u(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def card_with_expiry(uri, expires):
+    """The card URI with its expires field set to expires and the checksum
+    recomputed (cards are not signed: protocol.md 3)."""
+    import base64
+    import hashlib
+    import struct
+    body = uri[5:]
+    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    card = bytearray(raw[:-4])
+    p = 3 + card[2] + 32
+    card[p:p + 8] = struct.pack(">Q", expires)
+    card = bytes(card)
+    out = card + hashlib.blake2b(card, digest_size=32).digest()[:4]
+    return "veil:" + base64.urlsafe_b64encode(out).decode().rstrip("=")
+
+
 def decode_card(uri):
     """A card URI's fields, per docs/protocol.md section 3: {flags,
     one_time, cid (bytes), cid_text (the topic), pk (bytes), expires,
@@ -658,7 +674,7 @@ def decode_card(uri):
     if hashlib.blake2b(card, digest_size=32).digest()[:4] != check:
         raise ValueError("bad checksum")
     version, flags, cidlen = card[0], card[1], card[2]
-    if version != 1:
+    if version != 2:	# wire protocol 2's card (version 1's had the same layout)
         raise ValueError("version %d" % version)
     p = 3
     cid = card[p:p + cidlen]
