@@ -645,6 +645,7 @@ def one_level(tap, w, level):
            "%s: Diffie-Hellman re-keys (UPDATE) went out and were confirmed during the "
            "traffic %r" % (what, heals), a.log_tail(5) + b.log_tail(5))
     view = finish(broker, ids, kill=level > 1)
+    t_kill = time.time()
     if level == 1:
         check_level1(tap, view, ids, a, b, before, after)
         rotate_level1(tap, w, a, b, after)
@@ -666,8 +667,51 @@ def one_level(tap, w, level):
             # Every connection of this broker is Alice's or Bob's: chat,
             # card and one-shot alike.
             check_usernames(tap, what, view, sorted(view.clients))
+        check_retired(tap, what, broker, view, t_kill)
     for d in (a, b):
         d.kill9()
+
+
+def check_retired(tap, what, broker, view, t_kill):
+    """What the server keeps of a connection veild left at a boundary:
+    nothing.  MQTT: no session or subscription of a retired client ID in
+    mosquitto.db after the broker saved its state (Session Expiry 0 on
+    the planned DISCONNECT, mqtt.c), while the client IDs killed with -9
+    keep theirs (the control).  XMPP: no node keeps a subscription of a
+    JID that left before the kill: every node it subscribed it
+    unsubscribed, before the stream was closed (xmpp.c)."""
+    ends = {n: max(e for s, e in c["sessions"]) for n, c in view.clients.items()
+            if c["sessions"]}
+    # Log stamps have 1 s resolution, and the kills came just before t_kill.
+    retired = {n for n, e in ends.items() if e < int(t_kill) - 2}
+    at_kill = {n for n, e in ends.items() if e >= int(t_kill) - 1}
+    if veil.broker_transport(broker) == "mqtt":
+        broker.stop()	# SIGTERM: mosquitto saves its sessions
+        db = veil.mosquitto_db(os.path.join(broker.dir, "mosquitto.db"))
+        kept = at_kill & set(db["sessions"])
+        tap.ok(len(kept) >= 2, "%s: mosquitto.db holds the sessions of the client IDs "
+               "killed with -9 (%d of %d)" % (what, len(kept), len(at_kill)),
+               repr((sorted(at_kill), sorted(db["sessions"]))))
+        stale = sorted(c for c in retired if c in db["sessions"])
+        stale_subs = sorted(t for c, t in db["subs"] if c in retired)
+        tap.ok(len(retired) >= 3 and not stale and not stale_subs,
+               "%s: no session or subscription of the %d client IDs retired at "
+               "boundaries is left at the broker" % (what, len(retired)),
+               "%d sessions left, with %d subscriptions, e.g. %r"
+               % (len(stale), len(stale_subs), stale[:3]))
+    else:
+        # prosody keeps subscriptions in memory: what it was told, from
+        # its stanza log.
+        def left(c):
+            return set(c["sub"]) - set(c["unsub_at"])
+        stale = sorted((n, t) for n in retired for t in left(view.clients[n]))
+        kept = sum(len(left(view.clients[n])) for n in at_kill)
+        tap.ok(kept >= 1, "%s: the JIDs killed with -9 never unsubscribed (%d "
+               "subscriptions left): the control" % (what, kept))
+        tap.ok(len(retired) >= 3 and not stale,
+               "%s: every one of the %d JIDs retired at boundaries unsubscribed every "
+               "node it had subscribed" % (what, len(retired)),
+               "%d left, e.g. %r" % (len(stale), stale[:3]))
 
 
 def rotate_level1(tap, w, a, b, after):
