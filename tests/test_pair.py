@@ -381,7 +381,9 @@ def t_one_time(tap, w, x):
     tap.ok(ok, "the first request made with a one-time card pairs as usual",
            repr((alice.contacts(), gina.contacts())))
 
-    mark = len(m.log()) if w.transport == "mqtt" else 0
+    # mosquitto's log names each PUBLISH's topic (ejabberd's does not).
+    mosq = w.transport == "mqtt" and veil.server() == ""
+    mark = len(m.log()) if mosq else 0
     out0 = hal.status()["frames"]["out"]
     hal.ctl_ok("contact", "add", r["uri"], "--name", "Alice")
     seen = []
@@ -391,7 +393,7 @@ def t_one_time(tap, w, x):
         return hal.status()["frames"]["out"] - out0 >= 3
     tap.ok(wait_for(resent, 25), "Hal's REQUEST to the used card went out three times "
            "(retransmitted): %d frames" % (hal.status()["frames"]["out"] - out0))
-    if w.transport == "mqtt":
+    if mosq:
         # (Each copy leaves on a one-shot connection of its own, which may
         # still be connecting when the counter above moves.)
         def pubs():
