@@ -72,7 +72,8 @@ struct ctx {
 };
 
 static const char *const transport_names[] = { "mqtt", "xmpp", NULL };
-static const char *const tls_names[] = { "starttls", "required", "off", NULL };
+static const char *const tls_names[] = { "starttls", "required", "off",
+    "direct", NULL };
 static const char *const accept_names[] = { "ask", "auto", NULL };
 static const char *const level_names[] = { "info", "debug", NULL };
 
@@ -227,6 +228,31 @@ check_uri(const char *s)
 	return NULL;
 }
 
+/* SHA-256 pins, standard base64, comma-separated (transport_tls.h). */
+static const char *
+check_pins(const char *s)
+{
+	unsigned char	 md[32];
+	const char	*end;
+	size_t		 n, len;
+	int		 count = 0;
+
+	while (*s != '\0') {
+		n = strcspn(s, ",");
+		if (++count > 4)
+			return "must hold at most 4 pins";
+		if (sodium_base642bin(md, sizeof(md), s, n, NULL, &len, &end,
+		    sodium_base64_VARIANT_ORIGINAL) != 0 || end != s + n ||
+		    len != sizeof(md))
+			return "must be base64 SHA-256 digests (44 characters "
+			    "each), separated by commas";
+		s += n;
+		if (*s == ',' && *++s == '\0')
+			return "must not end with a comma";
+	}
+	return NULL;
+}
+
 static const char *
 check_name(const char *s)
 {
@@ -242,6 +268,22 @@ check_name(const char *s)
 }
 
 /* --- the schema ---------------------------------------------------------- */
+
+static const struct key mqtt_tls_keys[] = {
+	{ "ca_file", K_STR, FIELD(mqtt.tls.ca_file), 0, 0, NULL, NULL,
+	    check_abs_path, NULL, KF_EMPTY_NULL },
+	{ "ca_path", K_STR, FIELD(mqtt.tls.ca_path), 0, 0, NULL, NULL,
+	    check_abs_path, NULL, KF_EMPTY_NULL },
+	{ "verify", K_BOOL, FIELD(mqtt.tls.verify), 0, 0, NULL, NULL, NULL,
+	    NULL, 0 },
+	{ "pin_sha256", K_STR, FIELD(mqtt.tls.pin_sha256), 0, 0, NULL, NULL,
+	    check_pins, NULL, KF_EMPTY_NULL },
+	{ "cert_file", K_STR, FIELD(mqtt.tls.cert_file), 0, 0, NULL, NULL,
+	    check_abs_path, NULL, KF_EMPTY_NULL },
+	{ "key_file", K_STR, FIELD(mqtt.tls.key_file), 0, 0, NULL, NULL,
+	    check_abs_path, NULL, KF_EMPTY_NULL },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
 
 static const struct key mqtt_keys[] = {
 	{ "uris", K_URIS, FIELD(mqtt.uris), 0, 0, NULL, NULL, check_uri,
@@ -265,6 +307,11 @@ static const struct key mqtt_keys[] = {
 	    "must be between 1 and 65535", 0 },
 	{ "proxy", K_STR, FIELD(mqtt.proxy), 0, 0, NULL, NULL, check_proxy,
 	    NULL, KF_EMPTY_NULL | KF_SECRET },
+	{ "proxy_isolate", K_BOOL, FIELD(mqtt.proxy_isolate), 0, 0, NULL,
+	    NULL, NULL, NULL, 0 },
+	{ "plaintext_password", K_BOOL, FIELD(mqtt.plaintext_password), 0, 0,
+	    NULL, NULL, NULL, NULL, 0 },
+	{ "tls", K_GROUP, 0, 0, 0, 0, NULL, mqtt_tls_keys, NULL, NULL, 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
@@ -279,6 +326,14 @@ static const struct key xmpp_keys[] = {
 	    NULL, KF_EMPTY_NULL },
 	{ "tls", K_ENUM, FIELD(xmpp.tls), 0, 0, tls_names, NULL, NULL, NULL,
 	    0 },
+	{ "tls_ca_file", K_STR, FIELD(xmpp.trust.ca_file), 0, 0, NULL, NULL,
+	    check_abs_path, NULL, KF_EMPTY_NULL },
+	{ "tls_ca_path", K_STR, FIELD(xmpp.trust.ca_path), 0, 0, NULL, NULL,
+	    check_abs_path, NULL, KF_EMPTY_NULL },
+	{ "tls_verify", K_BOOL, FIELD(xmpp.trust.verify), 0, 0, NULL, NULL,
+	    NULL, NULL, 0 },
+	{ "tls_pin_sha256", K_STR, FIELD(xmpp.trust.pin_sha256), 0, 0, NULL,
+	    NULL, check_pins, NULL, KF_EMPTY_NULL },
 	{ "inflight", K_INT, FIELD(xmpp.inflight), 1, 65535, NULL, NULL, NULL,
 	    "must be between 1 and 65535", 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
@@ -775,6 +830,64 @@ blame(struct ctx *c, const char *a, const char *why_a, const char *b,
 	return cfg_error(c, NULL, a, "%s", why_a);
 }
 
+/* An http:// proxy URL with user:password@ before the host. */
+static int
+proxy_has_auth(const char *proxy)
+{
+	const char	*auth = proxy + strlen("http://");
+
+	return memchr(auth, '@', strcspn(auth, "/")) != NULL;
+}
+
+/* "localhost", 127.0.0.0/8 or ::1: what never leaves the machine. */
+static int
+host_is_loopback(const char *h, size_t n)
+{
+	if (n == 9 && strncmp(h, "localhost", 9) == 0)
+		return 1;
+	if (n >= 4 && strncmp(h, "127.", 4) == 0)
+		return strspn(h, "0123456789.") >= n;
+	return (n == 5 && strncmp(h, "[::1]", 5) == 0) ||
+	    (n == 3 && strncmp(h, "::1", 3) == 0);
+}
+
+/*
+ * The MQTT password travels in the CONNECT packet: over tcp:// or ws:// to
+ * another machine anyone on the path (a Tor exit included) reads it.
+ * Refused unless mqtt.plaintext_password says it is meant.
+ */
+static int
+check_plaintext(struct ctx *c)
+{
+	struct veild_config	*cfg = c->cfg;
+	const char		*u, *h;
+	size_t			 i, n;
+	char			 why[512];
+
+	if (cfg->mqtt.password == NULL || cfg->mqtt.plaintext_password)
+		return 0;
+	for (i = 0; i < cfg->mqtt.nuris; i++) {
+		u = cfg->mqtt.uris[i];
+		if (strncmp(u, "ssl://", 6) == 0 ||
+		    strncmp(u, "mqtts://", 8) == 0 ||
+		    strncmp(u, "wss://", 6) == 0)
+			continue;
+		h = strstr(u, "://") + 3;
+		if (*h == '[')
+			n = strcspn(h, "]") + 1;
+		else
+			n = strcspn(h, ":/");
+		if (host_is_loopback(h, n))
+			continue;
+		snprintf(why, sizeof(why), "would travel unencrypted to %.*s "
+		    "(%s): use ssl:// (mqtt.tls), or set "
+		    "mqtt.plaintext_password = true", (int)n, h, u);
+		return cfg_error(c, config_lookup(c->cf, "mqtt.password"),
+		    "mqtt.password", "%s", why);
+	}
+	return 0;
+}
+
 /* A required key that is missing: name it, at the line of its group (or of
  * the key that made it required) when there is one. */
 static int
@@ -831,12 +944,28 @@ check_cross(struct ctx *c)
 		if (cfg->mqtt.nuris == 0)
 			return missing(c, "mqtt.uris", "mqtt",
 			    "is required with transport \"mqtt\"");
+		if (check_plaintext(c) == -1)
+			return -1;
+		if (cfg->mqtt.proxy != NULL && cfg->mqtt.proxy_isolate &&
+		    proxy_has_auth(cfg->mqtt.proxy))
+			return blame(c, "mqtt.proxy_isolate", "must be false "
+			    "when mqtt.proxy carries credentials (the same ones "
+			    "on every connection would link every identity)",
+			    "mqtt.proxy", "carries credentials: they would be "
+			    "the same on every connection; set "
+			    "mqtt.proxy_isolate = false to use them anyway");
 		break;
 	case VEILD_TRANSPORT_XMPP:
 		if (cfg->xmpp.domain == NULL)
 			return missing(c, "xmpp.domain",
 			    config_lookup(c->cf, "xmpp") != NULL ? "xmpp" :
 			    "transport", "is required with transport \"xmpp\"");
+		/* libstrophe opens its own sockets and takes no tunnel. */
+		if (cfg->mqtt.proxy != NULL)
+			return cfg_error(c, config_lookup(c->cf, "mqtt.proxy"),
+			    "mqtt.proxy", "the XMPP transport cannot connect "
+			    "through a proxy (libstrophe cannot be given a "
+			    "tunnel); see docs/tor.md");
 		break;
 	}
 
@@ -860,8 +989,11 @@ config_defaults(struct veild_config *cfg)
 	cfg->mqtt.keepalive_ms = 30 * SEC;
 	cfg->mqtt.session_expiry_ms = 7 * DAY;
 	cfg->mqtt.inflight = 64;
+	cfg->mqtt.proxy_isolate = 1;
+	cfg->mqtt.tls.verify = 1;
 	cfg->xmpp.port = 5222;
-	cfg->xmpp.tls = VEILD_TLS_STARTTLS;
+	cfg->xmpp.tls = VEILD_TLS_REQUIRED;
+	cfg->xmpp.trust.verify = 1;
 	cfg->xmpp.inflight = 64;
 	cfg->identity.obscurity = 2;
 	cfg->identity.id_bits = VEIL_ID_DEFAULT_BITS;
@@ -954,6 +1086,16 @@ done:
 	return rv;
 }
 
+static void
+config_tls_free(struct veild_tls *t)
+{
+	free(t->ca_file);
+	free(t->ca_path);
+	free(t->pin_sha256);
+	free(t->cert_file);
+	free(t->key_file);
+}
+
 void
 config_free(struct veild_config *cfg)
 {
@@ -975,6 +1117,8 @@ config_free(struct veild_config *cfg)
 	free(cfg->xmpp.domain);
 	free(cfg->xmpp.host);
 	free(cfg->xmpp.pubsub);
+	config_tls_free(&cfg->mqtt.tls);
+	config_tls_free(&cfg->xmpp.trust);
 	free(cfg->identity.name);
 	sodium_memzero(cfg, sizeof(*cfg));
 }
@@ -1096,6 +1240,19 @@ config_print(FILE *fp, const struct veild_config *cfg)
 	print_dur(fp, in, "session_expiry", cfg->mqtt.session_expiry_ms);
 	fprintf(fp, "%sinflight = %u;\n", in, cfg->mqtt.inflight);
 	print_proxy(fp, in, cfg->mqtt.proxy);
+	fprintf(fp, "%sproxy_isolate = %s;\n", in,
+	    cfg->mqtt.proxy_isolate ? "true" : "false");
+	fprintf(fp, "%splaintext_password = %s;\n", in,
+	    cfg->mqtt.plaintext_password ? "true" : "false");
+	fprintf(fp, "%stls = {\n", in);
+	print_str(fp, "    ", "ca_file", cfg->mqtt.tls.ca_file);
+	print_str(fp, "    ", "ca_path", cfg->mqtt.tls.ca_path);
+	fprintf(fp, "    verify = %s;\n", cfg->mqtt.tls.verify ? "true" :
+	    "false");
+	print_str(fp, "    ", "pin_sha256", cfg->mqtt.tls.pin_sha256);
+	print_str(fp, "    ", "cert_file", cfg->mqtt.tls.cert_file);
+	print_str(fp, "    ", "key_file", cfg->mqtt.tls.key_file);
+	fprintf(fp, "%s};\n", in);
 	fputs("};\n", fp);
 
 	fputs("xmpp = {\n", fp);
@@ -1104,6 +1261,11 @@ config_print(FILE *fp, const struct veild_config *cfg)
 	fprintf(fp, "%sport = %u;\n", in, cfg->xmpp.port);
 	print_str(fp, in, "pubsub", cfg->xmpp.pubsub);
 	print_str(fp, in, "tls", tls_names[cfg->xmpp.tls]);
+	print_str(fp, in, "tls_ca_file", cfg->xmpp.trust.ca_file);
+	print_str(fp, in, "tls_ca_path", cfg->xmpp.trust.ca_path);
+	fprintf(fp, "%stls_verify = %s;\n", in, cfg->xmpp.trust.verify ?
+	    "true" : "false");
+	print_str(fp, in, "tls_pin_sha256", cfg->xmpp.trust.pin_sha256);
 	fprintf(fp, "%sinflight = %u;\n", in, cfg->xmpp.inflight);
 	fputs("};\n", fp);
 

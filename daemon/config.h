@@ -19,8 +19,20 @@ enum veild_transport {
 
 enum veild_xmpp_tls {
 	VEILD_TLS_STARTTLS,	/* use it when the server offers it */
-	VEILD_TLS_REQUIRED,	/* refuse a server that does not */
-	VEILD_TLS_OFF
+	VEILD_TLS_REQUIRED,	/* STARTTLS, and refuse a server without it */
+	VEILD_TLS_OFF,
+	VEILD_TLS_DIRECT	/* TLS from the first byte (XEP-0368) */
+};
+
+/* How a server's certificate is checked (mqtt.tls, xmpp.tls_*). */
+struct veild_tls {
+	char		*ca_file;	/* NULL: the system's trust store */
+	char		*ca_path;	/* NULL: none */
+	int		 verify;	/* chain and host name; default 1 */
+	char		*pin_sha256;	/* NULL: none; "BASE64[,BASE64...]" of
+					 * SubjectPublicKeyInfo SHA-256s */
+	char		*cert_file;	/* client certificate (MQTT only) */
+	char		*key_file;	/* its key; NULL: inside cert_file */
 };
 
 enum veild_accept {
@@ -59,6 +71,11 @@ struct veild_config {
 		uint64_t	 session_expiry_ms; /* whole seconds, 0s..2^32-2 s */
 		unsigned int	 inflight;	/* 1..65535 */
 		char		*proxy;		/* NULL: none; clear http(s)_proxy */
+		int		 proxy_isolate;	/* fresh random proxy credentials
+						 * per client ID */
+		int		 plaintext_password; /* allow a password over
+						 * tcp:// to a remote host */
+		struct veild_tls tls;
 	} mqtt;
 
 	struct {
@@ -67,6 +84,8 @@ struct veild_config {
 		unsigned int	 port;		/* 1..65535 */
 		char		*pubsub;	/* NULL only while domain is NULL */
 		enum veild_xmpp_tls tls;
+		struct veild_tls trust;		/* tls_ca_file, ... (no client
+						 * certificate) */
 		unsigned int	 inflight;	/* 1..65535 */
 	} xmpp;
 

@@ -8,7 +8,10 @@
 struct event_base;
 struct ctl_conn;		/* one accepted client; opaque */
 
-#define CONTROL_LINE_MAX	(1024 * 1024)		/* request line, LF excluded */
+/* A request line, LF excluded: room for message.send with a text of
+ * VEIL_MESSAGE_MAX (4 MiB) plus JSON escapes, so that an oversized text
+ * gets -32004 (too large) rather than a dropped connection. */
+#define CONTROL_LINE_MAX	(8 * 1024 * 1024)
 #define CONTROL_OUTPUT_MAX	(8 * 1024 * 1024)	/* unread replies before a drop */
 #define CONTROL_CLIENTS_MAX	64
 #define CONTROL_IDLE_SECS	60	/* no complete line, not subscribed */

@@ -1,8 +1,13 @@
 /* engine.c: the engine's orchestrator — identity, module start and stop in order, the tick, status, send and receive. */
+#include <sys/file.h>
+
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <sodium.h>
@@ -13,6 +18,9 @@
 #include "log.h"
 
 #define DEDUPE_MS	(30LL * 24 * 3600 * 1000)
+/* Seconds between WAL checkpoints: how long a wiped key's page may stay
+ * in veil.db-wal (protocol.md 8). */
+#define CHECKPOINT_S	5
 
 /* The obscurity levels (SPEC section 2) as policies. */
 static const struct level_policy policies[] = {
@@ -32,6 +40,7 @@ static struct engine {
 	struct veil_identity	 id;
 	struct event		*tick;
 	uint64_t		 ticks;		/* seconds ticked, gates resync jumps */
+	int			 lockfd;	/* state_dir/veil.lock, held */
 	engine_event_cb		 cb;
 	void			*cb_arg;
 	int			 started;	/* modules up to where shutdown undoes */
@@ -171,6 +180,46 @@ engine_after_commit(void (*fn)(void *, int), void *arg)
 
 /* --- identity, tick, start and stop ------------------------------------ */
 
+/*
+ * One veild per state directory: two would seal under the same keys and
+ * counters.  The lock is an flock on state_dir/veil.lock, held for the
+ * daemon's life and released by the kernel however it ends; the file
+ * names the holder's pid for the error message.
+ */
+static int
+lock_state(const char *dir, char *err, size_t errlen)
+{
+	char path[4096], pid[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof path, "%s/veil.lock", dir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) == -1) {
+		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		int e = errno;
+
+		n = pread(fd, pid, sizeof pid - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		close(fd);
+		if (e == EWOULDBLOCK)
+			seterr(err, errlen, "state_dir %s is in use by another veild "
+			    "(pid %s): one daemon per state directory", dir,
+			    pid[0] != '\0' ? pid : "unknown");
+		else
+			seterr(err, errlen, "%s: lock: %s", path, strerror(e));
+		return -1;
+	}
+	n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) == -1 || pwrite(fd, pid, (size_t)n, 0) != n)
+		log_warn("%s", path);	/* the lock holds anyway */
+	E.lockfd = fd;
+	return 0;
+}
+
 /* A database whose contacts were paired under wire protocol 1 (which did
  * not prove the requester's key) cannot go on: say so and stop. */
 static int
@@ -228,6 +277,13 @@ tick(evutil_socket_t fd, short ev, void *arg)
 	recv_tick(now);
 	if (E.ticks % 2 == 0)
 		inbox_housekeeping();	/* expired cards */
+	if (E.ticks % CHECKPOINT_S == 0) {
+		/* The sweep above opened a group: commit it first, or the
+		 * checkpoint would always find a transaction open. */
+		txn_flush();
+		if (store_checkpoint(E.st) < 0)
+			log_warnx("store: checkpoint: %s", store_errmsg(E.st));
+	}
 	if (E.ticks % 3600 == 0) {
 		if (store_rx_prune(E.st, now - DEDUPE_MS) < 0)
 			log_warnx("store: %s", store_errmsg(E.st));
@@ -248,6 +304,7 @@ engine_init(struct event_base *base, const struct veild_config *cfg, char *err,
 	char path[4096];
 
 	memset(&E, 0, sizeof E);
+	E.lockfd = -1;
 	E.base = base;
 	E.cfg = *cfg;
 	if (cfg->identity.obscurity < 1 || cfg->identity.obscurity > 3) {
@@ -258,6 +315,8 @@ engine_init(struct event_base *base, const struct veild_config *cfg, char *err,
 		seterr(err, errlen, "libsodium failed to initialise");
 		return -1;
 	}
+	if (lock_state(cfg->state_dir, err, errlen) != 0)
+		return -1;
 	snprintf(path, sizeof path, "%s/veil.db", cfg->state_dir);
 	if ((E.st = store_open(path, err, errlen)) == NULL)
 		return -1;
@@ -353,9 +412,12 @@ engine_shutdown(void)
 		inbox_shutdown();
 		/* FALLTHROUGH */
 	case UP_STORE:
+		store_checkpoint(E.st);
 		store_close(E.st);
 		break;
 	}
+	if (E.lockfd != -1)
+		close(E.lockfd);	/* the lock goes with it */
 	veil_identity_wipe(&E.id);
 	memset(&E, 0, sizeof E);
 }

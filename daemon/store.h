@@ -51,6 +51,10 @@ int	store_begin(struct store *);
 int	store_commit(struct store *);
 int	store_rollback(struct store *);
 int	store_in_transaction(struct store *);
+/* Copies the WAL into the database and empties it, if anything was
+ * written since the last time and no transaction is open: 1 done, 0
+ * nothing to do, -1. */
+int	store_checkpoint(struct store *);
 /* Nested groups inside an open transaction (SQL savepoints): the caller
  * can undo its own part without undoing the whole transaction.
  * store_rollback_to undoes and closes the innermost one. */

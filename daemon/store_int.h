@@ -26,6 +26,7 @@ struct store {
 	sqlite3		*db;
 	sqlite3_stmt	*st[ST_COUNT];
 	sqlite3_stmt	*meta[STORE_META_COUNT];
+	int		 checkpointed;	/* sqlite3_total_changes at the last one */
 	char		 err[256];
 };
 

@@ -37,6 +37,77 @@ usage(void)
 
 static int opt_verbose;	/* -v */
 
+/* Prefixes of the keys a reload applies (see on_signal); veild.8 lists them. */
+static const char *const reload_applies[] = {
+	"retransmit.", "accept", "rotation.", "log.", NULL
+};
+
+static int
+reload_applied(const char *key)
+{
+	for (int i = 0; reload_applies[i] != NULL; i++)
+		if (strncmp(key, reload_applies[i], strlen(reload_applies[i])) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Logs each key that differs between the running configuration and the
+ * file just read and that a reload does not apply.  config_print's fixed
+ * layout (one key a line, "name = {" ... "};" around a group) names the
+ * keys, so no second list of them has to be kept in step.  Only the key
+ * is logged, never a value: it may be a name or a password.
+ */
+static void
+reload_log_restart_keys(const struct veild_config *run, const struct veild_config *next)
+{
+	char *a = NULL, *b = NULL, *sa = NULL, *sb = NULL, *la, *lb;
+	char group[64] = "", key[128];
+	size_t alen = 0, blen = 0, n;
+	FILE *fa = open_memstream(&a, &alen), *fb = open_memstream(&b, &blen);
+	int ok = fa != NULL && fb != NULL && config_print(fa, run) == 0 &&
+	    config_print(fb, next) == 0;
+
+	if (fa != NULL)
+		fclose(fa);
+	if (fb != NULL)
+		fclose(fb);
+	if (!ok || a == NULL || b == NULL) {
+		log_warnx("reload: cannot compare the configurations; changes other "
+		    "than to retransmit, accept, rotation and log need a restart");
+		goto out;
+	}
+	for (la = strtok_r(a, "\n", &sa), lb = strtok_r(b, "\n", &sb);
+	    la != NULL && lb != NULL;
+	    la = strtok_r(NULL, "\n", &sa), lb = strtok_r(NULL, "\n", &sb)) {
+		la += strspn(la, " ");
+		lb += strspn(lb, " ");
+		n = strcspn(la, " =");
+		if (strcmp(la, "};") == 0) {
+			group[0] = '\0';
+			continue;
+		}
+		if (la[strlen(la) - 1] == '{') {
+			snprintf(group, sizeof group, "%.*s.", (int)n, la);
+			continue;
+		}
+		if (strcmp(la, lb) == 0)
+			continue;
+		snprintf(key, sizeof key, "%s%.*s", group, (int)n, la);
+		if (!reload_applied(key))
+			log_warnx("reload: %s changed: needs a restart, ignored until then",
+			    key);
+	}
+	/* Set in both, it prints as "********" in both. */
+	if (run->mqtt.password != NULL && next->mqtt.password != NULL &&
+	    strcmp(run->mqtt.password, next->mqtt.password) != 0)
+		log_warnx("reload: mqtt.password changed: needs a restart, ignored "
+		    "until then");
+out:
+	free(a);
+	free(b);
+}
+
 static void
 on_signal(evutil_socket_t sig, short ev, void *arg)
 {
@@ -58,6 +129,7 @@ on_signal(evutil_socket_t sig, short ev, void *arg)
 		if (config_load(cfgpath, &next, err, sizeof err) != 0) {
 			log_warnx("reload: %s; keeping the running configuration", err);
 		} else {
+			reload_log_restart_keys(&cfg, &next);
 			/* -v on the command line outlives a reload. */
 			log_setverbose(opt_verbose || next.log.level == VEILD_LOG_DEBUG);
 			engine_reload(&next);

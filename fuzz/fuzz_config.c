@@ -10,7 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "../daemon/config.h"	/* not autoconf's config.h */
 
 /*
  * config.c reads only from a path (there is no string entry point), so

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """test_brokerview.py: what the broker sees (mosquitto log_type all, or prosody's debug log and storage): no names, no text, one frame size, random IDs; prints TAP."""
 
+import base64
 import os
 import re
 import sys
@@ -26,36 +27,65 @@ def setup(w):
     # On XMPP the operator's view includes prosody's item store: on disk.
     m = w.broker(log_all=True, storage="internal") if w.transport == "xmpp" \
         else w.broker(log_all=True)
-    # Neutral directory names: the paths show up in veild's own log.
-    a = w.daemon(NAME_A, m, dirname="a", accept="ask", frames={"size": FRAME})
+    # Neutral directory names: the paths show up in veild's own log.  A
+    # logs at info (no -v): no identifier may show in its log; B at debug.
+    a = w.daemon(NAME_A, m, dirname="a", accept="ask", frames={"size": FRAME},
+                 verbose=False)
     b = w.daemon(NAME_B, m, dirname="b", frames={"size": FRAME})
+    ids = set()	# every identifier the daemons report (status --verbose)
+
+    def note_ids():
+        for d in (a, b):
+            v = d.status(verbose=True)["ids"]
+            ids.update(v[k] for k in ("client_id", "card", "shared_inbox") if v.get(k))
+    note_ids()
+    cards = [d.rpc("card.get")["uri"] for d in (a, b)]
     veil.pair(a, b)
     sent = []
+    msgids = []
     for i, t in enumerate(TEXTS):
         src, dst, to = (a, b, NAME_B) if i % 2 == 0 else (b, a, NAME_A)
-        src.ctl_ok("send", to, input=t.encode())
+        msgids.append(src.ctl_ok("send", to, input=t.encode())["id"])
         sent.append((dst, t))
-    wait_for(lambda: a.contacts()[NAME_B]["queued"] == 0 and
-             b.contacts()[NAME_A]["queued"] == 0, 15)
+
+    def drained():
+        return a.contacts()[NAME_B]["queued"] == 0 and b.contacts()[NAME_A]["queued"] == 0
+    veil.expect(drained, 15, "both outboxes drained before the rotation")
+    # Prosody's log and item times have 1 s resolution: the rotation
+    # starts in a second of its own.
+    t = time.time()
+    veil.expect(lambda: time.time() >= int(t) + 1, 2, "the next second")
     mark = len(m.log())
-    mark_t = time.time()
+    mark_t = int(t) + 1
     for d in (a, b):
         d.ctl_ok("rotate")
+    note_ids()
+    # The UPDATEs go through the outbox: drained means both moves were
+    # acknowledged.  From then on (and once the broker's log is still)
+    # nothing may go to an old inbox.
+    veil.expect(drained, 15, "both rotations acknowledged")
+    veil.expect(lambda: veil.wait_stable(lambda: len(m.log())), 20, "the broker log settled")
+    t_conf = time.time()
+    veil.expect(lambda: time.time() >= int(t_conf) + 1, 2, "the next second")
+    confirmed, confirmed_t = len(m.log()), int(t_conf) + 1
     # After the rotation: traffic on the new inboxes, both ways.
-    a.ctl_ok("send", NAME_B, "after rotation " + TEXTS[1])
-    b.ctl_ok("send", NAME_A, "after rotation " + TEXTS[0])
+    msgids.append(a.ctl_ok("send", NAME_B, "after rotation " + TEXTS[1])["id"])
+    msgids.append(b.ctl_ok("send", NAME_A, "after rotation " + TEXTS[0])["id"])
     got = {a.name: [], b.name: []}
 
     def all_in():
         for d in (a, b):
             got[d.name].extend(m["text"] for m in d.receive_all())
         return len(got[a.name]) + len(got[b.name]) == len(TEXTS) + 2
-    wait_for(all_in, 15)
-    # Every UPDATE acknowledged and every message acknowledged: the log is complete.
-    wait_for(lambda: a.contacts()[NAME_B]["queued"] == 0 and
-             b.contacts()[NAME_A]["queued"] == 0, 15)
-    time.sleep(0.5)
+    veil.expect(all_in, 15, "every message received")
+    veil.expect(drained, 15, "every message acknowledged")
+    # Nothing more on its way: the log is complete.
+    veil.expect(lambda: veil.wait_stable(lambda: len(m.log())), 20, "the broker log settled")
+    note_ids()
+    fps = {c["fingerprint"] for d in (a, b) for c in d.contacts().values()}
     return {"m": m, "a": a, "b": b, "got": got, "mark": mark, "mark_t": mark_t,
+            "confirmed": confirmed, "confirmed_t": confirmed_t, "ids": ids,
+            "cards": cards, "msgids": msgids, "fingerprints": fps,
             "xmpp": veil.broker_transport(m) == "xmpp"}
 
 
@@ -72,14 +102,15 @@ def x_sizes(tap, w, x):
 
 def x_no_plaintext(tap, w, x):
     m = x["m"]
-    hits = [n for n in NEEDLES if n.lower() in m.log().lower()]
-    tap.ok(not hits, "no display name and no message text in prosody's log", repr(hits))
+    needles = secrets(x)
+    hits = [n for n in needles if n.lower() in m.log().lower()]
+    tap.ok(not hits, "no display name, text, card or key in prosody's log", repr(hits))
     blob = b""
     for root, _, files in os.walk(m.data):
         for f in files:
             with open(os.path.join(root, f), "rb") as fh:
                 blob += fh.read()
-    hits = [n for n in NEEDLES if n.encode() in blob]
+    hits = [n for n in needles if n.encode() in blob]
     tap.ok(blob and not hits, "nor in its storage (%d bytes)" % len(blob), repr(hits))
 
 
@@ -107,16 +138,18 @@ def x_topics(tap, w, x):
 def x_rotation_seen(tap, w, x):
     r = veil.observe(x["m"])
     topics = [i for i in r["identifiers"] if i["kind"] == "topic"]
-    # Log stamps have 1 s resolution.
-    new = {i["name"] for i in topics if i["first"] >= int(x["mark_t"])}
-    old = {i["name"] for i in topics if i["first"] < int(x["mark_t"])}
-    tap.ok(len(new) >= 2 and not (new & old),
+    # Log stamps have 1 s resolution: the rotation began on a new second.
+    new = {i["name"] for i in topics if i["first"] >= x["mark_t"]}
+    old = {i["name"] for i in topics if i["first"] < x["mark_t"]}
+    tap.ok(len(new) >= 2 and len(old) >= 2,
            "the rotation creates fresh nodes (%d before, %d new)" % (len(old), len(new)),
            repr((old, new)))
-    used = {i["name"] for i in topics if i["last"] >= int(x["mark_t"]) and
-            i.get("publishers")}
-    tap.ok(used & new, "traffic after the rotation goes to the new nodes",
-           repr((used, new)))
+    # Items stored from the second after both moves were acknowledged.
+    used = {i["name"] for i in topics
+            if i["last"] >= x["confirmed_t"] and i.get("publishers")}
+    tap.ok(used and used <= new,
+           "once the rotation is acknowledged, traffic goes to the new nodes only "
+           "(%d nodes used)" % len(used), repr((used - new, new)))
 
 
 def publishes(log):
@@ -150,9 +183,9 @@ def t_sizes(tap, w, x):
 def t_no_plaintext(tap, w, x):
     m = x["m"]
     log = m.log()
-    needles = NEEDLES
+    needles = secrets(x)
     hits = [n for n in needles if n.lower() in log.lower()]
-    tap.ok(not hits, "no display name and no message text in the broker log", repr(hits))
+    tap.ok(not hits, "no display name, text, card or key in the broker log", repr(hits))
     # What the broker keeps on disk is its view too.
     m.stop()
     blob = b""
@@ -171,13 +204,49 @@ NEEDLES = [NAME_A, NAME_B, "Zelda", "Wombat"] + [t[:24] for t in TEXTS] + \
     ["canary", "lighthouse", "Übersee", "quick brown"]
 
 
+def secrets(x):
+    """What no veild log may hold at any level (README, log.h): display
+    names, texts, cards, public keys (b64u, base64, hex), safety numbers."""
+    out = list(NEEDLES)
+    for uri in x["cards"]:
+        c = veil.decode_card(uri)
+        out += [uri, uri[5:45], veil.b64u(c["pk"]), c["pk"].hex(), c["pk"].hex().upper(),
+                base64.b64encode(c["pk"]).decode().rstrip("=")]
+    for fp in x["fingerprints"]:
+        out += [fp, fp.replace(" ", "")]
+    return out
+
+
+def identifiers(x):
+    """What only a debug log may hold: every identifier the daemons
+    reported and the broker saw, and the message IDs."""
+    r = veil.observe(x["m"])
+    ids = set(x["ids"]) | {i["name"] for i in r["identifiers"]}
+    # A JID's local part is the identifier (the domain is not).
+    ids |= {i.split("@")[0] for i in ids if "@" in i}
+    return sorted(i for i in ids if len(i) >= 10) + list(x["msgids"])
+
+
 def t_daemon_logs(tap, w, x):
-    # Not the broker's view, but the same promise: veild's log at debug
-    # level (-v) holds no display name and no message text.
+    # Not the broker's view, but the same promise: veild's log holds no
+    # display name, text or key, and identifiers only at debug level.
+    needles = secrets(x)
     for d in (x["a"], x["b"]):
-        log = d.log().lower()
-        hits = [n for n in NEEDLES if n.lower() in log]
-        tap.ok(not hits, "veild -v log of %s: no names, no texts" % d.name, repr(hits))
+        log = d.log()
+        hits = [n for n in needles if n.lower() in log.lower()]
+        tap.ok(not hits, "veild log of %s (%s): no names, texts, cards, keys, safety "
+               "numbers (%d needles)" % (d.name, "debug" if d.verbose else "info",
+                                         len(needles)), repr(hits))
+    ids = identifiers(x)
+    a, b = x["a"], x["b"]
+    hits = [i for i in ids if i in a.log()]
+    tap.ok(len(ids) >= 8 and not hits, "veild log at info level (no -v) of %s, through "
+           "pairing, messages and a rotation: none of %d identifiers" % (a.name, len(ids)),
+           repr(hits))
+    # The control: the same list finds identifiers where they may be.
+    shown = [i for i in ids if i in b.log()]
+    tap.ok(shown, "the debug log (-v) of %s does show identifiers (%d of them): the list "
+           "above is the right one" % (b.name, len(shown)), repr(ids[:5]))
 
 
 def t_client_ids(tap, w, x):
@@ -220,10 +289,11 @@ def t_rotation_seen(tap, w, x):
     tap.ok(len(new) >= 2 and not (old & new),
            "the rotation subscribes fresh inboxes (%d before, %d new)" % (len(old), len(new)),
            repr((old, new)))
-    # The messages sent after the rotation were published to new inboxes only.
-    pub_new = {p[2] for p in publishes(after) if p[0] == "Received"}
-    tap.ok(new and (pub_new & new),
-           "traffic after the rotation goes to the new inboxes", repr((pub_new, new)))
+    # Once both moves were acknowledged, every frame goes to a new inbox.
+    pub_new = {p[2] for p in publishes(log[x["confirmed"]:]) if p[0] == "Received"}
+    tap.ok(pub_new and pub_new <= new,
+           "once the rotation is acknowledged, traffic goes to the new inboxes only "
+           "(%d topics used)" % len(pub_new), repr((pub_new - new, new)))
 
 
 XMPP_TESTS = [

@@ -4,6 +4,7 @@
 import base64
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ PROBE = os.environ.get("TRANSPORT_PROBE") or os.path.join(
 CMD = [PROBE, "--transport", "mqtt"]      # the probe serves both transports
 
 results = []
+WATCHDOG_S = 120	# the whole file; a hung probe fails it instead of hanging make check
 
 
 def tap(ok, name, diag=""):
@@ -28,6 +30,47 @@ def tap(ok, name, diag=""):
         for line in diag.rstrip().splitlines()[-25:]:
             print("# " + line)
     sys.stdout.flush()
+
+
+class Watchdog(BaseException):
+    """Not an Exception: the tests' own except clauses must not swallow it."""
+
+
+def on_alarm(signum, frame):
+    raise Watchdog("watchdog: %d s" % WATCHDOG_S)
+
+
+def wait_count(count, want, timeout):
+    """count() once it reaches want, or its last value after timeout."""
+    deadline = time.monotonic() + timeout
+    n = count()
+    while n < want and time.monotonic() < deadline:
+        time.sleep(0.01)
+        n = count()
+    return n
+
+
+def wait_ready(p, timeout):
+    """True once the probe printed its "ready" line; False if it exits or
+    stays silent for timeout seconds (never blocks longer)."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    sel.register(p.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    buf = ""
+    try:
+        while time.monotonic() < deadline:
+            if not sel.select(max(0.0, deadline - time.monotonic())):
+                break
+            chunk = os.read(p.stdout.fileno(), 4096).decode("utf-8", "replace")
+            if not chunk:
+                return False
+            buf += chunk
+            if re.search(r"^ready", buf, re.M):
+                return True
+        return False
+    finally:
+        sel.close()
 
 
 def probe(args, env=None, timeout=30):
@@ -121,22 +164,29 @@ def test_rotate(broker):
 def test_restart(broker):
     p = subprocess.Popen(CMD + ["--expect-reconnect", "-n", "300", "-t", "20", broker.uri],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ready = False
-    for line in p.stdout:
-        if line.startswith("ready"):
-            ready = True
-            break
-    if ready:
-        time.sleep(1.0)         # a third of the frames are out
-        broker.restart(down_for=0.5)
+    before = after = 0
     try:
+        ready = wait_ready(p, 20)
+        if ready:
+            # Mid-stream: a fifth of the frames are at the broker.
+            mark = len(broker.log())
+            before = wait_count(lambda: broker.log()[mark:].count("Received PUBLISH from "),
+                                60, 15)
+            broker.restart(down_for=0.5)
+            mark = len(broker.log())
         out, errs = p.communicate(timeout=30)
+        after = broker.log()[mark:].count("Received PUBLISH from ") if ready else 0
     except subprocess.TimeoutExpired:
         p.kill()
         out, errs = p.communicate()
+    finally:
+        if p.poll() is None:
+            p.kill()
     tap(ready and p.returncode == 0,
         "broker restart during traffic: reconnects, resubscribes, every frame arrives",
         out + errs)
+    tap(before >= 60 and after >= 1,
+        "the restart came mid-stream (%d PUBLISHes before it, %d after)" % (before, after))
 
 
 def test_prefix(broker):
@@ -268,8 +318,10 @@ def main():
         print("1..0 # SKIP no mosquitto at %s" % MOSQUITTO)
         return 0
     if not os.access(PROBE, os.X_OK):
-        print("1..0 # SKIP %s not built" % PROBE)
-        return 0
+        print("Bail out! %s is not built" % PROBE)
+        return 99
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(WATCHDOG_S)
     with tempfile.TemporaryDirectory(prefix="veil-mqtt-") as tmp:
         broker = Mosquitto(tmp, log_all=True)
         try:
@@ -284,7 +336,10 @@ def main():
                 test_oversize(broker, tmp)
             except Exception as e:
                 tap(False, "test_oversize", repr(e))
+        except Watchdog as e:
+            tap(False, "watchdog: the file ran over %d s" % WATCHDOG_S, repr(e))
         finally:
+            signal.alarm(0)
             broker.stop()
     print("1..%d" % len(results))
     return 0 if all(results) else 1

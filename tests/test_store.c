@@ -227,6 +227,45 @@ test_open_migrates_empty(void **state)
 	assert_string_equal(store_errmsg(f->s), "");
 }
 
+/*
+ * The store's own connection, caught as sqlite opens it: an auto-extension
+ * runs inside sqlite3_open_v2 for every new connection of the process.  It
+ * also sets synchronous to OFF there, so FULL afterwards is store.c's own
+ * doing (Debian's sqlite already defaults to FULL, which would let a
+ * store.c without the PRAGMA pass).  Only a raw connection of our own
+ * would otherwise see the setting, and it is per connection.
+ */
+static sqlite3 *opened;
+
+static int
+catch_open(sqlite3 *db, const char **err, const struct sqlite3_api_routines *api)
+{
+	(void)err;
+	(void)api;
+	opened = db;
+	return sqlite3_exec(db, "PRAGMA synchronous = OFF", NULL, NULL, NULL);
+}
+
+/* "Committed before acknowledged" against power loss needs every commit
+ * fsynced: synchronous = FULL (or EXTRA) in WAL mode, not NORMAL. */
+static void
+test_open_synchronous_full(void **state)
+{
+	struct fx *f = *state;
+	sqlite3_stmt *q;
+
+	opened = NULL;
+	assert_int_equal(sqlite3_auto_extension((void (*)(void))catch_open), SQLITE_OK);
+	f->s = open_ok(f);
+	sqlite3_cancel_auto_extension((void (*)(void))catch_open);
+	assert_non_null(opened);
+	assert_int_equal(sqlite3_prepare_v2(opened, "PRAGMA synchronous", -1, &q, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_true(sqlite3_column_int(q, 0) >= 2);	/* 2 FULL, 3 EXTRA */
+	sqlite3_finalize(q);
+}
+
 static void
 test_open_tightens_existing_mode(void **state)
 {
@@ -1322,6 +1361,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 		T(test_open_migrates_empty),
+		T(test_open_synchronous_full),
 		T(test_open_tightens_existing_mode),
 		T(test_open_bad_path),
 		T(test_reopen_keeps_data),

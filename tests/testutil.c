@@ -1,4 +1,5 @@
 /* Test helpers shared by the cmocka suites and the vector generator. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,9 +142,46 @@ tu_mutate(struct tu_prng *p, uint8_t *buf, size_t *len, size_t cap)
 unsigned long
 tu_iters(unsigned long def)
 {
-	const char *e = getenv("VEIL_FUZZ_ITERS");
+	static int noted;
+	const char *e = getenv("VEIL_FUZZ_ITERS"), *dev = getenv("VEIL_DEV"),
+	    *mc = getenv("VEIL_MAKE_CHECK");
+	char *end;
+	unsigned long n;
 
-	if (e != NULL && *e != '\0')
-		return strtoul(e, NULL, 10);
-	return def;
+	if (e == NULL || *e == '\0')
+		return def;
+	n = strtoul(e, &end, 10);
+	if (*end != '\0' || n == 0) {
+		printf("Bail out! VEIL_FUZZ_ITERS=%s: not a positive number\n", e);
+		fflush(stdout);
+		exit(99);
+	}
+	if (mc != NULL && strcmp(mc, "1") == 0 && (dev == NULL || strcmp(dev, "1") != 0)) {
+		printf("Bail out! VEIL_FUZZ_ITERS=%s changes the garbage loops under "
+		    "make check; set VEIL_DEV=1 to allow it\n", e);
+		fflush(stdout);
+		exit(99);
+	}
+	if (!noted++)
+		printf("# VEIL_FUZZ_ITERS=%lu: garbage loops run that many times "
+		    "(this one's default %lu)\n", n, def);
+	return n;
+}
+
+void
+tu_skipped(void **state)
+{
+	(void)state;	/* listed as "name # SKIP why": never runs a check */
+}
+
+const char *
+tu_skip_name(const char *name, const char *why)
+{
+	size_t len = strlen(name) + strlen(why) + sizeof " # SKIP ";
+	char *s = malloc(len);	/* lives as long as the test table */
+
+	if (s == NULL)
+		abort();	/* never a plain "ok" for a test that did not run */
+	snprintf(s, len, "%s # SKIP %s", name, why);
+	return s;
 }

@@ -40,7 +40,8 @@ class Prosody(Server):
 
     VirtualHost domain with anonymous authentication, Component
     pubsub.<domain> with pubsub_max_items max_items and the plugin above;
-    STARTTLS only when tls gives a certificate and its key.
+    STARTTLS, and direct TLS (XEP-0368) on tls_port, only when tls gives a
+    certificate and its key.
     Its data directory survives restart(), so nodes and their items do,
     like on a production server.
     """
@@ -51,6 +52,7 @@ class Prosody(Server):
         self.domain = domain
         self.pubsub = "pubsub." + domain
         self.port = port or free_port()
+        self.tls_port = free_port() if tls is not None else None
         self.data = os.path.join(self.dir, "data")
         self.certs = os.path.join(self.dir, "certs")
         self.plugins = os.path.join(self.dir, "plugins")
@@ -77,6 +79,7 @@ class Prosody(Server):
             'interfaces = { "127.0.0.1" }',
             'local_interfaces = { "127.0.0.1" }',
             'c2s_ports = { %d }' % self.port,
+            'c2s_direct_tls_ports = { %s }' % (self.tls_port or ""),
             's2s_ports = { }',
             'component_ports = { }',
             'http_ports = { }',
@@ -125,6 +128,9 @@ class Prosody(Server):
 
     def start(self, timeout=10.0):
         Server.start(self, timeout)
+        if self.tls_port and not wait_port(self.tls_port, timeout, self.proc):
+            raise RuntimeError("prosody: no direct TLS port %d, see %s"
+                               % (self.tls_port, self.log_path))
 
     def wipe(self):
         """Stop and delete everything, for a clean start."""
