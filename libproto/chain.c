@@ -141,7 +141,11 @@ veil_txchain_resync(const struct veil_txchain *c, uint64_t now,
 
 	if (c == NULL)
 		return 0;
-	if (attempt <= VEIL_RESYNC_LEVELS)
+	/* Up to the top stride, the ladder's top rung reaches any receiver:
+	 * its L_4 is a multiple of 2^20 above its window, so at least 2^20.
+	 * (At a period's start, seq 0 is better than a landmark the
+	 * receiver may not arm yet.) */
+	if (attempt <= VEIL_RESYNC_LEVELS || c->seq <= VEIL_RESYNC_TOP)
 		return veil_resync_seq(c->seq, attempt);
 	cl = veil_txchain_clock_seq(c, now);
 	return cl >= c->seq ? cl : c->seq;

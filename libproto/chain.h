@@ -80,13 +80,15 @@ uint64_t veil_txchain_clock_seq(const struct veil_txchain *c, uint64_t now);
 /*
  * The seq to seal the attempt-th sending of something under (0: the
  * first, c->seq itself), the sender's half of protocol.md 2.1: attempts
- * 1 .. VEIL_RESYNC_LEVELS climb the resync ladder (veil_resync_seq);
- * later ones, whose rungs may all have been lost, take the clock landmark
- * of now when it is not below c->seq, and c->seq otherwise (the landmark
- * of this slot was used: the next slot's is ahead again).  Never below
- * c->seq, so no seq is sealed twice; the caller sets c->seq to it.  The
- * convergence argument needs at most one ladder jump per second (the
- * caller's gate); clock landmarks need none, each is used once.
+ * 1 .. VEIL_RESYNC_LEVELS climb the resync ladder (veil_resync_seq), and
+ * so do later ones while c->seq <= VEIL_RESYNC_TOP (the top rung reaches
+ * any receiver from there); beyond, where the rungs may all have been
+ * lost, they take the clock landmark of now when it is not below c->seq,
+ * and c->seq otherwise (the landmark of this slot was used: the next
+ * slot's is ahead again).  Never below c->seq, so no seq is sealed twice;
+ * the caller sets c->seq to it.  The convergence argument needs at most
+ * one ladder jump per second (the caller's gate); a clock landmark
+ * (veil_clock_landmark) needs none, each is used once.
  */
 uint64_t veil_txchain_resync(const struct veil_txchain *c, uint64_t now,
     unsigned attempt);

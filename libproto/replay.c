@@ -411,6 +411,17 @@ veil_clock_seq(uint64_t slot)
 	return VEIL_CLOCK_BASE + slot * VEIL_CLOCK_STRIDE;
 }
 
+int
+veil_clock_landmark(uint64_t seq, uint64_t *slot)
+{
+	if (seq < VEIL_CLOCK_BASE || (seq - VEIL_CLOCK_BASE) % VEIL_CLOCK_STRIDE != 0 ||
+	    (seq - VEIL_CLOCK_BASE) / VEIL_CLOCK_STRIDE >= (UINT64_C(1) << 16))
+		return 0;
+	if (slot != NULL)
+		*slot = (seq - VEIL_CLOCK_BASE) / VEIL_CLOCK_STRIDE;
+	return 1;
+}
+
 uint64_t
 veil_clock_slots(uint32_t plen)
 {

@@ -21,6 +21,9 @@ extern "C" {
 #define VEIL_RESYNC_LEVELS 5
 #define VEIL_RESYNC_BASE_BITS 8
 #define VEIL_RESYNC_STEP_BITS 3
+/* The top stride, 2^20: every receiver's L_4 is a multiple of it. */
+#define VEIL_RESYNC_TOP (UINT64_C(1) << (VEIL_RESYNC_BASE_BITS + \
+    VEIL_RESYNC_STEP_BITS * (VEIL_RESYNC_LEVELS - 1)))
 
 /*
  * Clock landmarks (protocol.md 2.1): the ladder is bounded, and a sender
@@ -44,6 +47,8 @@ extern "C" {
 #define VEIL_CLOCK_ARMED 3
 /* C(slot), or 0 when slot is beyond any period (slot >= 2^16). */
 uint64_t veil_clock_seq(uint64_t slot);
+/* 1 if seq is some C(j) (and *slot = j when slot is not NULL), else 0. */
+int veil_clock_landmark(uint64_t seq, uint64_t *slot);
 /* Slots in a period of plen seconds: ceil(plen / VEIL_CLOCK_SLOT). */
 uint64_t veil_clock_slots(uint32_t plen);
 

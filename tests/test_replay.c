@@ -1418,6 +1418,7 @@ test_clock_seq(void **state)
 {
 	struct veil_txchain tx;
 	uint8_t root[32];
+	uint64_t o;
 	const uint64_t st = CP0 * CPL;
 
 	(void)state;
@@ -1427,6 +1428,15 @@ test_clock_seq(void **state)
 	assert_true(veil_clock_seq(40499) < (UINT64_C(1) << 49));
 	assert_true(veil_clock_seq(UINT64_C(1) << 16) == 0);
 	assert_true(veil_clock_seq(UINT64_MAX) == 0);
+	assert_int_equal(veil_clock_landmark(model_clock(7), &o), 1);
+	assert_int_equal(o, 7);
+	assert_int_equal(veil_clock_landmark(model_clock(7) + 1, NULL), 0);
+	assert_int_equal(veil_clock_landmark(model_clock(0) - VEIL_CLOCK_STRIDE,
+	    NULL), 0);
+	assert_int_equal(veil_clock_landmark(UINT64_C(1) << 20, NULL), 0);
+	assert_int_equal(veil_clock_landmark(model_clock(UINT64_C(1) << 16),
+	    NULL), 0);
+	assert_int_equal(veil_clock_landmark(model_clock(40499), NULL), 1);
 	assert_int_equal(veil_clock_slots(1), 1);
 	assert_int_equal(veil_clock_slots(64), 1);
 	assert_int_equal(veil_clock_slots(65), 2);
@@ -1451,6 +1461,14 @@ test_clock_seq(void **state)
 	assert_true(veil_txchain_resync(&tx, st, 0) == 1000);
 	assert_true(veil_txchain_resync(&tx, st, 1) == 1024);
 	assert_true(veil_txchain_resync(&tx, st, 5) == (UINT64_C(1) << 20));
+	/* up to the top stride the top rung reaches any receiver: at a
+	 * period's start seq 0 itself */
+	assert_true(veil_txchain_resync(&tx, st, 6) == (UINT64_C(1) << 20));
+	tx.seq = 0;
+	assert_true(veil_txchain_resync(&tx, st, 6) == 0);
+	tx.seq = UINT64_C(1) << 20;
+	assert_true(veil_txchain_resync(&tx, st, 9) == (UINT64_C(1) << 20));
+	tx.seq++;
 	assert_true(veil_txchain_resync(&tx, st, 6) == model_clock(0));
 	assert_true(veil_txchain_resync(&tx, st + 200, 99) == model_clock(3));
 	tx.seq = model_clock(3) + 1;	/* slot 3's was used */
@@ -1755,11 +1773,14 @@ test_clock_grace_lead(void **state)
 		clink_free(&l);
 	}
 	/* ahead: the receiver is in p, holding p + 1 in its lead, the
-	 * sender up to W ahead, in p + 1 already */
+	 * sender up to W ahead, in p + 1 already and beyond that period's
+	 * ladder (its first frames there lost) */
 	for (d = 1; d <= CW; d += 7) {
 		clink_init(&l, CP0 * CPL + 5);
 		clink_rx_at(&l, b - d);
 		assert_non_null(veil_rxchain_find(&l.rx, CP0 + 1));
+		assert_int_equal(veil_txchain_advance(&l.tx, b), 1);
+		l.tx.seq = 5000000;
 		assert_true(clink_seal(&l, b, LEVELS + 1, f) == model_clock(0));
 		assert_int_equal(l.tx.period, CP0 + 1);
 		assert_int_equal(clink_deliver(&l, f, &seq), 1);
@@ -1767,6 +1788,17 @@ test_clock_grace_lead(void **state)
 		clink_check(&l);
 		clink_free(&l);
 	}
+	/* a retransmission beyond the ladder at a period's start is sealed
+	 * at seq 0, not at a clock landmark: the lead key's range finds it
+	 * even when the clocks are further apart than W (up to the lead) */
+	clink_init(&l, CP0 * CPL + 5);
+	l.tx.seq = 5000000;
+	clink_rx_at(&l, b - CGR);
+	assert_true(clink_seal(&l, b, LEVELS + 7, f) == 0);
+	assert_int_equal(clink_deliver(&l, f, &seq), 1);
+	assert_true(seq == 0);
+	clink_check(&l);
+	clink_free(&l);
 	/* the lead key arms slot 0 only within a slot of the boundary */
 	clink_init(&l, CP0 * CPL + 5);
 	clink_rx_at(&l, b - CW - 1);
