@@ -132,18 +132,24 @@ send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
 	contact_advance(c);
 	/*
 	 * A retransmission jumps to a resync landmark the receiver keeps
-	 * armed, in case it lost more frames than its lookahead covers.  One
-	 * jump per contact per second: the convergence argument is one jump
-	 * per attempt, and a backlog of many rows must not climb the levels
-	 * once per row (that overshoots the receiver's highest landmark).
-	 * Past the last level the next key period starts both sides at 0.
+	 * armed, in case it lost more frames than its lookahead covers
+	 * (protocol.md 2.1).  Up the ladder one jump per contact per second:
+	 * the convergence argument is one jump per attempt, and a backlog of
+	 * many rows must not climb the levels once per row (that overshoots
+	 * the receiver's highest landmark).  Beyond the ladder (attempt 6 on,
+	 * past its top stride: its rungs may all have been lost, the
+	 * receiver away) the clock landmark of this slot, if not used yet:
+	 * each is used once, so it needs no gate, and the next slot's is
+	 * ahead again.
 	 */
-	if (attempt > 0 && c->jumped_at != eng_tick()) {
-		unsigned a = attempt < VEIL_RESYNC_LEVELS ? (unsigned)attempt :
-		    VEIL_RESYNC_LEVELS;
+	if (attempt > 0) {
+		uint64_t seq = veil_txchain_resync(tx, now_s(), (unsigned)attempt);
 
-		tx->seq = veil_resync_seq(tx->seq, a);
-		c->jumped_at = eng_tick();
+		if (seq != tx->seq && (c->jumped_at != eng_tick() ||
+		    veil_clock_landmark(seq, NULL))) {
+			tx->seq = seq;
+			c->jumped_at = eng_tick();
+		}
 	}
 	peer_topic(c, topic);
 	if (topic[0] == '\0')
@@ -172,7 +178,7 @@ dup_attempt(struct contact *c)
 	if (now - c->dup_last > 60 * 1000)
 		c->dup_acks = 0;
 	c->dup_last = now;
-	if (c->dup_acks < VEIL_RESYNC_LEVELS)
+	if (c->dup_acks < VEIL_RESYNC_LEVELS + 1)	/* + 1: the clock */
 		c->dup_acks++;
 	return (int)c->dup_acks;
 }

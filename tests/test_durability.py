@@ -339,15 +339,20 @@ def t_away_past_ladder(tap, w, x):
         bound += 10	# prosody's pubsub is slower
     arrived = inbox.until(sent, bound)
     took = time.time() - back
-    drops = b.log_since(mark).count("no key expects it")
+    log = b.log_since(mark)
+    drops = log.count("no key expects it")
     got = {mm["id"] for mm in inbox.got}
-    tap.note("away: %d of %d messages arrived %.1f s after Bob's return; Bob dropped %d "
-             "frames no key expected" % (len(set(sent) & got), len(sent), took, drops))
+    tap.note("away: %d of %d messages arrived %.1f s after Bob's return, %.0f s into a "
+             "clock slot; Bob dropped %d frames no key expected"
+             % (len(set(sent) & got), len(sent), took, (back - period * (int(back) // period))
+                % CLOCK_SLOT_S, drops))
     tap.ok(arrived, "away: every message arrived within %d s of Bob's return (a clock "
            "slot of %d s, retransmit.max %d s and a few seconds), not at the next key "
            "period (%d missing)" % (bound, CLOCK_SLOT_S, AWAY_RETRANSMIT_MAX_S,
                                     len(set(sent) - got)),
            a.log_tail() + b.log_tail())
+    tap.ok("at the clock landmark of slot" in log,
+           "away: Alice's frames met Bob again at a clock landmark", b.log_tail())
     check_exactly_once(tap, "away past the resync ladder", dict(warm, **sent), inbox, a,
                        "Bob")
     a.kill9()
