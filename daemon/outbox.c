@@ -104,14 +104,29 @@ seal_msg(const struct veil_dirkey *k, uint64_t *seq, uint8_t type,
 	return buf;
 }
 
-void
+/*
+ * The topic of in's owner and our epoch, both of one instant: a frame
+ * goes on the connection of the epoch its topic was taken for.  Taken
+ * apart, a boundary between the two (the seal and the store write lie
+ * between them) would send an old epoch's topic from the new epoch's
+ * connection, and the broker would see the two connections of one user
+ * write to one topic (protocol.md 5).
+ */
+int64_t
+inbox_topic_now(const struct veil_inbox *in, char out[INBOX_MAX])
+{
+	int64_t t = now_ms();
+
+	if (veil_topic_text(in->seed, veil_epoch_number((uint64_t)t / 1000,
+	    in->epoch), out, INBOX_MAX) != 0)
+		out[0] = '\0';
+	return conn_epoch_at(t);
+}
+
+int64_t
 peer_topic(const struct contact *c, char out[INBOX_MAX])
 {
-	const struct veil_inbox *in = &c->pair.peer_inbox;
-
-	if (veil_topic_text(in->seed, veil_epoch_number(now_s(), in->epoch), out,
-	    INBOX_MAX) != 0)
-		out[0] = '\0';
+	return inbox_topic_now(&c->pair.peer_inbox, out);
 }
 
 /* Seals under the contact's transmit chain (always one the peer reads),
@@ -125,6 +140,7 @@ send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
 	struct veil_txchain *tx = &c->pair.tx;
 	char topic[INBOX_MAX];
 	uint8_t *frames;
+	int64_t epoch;
 	int n;
 
 	if (!tx->live || c->pair.role == 0)
@@ -151,7 +167,7 @@ send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
 			c->jumped_at = eng_tick();
 		}
 	}
-	peer_topic(c, topic);
+	epoch = peer_topic(c, topic);
 	if (topic[0] == '\0')
 		return -1;
 	if ((frames = seal_msg(&tx->k, &tx->seq, type, msgid, body, len, &n)) == NULL)
@@ -161,8 +177,8 @@ send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
 		return -1;
 	}
 	/* After commit when in a transaction; on the connection of the
-	 * epoch it was sealed in. */
-	txn_publish(conn_epoch(), topic, frames, n);
+	 * epoch its topic belongs to. */
+	txn_publish(epoch, topic, frames, n);
 	free(frames);
 	return 0;
 }
