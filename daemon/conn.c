@@ -93,11 +93,18 @@ conn_up(void)
  * frame is dropped and the outbox sends it again.
  */
 int64_t
+conn_epoch_at(int64_t t)
+{
+	if (eng_policy()->rotates && t >= K.t_switch)
+		return (int64_t)veil_epoch_number((uint64_t)t / 1000,
+		    eng_epoch_len());
+	return K.epoch;
+}
+
+int64_t
 conn_epoch(void)
 {
-	if (eng_policy()->rotates && now_ms() >= K.t_switch)
-		return epoch_now();
-	return K.epoch;
+	return conn_epoch_at(now_ms());
 }
 
 int64_t

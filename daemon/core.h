@@ -157,8 +157,9 @@ int	conn_start(void);
 void	conn_shutdown(void);
 /* The connection of the current epoch is up. */
 int	conn_up(void);
-/* Our current epoch (0 at level 1). */
+/* Our current epoch (0 at level 1); at the instant t (ms). */
 int64_t	conn_epoch(void);
+int64_t	conn_epoch_at(int64_t t);
 /* When the next epoch starts (ms; 0 at level 1). */
 int64_t	conn_next_epoch_ms(void);
 const char *conn_transport_name(void);
@@ -217,8 +218,11 @@ int64_t	backoff(int attempts);
 uint8_t *seal_msg(const struct veil_dirkey *k, uint64_t *seq, uint8_t type,
 	    const uint8_t msgid[VEIL_MSGID_BYTES], const uint8_t *body,
 	    size_t len, int *nframes);
-/* The contact's inbox topic now. */
-void	peer_topic(const struct contact *c, char out[INBOX_MAX]);
+/* The topic of an inbox now, and our epoch of the same instant: the
+ * epoch whose connection may publish to it. */
+int64_t	inbox_topic_now(const struct veil_inbox *in, char out[INBOX_MAX]);
+/* The contact's inbox topic now, and the epoch to publish it in. */
+int64_t	peer_topic(const struct contact *c, char out[INBOX_MAX]);
 /* Seals under the contact's transmit chain, saves, publishes (attempt > 0:
  * a retransmission, which may jump to a resync landmark). */
 int	send_to(struct contact *c, uint8_t type,

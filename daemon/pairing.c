@@ -158,6 +158,7 @@ handle_accept(struct contact *c, const uint8_t *body, size_t len)
 	} else if (r == VEIL_ERR_SECRET) {
 		struct veil_dirkey r2i, i2r;
 		uint64_t seq = 0;
+		int64_t epoch = 0;
 		char topic[INBOX_MAX];
 		int n;
 		uint8_t *frames;
@@ -172,13 +173,12 @@ handle_accept(struct contact *c, const uint8_t *body, size_t len)
 		veil_dirkey_wipe(&i2r);
 		topic[0] = '\0';
 		if (veil_inbox_valid(&c->agree->peer_inbox))
-			veil_topic_text(c->agree->peer_inbox.seed, veil_epoch_number(
-			    now_s(), c->agree->peer_inbox.epoch), topic, sizeof topic);
+			epoch = inbox_topic_now(&c->agree->peer_inbox, topic);
 		finish_agreement(c);
 		contact_save(c);
 		contact_arm(c, 1);
 		if (frames != NULL && topic[0] != '\0')
-			txn_publish(conn_epoch(), topic, frames, n);
+			txn_publish(epoch, topic, frames, n);
 		free(frames);
 		log_warnx("contact %" PRId64 ": agreement failed (hash mismatch)", c->id);
 	} else {
@@ -281,13 +281,14 @@ replay_accept(struct contact *c)
 	size_t fs = eng_cfg()->frames.size, n = 0;
 	char topic[INBOX_MAX];
 	uint8_t *frames;
+	int64_t epoch;
 
 	if (c->pair.role == 0 || (frames = malloc(ACCEPT_FRAMES_MAX(fs))) == NULL)
 		return;
-	peer_topic(c, topic);
+	epoch = peer_topic(c, topic);
 	if (topic[0] != '\0' && store_contact_accept_frames_get(eng_store(), c->id,
 	    frames, ACCEPT_FRAMES_MAX(fs), &n) == 1 && n > 0 && n % fs == 0)
-		txn_publish(conn_epoch(), topic, frames, (int)(n / fs));
+		txn_publish(epoch, topic, frames, (int)(n / fs));
 	free(frames);
 }
 
@@ -677,6 +678,7 @@ accept_contact(struct contact *c, char *err, size_t errlen)
 	char topic[INBOX_MAX];
 	size_t blen = sizeof body;
 	uint64_t seq = 0;
+	int64_t epoch;
 	int n, r;
 
 	if (c->state != CONTACT_PENDING || c->agree == NULL) {
@@ -717,8 +719,8 @@ accept_contact(struct contact *c, char *err, size_t errlen)
 		return ENGINE_EINTERNAL;
 	}
 	contact_arm(c, 1);
-	peer_topic(c, topic);
-	txn_publish(conn_epoch(), topic, frames, n);
+	epoch = peer_topic(c, topic);
+	txn_publish(epoch, topic, frames, n);
 	free(frames);
 	eng_event_state(c, NULL);
 	return ENGINE_OK;

@@ -263,6 +263,7 @@ contact_frame(struct contact *c, int slot, struct veil_rxdir *d, uint64_t seq,
 	size_t fs = eng_cfg()->frames.size;
 	struct veil_frame_hdr h;
 	uint8_t *msg = NULL;
+	uint64_t clock_slot;
 	size_t msglen;
 	int r;
 
@@ -274,6 +275,10 @@ contact_frame(struct contact *c, int slot, struct veil_rxdir *d, uint64_t seq,
 		return;
 	}
 	contact_rx_commit(c, slot, seq);
+	/* A sender beyond the resync ladder met us here (protocol.md 2.1). */
+	if (veil_clock_landmark(seq, &clock_slot))
+		log_debug("contact %" PRId64 " slot %d: frame at the clock "
+		    "landmark of slot %" PRIu64, c->id, slot, clock_slot);
 	/* Still the old chain after our UPDATE-DONE: it was lost. */
 	if (slot >= VEIL_PAIR_PREV && slot < VEIL_PAIR_OWNERS &&
 	    !rx_used(&c->pair.rx) && !c->pair.upd_pending &&
