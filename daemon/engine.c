@@ -18,6 +18,7 @@
 #include "log.h"
 
 #define DEDUPE_MS	(30LL * 24 * 3600 * 1000)
+#define SENDKEY_MS	((int64_t)ENGINE_SENDKEY_DAYS * 24 * 3600 * 1000)
 /* Seconds between WAL checkpoints: how long a wiped key's page may stay
  * in veil.db-wal (protocol.md 8). */
 #define CHECKPOINT_S	5
@@ -285,7 +286,8 @@ tick(evutil_socket_t fd, short ev, void *arg)
 			log_warnx("store: checkpoint: %s", store_errmsg(E.st));
 	}
 	if (E.ticks % 3600 == 0) {
-		if (store_rx_prune(E.st, now - DEDUPE_MS) < 0)
+		if (store_rx_prune(E.st, now - DEDUPE_MS) < 0 ||
+		    store_sendkey_prune(E.st, now - SENDKEY_MS) < 0)
 			log_warnx("store: %s", store_errmsg(E.st));
 		pairing_prune();
 	}
@@ -469,13 +471,61 @@ int
 engine_send(const char *to, const void *text, size_t len, char id[ENGINE_ID_TEXT],
     char *err, size_t errlen)
 {
+	return engine_send_keyed(to, text, len, NULL, 0, id, err, errlen);
+}
+
+/* A send key seen before: 1 with its message's ID in id, 0 not seen,
+ * else an engine error (another message had that key, the store). */
+static int
+sendkey_lookup(const struct contact *c, const char *key, size_t keylen,
+    const uint8_t digest[STORE_DIGEST_BYTES], char id[ENGINE_ID_TEXT],
+    char *err, size_t errlen)
+{
+	struct store_sendkey k;
+	int r;
+
+	if ((r = store_sendkey_get(E.st, key, keylen, &k)) < 0) {
+		seterr(err, errlen, "store: %s", store_errmsg(E.st));
+		return ENGINE_EINTERNAL;
+	}
+	if (r == 0)
+		return 0;
+	if (k.contact_id != c->id ||
+	    sodium_memcmp(k.digest, digest, sizeof k.digest) != 0) {
+		seterr(err, errlen, "key already named another message (to "
+		    "another contact or with another text)");
+		return ENGINE_EEXIST;
+	}
+	msgid_hex(k.msgid, id);
+	return 1;
+}
+
+int
+engine_send_keyed(const char *to, const void *text, size_t len,
+    const char *key, size_t keylen, char id[ENGINE_ID_TEXT], char *err,
+    size_t errlen)
+{
 	struct contact *c = contact_by_name(to);
 	uint8_t msgid[VEIL_MSGID_BYTES];
+	struct store_sendkey k;
 	int64_t now = now_ms();
+	int r;
 
+	if (key != NULL && (keylen == 0 || keylen > ENGINE_SENDKEY_MAX)) {
+		seterr(err, errlen, "key: 1 to %d bytes", ENGINE_SENDKEY_MAX);
+		return ENGINE_EINVAL;
+	}
 	if (c == NULL) {
 		seterr(err, errlen, "no contact named %s", to);
 		return ENGINE_ENOENT;
+	}
+	if (key != NULL) {
+		/* Text and contact bind the key: a retry must be the same
+		 * message, not a new one that happens to reuse a key. */
+		crypto_generichash(k.digest, sizeof k.digest, text, len, NULL, 0);
+		if ((r = sendkey_lookup(c, key, keylen, k.digest, id, err,
+		    errlen)) != 0)
+			return r == 1 ? ENGINE_OK : r;
 	}
 	if (c->state != CONTACT_ESTABLISHED) {
 		seterr(err, errlen, "%s is %s, not established", c->name,
@@ -487,13 +537,20 @@ engine_send(const char *to, const void *text, size_t len, char id[ENGINE_ID_TEXT
 		return ENGINE_ETOOBIG;
 	}
 	veil_msgid_new(msgid);
-	/* Durable before acknowledged: the row and the advanced counter
-	 * commit together, then the frames leave. */
+	/* Durable before acknowledged: the row, its key and the advanced
+	 * counter commit together, then the frames leave. */
 	if (txn_begin() != 0)
 		goto fail;
 	if (store_outbox_add(E.st, c->id, msgid, VEIL_T_TEXT, text, len, now,
 	    now + backoff(0)) < 0)
 		goto fail;
+	if (key != NULL) {
+		k.contact_id = c->id;
+		memcpy(k.msgid, msgid, sizeof k.msgid);
+		k.created = now;
+		if (store_sendkey_add(E.st, key, keylen, &k) != 0)
+			goto fail;
+	}
 	if (send_to(c, VEIL_T_TEXT, msgid, text, len, 0) != 0)
 		goto fail;
 	if (txn_commit() != 0)

@@ -140,6 +140,18 @@ int	engine_contact_verify(const char *name, int mark,
 int	engine_send(const char *to, const void *text, size_t len,
 	    char id[ENGINE_ID_TEXT], char *err, size_t errlen);
 /*
+ * engine_send with the caller's name for the message (1 to
+ * ENGINE_SENDKEY_MAX bytes; NULL: none).  A key seen in the last
+ * ENGINE_SENDKEY_DAYS days returns that message's ID and sends nothing:
+ * a retry after a lost reply.  The same key with another contact or
+ * text is EEXIST.
+ */
+#define ENGINE_SENDKEY_MAX	128
+#define ENGINE_SENDKEY_DAYS	7
+int	engine_send_keyed(const char *to, const void *text, size_t len,
+	    const char *key, size_t keylen, char id[ENGINE_ID_TEXT], char *err,
+	    size_t errlen);
+/*
  * Hands up to limit pending messages to cb, oldest first, and marks taken
  * those for which cb returned 0 (1: not taken, stop).  Returns the number
  * taken, or -1 on a store error.

@@ -268,16 +268,18 @@ m_contact_verify(struct rpc_call *call)
 static int
 m_message_send(struct rpc_call *call)
 {
-	const char *to = NULL, *text = NULL;
+	const char *to = NULL, *text = NULL, *key = NULL;
 	json_t *t;
 	char err[256], id[ENGINE_ID_TEXT];
 	int rv;
 
 	if (rpc_param_string(call, "to", 1, &to) < 0 ||
-	    rpc_param_string(call, "text", 1, &text) < 0)
+	    rpc_param_string(call, "text", 1, &text) < 0 ||
+	    rpc_param_string(call, "key", 0, &key) < 0)
 		return -1;
 	t = json_object_get(rpc_call_params(call), "text");
-	rv = engine_send(to, text, json_string_length(t), id, err, sizeof err);
+	rv = engine_send_keyed(to, text, json_string_length(t), key,
+	    key != NULL ? strlen(key) : 0, id, err, sizeof err);
 	return answer(call, rv, rv != ENGINE_OK ? NULL : json_pack("{s:s}", "id", id),
 	    err);
 }
@@ -475,7 +477,7 @@ const struct rpc_method methods_table[] = {
 	{ "contact.reject",	m_contact_reject,	"name" },
 	{ "contact.remove",	m_contact_remove,	"name" },
 	{ "contact.verify",	m_contact_verify,	"name,mark" },
-	{ "message.send",	m_message_send,		"to,text" },
+	{ "message.send",	m_message_send,		"to,text,key" },
 	{ "message.receive",	m_message_receive,	"wait,limit" },
 	{ "rotate",		m_rotate,		"" },
 	{ NULL,			NULL,			NULL }

@@ -126,6 +126,12 @@ static const char *const stsql[ST_COUNT] = {
 	[ST_R_TAKE] = "UPDATE rx SET taken = 1, body = NULL "
 	    "WHERE id = ?1 AND taken = 0",
 	[ST_R_PRUNE] = "DELETE FROM rx WHERE taken = 1 AND received_at < ?1",
+
+	[ST_K_GET] = "SELECT contact_id, msgid, digest, created FROM send_key "
+	    "WHERE key = ?1",
+	[ST_K_ADD] = "INSERT INTO send_key (key, contact_id, msgid, digest, "
+	    "created) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[ST_K_PRUNE] = "DELETE FROM send_key WHERE created < ?1",
 };
 
 /* One UPDATE per meta field: the column names never come from a caller. */

@@ -26,13 +26,15 @@
  */
 
 #define STORE_EXISTS		(-2)
-#define STORE_SCHEMA_VERSION	3
+#define STORE_SCHEMA_VERSION	4
 #define STORE_NAME_MAX		64	/* = VEIL_NAME_MAX */
 #define STORE_TOPIC_MAX		63	/* inbox / topic text, bytes */
 #define STORE_BLOB_MAX		1024	/* packed pair / agreement */
 #define STORE_PK_BYTES		32
 #define STORE_SEED_BYTES	32
 #define STORE_MSGID_BYTES	16
+#define STORE_SENDKEY_MAX	128	/* an app's key for message.send, bytes */
+#define STORE_DIGEST_BYTES	32
 
 struct store;
 
@@ -266,5 +268,24 @@ int	store_rx_take(struct store *, int64_t id);
 /* Deletes taken rows received before older_than (the dedupe horizon);
  * returns the number deleted, or -1. */
 int64_t	store_rx_prune(struct store *, int64_t older_than);
+
+/*
+ * Send keys (idempotent message.send): the key an app named a message
+ * with, the contact and message ID it became and a digest of its text,
+ * so that a retry finds the first message instead of making a second.
+ * Gone with the contact.  get: 1 found, 0, -1.  add: 0, STORE_EXISTS, -1.
+ * prune: those created before older_than; the number deleted, or -1.
+ */
+struct store_sendkey {
+	int64_t	 contact_id;
+	uint8_t	 msgid[STORE_MSGID_BYTES];
+	uint8_t	 digest[STORE_DIGEST_BYTES];
+	int64_t	 created;
+};
+int	store_sendkey_get(struct store *, const void *key, size_t keylen,
+	    struct store_sendkey *out);
+int	store_sendkey_add(struct store *, const void *key, size_t keylen,
+	    const struct store_sendkey *k);
+int64_t	store_sendkey_prune(struct store *, int64_t older_than);
 
 #endif

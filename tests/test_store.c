@@ -1327,6 +1327,63 @@ test_rx(void **state)
 	assert_int_equal(store_rx_add(f->s, b, id, 1, NULL, 0, 1, NULL), 1);
 }
 
+/* Send keys: found by key, bound to contact and message, gone with the
+ * contact, pruned by age. */
+static void
+test_sendkeys(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	struct store_sendkey k, got;
+	char big[STORE_SENDKEY_MAX + 1];
+	int64_t a, b;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "alice", 1);
+	a = store_contact_add(f->s, &c);
+	mkcontact(&c, "bob", 2);
+	b = store_contact_add(f->s, &c);
+	memset(&k, 0, sizeof(k));
+	k.contact_id = a;
+	msgid(k.msgid, 1);
+	memset(k.digest, 0xd1, sizeof(k.digest));
+	k.created = 1000;
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 0);
+	assert_int_equal(store_sendkey_add(f->s, "k1", 2, &k), 0);
+	assert_int_equal(store_sendkey_add(f->s, "k1", 2, &k), STORE_EXISTS);
+	/* bytes, not C strings: "k1\0" is another key */
+	assert_int_equal(store_sendkey_get(f->s, "k1\0", 3, &got), 0);
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 1);
+	assert_int_equal(got.contact_id, a);
+	assert_memory_equal(got.msgid, k.msgid, STORE_MSGID_BYTES);
+	assert_memory_equal(got.digest, k.digest, STORE_DIGEST_BYTES);
+	assert_int_equal(got.created, 1000);
+	/* bounds */
+	memset(big, 'x', sizeof(big));
+	assert_int_equal(store_sendkey_add(f->s, big, sizeof(big), &k), -1);
+	assert_int_equal(store_sendkey_add(f->s, big, 0, &k), -1);
+	assert_int_equal(store_sendkey_add(f->s, big, STORE_SENDKEY_MAX, &k), 0);
+	assert_int_equal(store_sendkey_get(f->s, big, STORE_SENDKEY_MAX, &got), 1);
+	/* survives a reopen */
+	reopen(f);
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 1);
+	/* one of bob's goes with bob */
+	k.contact_id = b;
+	k.created = 5000;
+	msgid(k.msgid, 2);
+	assert_int_equal(store_sendkey_add(f->s, "k2", 2, &k), 0);
+	assert_int_equal(store_contact_delete(f->s, b, 6000), 1);
+	assert_int_equal(store_sendkey_get(f->s, "k2", 2, &got), 0);
+	/* prune by age: k1 and the big one (1000) go, a newer one stays */
+	k.contact_id = a;
+	k.created = 3000;
+	assert_int_equal(store_sendkey_add(f->s, "k3", 2, &k), 0);
+	assert_int_equal(store_sendkey_prune(f->s, 2000), 2);
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 0);
+	assert_int_equal(store_sendkey_get(f->s, "k3", 2, &got), 1);
+	assert_int_equal(store_sendkey_prune(f->s, 2000), 0);
+}
+
 /* Error strings name the failure, never the data. */
 static void
 test_errors_hold_no_data(void **state)
@@ -1379,6 +1436,7 @@ main(void)
 		T(test_inboxes),
 		T(test_outbox),
 		T(test_rx),
+		T(test_sendkeys),
 		T(test_errors_hold_no_data),
 #undef T
 	};
