@@ -349,7 +349,13 @@ int
 engine_start(void)
 {
 	struct timeval tv = { 1, 0 };
+	int64_t now = now_ms();
 
+	/* The hourly prune, once at start too: a daemon restarted more
+	 * often than hourly would never get to it. */
+	if (store_rx_prune(E.st, now - DEDUPE_MS) < 0 ||
+	    store_sendkey_prune(E.st, now - SENDKEY_MS) < 0)
+		log_warnx("store: %s", store_errmsg(E.st));
 	/* From here brackets commit as a group, once per loop pass. */
 	if (txn_init() != 0 || outbox_init() != 0)
 		return -1;
