@@ -27,7 +27,8 @@ enum engine_err {
 	ENGINE_EEXIST = -3,	/* name or contact already there */
 	ENGINE_ESTATE = -4,	/* not possible in the contact's state */
 	ENGINE_ETOOBIG = -5,	/* message too large */
-	ENGINE_EINTERNAL = -6	/* store, memory, crypto */
+	ENGINE_EINTERNAL = -6,	/* store, memory, crypto */
+	ENGINE_ESTORAGE = -8	/* the disk: full, read-only, failing, damaged */
 };
 
 #define ENGINE_ID_TEXT	(2 * VEIL_MSGID_BYTES + 1)	/* message ID, hex */
@@ -53,6 +54,8 @@ struct engine_status {
 	int64_t		 outbox, unread;
 	uint64_t	 frames_in, frames_out, dropped;
 	int		 wire;				/* protocol version */
+	const char	*store;				/* "ok", "full", "read-only",
+							   "io error", "damaged" */
 	/* Filled only when asked (identifiers, for audits; see also
 	 * engine_foreach_id). */
 	char		 card[ENGINE_TEXT_MAX];		/* the card handed out */
@@ -113,6 +116,10 @@ void	engine_set_event_cb(engine_event_cb cb, void *arg);
 /* Runs fn(arg, committed) once everything written so far is durable
  * (group commit): replies to the socket wait for it. */
 void	engine_after_commit(void (*fn)(void *, int), void *arg);
+
+/* Why the state database takes no changes now, as a sentence for the
+ * user, or NULL when it does. */
+const char *engine_store_problem(void);
 
 /* A line for sd_notify STATUS=. */
 void	engine_status_line(char *buf, size_t len);

@@ -35,6 +35,7 @@ static const struct {
 	{ ENGINE_ESTATE,	RPC_ERR_STATE },
 	{ ENGINE_ETOOBIG,	RPC_ERR_TOO_LARGE },
 	{ ENGINE_EINTERNAL,	RPC_INTERNAL_ERROR },
+	{ ENGINE_ESTORAGE,	RPC_ERR_STORAGE },
 };
 
 static int
@@ -68,10 +69,14 @@ durable_fire(void *arg, int committed)
 	struct durable *d = arg;
 
 	if (d->call != NULL) {
+		const char *why = engine_store_problem();
+
 		if (committed) {
 			rpc_reply(d->call, d->result);
 			d->result = NULL;
-		} else
+		} else if (why != NULL)
+			rpc_error(d->call, RPC_ERR_STORAGE, "%s", why);
+		else
 			rpc_error(d->call, RPC_INTERNAL_ERROR,
 			    "the state database refused the change");
 	}
@@ -166,8 +171,10 @@ m_status(struct rpc_call *call)
 	    "unread", (json_int_t)s.unread,
 	    "frames", "in", (json_int_t)s.frames_in, "out", (json_int_t)s.frames_out,
 	    "dropped", (json_int_t)s.dropped);
-	if (o != NULL)
+	if (o != NULL) {
 		json_object_set_new(o, "wire", json_integer(s.wire));
+		json_object_set_new(o, "store", json_string(s.store));
+	}
 	if (o != NULL && verbose) {
 		struct id_lists l = { json_array(), json_array() };
 

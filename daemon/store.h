@@ -38,12 +38,38 @@
 
 struct store;
 
-/* Opens (creating with mode 0600 and migrating) the database at path.
- * On failure returns NULL with a reason in err. */
+/*
+ * Opens (creating with mode 0600 and migrating) the database at path.  A
+ * new database is made under path.new and renamed into place once it is
+ * complete, so an existing file that is empty was truncated: refused, as
+ * is a file that is not a database or fails sqlite's quick_check.  On
+ * failure returns NULL with a reason in err (saying what to do when the
+ * file is damaged).
+ */
 struct store	*store_open(const char *path, char *err, size_t errlen);
 void		 store_close(struct store *);
 /* Why the last failing call failed ("" when none). */
 const char	*store_errmsg(struct store *);
+/*
+ * What kind of trouble the last failing call met: the disk or the file,
+ * not a bug or bad input.  A full disk and a read-only file system go
+ * away when their cause does; a damaged file does not.
+ */
+enum store_trouble {
+	STORE_OK = 0,		/* none, or not the disk's */
+	STORE_FULL,		/* no space left */
+	STORE_READONLY,		/* read-only file system, permissions */
+	STORE_IOERR,		/* the disk failed a read or write */
+	STORE_DAMAGED		/* the file is not a sound database */
+};
+enum store_trouble store_trouble(struct store *);
+/* A small write in its own transaction (the meta row rewritten as it
+ * is): whether the disk takes changes now.  0, or -1 (store_trouble
+ * says why); -1 too inside an open transaction. */
+int	store_probe(struct store *);
+/* Rows changed by this connection since it opened (sqlite's
+ * total_changes): did a transaction write anything? */
+int	store_changes(struct store *);
 
 /* Explicit transaction grouping several writes (BEGIN IMMEDIATE).  Not
  * nestable: store_begin inside a transaction fails.  After any failure

@@ -28,6 +28,8 @@ struct store {
 	sqlite3_stmt	*st[ST_COUNT];
 	sqlite3_stmt	*meta[STORE_META_COUNT];
 	int		 checkpointed;	/* sqlite3_total_changes at the last one */
+	int		 errcode;	/* sqlite's extended code of err, 0: ours */
+	int		 syserr;	/* the errno behind it, 0: none */
 	char		 err[256];
 };
 

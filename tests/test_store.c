@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -271,15 +272,95 @@ test_open_tightens_existing_mode(void **state)
 {
 	struct fx *f = *state;
 	struct stat st;
-	FILE *fp;
 
-	fp = fopen(f->path, "w");
-	assert_non_null(fp);
-	fclose(fp);
+	f->s = open_ok(f);
+	store_close(f->s);
 	assert_int_equal(chmod(f->path, 0644), 0);
 	f->s = open_ok(f);
 	assert_int_equal(stat(f->path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+/* A new database appears under its name only complete: what a crash
+ * left under path.new is made anew; an empty file under the name was
+ * truncated and is refused, not taken for a new database. */
+static void
+test_open_new_and_empty(void **state)
+{
+	struct fx *f = *state;
+	char tmp[160], err[512];
+	struct stat st;
+	FILE *fp;
+
+	snprintf(tmp, sizeof(tmp), "%s.new", f->path);
+	fp = fopen(tmp, "w");
+	assert_non_null(fp);
+	fputs("half a database", fp);
+	fclose(fp);
+	f->s = open_ok(f);
+	assert_int_equal(stat(tmp, &st), -1);
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_true(st.st_size >= 512);
+	assert_int_equal(store_meta_set_int(f->s, STORE_META_CLIENT_EPOCH, 7), 0);
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(truncate(f->path, 0), 0);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "is empty"));
+	assert_non_null(strstr(err, "backup"));
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_size, 0);		/* left as it was */
+}
+
+/* Damage found at open: a file that is not a database, a truncated one,
+ * pages overwritten; each refused with what to do, nothing written. */
+static void
+test_open_damaged(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	char err[1024], name[16];
+	struct stat st;
+	uint8_t junk[4096];
+	FILE *fp;
+	int fd;
+
+	f->s = open_ok(f);
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "c%03d", i);
+		mkcontact(&c, name, (uint8_t)i);
+		assert_true(store_contact_add(f->s, &c) > 0);
+	}
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_true(st.st_size > 20 * 4096);
+
+	/* pages in the middle overwritten: quick_check */
+	memset(junk, 0xa5, sizeof(junk));
+	fd = open(f->path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), 8 * 4096), (ssize_t)sizeof(junk));
+	close(fd);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "damaged"));
+	assert_non_null(strstr(err, "backup"));
+
+	/* truncated */
+	assert_int_equal(truncate(f->path, 6 * 4096), 0);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "damaged"));
+
+	/* not a database at all */
+	fp = fopen(f->path, "w");
+	assert_non_null(fp);
+	fputs("this is not a database, but it is long enough to look like "
+	    "one: more than a hundred bytes of header, all of it wrong.\n", fp);
+	fclose(fp);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "damaged"));
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_true(st.st_size < 200);		/* not rewritten */
 }
 
 static void
@@ -1420,6 +1501,8 @@ main(void)
 		T(test_open_migrates_empty),
 		T(test_open_synchronous_full),
 		T(test_open_tightens_existing_mode),
+		T(test_open_new_and_empty),
+		T(test_open_damaged),
 		T(test_open_bad_path),
 		T(test_reopen_keeps_data),
 		T(test_newer_version_refused),
