@@ -88,6 +88,45 @@ def binary(rel):
     return path
 
 
+def sanitized():
+    """True when the build under test was configured --enable-sanitizers
+    (make check says so in VEIL_SANITIZERS): ASan and UBSan in veild and
+    veilctl, so memory and time figures mean nothing."""
+    return os.environ.get("VEIL_SANITIZERS") == "yes"
+
+
+def _log_paths():
+    """The log_path prefixes of ASAN_OPTIONS and UBSAN_OPTIONS, if set:
+    where sanitized processes write their reports (one file per pid)."""
+    out = []
+    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        for opt in re.split(r"[:,]", os.environ.get(var, "")):
+            if opt.startswith("log_path="):
+                out.append(opt[len("log_path="):])
+    return out
+
+
+def sanitizer_reports(since=0.0):
+    """Reports sanitized processes (veild, veilctl, test helpers) wrote to
+    their log_path files since the time since: [(file, text)]."""
+    out = []
+    for prefix in _log_paths():
+        d, base = os.path.split(prefix)
+        try:
+            names = os.listdir(d or ".")
+        except FileNotFoundError:
+            continue
+        for n in sorted(names):
+            p = os.path.join(d, n)
+            try:
+                if n.startswith(base + ".") and os.path.getmtime(p) >= since:
+                    with open(p, errors="replace") as f:
+                        out.append((p, f.read()))
+            except OSError:
+                pass
+    return out
+
+
 # --- variables that shrink a suite -----------------------------------------
 
 def shrink_env(names):
@@ -951,6 +990,7 @@ class World:
     def __init__(self, tap, watchdog=110):
         self.tap = tap
         self.transport = transport()
+        self.started = time.time()
         self.tmp = tempfile.mkdtemp(prefix="veil-it-%s-" % self.transport)
         self.daemons = []
         self.brokers = []
@@ -959,7 +999,10 @@ class World:
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGALRM, self._on_alarm)
         # prosody's pubsub is several times slower than mosquitto, and a
-        # parallel make check shares two cores among all the suites.
+        # parallel make check shares two cores among all the suites; a
+        # sanitized veild is slower too.
+        if sanitized():
+            watchdog = watchdog * 3 // 2
         signal.alarm(watchdog * 2 if self.transport == "xmpp" else watchdog)
 
     def _on_signal(self, signum, frame):
@@ -1025,8 +1068,12 @@ class World:
         for d in self.daemons:
             hits += ["[%s] %s" % (d.name, l) for l in d.log().splitlines()
                      if SANITIZER_RE.search(l)]
+        # Under ASAN_OPTIONS/UBSAN_OPTIONS log_path the reports of every
+        # sanitized process (veild, veilctl, helpers) go to files instead.
+        for path, text in sanitizer_reports(self.started):
+            hits += ["%s:" % path] + text.splitlines()[:30]
         self.tap.ok(not hits, "no sanitizer report or fatal error in any veild log",
-                    "\n".join(hits[:40]))
+                    "\n".join(hits[:80]))
 
     def cleanup(self, keep=None):
         signal.alarm(0)
