@@ -576,6 +576,9 @@ class Daemon:
         r = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout)
         out = r.stdout.decode("utf-8", "replace")
         err = r.stderr.decode("utf-8", "replace")
+        if REPORT_RE.search(err):	# a sanitized veilctl's report
+            TOOL_REPORTS.append("veilctl %s:\n%s" % (" ".join(map(str, args))[:200],
+                                                     err[-3000:]))
         parsed = out
         if json_out and out.strip():
             try:
@@ -976,6 +979,12 @@ def xmpp_observe(server):
 # What a crashed or sanitized veild leaves in its log.
 SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
                           r"runtime error|\bfatal\b", re.I)
+# A sanitizer's report in another program's output (UBSan writes to
+# stderr whatever log_path says).
+REPORT_RE = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
+                       r"runtime error:")
+# Reports found in the output of the tools the tests ran (veilctl).
+TOOL_REPORTS = []
 
 
 class Watchdog(BaseException):
@@ -1072,6 +1081,8 @@ class World:
         # sanitized process (veild, veilctl, helpers) go to files instead.
         for path, text in sanitizer_reports(self.started):
             hits += ["%s:" % path] + text.splitlines()[:30]
+        for text in TOOL_REPORTS:
+            hits += text.splitlines()[:30]
         self.tap.ok(not hits, "no sanitizer report or fatal error in any veild log",
                     "\n".join(hits[:80]))
 
