@@ -106,8 +106,14 @@ reply_durable(struct rpc_call *call, json_t *result)
 static int
 answer(struct rpc_call *call, int rv, json_t *result, const char *err)
 {
+	const char *why;
+
 	if (rv != ENGINE_OK) {
 		json_decref(result);
+		/* A store failure while the disk is known to take no changes
+		 * is the disk's: say so, as for a failed commit. */
+		if (rv == ENGINE_EINTERNAL && (why = engine_store_problem()) != NULL)
+			return rpc_error(call, RPC_ERR_STORAGE, "%s", why);
 		return rpc_error(call, rpc_code(rv), "%s", err);
 	}
 	return reply_durable(call, result);
