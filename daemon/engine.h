@@ -28,6 +28,7 @@ enum engine_err {
 	ENGINE_ESTATE = -4,	/* not possible in the contact's state */
 	ENGINE_ETOOBIG = -5,	/* message too large */
 	ENGINE_EINTERNAL = -6,	/* store, memory, crypto */
+	ENGINE_EQUOTA = -7,	/* a quota is reached: later */
 	ENGINE_ESTORAGE = -8	/* the disk: full, read-only, failing, damaged */
 };
 
@@ -159,13 +160,25 @@ int	engine_send_keyed(const char *to, const void *text, size_t len,
 	    const char *key, size_t keylen, char id[ENGINE_ID_TEXT], char *err,
 	    size_t errlen);
 /*
- * Hands up to limit pending messages to cb, oldest first, and marks taken
- * those for which cb returned 0 (1: not taken, stop).  Returns the number
- * taken, or -1 on a store error.
+ * Hands up to limit received messages no app has acknowledged to cb,
+ * oldest first, until cb returns non-zero (that one is not handed out).
+ * Nothing is taken: a message stays, and is handed out again by the next
+ * call, until engine_ack names it.  Returns the number handed out, or -1
+ * on a store error.
  */
 int	engine_receive(int limit, int (*cb)(const struct engine_rx *, void *),
 	    void *arg);
-int64_t	engine_pending_count(void);
+/*
+ * Takes the messages with these IDs (hex, as engine_rx.id): an app has
+ * them.  IDs of messages already taken or unknown are no error.  *taken:
+ * how many were pending.  EINVAL (nothing taken) if an ID is malformed.
+ */
+int	engine_ack(const char *const *ids, size_t n, int *taken, char *err,
+	    size_t errlen);
+/* Any message not yet acknowledged: 1, 0, -1. */
+int	engine_pending_any(void);
+/* The byte budget of one message.receive reply (limits.receive_reply). */
+size_t	engine_receive_budget(void);
 /* announced: contacts told; epoch: the new epoch. */
 int	engine_rotate(int *announced, int64_t *epoch, char *err,
 	    size_t errlen);

@@ -156,7 +156,16 @@ const struct store_migration store_migrations[] = {
 	") WITHOUT ROWID;"
 	"CREATE INDEX request_seen_at ON request_seen(seen_at);", NULL },
 	/*
-	 * 4: idempotent sends.  The key an app gave message.send, kept for a
+	 * 4: bounded input.  A received message stays until an app
+	 * acknowledges it by its message ID (message.ack), and each contact's
+	 * unread messages are counted against its quota on every arrival:
+	 * both need an index over the pending rows.
+	 */
+	{ "CREATE INDEX rx_pending_msgid ON rx(msgid) WHERE taken = 0;"
+	"CREATE INDEX rx_pending_contact ON rx(contact_id) WHERE taken = 0;",
+	NULL },
+	/*
+	 * 5: idempotent sends.  The key an app gave message.send, kept for a
 	 * while with the message it made, so that a retry after a lost reply
 	 * returns that message instead of sending a second one.
 	 */

@@ -19,7 +19,8 @@
  *   byte 0  the method: methods_table[i], subscribe, unsubscribe (mod);
  *           bit 7: a notification (no id)
  *   byte 1  the stub engine's behaviour for this call: bits 0-2 the
- *           engine's answer (0 OK, else an engine_err), bit 3 receive
+ *           engine's answer (0 OK, else an engine_err; 7 with bit 6 of
+ *           byte 0: a quota), bit 3 receive
  *           fails, bit 4 the store reports trouble, bit 5 the commit
  *           fails, bit 6 the engine's events follow (they wake waiting
  *           receive calls), bit 7 the commit waits until the end
@@ -59,7 +60,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static const int answers[] = {
 	ENGINE_OK, ENGINE_EINVAL, ENGINE_ENOENT, ENGINE_EEXIST, ENGINE_ESTATE,
-	ENGINE_ETOOBIG, ENGINE_EINTERNAL, ENGINE_ESTORAGE
+	ENGINE_ETOOBIG, ENGINE_EINTERNAL, ENGINE_ESTORAGE, ENGINE_EQUOTA
 };
 
 int
@@ -81,7 +82,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint8_t f = p[1];
 			char *copy;
 
-			stub.rv = answers[f & 7];
+			stub.rv = answers[(f & 7) == 7 && (p[0] & 0x40) ? 8 : f & 7];
 			stub.flags = f;
 			stub.store_problem = (f >> 4) & 1;
 			if (p[0] & 0x80)

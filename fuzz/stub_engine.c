@@ -255,14 +255,32 @@ engine_receive(int limit, int (*cb)(const struct engine_rx *, void *), void *arg
 			break;
 		n++;
 	}
-	stub.pending -= n;
+	/* Nothing is taken: message.ack does that. */
 	return n;
 }
 
-int64_t
-engine_pending_count(void)
+int
+engine_pending_any(void)
 {
-	return stub.pending;
+	return stub.flags & 8 ? -1 : stub.pending > 0;
+}
+
+/* Small, so that a reply stops before its budget now and then. */
+size_t
+engine_receive_budget(void)
+{
+	return 64;
+}
+
+int
+engine_ack(const char *const *ids, size_t n, int *taken, char *err, size_t errlen)
+{
+	int rv = outcome(err, errlen);
+
+	for (size_t i = 0; i < n; i++)
+		check_text(ids[i], 8 << 20);
+	*taken = rv == ENGINE_OK ? (int)n : 0;
+	return rv;
 }
 
 int

@@ -22,10 +22,10 @@
 #define DEFAULT_SOCKET	"/run/veil/veild.sock"
 #define REPLY_MAX	(64 * 1024 * 1024)	/* one line from veild */
 #define TEXT_MAX	(1024 * 1024)		/* a message read from stdin */
-#define WAIT_MAX	86400
-#define SEEN_MAX	256
-#define SEND_RETRY_S	30			/* message.send retried this long */
-#define KEY_BYTES	16			/* a generated send key, random */
+#define WAIT_MAX	3600		/* veild's longest message.receive wait */
+#define FOLLOW_WAIT	3600
+#define SEND_RETRY_S	30		/* message.send retried this long */
+#define KEY_BYTES	16		/* a generated send key, random */
 
 struct subcommand {
 	const char	*name;
@@ -67,8 +67,8 @@ static const struct subcommand cmds[] = {
 	    "manage contacts (see below)" },
 	{ "send",	cmd_send,	"send [--key KEY] NAME [TEXT ...]",
 	    "send a message (standard input if no TEXT)" },
-	{ "recv",	cmd_recv,	"recv [--follow] [--wait SECONDS]",
-	    "print and take the messages received" },
+	{ "recv",	cmd_recv,	"recv [--follow | --wait SECONDS] [--peek]",
+	    "print the messages received, then acknowledge them" },
 	{ "rotate",	cmd_rotate,	"rotate",
 	    "move to new addresses now" },
 	{ "help",	cmd_help,	"help [COMMAND]",
@@ -185,6 +185,147 @@ cell_width(json_t *v)
 	return w;
 }
 
+/* --- names that look alike --------------------------------------------- */
+
+/*
+ * A name's skeleton: what it looks like rather than what it is, so that
+ * "bob", "Bob", "bоb" (Cyrillic o), "ｂｏｂ" (fullwidth) and "b0b" compare
+ * equal.  Deliberately simple, not Unicode's full confusables table: case
+ * folded; fullwidth forms to ASCII; Latin-1 letters without their accents;
+ * combining marks dropped; the Cyrillic and Greek letters that look like
+ * Latin ones mapped to them; 0 to o; i, I, 1 and | to l; "rn" to m;
+ * spaces, '-', '_' and '.' dropped.  veilctl warns when a new name's
+ * skeleton is another contact's: a request can pose as someone you know.
+ */
+static const struct {
+	unsigned	cp;
+	char		to;
+} lookalike[] = {
+	/* Greek capitals, then small */
+	{ 0x391, 'a' }, { 0x392, 'b' }, { 0x395, 'e' }, { 0x396, 'z' },
+	{ 0x397, 'h' }, { 0x399, 'l' }, { 0x39a, 'k' }, { 0x39c, 'm' },
+	{ 0x39d, 'n' }, { 0x39f, 'o' }, { 0x3a1, 'p' }, { 0x3a4, 't' },
+	{ 0x3a5, 'y' }, { 0x3a7, 'x' }, { 0x3b1, 'a' }, { 0x3b5, 'e' },
+	{ 0x3b9, 'i' }, { 0x3ba, 'k' }, { 0x3bd, 'v' }, { 0x3bf, 'o' },
+	{ 0x3c1, 'p' }, { 0x3c4, 't' }, { 0x3c5, 'u' }, { 0x3c7, 'x' },
+	/* Cyrillic */
+	{ 0x405, 's' }, { 0x406, 'l' }, { 0x408, 'j' }, { 0x410, 'a' },
+	{ 0x412, 'b' }, { 0x415, 'e' }, { 0x41a, 'k' }, { 0x41c, 'm' },
+	{ 0x41d, 'h' }, { 0x41e, 'o' }, { 0x420, 'p' }, { 0x421, 'c' },
+	{ 0x422, 't' }, { 0x423, 'y' }, { 0x425, 'x' }, { 0x430, 'a' },
+	{ 0x435, 'e' }, { 0x43a, 'k' }, { 0x43e, 'o' }, { 0x440, 'p' },
+	{ 0x441, 'c' }, { 0x443, 'y' }, { 0x445, 'x' }, { 0x450, 'e' },
+	{ 0x451, 'e' }, { 0x455, 's' }, { 0x456, 'i' }, { 0x457, 'i' },
+	{ 0x458, 'j' }, { 0x4bb, 'h' }, { 0x501, 'd' }, { 0x51b, 'q' },
+	{ 0x51d, 'w' },
+	/* Latin */
+	{ 0x131, 'i' }, { 0x237, 'j' }, { 0x2113, 'l' },
+};
+
+/* Latin-1 letters U+00C0..U+00FF without their accents ('*': not a letter). */
+static const char latin1_base[] =
+    "aaaaaaaceeeeiiii" "dnooooo*ouuuuyts"
+    "aaaaaaaceeeeiiii" "dnooooo*ouuuuyty";
+
+static void
+skeleton(const char *name, char *out, size_t outlen)
+{
+	const unsigned char	*p = (const unsigned char *)name;
+	size_t			 o = 0, k, n;
+	unsigned		 cp;
+	char			 ch;
+
+	while (*p != '\0' && o + 1 < outlen) {
+		n = *p < 0x80 ? 1 : *p < 0xe0 ? 2 : *p < 0xf0 ? 3 : 4;
+		cp = n == 1 ? *p : n == 2 ? (*p & 0x1fu) : n == 3 ? (*p & 0x0fu) :
+		    (*p & 0x07u);
+		for (k = 1; k < n && p[k] != '\0'; k++)
+			cp = (cp << 6) | (p[k] & 0x3fu);
+		n = k;		/* bytes it took */
+		p += n;
+		if (cp >= 0xff01 && cp <= 0xff5e)	/* fullwidth */
+			cp -= 0xfee0;
+		ch = 0;
+		if (cp == 'I' || cp == '|' || cp == '1')
+			ch = 'l';
+		else if (cp == '0')
+			ch = 'o';
+		else if (cp == ' ' || cp == '-' || cp == '_' || cp == '.' ||
+		    cp == 0xa0 || (cp >= 0x300 && cp <= 0x36f))
+			continue;
+		else if (cp < 0x80)
+			ch = (char)(cp >= 'A' && cp <= 'Z' ? cp + 32 : cp);
+		else if (cp >= 0xc0 && cp <= 0xff && latin1_base[cp - 0xc0] != '*')
+			ch = latin1_base[cp - 0xc0];
+		else
+			for (k = 0; k < sizeof(lookalike) / sizeof(lookalike[0]); k++)
+				if (lookalike[k].cp == cp)
+					ch = lookalike[k].to;
+		if (ch == 0) {	/* anything else stands for itself */
+			if (o + n >= outlen)
+				break;
+			memcpy(out + o, p - n, n);
+			o += n;
+			continue;
+		}
+		if (ch == 'i')
+			ch = 'l';	/* i, I, l, 1 and | are one stroke */
+		out[o++] = ch;
+		if (o >= 2 && out[o - 2] == 'r' && out[o - 1] == 'n') {
+			out[o - 2] = 'm';	/* "rn" reads as "m" */
+			o--;
+		}
+	}
+	out[o] = '\0';
+}
+
+/*
+ * Warns on standard error when contact `name` (peer name peer) looks like
+ * another contact's name or peer name.  Best effort: it never fails the
+ * command it follows.
+ */
+static json_t	*rpc(const char *method, json_t *params);
+
+static void
+warn_lookalike(const char *name, const char *peer)
+{
+	json_t		*result, *rows, *row;
+	const char	*mine[2] = { name, peer }, *theirs[2];
+	char		 a[4 * 64 + 1], b[4 * 64 + 1];
+	size_t		 i;
+	int		 j, k;
+
+	result = rpc("contact.list", NULL);
+	rows = json_object_get(result, "contacts");
+	json_array_foreach(rows, i, row) {
+		theirs[0] = json_string_value(json_object_get(row, "name"));
+		theirs[1] = json_string_value(json_object_get(row, "peer_name"));
+		if (theirs[0] == NULL || strcmp(theirs[0], name) == 0)
+			continue;
+		for (j = 0; j < 2; j++)
+			for (k = 0; k < 2; k++) {
+				if (mine[j] == NULL || theirs[k] == NULL ||
+				    *mine[j] == '\0' || *theirs[k] == '\0')
+					continue;
+				skeleton(mine[j], a, sizeof(a));
+				skeleton(theirs[k], b, sizeof(b));
+				if (strcmp(a, b) != 0)
+					continue;
+				fputs("veilctl: warning: \"", stderr);
+				put_safe(stderr, mine[j], NULL);
+				fputs("\" looks like \"", stderr);
+				put_safe(stderr, theirs[k], NULL);
+				fputs("\" of another contact, \"", stderr);
+				put_safe(stderr, theirs[0], NULL);
+				fputs("\": compare fingerprints (veilctl contact "
+				    "verify) before you trust it\n", stderr);
+				json_decref(result);
+				return;
+			}
+	}
+	json_decref(result);
+}
+
 /* --- talking to veild -------------------------------------------------- */
 
 /* Why the connection to veild failed, for sock_*_try's callers. */
@@ -289,19 +430,6 @@ sock_read_try(json_t **out)
 		    err.text);
 	*out = msg;
 	return 1;
-}
-
-/* Next message from veild (a new reference), or NULL at EOF. */
-static json_t *
-sock_read(void)
-{
-	json_t	*msg;
-
-	if (sock_read_try(&msg) == 1)
-		return msg;
-	if (rlen != 0 || strstr(io_err, "closed") == NULL)
-		die("%s", io_err);
-	return NULL;
 }
 
 /*
@@ -479,9 +607,12 @@ print_message(json_t *m)
 	fputs("] ", stdout);
 	print_value(json_object_get(m, "from"));
 	fputs(": ", stdout);
-	if ((text = json_string_value(json_object_get(m, "text"))) == NULL)
-		text = "";
-	put_safe(stdout, text, "\n    ");
+	if ((text = json_string_value(json_object_get(m, "text"))) != NULL)
+		put_safe(stdout, text, "\n    ");
+	else if ((text = json_string_value(json_object_get(m, "data"))) != NULL)
+		printf("[data, %zu bytes: veilctl --json recv shows it in base64]",
+		    strlen(text) / 4 * 3 - (strlen(text) > 0 && text[strlen(text) - 1] ==
+		    '=') - (strlen(text) > 1 && text[strlen(text) - 2] == '='));
 	fputc('\n', stdout);
 	fflush(stdout);
 }
@@ -624,6 +755,9 @@ cmd_contact_add(int argc, char **argv)
 		die("the card and name must be UTF-8 text");
 	result = rpc("contact.add", params);
 	print_result(result);
+	if (json_is_string(json_object_get(result, "name")))
+		warn_lookalike(json_string_value(json_object_get(result, "name")),
+		    json_string_value(json_object_get(result, "peer_name")));
 	json_decref(result);
 	return 0;
 }
@@ -731,6 +865,19 @@ cmd_contact_name(int argc, char **argv)
 	snprintf(method, sizeof(method), "contact.%s", current->name);
 	if ((params = json_pack("{s:s}", "name", argv[optind])) == NULL)
 		die("the name must be UTF-8 text");
+	/* Before accepting a request, the one moment it matters. */
+	if (strcmp(current->name, "accept") == 0) {
+		json_t	*list = rpc("contact.list", NULL), *row;
+		size_t	 i;
+
+		json_array_foreach(json_object_get(list, "contacts"), i, row)
+			if (json_is_string(json_object_get(row, "name")) &&
+			    strcmp(json_string_value(json_object_get(row,
+			    "name")), argv[optind]) == 0)
+				warn_lookalike(argv[optind], json_string_value(
+				    json_object_get(row, "peer_name")));
+		json_decref(list);
+	}
 	result = rpc(method, params);
 	print_result(result);
 	json_decref(result);
@@ -905,61 +1052,47 @@ cmd_send(int argc, char **argv)
 	return 0;
 }
 
-/* Message ids already printed by recv --follow: the notification and the
- * message.receive that takes the message may both carry it. */
-static char	*seen[SEEN_MAX];
-static size_t	 seen_next;
-static int	 receive_needed;
-
+/*
+ * message.receive hands out the messages no app has acknowledged, and
+ * they stay until message.ack names them: recv prints a batch, makes sure
+ * it reached standard output, and only then acknowledges it.  If veilctl
+ * dies or its output cannot be written first, the next recv shows the
+ * same messages again; nothing is lost.
+ */
 static int
-seen_before(json_t *m)
+receive_batch(long wait, int peek, int follow, int quiet_empty)
 {
-	json_t	*idv = json_object_get(m, "id");
-	char	*id;
-	size_t	 i;
+	json_t	*params = NULL, *result, *msgs, *m, *ids;
+	size_t	 i, n;
 
-	if (idv == NULL || (id = json_dumps(idv, JSON_ENCODE_ANY)) == NULL)
-		return 0;
-	for (i = 0; i < SEEN_MAX; i++) {
-		if (seen[i] != NULL && strcmp(seen[i], id) == 0) {
-			free(id);
-			return 1;
-		}
-	}
-	free(seen[seen_next]);
-	seen[seen_next] = id;
-	seen_next = (seen_next + 1) % SEEN_MAX;
-	return 0;
-}
-
-static void
-print_messages(json_t *result, int dedupe)
-{
-	json_t	*msgs, *m;
-	size_t	 i;
-
+	if (wait > 0)
+		params = json_pack("{s:i}", "wait", (int)wait);
+	result = rpc("message.receive", params);
 	msgs = json_object_get(result, "messages");
 	if (!json_is_array(msgs))
 		die("invalid reply from veild: no messages");
-	json_array_foreach(msgs, i, m) {
-		if (!dedupe || !seen_before(m))
+	/* --json: the reply as it is (an empty one only when it is the
+	 * first), or with --follow one message a line. */
+	if (json_out && !follow) {
+		if (json_array_size(msgs) > 0 || !quiet_empty)
+			print_json(result);
+	} else
+		json_array_foreach(msgs, i, m)
 			print_message(m);
+	if (fflush(stdout) == EOF || ferror(stdout))
+		die("standard output: %s: the messages stay for the next recv",
+		    strerror(errno));
+	n = json_array_size(msgs);
+	if (n > 0 && !peek) {
+		if ((ids = json_array()) == NULL)
+			die("out of memory");
+		json_array_foreach(msgs, i, m)
+			if (json_is_string(json_object_get(m, "id")))
+				json_array_append(ids, json_object_get(m, "id"));
+		json_decref(rpc("message.ack", json_pack("{s:o}", "ids", ids)));
 	}
-}
-
-static void
-follow_notify(json_t *msg)
-{
-	json_t	*params = json_object_get(msg, "params");
-
-	if (strcmp(json_string_value(json_object_get(msg, "method")),
-	    "message") != 0)
-		return;
-	if (json_is_object(params) && json_object_get(params, "text") &&
-	    !seen_before(params))
-		print_message(params);
-	/* Take it too, or the next recv would show it again. */
-	receive_needed = 1;
+	json_decref(result);
+	return (int)n;
 }
 
 static int
@@ -967,17 +1100,19 @@ cmd_recv(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "follow", no_argument, NULL, 'f' },
+		{ "peek", no_argument, NULL, 'p' },
 		{ "wait", required_argument, NULL, 'w' }, COMMON_LONGOPTS,
 		{ NULL, 0, NULL, 0 }
 	};
-	json_t	*params = NULL, *result, *msg;
 	char	*end;
 	long	 wait = -1;
-	int	 c, follow = 0;
+	int	 c, follow = 0, peek = 0;
 
-	while ((c = next_opt(argc, argv, "+fw:h", longopts)) != -1) {
+	while ((c = next_opt(argc, argv, "+fpw:h", longopts)) != -1) {
 		if (c == 'f')
 			follow = 1;
+		else if (c == 'p')
+			peek = 1;
 		else if (c == 'w') {
 			errno = 0;
 			wait = strtol(optarg, &end, 10);
@@ -989,40 +1124,21 @@ cmd_recv(int argc, char **argv)
 			}
 		}
 	}
-	if (optind != argc || (follow && wait >= 0))
+	if (optind != argc || (follow && wait >= 0) || (follow && peek))
 		usage();
 
+	/* Batch after batch until none is left (a reply holds what fits
+	 * veild's byte budget); --peek leaves them, so it shows one. */
 	if (!follow) {
-		if (wait >= 0)
-			params = json_pack("{s:i}", "wait", (int)wait);
-		result = rpc("message.receive", params);
-		if (json_out)
-			print_json(result);
-		else
-			print_messages(result, 0);
-		json_decref(result);
+		if (receive_batch(wait, peek, 0, 0) > 0 && !peek)
+			while (receive_batch(0, 0, 0, 1) > 0)
+				;
 		return 0;
 	}
-
-	/* Subscribe first so nothing arrives unseen between the calls. */
-	on_notify = follow_notify;
-	json_decref(rpc("subscribe", json_pack("{s:[s]}", "events",
-	    "message")));
-	receive_needed = 1;
-	for (;;) {
-		while (receive_needed) {
-			receive_needed = 0;
-			result = rpc("message.receive", NULL);
-			print_messages(result, 1);
-			json_decref(result);
-		}
-		if ((msg = sock_read()) == NULL)
-			die("veild closed the connection");
-		if (json_object_get(msg, "id") == NULL &&
-		    json_is_string(json_object_get(msg, "method")))
-			follow_notify(msg);
-		json_decref(msg);
-	}
+	/* An empty reply means the long poll ran out with nothing new, so it
+	 * starts again. */
+	for (;;)
+		receive_batch(FOLLOW_WAIT, 0, 1, 1);
 }
 
 static int
