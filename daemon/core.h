@@ -92,6 +92,9 @@ uint64_t			 eng_tick(void);	/* seconds ticked */
 uint32_t	eng_epoch_len(void);
 uint32_t	eng_key_period(void);
 void		eng_clock(struct veil_clock *clk);
+/* A write to the store succeeded (ok: it changed something) or failed:
+ * the engine follows whether the disk takes changes, and says so. */
+void	eng_store_result(int ok);
 /* Queues an event for after the commit (strings are copied). */
 void	eng_event(const struct engine_event *ev);
 void	eng_event_state(const struct contact *c, const char *warning);

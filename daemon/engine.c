@@ -18,6 +18,7 @@
 #include "log.h"
 
 #define DEDUPE_MS	(30LL * 24 * 3600 * 1000)
+#define SENDKEY_MS	((int64_t)ENGINE_SENDKEY_DAYS * 24 * 3600 * 1000)
 /* Seconds between WAL checkpoints: how long a wiped key's page may stay
  * in veil.db-wal (protocol.md 8). */
 #define CHECKPOINT_S	5
@@ -44,6 +45,8 @@ static struct engine {
 	engine_event_cb		 cb;
 	void			*cb_arg;
 	int			 started;	/* modules up to where shutdown undoes */
+	enum store_trouble	 trouble;	/* why the store takes no changes */
+	char			 problem[512];	/* ... as a sentence */
 } E;
 
 const struct veild_config *
@@ -101,6 +104,86 @@ eng_clock(struct veil_clock *clk)
 
 	clk->now = now_s();
 	clk->grace = clk->lead = p < KEY_SLACK_MAX ? p : KEY_SLACK_MAX;
+}
+
+/* --- the disk ------------------------------------------------------------- */
+
+static const char *
+trouble_name(enum store_trouble t)
+{
+	switch (t) {
+	case STORE_OK:		return "ok";
+	case STORE_FULL:	return "full";
+	case STORE_READONLY:	return "read-only";
+	case STORE_IOERR:	return "io error";
+	case STORE_DAMAGED:	return "damaged";
+	}
+	return "ok";
+}
+
+static void
+trouble_text(enum store_trouble t, char *buf, size_t len)
+{
+	const char *dir = E.cfg.state_dir;
+
+	switch (t) {
+	case STORE_OK:
+		buf[0] = '\0';
+		break;
+	case STORE_FULL:
+		snprintf(buf, len, "the disk holding state_dir %s is full: nothing "
+		    "was stored, so no message is accepted until there is space; "
+		    "messages sent to us wait at their senders", dir);
+		break;
+	case STORE_READONLY:
+		snprintf(buf, len, "state_dir %s cannot be written (a read-only file "
+		    "system or permissions): nothing was stored, so no message is "
+		    "accepted until it can be; messages sent to us wait at their "
+		    "senders", dir);
+		break;
+	case STORE_IOERR:
+		snprintf(buf, len, "the disk holding state_dir %s failed a write: "
+		    "nothing was stored, so no message is accepted until writes "
+		    "succeed again; messages sent to us wait at their senders", dir);
+		break;
+	case STORE_DAMAGED:
+		snprintf(buf, len, "%s/veil.db is damaged: nothing more is stored; "
+		    "stop veild, keep a copy of the state directory and restore "
+		    "veil.db from a backup", dir);
+		break;
+	}
+}
+
+/*
+ * Whether the disk takes changes, from the outcome of writes: a failure
+ * of the disk's (full, read-only, I/O, damage) stops the engine from
+ * accepting messages with a clear error until a write succeeds again (a
+ * damaged file stays damaged).  Each change is logged once.
+ */
+void
+eng_store_result(int ok)
+{
+	enum store_trouble t = ok ? STORE_OK : store_trouble(E.st);
+
+	if (!ok && t == STORE_OK)
+		return;		/* not the disk's doing */
+	if (t == E.trouble || E.trouble == STORE_DAMAGED)
+		return;
+	if (t != STORE_OK) {
+		trouble_text(t, E.problem, sizeof E.problem);
+		log_warnx("state database: %s (%s)", E.problem, store_errmsg(E.st));
+	} else {
+		E.problem[0] = '\0';
+		log_info("state database: changes are stored again; messages are "
+		    "accepted");
+	}
+	E.trouble = t;
+}
+
+const char *
+engine_store_problem(void)
+{
+	return E.trouble != STORE_OK ? E.problem : NULL;
 }
 
 /* --- events, after the commit ------------------------------------------ */
@@ -195,7 +278,17 @@ lock_state(const char *dir, char *err, size_t errlen)
 
 	snprintf(path, sizeof path, "%s/veil.lock", dir);
 	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) == -1) {
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		if (errno == EROFS)
+			seterr(err, errlen, "state_dir %s is on a read-only file "
+			    "system: veild keeps its database there and must write "
+			    "it; remount it read-write (%s: %s)", dir, path,
+			    strerror(errno));
+		else if (errno == EACCES || errno == EPERM)
+			seterr(err, errlen, "state_dir %s cannot be written by uid "
+			    "%ld: veild keeps its database there and must write it "
+			    "(%s: %s)", dir, (long)geteuid(), path, strerror(errno));
+		else
+			seterr(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
@@ -287,11 +380,16 @@ tick(evutil_socket_t fd, short ev, void *arg)
 		/* The sweep above opened a group: commit it first, or the
 		 * checkpoint would always find a transaction open. */
 		txn_flush();
+		/* Still no space, or read-only?  A small write finds out,
+		 * so that status tells and the log says when it is over. */
+		if (E.trouble != STORE_OK && E.trouble != STORE_DAMAGED)
+			eng_store_result(store_probe(E.st) == 0);
 		if (store_checkpoint(E.st) < 0)
 			log_warnx("store: checkpoint: %s", store_errmsg(E.st));
 	}
 	if (E.ticks % 3600 == 0) {
-		if (store_rx_prune(E.st, now - DEDUPE_MS) < 0)
+		if (store_rx_prune(E.st, now - DEDUPE_MS) < 0 ||
+		    store_sendkey_prune(E.st, now - SENDKEY_MS) < 0)
 			log_warnx("store: %s", store_errmsg(E.st));
 		pairing_prune();
 	}
@@ -303,9 +401,30 @@ tick(evutil_socket_t fd, short ev, void *arg)
  */
 enum { UP_NONE, UP_STORE, UP_INBOX, UP_CONTACT, UP_CONN, UP_RECV };
 
+static int engine_init_modules(struct event_base *base,
+    const struct veild_config *cfg, char *err, size_t errlen);
+
+/* engine_init_modules, and when the disk was why it failed, says so. */
 int
 engine_init(struct event_base *base, const struct veild_config *cfg, char *err,
     size_t errlen)
+{
+	enum store_trouble t;
+	size_t n;
+
+	if (engine_init_modules(base, cfg, err, errlen) == 0)
+		return 0;
+	if (E.st != NULL && (t = store_trouble(E.st)) != STORE_OK) {
+		n = strlen(err);
+		trouble_text(t, E.problem, sizeof E.problem);
+		snprintf(err + n, errlen - n, ": %s", E.problem);
+	}
+	return -1;
+}
+
+static int
+engine_init_modules(struct event_base *base, const struct veild_config *cfg,
+    char *err, size_t errlen)
 {
 	char path[4096];
 
@@ -353,7 +472,13 @@ int
 engine_start(void)
 {
 	struct timeval tv = { 1, 0 };
+	int64_t now = now_ms();
 
+	/* The hourly prune, once at start too: a daemon restarted more
+	 * often than hourly would never get to it. */
+	if (store_rx_prune(E.st, now - DEDUPE_MS) < 0 ||
+	    store_sendkey_prune(E.st, now - SENDKEY_MS) < 0)
+		log_warnx("store: %s", store_errmsg(E.st));
 	/* From here brackets commit as a group, once per loop pass. */
 	if (txn_init() != 0 || outbox_init() != 0)
 		return -1;
@@ -467,6 +592,7 @@ engine_status(struct engine_status *s, int verbose)
 	recv_counters(&s->frames_in, &s->dropped);
 	s->frames_out = conn_frames_out();
 	s->wire = VEIL_PROTOCOL_VERSION;
+	s->store = trouble_name(E.trouble);
 	if (verbose) {
 		copystr(s->card, inbox_card_topic(), sizeof s->card);
 		s->epoch = conn_epoch();
@@ -485,13 +611,61 @@ int
 engine_send(const char *to, const void *text, size_t len, char id[ENGINE_ID_TEXT],
     char *err, size_t errlen)
 {
+	return engine_send_keyed(to, text, len, NULL, 0, id, err, errlen);
+}
+
+/* A send key seen before: 1 with its message's ID in id, 0 not seen,
+ * else an engine error (another message had that key, the store). */
+static int
+sendkey_lookup(const struct contact *c, const char *key, size_t keylen,
+    const uint8_t digest[STORE_DIGEST_BYTES], char id[ENGINE_ID_TEXT],
+    char *err, size_t errlen)
+{
+	struct store_sendkey k;
+	int r;
+
+	if ((r = store_sendkey_get(E.st, key, keylen, &k)) < 0) {
+		seterr(err, errlen, "store: %s", store_errmsg(E.st));
+		return ENGINE_EINTERNAL;
+	}
+	if (r == 0)
+		return 0;
+	if (k.contact_id != c->id ||
+	    sodium_memcmp(k.digest, digest, sizeof k.digest) != 0) {
+		seterr(err, errlen, "key already named another message (to "
+		    "another contact or with another text)");
+		return ENGINE_EEXIST;
+	}
+	msgid_hex(k.msgid, id);
+	return 1;
+}
+
+int
+engine_send_keyed(const char *to, const void *text, size_t len,
+    const char *key, size_t keylen, char id[ENGINE_ID_TEXT], char *err,
+    size_t errlen)
+{
 	struct contact *c = contact_by_name(to);
 	uint8_t msgid[VEIL_MSGID_BYTES];
+	struct store_sendkey k;
 	int64_t now = now_ms();
+	int r;
 
+	if (key != NULL && (keylen == 0 || keylen > ENGINE_SENDKEY_MAX)) {
+		seterr(err, errlen, "key: 1 to %d bytes", ENGINE_SENDKEY_MAX);
+		return ENGINE_EINVAL;
+	}
 	if (c == NULL) {
 		seterr(err, errlen, "no contact named %s", to);
 		return ENGINE_ENOENT;
+	}
+	if (key != NULL) {
+		/* Text and contact bind the key: a retry must be the same
+		 * message, not a new one that happens to reuse a key. */
+		crypto_generichash(k.digest, sizeof k.digest, text, len, NULL, 0);
+		if ((r = sendkey_lookup(c, key, keylen, k.digest, id, err,
+		    errlen)) != 0)
+			return r == 1 ? ENGINE_OK : r;
 	}
 	if (c->state != CONTACT_ESTABLISHED) {
 		seterr(err, errlen, "%s is %s, not established", c->name,
@@ -520,13 +694,20 @@ engine_send(const char *to, const void *text, size_t len, char id[ENGINE_ID_TEXT
 		}
 	}
 	veil_msgid_new(msgid);
-	/* Durable before acknowledged: the row and the advanced counter
-	 * commit together, then the frames leave. */
+	/* Durable before acknowledged: the row, its key and the advanced
+	 * counter commit together, then the frames leave. */
 	if (txn_begin() != 0)
 		goto fail;
 	if (store_outbox_add(E.st, c->id, msgid, VEIL_T_TEXT, text, len, now,
 	    now + backoff(0)) < 0)
 		goto fail;
+	if (key != NULL) {
+		k.contact_id = c->id;
+		memcpy(k.msgid, msgid, sizeof k.msgid);
+		k.created = now;
+		if (store_sendkey_add(E.st, key, keylen, &k) != 0)
+			goto fail;
+	}
 	if (send_to(c, VEIL_T_TEXT, msgid, text, len, 0) != 0)
 		goto fail;
 	if (txn_commit() != 0)
@@ -535,7 +716,12 @@ engine_send(const char *to, const void *text, size_t len, char id[ENGINE_ID_TEXT
 	return ENGINE_OK;
 fail:
 	seterr(err, errlen, "store: %s", store_errmsg(E.st));
+	eng_store_result(0);
 	txn_rollback();
+	if (E.trouble != STORE_OK) {
+		copystr(err, E.problem, errlen);
+		return ENGINE_ESTORAGE;
+	}
 	return ENGINE_EINTERNAL;
 }
 

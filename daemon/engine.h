@@ -28,7 +28,8 @@ enum engine_err {
 	ENGINE_ESTATE = -4,	/* not possible in the contact's state */
 	ENGINE_ETOOBIG = -5,	/* message too large */
 	ENGINE_EINTERNAL = -6,	/* store, memory, crypto */
-	ENGINE_EQUOTA = -7	/* a quota is reached: later */
+	ENGINE_EQUOTA = -7,	/* a quota is reached: later */
+	ENGINE_ESTORAGE = -8	/* the disk: full, read-only, failing, damaged */
 };
 
 #define ENGINE_ID_TEXT	(2 * VEIL_MSGID_BYTES + 1)	/* message ID, hex */
@@ -54,6 +55,8 @@ struct engine_status {
 	int64_t		 outbox, unread;
 	uint64_t	 frames_in, frames_out, dropped;
 	int		 wire;				/* protocol version */
+	const char	*store;				/* "ok", "full", "read-only",
+							   "io error", "damaged" */
 	/* Filled only when asked (identifiers, for audits; see also
 	 * engine_foreach_id). */
 	char		 card[ENGINE_TEXT_MAX];		/* the card handed out */
@@ -115,6 +118,10 @@ void	engine_set_event_cb(engine_event_cb cb, void *arg);
  * (group commit): replies to the socket wait for it. */
 void	engine_after_commit(void (*fn)(void *, int), void *arg);
 
+/* Why the state database takes no changes now, as a sentence for the
+ * user, or NULL when it does. */
+const char *engine_store_problem(void);
+
 /* A line for sd_notify STATUS=. */
 void	engine_status_line(char *buf, size_t len);
 
@@ -140,6 +147,18 @@ int	engine_contact_verify(const char *name, int mark,
 /* id receives the message ID (hex). */
 int	engine_send(const char *to, const void *text, size_t len,
 	    char id[ENGINE_ID_TEXT], char *err, size_t errlen);
+/*
+ * engine_send with the caller's name for the message (1 to
+ * ENGINE_SENDKEY_MAX bytes; NULL: none).  A key seen in the last
+ * ENGINE_SENDKEY_DAYS days returns that message's ID and sends nothing:
+ * a retry after a lost reply.  The same key with another contact or
+ * text is EEXIST.
+ */
+#define ENGINE_SENDKEY_MAX	128
+#define ENGINE_SENDKEY_DAYS	7
+int	engine_send_keyed(const char *to, const void *text, size_t len,
+	    const char *key, size_t keylen, char id[ENGINE_ID_TEXT], char *err,
+	    size_t errlen);
 /*
  * Hands up to limit received messages no app has acknowledged to cb,
  * oldest first, until cb returns non-zero (that one is not handed out).

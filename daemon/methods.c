@@ -43,6 +43,7 @@ static const struct {
 	{ ENGINE_ETOOBIG,	RPC_ERR_TOO_LARGE },
 	{ ENGINE_EINTERNAL,	RPC_INTERNAL_ERROR },
 	{ ENGINE_EQUOTA,	RPC_ERR_BUSY },
+	{ ENGINE_ESTORAGE,	RPC_ERR_STORAGE },
 };
 
 static int
@@ -76,10 +77,14 @@ durable_fire(void *arg, int committed)
 	struct durable *d = arg;
 
 	if (d->call != NULL) {
+		const char *why = engine_store_problem();
+
 		if (committed) {
 			rpc_reply(d->call, d->result);
 			d->result = NULL;
-		} else
+		} else if (why != NULL)
+			rpc_error(d->call, RPC_ERR_STORAGE, "%s", why);
+		else
 			rpc_error(d->call, RPC_INTERNAL_ERROR,
 			    "the state database refused the change");
 	}
@@ -109,8 +114,14 @@ reply_durable(struct rpc_call *call, json_t *result)
 static int
 answer(struct rpc_call *call, int rv, json_t *result, const char *err)
 {
+	const char *why;
+
 	if (rv != ENGINE_OK) {
 		json_decref(result);
+		/* A store failure while the disk is known to take no changes
+		 * is the disk's: say so, as for a failed commit. */
+		if (rv == ENGINE_EINTERNAL && (why = engine_store_problem()) != NULL)
+			return rpc_error(call, RPC_ERR_STORAGE, "%s", why);
 		return rpc_error(call, rpc_code(rv), "%s", err);
 	}
 	return reply_durable(call, result);
@@ -174,8 +185,10 @@ m_status(struct rpc_call *call)
 	    "unread", (json_int_t)s.unread,
 	    "frames", "in", (json_int_t)s.frames_in, "out", (json_int_t)s.frames_out,
 	    "dropped", (json_int_t)s.dropped);
-	if (o != NULL)
+	if (o != NULL) {
 		json_object_set_new(o, "wire", json_integer(s.wire));
+		json_object_set_new(o, "store", json_string(s.store));
+	}
 	if (o != NULL && verbose) {
 		struct id_lists l = { json_array(), json_array() };
 
@@ -276,16 +289,18 @@ m_contact_verify(struct rpc_call *call)
 static int
 m_message_send(struct rpc_call *call)
 {
-	const char *to = NULL, *text = NULL;
+	const char *to = NULL, *text = NULL, *key = NULL;
 	json_t *t;
 	char err[256], id[ENGINE_ID_TEXT];
 	int rv;
 
 	if (rpc_param_string(call, "to", 1, &to) < 0 ||
-	    rpc_param_string(call, "text", 1, &text) < 0)
+	    rpc_param_string(call, "text", 1, &text) < 0 ||
+	    rpc_param_string(call, "key", 0, &key) < 0)
 		return -1;
 	t = json_object_get(rpc_call_params(call), "text");
-	rv = engine_send(to, text, json_string_length(t), id, err, sizeof err);
+	rv = engine_send_keyed(to, text, json_string_length(t), key,
+	    key != NULL ? strlen(key) : 0, id, err, sizeof err);
 	return answer(call, rv, rv != ENGINE_OK ? NULL : json_pack("{s:s}", "id", id),
 	    err);
 }
@@ -687,7 +702,7 @@ const struct rpc_method methods_table[] = {
 	{ "contact.reject",	m_contact_reject,	"name" },
 	{ "contact.remove",	m_contact_remove,	"name" },
 	{ "contact.verify",	m_contact_verify,	"name,mark" },
-	{ "message.send",	m_message_send,		"to,text" },
+	{ "message.send",	m_message_send,		"to,text,key" },
 	{ "message.receive",	m_message_receive,	"wait,limit" },
 	{ "message.ack",	m_message_ack,		"ids" },
 	{ "rotate",		m_rotate,		"" },

@@ -220,7 +220,9 @@ due_cb(const struct store_outbox *o, void *arg)
 
 	if ((d->body = malloc(o->body_len ? o->body_len : 1)) == NULL)
 		return 1;
-	memcpy(d->body, o->body, o->body_len);
+	/* An empty message has no body at all (NULL): memcpy may not see it. */
+	if (o->body_len > 0)
+		memcpy(d->body, o->body, o->body_len);
 	d->len = o->body_len;
 	d->id = o->id;
 	d->contact_id = o->contact_id;

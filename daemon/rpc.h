@@ -26,6 +26,7 @@
 #define RPC_ERR_TRANSPORT	-32003	/* transport down, try later */
 #define RPC_ERR_TOO_LARGE	-32004	/* message or field too large */
 #define RPC_ERR_BUSY		-32005	/* too many clients / calls */
+#define RPC_ERR_STORAGE		-32006	/* the disk takes no changes: full, read-only, damaged */
 
 struct rpc_call;		/* one request being handled; opaque */
 struct rpc_conn;		/* rpc state of one control connection; opaque */

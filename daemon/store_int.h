@@ -20,6 +20,7 @@ enum st {
 	ST_O_COUNT_ALL, ST_O_USAGE,
 	ST_R_ADD, ST_R_PENDING, ST_R_PENDING_COUNT, ST_R_TAKE, ST_R_PRUNE,
 	ST_R_PENDING_ANY, ST_R_USAGE, ST_R_TAKE_MSGID,
+	ST_K_GET, ST_K_ADD, ST_K_PRUNE,
 	ST_COUNT
 };
 
@@ -28,6 +29,8 @@ struct store {
 	sqlite3_stmt	*st[ST_COUNT];
 	sqlite3_stmt	*meta[STORE_META_COUNT];
 	int		 checkpointed;	/* sqlite3_total_changes at the last one */
+	int		 errcode;	/* sqlite's extended code of err, 0: ours */
+	int		 syserr;	/* the errno behind it, 0: none */
 	char		 err[256];
 };
 

@@ -164,6 +164,20 @@ const struct store_migration store_migrations[] = {
 	{ "CREATE INDEX rx_pending_msgid ON rx(msgid) WHERE taken = 0;"
 	"CREATE INDEX rx_pending_contact ON rx(contact_id) WHERE taken = 0;",
 	NULL },
+	/*
+	 * 5: idempotent sends.  The key an app gave message.send, kept for a
+	 * while with the message it made, so that a retry after a lost reply
+	 * returns that message instead of sending a second one.
+	 */
+	{ "CREATE TABLE send_key ("
+	"  key BLOB PRIMARY KEY NOT NULL CHECK (length(key) BETWEEN 1 AND 128),"
+	"  contact_id INTEGER NOT NULL REFERENCES contact(id) ON DELETE CASCADE,"
+	"  msgid BLOB NOT NULL CHECK (length(msgid) = 16),"
+	"  digest BLOB NOT NULL CHECK (length(digest) = 32),"
+	"  created INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE INDEX send_key_created ON send_key(created);"
+	"CREATE INDEX send_key_contact ON send_key(contact_id);", NULL },
 };
 const int store_nmigrations = (int)(sizeof(store_migrations) / sizeof(store_migrations[0]));
 _Static_assert(sizeof(store_migrations) / sizeof(store_migrations[0]) ==

@@ -8,12 +8,15 @@ OUT=${1:-$SRC/fuzz/build}
 CC=${CC:-clang}
 mkdir -p "$OUT/obj"
 
-PKGS="libsodium jansson libqrencode libconfig libsystemd"
+PKGS="libsodium jansson libqrencode libconfig libsystemd libevent"
 PKG_CFLAGS=$(pkg-config --cflags $PKGS)
 PKG_LIBS=$(pkg-config --libs $PKGS)
 
 WARN="-Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wformat=2 -Wno-unused-parameter"
 BASE="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $WARN $PKG_CFLAGS"
+# methods.c wants autoconf's config.h for PACKAGE_VERSION: a stand-in.
+mkdir -p "$OUT/include"
+[ -f "$OUT/include/config.h" ] || printf '#define PACKAGE_VERSION "fuzz"\n' > "$OUT/include/config.h"
 INC="-I$SRC/libproto -I$SRC/daemon -I$SRC/tests -I$SRC/fuzz"
 # Code under test gets coverage instrumentation; the harness link adds libFuzzer's main.
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
@@ -26,7 +29,7 @@ compile() { # obj src extra-flags
 	    [ -n "$(find "$SRC/libproto" "$SRC/daemon" "$SRC/fuzz" "$SRC/tests" -name '*.h' -newer "$obj" 2>/dev/null | head -1)" ]; then
 		echo "  CC $(basename "$src")"
 		# shellcheck disable=SC2086
-		$CC $BASE $INC "$@" -c -o "$obj" "$src"
+		$CC $BASE "$@" $INC -c -o "$obj" "$src"
 	fi
 }
 
@@ -42,6 +45,9 @@ compile "$OUT/obj/rpc.o" "$SRC/daemon/rpc.c" $INSTR
 compile "$OUT/obj/log.o" "$SRC/daemon/log.c" $INSTR
 compile "$OUT/obj/config.o" "$SRC/daemon/config.c" $INSTR
 compile "$OUT/obj/stub_control.o" "$SRC/fuzz/stub_control.c" $INSTR
+# <config.h> there is autoconf's: the stand-in must come before daemon/.
+compile "$OUT/obj/methods.o" "$SRC/daemon/methods.c" -I"$OUT/include" $INSTR
+compile "$OUT/obj/stub_engine.o" "$SRC/fuzz/stub_engine.c" $INSTR
 
 WORLD="$OUT/obj/world.o $OUT/obj/testutil.o"
 link() { # name objs...
@@ -59,6 +65,8 @@ link fuzz_ccm $WORLD $LIBOBJS
 link fuzz_agree $WORLD $LIBOBJS
 link fuzz_rpc "$OUT/obj/rpc.o" "$OUT/obj/log.o" "$OUT/obj/stub_control.o"
 link fuzz_config "$OUT/obj/config.o" $LIBOBJS
+link fuzz_methods "$OUT/obj/methods.o" "$OUT/obj/rpc.o" "$OUT/obj/log.o" \
+    "$OUT/obj/stub_control.o" "$OUT/obj/stub_engine.o"
 
 # mkseeds is an ordinary program: the sanitizer runtimes supply no-op
 # coverage callbacks for the instrumented objects it shares.

@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -271,15 +272,95 @@ test_open_tightens_existing_mode(void **state)
 {
 	struct fx *f = *state;
 	struct stat st;
-	FILE *fp;
 
-	fp = fopen(f->path, "w");
-	assert_non_null(fp);
-	fclose(fp);
+	f->s = open_ok(f);
+	store_close(f->s);
 	assert_int_equal(chmod(f->path, 0644), 0);
 	f->s = open_ok(f);
 	assert_int_equal(stat(f->path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+/* A new database appears under its name only complete: what a crash
+ * left under path.new is made anew; an empty file under the name was
+ * truncated and is refused, not taken for a new database. */
+static void
+test_open_new_and_empty(void **state)
+{
+	struct fx *f = *state;
+	char tmp[160], err[512];
+	struct stat st;
+	FILE *fp;
+
+	snprintf(tmp, sizeof(tmp), "%s.new", f->path);
+	fp = fopen(tmp, "w");
+	assert_non_null(fp);
+	fputs("half a database", fp);
+	fclose(fp);
+	f->s = open_ok(f);
+	assert_int_equal(stat(tmp, &st), -1);
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_true(st.st_size >= 512);
+	assert_int_equal(store_meta_set_int(f->s, STORE_META_CLIENT_EPOCH, 7), 0);
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(truncate(f->path, 0), 0);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "is empty"));
+	assert_non_null(strstr(err, "backup"));
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_size, 0);		/* left as it was */
+}
+
+/* Damage found at open: a file that is not a database, a truncated one,
+ * pages overwritten; each refused with what to do, nothing written. */
+static void
+test_open_damaged(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	char err[1024], name[16];
+	struct stat st;
+	uint8_t junk[4096];
+	FILE *fp;
+	int fd;
+
+	f->s = open_ok(f);
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "c%03d", i);
+		mkcontact(&c, name, (uint8_t)i);
+		assert_true(store_contact_add(f->s, &c) > 0);
+	}
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_true(st.st_size > 20 * 4096);
+
+	/* pages in the middle overwritten: quick_check */
+	memset(junk, 0xa5, sizeof(junk));
+	fd = open(f->path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), 8 * 4096), (ssize_t)sizeof(junk));
+	close(fd);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "damaged"));
+	assert_non_null(strstr(err, "backup"));
+
+	/* truncated */
+	assert_int_equal(truncate(f->path, 6 * 4096), 0);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "damaged"));
+
+	/* not a database at all */
+	fp = fopen(f->path, "w");
+	assert_non_null(fp);
+	fputs("this is not a database, but it is long enough to look like "
+	    "one: more than a hundred bytes of header, all of it wrong.\n", fp);
+	fclose(fp);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "damaged"));
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_true(st.st_size < 200);		/* not rewritten */
 }
 
 static void
@@ -1396,6 +1477,63 @@ test_rx_ack_usage(void **state)
 	assert_int_equal(rows, 0);
 }
 
+/* Send keys: found by key, bound to contact and message, gone with the
+ * contact, pruned by age. */
+static void
+test_sendkeys(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	struct store_sendkey k, got;
+	char big[STORE_SENDKEY_MAX + 1];
+	int64_t a, b;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "alice", 1);
+	a = store_contact_add(f->s, &c);
+	mkcontact(&c, "bob", 2);
+	b = store_contact_add(f->s, &c);
+	memset(&k, 0, sizeof(k));
+	k.contact_id = a;
+	msgid(k.msgid, 1);
+	memset(k.digest, 0xd1, sizeof(k.digest));
+	k.created = 1000;
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 0);
+	assert_int_equal(store_sendkey_add(f->s, "k1", 2, &k), 0);
+	assert_int_equal(store_sendkey_add(f->s, "k1", 2, &k), STORE_EXISTS);
+	/* bytes, not C strings: "k1\0" is another key */
+	assert_int_equal(store_sendkey_get(f->s, "k1\0", 3, &got), 0);
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 1);
+	assert_int_equal(got.contact_id, a);
+	assert_memory_equal(got.msgid, k.msgid, STORE_MSGID_BYTES);
+	assert_memory_equal(got.digest, k.digest, STORE_DIGEST_BYTES);
+	assert_int_equal(got.created, 1000);
+	/* bounds */
+	memset(big, 'x', sizeof(big));
+	assert_int_equal(store_sendkey_add(f->s, big, sizeof(big), &k), -1);
+	assert_int_equal(store_sendkey_add(f->s, big, 0, &k), -1);
+	assert_int_equal(store_sendkey_add(f->s, big, STORE_SENDKEY_MAX, &k), 0);
+	assert_int_equal(store_sendkey_get(f->s, big, STORE_SENDKEY_MAX, &got), 1);
+	/* survives a reopen */
+	reopen(f);
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 1);
+	/* one of bob's goes with bob */
+	k.contact_id = b;
+	k.created = 5000;
+	msgid(k.msgid, 2);
+	assert_int_equal(store_sendkey_add(f->s, "k2", 2, &k), 0);
+	assert_int_equal(store_contact_delete(f->s, b, 6000), 1);
+	assert_int_equal(store_sendkey_get(f->s, "k2", 2, &got), 0);
+	/* prune by age: k1 and the big one (1000) go, a newer one stays */
+	k.contact_id = a;
+	k.created = 3000;
+	assert_int_equal(store_sendkey_add(f->s, "k3", 2, &k), 0);
+	assert_int_equal(store_sendkey_prune(f->s, 2000), 2);
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 0);
+	assert_int_equal(store_sendkey_get(f->s, "k3", 2, &got), 1);
+	assert_int_equal(store_sendkey_prune(f->s, 2000), 0);
+}
+
 /* Error strings name the failure, never the data. */
 static void
 test_errors_hold_no_data(void **state)
@@ -1432,6 +1570,8 @@ main(void)
 		T(test_open_migrates_empty),
 		T(test_open_synchronous_full),
 		T(test_open_tightens_existing_mode),
+		T(test_open_new_and_empty),
+		T(test_open_damaged),
 		T(test_open_bad_path),
 		T(test_reopen_keeps_data),
 		T(test_newer_version_refused),
@@ -1449,6 +1589,7 @@ main(void)
 		T(test_outbox),
 		T(test_rx),
 		T(test_rx_ack_usage),
+		T(test_sendkeys),
 		T(test_errors_hold_no_data),
 #undef T
 	};

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "card.h"
 
@@ -23,6 +24,8 @@
 #define TEXT_MAX	(1024 * 1024)		/* a message read from stdin */
 #define WAIT_MAX	3600		/* veild's longest message.receive wait */
 #define FOLLOW_WAIT	3600
+#define SEND_RETRY_S	30		/* message.send retried this long */
+#define KEY_BYTES	16		/* a generated send key, random */
 
 struct subcommand {
 	const char	*name;
@@ -62,7 +65,7 @@ static const struct subcommand cmds[] = {
 	    "print your contact card (a veil: URI)" },
 	{ "contact",	cmd_contact,	"contact COMMAND ...",
 	    "manage contacts (see below)" },
-	{ "send",	cmd_send,	"send NAME [TEXT ...]",
+	{ "send",	cmd_send,	"send [--key KEY] NAME [TEXT ...]",
 	    "send a message (standard input if no TEXT)" },
 	{ "recv",	cmd_recv,	"recv [--follow | --wait SECONDS] [--peek]",
 	    "print the messages received, then acknowledge them" },
@@ -325,10 +328,14 @@ warn_lookalike(const char *name, const char *peer)
 
 /* --- talking to veild -------------------------------------------------- */
 
-static void
-sock_open(void)
+/* Why the connection to veild failed, for sock_*_try's callers. */
+static char	io_err[256];
+
+static int
+sock_open_try(void)
 {
 	struct sockaddr_un	sun;
+	int			e;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -338,16 +345,29 @@ sock_open(void)
 	if ((sock_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
 		die("socket: %s", strerror(errno));
 	if (connect(sock_fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		int	e = errno;
-
-		die("cannot connect to %s: %s%s", sock_path, strerror(e),
-		    e == ENOENT || e == ECONNREFUSED ?
+		e = errno;
+		snprintf(io_err, sizeof(io_err), "cannot connect to %s: %s%s",
+		    sock_path, strerror(e), e == ENOENT || e == ECONNREFUSED ?
 		    " (is veild running?)" : "");
+		close(sock_fd);
+		sock_fd = -1;
+		return -1;
 	}
+	return 0;
 }
 
+/* Forgets the connection and whatever was read from it. */
 static void
-sock_write(const char *buf, size_t len)
+sock_close(void)
+{
+	if (sock_fd != -1)
+		close(sock_fd);
+	sock_fd = -1;
+	rlen = 0;
+}
+
+static int
+sock_write_try(const char *buf, size_t len)
 {
 	ssize_t	n;
 
@@ -356,16 +376,20 @@ sock_write(const char *buf, size_t len)
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
-			die("write to %s: %s", sock_path, strerror(errno));
+			snprintf(io_err, sizeof(io_err), "write to %s: %s",
+			    sock_path, strerror(errno));
+			return -1;
 		}
 		buf += n;
 		len -= n;
 	}
+	return 0;
 }
 
-/* Next message from veild (a new reference), or NULL at EOF. */
-static json_t *
-sock_read(void)
+/* Next message from veild (a new reference) in *out: 1, or 0 when the
+ * connection ended or broke (io_err says how).  Garbage ends veilctl. */
+static int
+sock_read_try(json_t **out)
 {
 	json_error_t	 err;
 	json_t		*msg;
@@ -385,10 +409,16 @@ sock_read(void)
 		n = recv(sock_fd, rbuf + rlen, rcap - rlen, 0);
 		if (n == -1 && errno == EINTR)
 			continue;
-		if (n == -1)
-			die("read from %s: %s", sock_path, strerror(errno));
-		if (n == 0)
-			return NULL;
+		if (n == -1) {
+			snprintf(io_err, sizeof(io_err), "read from %s: %s",
+			    sock_path, strerror(errno));
+			return 0;
+		}
+		if (n == 0) {
+			snprintf(io_err, sizeof(io_err), "veild closed the "
+			    "connection");
+			return 0;
+		}
 		rlen += n;
 	}
 	len = nl - rbuf;
@@ -398,36 +428,44 @@ sock_read(void)
 	if (!json_is_object(msg))
 		die("invalid reply from veild: %s", msg ? "not an object" :
 		    err.text);
-	return msg;
+	*out = msg;
+	return 1;
 }
 
 /*
- * Sends one request, waits for its answer and returns the result (a new
- * reference).  A JSON-RPC error ends veilctl with status 1; notifications
- * that come first go to on_notify.  params is stolen.
+ * Sends one request and waits for its answer: the result (a new
+ * reference), or NULL when the connection could not be made or broke
+ * before the answer came (io_err says how; the connection is then
+ * closed).  A JSON-RPC error ends veilctl with status 1; notifications
+ * that come first go to on_notify.  params is borrowed.
  */
 static json_t *
-rpc(const char *method, json_t *params)
+rpc_try(const char *method, json_t *params)
 {
 	json_t		*req, *msg, *err, *result, *id;
 	const char	*text;
 	char		*s;
 	json_int_t	 myid = next_id++;
 
-	if (sock_fd == -1)
-		sock_open();
-	req = json_pack("{s:s, s:s, s:o*, s:I}", "jsonrpc", "2.0",
+	if (sock_fd == -1 && sock_open_try() != 0)
+		return NULL;
+	req = json_pack("{s:s, s:s, s:O*, s:I}", "jsonrpc", "2.0",
 	    "method", method, "params", params, "id", myid);
 	if (req == NULL || (s = json_dumps(req, JSON_COMPACT)) == NULL)
 		die("cannot encode the request (text must be UTF-8)");
 	json_decref(req);
-	sock_write(s, strlen(s));
-	sock_write("\n", 1);
+	if (sock_write_try(s, strlen(s)) != 0 || sock_write_try("\n", 1) != 0) {
+		free(s);
+		sock_close();
+		return NULL;
+	}
 	free(s);
 
 	for (;;) {
-		if ((msg = sock_read()) == NULL)
-			die("veild closed the connection");
+		if (sock_read_try(&msg) != 1) {
+			sock_close();
+			return NULL;
+		}
 		id = json_object_get(msg, "id");
 		if (id == NULL && json_is_string(json_object_get(msg,
 		    "method"))) {
@@ -452,6 +490,18 @@ rpc(const char *method, json_t *params)
 		die("invalid reply from veild: no result");
 	json_incref(result);
 	json_decref(msg);
+	return result;
+}
+
+/* rpc_try that ends veilctl when the connection fails; params is stolen. */
+static json_t *
+rpc(const char *method, json_t *params)
+{
+	json_t	*result = rpc_try(method, params);
+
+	json_decref(params);
+	if (result == NULL)
+		die("%s", io_err);
 	return result;
 }
 
@@ -888,16 +938,56 @@ read_stdin(size_t *lenp)
 	return buf;
 }
 
+/*
+ * A key for message.send: the caller's, else a random one.  With it a
+ * send whose answer was lost (veild killed after storing it, the socket
+ * broken) can be repeated without sending the message twice: veild
+ * answers a repeated key with the first message's ID.
+ */
+static char *
+send_key(const char *given)
+{
+	unsigned char	 raw[KEY_BYTES];
+	char		*hex;
+
+	if (given != NULL) {
+		if (*given == '\0')
+			die("--key: an empty key");
+		if ((hex = strdup(given)) == NULL)
+			die("out of memory");
+		return hex;
+	}
+	if (sodium_init() < 0)
+		die("libsodium failed to initialise");
+	randombytes_buf(raw, sizeof(raw));
+	if ((hex = malloc(2 * sizeof(raw) + 1)) == NULL)
+		die("out of memory");
+	sodium_bin2hex(hex, 2 * sizeof(raw) + 1, raw, sizeof(raw));
+	return hex;
+}
+
 static int
 cmd_send(int argc, char **argv)
 {
 	json_t		*params, *result, *text;
-	const char	*id;
-	char		*buf;
+	const char	*id, *given = NULL;
+	char		*buf, *key;
 	size_t		 len = 0;
-	int		 i, first = 2;
+	int		 i, first = 2, told = 0;
+	unsigned	 pause_ms = 100;
+	time_t		 deadline;
 
-	/* No options: the text is taken literally, "-5 degrees" included. */
+	/* One option, before the name; the text is taken literally, "-5
+	 * degrees" included. */
+	if (argc > 2 && strcmp(argv[1], "--key") == 0) {
+		given = argv[2];
+		argc -= 2;
+		argv += 2;
+	} else if (argc > 1 && strncmp(argv[1], "--key=", 6) == 0) {
+		given = argv[1] + 6;
+		argc--;
+		argv++;
+	}
 	if (argc < 2 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "--help") == 0)
 		usage();
@@ -924,10 +1014,32 @@ cmd_send(int argc, char **argv)
 	if ((text = json_stringn(buf, len)) == NULL)
 		die("the message must be UTF-8 text");
 	free(buf);
-	params = json_pack("{s:s, s:o}", "to", argv[1], "text", text);
+	key = send_key(given);
+	params = json_pack("{s:s, s:o, s:s}", "to", argv[1], "text", text,
+	    "key", key);
 	if (params == NULL)
-		die("the name must be UTF-8 text");
-	result = rpc("message.send", params);
+		die("the name and the key must be UTF-8 text");
+	/* Until veild answers: a lost answer is asked for again under the
+	 * same key, which cannot queue the message twice. */
+	deadline = time(NULL) + SEND_RETRY_S;
+	while ((result = rpc_try("message.send", params)) == NULL) {
+		/* No veild to talk to at all: nothing was sent. */
+		if (!told && strncmp(io_err, "cannot connect", 14) == 0)
+			die("%s", io_err);
+		if (time(NULL) >= deadline)
+			die("%s; gave up after %d s: the message may or may not "
+			    "be queued; `veilctl send --key %s ...` with the same "
+			    "name and text finds out without sending it twice",
+			    io_err, SEND_RETRY_S, key);
+		if (!told++)
+			fprintf(stderr, "veilctl: %s; trying again for %d s\n",
+			    io_err, SEND_RETRY_S);
+		usleep(pause_ms * 1000);
+		if (pause_ms < 2000)
+			pause_ms *= 2;
+	}
+	json_decref(params);
+	free(key);
 	if (json_out)
 		print_json(result);
 	else if ((id = json_string_value(json_object_get(result, "id")))) {

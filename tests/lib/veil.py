@@ -88,6 +88,45 @@ def binary(rel):
     return path
 
 
+def sanitized():
+    """True when the build under test was configured --enable-sanitizers
+    (make check says so in VEIL_SANITIZERS): ASan and UBSan in veild and
+    veilctl, so memory and time figures mean nothing."""
+    return os.environ.get("VEIL_SANITIZERS") == "yes"
+
+
+def _log_paths():
+    """The log_path prefixes of ASAN_OPTIONS and UBSAN_OPTIONS, if set:
+    where sanitized processes write their reports (one file per pid)."""
+    out = []
+    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        for opt in re.split(r"[:,]", os.environ.get(var, "")):
+            if opt.startswith("log_path="):
+                out.append(opt[len("log_path="):])
+    return out
+
+
+def sanitizer_reports(since=0.0):
+    """Reports sanitized processes (veild, veilctl, test helpers) wrote to
+    their log_path files since the time since: [(file, text)]."""
+    out = []
+    for prefix in _log_paths():
+        d, base = os.path.split(prefix)
+        try:
+            names = os.listdir(d or ".")
+        except FileNotFoundError:
+            continue
+        for n in sorted(names):
+            p = os.path.join(d, n)
+            try:
+                if n.startswith(base + ".") and os.path.getmtime(p) >= since:
+                    with open(p, errors="replace") as f:
+                        out.append((p, f.read()))
+            except OSError:
+                pass
+    return out
+
+
 # --- variables that shrink a suite -----------------------------------------
 
 def shrink_env(names):
@@ -537,6 +576,9 @@ class Daemon:
         r = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout)
         out = r.stdout.decode("utf-8", "replace")
         err = r.stderr.decode("utf-8", "replace")
+        if REPORT_RE.search(err):	# a sanitized veilctl's report
+            TOOL_REPORTS.append("veilctl %s:\n%s" % (" ".join(map(str, args))[:200],
+                                                     err[-3000:]))
         parsed = out
         if json_out and out.strip():
             try:
@@ -1011,6 +1053,12 @@ def broker_events(broker):
 # What a crashed or sanitized veild leaves in its log.
 SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
                           r"runtime error|\bfatal\b", re.I)
+# A sanitizer's report in another program's output (UBSan writes to
+# stderr whatever log_path says).
+REPORT_RE = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
+                       r"runtime error:")
+# Reports found in the output of the tools the tests ran (veilctl).
+TOOL_REPORTS = []
 
 
 class Watchdog(BaseException):
@@ -1025,6 +1073,7 @@ class World:
     def __init__(self, tap, watchdog=110):
         self.tap = tap
         self.transport = transport()
+        self.started = time.time()
         self.tmp = tempfile.mkdtemp(prefix="veil-it-%s-" % self.transport)
         self.daemons = []
         self.brokers = []
@@ -1033,7 +1082,10 @@ class World:
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGALRM, self._on_alarm)
         # prosody's pubsub is several times slower than mosquitto, and a
-        # parallel make check shares two cores among all the suites.
+        # parallel make check shares two cores among all the suites; a
+        # sanitized veild is slower too.
+        if sanitized():
+            watchdog = watchdog * 3 // 2
         signal.alarm(watchdog * 2 if self.transport == "xmpp" else watchdog)
 
     def _on_signal(self, signum, frame):
@@ -1099,8 +1151,14 @@ class World:
         for d in self.daemons:
             hits += ["[%s] %s" % (d.name, l) for l in d.log().splitlines()
                      if SANITIZER_RE.search(l)]
+        # Under ASAN_OPTIONS/UBSAN_OPTIONS log_path the reports of every
+        # sanitized process (veild, veilctl, helpers) go to files instead.
+        for path, text in sanitizer_reports(self.started):
+            hits += ["%s:" % path] + text.splitlines()[:30]
+        for text in TOOL_REPORTS:
+            hits += text.splitlines()[:30]
         self.tap.ok(not hits, "no sanitizer report or fatal error in any veild log",
-                    "\n".join(hits[:40]))
+                    "\n".join(hits[:80]))
 
     def cleanup(self, keep=None):
         signal.alarm(0)
