@@ -132,6 +132,13 @@ int	engine_contact_add(const char *uri, const char *name,
 int	engine_contact_foreach(int (*cb)(const struct engine_contact *, void *),
 	    void *arg);
 int	engine_contact_accept(const char *name, char *err, size_t errlen);
+/* accept, then rename to as (checked first: a bad or taken name refuses
+ * the accept too). */
+int	engine_contact_accept_as(const char *name, const char *as, char *err,
+	    size_t errlen);
+/* A new local name; local only: nothing is sent. */
+int	engine_contact_rename(const char *name, const char *to,
+	    struct engine_contact *out, char *err, size_t errlen);
 int	engine_contact_reject(const char *name, char *err, size_t errlen);
 int	engine_contact_remove(const char *name, char *err, size_t errlen);
 int	engine_contact_verify(const char *name, int mark,

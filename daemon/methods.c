@@ -11,6 +11,14 @@
 #include "engine.h"
 #include "methods.h"
 
+/*
+ * The socket API's version, in status: a client checks it before relying
+ * on a method.  Raised when a method, a param or a result field changes
+ * meaning or goes; additions (a new method, an optional param, a new
+ * field, a new event) keep it.  1: the methods of README.md.
+ */
+#define API_VERSION	1
+
 #define WAIT_MAX	3600
 #define WAITERS_MAX	64
 #define LIMIT_MAX	256
@@ -166,8 +174,10 @@ m_status(struct rpc_call *call)
 	    "unread", (json_int_t)s.unread,
 	    "frames", "in", (json_int_t)s.frames_in, "out", (json_int_t)s.frames_out,
 	    "dropped", (json_int_t)s.dropped);
-	if (o != NULL)
+	if (o != NULL) {
 		json_object_set_new(o, "wire", json_integer(s.wire));
+		json_object_set_new(o, "api", json_integer(API_VERSION));
+	}
 	if (o != NULL && verbose) {
 		struct id_lists l = { json_array(), json_array() };
 
@@ -245,7 +255,35 @@ by_name(struct rpc_call *call, int (*fn)(const char *, char *, size_t))
 	return answer(call, rv, rv != ENGINE_OK ? NULL : json_object(), err);
 }
 
-static int m_contact_accept(struct rpc_call *c) { return by_name(c, engine_contact_accept); }
+static int
+m_contact_accept(struct rpc_call *call)
+{
+	const char *name = NULL, *as = NULL;
+	char err[256];
+	int rv;
+
+	if (rpc_param_string(call, "name", 1, &name) < 0 ||
+	    rpc_param_string(call, "as", 0, &as) < 0)
+		return -1;
+	rv = as != NULL ? engine_contact_accept_as(name, as, err, sizeof err) :
+	    engine_contact_accept(name, err, sizeof err);
+	return answer(call, rv, rv != ENGINE_OK ? NULL : json_object(), err);
+}
+
+static int
+m_contact_rename(struct rpc_call *call)
+{
+	const char *name = NULL, *to = NULL;
+	struct engine_contact c;
+	char err[256];
+	int rv;
+
+	if (rpc_param_string(call, "name", 1, &name) < 0 ||
+	    rpc_param_string(call, "new_name", 1, &to) < 0)
+		return -1;
+	rv = engine_contact_rename(name, to, &c, err, sizeof err);
+	return answer(call, rv, rv != ENGINE_OK ? NULL : contact_json(&c), err);
+}
 static int m_contact_reject(struct rpc_call *c) { return by_name(c, engine_contact_reject); }
 static int m_contact_remove(struct rpc_call *c) { return by_name(c, engine_contact_remove); }
 
@@ -471,7 +509,8 @@ const struct rpc_method methods_table[] = {
 	{ "card.get",		m_card_get,		"one_time" },
 	{ "contact.add",	m_contact_add,		"card,name" },
 	{ "contact.list",	m_contact_list,		"" },
-	{ "contact.accept",	m_contact_accept,	"name" },
+	{ "contact.accept",	m_contact_accept,	"name,as" },
+	{ "contact.rename",	m_contact_rename,	"name,new_name" },
 	{ "contact.reject",	m_contact_reject,	"name" },
 	{ "contact.remove",	m_contact_remove,	"name" },
 	{ "contact.verify",	m_contact_verify,	"name,mark" },

@@ -54,6 +54,8 @@ static int	cmd_contact_add(int, char **);
 static int	cmd_contact_list(int, char **);
 static int	cmd_contact_name(int, char **);
 static int	cmd_contact_verify(int, char **);
+static int	cmd_contact_accept(int, char **);
+static int	cmd_contact_rename(int, char **);
 
 static const struct subcommand cmds[] = {
 	{ "status",	cmd_status,	"status [--verbose]",
@@ -78,8 +80,10 @@ static const struct subcommand contact_cmds[] = {
 	    "ask a card's owner to become a contact" },
 	{ "list",	cmd_contact_list,	"contact list",
 	    "list contacts and pending requests" },
-	{ "accept",	cmd_contact_name,	"contact accept NAME",
-	    "accept a contact request" },
+	{ "accept",	cmd_contact_accept,	"contact accept NAME [--as LOCAL]",
+	    "accept a contact request (and call it LOCAL)" },
+	{ "rename",	cmd_contact_rename,	"contact rename NAME NEW",
+	    "give a contact another local name" },
 	{ "reject",	cmd_contact_name,	"contact reject NAME",
 	    "reject a contact request" },
 	{ "remove",	cmd_contact_name,	"contact remove NAME",
@@ -651,7 +655,7 @@ cmd_contact_list(int argc, char **argv)
 	return 0;
 }
 
-/* accept, reject, remove: contact.<verb> {name}. */
+/* reject, remove: contact.<verb> {name}. */
 static int
 cmd_contact_name(int argc, char **argv)
 {
@@ -669,6 +673,54 @@ cmd_contact_name(int argc, char **argv)
 	if ((params = json_pack("{s:s}", "name", argv[optind])) == NULL)
 		die("the name must be UTF-8 text");
 	result = rpc(method, params);
+	print_result(result);
+	json_decref(result);
+	return 0;
+}
+
+static int
+cmd_contact_accept(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "as", required_argument, NULL, 'a' }, COMMON_LONGOPTS,
+		{ NULL, 0, NULL, 0 }
+	};
+	json_t		*params, *result;
+	const char	*as = NULL;
+	int		 c;
+
+	while ((c = next_opt(argc, argv, "h", longopts)) != -1)
+		if (c == 'a')
+			as = optarg;
+	if (argc - optind != 1)
+		usage();
+	params = json_pack("{s:s, s:s*}", "name", argv[optind], "as", as);
+	if (params == NULL)
+		die("the names must be UTF-8 text");
+	result = rpc("contact.accept", params);
+	print_result(result);
+	json_decref(result);
+	return 0;
+}
+
+/* Local only: veild sends nothing, the peer keeps its own name for us. */
+static int
+cmd_contact_rename(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		COMMON_LONGOPTS, { NULL, 0, NULL, 0 }
+	};
+	json_t	*params, *result;
+
+	while (next_opt(argc, argv, "h", longopts) != -1)
+		;
+	if (argc - optind != 2)
+		usage();
+	params = json_pack("{s:s, s:s}", "name", argv[optind], "new_name",
+	    argv[optind + 1]);
+	if (params == NULL)
+		die("the names must be UTF-8 text");
+	result = rpc("contact.rename", params);
 	print_result(result);
 	json_decref(result);
 	return 0;
