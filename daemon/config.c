@@ -21,6 +21,10 @@
 #define DEFAULT_SOCKET		"/run/veil/veild.sock"
 #define DEFAULT_MQTT_URI	"tcp://127.0.0.1:1883"
 
+#define KIB	1024ULL
+#define MIB	(1024 * KIB)
+#define GIB	(1024 * MIB)
+
 #define SEC	1000ULL
 #define MIN	(60 * SEC)
 #define HOUR	(60 * MIN)
@@ -36,6 +40,7 @@ enum kind {
 	K_INT,		/* int, unsigned int or size_t */
 	K_FLOAT,	/* double; an integer is accepted too */
 	K_DUR,		/* uint64_t milliseconds */
+	K_SIZE,		/* size_t bytes, from "64KiB" or a plain number */
 	K_BOOL,		/* int, 0 or 1, from true or false */
 	K_ENUM,		/* enum, from a string among names[] */
 	K_URIS,		/* mqtt.uris: list of strings */
@@ -52,7 +57,7 @@ struct key {
 	enum kind		 kind;
 	size_t			 off;
 	size_t			 width;
-	long long		 min, max;	/* K_INT, K_DUR (ms) */
+	long long		 min, max;	/* K_INT, K_DUR (ms), K_SIZE */
 	const char *const	*names;		/* K_ENUM, NULL-terminated */
 	const struct key	*sub;		/* K_GROUP, name NULL ends it */
 	const char		*(*check)(const char *);	/* K_STR */
@@ -406,6 +411,16 @@ static const struct key cards_keys[] = {
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
+static const struct key files_keys[] = {
+	{ "dir", K_STR, FIELD(files.dir), 0, 0, NULL, NULL, check_abs_path,
+	    NULL, KF_EMPTY_NULL },
+	{ "max_size", K_SIZE, FIELD(files.max_size), 1 * KIB, 64 * GIB, NULL,
+	    NULL, NULL, NULL, 0 },
+	{ "quota", K_SIZE, FIELD(files.quota), 1 * KIB, 1024 * GIB, NULL, NULL,
+	    NULL, NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
 static const struct key log_keys[] = {
 	{ "level", K_ENUM, FIELD(log.level), 0, 0, level_names, NULL, NULL,
 	    NULL, 0 },
@@ -435,6 +450,7 @@ static const struct key root_keys[] = {
 	{ "cards", K_GROUP, 0, 0, 0, 0, NULL, cards_keys, NULL, NULL, 0 },
 	{ "accept", K_ENUM, FIELD(accept), 0, 0, accept_names, NULL, NULL,
 	    NULL, 0 },
+	{ "files", K_GROUP, 0, 0, 0, 0, NULL, files_keys, NULL, NULL, 0 },
 	{ "log", K_GROUP, 0, 0, 0, 0, NULL, log_keys, NULL, NULL, 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
@@ -470,6 +486,52 @@ config_parse_duration(const char *s, uint64_t *ms)
 		return 0;
 	}
 	return -1;
+}
+
+/* "64KiB", "4MiB", "1GiB", "512B" or a plain number of bytes.  Returns 0,
+ * or -1 on a bad unit, junk, a sign or overflow. */
+static int
+parse_size(const char *s, uint64_t *bytes)
+{
+	static const struct {
+		const char	*unit;
+		uint64_t	 n;
+	} units[] = {
+		{ "B", 1 }, { "KiB", KIB }, { "MiB", MIB }, { "GiB", GIB },
+		{ "", 1 }
+	};
+	uint64_t	 v = 0;
+	size_t		 i;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(s, units[i].unit) != 0)
+			continue;
+		if (v > UINT64_MAX / units[i].n)
+			return -1;
+		*bytes = v * units[i].n;
+		return 0;
+	}
+	return -1;
+}
+
+static void
+format_size(char *buf, size_t len, uint64_t n)
+{
+	if (n != 0 && n % GIB == 0)
+		snprintf(buf, len, "%lluGiB", (unsigned long long)(n / GIB));
+	else if (n != 0 && n % MIB == 0)
+		snprintf(buf, len, "%lluMiB", (unsigned long long)(n / MIB));
+	else if (n != 0 && n % KIB == 0)
+		snprintf(buf, len, "%lluKiB", (unsigned long long)(n / KIB));
+	else
+		snprintf(buf, len, "%lluB", (unsigned long long)n);
 }
 
 /* The largest unit that states the value exactly: what config_print and
@@ -688,6 +750,35 @@ set_duration(struct ctx *c, const config_setting_t *s, const struct key *k)
 }
 
 static int
+set_size(struct ctx *c, const config_setting_t *s, const struct key *k)
+{
+	char		 lo[32], hi[32];
+	const char	*v;
+	uint64_t	 n;
+	long long	 i;
+
+	if (config_setting_type(s) == CONFIG_TYPE_INT ||
+	    config_setting_type(s) == CONFIG_TYPE_INT64) {
+		if ((i = config_setting_get_int64(s)) < 0)
+			return cfg_error(c, s, NULL, "must not be negative");
+		n = (uint64_t)i;
+	} else {
+		if (get_string(c, s, "a size such as \"64KiB\"", &v) == -1)
+			return -1;
+		if (parse_size(v, &n) == -1)
+			return cfg_error(c, s, NULL, "bad size \"%s\" "
+			    "(a number with B, KiB, MiB or GiB)", v);
+	}
+	format_size(lo, sizeof(lo), (uint64_t)k->min);
+	format_size(hi, sizeof(hi), (uint64_t)k->max);
+	if (n < (uint64_t)k->min || n > (uint64_t)k->max)
+		return cfg_error(c, s, NULL, "must be between %s and %s",
+		    lo, hi);
+	*(size_t *)(void *)((char *)c->cfg + k->off) = (size_t)n;
+	return 0;
+}
+
+static int
 set_bool(struct ctx *c, const config_setting_t *s, const struct key *k)
 {
 	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
@@ -784,6 +875,9 @@ set_group(struct ctx *c, const config_setting_t *g, const struct key *keys)
 			break;
 		case K_DUR:
 			rv = set_duration(c, s, k);
+			break;
+		case K_SIZE:
+			rv = set_size(c, s, k);
 			break;
 		case K_BOOL:
 			rv = set_bool(c, s, k);
@@ -938,6 +1032,16 @@ check_cross(struct ctx *c)
 		return blame(c, "retransmit.initial", wa, "retransmit.max", wb);
 	}
 
+	/* One largest file must fit in a contact's quota. */
+	if (cfg->files.quota < cfg->files.max_size) {
+		format_size(min, sizeof(min), cfg->files.max_size);
+		format_size(max, sizeof(max), cfg->files.quota);
+		snprintf(wa, sizeof(wa), "must not be below files.max_size (%s)",
+		    min);
+		snprintf(wb, sizeof(wb), "must not exceed files.quota (%s)", max);
+		return blame(c, "files.quota", wa, "files.max_size", wb);
+	}
+
 	switch (cfg->transport) {
 	case VEILD_TRANSPORT_MQTT:
 		/* uris has a default and set_uris refuses an empty list. */
@@ -1012,6 +1116,8 @@ config_defaults(struct veild_config *cfg)
 	cfg->cards.ttl_ms = DAY;
 	cfg->cards.one_time_ttl_ms = 7 * DAY;
 	cfg->accept = VEILD_ACCEPT_ASK;
+	cfg->files.max_size = 100 * MIB;
+	cfg->files.quota = 1 * GIB;
 	cfg->log.level = VEILD_LOG_INFO;
 
 	if ((cfg->state_dir = strdup(DEFAULT_STATE_DIR)) == NULL ||
@@ -1120,6 +1226,7 @@ config_free(struct veild_config *cfg)
 	config_tls_free(&cfg->mqtt.tls);
 	config_tls_free(&cfg->xmpp.trust);
 	free(cfg->identity.name);
+	free(cfg->files.dir);
 	sodium_memzero(cfg, sizeof(*cfg));
 }
 
@@ -1153,6 +1260,15 @@ print_str(FILE *fp, const char *indent, const char *key, const char *v)
 	fprintf(fp, "%s%s = ", indent, key);
 	print_string(fp, v);
 	fputs(";\n", fp);
+}
+
+static void
+print_size(FILE *fp, const char *indent, const char *key, uint64_t n)
+{
+	char	 buf[32];
+
+	format_size(buf, sizeof(buf), n);
+	fprintf(fp, "%s%s = \"%s\";\n", indent, key, buf);
 }
 
 static void
@@ -1309,6 +1425,12 @@ config_print(FILE *fp, const struct veild_config *cfg)
 	fputs("};\n", fp);
 
 	print_str(fp, "", "accept", accept_names[cfg->accept]);
+
+	fputs("files = {\n", fp);
+	print_str(fp, in, "dir", cfg->files.dir);
+	print_size(fp, in, "max_size", cfg->files.max_size);
+	print_size(fp, in, "quota", cfg->files.quota);
+	fputs("};\n", fp);
 
 	fputs("log = {\n", fp);
 	print_str(fp, in, "level", level_names[cfg->log.level]);
