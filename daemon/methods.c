@@ -1,6 +1,7 @@
 /* methods.c: the JSON-RPC methods — params in, JSON out, engine errors mapped to codes; the work is the engine's. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -320,12 +321,26 @@ m_message_send(struct rpc_call *call)
 	    err);
 }
 
-/* A received message as JSON: text when it is UTF-8, else base64 data. */
+static json_t *
+file_json(const struct engine_file *f)
+{
+	return json_pack("{s:s, s:s, s:I, s:s}", "name", f->name, "path", f->path,
+	    "size", (json_int_t)f->size, "hash", f->hash);
+}
+
+/* A received message as JSON: text when it is UTF-8, else base64 data; a
+ * file that came, with type "file" and where it is. */
 static int
 rx_cb(const struct engine_rx *m, void *arg)
 {
 	json_t *arr = arg, *text, *o;
 
+	if (m->file != NULL) {
+		o = json_pack("{s:s, s:s, s:s, s:o, s:I}", "id", m->id, "from", m->from,
+		    "type", "file", "file", file_json(m->file),
+		    "received", (json_int_t)m->received);
+		return o == NULL || json_array_append_new(arr, o) != 0;
+	}
 	text = json_stringn(m->body != NULL ? (const char *)m->body : "", m->len);
 	if (text != NULL)
 		o = json_pack("{s:s, s:s, s:o, s:I}", "id", m->id, "from", m->from,
@@ -444,6 +459,126 @@ m_message_receive(struct rpc_call *call)
 	return 0;
 }
 
+static json_t *
+transfer_json(const struct engine_transfer *t)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I}",
+	    "id", t->id, "direction", t->outgoing ? "out" : "in",
+	    "contact", t->contact, "name", t->name, "size", (json_int_t)t->size,
+	    "bytes", (json_int_t)t->bytes, "state", t->state,
+	    "created", (json_int_t)t->created);
+
+	if (o != NULL && t->status != NULL)
+		json_object_set_new(o, "reason", json_string(t->status));
+	if (o != NULL && t->path[0] != '\0')
+		json_object_set_new(o, "path", json_string(t->path));
+	return o;
+}
+
+/*
+ * file.send {to, fd?, path?, name?}.  With fd true the client passes the
+ * open file with the request (SCM_RIGHTS), and its own permissions are
+ * what count; path is then only shown.  Without, veild opens path itself,
+ * for root and veild's own user only.  The answer comes once veild holds
+ * its own copy and the transfer is durable: its progress comes as
+ * "transfer" notifications.
+ */
+struct file_send {
+	struct rpc_call	*call;
+	void		*handle;
+};
+
+static void
+file_send_cancel(struct rpc_call *call, void *arg)
+{
+	struct file_send *fs = arg;
+
+	(void)call;
+	engine_file_send_abort(fs->handle);
+	free(fs);
+}
+
+static void
+file_send_done(void *arg, int rv, const struct engine_transfer *t, const char *err)
+{
+	struct file_send *fs = arg;
+	struct rpc_call *call = fs->call;
+
+	free(fs);
+	/* The call is ours again: answered now, so no cancel will come. */
+	answer(call, rv, rv != ENGINE_OK ? NULL : transfer_json(t), err);
+}
+
+static int
+m_file_send(struct rpc_call *call)
+{
+	const char *to = NULL, *path = NULL, *name = NULL;
+	struct file_send *fs;
+	uid_t uid = (uid_t)-1;
+	gid_t gid;
+	int withfd = 0, fd = -1, rv;
+	char err[512];
+
+	if (rpc_param_string(call, "to", 1, &to) < 0 ||
+	    rpc_param_bool(call, "fd", 0, &withfd) < 0 ||
+	    rpc_param_string(call, "path", 0, &path) < 0 ||
+	    rpc_param_string(call, "name", 0, &name) < 0)
+		return -1;
+	if (withfd && (fd = rpc_call_take_fd(call)) == -1)
+		return rpc_error(call, RPC_INVALID_PARAMS, "fd: no file descriptor "
+		    "came with the request (SCM_RIGHTS)");
+	if (!withfd && path == NULL) {
+		return rpc_error(call, RPC_INVALID_PARAMS, "give path, or fd: true "
+		    "with the open file passed along");
+	}
+	if (rpc_call_peer(call, &uid, &gid) != 0 ||
+	    (fs = calloc(1, sizeof *fs)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return rpc_error(call, RPC_INTERNAL_ERROR, "out of memory");
+	}
+	fs->call = call;
+	rv = engine_file_send(to, fd, path, uid, name, file_send_done, fs, &fs->handle,
+	    err, sizeof err);
+	if (rv != ENGINE_OK) {
+		free(fs);
+		return rpc_error(call, rpc_code(rv), "%s", err);
+	}
+	rpc_defer(call, file_send_cancel, fs);
+	return 0;
+}
+
+static int
+transfer_cb(const struct engine_transfer *t, void *arg)
+{
+	return json_array_append_new(arg, transfer_json(t)) != 0;
+}
+
+static int
+m_transfer_list(struct rpc_call *call)
+{
+	json_t *arr = json_array();
+
+	if (arr == NULL || engine_transfer_foreach(transfer_cb, arr) != 0) {
+		json_decref(arr);
+		return rpc_error(call, RPC_INTERNAL_ERROR, "store error");
+	}
+	return rpc_reply(call, json_pack("{s:o}", "transfers", arr));
+}
+
+static int
+m_transfer_cancel(struct rpc_call *call)
+{
+	const char *id = NULL;
+	char err[256];
+	int rv;
+
+	if (rpc_param_string(call, "id", 1, &id) < 0)
+		return -1;
+	rv = engine_transfer_cancel(id, err, sizeof err);
+	return answer(call, rv, rv != ENGINE_OK ? NULL : json_object(), err);
+}
+
 static int
 m_rotate(struct rpc_call *call)
 {
@@ -465,8 +600,9 @@ on_event(const struct engine_event *ev, void *arg)
 	(void)arg;
 	switch (ev->type) {
 	case ENGINE_EV_MESSAGE:
-		p = json_pack("{s:s, s:s, s:I}", "id", ev->msgid, "from", ev->name,
-		    "received", (json_int_t)ev->received);
+		p = json_pack("{s:s, s:s, s:I, s:s}", "id", ev->msgid, "from", ev->name,
+		    "received", (json_int_t)ev->received,
+		    "type", ev->msgtype == VEIL_T_FILE ? "file" : "text");
 		rpc_notify("message", p);
 		message_arrived();
 		return;
@@ -486,6 +622,9 @@ on_event(const struct engine_event *ev, void *arg)
 	case ENGINE_EV_DELIVERY:
 		rpc_notify("delivery", json_pack("{s:s, s:s}", "id", ev->msgid,
 		    "to", ev->name));
+		return;
+	case ENGINE_EV_TRANSFER:
+		rpc_notify("transfer", transfer_json(ev->transfer));
 		return;
 	}
 }
@@ -516,6 +655,9 @@ const struct rpc_method methods_table[] = {
 	{ "contact.verify",	m_contact_verify,	"name,mark" },
 	{ "message.send",	m_message_send,		"to,text" },
 	{ "message.receive",	m_message_receive,	"wait,limit" },
+	{ "file.send",		m_file_send,		"to,fd,path,name" },
+	{ "transfer.list",	m_transfer_list,	"" },
+	{ "transfer.cancel",	m_transfer_cancel,	"id" },
 	{ "rotate",		m_rotate,		"" },
 	{ NULL,			NULL,			NULL }
 };

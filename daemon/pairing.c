@@ -669,6 +669,7 @@ remove_contact(struct contact *c, char *err, size_t errlen)
 		return ENGINE_EINTERNAL;
 	}
 	contact_drop(c);
+	file_sweep();	/* its transfers' files */
 	if (!eng_policy()->pair_inboxes && eng_policy()->rotates &&
 	    (was == CONTACT_ESTABLISHED || was == CONTACT_ACCEPTED) &&
 	    rotation_reseed_all(NULL) != 0)
