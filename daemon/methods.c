@@ -343,8 +343,9 @@ rx_cb(const struct engine_rx *m, void *arg)
 	}
 	text = json_stringn(m->body != NULL ? (const char *)m->body : "", m->len);
 	if (text != NULL)
-		o = json_pack("{s:s, s:s, s:o, s:I}", "id", m->id, "from", m->from,
-		    "text", text, "received", (json_int_t)m->received);
+		o = json_pack("{s:s, s:s, s:s, s:o, s:I}", "id", m->id, "from",
+		    m->from, "type", "text", "text", text,
+		    "received", (json_int_t)m->received);
 	else {
 		/* Not UTF-8: hand it over as base64 rather than lose it. */
 		size_t blen = sodium_base64_encoded_len(m->len,
@@ -355,8 +356,9 @@ rx_cb(const struct engine_rx *m, void *arg)
 			return 1;
 		sodium_bin2base64(b64, blen, m->body, m->len,
 		    sodium_base64_VARIANT_ORIGINAL);
-		o = json_pack("{s:s, s:s, s:s, s:I}", "id", m->id, "from", m->from,
-		    "data", b64, "received", (json_int_t)m->received);
+		o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", m->id, "from",
+		    m->from, "type", "text", "data", b64,
+		    "received", (json_int_t)m->received);
 		free(b64);
 	}
 	/* Not in the reply, so not taken: it stays for the next call. */

@@ -223,7 +223,7 @@ sock_read(void)
 		rlen += n;
 	}
 	len = nl - rbuf;
-	msg = json_loadb(rbuf, len, 0, &err);
+	msg = json_loadb(rbuf, len, JSON_ALLOW_NUL, &err);
 	rlen -= len + 1;
 	memmove(rbuf, nl + 1, rlen);
 	if (!json_is_object(msg))
@@ -431,6 +431,7 @@ void
 print_message(json_t *m)
 {
 	const char	*text;
+	json_t		*file;
 
 	if (json_out) {
 		print_json(m);
@@ -440,6 +441,20 @@ print_message(json_t *m)
 	fputc('[', stdout);
 	print_time(json_object_get(m, "received"));
 	fputs("] ", stdout);
+	/* A file: "file from NAME", which no text can make its own line
+	 * start with (a text follows "NAME: "). */
+	if ((file = json_object_get(m, "file")) != NULL) {
+		fputs("file from ", stdout);
+		print_value(json_object_get(m, "from"));
+		fputs(": ", stdout);
+		print_value(json_object_get(file, "name"));
+		printf(" (%lld bytes), saved as ",
+		    (long long)json_integer_value(json_object_get(file, "size")));
+		print_value(json_object_get(file, "path"));
+		fputc('\n', stdout);
+		fflush(stdout);
+		return;
+	}
 	print_value(json_object_get(m, "from"));
 	fputs(": ", stdout);
 	if ((text = json_string_value(json_object_get(m, "text"))) == NULL)
