@@ -392,7 +392,14 @@ mkdir_mode(const char *path, mode_t mode, char *err, size_t errlen)
 {
 	struct stat st;
 
-	if (mkdir(path, mode) == -1 && errno != EEXIST) {
+	if (mkdir(path, mode) == 0) {
+		/* Made here: the mode asked for, whatever the umask (the
+		 * unit's is 0077). */
+		if (chmod(path, mode) == -1) {
+			seterr(err, errlen, "%s: %s", path, strerror(errno));
+			return -1;
+		}
+	} else if (errno != EEXIST) {
 		seterr(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
