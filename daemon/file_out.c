@@ -415,6 +415,16 @@ file_out_acked(struct contact *c, const uint8_t msgid[VEIL_MSGID_BYTES])
 		return;
 	if (store_file_get(st, STORE_FILE_OUT, 0, xfer, f) == 1 &&
 	    f->contact_id == c->id && f->state == FS_SENDING) {
+		/*
+		 * An ACK: the receiver is there and the window moves, so the
+		 * chunks still in flight are queued at the broker, not lost.
+		 * Their retransmission waits another backoff from now, like a
+		 * TCP timer restarted by an ACK: on a slow broker (prosody)
+		 * a window can take longer to pass than retransmit.initial,
+		 * and resending it then (outbox_hurry resends every retried
+		 * row at each frame from the peer) only adds to the queue.
+		 */
+		store_file_wire_delay(st, xfer, now_ms() + backoff(0));
 		was = f->state;
 		if (++f->done >= file_nchunks(f))
 			f->state = FS_SENT;

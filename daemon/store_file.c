@@ -12,6 +12,7 @@ enum fst {
 	F_OUT_ADD, F_IN_ADD, F_OUT_GET, F_IN_GET, F_OUT_UPD, F_IN_UPD,
 	F_OUT_DEL, F_IN_DEL, F_OUT_LIST, F_IN_LIST, F_CHUNK_ADD, F_CHUNK_CLEAR,
 	F_WIRE_ADD, F_WIRE_GET, F_WIRE_DEL, F_WIRE_LIST, F_WIRE_CLEAR,
+	F_OUTBOX_DELAY,
 	F_COUNT
 };
 _Static_assert(F_COUNT <= STORE_FILE_STMTS, "STORE_FILE_STMTS");
@@ -47,6 +48,8 @@ static const char *const fsql[F_COUNT] = {
 	[F_WIRE_DEL] = "DELETE FROM file_wire WHERE msgid = ?1",
 	[F_WIRE_LIST] = "SELECT msgid FROM file_wire WHERE xfer = ?1",
 	[F_WIRE_CLEAR] = "DELETE FROM file_wire WHERE xfer = ?1",
+	[F_OUTBOX_DELAY] = "UPDATE outbox SET next_try = max(next_try, ?2) "
+	    "WHERE msgid = ?1",
 };
 
 int
@@ -310,6 +313,33 @@ store_file_wire_take(struct store *s, const uint8_t msgid[STORE_MSGID_BYTES],
 	    SQLITE_OK)
 		return st_bind_fail(s, d);
 	return st_change(s, d) < 0 ? -1 : 1;
+}
+
+int
+store_file_wire_delay(struct store *s, const uint8_t xfer[STORE_XFER_BYTES],
+    int64_t next_try)
+{
+	uint8_t msgid[STORE_MSGID_BYTES];
+	sqlite3_stmt *q, *u;
+	int rc, n = 0;
+
+	if ((q = fstmt(s, F_WIRE_LIST)) == NULL || (u = fstmt(s, F_OUTBOX_DELAY)) == NULL)
+		return -1;
+	if (sqlite3_bind_blob(q, 1, xfer, STORE_XFER_BYTES, SQLITE_STATIC) !=
+	    SQLITE_OK)
+		return st_bind_fail(s, q);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		if (st_col_blob(s, q, 0, msgid, sizeof msgid, NULL, 1) == -1 ||
+		    sqlite3_bind_blob(u, 1, msgid, sizeof msgid, SQLITE_TRANSIENT) !=
+		    SQLITE_OK || sqlite3_bind_int64(u, 2, next_try) != SQLITE_OK ||
+		    st_change(s, u) < 0) {
+			st_done(u);
+			n = -1;
+			break;
+		}
+		n++;
+	}
+	return st_rows_end(s, q, rc, n);
 }
 
 int

@@ -66,6 +66,10 @@ int	store_file_wire_add(struct store *, const uint8_t msgid[STORE_MSGID_BYTES],
 /* The row of msgid, removed: 1 (xfer and idx set), 0 none, -1. */
 int	store_file_wire_take(struct store *, const uint8_t msgid[STORE_MSGID_BYTES],
 	    uint8_t xfer[STORE_XFER_BYTES], int64_t *idx);
+/* The outbox rows of xfer are not due before next_try: the transfer is
+ * moving, so what is in flight is on its way, not lost.  Rows or -1. */
+int	store_file_wire_delay(struct store *, const uint8_t xfer[STORE_XFER_BYTES],
+	    int64_t next_try);
 /* Calls cb with the msgid of every row of xfer (then drops them all):
  * the outbox rows of a transfer that ended before they arrived. */
 int	store_file_wire_drain(struct store *, const uint8_t xfer[STORE_XFER_BYTES],
