@@ -268,7 +268,7 @@ check_name(const char *s)
 		return "must be at most 64 bytes";
 	default:
 		return "must be 1 to 64 bytes of UTF-8 without control "
-		    "characters";
+		    "characters or invisible ones (bidi controls, zero-width)";
 	}
 }
 
@@ -400,6 +400,33 @@ static const struct key keys_keys[] = {
 static const struct key requests_keys[] = {
 	{ "ttl", K_DUR, FIELD(requests.ttl_ms), MIN, 30 * DAY, NULL, NULL,
 	    NULL, NULL, 0 },
+	{ "pending_max", K_INT, FIELD(requests.pending_max), 1, 100000, NULL,
+	    NULL, NULL, "must be between 1 and 100000", 0 },
+	{ "per_hour", K_INT, FIELD(requests.per_hour), 1, 100000, NULL, NULL,
+	    NULL, "must be between 1 and 100000", 0 },
+	{ "pending_ttl", K_DUR, FIELD(requests.pending_ttl_ms), MIN, 365 * DAY,
+	    NULL, NULL, NULL, NULL, 0 },
+	{ "auto_accept_per_hour", K_INT, FIELD(requests.auto_accept_per_hour),
+	    0, 100000, NULL, NULL, NULL, "must be between 0 and 100000", 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key limits_keys[] = {
+	/* VEIL_MESSAGE_MAX is what the protocol carries at all. */
+	{ "message_max", K_SIZE, FIELD(limits.message_max), 1 * KIB,
+	    VEIL_MESSAGE_MAX, NULL, NULL, NULL, NULL, 0 },
+	{ "reassembly", K_SIZE, FIELD(limits.reassembly), 2 * KIB, 1 * GIB,
+	    NULL, NULL, NULL, NULL, 0 },
+	{ "unread_messages", K_INT, FIELD(limits.unread_messages), 1, 10000000,
+	    NULL, NULL, NULL, "must be between 1 and 10000000", 0 },
+	{ "unread_bytes", K_SIZE, FIELD(limits.unread_bytes), 1 * KIB, 64 * GIB,
+	    NULL, NULL, NULL, NULL, 0 },
+	{ "outbox_messages", K_INT, FIELD(limits.outbox_messages), 1, 10000000,
+	    NULL, NULL, NULL, "must be between 1 and 10000000", 0 },
+	{ "outbox_bytes", K_SIZE, FIELD(limits.outbox_bytes), 1 * KIB, 64 * GIB,
+	    NULL, NULL, NULL, NULL, 0 },
+	{ "receive_reply", K_SIZE, FIELD(limits.receive_reply), 4 * KIB,
+	    64 * MIB, NULL, NULL, NULL, NULL, 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
@@ -447,6 +474,7 @@ static const struct key root_keys[] = {
 	    NULL, 0 },
 	{ "keys", K_GROUP, 0, 0, 0, 0, NULL, keys_keys, NULL, NULL, 0 },
 	{ "requests", K_GROUP, 0, 0, 0, 0, NULL, requests_keys, NULL, NULL, 0 },
+	{ "limits", K_GROUP, 0, 0, 0, 0, NULL, limits_keys, NULL, NULL, 0 },
 	{ "cards", K_GROUP, 0, 0, 0, 0, NULL, cards_keys, NULL, NULL, 0 },
 	{ "accept", K_ENUM, FIELD(accept), 0, 0, accept_names, NULL, NULL,
 	    NULL, 0 },
@@ -1032,6 +1060,19 @@ check_cross(struct ctx *c)
 		return blame(c, "retransmit.initial", wa, "retransmit.max", wb);
 	}
 
+	/* One contact may hold two largest messages in reassembly (one
+	 * completing while the next begins). */
+	if (cfg->limits.reassembly < 2 * cfg->limits.message_max) {
+		format_size(min, sizeof(min), cfg->limits.reassembly);
+		format_size(max, sizeof(max), cfg->limits.message_max);
+		snprintf(wa, sizeof(wa), "must be at least twice "
+		    "limits.message_max (%s)", max);
+		snprintf(wb, sizeof(wb), "must be at most half of "
+		    "limits.reassembly (%s)", min);
+		return blame(c, "limits.reassembly", wa, "limits.message_max",
+		    wb);
+	}
+
 	/* One largest file must fit in a contact's quota. */
 	if (cfg->files.quota < cfg->files.max_size) {
 		format_size(min, sizeof(min), cfg->files.max_size);
@@ -1113,6 +1154,17 @@ config_defaults(struct veild_config *cfg)
 	cfg->keys.period_ms = HOUR;
 	cfg->keys.heal_ms = DAY;
 	cfg->requests.ttl_ms = 3 * DAY;
+	cfg->requests.pending_max = 100;
+	cfg->requests.per_hour = 30;
+	cfg->requests.pending_ttl_ms = 7 * DAY;
+	cfg->requests.auto_accept_per_hour = 10;
+	cfg->limits.message_max = VEIL_MESSAGE_MAX;
+	cfg->limits.reassembly = 16 * MIB;
+	cfg->limits.unread_messages = 10000;
+	cfg->limits.unread_bytes = 64 * MIB;
+	cfg->limits.outbox_messages = 10000;
+	cfg->limits.outbox_bytes = 64 * MIB;
+	cfg->limits.receive_reply = 1 * MIB;
 	cfg->cards.ttl_ms = DAY;
 	cfg->cards.one_time_ttl_ms = 7 * DAY;
 	cfg->accept = VEILD_ACCEPT_ASK;
@@ -1417,6 +1469,21 @@ config_print(FILE *fp, const struct veild_config *cfg)
 
 	fputs("requests = {\n", fp);
 	print_dur(fp, in, "ttl", cfg->requests.ttl_ms);
+	fprintf(fp, "%spending_max = %u;\n", in, cfg->requests.pending_max);
+	fprintf(fp, "%sper_hour = %u;\n", in, cfg->requests.per_hour);
+	print_dur(fp, in, "pending_ttl", cfg->requests.pending_ttl_ms);
+	fprintf(fp, "%sauto_accept_per_hour = %u;\n", in,
+	    cfg->requests.auto_accept_per_hour);
+	fputs("};\n", fp);
+
+	fputs("limits = {\n", fp);
+	print_size(fp, in, "message_max", cfg->limits.message_max);
+	print_size(fp, in, "reassembly", cfg->limits.reassembly);
+	fprintf(fp, "%sunread_messages = %u;\n", in, cfg->limits.unread_messages);
+	print_size(fp, in, "unread_bytes", cfg->limits.unread_bytes);
+	fprintf(fp, "%soutbox_messages = %u;\n", in, cfg->limits.outbox_messages);
+	print_size(fp, in, "outbox_bytes", cfg->limits.outbox_bytes);
+	print_size(fp, in, "receive_reply", cfg->limits.receive_reply);
 	fputs("};\n", fp);
 
 	fputs("cards = {\n", fp);

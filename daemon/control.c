@@ -48,7 +48,7 @@ static struct {
 	struct event_base	*base;
 	int			 fd;
 	char			*path;
-	gid_t			 gid;		/* the socket file's group */
+	gid_t			 gid;		/* the socket_group, or (gid_t)-1 */
 	struct event		*ev_accept;
 	struct event		*ev_resume;
 	struct event		*ev_reap;
@@ -156,7 +156,7 @@ conn_flush(struct ctl_conn *c)
 }
 
 int
-control_send(struct ctl_conn *c, const char *buf, size_t len)
+control_line_begin(struct ctl_conn *c)
 {
 	if (c->dead || c->closing)
 		return -1;
@@ -166,16 +166,50 @@ control_send(struct ctl_conn *c, const char *buf, size_t len)
 		conn_kill(c);
 		return -1;
 	}
-	if (evbuffer_add(c->out, buf, len) == -1 ||
-	    evbuffer_add(c->out, "\n", 1) == -1) {
+	return 0;
+}
+
+int
+control_line_add(struct ctl_conn *c, const char *buf, size_t len)
+{
+	if (c->dead)
+		return -1;
+	if (evbuffer_add(c->out, buf, len) == -1) {
 		log_warnx("control: out of memory, client dropped");
 		conn_kill(c);
 		return -1;
 	}
+	return 0;
+}
+
+int
+control_line_end(struct ctl_conn *c)
+{
+	if (control_line_add(c, "\n", 1) == -1)
+		return -1;
 	if (conn_flush(c) == -1)
 		return -1;
 	conn_check_done(c);
 	return 0;
+}
+
+void
+control_line_abort(struct ctl_conn *c)
+{
+	/* A line cut short cannot be taken back from the stream. */
+	if (c->dead)
+		return;
+	log_warnx("control: a reply to client pid %ld could not be written, "
+	    "dropped", (long)c->pid);
+	conn_kill(c);
+}
+
+int
+control_send(struct ctl_conn *c, const char *buf, size_t len)
+{
+	if (control_line_begin(c) == -1 || control_line_add(c, buf, len) == -1)
+		return -1;
+	return control_line_end(c);
 }
 
 void
@@ -367,7 +401,13 @@ peer_allowed(int fd, const struct ucred *cr)
 	gid_t groups[256];
 	socklen_t len = sizeof(groups);
 
-	if (cr->uid == 0 || cr->uid == geteuid() || cr->gid == ctl.gid)
+	if (cr->uid == 0 || cr->uid == geteuid())
+		return 1;
+	/* Without a socket_group nobody else: not even members of the
+	 * daemon's primary group (often a shared one such as "users"). */
+	if (ctl.gid == (gid_t)-1)
+		return 0;
+	if (cr->gid == ctl.gid)
 		return 1;
 	/* Members of the socket's group by supplementary membership (the
 	 * usual `usermod -aG veil alice`): SO_PEERGROUPS gives the peer's
@@ -541,8 +581,9 @@ control_init(struct event_base *base, const char *path, gid_t group)
 		log_warn("control: socket");
 		return -1;
 	}
-	/* The socket is born 0660: no window where others could connect. */
-	old = umask(S_IXUSR | S_IXGRP | S_IRWXO);
+	/* The socket is born 0600: no window where others could connect.
+	 * Only once it belongs to socket_group does the group get in. */
+	old = umask(S_IXUSR | S_IRWXG | S_IRWXO);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
 		saved = errno;
 		umask(old);
@@ -550,17 +591,21 @@ control_init(struct event_base *base, const char *path, gid_t group)
 		goto fail;
 	}
 	umask(old);
-	if (group != (gid_t)-1 && chown(path, (uid_t)-1, group) == -1) {
+	/* No chown when the socket already has the group (veild's own, as
+	 * under the shipped systemd unit, whose filter forbids chown). */
+	if (group != (gid_t)-1 && (stat(path, &st) == -1 || st.st_gid != group) &&
+	    chown(path, (uid_t)-1, group) == -1) {
 		saved = errno;
 		log_warn("control: chown %s to group %u", path, (unsigned)group);
 		goto fail_unlink;
 	}
-	if (chmod(path, 0660) == -1 || stat(path, &st) == -1) {
+	if (chmod(path, group != (gid_t)-1 ? 0660 : 0600) == -1 ||
+	    stat(path, &st) == -1) {
 		saved = errno;
 		log_warn("control: chmod %s", path);
 		goto fail_unlink;
 	}
-	ctl.gid = st.st_gid;
+	ctl.gid = group != (gid_t)-1 ? st.st_gid : (gid_t)-1;
 	if (listen(fd, CONTROL_CLIENTS_MAX) == -1) {
 		saved = errno;
 		log_warn("control: listen %s", path);

@@ -194,8 +194,11 @@ void	inbox_for_contact(struct veil_inbox *out);
 /* Makes inbox.c's view of what c writes to match c (after any change). */
 void	inbox_contact_sync(struct contact *c);
 void	inbox_contact_forget(struct contact *c);
-/* Calls cb with the topic of every seed, for our epoch epoch (at epoch_len). */
+/* Calls cb with the topic of every seed, for our epoch epoch (at epoch_len;
+ * at level 1, now). */
 void	inbox_foreach_topic(int64_t epoch, void (*cb)(const char *, void *), void *arg);
+/* Level 1: when a seed's topic changes next (ms), 0 if none does. */
+int64_t	inbox_next_change_ms(void);
 /* Cards: the current card, a one-time card, a card's contact ID by its
  * topic (0: not a live card of ours), what the card connections hold. */
 int	inbox_card(int one_time, struct veil_id *cid, uint64_t *expires);
@@ -256,6 +259,9 @@ void	finish_agreement(struct contact *c);
 int	resend_request(struct contact *c, const uint8_t msgid[VEIL_MSGID_BYTES],
 	    const uint8_t *body, size_t len);
 void	pairing_prune(void);
+/* Requests made to us, unanswered or unproven past requests.pending_ttl,
+ * go. */
+void	pairing_expire(void);
 
 /* file.c, file_out.c, file_in.c: file transfers (docs/protocol.md 7.1). */
 int	file_init(char *err, size_t errlen);

@@ -287,6 +287,12 @@ tick(evutil_socket_t fd, short ev, void *arg)
 	recv_tick(now);
 	if (E.ticks % 2 == 0)
 		inbox_housekeeping();	/* expired cards */
+	/* Requests unanswered too long: a second after start, then each
+	 * minute. */
+	if (E.ticks % 60 == 1 && txn_begin() == 0) {
+		pairing_expire();
+		txn_commit();
+	}
 	if (E.ticks % CHECKPOINT_S == 0) {
 		/* The sweep above opened a group: commit it first, or the
 		 * checkpoint would always find a transaction open. */
@@ -384,6 +390,16 @@ engine_reload(const struct veild_config *next)
 	E.cfg.frames.jitter_ms = next->frames.jitter_ms;
 	E.cfg.keys = next->keys;
 	E.cfg.requests = next->requests;
+	/* Reassembly is sized at start (by both); the quotas apply at once. */
+	if (next->limits.message_max != E.cfg.limits.message_max ||
+	    next->limits.reassembly != E.cfg.limits.reassembly)
+		log_warnx("limits.message_max and limits.reassembly change at "
+		    "the next restart");
+	E.cfg.limits.unread_messages = next->limits.unread_messages;
+	E.cfg.limits.unread_bytes = next->limits.unread_bytes;
+	E.cfg.limits.outbox_messages = next->limits.outbox_messages;
+	E.cfg.limits.outbox_bytes = next->limits.outbox_bytes;
+	E.cfg.limits.receive_reply = next->limits.receive_reply;
 	E.cfg.cards = next->cards;
 	cover_arm();
 	if (eng_epoch_len() != l || eng_key_period() != p) {
@@ -500,9 +516,26 @@ engine_send(const char *to, const void *text, size_t len, char id[ENGINE_ID_TEXT
 		    veil_agree_state_name(c->state));
 		return ENGINE_ESTATE;
 	}
-	if (len > VEIL_MESSAGE_MAX) {
-		seterr(err, errlen, "message too large (at most %u bytes)", VEIL_MESSAGE_MAX);
+	if (len > E.cfg.limits.message_max) {
+		seterr(err, errlen, "message too large (at most %zu bytes, "
+		    "limits.message_max)", E.cfg.limits.message_max);
 		return ENGINE_ETOOBIG;
+	}
+	/* A contact that acknowledges nothing (gone, or hostile) must not
+	 * fill our disk with what we queue for it. */
+	{
+		int64_t rows, bytes;
+
+		if (store_outbox_usage(E.st, c->id, &rows, &bytes) != 0)
+			goto fail;
+		if (rows >= (int64_t)E.cfg.limits.outbox_messages ||
+		    bytes + (int64_t)len > (int64_t)E.cfg.limits.outbox_bytes) {
+			seterr(err, errlen, "the outbox for %s is full: %" PRId64
+			    " messages (%" PRId64 " bytes) not yet acknowledged "
+			    "(limits.outbox_messages, limits.outbox_bytes)",
+			    c->name, rows, bytes);
+			return ENGINE_EQUOTA;
+		}
 	}
 	veil_msgid_new(msgid);
 	/* Durable before acknowledged: the row and the advanced counter
@@ -527,7 +560,6 @@ fail:
 struct rx_ctx {
 	int	(*cb)(const struct engine_rx *, void *);
 	void	*arg;
-	int64_t	 ids[256];
 	int	 n;
 };
 
@@ -561,8 +593,8 @@ rx_cb(const struct store_rx *r, void *arg)
 	rv = x->cb(&m, x->arg);
 	free(f);
 	if (rv != 0)
-		return 1;	/* not taken: it stays for the next call */
-	x->ids[x->n++] = r->id;
+		return 1;	/* not handed out: the next call starts there */
+	x->n++;
 	return 0;
 }
 
@@ -576,31 +608,67 @@ engine_receive(int limit, int (*cb)(const struct engine_rx *, void *), void *arg
 	x.arg = arg;
 	if (limit <= 0 || limit > 256)
 		limit = 256;
-	if (store_rx_pending(E.st, limit, rx_cb, &x) < 0)
-		goto fail;
-	if (x.n == 0)
-		return 0;
-	/* Taken only once the caller has them: a crash before this loses
-	 * nothing. */
+	/* Nothing is taken here: a reply that never reaches its app (the
+	 * client went away mid-reply) loses nothing; engine_ack takes. */
+	if (store_rx_pending(E.st, limit, rx_cb, &x) < 0) {
+		log_warnx("store: %s", store_errmsg(E.st));
+		return -1;
+	}
+	return x.n;
+}
+
+int
+engine_ack(const char *const *ids, size_t n, int *taken, char *err, size_t errlen)
+{
+	uint8_t (*bin)[VEIL_MSGID_BYTES];
+	size_t blen;
+	int r;
+
+	*taken = 0;
+	if (n == 0)
+		return ENGINE_OK;
+	if ((bin = calloc(n, sizeof *bin)) == NULL) {
+		seterr(err, errlen, "out of memory");
+		return ENGINE_EINTERNAL;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == NULL || strlen(ids[i]) != 2 * VEIL_MSGID_BYTES ||
+		    sodium_hex2bin(bin[i], VEIL_MSGID_BYTES, ids[i],
+		    2 * VEIL_MSGID_BYTES, NULL, &blen, NULL) != 0 ||
+		    blen != VEIL_MSGID_BYTES) {
+			free(bin);
+			seterr(err, errlen, "ids[%zu]: not a message ID "
+			    "(32 hex digits)", i);
+			return ENGINE_EINVAL;
+		}
 	if (txn_begin() != 0)
 		goto fail;
-	for (int i = 0; i < x.n; i++)
-		if (store_rx_take(E.st, x.ids[i]) < 0) {
+	for (size_t i = 0; i < n; i++) {
+		if ((r = store_rx_take_msgid(E.st, bin[i])) < 0) {
 			txn_rollback();
 			goto fail;
 		}
-	if (txn_commit() != 0) {
-		txn_rollback();
-		goto fail;
+		*taken += r;
 	}
-	return x.n;
+	if (txn_commit() != 0)
+		goto fail;
+	free(bin);
+	return ENGINE_OK;
 fail:
-	log_warnx("store: %s", store_errmsg(E.st));
-	return -1;
+	free(bin);
+	*taken = 0;
+	seterr(err, errlen, "store: %s", store_errmsg(E.st));
+	return ENGINE_EINTERNAL;
 }
 
-int64_t
-engine_pending_count(void)
+int
+engine_pending_any(void)
 {
-	return store_rx_pending_count(E.st);
+	return store_rx_pending_any(E.st);
+}
+
+size_t
+engine_receive_budget(void)
+{
+	return E.cfg.limits.receive_reply;
 }

@@ -29,7 +29,8 @@ enum engine_err {
 	ENGINE_EEXIST = -3,	/* name or contact already there */
 	ENGINE_ESTATE = -4,	/* not possible in the contact's state */
 	ENGINE_ETOOBIG = -5,	/* message too large */
-	ENGINE_EINTERNAL = -6	/* store, memory, crypto */
+	ENGINE_EINTERNAL = -6,	/* store, memory, crypto */
+	ENGINE_EQUOTA = -7	/* a quota is reached: later */
 };
 
 #define ENGINE_ID_TEXT	(2 * VEIL_MSGID_BYTES + 1)	/* message ID, hex */
@@ -177,13 +178,25 @@ int	engine_contact_verify(const char *name, int mark,
 int	engine_send(const char *to, const void *text, size_t len,
 	    char id[ENGINE_ID_TEXT], char *err, size_t errlen);
 /*
- * Hands up to limit pending messages to cb, oldest first, and marks taken
- * those for which cb returned 0 (1: not taken, stop).  Returns the number
- * taken, or -1 on a store error.
+ * Hands up to limit received messages no app has acknowledged to cb,
+ * oldest first, until cb returns non-zero (that one is not handed out).
+ * Nothing is taken: a message stays, and is handed out again by the next
+ * call, until engine_ack names it.  Returns the number handed out, or -1
+ * on a store error.
  */
 int	engine_receive(int limit, int (*cb)(const struct engine_rx *, void *),
 	    void *arg);
-int64_t	engine_pending_count(void);
+/*
+ * Takes the messages with these IDs (hex, as engine_rx.id): an app has
+ * them.  IDs of messages already taken or unknown are no error.  *taken:
+ * how many were pending.  EINVAL (nothing taken) if an ID is malformed.
+ */
+int	engine_ack(const char *const *ids, size_t n, int *taken, char *err,
+	    size_t errlen);
+/* Any message not yet acknowledged: 1, 0, -1. */
+int	engine_pending_any(void);
+/* The byte budget of one message.receive reply (limits.receive_reply). */
+size_t	engine_receive_budget(void);
 /*
  * Sends a file: fd (a regular file open for reading, the caller's to
  * close; then path is only shown), or else path, which veild opens itself

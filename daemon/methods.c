@@ -1,4 +1,6 @@
 /* methods.c: the JSON-RPC methods — params in, JSON out, engine errors mapped to codes; the work is the engine's. */
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,6 +12,7 @@
 #include <config.h>	/* autoconf's */
 
 #include "engine.h"
+#include "log.h"
 #include "methods.h"
 
 /*
@@ -23,6 +26,10 @@
 #define WAIT_MAX	3600
 #define WAITERS_MAX	64
 #define LIMIT_MAX	256
+#define ACK_MAX		1024	/* ids in one message.ack */
+/* A text may take this much more as JSON than as base64 and stay text
+ * (a short line with a tab or a newline). */
+#define TEXT_SLACK	256
 
 static struct event_base *mbase;
 
@@ -44,6 +51,7 @@ static const struct {
 	{ ENGINE_ESTATE,	RPC_ERR_STATE },
 	{ ENGINE_ETOOBIG,	RPC_ERR_TOO_LARGE },
 	{ ENGINE_EINTERNAL,	RPC_INTERNAL_ERROR },
+	{ ENGINE_EQUOTA,	RPC_ERR_BUSY },
 };
 
 static int
@@ -321,6 +329,129 @@ m_message_send(struct rpc_call *call)
 	    err);
 }
 
+/* The bytes a JSON string of these len bytes takes, quotes included: a
+ * quote, a backslash and the short escapes take 2, other controls 6
+ * (\u00XX); UTF-8 goes as it is. */
+static size_t
+json_text_size(const uint8_t *p, size_t len)
+{
+	size_t n = 2;
+
+	for (size_t i = 0; i < len; i++)
+		if (p[i] == '"' || p[i] == '\\' || p[i] == '\b' || p[i] == '\f' ||
+		    p[i] == '\n' || p[i] == '\r' || p[i] == '\t')
+			n += 2;
+		else if (p[i] < 0x20)
+			n += 6;
+		else
+			n++;
+	return n;
+}
+
+/* Strict UTF-8, as JSON text must be (jansson's rule: no overlong forms,
+ * no surrogates, nothing above U+10FFFF; NUL and controls are escaped). */
+static int
+utf8_valid(const uint8_t *s, size_t len)
+{
+	size_t i = 0, n, k;
+	uint32_t cp, min;
+
+	while (i < len) {
+		uint8_t c = s[i];
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 2;
+			cp = c & 0x1f;
+			min = 0x80;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 3;
+			cp = c & 0x0f;
+			min = 0x800;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 4;
+			cp = c & 0x07;
+			min = 0x10000;
+		} else
+			return 0;
+		if (n > len - i)
+			return 0;
+		for (k = 1; k < n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += n;
+	}
+	return 1;
+}
+
+/* Writes the body as a JSON string, escaping as json_text_size() counts. */
+static int
+write_text(struct rpc_out *out, const uint8_t *p, size_t len)
+{
+	static const char hexd[] = "0123456789abcdef";
+	size_t run = 0;
+	char esc[6];
+
+	if (rpc_out_write(out, "\"", 1) != 0)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		size_t elen = 2;
+
+		if (p[i] >= 0x20 && p[i] != '"' && p[i] != '\\')
+			continue;
+		if (rpc_out_write(out, p + run, i - run) != 0)
+			return -1;
+		run = i + 1;
+		esc[0] = '\\';
+		switch (p[i]) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hexd[p[i] >> 4];
+			esc[5] = hexd[p[i] & 15];
+			elen = 6;
+		}
+		if (rpc_out_write(out, esc, elen) != 0)
+			return -1;
+	}
+	if (rpc_out_write(out, p + run, len - run) != 0)
+		return -1;
+	return rpc_out_write(out, "\"", 1);
+}
+
+/* Writes the body as a base64 JSON string, a piece at a time. */
+static int
+write_b64(struct rpc_out *out, const uint8_t *p, size_t len)
+{
+	enum { CHUNK = 3 * 16384 };
+	char buf[4 * (CHUNK / 3) + 1];
+
+	if (rpc_out_write(out, "\"", 1) != 0)
+		return -1;
+	for (size_t off = 0; off < len; off += CHUNK) {
+		size_t n = len - off < CHUNK ? len - off : CHUNK;
+
+		sodium_bin2base64(buf, sizeof buf, p + off, n,
+		    sodium_base64_VARIANT_ORIGINAL);
+		if (rpc_out_write(out, buf, strlen(buf)) != 0)
+			return -1;
+	}
+	return rpc_out_write(out, "\"", 1);
+}
+
 static json_t *
 file_json(const struct engine_file *f)
 {
@@ -328,54 +459,132 @@ file_json(const struct engine_file *f)
 	    "size", (json_int_t)f->size, "hash", f->hash);
 }
 
-/* A received message as JSON: text when it is UTF-8, else base64 data; a
- * file that came, with type "file" and where it is. */
+/* One reply: where it goes and the bytes of its messages so far. */
+struct reply_acc {
+	struct rpc_out	*out;
+	size_t		 bytes, budget;
+	int		 n, limit, failed;
+};
+
+/* A file that came, into the reply: {"id", "type": "file", "from", "file":
+ * {name, path, size, hash}, "received"}; small, so built with jansson. */
+static int
+file_cb(const struct engine_rx *m, struct reply_acc *r)
+{
+	json_t *o;
+	char *s;
+	size_t len;
+
+	o = json_pack("{s:s, s:s, s:s, s:o, s:I}", "id", m->id, "type", "file",
+	    "from", m->from, "file", file_json(m->file),
+	    "received", (json_int_t)m->received);
+	if (o == NULL || (s = json_dumps(o, JSON_COMPACT)) == NULL) {
+		json_decref(o);
+		return 1;
+	}
+	json_decref(o);
+	len = strlen(s);
+	if (r->n > 0 && r->bytes + len + 1 > r->budget) {
+		free(s);
+		return 1;
+	}
+	if ((r->n > 0 && rpc_out_write(r->out, ",", 1) != 0) ||
+	    rpc_out_write(r->out, s, len) != 0) {
+		free(s);
+		r->failed = 1;
+		return 1;
+	}
+	free(s);
+	r->bytes += len + 1;
+	r->n++;
+	return 0;
+}
+
+/*
+ * One received message into the reply: {"id", "type": "text", "from",
+ * "text" or "data", "received"}.  "text" when the body is UTF-8 and, as JSON, at most
+ * TEXT_SLACK bytes longer than base64 would be, else "data" in base64: no
+ * message costs much more than 4/3 of its size in a reply, whatever bytes
+ * a contact put in it (control characters would cost six each as text).  Its size is known before a
+ * byte is written: once the reply would pass the budget it stops there
+ * (the message is the next reply's first); one message always goes,
+ * however large, or it could never be received.
+ */
 static int
 rx_cb(const struct engine_rx *m, void *arg)
 {
-	json_t *arr = arg, *text, *o;
+	struct reply_acc *r = arg;
+	const uint8_t *body = m->body != NULL ? m->body : (const uint8_t *)"";
+	size_t tsize = SIZE_MAX, bsize = 4 * ((m->len + 2) / 3) + 2, size;
+	char head[96 + 2 * ENGINE_ID_TEXT], tail[64], *from;
+	json_t *f;
+	int as_text;
 
-	if (m->file != NULL) {
-		o = json_pack("{s:s, s:s, s:s, s:o, s:I}", "id", m->id, "from", m->from,
-		    "type", "file", "file", file_json(m->file),
-		    "received", (json_int_t)m->received);
-		return o == NULL || json_array_append_new(arr, o) != 0;
-	}
-	text = json_stringn(m->body != NULL ? (const char *)m->body : "", m->len);
-	if (text != NULL)
-		o = json_pack("{s:s, s:s, s:s, s:o, s:I}", "id", m->id, "from",
-		    m->from, "type", "text", "text", text,
-		    "received", (json_int_t)m->received);
-	else {
-		/* Not UTF-8: hand it over as base64 rather than lose it. */
-		size_t blen = sodium_base64_encoded_len(m->len,
-		    sodium_base64_VARIANT_ORIGINAL);
-		char *b64;
+	if (m->file != NULL)
+		return file_cb(m, r);
 
-		if ((b64 = malloc(blen)) == NULL)
-			return 1;
-		sodium_bin2base64(b64, blen, m->body, m->len,
-		    sodium_base64_VARIANT_ORIGINAL);
-		o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", m->id, "from",
-		    m->from, "type", "text", "data", b64,
-		    "received", (json_int_t)m->received);
-		free(b64);
+	if (utf8_valid(body, m->len))
+		tsize = json_text_size(body, m->len);
+	as_text = tsize <= bsize + TEXT_SLACK;
+	if ((f = json_string(m->from)) == NULL)
+		f = json_string("");
+	from = json_dumps(f, JSON_ENCODE_ANY);
+	json_decref(f);
+	if (from == NULL)
+		return 1;
+	snprintf(head, sizeof head, "%s{\"id\":\"%s\",\"type\":\"text\",\"from\":",
+	    r->n > 0 ? "," : "", m->id);
+	snprintf(tail, sizeof tail, ",\"received\":%lld}", (long long)m->received);
+	size = strlen(head) + strlen(from) + strlen(",\"text\":") +
+	    (as_text ? tsize : bsize) + strlen(tail);
+	if (r->n > 0 && r->bytes + size > r->budget) {
+		free(from);
+		return 1;
 	}
-	/* Not in the reply, so not taken: it stays for the next call. */
-	return o == NULL || json_array_append_new(arr, o) != 0;
+	if (rpc_out_write(r->out, head, strlen(head)) != 0 ||
+	    rpc_out_write(r->out, from, strlen(from)) != 0 ||
+	    rpc_out_write(r->out, as_text ? ",\"text\":" : ",\"data\":", 8) != 0 ||
+	    (as_text ? write_text(r->out, body, m->len) :
+	    write_b64(r->out, body, m->len)) != 0 ||
+	    rpc_out_write(r->out, tail, strlen(tail)) != 0) {
+		free(from);
+		r->failed = 1;
+		return 1;
+	}
+	free(from);
+	r->bytes += size;
+	r->n++;
+	return 0;
 }
 
-/* Takes up to limit messages and answers call with them. */
+static int
+write_messages(void *arg, struct rpc_out *out)
+{
+	struct reply_acc *r = arg;
+
+	r->out = out;
+	if (rpc_out_write(out, "{\"messages\":[", 13) != 0)
+		return -1;
+	/* A store error after some messages still ends a valid reply:
+	 * nothing was taken, the next call hands them out again. */
+	if (engine_receive(r->limit, rx_cb, r) < 0)
+		log_warnx("message.receive: a store error cut the reply short");
+	if (r->failed)
+		return -1;
+	return rpc_out_write(out, "]}", 2);
+}
+
+/* Up to limit messages, within the reply budget, and answers call with
+ * them.  Nothing is taken: message.ack does that. */
 static int
 reply_messages(struct rpc_call *call, int limit)
 {
-	json_t *arr = json_array();
+	struct reply_acc r;
 
-	if (arr == NULL || engine_receive(limit, rx_cb, arr) < 0) {
-		json_decref(arr);
-		return rpc_error(call, RPC_INTERNAL_ERROR, "store error");
-	}
-	return reply_durable(call, json_pack("{s:o}", "messages", arr));
+	memset(&r, 0, sizeof r);
+	r.budget = engine_receive_budget();
+	r.limit = limit;
+	return rpc_reply_stream(call, write_messages, &r);
 }
 
 static void
@@ -419,7 +628,7 @@ message_arrived(void)
 	for (int i = 0; i < WAITERS_MAX; i++) {
 		if (waiters[i].call == NULL)
 			continue;
-		if (engine_pending_count() <= 0)
+		if (engine_pending_any() <= 0)
 			return;
 		waiter_reply(&waiters[i]);
 	}
@@ -439,7 +648,7 @@ m_message_receive(struct rpc_call *call)
 		return rpc_error(call, RPC_INVALID_PARAMS, "wait: 0 to %d seconds", WAIT_MAX);
 	if (limit < 1 || limit > LIMIT_MAX)
 		return rpc_error(call, RPC_INVALID_PARAMS, "limit: 1 to %d", LIMIT_MAX);
-	if (wait == 0 || engine_pending_count() > 0)
+	if (wait == 0 || engine_pending_any() != 0)
 		return reply_messages(call, (int)limit);
 	for (int i = 0; i < WAITERS_MAX; i++)
 		if (waiters[i].call == NULL) {
@@ -459,6 +668,37 @@ m_message_receive(struct rpc_call *call)
 	}
 	rpc_defer(call, waiter_cancel, w);
 	return 0;
+}
+
+/* {ids: [message IDs]} -> {acked: n}: the app has these messages. */
+static int
+m_message_ack(struct rpc_call *call)
+{
+	json_t *ids = json_object_get(rpc_call_params(call), "ids"), *v;
+	const char **list;
+	char err[256];
+	size_t i, n;
+	int rv, taken = 0;
+
+	if (!json_is_array(ids))
+		return rpc_error(call, RPC_INVALID_PARAMS, "ids: an array of "
+		    "message IDs is required");
+	if ((n = json_array_size(ids)) > ACK_MAX)
+		return rpc_error(call, RPC_INVALID_PARAMS, "ids: at most %d",
+		    ACK_MAX);
+	if ((list = calloc(n + 1, sizeof *list)) == NULL)
+		return rpc_error(call, RPC_INTERNAL_ERROR, "out of memory");
+	json_array_foreach(ids, i, v) {
+		if ((list[i] = json_string_value(v)) == NULL) {
+			free(list);
+			return rpc_error(call, RPC_INVALID_PARAMS,
+			    "ids[%zu]: not a string", i);
+		}
+	}
+	rv = engine_ack(list, n, &taken, err, sizeof err);
+	free(list);
+	return answer(call, rv, rv != ENGINE_OK ? NULL : json_pack("{s:i}",
+	    "acked", taken), err);
 }
 
 static json_t *
@@ -657,6 +897,7 @@ const struct rpc_method methods_table[] = {
 	{ "contact.verify",	m_contact_verify,	"name,mark" },
 	{ "message.send",	m_message_send,		"to,text" },
 	{ "message.receive",	m_message_receive,	"wait,limit" },
+	{ "message.ack",	m_message_ack,		"ids" },
 	{ "file.send",		m_file_send,		"to,fd,path,name" },
 	{ "transfer.list",	m_transfer_list,	"" },
 	{ "transfer.cancel",	m_transfer_cancel,	"id" },

@@ -67,6 +67,20 @@ void	rpc_shutdown(void);
  * Returns 0, or -1 if the call was already answered or its client is gone
  * (result is released either way).  Frees a deferred call. */
 int	rpc_reply(struct rpc_call *call, json_t *result);
+/*
+ * Answers with a result that fn writes as JSON text, in pieces, straight
+ * into the client's output: a reply of several MiB (message.receive) is
+ * never also held as a JSON tree or one string.  fn writes through
+ * rpc_out_write() and returns 0, or -1 to give up; a reply cut short
+ * cannot be taken back from the stream, so the client is then dropped.
+ * Returns like rpc_reply().
+ */
+struct rpc_out;
+int	rpc_reply_stream(struct rpc_call *call,
+	    int (*fn)(void *arg, struct rpc_out *out), void *arg);
+/* 0, or -1 once the client is gone (the rest is then not written). */
+int	rpc_out_write(struct rpc_out *out, const void *buf, size_t len);
+
 /* Sends {"error": {code, message}}; message is printf-formatted and cut at
  * 512 bytes.  It goes to the (authorised, local) client only, never to the
  * log.  Returns -1 so that handlers can `return rpc_error(...)`. */

@@ -116,6 +116,9 @@ static const char *const stsql[ST_COUNT] = {
 	[ST_O_DEL] = "DELETE FROM outbox WHERE id = ?1",
 	[ST_O_COUNT] = "SELECT count(*) FROM outbox WHERE contact_id = ?1",
 	[ST_O_COUNT_ALL] = "SELECT count(*) FROM outbox",
+	/* length() of a blob reads the record header, not the body. */
+	[ST_O_USAGE] = "SELECT count(*), coalesce(sum(length(body)), 0) "
+	    "FROM outbox WHERE contact_id = ?1",
 
 	[ST_R_ADD] = "INSERT INTO rx (contact_id, msgid, type, body, "
 	    "received_at, taken) VALUES (?1, ?2, ?3, ?4, ?5, 0) "
@@ -126,6 +129,11 @@ static const char *const stsql[ST_COUNT] = {
 	[ST_R_TAKE] = "UPDATE rx SET taken = 1, body = NULL "
 	    "WHERE id = ?1 AND taken = 0",
 	[ST_R_PRUNE] = "DELETE FROM rx WHERE taken = 1 AND received_at < ?1",
+	[ST_R_PENDING_ANY] = "SELECT EXISTS (SELECT 1 FROM rx WHERE taken = 0)",
+	[ST_R_USAGE] = "SELECT count(*), coalesce(sum(length(body)), 0) "
+	    "FROM rx WHERE contact_id = ?1 AND taken = 0",
+	[ST_R_TAKE_MSGID] = "UPDATE rx SET taken = 1, body = NULL "
+	    "WHERE msgid = ?1 AND taken = 0",
 };
 
 /* One UPDATE per meta field: the column names never come from a caller. */

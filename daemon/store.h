@@ -26,7 +26,7 @@
  */
 
 #define STORE_EXISTS		(-2)
-#define STORE_SCHEMA_VERSION	4
+#define STORE_SCHEMA_VERSION	5
 #define STORE_NAME_MAX		64	/* = VEIL_NAME_MAX */
 #define STORE_TOPIC_MAX		63	/* inbox / topic text, bytes */
 #define STORE_BLOB_MAX		1024	/* packed pair / agreement */
@@ -238,6 +238,9 @@ int	store_outbox_ack(struct store *, int64_t contact_id,
 	    const uint8_t msgid[STORE_MSGID_BYTES], struct store_outbox *out);
 /* Rows queued for contact_id, or for everyone when contact_id is 0. */
 int64_t	store_outbox_count(struct store *, int64_t contact_id);
+/* The rows queued for contact_id and the bytes of their bodies: 0, -1. */
+int	store_outbox_usage(struct store *, int64_t contact_id, int64_t *rows,
+	    int64_t *bytes);
 
 /* Received messages not yet taken by a local app, and the msgids of
  * taken ones for dedupe. */
@@ -260,9 +263,17 @@ int	store_rx_add(struct store *, int64_t contact_id,
 /* Not yet taken, oldest first (received_at, then id), at most limit. */
 int	store_rx_pending(struct store *, int limit, store_rx_cb cb, void *arg);
 int64_t	store_rx_pending_count(struct store *);
+/* 1 if any message is pending, 0 if none, -1: cheaper than the count. */
+int	store_rx_pending_any(struct store *);
+/* The pending rows of contact_id and the bytes of their bodies: 0, -1. */
+int	store_rx_usage(struct store *, int64_t contact_id, int64_t *rows,
+	    int64_t *bytes);
 /* Marks taken and drops the body; the msgid stays for dedupe.
  * 1 done, 0 no such pending id, -1. */
 int	store_rx_take(struct store *, int64_t id);
+/* The same for the pending rows with this message ID (an app's
+ * acknowledgement): the number taken (0: none pending), or -1. */
+int	store_rx_take_msgid(struct store *, const uint8_t msgid[STORE_MSGID_BYTES]);
 /* Deletes taken rows received before older_than (the dedupe horizon);
  * returns the number deleted, or -1. */
 int64_t	store_rx_prune(struct store *, int64_t older_than);

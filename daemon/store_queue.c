@@ -153,6 +153,36 @@ store_outbox_count(struct store *s, int64_t contact_id)
 	return st_count(s, q);
 }
 
+/* count(*) and sum(length(body)) of a bound statement. */
+static int
+usage_row(struct store *s, sqlite3_stmt *q, int64_t *rows, int64_t *bytes)
+{
+	int rc;
+
+	if ((rc = st_one_row(s, q)) != 1) {
+		if (rc == 0)
+			st_seterr(s, "no row from an aggregate");
+		return -1;
+	}
+	*rows = sqlite3_column_int64(q, 0);
+	*bytes = sqlite3_column_int64(q, 1);
+	st_done(q);
+	return 0;
+}
+
+int
+store_outbox_usage(struct store *s, int64_t contact_id, int64_t *rows,
+    int64_t *bytes)
+{
+	sqlite3_stmt *q;
+
+	if ((q = st_stmt(s, ST_O_USAGE)) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(q, 1, contact_id) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	return usage_row(s, q, rows, bytes);
+}
+
 /* ---- received messages ----------------------------------------------- */
 
 int
@@ -221,6 +251,44 @@ store_rx_pending_count(struct store *s)
 	if ((q = st_stmt(s, ST_R_PENDING_COUNT)) == NULL)
 		return -1;
 	return st_count(s, q);
+}
+
+int
+store_rx_pending_any(struct store *s)
+{
+	sqlite3_stmt *q;
+	int64_t n;
+
+	if ((q = st_stmt(s, ST_R_PENDING_ANY)) == NULL)
+		return -1;
+	n = st_count(s, q);
+	return n < 0 ? -1 : n > 0;
+}
+
+int
+store_rx_usage(struct store *s, int64_t contact_id, int64_t *rows,
+    int64_t *bytes)
+{
+	sqlite3_stmt *q;
+
+	if ((q = st_stmt(s, ST_R_USAGE)) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(q, 1, contact_id) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	return usage_row(s, q, rows, bytes);
+}
+
+int
+store_rx_take_msgid(struct store *s, const uint8_t msgid[STORE_MSGID_BYTES])
+{
+	sqlite3_stmt *q;
+
+	if ((q = st_stmt(s, ST_R_TAKE_MSGID)) == NULL)
+		return -1;
+	if (sqlite3_bind_blob(q, 1, msgid, STORE_MSGID_BYTES, SQLITE_STATIC) !=
+	    SQLITE_OK)
+		return st_bind_fail(s, q);
+	return st_change(s, q);
 }
 
 int

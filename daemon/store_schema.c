@@ -156,7 +156,16 @@ const struct store_migration store_migrations[] = {
 	") WITHOUT ROWID;"
 	"CREATE INDEX request_seen_at ON request_seen(seen_at);", NULL },
 	/*
-	 * 4: file transfers (docs/protocol.md 7.1; daemon/file.c).  A row per
+	 * 4: bounded input.  A received message stays until an app
+	 * acknowledges it by its message ID (message.ack), and each contact's
+	 * unread messages are counted against its quota on every arrival:
+	 * both need an index over the pending rows.
+	 */
+	{ "CREATE INDEX rx_pending_msgid ON rx(msgid) WHERE taken = 0;"
+	"CREATE INDEX rx_pending_contact ON rx(contact_id) WHERE taken = 0;",
+	NULL },
+	/*
+	 * 5: file transfers (docs/protocol.md 7.1; daemon/file.c).  A row per
 	 * transfer each way, the chunks received of an incoming one, and the
 	 * outbox rows that carry an outgoing one (so that their ACKs count);
 	 * every row goes with its contact.  The bytes live in files under

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """test_files.py: files between two veild through a real broker — 20 MiB across a SIGKILL of either side, progress bar, limits, hostile names, permissions; prints TAP."""
 
+import grp
 import hashlib
 import json
 import os
@@ -96,7 +97,8 @@ def setup(w):
     m = w.broker(log_all=False)
     # Bob takes files of at most 4 MiB... except the big one, which goes
     # to Carol; Bob's quota is 6 MiB.
-    alice = w.daemon("Alice", m)
+    # socket_group: another uid in it may use Alice's socket (t_other_user).
+    alice = w.daemon("Alice", m, socket_group=grp.getgrgid(os.getegid()).gr_name)
     bob = w.daemon("Bob", m, files={"max_size": 4 * UNIT, "quota": 6 * UNIT})
     carol = w.daemon("Carol", m, files={"max_size": "64MiB"})
     veil.pair(alice, bob)
@@ -426,9 +428,9 @@ def t_refusals(tap, w, x):
 
 
 def t_other_user(tap, w, x):
-    """Another uid in the socket's group may use the socket, but veild
-    will not open a path for it (it could name a file only veild may
-    read); it must pass the open file."""
+    """Another uid in the socket_group may use the socket, but veild will
+    not open a path for it (it could name a file only veild may read); it
+    must pass the open file."""
     alice = x["alice"]
     secret = mkfile(w, "secret.txt", 0, b"only for veild's user\n")
     os.chmod(secret, 0o600)

@@ -22,7 +22,8 @@ ok() {	# description, then a command whose status decides
 
 # The directories as configure set them, expanded by make itself.
 dir() {
-	printf 'p:\n\t@echo $(%s)\n' "$1" | make -s --no-print-directory -C "$build" -f Makefile -f - p
+	printf 'p:\n\t@echo $(%s)\n' "$1" | env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	    make -s --no-print-directory -C "$build" -f Makefile -f - p
 }
 sbindir=$(dir sbindir)
 sysconfdir=$(dir sysconfdir)

@@ -1328,6 +1328,75 @@ test_rx(void **state)
 	assert_int_equal(store_rx_add(f->s, b, id, 1, NULL, 0, 1, NULL), 1);
 }
 
+/* What an app acknowledges by message ID, and what counts against a
+ * contact's quotas. */
+static void
+test_rx_ack_usage(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	uint8_t id[STORE_MSGID_BYTES], body[3000];
+	int64_t a, b, rows = -1, bytes = -1;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "alice", 1);
+	a = store_contact_add(f->s, &c);
+	mkcontact(&c, "bob", 2);
+	b = store_contact_add(f->s, &c);
+	memset(body, 'x', sizeof(body));
+
+	assert_int_equal(store_rx_pending_any(f->s), 0);
+	assert_int_equal(store_rx_usage(f->s, a, &rows, &bytes), 0);
+	assert_int_equal(rows, 0);
+	assert_int_equal(bytes, 0);
+	for (int i = 1; i <= 3; i++) {
+		msgid(id, (uint8_t)i);
+		assert_int_equal(store_rx_add(f->s, a, id, 1, body,
+		    (size_t)i * 1000, i, NULL), 1);
+	}
+	msgid(id, 9);
+	assert_int_equal(store_rx_add(f->s, b, id, 1, body, 10, 9, NULL), 1);
+	assert_int_equal(store_rx_pending_any(f->s), 1);
+	assert_int_equal(store_rx_usage(f->s, a, &rows, &bytes), 0);
+	assert_int_equal(rows, 3);
+	assert_int_equal(bytes, 6000);
+	assert_int_equal(store_rx_usage(f->s, b, &rows, &bytes), 0);
+	assert_int_equal(rows, 1);
+	assert_int_equal(bytes, 10);
+
+	/* acknowledged by message ID: taken once, then a no-op */
+	msgid(id, 2);
+	assert_int_equal(store_rx_take_msgid(f->s, id), 1);
+	assert_int_equal(store_rx_take_msgid(f->s, id), 0);
+	msgid(id, 77);
+	assert_int_equal(store_rx_take_msgid(f->s, id), 0);
+	assert_int_equal(store_rx_usage(f->s, a, &rows, &bytes), 0);
+	assert_int_equal(rows, 2);
+	assert_int_equal(bytes, 4000);
+	/* still a duplicate for the sender's copies */
+	msgid(id, 2);
+	assert_int_equal(store_rx_add(f->s, a, id, 1, body, 2000, 5, NULL), 0);
+	for (uint8_t i = 1; i <= 9; i++) {
+		msgid(id, i);
+		store_rx_take_msgid(f->s, id);
+	}
+	assert_int_equal(store_rx_pending_any(f->s), 0);
+
+	/* the outbox's share of a contact */
+	assert_int_equal(store_outbox_usage(f->s, a, &rows, &bytes), 0);
+	assert_int_equal(rows, 0);
+	assert_int_equal(bytes, 0);
+	msgid(id, 1);
+	assert_int_equal(store_outbox_add(f->s, a, id, 1, body, 1234, 1, 1) > 0, 1);
+	msgid(id, 2);
+	assert_int_equal(store_outbox_add(f->s, a, id, 1, body, 66, 1, 1) > 0, 1);
+	assert_int_equal(store_outbox_usage(f->s, a, &rows, &bytes), 0);
+	assert_int_equal(rows, 2);
+	assert_int_equal(bytes, 1300);
+	assert_int_equal(store_outbox_usage(f->s, b, &rows, &bytes), 0);
+	assert_int_equal(rows, 0);
+}
+
 /* Error strings name the failure, never the data. */
 static void
 test_errors_hold_no_data(void **state)
@@ -1485,6 +1554,7 @@ main(void)
 		T(test_inboxes),
 		T(test_outbox),
 		T(test_rx),
+		T(test_rx_ack_usage),
 		T(test_files),
 		T(test_errors_hold_no_data),
 #undef T

@@ -48,8 +48,8 @@ static const struct subcommand cmds[] = {
 	    "manage contacts (see below)" },
 	{ "send",	cmd_send,	"send NAME [TEXT ...]",
 	    "send a message (standard input if no TEXT)" },
-	{ "recv",	cmd_recv,	"recv [--follow | --wait SECONDS] [--exec PROG [-- ARG ...]]",
-	    "print the messages received (--exec: run CMD for each)" },
+	{ "recv",	cmd_recv,	"recv [--follow | --wait SECONDS] [--peek] [--exec PROG [-- ARG ...]]",
+	    "print the messages received, then acknowledge them (--exec: run PROG for each)" },
 	{ "send-file",	cmd_send_file,	"send-file NAME PATH [--as FILENAME] [--no-wait]",
 	    "send a file (a progress bar on a terminal)" },
 	{ "transfer",	cmd_transfer,	"transfer COMMAND ...",
@@ -457,9 +457,12 @@ print_message(json_t *m)
 	}
 	print_value(json_object_get(m, "from"));
 	fputs(": ", stdout);
-	if ((text = json_string_value(json_object_get(m, "text"))) == NULL)
-		text = "";
-	put_safe(stdout, text, "\n    ");
+	if ((text = json_string_value(json_object_get(m, "text"))) != NULL)
+		put_safe(stdout, text, "\n    ");
+	else if ((text = json_string_value(json_object_get(m, "data"))) != NULL)
+		printf("[data, %zu bytes: veilctl --json recv shows it in base64]",
+		    strlen(text) / 4 * 3 - (strlen(text) > 0 && text[strlen(text) - 1] ==
+		    '=') - (strlen(text) > 1 && text[strlen(text) - 2] == '='));
 	fputc('\n', stdout);
 	fflush(stdout);
 }

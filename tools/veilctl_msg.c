@@ -230,7 +230,7 @@ run_exec(json_t *m)
  * --follow one message a line), run through --exec, then acknowledged.
  * Returns how many came. */
 static size_t
-receive_batch(long wait, int follow, int quiet_empty)
+receive_batch(long wait, int follow, int peek, int quiet_empty)
 {
 	json_t	*params = NULL, *result, *msgs, *m;
 	size_t	 i, n;
@@ -254,7 +254,8 @@ receive_batch(long wait, int follow, int quiet_empty)
 	if (exec_argv != NULL)
 		json_array_foreach(msgs, i, m)
 			run_exec(m);
-	ack(msgs);
+	if (!peek)
+		ack(msgs);
 	json_decref(result);
 	return n;
 }
@@ -265,17 +266,20 @@ cmd_recv(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "follow", no_argument, NULL, 'f' },
 		{ "wait", required_argument, NULL, 'w' },
-		{ "exec", required_argument, NULL, 'x' }, COMMON_LONGOPTS,
+		{ "exec", required_argument, NULL, 'x' },
+		{ "peek", no_argument, NULL, 'p' }, COMMON_LONGOPTS,
 		{ NULL, 0, NULL, 0 }
 	};
 	const char	*prog = NULL;
 	char		*end;
 	long		 wait = -1;
-	int		 c, follow = 0;
+	int		 c, follow = 0, peek = 0;
 
-	while ((c = next_opt(argc, argv, "+fw:x:h", longopts)) != -1) {
+	while ((c = next_opt(argc, argv, "+fpw:x:h", longopts)) != -1) {
 		if (c == 'f')
 			follow = 1;
+		else if (c == 'p')
+			peek = 1;
 		else if (c == 'x')
 			prog = optarg;
 		else if (c == 'w') {
@@ -301,18 +305,20 @@ cmd_recv(int argc, char **argv)
 		die("out of memory");
 	if (exec_argv != NULL)
 		exec_argv[0] = (char *)prog;
-	if (optind != argc || (follow && wait >= 0))
+	if (optind != argc || (follow && wait >= 0) || (follow && peek))
 		usage();
 	signal(SIGPIPE, SIG_IGN);	/* an --exec program that does not read */
 
 	if (!follow) {
-		/* Batch after batch until none is left. */
-		if (receive_batch(wait, 0, 0) > 0)
-			while (receive_batch(0, 0, 1) > 0)
+		/* Batch after batch until none is left (a reply holds what
+		 * fits veild's byte budget); --peek leaves them, so it shows
+		 * one. */
+		if (receive_batch(wait, 0, peek, 0) > 0 && !peek)
+			while (receive_batch(0, 0, 0, 1) > 0)
 				;
 		return 0;
 	}
 	/* A long poll that ran out with nothing new starts again. */
 	for (;;)
-		receive_batch(WAIT_MAX, 1, 1);
+		receive_batch(WAIT_MAX, 1, 0, 1);
 }

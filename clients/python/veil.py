@@ -243,11 +243,14 @@ class Client:
                 self.ack([m])
 
     def subscribe(self, events=None, timeout=None):
-        """A generator of Notifications: events (a list of names; None:
-        all) from now on.  timeout: seconds without one before
-        socket.timeout (None: wait forever)."""
+        """Subscribes now to events (a list of names; None: all) and
+        returns a generator of the Notifications from then on.  timeout:
+        seconds without one before socket.timeout (None: wait forever)."""
         params = {"events": list(events)} if events else {}
         self.call("subscribe", **params)
+        return self._notifications(timeout)
+
+    def _notifications(self, timeout):
         while True:
             while self._notes:
                 yield self._notes.popleft()

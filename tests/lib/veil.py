@@ -561,11 +561,14 @@ class Daemon:
         return {c["name"]: c for c in self.rpc("contact.list")["contacts"]}
 
     def receive_all(self, wait=0, limit=256):
-        """message.receive until empty (the first call may long-poll)."""
+        """message.receive and message.ack until empty (the first call may
+        long-poll): what an app gets, each message once."""
         out = []
         while True:
             r = self.rpc("message.receive", wait=wait, limit=limit,
                          timeout=wait + 10)["messages"]
+            if r:
+                self.rpc("message.ack", ids=[m["id"] for m in r])
             out.extend(r)
             if not r or wait:
                 return out
@@ -643,6 +646,22 @@ def b64u(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def card_with_expiry(uri, expires):
+    """The card URI with its expires field set to expires and the checksum
+    recomputed (cards are not signed: protocol.md 3)."""
+    import base64
+    import hashlib
+    import struct
+    body = uri[5:]
+    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    card = bytearray(raw[:-4])
+    p = 3 + card[2] + 32
+    card[p:p + 8] = struct.pack(">Q", expires)
+    card = bytes(card)
+    out = card + hashlib.blake2b(card, digest_size=32).digest()[:4]
+    return "veil:" + base64.urlsafe_b64encode(out).decode().rstrip("=")
+
+
 def decode_card(uri):
     """A card URI's fields, per docs/protocol.md section 3: {flags,
     one_time, cid (bytes), cid_text (the topic), pk (bytes), expires,
@@ -658,7 +677,7 @@ def decode_card(uri):
     if hashlib.blake2b(card, digest_size=32).digest()[:4] != check:
         raise ValueError("bad checksum")
     version, flags, cidlen = card[0], card[1], card[2]
-    if version != 1:
+    if version != 2:	# wire protocol 2's card (version 1's had the same layout)
         raise ValueError("version %d" % version)
     p = 3
     cid = card[p:p + cidlen]
@@ -933,6 +952,61 @@ def xmpp_observe(server):
     return {"source": server.log_path, "identifiers": out,
             "sizes": [{"size": k, "count": v} for k, v in sorted(sizes.items())],
             "publishes": sum(sizes.values())}
+
+
+# prosody writes a stanza's attributes in no fixed order.
+_STANZA_OP = re.compile(r"<(subscribe|unsubscribe|create|publish)\b[^>]*?\snode='([^']*)'")
+
+
+def broker_events(broker):
+    """The operator's raw view, the same for both transports: which client
+    held which topic when.  {"sessions": [{client, start, end, username}],
+    "subs": [(t, client, topic, op)] with op subscribe, unsubscribe or
+    create (XMPP), "pubs": [(t, client, topic)], "end": the log's last
+    time}, each list in log order; a session still open has end None.
+
+    MQTT: tools/veil-observe --json on mosquitto's log (log_type all,
+    connection_messages).  XMPP: prosody's debug log with stanza_debug
+    (every stanza in full): clients are bare JIDs, sessions run from
+    "Authenticated as" to "Client disconnected"."""
+    if broker_transport(broker) == "mqtt":
+        r = observe(broker)
+        return {"sessions": [{"client": x["client"], "start": x["start"], "end": x["end"],
+                              "username": x.get("username")} for x in r["sessions"]],
+                "subs": [(e["time"], e["client"], e["topic"], e["op"])
+                         for e in r["subscription_log"]],
+                "pubs": [(e["time"], e["client"], e["topic"]) for e in r["publish_log"]
+                         if e["client"] is not None],
+                "end": r["end"]}
+    sessions, subs, pubs = [], [], []
+    live = {}	# prosody session id -> its session dict
+    end = None
+    dom = re.escape(broker.domain)
+    for line in broker.log().splitlines():
+        m = _PROSODY_LINE.match(line)
+        if not m:
+            continue
+        try:
+            t = _prosody_time(m.group(1))
+        except ValueError:
+            continue
+        end = t
+        src, msg = m.group(2), m.group(4)
+        a = re.match(r"Authenticated as (\S+@%s)$" % dom, msg)
+        if a:
+            live[src] = {"client": a.group(1), "start": t, "end": None, "username": None}
+            sessions.append(live[src])
+            continue
+        if msg.startswith("Client disconnected") and src in live:
+            live.pop(src)["end"] = t
+            continue
+        if msg.startswith("RECV: <iq") and src in live:
+            for op, node in _STANZA_OP.findall(msg):
+                if op == "publish":
+                    pubs.append((t, live[src]["client"], node))
+                else:
+                    subs.append((t, live[src]["client"], node, op))
+    return {"sessions": sessions, "subs": subs, "pubs": pubs, "end": end}
 
 
 # --- one test file's world ------------------------------------------------
