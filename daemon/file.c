@@ -514,6 +514,13 @@ file_init(char *err, size_t errlen)
 	/* The received files are for the socket's users (group): 0750. */
 	if (mkdir_mode(F.dir, 0750, err, errlen) != 0)
 		return -1;
+	/* A CHUNK is one message: a receiver that refuses messages that
+	 * large can take no file from a veild (protocol.md 7.1). */
+	if (cfg->limits.message_max < VEIL_FILE_CHUNK_HDR +
+	    (size_t)veil_file_chunk_size(cfg->frames.size))
+		log_warnx("limits.message_max (%zu bytes) is below one file chunk "
+		    "(%zu): contacts cannot send files here", cfg->limits.message_max,
+		    VEIL_FILE_CHUNK_HDR + (size_t)veil_file_chunk_size(cfg->frames.size));
 	sweep(1);
 	if (store_file_list(eng_store(), resume_cb, NULL) < 0) {
 		seterr(err, errlen, "store: %s", store_errmsg(eng_store()));
