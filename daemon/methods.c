@@ -452,11 +452,21 @@ write_b64(struct rpc_out *out, const uint8_t *p, size_t len)
 	return rpc_out_write(out, "\"", 1);
 }
 
+/* A path as JSON: null when it is not UTF-8 (files.dir is the admin's
+ * bytes), so that the message around it is never stuck unencodable. */
+static json_t *
+path_json(const char *path)
+{
+	json_t *p = json_string(path);
+
+	return p != NULL ? p : json_null();
+}
+
 static json_t *
 file_json(const struct engine_file *f)
 {
-	return json_pack("{s:s, s:s, s:I, s:s}", "name", f->name, "path", f->path,
-	    "size", (json_int_t)f->size, "hash", f->hash);
+	return json_pack("{s:s, s:o, s:I, s:s}", "name", f->name,
+	    "path", path_json(f->path), "size", (json_int_t)f->size, "hash", f->hash);
 }
 
 /* One reply: where it goes and the bytes of its messages so far. */
@@ -713,7 +723,7 @@ transfer_json(const struct engine_transfer *t)
 	if (o != NULL && t->status != NULL)
 		json_object_set_new(o, "reason", json_string(t->status));
 	if (o != NULL && t->path[0] != '\0')
-		json_object_set_new(o, "path", json_string(t->path));
+		json_object_set_new(o, "path", path_json(t->path));
 	return o;
 }
 

@@ -488,6 +488,45 @@ def t_cancel(tap, w, x):
         tap.ok(e.code == -32002, "cancelling an ended transfer is refused (-32002)", repr(e))
 
 
+def t_other_fs(tap, w, x):
+    """files.dir on another filesystem than the state dir (tmpfs): the
+    verified file is copied there (rename cannot cross filesystems), under
+    a name of its own, and nothing stays behind."""
+    alice = x["alice"]
+    what = "a file lands in a files.dir on another filesystem"
+    shm = "/dev/shm"
+    if not os.path.isdir(shm) or os.stat(shm).st_dev == os.stat(w.tmp).st_dev:
+        tap.skip(what, "no other filesystem than the temp dir's here (/dev/shm)")
+        return
+    fdir = os.path.join(shm, "veil-test-files-%d-%d" % (os.getpid(), int(time.time())))
+    os.mkdir(fdir, 0o700)
+    try:
+        dave = w.daemon("Dave", x["m"], files={"dir": fdir})
+        veil.pair(alice, dave)
+        path = mkfile(w, "cross.bin", 3 * MIB + 123)
+        want = blake(path)
+        with open(os.path.join(fdir, "cross.bin"), "w") as f:
+            f.write("already here\n")
+        r = send_fd(alice, "Dave", path)
+        t = expect(lambda: ended(dave, r["id"], "in"), 60, "Dave has it", dave.log_tail)
+        got = os.path.join(fdir, "cross (1).bin")
+        tap.ok(t["state"] == "done" and t.get("path") == got and blake(got) == want and
+               open(os.path.join(fdir, "cross.bin")).read() == "already here\n",
+               what + ", intact, beside the existing one (copied across)",
+               repr((t, sorted(os.listdir(fdir)))))
+        tap.ok(sorted(os.listdir(fdir)) == ["cross (1).bin", "cross.bin"] and
+               leftovers(dave) == [],
+               "no temporary copy in files.dir, no .part in the state dir",
+               repr((os.listdir(fdir), leftovers(dave))))
+        tap.ok(os.stat(got).st_mode & 0o777 == 0o640, "the file is 0640 (for the "
+               "socket's group)", oct(os.stat(got).st_mode))
+        dave.kill9()
+    finally:
+        for f in os.listdir(fdir):
+            os.unlink(os.path.join(fdir, f))
+        os.rmdir(fdir)
+
+
 TESTS = [
     ("big_receiver_killed", t_big_receiver_killed),
     ("big_sender_killed", t_big_sender_killed),
@@ -497,6 +536,7 @@ TESTS = [
     ("refusals", t_refusals),
     ("other_user", t_other_user),
     ("cancel", t_cancel),
+    ("other_fs", t_other_fs),
 ]
 
 if __name__ == "__main__":
