@@ -438,6 +438,16 @@ static const struct key cards_keys[] = {
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
+static const struct key files_keys[] = {
+	{ "dir", K_STR, FIELD(files.dir), 0, 0, NULL, NULL, check_abs_path,
+	    NULL, KF_EMPTY_NULL },
+	{ "max_size", K_SIZE, FIELD(files.max_size), 1 * KIB, 64 * GIB, NULL,
+	    NULL, NULL, NULL, 0 },
+	{ "quota", K_SIZE, FIELD(files.quota), 1 * KIB, 1024 * GIB, NULL, NULL,
+	    NULL, NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
 static const struct key log_keys[] = {
 	{ "level", K_ENUM, FIELD(log.level), 0, 0, level_names, NULL, NULL,
 	    NULL, 0 },
@@ -468,6 +478,7 @@ static const struct key root_keys[] = {
 	{ "cards", K_GROUP, 0, 0, 0, 0, NULL, cards_keys, NULL, NULL, 0 },
 	{ "accept", K_ENUM, FIELD(accept), 0, 0, accept_names, NULL, NULL,
 	    NULL, 0 },
+	{ "files", K_GROUP, 0, 0, 0, 0, NULL, files_keys, NULL, NULL, 0 },
 	{ "log", K_GROUP, 0, 0, 0, 0, NULL, log_keys, NULL, NULL, 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
@@ -1062,6 +1073,16 @@ check_cross(struct ctx *c)
 		    wb);
 	}
 
+	/* One largest file must fit in a contact's quota. */
+	if (cfg->files.quota < cfg->files.max_size) {
+		format_size(min, sizeof(min), cfg->files.max_size);
+		format_size(max, sizeof(max), cfg->files.quota);
+		snprintf(wa, sizeof(wa), "must not be below files.max_size (%s)",
+		    min);
+		snprintf(wb, sizeof(wb), "must not exceed files.quota (%s)", max);
+		return blame(c, "files.quota", wa, "files.max_size", wb);
+	}
+
 	switch (cfg->transport) {
 	case VEILD_TRANSPORT_MQTT:
 		/* uris has a default and set_uris refuses an empty list. */
@@ -1147,6 +1168,8 @@ config_defaults(struct veild_config *cfg)
 	cfg->cards.ttl_ms = DAY;
 	cfg->cards.one_time_ttl_ms = 7 * DAY;
 	cfg->accept = VEILD_ACCEPT_ASK;
+	cfg->files.max_size = 100 * MIB;
+	cfg->files.quota = 1 * GIB;
 	cfg->log.level = VEILD_LOG_INFO;
 
 	if ((cfg->state_dir = strdup(DEFAULT_STATE_DIR)) == NULL ||
@@ -1255,6 +1278,7 @@ config_free(struct veild_config *cfg)
 	config_tls_free(&cfg->mqtt.tls);
 	config_tls_free(&cfg->xmpp.trust);
 	free(cfg->identity.name);
+	free(cfg->files.dir);
 	sodium_memzero(cfg, sizeof(*cfg));
 }
 
@@ -1468,6 +1492,12 @@ config_print(FILE *fp, const struct veild_config *cfg)
 	fputs("};\n", fp);
 
 	print_str(fp, "", "accept", accept_names[cfg->accept]);
+
+	fputs("files = {\n", fp);
+	print_str(fp, in, "dir", cfg->files.dir);
+	print_size(fp, in, "max_size", cfg->files.max_size);
+	print_size(fp, in, "quota", cfg->files.quota);
+	fputs("};\n", fp);
 
 	fputs("log = {\n", fp);
 	print_str(fp, in, "level", level_names[cfg->log.level]);

@@ -148,6 +148,13 @@ struct veild_config {
 
 	enum veild_accept	 accept;
 
+	/* Files received (and sent): where they land, bytes. */
+	struct {
+		char		*dir;		/* NULL: state_dir/files */
+		size_t		 max_size;	/* one file, sent or received */
+		size_t		 quota;		/* received from one contact, on disk */
+	} files;
+
 	struct {
 		enum veild_log_level level;
 	} log;

@@ -4,6 +4,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 
 #include <errno.h>
@@ -22,6 +23,7 @@
 #define CONTROL_READ_CHUNK	65536
 #define CONTROL_FLUSH_SECS	5	/* grace for a closing client to read */
 #define CONTROL_BACKOFF_SECS	1	/* accept paused after EMFILE/ENFILE */
+#define CONTROL_CMSG_FDS	16	/* room for descriptors in one read */
 
 struct ctl_conn {
 	TAILQ_ENTRY(ctl_conn)	 entry;
@@ -35,6 +37,8 @@ struct ctl_conn {
 	struct evbuffer		*in;
 	struct evbuffer		*out;
 	struct rpc_conn		*rpc;
+	int			 fds[CONTROL_FDS_MAX];	/* passed, not taken yet */
+	int			 nfds;
 	int			 closing;	/* flush, then close */
 	int			 dead;		/* waiting for the reaper */
 };
@@ -102,6 +106,8 @@ conn_kill(struct ctl_conn *c)
 	event_del(c->ev_timer);
 	close(c->fd);
 	c->fd = -1;
+	while (c->nfds > 0)
+		close(c->fds[--c->nfds]);
 	TAILQ_REMOVE(&ctl.conns, c, entry);
 	TAILQ_INSERT_TAIL(&ctl.dead, c, entry);
 	ctl.nconns--;
@@ -251,6 +257,76 @@ conn_lines(struct ctl_conn *c)
 		conn_too_large(c);
 }
 
+/*
+ * Reads like evbuffer_read, and also takes the descriptors a client
+ * passes (SCM_RIGHTS): the kernel hands them over with the first bytes of
+ * the write they came with, so they are here before the request line that
+ * names them is complete.  Up to CONTROL_FDS_MAX wait for a request to
+ * take them (control_take_fd); more are closed at once, the rest when the
+ * client goes.
+ */
+static int
+conn_recv(struct ctl_conn *c, int fd)
+{
+	static char	 buf[CONTROL_READ_CHUNK];
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(CONTROL_CMSG_FDS * sizeof(int))];
+	} cm;
+	struct iovec	 iov = { buf, sizeof(buf) };
+	struct msghdr	 msg;
+	struct cmsghdr	*h;
+	ssize_t		 n;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof(cm.buf);
+	if ((n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) == -1)
+		return -1;
+	for (h = CMSG_FIRSTHDR(&msg); h != NULL; h = CMSG_NXTHDR(&msg, h)) {
+		size_t	 k, nf;
+		int	 pfd;
+
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		nf = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (k = 0; k < nf; k++) {
+			memcpy(&pfd, CMSG_DATA(h) + k * sizeof(int), sizeof(int));
+			if (c->nfds < CONTROL_FDS_MAX)
+				c->fds[c->nfds++] = pfd;
+			else
+				close(pfd);
+		}
+	}
+	if (n > 0 && evbuffer_add(c->in, buf, (size_t)n) == -1) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return (int)n;
+}
+
+int
+control_take_fd(struct ctl_conn *c)
+{
+	int	fd;
+
+	if (c == NULL || c->nfds == 0)
+		return -1;
+	fd = c->fds[0];
+	memmove(c->fds, c->fds + 1, (size_t)(c->nfds - 1) * sizeof(int));
+	c->nfds--;
+	return fd;
+}
+
+void
+control_peer(const struct ctl_conn *c, uid_t *uid, gid_t *gid)
+{
+	*uid = c->uid;
+	*gid = c->gid;
+}
+
 static void
 conn_read(evutil_socket_t fd, short events, void *arg)
 {
@@ -259,7 +335,7 @@ conn_read(evutil_socket_t fd, short events, void *arg)
 	size_t		 len;
 	int		 n;
 
-	n = evbuffer_read(c->in, fd, CONTROL_READ_CHUNK);
+	n = conn_recv(c, fd);
 	if (n == -1) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;

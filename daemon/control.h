@@ -52,5 +52,11 @@ int	control_line_end(struct ctl_conn *cc);
 void	control_line_abort(struct ctl_conn *cc);
 /* Stops reading, flushes what is queued (for at most a few seconds), closes. */
 void	control_close_after_flush(struct ctl_conn *cc);
+/* The oldest descriptor the client passed (SCM_RIGHTS) and no request took
+ * yet, now the caller's; -1 if none. */
+#define CONTROL_FDS_MAX	4
+int	control_take_fd(struct ctl_conn *cc);
+/* The client's credentials at connect (SO_PEERCRED). */
+void	control_peer(const struct ctl_conn *cc, uid_t *uid, gid_t *gid);
 
 #endif

@@ -270,6 +270,21 @@ void	pairing_prune(void);
  * go. */
 void	pairing_expire(void);
 
+/* file.c, file_out.c, file_in.c: file transfers (docs/protocol.md 7.1). */
+int	file_init(char *err, size_t errlen);
+void	file_start(void);
+void	file_shutdown(void);
+/* A FILE message from c (its ACK is file.c's to send). */
+void	file_handle(struct contact *c, const uint8_t msgid[VEIL_MSGID_BYTES],
+	    const uint8_t *body, size_t len);
+/* c acknowledged our FILE message msgid. */
+void	file_acked(struct contact *c, const uint8_t msgid[VEIL_MSGID_BYTES]);
+/* A contact went: the files of its transfers go too. */
+void	file_sweep(void);
+void	file_housekeeping(int64_t now);
+/* The file a "file" message in the receive queue stands for. */
+int	file_rx_info(const uint8_t *body, size_t len, struct engine_file *out);
+
 /* rotation.c: the contact update (UPDATE, UPDATE-ACK, UPDATE-DONE). */
 void	handle_update(struct contact *c, const uint8_t *body, size_t len);
 void	handle_update_ack(struct contact *c, const uint8_t *body, size_t len);

@@ -195,6 +195,7 @@ struct queued_event {
 	char			 state[32];
 	char			 warning[128];
 	char			 fingerprint[VEIL_FP_TEXT];
+	struct engine_transfer	*transfer;	/* a copy, when there is one */
 };
 
 static void
@@ -204,6 +205,7 @@ event_fire(void *arg, int committed)
 
 	if (committed && E.cb != NULL)
 		E.cb(&q->ev, E.cb_arg);
+	free(q->transfer);
 	free(q);
 }
 
@@ -232,6 +234,14 @@ eng_event(const struct engine_event *ev)
 	q->ev.warning = keep(q->warning, sizeof q->warning, ev->warning);
 	q->ev.fingerprint = keep(q->fingerprint, sizeof q->fingerprint,
 	    ev->fingerprint);
+	if (ev->transfer != NULL) {
+		if ((q->transfer = malloc(sizeof *q->transfer)) == NULL) {
+			free(q);
+			return;
+		}
+		*q->transfer = *ev->transfer;
+		q->ev.transfer = q->transfer;
+	}
 	after_commit(event_fire, q);
 }
 
@@ -392,6 +402,7 @@ tick(evutil_socket_t fd, short ev, void *arg)
 		    store_sendkey_prune(E.st, now - SENDKEY_MS) < 0)
 			log_warnx("store: %s", store_errmsg(E.st));
 		pairing_prune();
+		file_housekeeping(now);
 	}
 }
 
@@ -399,7 +410,7 @@ tick(evutil_socket_t fd, short ev, void *arg)
  * The modules in dependency order; shutdown runs the started ones in
  * reverse.  Each init may use the ones before it.
  */
-enum { UP_NONE, UP_STORE, UP_INBOX, UP_CONTACT, UP_CONN, UP_RECV };
+enum { UP_NONE, UP_STORE, UP_INBOX, UP_CONTACT, UP_CONN, UP_RECV, UP_FILE };
 
 static int engine_init_modules(struct event_base *base,
     const struct veild_config *cfg, char *err, size_t errlen);
@@ -464,6 +475,9 @@ engine_init_modules(struct event_base *base, const struct veild_config *cfg,
 		return -1;
 	}
 	E.started = UP_RECV;
+	if (file_init(err, errlen) != 0)
+		return -1;
+	E.started = UP_FILE;
 	log_info("%zu contacts loaded", contact_count());
 	return 0;
 }
@@ -485,6 +499,7 @@ engine_start(void)
 	if ((E.tick = event_new(E.base, -1, EV_PERSIST, tick, NULL)) == NULL ||
 	    event_add(E.tick, &tv) != 0)
 		return -1;
+	file_start();
 	return conn_start();
 }
 
@@ -540,6 +555,9 @@ engine_shutdown(void)
 		event_free(E.tick);
 	outbox_shutdown();
 	switch (E.started) {
+	case UP_FILE:
+		file_shutdown();
+		/* FALLTHROUGH */
 	case UP_RECV:
 		recv_shutdown();
 		/* FALLTHROUGH */
@@ -737,6 +755,8 @@ rx_cb(const struct store_rx *r, void *arg)
 	struct rx_ctx *x = arg;
 	struct contact *c = contact_find(r->contact_id);
 	struct engine_rx m;
+	struct engine_file *f = NULL;
+	int rv;
 
 	memset(&m, 0, sizeof m);
 	msgid_hex(r->msgid, m.id);
@@ -744,8 +764,21 @@ rx_cb(const struct store_rx *r, void *arg)
 	m.type = r->type;
 	m.body = r->body;
 	m.len = r->body_len;
+	if (r->type == VEIL_T_FILE) {
+		if ((f = malloc(sizeof *f)) == NULL)
+			return 1;
+		if (file_rx_info(r->body, r->body_len, f) != 0) {
+			free(f);
+			return 1;
+		}
+		m.file = f;
+		m.body = NULL;
+		m.len = 0;
+	}
 	m.received = r->received_at / 1000;
-	if (x->cb(&m, x->arg) != 0)
+	rv = x->cb(&m, x->arg);
+	free(f);
+	if (rv != 0)
 		return 1;	/* not handed out: the next call starts there */
 	x->n++;
 	return 0;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -13,6 +14,14 @@
 #include "engine.h"
 #include "log.h"
 #include "methods.h"
+
+/*
+ * The socket API's version, in status: a client checks it before relying
+ * on a method.  Raised when a method, a param or a result field changes
+ * meaning or goes; additions (a new method, an optional param, a new
+ * field, a new event) keep it.  1: the methods of README.md.
+ */
+#define API_VERSION	1
 
 #define WAIT_MAX	3600
 #define WAITERS_MAX	64
@@ -188,6 +197,7 @@ m_status(struct rpc_call *call)
 	if (o != NULL) {
 		json_object_set_new(o, "wire", json_integer(s.wire));
 		json_object_set_new(o, "store", json_string(s.store));
+		json_object_set_new(o, "api", json_integer(API_VERSION));
 	}
 	if (o != NULL && verbose) {
 		struct id_lists l = { json_array(), json_array() };
@@ -266,7 +276,35 @@ by_name(struct rpc_call *call, int (*fn)(const char *, char *, size_t))
 	return answer(call, rv, rv != ENGINE_OK ? NULL : json_object(), err);
 }
 
-static int m_contact_accept(struct rpc_call *c) { return by_name(c, engine_contact_accept); }
+static int
+m_contact_accept(struct rpc_call *call)
+{
+	const char *name = NULL, *as = NULL;
+	char err[256];
+	int rv;
+
+	if (rpc_param_string(call, "name", 1, &name) < 0 ||
+	    rpc_param_string(call, "as", 0, &as) < 0)
+		return -1;
+	rv = as != NULL ? engine_contact_accept_as(name, as, err, sizeof err) :
+	    engine_contact_accept(name, err, sizeof err);
+	return answer(call, rv, rv != ENGINE_OK ? NULL : json_object(), err);
+}
+
+static int
+m_contact_rename(struct rpc_call *call)
+{
+	const char *name = NULL, *to = NULL;
+	struct engine_contact c;
+	char err[256];
+	int rv;
+
+	if (rpc_param_string(call, "name", 1, &name) < 0 ||
+	    rpc_param_string(call, "new_name", 1, &to) < 0)
+		return -1;
+	rv = engine_contact_rename(name, to, &c, err, sizeof err);
+	return answer(call, rv, rv != ENGINE_OK ? NULL : contact_json(&c), err);
+}
 static int m_contact_reject(struct rpc_call *c) { return by_name(c, engine_contact_reject); }
 static int m_contact_remove(struct rpc_call *c) { return by_name(c, engine_contact_remove); }
 
@@ -428,6 +466,23 @@ write_b64(struct rpc_out *out, const uint8_t *p, size_t len)
 	return rpc_out_write(out, "\"", 1);
 }
 
+/* A path as JSON: null when it is not UTF-8 (files.dir is the admin's
+ * bytes), so that the message around it is never stuck unencodable. */
+static json_t *
+path_json(const char *path)
+{
+	json_t *p = json_string(path);
+
+	return p != NULL ? p : json_null();
+}
+
+static json_t *
+file_json(const struct engine_file *f)
+{
+	return json_pack("{s:s, s:o, s:I, s:s}", "name", f->name,
+	    "path", path_json(f->path), "size", (json_int_t)f->size, "hash", f->hash);
+}
+
 /* One reply: where it goes and the bytes of its messages so far. */
 struct reply_acc {
 	struct rpc_out	*out;
@@ -435,9 +490,43 @@ struct reply_acc {
 	int		 n, limit, failed;
 };
 
+/* A file that came, into the reply: {"id", "type": "file", "from", "file":
+ * {name, path, size, hash}, "received"}; small, so built with jansson. */
+static int
+file_cb(const struct engine_rx *m, struct reply_acc *r)
+{
+	json_t *o;
+	char *s;
+	size_t len;
+
+	o = json_pack("{s:s, s:s, s:s, s:o, s:I}", "id", m->id, "type", "file",
+	    "from", m->from, "file", file_json(m->file),
+	    "received", (json_int_t)m->received);
+	if (o == NULL || (s = json_dumps(o, JSON_COMPACT)) == NULL) {
+		json_decref(o);
+		return 1;
+	}
+	json_decref(o);
+	len = strlen(s);
+	if (r->n > 0 && r->bytes + len + 1 > r->budget) {
+		free(s);
+		return 1;
+	}
+	if ((r->n > 0 && rpc_out_write(r->out, ",", 1) != 0) ||
+	    rpc_out_write(r->out, s, len) != 0) {
+		free(s);
+		r->failed = 1;
+		return 1;
+	}
+	free(s);
+	r->bytes += len + 1;
+	r->n++;
+	return 0;
+}
+
 /*
- * One received message into the reply: {"id", "from", "text" or "data",
- * "received"}.  "text" when the body is UTF-8 and, as JSON, at most
+ * One received message into the reply: {"id", "type": "text", "from",
+ * "text" or "data", "received"}.  "text" when the body is UTF-8 and, as JSON, at most
  * TEXT_SLACK bytes longer than base64 would be, else "data" in base64: no
  * message costs much more than 4/3 of its size in a reply, whatever bytes
  * a contact put in it (control characters would cost six each as text).  Its size is known before a
@@ -451,9 +540,12 @@ rx_cb(const struct engine_rx *m, void *arg)
 	struct reply_acc *r = arg;
 	const uint8_t *body = m->body != NULL ? m->body : (const uint8_t *)"";
 	size_t tsize = SIZE_MAX, bsize = 4 * ((m->len + 2) / 3) + 2, size;
-	char head[64 + 2 * ENGINE_ID_TEXT], tail[64], *from;
+	char head[96 + 2 * ENGINE_ID_TEXT], tail[64], *from;
 	json_t *f;
 	int as_text;
+
+	if (m->file != NULL)
+		return file_cb(m, r);
 
 	if (utf8_valid(body, m->len))
 		tsize = json_text_size(body, m->len);
@@ -464,8 +556,8 @@ rx_cb(const struct engine_rx *m, void *arg)
 	json_decref(f);
 	if (from == NULL)
 		return 1;
-	snprintf(head, sizeof head, "%s{\"id\":\"%s\",\"from\":", r->n > 0 ?
-	    "," : "", m->id);
+	snprintf(head, sizeof head, "%s{\"id\":\"%s\",\"type\":\"text\",\"from\":",
+	    r->n > 0 ? "," : "", m->id);
 	snprintf(tail, sizeof tail, ",\"received\":%lld}", (long long)m->received);
 	size = strlen(head) + strlen(from) + strlen(",\"text\":") +
 	    (as_text ? tsize : bsize) + strlen(tail);
@@ -633,6 +725,126 @@ m_message_ack(struct rpc_call *call)
 	    "acked", taken), err);
 }
 
+static json_t *
+transfer_json(const struct engine_transfer *t)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I}",
+	    "id", t->id, "direction", t->outgoing ? "out" : "in",
+	    "contact", t->contact, "name", t->name, "size", (json_int_t)t->size,
+	    "bytes", (json_int_t)t->bytes, "state", t->state,
+	    "created", (json_int_t)t->created);
+
+	if (o != NULL && t->status != NULL)
+		json_object_set_new(o, "reason", json_string(t->status));
+	if (o != NULL && t->path[0] != '\0')
+		json_object_set_new(o, "path", path_json(t->path));
+	return o;
+}
+
+/*
+ * file.send {to, fd?, path?, name?}.  With fd true the client passes the
+ * open file with the request (SCM_RIGHTS), and its own permissions are
+ * what count; path is then only shown.  Without, veild opens path itself,
+ * for root and veild's own user only.  The answer comes once veild holds
+ * its own copy and the transfer is durable: its progress comes as
+ * "transfer" notifications.
+ */
+struct file_send {
+	struct rpc_call	*call;
+	void		*handle;
+};
+
+static void
+file_send_cancel(struct rpc_call *call, void *arg)
+{
+	struct file_send *fs = arg;
+
+	(void)call;
+	engine_file_send_abort(fs->handle);
+	free(fs);
+}
+
+static void
+file_send_done(void *arg, int rv, const struct engine_transfer *t, const char *err)
+{
+	struct file_send *fs = arg;
+	struct rpc_call *call = fs->call;
+
+	free(fs);
+	/* The call is ours again: answered now, so no cancel will come. */
+	answer(call, rv, rv != ENGINE_OK ? NULL : transfer_json(t), err);
+}
+
+static int
+m_file_send(struct rpc_call *call)
+{
+	const char *to = NULL, *path = NULL, *name = NULL;
+	struct file_send *fs;
+	uid_t uid = (uid_t)-1;
+	gid_t gid;
+	int withfd = 0, fd = -1, rv;
+	char err[512];
+
+	if (rpc_param_string(call, "to", 1, &to) < 0 ||
+	    rpc_param_bool(call, "fd", 0, &withfd) < 0 ||
+	    rpc_param_string(call, "path", 0, &path) < 0 ||
+	    rpc_param_string(call, "name", 0, &name) < 0)
+		return -1;
+	if (withfd && (fd = rpc_call_take_fd(call)) == -1)
+		return rpc_error(call, RPC_INVALID_PARAMS, "fd: no file descriptor "
+		    "came with the request (SCM_RIGHTS)");
+	if (!withfd && path == NULL) {
+		return rpc_error(call, RPC_INVALID_PARAMS, "give path, or fd: true "
+		    "with the open file passed along");
+	}
+	if (rpc_call_peer(call, &uid, &gid) != 0 ||
+	    (fs = calloc(1, sizeof *fs)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return rpc_error(call, RPC_INTERNAL_ERROR, "out of memory");
+	}
+	fs->call = call;
+	rv = engine_file_send(to, fd, path, uid, name, file_send_done, fs, &fs->handle,
+	    err, sizeof err);
+	if (rv != ENGINE_OK) {
+		free(fs);
+		return rpc_error(call, rpc_code(rv), "%s", err);
+	}
+	rpc_defer(call, file_send_cancel, fs);
+	return 0;
+}
+
+static int
+transfer_cb(const struct engine_transfer *t, void *arg)
+{
+	return json_array_append_new(arg, transfer_json(t)) != 0;
+}
+
+static int
+m_transfer_list(struct rpc_call *call)
+{
+	json_t *arr = json_array();
+
+	if (arr == NULL || engine_transfer_foreach(transfer_cb, arr) != 0) {
+		json_decref(arr);
+		return rpc_error(call, RPC_INTERNAL_ERROR, "store error");
+	}
+	return rpc_reply(call, json_pack("{s:o}", "transfers", arr));
+}
+
+static int
+m_transfer_cancel(struct rpc_call *call)
+{
+	const char *id = NULL;
+	char err[256];
+	int rv;
+
+	if (rpc_param_string(call, "id", 1, &id) < 0)
+		return -1;
+	rv = engine_transfer_cancel(id, err, sizeof err);
+	return answer(call, rv, rv != ENGINE_OK ? NULL : json_object(), err);
+}
+
 static int
 m_rotate(struct rpc_call *call)
 {
@@ -654,8 +866,9 @@ on_event(const struct engine_event *ev, void *arg)
 	(void)arg;
 	switch (ev->type) {
 	case ENGINE_EV_MESSAGE:
-		p = json_pack("{s:s, s:s, s:I}", "id", ev->msgid, "from", ev->name,
-		    "received", (json_int_t)ev->received);
+		p = json_pack("{s:s, s:s, s:I, s:s}", "id", ev->msgid, "from", ev->name,
+		    "received", (json_int_t)ev->received,
+		    "type", ev->msgtype == VEIL_T_FILE ? "file" : "text");
 		rpc_notify("message", p);
 		message_arrived();
 		return;
@@ -675,6 +888,9 @@ on_event(const struct engine_event *ev, void *arg)
 	case ENGINE_EV_DELIVERY:
 		rpc_notify("delivery", json_pack("{s:s, s:s}", "id", ev->msgid,
 		    "to", ev->name));
+		return;
+	case ENGINE_EV_TRANSFER:
+		rpc_notify("transfer", transfer_json(ev->transfer));
 		return;
 	}
 }
@@ -698,13 +914,17 @@ const struct rpc_method methods_table[] = {
 	{ "card.get",		m_card_get,		"one_time" },
 	{ "contact.add",	m_contact_add,		"card,name" },
 	{ "contact.list",	m_contact_list,		"" },
-	{ "contact.accept",	m_contact_accept,	"name" },
+	{ "contact.accept",	m_contact_accept,	"name,as" },
+	{ "contact.rename",	m_contact_rename,	"name,new_name" },
 	{ "contact.reject",	m_contact_reject,	"name" },
 	{ "contact.remove",	m_contact_remove,	"name" },
 	{ "contact.verify",	m_contact_verify,	"name,mark" },
 	{ "message.send",	m_message_send,		"to,text,key" },
 	{ "message.receive",	m_message_receive,	"wait,limit" },
 	{ "message.ack",	m_message_ack,		"ids" },
+	{ "file.send",		m_file_send,		"to,fd,path,name" },
+	{ "transfer.list",	m_transfer_list,	"" },
+	{ "transfer.cancel",	m_transfer_cancel,	"id" },
 	{ "rotate",		m_rotate,		"" },
 	{ NULL,			NULL,			NULL }
 };

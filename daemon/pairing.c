@@ -734,6 +734,81 @@ engine_contact_accept(const char *name, char *err, size_t errlen)
 	return c == NULL ? ENGINE_ENOENT : accept_contact(c, err, errlen);
 }
 
+/* Can c be called to?  ENGINE_OK, or why not. */
+static int
+rename_check(const struct contact *c, const char *to, char *err, size_t errlen)
+{
+	struct contact *other;
+
+	if (veil_name_valid(to) != 0) {
+		seterr(err, errlen, "bad name: 1 to %d bytes of UTF-8, no control "
+		    "characters", VEIL_NAME_MAX);
+		return ENGINE_EINVAL;
+	}
+	if ((other = contact_by_name(to)) != NULL && other != c) {
+		seterr(err, errlen, "the name %s is taken", to);
+		return ENGINE_EEXIST;
+	}
+	return ENGINE_OK;
+}
+
+/*
+ * A local name is ours alone: it is in no frame, card or UPDATE, so a
+ * rename sends nothing and the peer and the broker never learn of it.
+ */
+static int
+rename_contact(struct contact *c, const char *to, char *err, size_t errlen)
+{
+	char old[VEIL_NAME_MAX + 1];
+	int rv;
+
+	if ((rv = rename_check(c, to, err, errlen)) != ENGINE_OK)
+		return rv;
+	if (strcmp(c->name, to) == 0)
+		return ENGINE_OK;
+	copystr(old, c->name, sizeof old);
+	copystr(c->name, to, sizeof c->name);
+	if (contact_save(c) != 0) {
+		copystr(c->name, old, sizeof c->name);
+		seterr(err, errlen, "store: %s", store_errmsg(eng_store()));
+		return ENGINE_EINTERNAL;
+	}
+	log_info("contact %" PRId64 " renamed", c->id);
+	return ENGINE_OK;
+}
+
+int
+engine_contact_rename(const char *name, const char *to, struct engine_contact *out,
+    char *err, size_t errlen)
+{
+	struct contact *c = need_contact(name, err, errlen);
+	int rv;
+
+	if (c == NULL)
+		return ENGINE_ENOENT;
+	if ((rv = rename_contact(c, to, err, errlen)) == ENGINE_OK)
+		contact_info(c, out);
+	return rv;
+}
+
+/* accept NAME and call it as from now on: the new name is checked before
+ * anything is sent, so a taken one refuses the whole step. */
+int
+engine_contact_accept_as(const char *name, const char *as, char *err,
+    size_t errlen)
+{
+	struct contact *c = need_contact(name, err, errlen);
+	int rv;
+
+	if (c == NULL)
+		return ENGINE_ENOENT;
+	if ((rv = rename_check(c, as, err, errlen)) != ENGINE_OK)
+		return rv;
+	if ((rv = accept_contact(c, err, errlen)) != ENGINE_OK)
+		return rv;
+	return rename_contact(c, as, err, errlen);
+}
+
 /*
  * At level 3 every contact knows our shared seed, so one that is gone
  * could find our inbox in every epoch: a new seed goes to those who stay.
@@ -748,6 +823,7 @@ remove_contact(struct contact *c, char *err, size_t errlen)
 		return ENGINE_EINTERNAL;
 	}
 	contact_drop(c);
+	file_sweep();	/* its transfers' files */
 	if (!eng_policy()->pair_inboxes && eng_policy()->rotates &&
 	    (was == CONTACT_ESTABLISHED || was == CONTACT_ACCEPTED) &&
 	    rotation_reseed_all(NULL) != 0)

@@ -114,6 +114,7 @@ handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTE
 	if (isnew) {
 		memset(&ev, 0, sizeof ev);
 		ev.type = ENGINE_EV_MESSAGE;
+		ev.msgtype = type;
 		ev.name = c->name;
 		msgid_hex(msgid, ev.msgid);
 		ev.received = now_ms() / 1000;
@@ -137,7 +138,11 @@ handle_ack(struct contact *c, const uint8_t *body, size_t len)
 	for (size_t off = 0; off < len; off += VEIL_MSGID_BYTES) {
 		int r = store_outbox_ack(eng_store(), c->id, body + off, &row);
 
-		if (r == 1) {
+		/* A file's parts count for its transfer; apps hear of the
+		 * transfer, not of each part. */
+		if (r == 1 && row.type == VEIL_T_FILE)
+			file_acked(c, body + off);
+		else if (r == 1) {
 			memset(&ev, 0, sizeof ev);
 			ev.type = ENGINE_EV_DELIVERY;
 			ev.name = c->name;
@@ -154,6 +159,13 @@ static void
 on_text(struct contact *c, uint8_t t, const uint8_t *id, const uint8_t *b, size_t n)
 {
 	handle_text(c, t, id, b, n);
+}
+
+static void
+on_file(struct contact *c, uint8_t t, const uint8_t *id, const uint8_t *b, size_t n)
+{
+	(void)t;
+	file_handle(c, id, b, n);
 }
 #define ADAPT(name, fn)							\
 static void								\
@@ -190,7 +202,7 @@ static const struct dispatch {
 		    const uint8_t *, size_t);
 } dispatch[] = {
 	{ VEIL_T_TEXT,		S_PAIR,	on_text },
-	{ VEIL_T_FILE,		S_PAIR,	on_text },
+	{ VEIL_T_FILE,		S_PAIR,	on_file },
 	{ VEIL_T_ACK,		S_PAIR,	on_ack },
 	{ VEIL_T_ACCEPT,	S_EP0,	on_accept },
 	{ VEIL_T_CONFIRM,	S_PAIR,	NULL },	/* pairing_proven took it */

@@ -43,7 +43,7 @@ struct rpc_conn {
 
 /* Events a client may subscribe to; bit i is rpc_events[i]. */
 static const char *const rpc_events[] = {
-	"message", "contact.request", "contact.state", "delivery", NULL
+	"message", "contact.request", "contact.state", "delivery", "transfer", NULL
 };
 #define RPC_EV_ALL	(~0u)	/* also matches events not in the list */
 
@@ -288,6 +288,21 @@ json_t *
 rpc_call_params(const struct rpc_call *call)
 {
 	return call->params;
+}
+
+int
+rpc_call_take_fd(struct rpc_call *call)
+{
+	return call->rc != NULL ? control_take_fd(call->rc->cc) : -1;
+}
+
+int
+rpc_call_peer(const struct rpc_call *call, uid_t *uid, gid_t *gid)
+{
+	if (call->rc == NULL)
+		return -1;
+	control_peer(call->rc->cc, uid, gid);
+	return 0;
 }
 
 static json_t *

@@ -2,6 +2,8 @@
 #ifndef VEILD_RPC_H
 #define VEILD_RPC_H
 
+#include <sys/types.h>
+
 #include <jansson.h>
 
 /*
@@ -94,6 +96,11 @@ void	rpc_defer(struct rpc_call *call, rpc_cancel_cb cancel, void *arg);
 /* The request's params: an object, never NULL ({} when absent); borrowed,
  * valid until the call is answered. */
 json_t	*rpc_call_params(const struct rpc_call *call);
+/* A descriptor the client passed with its request (SCM_RIGHTS), now the
+ * caller's to close; -1 if none came or the client is gone. */
+int	rpc_call_take_fd(struct rpc_call *call);
+/* The client's uid and gid at connect; -1 if the client is gone. */
+int	rpc_call_peer(const struct rpc_call *call, uid_t *uid, gid_t *gid);
 
 /*
  * Params helpers.  Return 1 when the parameter is present and valid (*out

@@ -832,6 +832,8 @@ store_open_file(const char *path, char *err, size_t errlen,
 			goto fail;
 		}
 	}
+	if (store_file_prepare(s) == -1)
+		goto fail;
 	return s;
 fail:
 	snprintf(err, errlen, "%s: %s", path, s->err);
@@ -852,6 +854,8 @@ store_close(struct store *s)
 		sqlite3_finalize(s->st[i]);
 	for (i = 0; i < STORE_META_COUNT; i++)
 		sqlite3_finalize(s->meta[i]);
+	for (i = 0; i < STORE_FILE_STMTS; i++)
+		sqlite3_finalize(s->fst[i]);
 	if (s->db != NULL) {
 		if (!sqlite3_get_autocommit(s->db))
 			(void)st_exec(s, "ROLLBACK");

@@ -24,9 +24,12 @@ enum st {
 	ST_COUNT
 };
 
+#define STORE_FILE_STMTS	24	/* store_file.c's own statements */
+
 struct store {
 	sqlite3		*db;
 	sqlite3_stmt	*st[ST_COUNT];
+	sqlite3_stmt	*fst[STORE_FILE_STMTS];
 	sqlite3_stmt	*meta[STORE_META_COUNT];
 	int		 checkpointed;	/* sqlite3_total_changes at the last one */
 	int		 errcode;	/* sqlite's extended code of err, 0: ours */
@@ -64,6 +67,10 @@ int	st_col_ref(struct store *s, sqlite3_stmt *q, int i, const uint8_t **out,
 	    size_t *len);
 int	st_col_int(sqlite3_stmt *q, int i);
 int	st_exec(struct store *s, const char *sql);
+
+/* store_file.c: prepares its statements (store_open; store_close
+ * finalizes fst[]). */
+int	store_file_prepare(struct store *s);
 
 /* store_schema.c: the migrations, append only. */
 struct store_migration {

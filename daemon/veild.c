@@ -22,7 +22,11 @@
 #include "methods.h"
 #include "rpc.h"
 
-#define DEFAULT_CONFIG	"/etc/veil/veild.conf"
+/* The file make install puts there: $(sysconfdir)/veil/veild.conf. */
+#ifndef VEIL_SYSCONFDIR
+#define VEIL_SYSCONFDIR	"/etc"
+#endif
+#define DEFAULT_CONFIG	VEIL_SYSCONFDIR "/veil/veild.conf"
 
 static struct veild_config cfg;
 static const char *cfgpath = DEFAULT_CONFIG;

@@ -60,6 +60,7 @@ link() { # name objs...
 }
 
 link fuzz_card $LIBOBJS
+link fuzz_file $LIBOBJS
 link fuzz_frame $WORLD $LIBOBJS
 link fuzz_ccm $WORLD $LIBOBJS
 link fuzz_agree $WORLD $LIBOBJS

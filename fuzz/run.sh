@@ -11,7 +11,7 @@ JOBS=${FUZZ_JOBS:-2}
 # Absolute: fuzz_config changes its working directory before reading paths.
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-HARNESSES=${FUZZ_ONLY:-"card frame ccm agree rpc config methods"}
+HARNESSES=${FUZZ_ONLY:-"card file frame ccm agree rpc config methods"}
 
 "$SRC/fuzz/build.sh" "$OUT" >/dev/null
 # Known third-party leak only (libconfig 1.5); see the file.
@@ -33,6 +33,7 @@ cp -p "$SRC/tests/conf/"*.conf "$SRC/conf/veild.conf" "$OUT/corpus/config/"
 max_len() {
 	case $1 in
 	card) echo 1100 ;;	# VEIL_CARD_URI_MAX and some whitespace
+	file) echo 600 ;;	# VEIL_FILE_OFFER_MAX (318) and chunk data
 	frame) echo 1600 ;;	# selector, seq, a 1024-byte frame, reasm records
 	ccm) echo 2100 ;;	# VEIL_UPDATE_BODY_MAX and some
 	agree) echo 1100 ;;	# VEIL_PAIR/AGREE_PACKED_MAX and some

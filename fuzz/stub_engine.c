@@ -292,3 +292,123 @@ engine_rotate(int *announced, int64_t *epoch, char *err, size_t errlen)
 	*epoch = 43;
 	return rv;
 }
+
+/* --- names and file transfers ------------------------------------------ */
+
+int
+engine_contact_accept_as(const char *name, const char *as, char *err,
+    size_t errlen)
+{
+	if (as != NULL)
+		check_text(as, 4 * VEIL_NAME_MAX);
+	return by_name(name, err, errlen);
+}
+
+int
+engine_contact_rename(const char *name, const char *to,
+    struct engine_contact *out, char *err, size_t errlen)
+{
+	int rv;
+
+	check_text(to, 4 * VEIL_NAME_MAX);
+	if ((rv = by_name(name, err, errlen)) == ENGINE_OK)
+		fill_contact(out, "Bob");
+	return rv;
+}
+
+static void
+fill_transfer(struct engine_transfer *t)
+{
+	memset(t, 0, sizeof *t);
+	memcpy(t->id, "00112233445566778899aabbccddeeff", 32);
+	t->outgoing = 1;
+	snprintf(t->contact, sizeof t->contact, "Bob");
+	snprintf(t->name, sizeof t->name, "photo.jpg");
+	t->size = 1024;
+	t->bytes = 512;
+	t->state = "sending";
+	t->created = 1700000000;
+}
+
+/* One send in flight: its done runs at the next commit, as in veild
+ * (after the copy is durable), unless methods.c gives it up first. */
+static struct {
+	engine_send_done	 done;
+	void			*arg;
+	int			 rv;
+} file_pending;
+
+static void
+file_fire(void *unused, int committed)
+{
+	struct engine_transfer	 t;
+	engine_send_done	 done = file_pending.done;
+
+	(void)unused;
+	if (done == NULL)
+		return;
+	file_pending.done = NULL;
+	fill_transfer(&t);
+	if (committed && file_pending.rv == ENGINE_OK)
+		done(file_pending.arg, ENGINE_OK, &t, NULL);
+	else
+		done(file_pending.arg, ENGINE_EINTERNAL, NULL, "stub: failed");
+}
+
+int
+engine_file_send(const char *to, int fd, const char *path, uid_t peer,
+    const char *name, engine_send_done done, void *arg, void **handle,
+    char *err, size_t errlen)
+{
+	int rv;
+
+	(void)peer;
+	check_text(to, 4 * VEIL_NAME_MAX);
+	if (fd < 0 && path == NULL)
+		abort();
+	if (path != NULL)
+		check_text(path, ENGINE_PATH_MAX);
+	if (name != NULL)
+		check_text(name, 4 * VEIL_FILE_NAME_MAX);
+	if (done == NULL || handle == NULL)
+		abort();
+	if ((rv = outcome(err, errlen)) != ENGINE_OK)
+		return rv;
+	if (file_pending.done != NULL) {	/* one at a time, like a busy veild */
+		snprintf(err, errlen, "stub: busy");
+		return ENGINE_EQUOTA;
+	}
+	file_pending.done = done;
+	file_pending.arg = arg;
+	file_pending.rv = stub.rv;
+	*handle = &file_pending;
+	engine_after_commit(file_fire, NULL);
+	return ENGINE_OK;
+}
+
+void
+engine_file_send_abort(void *handle)
+{
+	if (handle != &file_pending || file_pending.done == NULL)
+		abort();
+	file_pending.done = NULL;
+}
+
+int
+engine_transfer_foreach(int (*cb)(const struct engine_transfer *, void *),
+    void *arg)
+{
+	struct engine_transfer t;
+
+	fill_transfer(&t);
+	if (stub.rv != ENGINE_OK)
+		return -1;
+	return cb(&t, arg) < 0 ? -1 : 0;
+}
+
+int
+engine_transfer_cancel(const char *id, char *err, size_t errlen)
+{
+	check_text(id, 64);
+	return outcome(err, errlen);
+}

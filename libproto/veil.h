@@ -12,5 +12,6 @@
 #include "pair.h"
 #include "agree.h"
 #include "update.h"
+#include "file.h"
 
 #endif

@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "../daemon/store.h"
+#include "../daemon/store_file.h"
 
 struct fx {
 	char	 dir[64];
@@ -1562,6 +1563,111 @@ test_errors_hold_no_data(void **state)
 	assert_string_equal(store_errmsg(NULL), "no store");
 }
 
+/* Transfers both ways, chunks seen once, the outbox rows of a file, and
+ * everything gone with its contact. */
+static int
+count_files(const struct store_file *f, void *arg)
+{
+	(void)f;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void
+wire_cb(const uint8_t msgid[STORE_MSGID_BYTES], void *arg)
+{
+	(void)msgid;
+	(*(int *)arg)++;
+}
+
+static void
+test_files(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	struct store_file a, b;
+	uint8_t x1[16], x2[16], m1[16], m2[16], got[16];
+	int64_t id, idx;
+	int n = 0;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "alice", 1);
+	c.created = c.updated = 1000;
+	id = store_contact_add(f->s, &c);
+	assert_true(id > 0);
+	memset(x1, 1, 16);
+	memset(x2, 2, 16);
+	memset(m1, 3, 16);
+	memset(m2, 4, 16);
+
+	memset(&a, 0, sizeof a);
+	a.dir = STORE_FILE_OUT;
+	a.contact_id = id;
+	memcpy(a.xfer, x1, 16);
+	snprintf(a.name, sizeof a.name, "photo.jpg");
+	a.size = 5000000000ULL;	/* past 32 bits */
+	memset(a.hash, 9, 32);
+	a.chunk = 64715;
+	a.state = 1;
+	snprintf(a.path, sizeof a.path, "/home/a/photo.jpg");
+	a.created = a.updated = 2000;
+	assert_int_equal(store_file_add(f->s, &a), 1);
+	assert_int_equal(store_file_add(f->s, &a), 0);
+	b = a;
+	b.dir = STORE_FILE_IN;
+	b.path[0] = '\0';
+	assert_int_equal(store_file_add(f->s, &b), 1);
+	assert_int_equal(store_file_add(f->s, &b), 0);
+
+	memset(&b, 0, sizeof b);
+	assert_int_equal(store_file_get(f->s, STORE_FILE_OUT, 0, x1, &b), 1);
+	assert_true(b.size == 5000000000ULL && b.chunk == 64715 && b.state == 1);
+	assert_string_equal(b.name, "photo.jpg");
+	assert_string_equal(b.path, "/home/a/photo.jpg");
+	assert_memory_equal(b.hash, a.hash, 32);
+	assert_int_equal(store_file_get(f->s, STORE_FILE_IN, id + 1, x1, &b), 0);
+	assert_int_equal(store_file_get(f->s, STORE_FILE_OUT, 0, x2, &b), 0);
+
+	b = a;
+	b.next = 7;
+	b.done = 5;
+	b.state = 3;
+	b.status = 4;
+	b.updated = 3000;
+	assert_int_equal(store_file_update(f->s, &b), 1);
+	assert_int_equal(store_file_get(f->s, STORE_FILE_OUT, 0, x1, &b), 1);
+	assert_true(b.next == 7 && b.done == 5 && b.state == 3 && b.status == 4 &&
+	    b.updated == 3000);
+
+	assert_int_equal(store_file_chunk_add(f->s, id, x1, 0), 1);
+	assert_int_equal(store_file_chunk_add(f->s, id, x1, 0), 0);
+	assert_int_equal(store_file_chunk_add(f->s, id, x1, 1), 1);
+	/* A chunk needs its transfer. */
+	assert_int_equal(store_file_chunk_add(f->s, id, x2, 0), -1);
+	assert_int_equal(store_file_chunk_clear(f->s, id, x1), 0);
+	assert_int_equal(store_file_chunk_add(f->s, id, x1, 0), 1);
+
+	assert_int_equal(store_file_wire_add(f->s, m1, x1, 0), 0);
+	assert_int_equal(store_file_wire_add(f->s, m2, x1, -1), 0);
+	assert_int_equal(store_file_wire_take(f->s, m1, got, &idx), 1);
+	assert_memory_equal(got, x1, 16);
+	assert_true(idx == 0);
+	assert_int_equal(store_file_wire_take(f->s, m1, got, &idx), 0);
+	assert_int_equal(store_file_wire_add(f->s, m1, x1, 3), 0);
+	assert_int_equal(store_file_wire_drain(f->s, x1, wire_cb, &n), 2);
+	assert_int_equal(n, 2);
+	assert_int_equal(store_file_wire_take(f->s, m2, got, &idx), 0);
+
+	n = 0;
+	assert_int_equal(store_file_list(f->s, count_files, &n), 2);
+	assert_int_equal(n, 2);
+	assert_int_equal(store_contact_delete(f->s, id, 5000), 1);
+	n = 0;
+	assert_int_equal(store_file_list(f->s, count_files, &n), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM file_chunk"), 0);
+	assert_int_equal(store_file_delete(f->s, STORE_FILE_OUT, 0, x1), 0);
+}
+
 int
 main(void)
 {
@@ -1590,6 +1696,7 @@ main(void)
 		T(test_rx),
 		T(test_rx_ack_usage),
 		T(test_sendkeys),
+		T(test_files),
 		T(test_errors_hold_no_data),
 #undef T
 	};

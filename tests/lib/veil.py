@@ -616,17 +616,20 @@ class Daemon:
                 return out
 
 
-def peer_probe(sock, gid=None, group=None):
+def peer_probe(sock, gid=None, group=None, request=None):
     """tests/peer_probe: connects to sock as another uid (nobody when we
     are root, else our first subordinate uid) and reports:
     (exit status, its line: "connect EACCES", "closed EOF", "reply {...}",
-    ...).  gid: its primary group; group: one supplementary group.  Exit
+    ...).  gid: its primary group; group: one supplementary group;
+    request: the line to send instead of a status request.  Exit
     status 77: no other uid can be had here (the reason is the line)."""
     cmd = [binary("tests/peer_probe")]
     if gid is not None:
         cmd += ["-g", str(gid)]
     if group is not None:
         cmd += ["-G", str(group)]
+    if request is not None:
+        cmd += ["-r", request]
     r = subprocess.run(cmd + [sock], capture_output=True, text=True, timeout=20)
     return r.returncode, (r.stdout.strip() if r.returncode == 0 else r.stderr.strip())
 
