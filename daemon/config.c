@@ -23,6 +23,10 @@
 #define DEFAULT_MQTT_URI	"tcp://127.0.0.1:1883"
 #define DEFAULT_CREDENTIAL	"veil.key"
 
+#define KIB	1024ULL
+#define MIB	(1024 * KIB)
+#define GIB	(1024 * MIB)
+
 #define SEC	1000ULL
 #define MIN	(60 * SEC)
 #define HOUR	(60 * MIN)
@@ -38,6 +42,7 @@ enum kind {
 	K_INT,		/* int, unsigned int or size_t */
 	K_FLOAT,	/* double; an integer is accepted too */
 	K_DUR,		/* uint64_t milliseconds */
+	K_SIZE,		/* size_t bytes, from "64KiB" or a plain number */
 	K_BOOL,		/* int, 0 or 1, from true or false */
 	K_ENUM,		/* enum, from a string among names[] */
 	K_URIS,		/* mqtt.uris: list of strings */
@@ -54,7 +59,7 @@ struct key {
 	enum kind		 kind;
 	size_t			 off;
 	size_t			 width;
-	long long		 min, max;	/* K_INT, K_DUR (ms) */
+	long long		 min, max;	/* K_INT, K_DUR (ms), K_SIZE */
 	const char *const	*names;		/* K_ENUM, NULL-terminated */
 	const struct key	*sub;		/* K_GROUP, name NULL ends it */
 	const char		*(*check)(const char *);	/* K_STR */
@@ -294,7 +299,7 @@ check_name(const char *s)
 		return "must be at most 64 bytes";
 	default:
 		return "must be 1 to 64 bytes of UTF-8 without control "
-		    "characters";
+		    "characters or invisible ones (bidi controls, zero-width)";
 	}
 }
 
@@ -426,6 +431,33 @@ static const struct key keys_keys[] = {
 static const struct key requests_keys[] = {
 	{ "ttl", K_DUR, FIELD(requests.ttl_ms), MIN, 30 * DAY, NULL, NULL,
 	    NULL, NULL, 0 },
+	{ "pending_max", K_INT, FIELD(requests.pending_max), 1, 100000, NULL,
+	    NULL, NULL, "must be between 1 and 100000", 0 },
+	{ "per_hour", K_INT, FIELD(requests.per_hour), 1, 100000, NULL, NULL,
+	    NULL, "must be between 1 and 100000", 0 },
+	{ "pending_ttl", K_DUR, FIELD(requests.pending_ttl_ms), MIN, 365 * DAY,
+	    NULL, NULL, NULL, NULL, 0 },
+	{ "auto_accept_per_hour", K_INT, FIELD(requests.auto_accept_per_hour),
+	    0, 100000, NULL, NULL, NULL, "must be between 0 and 100000", 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key limits_keys[] = {
+	/* VEIL_MESSAGE_MAX is what the protocol carries at all. */
+	{ "message_max", K_SIZE, FIELD(limits.message_max), 1 * KIB,
+	    VEIL_MESSAGE_MAX, NULL, NULL, NULL, NULL, 0 },
+	{ "reassembly", K_SIZE, FIELD(limits.reassembly), 2 * KIB, 1 * GIB,
+	    NULL, NULL, NULL, NULL, 0 },
+	{ "unread_messages", K_INT, FIELD(limits.unread_messages), 1, 10000000,
+	    NULL, NULL, NULL, "must be between 1 and 10000000", 0 },
+	{ "unread_bytes", K_SIZE, FIELD(limits.unread_bytes), 1 * KIB, 64 * GIB,
+	    NULL, NULL, NULL, NULL, 0 },
+	{ "outbox_messages", K_INT, FIELD(limits.outbox_messages), 1, 10000000,
+	    NULL, NULL, NULL, "must be between 1 and 10000000", 0 },
+	{ "outbox_bytes", K_SIZE, FIELD(limits.outbox_bytes), 1 * KIB, 64 * GIB,
+	    NULL, NULL, NULL, NULL, 0 },
+	{ "receive_reply", K_SIZE, FIELD(limits.receive_reply), 4 * KIB,
+	    64 * MIB, NULL, NULL, NULL, NULL, 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
@@ -434,6 +466,16 @@ static const struct key cards_keys[] = {
 	    NULL, NULL, 0 },
 	{ "one_time_ttl", K_DUR, FIELD(cards.one_time_ttl_ms), MIN, 365 * DAY,
 	    NULL, NULL, NULL, NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key files_keys[] = {
+	{ "dir", K_STR, FIELD(files.dir), 0, 0, NULL, NULL, check_abs_path,
+	    NULL, KF_EMPTY_NULL },
+	{ "max_size", K_SIZE, FIELD(files.max_size), 1 * KIB, 64 * GIB, NULL,
+	    NULL, NULL, NULL, 0 },
+	{ "quota", K_SIZE, FIELD(files.quota), 1 * KIB, 1024 * GIB, NULL, NULL,
+	    NULL, NULL, 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
@@ -485,9 +527,11 @@ static const struct key root_keys[] = {
 	    NULL, 0 },
 	{ "keys", K_GROUP, 0, 0, 0, 0, NULL, keys_keys, NULL, NULL, 0 },
 	{ "requests", K_GROUP, 0, 0, 0, 0, NULL, requests_keys, NULL, NULL, 0 },
+	{ "limits", K_GROUP, 0, 0, 0, 0, NULL, limits_keys, NULL, NULL, 0 },
 	{ "cards", K_GROUP, 0, 0, 0, 0, NULL, cards_keys, NULL, NULL, 0 },
 	{ "accept", K_ENUM, FIELD(accept), 0, 0, accept_names, NULL, NULL,
 	    NULL, 0 },
+	{ "files", K_GROUP, 0, 0, 0, 0, NULL, files_keys, NULL, NULL, 0 },
 	{ "log", K_GROUP, 0, 0, 0, 0, NULL, log_keys, NULL, NULL, 0 },
 	{ "unlock", K_GROUP, 0, 0, 0, 0, NULL, unlock_keys, NULL, NULL, 0 },
 	{ "backup", K_GROUP, 0, 0, 0, 0, NULL, backup_keys, NULL, NULL, 0 },
@@ -525,6 +569,52 @@ config_parse_duration(const char *s, uint64_t *ms)
 		return 0;
 	}
 	return -1;
+}
+
+/* "64KiB", "4MiB", "1GiB", "512B" or a plain number of bytes.  Returns 0,
+ * or -1 on a bad unit, junk, a sign or overflow. */
+static int
+parse_size(const char *s, uint64_t *bytes)
+{
+	static const struct {
+		const char	*unit;
+		uint64_t	 n;
+	} units[] = {
+		{ "B", 1 }, { "KiB", KIB }, { "MiB", MIB }, { "GiB", GIB },
+		{ "", 1 }
+	};
+	uint64_t	 v = 0;
+	size_t		 i;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(s, units[i].unit) != 0)
+			continue;
+		if (v > UINT64_MAX / units[i].n)
+			return -1;
+		*bytes = v * units[i].n;
+		return 0;
+	}
+	return -1;
+}
+
+static void
+format_size(char *buf, size_t len, uint64_t n)
+{
+	if (n != 0 && n % GIB == 0)
+		snprintf(buf, len, "%lluGiB", (unsigned long long)(n / GIB));
+	else if (n != 0 && n % MIB == 0)
+		snprintf(buf, len, "%lluMiB", (unsigned long long)(n / MIB));
+	else if (n != 0 && n % KIB == 0)
+		snprintf(buf, len, "%lluKiB", (unsigned long long)(n / KIB));
+	else
+		snprintf(buf, len, "%lluB", (unsigned long long)n);
 }
 
 /* The largest unit that states the value exactly: what config_print and
@@ -743,6 +833,35 @@ set_duration(struct ctx *c, const config_setting_t *s, const struct key *k)
 }
 
 static int
+set_size(struct ctx *c, const config_setting_t *s, const struct key *k)
+{
+	char		 lo[32], hi[32];
+	const char	*v;
+	uint64_t	 n;
+	long long	 i;
+
+	if (config_setting_type(s) == CONFIG_TYPE_INT ||
+	    config_setting_type(s) == CONFIG_TYPE_INT64) {
+		if ((i = config_setting_get_int64(s)) < 0)
+			return cfg_error(c, s, NULL, "must not be negative");
+		n = (uint64_t)i;
+	} else {
+		if (get_string(c, s, "a size such as \"64KiB\"", &v) == -1)
+			return -1;
+		if (parse_size(v, &n) == -1)
+			return cfg_error(c, s, NULL, "bad size \"%s\" "
+			    "(a number with B, KiB, MiB or GiB)", v);
+	}
+	format_size(lo, sizeof(lo), (uint64_t)k->min);
+	format_size(hi, sizeof(hi), (uint64_t)k->max);
+	if (n < (uint64_t)k->min || n > (uint64_t)k->max)
+		return cfg_error(c, s, NULL, "must be between %s and %s",
+		    lo, hi);
+	*(size_t *)(void *)((char *)c->cfg + k->off) = (size_t)n;
+	return 0;
+}
+
+static int
 set_bool(struct ctx *c, const config_setting_t *s, const struct key *k)
 {
 	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
@@ -839,6 +958,9 @@ set_group(struct ctx *c, const config_setting_t *g, const struct key *keys)
 			break;
 		case K_DUR:
 			rv = set_duration(c, s, k);
+			break;
+		case K_SIZE:
+			rv = set_size(c, s, k);
 			break;
 		case K_BOOL:
 			rv = set_bool(c, s, k);
@@ -993,6 +1115,29 @@ check_cross(struct ctx *c)
 		return blame(c, "retransmit.initial", wa, "retransmit.max", wb);
 	}
 
+	/* One contact may hold two largest messages in reassembly (one
+	 * completing while the next begins). */
+	if (cfg->limits.reassembly < 2 * cfg->limits.message_max) {
+		format_size(min, sizeof(min), cfg->limits.reassembly);
+		format_size(max, sizeof(max), cfg->limits.message_max);
+		snprintf(wa, sizeof(wa), "must be at least twice "
+		    "limits.message_max (%s)", max);
+		snprintf(wb, sizeof(wb), "must be at most half of "
+		    "limits.reassembly (%s)", min);
+		return blame(c, "limits.reassembly", wa, "limits.message_max",
+		    wb);
+	}
+
+	/* One largest file must fit in a contact's quota. */
+	if (cfg->files.quota < cfg->files.max_size) {
+		format_size(min, sizeof(min), cfg->files.max_size);
+		format_size(max, sizeof(max), cfg->files.quota);
+		snprintf(wa, sizeof(wa), "must not be below files.max_size (%s)",
+		    min);
+		snprintf(wb, sizeof(wb), "must not exceed files.quota (%s)", max);
+		return blame(c, "files.quota", wa, "files.max_size", wb);
+	}
+
 	switch (cfg->transport) {
 	case VEILD_TRANSPORT_MQTT:
 		/* uris has a default and set_uris refuses an empty list. */
@@ -1073,9 +1218,22 @@ config_defaults(struct veild_config *cfg)
 	cfg->keys.period_ms = HOUR;
 	cfg->keys.heal_ms = DAY;
 	cfg->requests.ttl_ms = 3 * DAY;
+	cfg->requests.pending_max = 100;
+	cfg->requests.per_hour = 30;
+	cfg->requests.pending_ttl_ms = 7 * DAY;
+	cfg->requests.auto_accept_per_hour = 10;
+	cfg->limits.message_max = VEIL_MESSAGE_MAX;
+	cfg->limits.reassembly = 16 * MIB;
+	cfg->limits.unread_messages = 10000;
+	cfg->limits.unread_bytes = 64 * MIB;
+	cfg->limits.outbox_messages = 10000;
+	cfg->limits.outbox_bytes = 64 * MIB;
+	cfg->limits.receive_reply = 1 * MIB;
 	cfg->cards.ttl_ms = DAY;
 	cfg->cards.one_time_ttl_ms = 7 * DAY;
 	cfg->accept = VEILD_ACCEPT_ASK;
+	cfg->files.max_size = 100 * MIB;
+	cfg->files.quota = 1 * GIB;
 	cfg->log.level = VEILD_LOG_INFO;
 	cfg->unlock.kdf = VEILD_KDF_MODERATE;
 	cfg->backup.interval_ms = DAY;
@@ -1192,6 +1350,7 @@ config_free(struct veild_config *cfg)
 	free(cfg->unlock.key_file);
 	free(cfg->backup.dir);
 	free(cfg->backup.public_key);
+	free(cfg->files.dir);
 	sodium_memzero(cfg, sizeof(*cfg));
 }
 
@@ -1225,6 +1384,15 @@ print_str(FILE *fp, const char *indent, const char *key, const char *v)
 	fprintf(fp, "%s%s = ", indent, key);
 	print_string(fp, v);
 	fputs(";\n", fp);
+}
+
+static void
+print_size(FILE *fp, const char *indent, const char *key, uint64_t n)
+{
+	char	 buf[32];
+
+	format_size(buf, sizeof(buf), n);
+	fprintf(fp, "%s%s = \"%s\";\n", indent, key, buf);
 }
 
 static void
@@ -1373,6 +1541,21 @@ config_print(FILE *fp, const struct veild_config *cfg)
 
 	fputs("requests = {\n", fp);
 	print_dur(fp, in, "ttl", cfg->requests.ttl_ms);
+	fprintf(fp, "%spending_max = %u;\n", in, cfg->requests.pending_max);
+	fprintf(fp, "%sper_hour = %u;\n", in, cfg->requests.per_hour);
+	print_dur(fp, in, "pending_ttl", cfg->requests.pending_ttl_ms);
+	fprintf(fp, "%sauto_accept_per_hour = %u;\n", in,
+	    cfg->requests.auto_accept_per_hour);
+	fputs("};\n", fp);
+
+	fputs("limits = {\n", fp);
+	print_size(fp, in, "message_max", cfg->limits.message_max);
+	print_size(fp, in, "reassembly", cfg->limits.reassembly);
+	fprintf(fp, "%sunread_messages = %u;\n", in, cfg->limits.unread_messages);
+	print_size(fp, in, "unread_bytes", cfg->limits.unread_bytes);
+	fprintf(fp, "%soutbox_messages = %u;\n", in, cfg->limits.outbox_messages);
+	print_size(fp, in, "outbox_bytes", cfg->limits.outbox_bytes);
+	print_size(fp, in, "receive_reply", cfg->limits.receive_reply);
 	fputs("};\n", fp);
 
 	fputs("cards = {\n", fp);
@@ -1381,6 +1564,12 @@ config_print(FILE *fp, const struct veild_config *cfg)
 	fputs("};\n", fp);
 
 	print_str(fp, "", "accept", accept_names[cfg->accept]);
+
+	fputs("files = {\n", fp);
+	print_str(fp, in, "dir", cfg->files.dir);
+	print_size(fp, in, "max_size", cfg->files.max_size);
+	print_size(fp, in, "quota", cfg->files.quota);
+	fputs("};\n", fp);
 
 	fputs("log = {\n", fp);
 	print_str(fp, in, "level", level_names[cfg->log.level]);

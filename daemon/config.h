@@ -130,7 +130,23 @@ struct veild_config {
 
 	struct {
 		uint64_t	 ttl_ms;	/* a REQUEST without a card expiry */
+		/* Requests made to us (docs/security.md): */
+		unsigned int	 pending_max;	/* unanswered and unproven, at once */
+		unsigned int	 per_hour;	/* new ones taken per hour */
+		uint64_t	 pending_ttl_ms; /* unanswered ones forgotten after */
+		unsigned int	 auto_accept_per_hour; /* accept = "auto" */
 	} requests;
+
+	/* What others can make us hold (docs/security.md); bytes. */
+	struct {
+		size_t		 message_max;	/* one message, sent or received */
+		size_t		 reassembly;	/* partial messages, all contacts */
+		unsigned int	 unread_messages; /* per contact, not yet acked by an app */
+		size_t		 unread_bytes;
+		unsigned int	 outbox_messages; /* per contact, not yet acked by it */
+		size_t		 outbox_bytes;
+		size_t		 receive_reply;	/* one message.receive reply */
+	} limits;
 
 	struct {
 		uint64_t	 ttl_ms;	/* level 3 cards */
@@ -138,6 +154,13 @@ struct veild_config {
 	} cards;
 
 	enum veild_accept	 accept;
+
+	/* Files received (and sent): where they land, bytes. */
+	struct {
+		char		*dir;		/* NULL: state_dir/files */
+		size_t		 max_size;	/* one file, sent or received */
+		size_t		 quota;		/* received from one contact, on disk */
+	} files;
 
 	struct {
 		enum veild_log_level level;

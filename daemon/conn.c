@@ -48,6 +48,8 @@ struct conn {
 	int			 ndummy;
 	char			 (*cards)[INBOX_MAX];	/* card topics it holds */
 	int			 ncards;
+	char			 (*fixed)[INBOX_MAX];	/* level 1: chat topics held */
+	int			 nfixed;
 	int			 ntopics;	/* K_CHAT: real topics subscribed */
 	int			 dead;		/* to be freed by the reaper */
 };
@@ -55,6 +57,7 @@ TAILQ_HEAD(conn_list, conn);
 
 #define ONESHOT_WAIT_MS	60000	/* a one-shot connection gives up */
 #define PAD_MIN		8	/* level 2: subscriptions padded to 8, 16, ... */
+#define DUMMY_CTX	"veildumy"	/* KDF context of the dummy seeds */
 
 static struct {
 	struct conn_list	 all;
@@ -70,6 +73,7 @@ static struct {
 } K;
 
 static void conn_free(struct conn *);
+static int64_t epoch_now(void);
 
 int
 conn_up(void)
@@ -77,10 +81,30 @@ conn_up(void)
 	return K.cur != NULL && K.cur->up;
 }
 
+/*
+ * The epoch of a frame sealed now is the clock's, not the last one the
+ * epoch timer saw: a frame sealed after the wall clock crossed a boundary
+ * but before epoch_fire() ran (a control request or a frame served first
+ * in the same loop pass, a timer late after a stall) takes its
+ * recipient's topic of the new epoch (peer_topic), and sent on the old
+ * epoch's connection it would tie that connection to the new one, both
+ * publishing to one topic.  It goes on the new epoch's connection, which
+ * came in the grace before; if a stall kept that one from coming, the
+ * frame is dropped and the outbox sends it again.
+ */
+int64_t
+conn_epoch_at(int64_t t)
+{
+	if (eng_policy()->rotates && t >= K.t_switch)
+		return (int64_t)veil_epoch_number((uint64_t)t / 1000,
+		    eng_epoch_len());
+	return K.epoch;
+}
+
 int64_t
 conn_epoch(void)
 {
-	return K.epoch;
+	return conn_epoch_at(now_ms());
 }
 
 int64_t
@@ -278,6 +302,7 @@ conn_free(struct conn *k)
 		transport_retire(t);
 	free(k->dummy);
 	free(k->cards);
+	free(k->fixed);
 	free(k);
 }
 
@@ -317,18 +342,29 @@ pad_target(int n)
 	return b;
 }
 
+/*
+ * The i-th dummy topic of an epoch is derived, like a real one, from a
+ * seed only we know (KDF of our identity key) and the epoch, not drawn at
+ * random: a restart within the epoch resumes the connection's session at
+ * the broker, which still holds the dummies subscribed before, and fresh
+ * ones would sit beside them (15 subscriptions where 8 were due, and the
+ * one topic held before and after, the real one, standing out).
+ */
 static void
 dummy_add(struct conn *k)
 {
 	char (*p)[INBOX_MAX];
-	struct veil_id id;
+	uint8_t seed[VEIL_SEED_BYTES];
+	int r;
 
 	if ((p = reallocarray(k->dummy, (size_t)k->ndummy + 1, sizeof *p)) == NULL)
 		return;
 	k->dummy = p;
-	veil_id_new(&id, 128);	/* as long as a derived topic */
-	veil_id_to_text(&id, k->dummy[k->ndummy], INBOX_MAX);
-	if (transport_subscribe(k->t, k->dummy[k->ndummy]) == 0)
+	crypto_kdf_derive_from_key(seed, sizeof seed, (uint64_t)k->ndummy, DUMMY_CTX,
+	    eng_identity()->sk);
+	r = veil_topic_text(seed, (uint64_t)k->epoch, k->dummy[k->ndummy], INBOX_MAX);
+	sodium_memzero(seed, sizeof seed);
+	if (r == 0 && transport_subscribe(k->t, k->dummy[k->ndummy]) == 0)
 		k->ndummy++;
 }
 
@@ -340,6 +376,59 @@ dummy_drop(struct conn *k)
 	transport_unsubscribe(k->t, k->dummy[--k->ndummy]);
 }
 
+struct topic_list {
+	char	(*t)[INBOX_MAX];
+	int	 n;
+};
+
+static void
+list_cb(const char *topic, void *arg)
+{
+	struct topic_list *l = arg;
+	char (*p)[INBOX_MAX];
+
+	if ((p = reallocarray(l->t, (size_t)l->n + 1, sizeof *p)) == NULL)
+		return;
+	l->t = p;
+	copystr(l->t[l->n++], topic, INBOX_MAX);
+}
+
+static int
+in_list(char (*t)[INBOX_MAX], int n, const char *topic)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(t[i], topic) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Level 1 has no epochs and one connection, which holds each seed's topic
+ * of now.  A contact may still number our topics by the epoch length it
+ * had from us before a restart at level 1 (until our UPDATE reaches it):
+ * those topics move on with time, and the connection follows them.
+ */
+static void
+fixed_sync(struct conn *k)
+{
+	struct topic_list w = { NULL, 0 };
+	int64_t at;
+
+	inbox_foreach_topic(0, list_cb, &w);
+	for (int i = 0; i < k->nfixed; i++)
+		if (!in_list(w.t, w.n, k->fixed[i]))
+			transport_unsubscribe(k->t, k->fixed[i]);
+	for (int i = 0; i < w.n; i++)
+		if (!in_list(k->fixed, k->nfixed, w.t[i]) &&
+		    transport_subscribe(k->t, w.t[i]) != 0)
+			log_warnx("transport: subscribe failed");
+	free(k->fixed);
+	k->fixed = w.t;
+	k->nfixed = w.n;
+	if (K.ev != NULL && (at = inbox_next_change_ms()) != 0)
+		timer_add_ms(K.ev, at - now_ms());
+}
+
 /*
  * Everything a connection of epoch n holds: the topic of every seed some
  * contact writes to in that epoch, and at level 2 dummy topics up to the
@@ -349,6 +438,10 @@ dummy_drop(struct conn *k)
 static void
 chat_subscribe(struct conn *k)
 {
+	if (!eng_policy()->rotates) {
+		fixed_sync(k);
+		return;
+	}
 	inbox_foreach_topic(k->epoch, sub_cb, k);
 	if (eng_policy()->pair_inboxes)
 		while (k->ntopics + k->ndummy < pad_target(k->ntopics))
@@ -361,6 +454,11 @@ topic_change(const struct veil_inbox *in, int add)
 	struct conn *ks[2] = { K.cur, K.next };
 	char topic[INBOX_MAX];
 
+	if (!eng_policy()->rotates) {
+		if (K.cur != NULL)
+			fixed_sync(K.cur);
+		return;
+	}
 	for (int i = 0; i < 2; i++) {
 		struct conn *k = ks[i];
 		uint64_t t;
@@ -663,8 +761,11 @@ epoch_fire(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	(void)arg;
-	if (!eng_policy()->rotates)
+	if (!eng_policy()->rotates) {
+		if (K.cur != NULL)
+			fixed_sync(K.cur);	/* a seed's numbering moved on */
 		return;
+	}
 	if (K.next == NULL && now >= K.t_next && now < K.t_switch)
 		K.next = chat_new(K.epoch + 1, NULL);
 	if (now >= K.t_switch) {
@@ -706,9 +807,14 @@ conn_foreach_id(void (*client)(const char *, void *),
 	struct conn *k;
 
 	TAILQ_FOREACH(k, &K.all, entry) {
+		const char *id;
+
 		if (k->dead)
 			continue;
-		client(k->client_id, arg);
+		/* The name the server knows the connection by: on XMPP the
+		 * JID it assigned, not our client ID, which never leaves. */
+		if ((id = transport_client_id(k->t)) != NULL)
+			client(id, arg);
 		transport_foreach_topic(k->t, topic, arg);
 	}
 }
@@ -768,6 +874,7 @@ conn_shutdown(void)
 		transport_free(t);
 		free(k->dummy);
 		free(k->cards);
+		free(k->fixed);
 		free(k);
 	}
 	memset(&K, 0, sizeof K);

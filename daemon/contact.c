@@ -471,6 +471,22 @@ contact_init(void)
 		contact_advance(C.c[i]);
 		contact_arm(C.c[i], 1);
 	}
+	/* The epoch length or key period changed while we were down (the
+	 * level, rotation.mean, keys.period): the contacts number our
+	 * topics and keys the old way until an UPDATE tells them, as after
+	 * a reload. */
+	for (size_t i = 0; i < C.nc; i++) {
+		const struct veil_inbox *in = &C.c[i]->pair.my_inbox;
+
+		if (C.c[i]->state == CONTACT_ESTABLISHED && C.c[i]->pair.role != 0 &&
+		    (in->epoch != eng_epoch_len() || in->period != eng_key_period())) {
+			log_info("epoch length %us, key period %us since the last "
+			    "start: telling every contact", eng_epoch_len(),
+			    eng_key_period());
+			rotation_announce_all(0, NULL);
+			break;
+		}
+	}
 	return 0;
 }
 

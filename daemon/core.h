@@ -96,6 +96,9 @@ uint64_t			 eng_tick(void);	/* seconds ticked */
 uint32_t	eng_epoch_len(void);
 uint32_t	eng_key_period(void);
 void		eng_clock(struct veil_clock *clk);
+/* A write to the store succeeded (ok: it changed something) or failed:
+ * the engine follows whether the disk takes changes, and says so. */
+void	eng_store_result(int ok);
 /* Queues an event for after the commit (strings are copied). */
 void	eng_event(const struct engine_event *ev);
 void	eng_event_state(const struct contact *c, const char *warning);
@@ -161,8 +164,9 @@ int	conn_start(void);
 void	conn_shutdown(void);
 /* The connection of the current epoch is up. */
 int	conn_up(void);
-/* Our current epoch (0 at level 1). */
+/* Our current epoch (0 at level 1); at the instant t (ms). */
 int64_t	conn_epoch(void);
+int64_t	conn_epoch_at(int64_t t);
 /* When the next epoch starts (ms; 0 at level 1). */
 int64_t	conn_next_epoch_ms(void);
 const char *conn_transport_name(void);
@@ -198,8 +202,11 @@ void	inbox_for_contact(struct veil_inbox *out);
 /* Makes inbox.c's view of what c writes to match c (after any change). */
 void	inbox_contact_sync(struct contact *c);
 void	inbox_contact_forget(struct contact *c);
-/* Calls cb with the topic of every seed, for our epoch epoch (at epoch_len). */
+/* Calls cb with the topic of every seed, for our epoch epoch (at epoch_len;
+ * at level 1, now). */
 void	inbox_foreach_topic(int64_t epoch, void (*cb)(const char *, void *), void *arg);
+/* Level 1: when a seed's topic changes next (ms), 0 if none does. */
+int64_t	inbox_next_change_ms(void);
 /* Cards: the current card, a one-time card, a card's contact ID by its
  * topic (0: not a live card of ours), what the card connections hold. */
 int	inbox_card(int one_time, struct veil_id *cid, uint64_t *expires);
@@ -218,8 +225,11 @@ int64_t	backoff(int attempts);
 uint8_t *seal_msg(const struct veil_dirkey *k, uint64_t *seq, uint8_t type,
 	    const uint8_t msgid[VEIL_MSGID_BYTES], const uint8_t *body,
 	    size_t len, int *nframes);
-/* The contact's inbox topic now. */
-void	peer_topic(const struct contact *c, char out[INBOX_MAX]);
+/* The topic of an inbox now, and our epoch of the same instant: the
+ * epoch whose connection may publish to it. */
+int64_t	inbox_topic_now(const struct veil_inbox *in, char out[INBOX_MAX]);
+/* The contact's inbox topic now, and the epoch to publish it in. */
+int64_t	peer_topic(const struct contact *c, char out[INBOX_MAX]);
 /* Seals under the contact's transmit chain, saves, publishes (attempt > 0:
  * a retransmission, which may jump to a resync landmark). */
 int	send_to(struct contact *c, uint8_t type,
@@ -260,6 +270,24 @@ void	finish_agreement(struct contact *c);
 int	resend_request(struct contact *c, const uint8_t msgid[VEIL_MSGID_BYTES],
 	    const uint8_t *body, size_t len);
 void	pairing_prune(void);
+/* Requests made to us, unanswered or unproven past requests.pending_ttl,
+ * go. */
+void	pairing_expire(void);
+
+/* file.c, file_out.c, file_in.c: file transfers (docs/protocol.md 7.1). */
+int	file_init(char *err, size_t errlen);
+void	file_start(void);
+void	file_shutdown(void);
+/* A FILE message from c (its ACK is file.c's to send). */
+void	file_handle(struct contact *c, const uint8_t msgid[VEIL_MSGID_BYTES],
+	    const uint8_t *body, size_t len);
+/* c acknowledged our FILE message msgid. */
+void	file_acked(struct contact *c, const uint8_t msgid[VEIL_MSGID_BYTES]);
+/* A contact went: the files of its transfers go too. */
+void	file_sweep(void);
+void	file_housekeeping(int64_t now);
+/* The file a "file" message in the receive queue stands for. */
+int	file_rx_info(const uint8_t *body, size_t len, struct engine_file *out);
 
 /* reset.c: the contact reset after a restore (protocol.md 6.1). */
 int	reset_load(void);

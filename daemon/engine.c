@@ -19,6 +19,7 @@
 #include "log.h"
 
 #define DEDUPE_MS	(30LL * 24 * 3600 * 1000)
+#define SENDKEY_MS	((int64_t)ENGINE_SENDKEY_DAYS * 24 * 3600 * 1000)
 /* Seconds between WAL checkpoints: how long a wiped key's page may stay
  * in veil.db-wal (protocol.md 8). */
 #define CHECKPOINT_S	5
@@ -44,6 +45,8 @@ static struct engine {
 	engine_event_cb		 cb;
 	void			*cb_arg;
 	int			 started;	/* modules up to where shutdown undoes */
+	enum store_trouble	 trouble;	/* why the store takes no changes */
+	char			 problem[512];	/* ... as a sentence */
 } E;
 
 const struct veild_config *
@@ -103,6 +106,86 @@ eng_clock(struct veil_clock *clk)
 	clk->grace = clk->lead = p < KEY_SLACK_MAX ? p : KEY_SLACK_MAX;
 }
 
+/* --- the disk ------------------------------------------------------------- */
+
+static const char *
+trouble_name(enum store_trouble t)
+{
+	switch (t) {
+	case STORE_OK:		return "ok";
+	case STORE_FULL:	return "full";
+	case STORE_READONLY:	return "read-only";
+	case STORE_IOERR:	return "io error";
+	case STORE_DAMAGED:	return "damaged";
+	}
+	return "ok";
+}
+
+static void
+trouble_text(enum store_trouble t, char *buf, size_t len)
+{
+	const char *dir = E.cfg.state_dir;
+
+	switch (t) {
+	case STORE_OK:
+		buf[0] = '\0';
+		break;
+	case STORE_FULL:
+		snprintf(buf, len, "the disk holding state_dir %s is full: nothing "
+		    "was stored, so no message is accepted until there is space; "
+		    "messages sent to us wait at their senders", dir);
+		break;
+	case STORE_READONLY:
+		snprintf(buf, len, "state_dir %s cannot be written (a read-only file "
+		    "system or permissions): nothing was stored, so no message is "
+		    "accepted until it can be; messages sent to us wait at their "
+		    "senders", dir);
+		break;
+	case STORE_IOERR:
+		snprintf(buf, len, "the disk holding state_dir %s failed a write: "
+		    "nothing was stored, so no message is accepted until writes "
+		    "succeed again; messages sent to us wait at their senders", dir);
+		break;
+	case STORE_DAMAGED:
+		snprintf(buf, len, "%s/veil.db is damaged: nothing more is stored; "
+		    "stop veild, keep a copy of the state directory and restore "
+		    "veil.db from a backup", dir);
+		break;
+	}
+}
+
+/*
+ * Whether the disk takes changes, from the outcome of writes: a failure
+ * of the disk's (full, read-only, I/O, damage) stops the engine from
+ * accepting messages with a clear error until a write succeeds again (a
+ * damaged file stays damaged).  Each change is logged once.
+ */
+void
+eng_store_result(int ok)
+{
+	enum store_trouble t = ok ? STORE_OK : store_trouble(E.st);
+
+	if (!ok && t == STORE_OK)
+		return;		/* not the disk's doing */
+	if (t == E.trouble || E.trouble == STORE_DAMAGED)
+		return;
+	if (t != STORE_OK) {
+		trouble_text(t, E.problem, sizeof E.problem);
+		log_warnx("state database: %s (%s)", E.problem, store_errmsg(E.st));
+	} else {
+		E.problem[0] = '\0';
+		log_info("state database: changes are stored again; messages are "
+		    "accepted");
+	}
+	E.trouble = t;
+}
+
+const char *
+engine_store_problem(void)
+{
+	return E.trouble != STORE_OK ? E.problem : NULL;
+}
+
 /* --- events, after the commit ------------------------------------------ */
 
 struct queued_event {
@@ -112,6 +195,7 @@ struct queued_event {
 	char			 state[32];
 	char			 warning[128];
 	char			 fingerprint[VEIL_FP_TEXT];
+	struct engine_transfer	*transfer;	/* a copy, when there is one */
 };
 
 static void
@@ -121,6 +205,7 @@ event_fire(void *arg, int committed)
 
 	if (committed && E.cb != NULL)
 		E.cb(&q->ev, E.cb_arg);
+	free(q->transfer);
 	free(q);
 }
 
@@ -149,6 +234,14 @@ eng_event(const struct engine_event *ev)
 	q->ev.warning = keep(q->warning, sizeof q->warning, ev->warning);
 	q->ev.fingerprint = keep(q->fingerprint, sizeof q->fingerprint,
 	    ev->fingerprint);
+	if (ev->transfer != NULL) {
+		if ((q->transfer = malloc(sizeof *q->transfer)) == NULL) {
+			free(q);
+			return;
+		}
+		*q->transfer = *ev->transfer;
+		q->ev.transfer = q->transfer;
+	}
 	after_commit(event_fire, q);
 }
 
@@ -237,17 +330,29 @@ tick(evutil_socket_t fd, short ev, void *arg)
 	recv_tick(now);
 	if (E.ticks % 2 == 0)
 		inbox_housekeeping();	/* expired cards */
+	/* Requests unanswered too long: a second after start, then each
+	 * minute. */
+	if (E.ticks % 60 == 1 && txn_begin() == 0) {
+		pairing_expire();
+		txn_commit();
+	}
 	if (E.ticks % CHECKPOINT_S == 0) {
 		/* The sweep above opened a group: commit it first, or the
 		 * checkpoint would always find a transaction open. */
 		txn_flush();
+		/* Still no space, or read-only?  A small write finds out,
+		 * so that status tells and the log says when it is over. */
+		if (E.trouble != STORE_OK && E.trouble != STORE_DAMAGED)
+			eng_store_result(store_probe(E.st) == 0);
 		if (store_checkpoint(E.st) < 0)
 			log_warnx("store: checkpoint: %s", store_errmsg(E.st));
 	}
 	if (E.ticks % 3600 == 0) {
-		if (store_rx_prune(E.st, now - DEDUPE_MS) < 0)
+		if (store_rx_prune(E.st, now - DEDUPE_MS) < 0 ||
+		    store_sendkey_prune(E.st, now - SENDKEY_MS) < 0)
 			log_warnx("store: %s", store_errmsg(E.st));
 		pairing_prune();
+		file_housekeeping(now);
 	}
 }
 
@@ -255,10 +360,32 @@ tick(evutil_socket_t fd, short ev, void *arg)
  * The modules in dependency order; shutdown runs the started ones in
  * reverse.  Each init may use the ones before it.
  */
-enum { UP_NONE, UP_STORE, UP_INBOX, UP_CONTACT, UP_CONN, UP_RECV };
+enum { UP_NONE, UP_STORE, UP_INBOX, UP_CONTACT, UP_CONN, UP_RECV, UP_FILE };
 
+static int engine_init_modules(struct event_base *base,
+    const struct veild_config *cfg, struct store *st, char *err,
+    size_t errlen);
+
+/* engine_init_modules, and when the disk was why it failed, says so. */
 int
 engine_init(struct event_base *base, const struct veild_config *cfg,
+    struct store *st, char *err, size_t errlen)
+{
+	enum store_trouble t;
+	size_t n;
+
+	if (engine_init_modules(base, cfg, st, err, errlen) == 0)
+		return 0;
+	if (E.st != NULL && (t = store_trouble(E.st)) != STORE_OK) {
+		n = strlen(err);
+		trouble_text(t, E.problem, sizeof E.problem);
+		snprintf(err + n, errlen - n, ": %s", E.problem);
+	}
+	return -1;
+}
+
+static int
+engine_init_modules(struct event_base *base, const struct veild_config *cfg,
     struct store *st, char *err, size_t errlen)
 {
 	engine_event_cb cb = E.cb;
@@ -300,6 +427,9 @@ engine_init(struct event_base *base, const struct veild_config *cfg,
 		return -1;
 	}
 	E.started = UP_RECV;
+	if (file_init(err, errlen) != 0)
+		return -1;
+	E.started = UP_FILE;
 	log_info("%zu contacts loaded", contact_count());
 	return 0;
 }
@@ -308,13 +438,20 @@ int
 engine_start(void)
 {
 	struct timeval tv = { 1, 0 };
+	int64_t now = now_ms();
 
+	/* The hourly prune, once at start too: a daemon restarted more
+	 * often than hourly would never get to it. */
+	if (store_rx_prune(E.st, now - DEDUPE_MS) < 0 ||
+	    store_sendkey_prune(E.st, now - SENDKEY_MS) < 0)
+		log_warnx("store: %s", store_errmsg(E.st));
 	/* From here brackets commit as a group, once per loop pass. */
 	if (txn_init() != 0 || outbox_init() != 0 || backup_init() != 0)
 		return -1;
 	if ((E.tick = event_new(E.base, -1, EV_PERSIST, tick, NULL)) == NULL ||
 	    event_add(E.tick, &tv) != 0)
 		return -1;
+	file_start();
 	return conn_start();
 }
 
@@ -330,6 +467,16 @@ engine_reload(const struct veild_config *next)
 	E.cfg.frames.jitter_ms = next->frames.jitter_ms;
 	E.cfg.keys = next->keys;
 	E.cfg.requests = next->requests;
+	/* Reassembly is sized at start (by both); the quotas apply at once. */
+	if (next->limits.message_max != E.cfg.limits.message_max ||
+	    next->limits.reassembly != E.cfg.limits.reassembly)
+		log_warnx("limits.message_max and limits.reassembly change at "
+		    "the next restart");
+	E.cfg.limits.unread_messages = next->limits.unread_messages;
+	E.cfg.limits.unread_bytes = next->limits.unread_bytes;
+	E.cfg.limits.outbox_messages = next->limits.outbox_messages;
+	E.cfg.limits.outbox_bytes = next->limits.outbox_bytes;
+	E.cfg.limits.receive_reply = next->limits.receive_reply;
 	E.cfg.cards = next->cards;
 	cover_arm();
 	if (eng_epoch_len() != l || eng_key_period() != p) {
@@ -361,6 +508,9 @@ engine_shutdown(void)
 	backup_shutdown();
 	outbox_shutdown();
 	switch (E.started) {
+	case UP_FILE:
+		file_shutdown();
+		/* FALLTHROUGH */
 	case UP_RECV:
 		recv_shutdown();
 		/* FALLTHROUGH */
@@ -418,6 +568,7 @@ engine_status(struct engine_status *s, int verbose)
 	recv_counters(&s->frames_in, &s->dropped);
 	s->frames_out = conn_frames_out();
 	s->wire = VEIL_PROTOCOL_VERSION;
+	s->store = trouble_name(E.trouble);
 	if (verbose) {
 		copystr(s->card, inbox_card_topic(), sizeof s->card);
 		s->epoch = conn_epoch();
@@ -436,31 +587,113 @@ int
 engine_send(const char *to, const void *text, size_t len, char id[ENGINE_ID_TEXT],
     char *err, size_t errlen)
 {
+	return engine_send_keyed(to, text, len, NULL, 0, id, err, errlen);
+}
+
+/* A send key seen before: 1 with its message's ID in id, 0 not seen,
+ * else an engine error (another message had that key, the store). */
+static int
+sendkey_lookup(const struct contact *c, const char *key, size_t keylen,
+    const uint8_t digest[STORE_DIGEST_BYTES], char id[ENGINE_ID_TEXT],
+    char *err, size_t errlen)
+{
+	struct store_sendkey k;
+	int r;
+
+	if ((r = store_sendkey_get(E.st, key, keylen, &k)) < 0) {
+		seterr(err, errlen, "store: %s", store_errmsg(E.st));
+		return ENGINE_EINTERNAL;
+	}
+	if (r == 0)
+		return 0;
+	if (k.contact_id != c->id ||
+	    sodium_memcmp(k.digest, digest, sizeof k.digest) != 0) {
+		seterr(err, errlen, "key already named another message (to "
+		    "another contact or with another text)");
+		return ENGINE_EEXIST;
+	}
+	msgid_hex(k.msgid, id);
+	return 1;
+}
+
+int
+engine_send_keyed(const char *to, const void *text, size_t len,
+    const char *key, size_t keylen, char id[ENGINE_ID_TEXT], char *err,
+    size_t errlen)
+{
 	struct contact *c = contact_by_name(to);
 	uint8_t msgid[VEIL_MSGID_BYTES];
+	struct store_sendkey k;
 	int64_t now = now_ms();
+	int r;
 
+	if (key != NULL && (keylen == 0 || keylen > ENGINE_SENDKEY_MAX)) {
+		seterr(err, errlen, "key: 1 to %d bytes", ENGINE_SENDKEY_MAX);
+		return ENGINE_EINVAL;
+	}
 	if (c == NULL) {
 		seterr(err, errlen, "no contact named %s", to);
 		return ENGINE_ENOENT;
+	}
+	if (key != NULL) {
+		/* Text and contact bind the key: a retry must be the same
+		 * message, not a new one that happens to reuse a key.  The
+		 * digest is keyed by a subkey of the identity's secret (sealed
+		 * at rest): one who copies veil.db cannot test guesses of a
+		 * short text against it. */
+		uint8_t dk[crypto_generichash_KEYBYTES];
+
+		crypto_generichash(dk, sizeof dk,
+		    (const uint8_t *)"veil send-key digest", 20,
+		    E.id.sk, sizeof E.id.sk);
+		crypto_generichash(k.digest, sizeof k.digest, text, len, dk,
+		    sizeof dk);
+		sodium_memzero(dk, sizeof dk);
+		if ((r = sendkey_lookup(c, key, keylen, k.digest, id, err,
+		    errlen)) != 0)
+			return r == 1 ? ENGINE_OK : r;
 	}
 	if (c->state != CONTACT_ESTABLISHED) {
 		seterr(err, errlen, "%s is %s, not established", c->name,
 		    veil_agree_state_name(c->state));
 		return ENGINE_ESTATE;
 	}
-	if (len > VEIL_MESSAGE_MAX) {
-		seterr(err, errlen, "message too large (at most %u bytes)", VEIL_MESSAGE_MAX);
+	if (len > E.cfg.limits.message_max) {
+		seterr(err, errlen, "message too large (at most %zu bytes, "
+		    "limits.message_max)", E.cfg.limits.message_max);
 		return ENGINE_ETOOBIG;
 	}
+	/* A contact that acknowledges nothing (gone, or hostile) must not
+	 * fill our disk with what we queue for it. */
+	{
+		int64_t rows, bytes;
+
+		if (store_outbox_usage(E.st, c->id, &rows, &bytes) != 0)
+			goto fail;
+		if (rows >= (int64_t)E.cfg.limits.outbox_messages ||
+		    bytes + (int64_t)len > (int64_t)E.cfg.limits.outbox_bytes) {
+			seterr(err, errlen, "the outbox for %s is full: %" PRId64
+			    " messages (%" PRId64 " bytes) not yet acknowledged "
+			    "(limits.outbox_messages, limits.outbox_bytes)",
+			    c->name, rows, bytes);
+			return ENGINE_EQUOTA;
+		}
+	}
 	veil_msgid_new(msgid);
-	/* Durable before acknowledged: the row and the advanced counter
-	 * commit together, then the frames leave. */
+	/* Durable before acknowledged: the row, its key and the advanced
+	 * counter commit together, then the frames leave. */
 	if (txn_begin() != 0)
 		goto fail;
 	if (store_outbox_add(E.st, c->id, msgid, VEIL_T_TEXT, text, len, now,
 	    now + backoff(0)) < 0)
 		goto fail;
+	if (key != NULL) {
+		k.contact_id = c->id;
+		memcpy(k.msgid, msgid, sizeof k.msgid);
+		k.created = now;
+		if (store_sendkey_add(E.st, key, keylen, &k) != 0)
+			goto fail;
+	}
 	if (send_to(c, VEIL_T_TEXT, msgid, text, len, 0) != 0)
 		goto fail;
 	if (txn_commit() != 0)
@@ -469,14 +702,18 @@ engine_send(const char *to, const void *text, size_t len, char id[ENGINE_ID_TEXT
 	return ENGINE_OK;
 fail:
 	seterr(err, errlen, "store: %s", store_errmsg(E.st));
+	eng_store_result(0);
 	txn_rollback();
+	if (E.trouble != STORE_OK) {
+		copystr(err, E.problem, errlen);
+		return ENGINE_ESTORAGE;
+	}
 	return ENGINE_EINTERNAL;
 }
 
 struct rx_ctx {
 	int	(*cb)(const struct engine_rx *, void *);
 	void	*arg;
-	int64_t	 ids[256];
 	int	 n;
 };
 
@@ -486,6 +723,8 @@ rx_cb(const struct store_rx *r, void *arg)
 	struct rx_ctx *x = arg;
 	struct contact *c = contact_find(r->contact_id);
 	struct engine_rx m;
+	struct engine_file *f = NULL;
+	int rv;
 
 	memset(&m, 0, sizeof m);
 	msgid_hex(r->msgid, m.id);
@@ -493,10 +732,23 @@ rx_cb(const struct store_rx *r, void *arg)
 	m.type = r->type;
 	m.body = r->body;
 	m.len = r->body_len;
+	if (r->type == VEIL_T_FILE) {
+		if ((f = malloc(sizeof *f)) == NULL)
+			return 1;
+		if (file_rx_info(r->body, r->body_len, f) != 0) {
+			free(f);
+			return 1;
+		}
+		m.file = f;
+		m.body = NULL;
+		m.len = 0;
+	}
 	m.received = r->received_at / 1000;
-	if (x->cb(&m, x->arg) != 0)
-		return 1;	/* not taken: it stays for the next call */
-	x->ids[x->n++] = r->id;
+	rv = x->cb(&m, x->arg);
+	free(f);
+	if (rv != 0)
+		return 1;	/* not handed out: the next call starts there */
+	x->n++;
 	return 0;
 }
 
@@ -510,31 +762,67 @@ engine_receive(int limit, int (*cb)(const struct engine_rx *, void *), void *arg
 	x.arg = arg;
 	if (limit <= 0 || limit > 256)
 		limit = 256;
-	if (store_rx_pending(E.st, limit, rx_cb, &x) < 0)
-		goto fail;
-	if (x.n == 0)
-		return 0;
-	/* Taken only once the caller has them: a crash before this loses
-	 * nothing. */
+	/* Nothing is taken here: a reply that never reaches its app (the
+	 * client went away mid-reply) loses nothing; engine_ack takes. */
+	if (store_rx_pending(E.st, limit, rx_cb, &x) < 0) {
+		log_warnx("store: %s", store_errmsg(E.st));
+		return -1;
+	}
+	return x.n;
+}
+
+int
+engine_ack(const char *const *ids, size_t n, int *taken, char *err, size_t errlen)
+{
+	uint8_t (*bin)[VEIL_MSGID_BYTES];
+	size_t blen;
+	int r;
+
+	*taken = 0;
+	if (n == 0)
+		return ENGINE_OK;
+	if ((bin = calloc(n, sizeof *bin)) == NULL) {
+		seterr(err, errlen, "out of memory");
+		return ENGINE_EINTERNAL;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == NULL || strlen(ids[i]) != 2 * VEIL_MSGID_BYTES ||
+		    sodium_hex2bin(bin[i], VEIL_MSGID_BYTES, ids[i],
+		    2 * VEIL_MSGID_BYTES, NULL, &blen, NULL) != 0 ||
+		    blen != VEIL_MSGID_BYTES) {
+			free(bin);
+			seterr(err, errlen, "ids[%zu]: not a message ID "
+			    "(32 hex digits)", i);
+			return ENGINE_EINVAL;
+		}
 	if (txn_begin() != 0)
 		goto fail;
-	for (int i = 0; i < x.n; i++)
-		if (store_rx_take(E.st, x.ids[i]) < 0) {
+	for (size_t i = 0; i < n; i++) {
+		if ((r = store_rx_take_msgid(E.st, bin[i])) < 0) {
 			txn_rollback();
 			goto fail;
 		}
-	if (txn_commit() != 0) {
-		txn_rollback();
-		goto fail;
+		*taken += r;
 	}
-	return x.n;
+	if (txn_commit() != 0)
+		goto fail;
+	free(bin);
+	return ENGINE_OK;
 fail:
-	log_warnx("store: %s", store_errmsg(E.st));
-	return -1;
+	free(bin);
+	*taken = 0;
+	seterr(err, errlen, "store: %s", store_errmsg(E.st));
+	return ENGINE_EINTERNAL;
 }
 
-int64_t
-engine_pending_count(void)
+int
+engine_pending_any(void)
 {
-	return store_rx_pending_count(E.st);
+	return store_rx_pending_any(E.st);
+}
+
+size_t
+engine_receive_budget(void)
+{
+	return E.cfg.limits.receive_reply;
 }

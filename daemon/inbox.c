@@ -152,12 +152,14 @@ inbox_contact_forget(struct contact *c)
 /*
  * The topic of a seed in our epoch: the peer numbers epochs with the
  * length it knows for this seed, which is ours except while an UPDATE
- * changing it is on its way; the epoch is taken at its start.
+ * changing it is on its way; the epoch is taken at its start.  At level 1
+ * (no epochs) it is taken now: a contact told of our epochs before a
+ * restart at level 1 numbers them until our UPDATE reaches it.
  */
 void
 inbox_foreach_topic(int64_t epoch, void (*cb)(const char *, void *), void *arg)
 {
-	uint64_t t = (uint64_t)epoch * eng_epoch_len();
+	uint64_t t = eng_epoch_len() != 0 ? (uint64_t)epoch * eng_epoch_len() : now_s();
 	char topic[INBOX_MAX];
 
 	for (size_t i = 0; i < I.nseeds; i++) {
@@ -167,6 +169,26 @@ inbox_foreach_topic(int64_t epoch, void (*cb)(const char *, void *), void *arg)
 		    sizeof topic) == 0)
 			cb(topic, arg);
 	}
+}
+
+/* Level 1: when the topic of a seed still numbered by epochs changes next
+ * (ms), or 0 when none is. */
+int64_t
+inbox_next_change_ms(void)
+{
+	uint64_t now = now_s(), best = 0;
+
+	for (size_t i = 0; i < I.nseeds; i++) {
+		uint32_t l = I.seeds[i].in.epoch;
+		uint64_t at;
+
+		if (l == 0)
+			continue;
+		at = (now / l + 1) * l;
+		if (best == 0 || at < best)
+			best = at;
+	}
+	return (int64_t)best * 1000;
 }
 
 void

@@ -104,14 +104,29 @@ seal_msg(const struct veil_dirkey *k, uint64_t *seq, uint8_t type,
 	return buf;
 }
 
-void
+/*
+ * The topic of in's owner and our epoch, both of one instant: a frame
+ * goes on the connection of the epoch its topic was taken for.  Taken
+ * apart, a boundary between the two (the seal and the store write lie
+ * between them) would send an old epoch's topic from the new epoch's
+ * connection, and the broker would see the two connections of one user
+ * write to one topic (protocol.md 5).
+ */
+int64_t
+inbox_topic_now(const struct veil_inbox *in, char out[INBOX_MAX])
+{
+	int64_t t = now_ms();
+
+	if (veil_topic_text(in->seed, veil_epoch_number((uint64_t)t / 1000,
+	    in->epoch), out, INBOX_MAX) != 0)
+		out[0] = '\0';
+	return conn_epoch_at(t);
+}
+
+int64_t
 peer_topic(const struct contact *c, char out[INBOX_MAX])
 {
-	const struct veil_inbox *in = &c->pair.peer_inbox;
-
-	if (veil_topic_text(in->seed, veil_epoch_number(now_s(), in->epoch), out,
-	    INBOX_MAX) != 0)
-		out[0] = '\0';
+	return inbox_topic_now(&c->pair.peer_inbox, out);
 }
 
 /* Seals under the contact's transmit chain (always one the peer reads),
@@ -125,6 +140,7 @@ send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
 	struct veil_txchain *tx = &c->pair.tx;
 	char topic[INBOX_MAX];
 	uint8_t *frames;
+	int64_t epoch;
 	int n;
 
 	if (!tx->live || c->pair.role == 0)
@@ -136,20 +152,26 @@ send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
 	contact_advance(c);
 	/*
 	 * A retransmission jumps to a resync landmark the receiver keeps
-	 * armed, in case it lost more frames than its lookahead covers.  One
-	 * jump per contact per second: the convergence argument is one jump
-	 * per attempt, and a backlog of many rows must not climb the levels
-	 * once per row (that overshoots the receiver's highest landmark).
-	 * Past the last level the next key period starts both sides at 0.
+	 * armed, in case it lost more frames than its lookahead covers
+	 * (protocol.md 2.1).  Up the ladder one jump per contact per second:
+	 * the convergence argument is one jump per attempt, and a backlog of
+	 * many rows must not climb the levels once per row (that overshoots
+	 * the receiver's highest landmark).  Beyond the ladder (attempt 6 on,
+	 * past its top stride: its rungs may all have been lost, the
+	 * receiver away) the clock landmark of this slot, if not used yet:
+	 * each is used once, so it needs no gate, and the next slot's is
+	 * ahead again.
 	 */
-	if (attempt > 0 && c->jumped_at != eng_tick()) {
-		unsigned a = attempt < VEIL_RESYNC_LEVELS ? (unsigned)attempt :
-		    VEIL_RESYNC_LEVELS;
+	if (attempt > 0) {
+		uint64_t seq = veil_txchain_resync(tx, now_s(), (unsigned)attempt);
 
-		tx->seq = veil_resync_seq(tx->seq, a);
-		c->jumped_at = eng_tick();
+		if (seq != tx->seq && (c->jumped_at != eng_tick() ||
+		    veil_clock_landmark(seq, NULL))) {
+			tx->seq = seq;
+			c->jumped_at = eng_tick();
+		}
 	}
-	peer_topic(c, topic);
+	epoch = peer_topic(c, topic);
 	if (topic[0] == '\0')
 		return -1;
 	if ((frames = seal_msg(&tx->k, &tx->seq, type, msgid, body, len, &n)) == NULL)
@@ -159,8 +181,8 @@ send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
 		return -1;
 	}
 	/* After commit when in a transaction; on the connection of the
-	 * epoch it was sealed in. */
-	txn_publish(conn_epoch(), topic, frames, n);
+	 * epoch its topic belongs to. */
+	txn_publish(epoch, topic, frames, n);
 	free(frames);
 	return 0;
 }
@@ -176,7 +198,7 @@ dup_attempt(struct contact *c)
 	if (now - c->dup_last > 60 * 1000)
 		c->dup_acks = 0;
 	c->dup_last = now;
-	if (c->dup_acks < VEIL_RESYNC_LEVELS)
+	if (c->dup_acks < VEIL_RESYNC_LEVELS + 1)	/* + 1: the clock */
 		c->dup_acks++;
 	return (int)c->dup_acks;
 }
@@ -202,7 +224,9 @@ due_cb(const struct store_outbox *o, void *arg)
 
 	if ((d->body = malloc(o->body_len ? o->body_len : 1)) == NULL)
 		return 1;
-	memcpy(d->body, o->body, o->body_len);
+	/* An empty message has no body at all (NULL): memcpy may not see it. */
+	if (o->body_len > 0)
+		memcpy(d->body, o->body, o->body_len);
 	d->len = o->body_len;
 	d->id = o->id;
 	d->contact_id = o->contact_id;

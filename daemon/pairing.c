@@ -18,6 +18,80 @@
  * could be taken (protocol.md 4).  Longer than any request's lifetime.
  */
 #define REQUEST_MAX_AGE_S	(31 * 24 * 3600)
+/* A name taken: "name-2" .. "name-9", then random suffixes. */
+#define NAME_NUMBERED	9
+#define NAME_RANDOM_TRIES	8
+#define NAME_RANDOM_LEN	6	/* [a-z0-9]: 36^6, about 2^31 */
+/* Seconds between "request dropped" lines in the log. */
+#define DROP_LOG_S	60
+
+/*
+ * Requests made to us are bounded (docs/security.md): token buckets for
+ * requests.per_hour and requests.auto_accept_per_hour (full at start:
+ * a restart gives at most one more hour's worth), and a count of the
+ * unproven ones against requests.pending_max.
+ */
+struct bucket {
+	double	 tokens;
+	int64_t	 at;		/* ms of the last refill */
+	int	 primed;
+};
+
+static struct {
+	struct bucket	 requests, auto_accept;
+	int64_t		 logged;	/* ms of the last "dropped" line, 0: none yet */
+	unsigned	 unlogged;	/* dropped since */
+} P;
+
+/* Refills b for per_hour at now; 1 and one token taken if one is there. */
+static int
+bucket_take(struct bucket *b, unsigned per_hour, int64_t now, int take)
+{
+	if (!b->primed || now < b->at) {
+		b->tokens = per_hour;
+		b->at = now;
+		b->primed = 1;
+	}
+	b->tokens += (double)(now - b->at) * per_hour / (3600.0 * 1000);
+	if (b->tokens > per_hour)
+		b->tokens = per_hour;
+	b->at = now;
+	if (b->tokens < 1)
+		return 0;
+	if (take)
+		b->tokens -= 1;
+	return 1;
+}
+
+/* A request we did not take: said once a minute at most, with a count. */
+static void
+request_dropped(const char *why)
+{
+	int64_t now = now_ms();
+
+	P.unlogged++;
+	if (P.logged != 0 && now - P.logged < DROP_LOG_S * 1000)
+		return;
+	log_info("%u contact request%s dropped: %s", P.unlogged,
+	    P.unlogged == 1 ? "" : "s", why);
+	P.logged = now;
+	P.unlogged = 0;
+}
+
+/* Requests of others not yet established: pending, or accepted and
+ * waiting for the requester's proof. */
+static size_t
+unproven_count(void)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < contact_count(); i++) {
+		int st = contact_at(i)->state;
+
+		n += st == CONTACT_PENDING || st == CONTACT_ACCEPTED;
+	}
+	return n;
+}
 
 /* The peer answered our REQUEST (ACCEPT or FAIL): stop resending it. */
 static void
@@ -84,6 +158,7 @@ handle_accept(struct contact *c, const uint8_t *body, size_t len)
 	} else if (r == VEIL_ERR_SECRET) {
 		struct veil_dirkey r2i, i2r;
 		uint64_t seq = 0;
+		int64_t epoch = 0;
 		char topic[INBOX_MAX];
 		int n;
 		uint8_t *frames;
@@ -98,13 +173,12 @@ handle_accept(struct contact *c, const uint8_t *body, size_t len)
 		veil_dirkey_wipe(&i2r);
 		topic[0] = '\0';
 		if (veil_inbox_valid(&c->agree->peer_inbox))
-			veil_topic_text(c->agree->peer_inbox.seed, veil_epoch_number(
-			    now_s(), c->agree->peer_inbox.epoch), topic, sizeof topic);
+			epoch = inbox_topic_now(&c->agree->peer_inbox, topic);
 		finish_agreement(c);
 		contact_save(c);
 		contact_arm(c, 1);
 		if (frames != NULL && topic[0] != '\0')
-			txn_publish(conn_epoch(), topic, frames, n);
+			txn_publish(epoch, topic, frames, n);
 		free(frames);
 		log_warnx("contact %" PRId64 ": agreement failed (hash mismatch)", c->id);
 	} else {
@@ -167,19 +241,33 @@ utf8_prefix(const char *s, size_t max)
 	return n;
 }
 
-/* Finds a free local name: name, name-2, name-3, ... */
+/*
+ * Finds a free local name: name, name-2 .. name-9, then name-xxxxxx with
+ * a random suffix: a few indexed lookups, and no number of requests can
+ * use up the names (the first 1000 numbered ones could be).  The name is
+ * cut at a character boundary to make room for the suffix.
+ */
 static int
 unique_name(const char *want, char out[VEIL_NAME_MAX + 1])
 {
-	size_t keep = utf8_prefix(want, VEIL_NAME_MAX - 5);
+	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+	size_t keep = utf8_prefix(want, VEIL_NAME_MAX - 1 - NAME_RANDOM_LEN);
+	char suffix[NAME_RANDOM_LEN + 1];
 	int64_t id;
 	int found = 1;
 
 	copystr(out, want, VEIL_NAME_MAX + 1);
-	for (int i = 2; i < 1000; i++) {
+	for (int i = 2; i <= NAME_NUMBERED + NAME_RANDOM_TRIES + 1; i++) {
 		if ((found = store_contact_id_by_name(eng_store(), out, &id)) != 1)
 			break;
-		snprintf(out, VEIL_NAME_MAX + 1, "%.*s-%d", (int)keep, want, i);
+		if (i <= NAME_NUMBERED) {
+			snprintf(out, VEIL_NAME_MAX + 1, "%.*s-%d", (int)keep, want, i);
+			continue;
+		}
+		for (int k = 0; k < NAME_RANDOM_LEN; k++)
+			suffix[k] = alphabet[randombytes_uniform(sizeof alphabet - 1)];
+		suffix[NAME_RANDOM_LEN] = '\0';
+		snprintf(out, VEIL_NAME_MAX + 1, "%.*s-%s", (int)keep, want, suffix);
 	}
 	return found == 0 && veil_name_valid(out) == 0 ? 0 : -1;
 }
@@ -193,28 +281,34 @@ replay_accept(struct contact *c)
 	size_t fs = eng_cfg()->frames.size, n = 0;
 	char topic[INBOX_MAX];
 	uint8_t *frames;
+	int64_t epoch;
 
 	if (c->pair.role == 0 || (frames = malloc(ACCEPT_FRAMES_MAX(fs))) == NULL)
 		return;
-	peer_topic(c, topic);
+	epoch = peer_topic(c, topic);
 	if (topic[0] != '\0' && store_contact_accept_frames_get(eng_store(), c->id,
 	    frames, ACCEPT_FRAMES_MAX(fs), &n) == 1 && n > 0 && n % fs == 0)
-		txn_publish(conn_epoch(), topic, frames, (int)(n / fs));
+		txn_publish(epoch, topic, frames, (int)(n / fs));
 	free(frames);
 }
 
 /*
- * A REQUEST arrived on topic.  Its transcript decides first: one we
- * processed is a replay (dropped) or a copy from a requester that did not
- * hear our ACCEPT (it resends until it does; we say it again), whatever
- * card it was sent to.  Then it must be for a live card of ours, and only
- * then is its sealed body taken apart.  Its claimed key is a claim: two
- * pending requests may claim one key; only the agreement proves it.
+ * A REQUEST arrived on topic, which recv.c found to be a live card of
+ * ours (no other topic gets this far).  Its transcript decides first:
+ * one we processed is a replay (dropped) or a copy from a requester that
+ * did not hear our ACCEPT (it resends until it does; we say it again).
+ * A new one must fit the bounds on requests (pending_max, per_hour; a
+ * one-time card admits one request and is not counted per hour) before
+ * its body is taken apart, and one that does not is dropped unseen and
+ * not remembered: a real requester resends and gets in once there is
+ * room.  Its claimed key is a claim: two pending requests may claim one
+ * key; only the agreement proves it.
  */
 void
 handle_request(const char *topic, const uint8_t *body, size_t len)
 {
 	struct store *st = eng_store();
+	const struct veild_config *cfg = eng_cfg();
 	const struct veil_identity *me = eng_identity();
 	struct veil_agree *a = NULL;
 	struct store_contact *row = NULL;
@@ -241,12 +335,21 @@ handle_request(const char *topic, const uint8_t *body, size_t len)
 		log_debug("REQUEST for a card that is not ours or gone: dropped");
 		return;
 	}
+	if (!one_time && !bucket_take(&P.requests, cfg->requests.per_hour,
+	    now_ms(), 0)) {
+		request_dropped("more than requests.per_hour");
+		return;
+	}
 	if ((a = calloc(1, sizeof *a)) == NULL)
 		return;
 	r = veil_agree_on_request(a, &cid, me->pk, now_s(), REQUEST_MAX_AGE_S,
 	    body, len);
 	if (r != 0) {
 		log_debug("REQUEST rejected: %s", veil_strerror(r));
+		goto out;
+	}
+	if (!one_time && unproven_count() >= cfg->requests.pending_max) {
+		request_dropped("requests.pending_max are waiting for an answer");
 		goto out;
 	}
 	if (unique_name(a->peer_name, name) != 0) {
@@ -274,6 +377,8 @@ handle_request(const char *topic, const uint8_t *body, size_t len)
 	}
 	if (one_time)
 		inbox_card_consume(topic);	/* one use only */
+	else
+		bucket_take(&P.requests, cfg->requests.per_hour, now_ms(), 1);
 	veil_fingerprint(me->pk, c->peer_pk, fp);
 	log_info("contact request %" PRId64 " pending", c->id);
 	memset(&ev, 0, sizeof ev);
@@ -282,8 +387,18 @@ handle_request(const char *topic, const uint8_t *body, size_t len)
 	ev.peer_name = c->peer_name;
 	ev.fingerprint = fp;
 	eng_event(&ev);
-	if (eng_cfg()->accept == VEILD_ACCEPT_AUTO && accept_contact(c, err, sizeof err) != 0)
-		log_warnx("auto-accept failed: %s", err);
+	/* Each accept gives the requester an inbox (at level 2 a topic of
+	 * its own, subscribed) and publishes an ACCEPT to a topic it chose:
+	 * bounded too. */
+	if (cfg->accept == VEILD_ACCEPT_AUTO) {
+		if (!bucket_take(&P.auto_accept, cfg->requests.auto_accept_per_hour,
+		    now_ms(), 1))
+			log_info("contact request %" PRId64 " waits for veilctl "
+			    "contact accept: requests.auto_accept_per_hour reached",
+			    c->id);
+		else if (accept_contact(c, err, sizeof err) != 0)
+			log_warnx("auto-accept failed: %s", err);
+	}
 out:
 	if (row != NULL) {
 		sodium_memzero(row, sizeof *row);
@@ -325,6 +440,44 @@ resend_request(struct contact *c, const uint8_t msgid[VEIL_MSGID_BYTES],
 		log_warnx("contact %" PRId64 ": cannot send the request", c->id);
 	free(frame);
 	return 0;
+}
+
+/*
+ * Requests made to us that stayed unanswered (pending) or unproven
+ * (accepted, the requester never proved its key) for requests.pending_ttl
+ * are forgotten, with their rows.  At level 3 an accepted one knew our
+ * shared seed: one re-seed for the batch.
+ */
+void
+pairing_expire(void)
+{
+	int64_t limit = now_ms() - (int64_t)eng_cfg()->requests.pending_ttl_ms;
+	struct engine_event ev;
+	int reseed = 0;
+
+	for (size_t i = contact_count(); i-- > 0;) {
+		struct contact *c = contact_at(i);
+
+		if ((c->state != CONTACT_PENDING && c->state != CONTACT_ACCEPTED) ||
+		    c->created >= limit)
+			continue;
+		if (store_contact_delete(eng_store(), c->id, now_ms()) != 1) {
+			log_warnx("store: %s", store_errmsg(eng_store()));
+			continue;
+		}
+		memset(&ev, 0, sizeof ev);
+		ev.type = ENGINE_EV_CONTACT_STATE;
+		ev.name = c->name;
+		ev.state = "removed";
+		ev.warning = "the request expired unanswered (requests.pending_ttl)";
+		eng_event(&ev);
+		reseed |= c->state == CONTACT_ACCEPTED;
+		log_info("contact request %" PRId64 " expired", c->id);
+		contact_drop(c);
+	}
+	if (reseed && !eng_policy()->pair_inboxes && eng_policy()->rotates &&
+	    rotation_reseed_all(NULL) != 0)
+		log_warnx("the shared inbox could not be renewed");
 }
 
 void
@@ -526,6 +679,7 @@ accept_contact(struct contact *c, char *err, size_t errlen)
 	char topic[INBOX_MAX];
 	size_t blen = sizeof body;
 	uint64_t seq = 0;
+	int64_t epoch;
 	int n, r;
 
 	if (c->state != CONTACT_PENDING || c->agree == NULL) {
@@ -566,8 +720,8 @@ accept_contact(struct contact *c, char *err, size_t errlen)
 		return ENGINE_EINTERNAL;
 	}
 	contact_arm(c, 1);
-	peer_topic(c, topic);
-	txn_publish(conn_epoch(), topic, frames, n);
+	epoch = peer_topic(c, topic);
+	txn_publish(epoch, topic, frames, n);
 	free(frames);
 	eng_event_state(c, NULL);
 	return ENGINE_OK;
@@ -579,6 +733,81 @@ engine_contact_accept(const char *name, char *err, size_t errlen)
 	struct contact *c = need_contact(name, err, errlen);
 
 	return c == NULL ? ENGINE_ENOENT : accept_contact(c, err, errlen);
+}
+
+/* Can c be called to?  ENGINE_OK, or why not. */
+static int
+rename_check(const struct contact *c, const char *to, char *err, size_t errlen)
+{
+	struct contact *other;
+
+	if (veil_name_valid(to) != 0) {
+		seterr(err, errlen, "bad name: 1 to %d bytes of UTF-8, no control "
+		    "characters", VEIL_NAME_MAX);
+		return ENGINE_EINVAL;
+	}
+	if ((other = contact_by_name(to)) != NULL && other != c) {
+		seterr(err, errlen, "the name %s is taken", to);
+		return ENGINE_EEXIST;
+	}
+	return ENGINE_OK;
+}
+
+/*
+ * A local name is ours alone: it is in no frame, card or UPDATE, so a
+ * rename sends nothing and the peer and the broker never learn of it.
+ */
+static int
+rename_contact(struct contact *c, const char *to, char *err, size_t errlen)
+{
+	char old[VEIL_NAME_MAX + 1];
+	int rv;
+
+	if ((rv = rename_check(c, to, err, errlen)) != ENGINE_OK)
+		return rv;
+	if (strcmp(c->name, to) == 0)
+		return ENGINE_OK;
+	copystr(old, c->name, sizeof old);
+	copystr(c->name, to, sizeof c->name);
+	if (contact_save(c) != 0) {
+		copystr(c->name, old, sizeof c->name);
+		seterr(err, errlen, "store: %s", store_errmsg(eng_store()));
+		return ENGINE_EINTERNAL;
+	}
+	log_info("contact %" PRId64 " renamed", c->id);
+	return ENGINE_OK;
+}
+
+int
+engine_contact_rename(const char *name, const char *to, struct engine_contact *out,
+    char *err, size_t errlen)
+{
+	struct contact *c = need_contact(name, err, errlen);
+	int rv;
+
+	if (c == NULL)
+		return ENGINE_ENOENT;
+	if ((rv = rename_contact(c, to, err, errlen)) == ENGINE_OK)
+		contact_info(c, out);
+	return rv;
+}
+
+/* accept NAME and call it as from now on: the new name is checked before
+ * anything is sent, so a taken one refuses the whole step. */
+int
+engine_contact_accept_as(const char *name, const char *as, char *err,
+    size_t errlen)
+{
+	struct contact *c = need_contact(name, err, errlen);
+	int rv;
+
+	if (c == NULL)
+		return ENGINE_ENOENT;
+	if ((rv = rename_check(c, as, err, errlen)) != ENGINE_OK)
+		return rv;
+	if ((rv = accept_contact(c, err, errlen)) != ENGINE_OK)
+		return rv;
+	return rename_contact(c, as, err, errlen);
 }
 
 /*
@@ -595,6 +824,7 @@ remove_contact(struct contact *c, char *err, size_t errlen)
 		return ENGINE_EINTERNAL;
 	}
 	contact_drop(c);
+	file_sweep();	/* its transfers' files */
 	if (!eng_policy()->pair_inboxes && eng_policy()->rotates &&
 	    (was == CONTACT_ESTABLISHED || was == CONTACT_ACCEPTED) &&
 	    rotation_reseed_all(NULL) != 0)

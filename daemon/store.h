@@ -26,7 +26,7 @@
  */
 
 #define STORE_EXISTS		(-2)
-#define STORE_SCHEMA_VERSION	4
+#define STORE_SCHEMA_VERSION	7
 #define STORE_NAME_MAX		64	/* = VEIL_NAME_MAX */
 #define STORE_TOPIC_MAX		63	/* inbox / topic text, bytes */
 #define STORE_BLOB_MAX		1024	/* packed pair / agreement */
@@ -38,15 +38,43 @@
 #define STORE_SALT_BYTES	16	/* = crypto_pwhash_SALTBYTES */
 #define STORE_WRAP_BYTES	72	/* nonce 24 || data key 32 || tag 16 */
 #define STORE_RESET_MAX		512	/* a packed reset in progress, a RESET-ACK */
+#define STORE_SENDKEY_MAX	128	/* an app's key for message.send, bytes */
+#define STORE_DIGEST_BYTES	32
 
 struct store;
 
-/* Opens (creating with mode 0600 and migrating) the database at path.
- * On failure returns NULL with a reason in err. */
+/*
+ * Opens (creating with mode 0600 and migrating) the database at path.  A
+ * new database is made under path.new and renamed into place once it is
+ * complete, so an existing file that is empty was truncated: refused, as
+ * is a file that is not a database or fails sqlite's quick_check.  On
+ * failure returns NULL with a reason in err (saying what to do when the
+ * file is damaged).
+ */
 struct store	*store_open(const char *path, char *err, size_t errlen);
 void		 store_close(struct store *);
 /* Why the last failing call failed ("" when none). */
 const char	*store_errmsg(struct store *);
+/*
+ * What kind of trouble the last failing call met: the disk or the file,
+ * not a bug or bad input.  A full disk and a read-only file system go
+ * away when their cause does; a damaged file does not.
+ */
+enum store_trouble {
+	STORE_OK = 0,		/* none, or not the disk's */
+	STORE_FULL,		/* no space left */
+	STORE_READONLY,		/* read-only file system, permissions */
+	STORE_IOERR,		/* the disk failed a read or write */
+	STORE_DAMAGED		/* the file is not a sound database */
+};
+enum store_trouble store_trouble(struct store *);
+/* A small write in its own transaction (the meta row rewritten as it
+ * is): whether the disk takes changes now.  0, or -1 (store_trouble
+ * says why); -1 too inside an open transaction. */
+int	store_probe(struct store *);
+/* Rows changed by this connection since it opened (sqlite's
+ * total_changes): did a transaction write anything? */
+int	store_changes(struct store *);
 
 /*
  * Encryption at rest (store_seal.c, docs/protocol.md 11).  Every secret
@@ -324,6 +352,9 @@ int	store_outbox_ack(struct store *, int64_t contact_id,
 	    const uint8_t msgid[STORE_MSGID_BYTES], struct store_outbox *out);
 /* Rows queued for contact_id, or for everyone when contact_id is 0. */
 int64_t	store_outbox_count(struct store *, int64_t contact_id);
+/* The rows queued for contact_id and the bytes of their bodies: 0, -1. */
+int	store_outbox_usage(struct store *, int64_t contact_id, int64_t *rows,
+	    int64_t *bytes);
 
 /* Received messages not yet taken by a local app, and the msgids of
  * taken ones for dedupe. */
@@ -346,12 +377,39 @@ int	store_rx_add(struct store *, int64_t contact_id,
 /* Not yet taken, oldest first (received_at, then id), at most limit. */
 int	store_rx_pending(struct store *, int limit, store_rx_cb cb, void *arg);
 int64_t	store_rx_pending_count(struct store *);
+/* 1 if any message is pending, 0 if none, -1: cheaper than the count. */
+int	store_rx_pending_any(struct store *);
+/* The pending rows of contact_id and the bytes of their bodies: 0, -1. */
+int	store_rx_usage(struct store *, int64_t contact_id, int64_t *rows,
+	    int64_t *bytes);
 /* Marks taken and drops the body; the msgid stays for dedupe.
  * 1 done, 0 no such pending id, -1. */
 int	store_rx_take(struct store *, int64_t id);
+/* The same for the pending rows with this message ID (an app's
+ * acknowledgement): the number taken (0: none pending), or -1. */
+int	store_rx_take_msgid(struct store *, const uint8_t msgid[STORE_MSGID_BYTES]);
 /* Deletes taken rows received before older_than (the dedupe horizon);
  * returns the number deleted, or -1. */
 int64_t	store_rx_prune(struct store *, int64_t older_than);
+
+/*
+ * Send keys (idempotent message.send): the key an app named a message
+ * with, the contact and message ID it became and a digest of its text,
+ * so that a retry finds the first message instead of making a second.
+ * Gone with the contact.  get: 1 found, 0, -1.  add: 0, STORE_EXISTS, -1.
+ * prune: those created before older_than; the number deleted, or -1.
+ */
+struct store_sendkey {
+	int64_t	 contact_id;
+	uint8_t	 msgid[STORE_MSGID_BYTES];
+	uint8_t	 digest[STORE_DIGEST_BYTES];
+	int64_t	 created;
+};
+int	store_sendkey_get(struct store *, const void *key, size_t keylen,
+	    struct store_sendkey *out);
+int	store_sendkey_add(struct store *, const void *key, size_t keylen,
+	    const struct store_sendkey *k);
+int64_t	store_sendkey_prune(struct store *, int64_t older_than);
 
 /*
  * Backups (store_backup.c).  Every row, for a dump: outbox rows with

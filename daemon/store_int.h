@@ -20,19 +20,25 @@ enum st {
 	ST_I_ADD, ST_I_GET, ST_I_LIST, ST_I_LIST_ALL, ST_I_RETIRE, ST_I_EXPIRED,
 	ST_I_DEL,
 	ST_O_ADD, ST_O_DUE, ST_O_RESCHED, ST_O_HURRY, ST_O_FIND, ST_O_DEL, ST_O_COUNT,
-	ST_O_COUNT_ALL,
+	ST_O_COUNT_ALL, ST_O_USAGE,
 	ST_R_ADD, ST_R_PENDING, ST_R_PENDING_COUNT, ST_R_TAKE, ST_R_PRUNE,
+	ST_R_PENDING_ANY, ST_R_USAGE, ST_R_TAKE_MSGID,
+	ST_K_GET, ST_K_ADD, ST_K_PRUNE,
 	ST_COUNT
 };
 
+#define STORE_FILE_STMTS	24	/* store_file.c's own statements */
 /* Scratch buffers for opened bodies handed out by pointer. */
 enum st_buf { SB_OUTBOX, SB_RX, SB_COUNT };
 
 struct store {
 	sqlite3		*db;
 	sqlite3_stmt	*st[ST_COUNT];
+	sqlite3_stmt	*fst[STORE_FILE_STMTS];
 	sqlite3_stmt	*meta[STORE_META_COUNT];
 	int		 checkpointed;	/* sqlite3_total_changes at the last one */
+	int		 errcode;	/* sqlite's extended code of err, 0: ours */
+	int		 syserr;	/* the errno behind it, 0: none */
 	uint8_t		*key;		/* the data key (sodium_malloc), or NULL */
 	uint8_t		*buf[SB_COUNT];	/* opened bodies */
 	size_t		 bufcap[SB_COUNT];
@@ -105,6 +111,10 @@ int	st_col_ref(struct store *s, sqlite3_stmt *q, int i, const uint8_t **out,
 	    size_t *len);
 int	st_col_int(sqlite3_stmt *q, int i);
 int	st_exec(struct store *s, const char *sql);
+
+/* store_file.c: prepares its statements (store_open; store_close
+ * finalizes fst[]). */
+int	store_file_prepare(struct store *s);
 
 /* store_schema.c: the migrations, append only. */
 struct store_migration {

@@ -1,4 +1,4 @@
-/* store_queue.c: messages on their way — the outbox until the peer's ACK, received ones until an app takes them. */
+/* store_queue.c: messages on their way — the outbox until the peer's ACK, received ones until an app takes them, the keys apps named sends with. */
 #include <stdint.h>
 #include <string.h>
 
@@ -168,6 +168,36 @@ store_outbox_count(struct store *s, int64_t contact_id)
 	return st_count(s, q);
 }
 
+/* count(*) and sum(length(body)) of a bound statement. */
+static int
+usage_row(struct store *s, sqlite3_stmt *q, int64_t *rows, int64_t *bytes)
+{
+	int rc;
+
+	if ((rc = st_one_row(s, q)) != 1) {
+		if (rc == 0)
+			st_seterr(s, "no row from an aggregate");
+		return -1;
+	}
+	*rows = sqlite3_column_int64(q, 0);
+	*bytes = sqlite3_column_int64(q, 1);
+	st_done(q);
+	return 0;
+}
+
+int
+store_outbox_usage(struct store *s, int64_t contact_id, int64_t *rows,
+    int64_t *bytes)
+{
+	sqlite3_stmt *q;
+
+	if ((q = st_stmt(s, ST_O_USAGE)) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(q, 1, contact_id) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	return usage_row(s, q, rows, bytes);
+}
+
 /* ---- received messages ----------------------------------------------- */
 
 int
@@ -244,6 +274,44 @@ store_rx_pending_count(struct store *s)
 	if ((q = st_stmt(s, ST_R_PENDING_COUNT)) == NULL)
 		return -1;
 	return st_count(s, q);
+}
+
+int
+store_rx_pending_any(struct store *s)
+{
+	sqlite3_stmt *q;
+	int64_t n;
+
+	if ((q = st_stmt(s, ST_R_PENDING_ANY)) == NULL)
+		return -1;
+	n = st_count(s, q);
+	return n < 0 ? -1 : n > 0;
+}
+
+int
+store_rx_usage(struct store *s, int64_t contact_id, int64_t *rows,
+    int64_t *bytes)
+{
+	sqlite3_stmt *q;
+
+	if ((q = st_stmt(s, ST_R_USAGE)) == NULL)
+		return -1;
+	if (sqlite3_bind_int64(q, 1, contact_id) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	return usage_row(s, q, rows, bytes);
+}
+
+int
+store_rx_take_msgid(struct store *s, const uint8_t msgid[STORE_MSGID_BYTES])
+{
+	sqlite3_stmt *q;
+
+	if ((q = st_stmt(s, ST_R_TAKE_MSGID)) == NULL)
+		return -1;
+	if (sqlite3_bind_blob(q, 1, msgid, STORE_MSGID_BYTES, SQLITE_STATIC) !=
+	    SQLITE_OK)
+		return st_bind_fail(s, q);
+	return st_change(s, q);
 }
 
 int
@@ -389,4 +457,66 @@ store_unused(struct store *s)
 	if ((n = st_count(s, q)) < 0)
 		return -1;
 	return n == 0;
+}
+
+/* ---- send keys --------------------------------------------------------- */
+
+int
+store_sendkey_get(struct store *s, const void *key, size_t keylen,
+    struct store_sendkey *out)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (keylen == 0 || keylen > STORE_SENDKEY_MAX) {
+		st_seterr(s, "send key of %zu bytes", keylen);
+		return -1;
+	}
+	if ((q = st_stmt(s, ST_K_GET)) == NULL)
+		return -1;
+	if (sqlite3_bind_blob(q, 1, key, (int)keylen, SQLITE_STATIC) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	if ((rc = st_one_row(s, q)) != 1)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	out->contact_id = sqlite3_column_int64(q, 0);
+	out->created = sqlite3_column_int64(q, 3);
+	rc = st_col_blob(s, q, 1, out->msgid, sizeof(out->msgid), NULL, 1) == -1 ||
+	    st_col_blob(s, q, 2, out->digest, sizeof(out->digest), NULL, 1) == -1;
+	st_done(q);
+	return rc ? -1 : 1;
+}
+
+int
+store_sendkey_add(struct store *s, const void *key, size_t keylen,
+    const struct store_sendkey *k)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (keylen == 0 || keylen > STORE_SENDKEY_MAX) {
+		st_seterr(s, "send key of %zu bytes", keylen);
+		return -1;
+	}
+	if ((q = st_stmt(s, ST_K_ADD)) == NULL)
+		return -1;
+	if (sqlite3_bind_blob(q, 1, key, (int)keylen, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 2, k->contact_id) != SQLITE_OK ||
+	    sqlite3_bind_blob(q, 3, k->msgid, STORE_MSGID_BYTES,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_blob(q, 4, k->digest, STORE_DIGEST_BYTES,
+	    SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 5, k->created) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	rc = st_change(s, q);
+	return rc < 0 ? rc : 0;
+}
+
+int64_t
+store_sendkey_prune(struct store *s, int64_t older_than)
+{
+	int rc;
+
+	rc = st_change_i64(s, ST_K_PRUNE, older_than);
+	return rc < 0 ? -1 : rc;
 }

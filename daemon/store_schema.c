@@ -156,7 +156,83 @@ const struct store_migration store_migrations[] = {
 	") WITHOUT ROWID;"
 	"CREATE INDEX request_seen_at ON request_seen(seen_at);", NULL },
 	/*
-	 * 4: encryption at rest (store_seal.c).  The vault holds the data key
+	 * 4: bounded input.  A received message stays until an app
+	 * acknowledges it by its message ID (message.ack), and each contact's
+	 * unread messages are counted against its quota on every arrival:
+	 * both need an index over the pending rows.
+	 */
+	{ "CREATE INDEX rx_pending_msgid ON rx(msgid) WHERE taken = 0;"
+	"CREATE INDEX rx_pending_contact ON rx(contact_id) WHERE taken = 0;",
+	NULL },
+	/*
+	 * 5: idempotent sends.  The key an app gave message.send, kept for a
+	 * while with the message it made, so that a retry after a lost reply
+	 * returns that message instead of sending a second one.
+	 */
+	{ "CREATE TABLE send_key ("
+	"  key BLOB PRIMARY KEY NOT NULL CHECK (length(key) BETWEEN 1 AND 128),"
+	"  contact_id INTEGER NOT NULL REFERENCES contact(id) ON DELETE CASCADE,"
+	"  msgid BLOB NOT NULL CHECK (length(msgid) = 16),"
+	"  digest BLOB NOT NULL CHECK (length(digest) = 32),"
+	"  created INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE INDEX send_key_created ON send_key(created);"
+	"CREATE INDEX send_key_contact ON send_key(contact_id);", NULL },
+	/*
+	 * 6: file transfers (docs/protocol.md 7.1; daemon/file.c).  A row per
+	 * transfer each way, the chunks received of an incoming one, and the
+	 * outbox rows that carry an outgoing one (so that their ACKs count);
+	 * every row goes with its contact.  The bytes live in files under
+	 * state_dir (outgoing/, incoming/), not here.
+	 */
+	{ "CREATE TABLE file_out ("
+	"  xfer BLOB PRIMARY KEY NOT NULL CHECK (length(xfer) = 16),"
+	"  contact_id INTEGER NOT NULL REFERENCES contact(id) ON DELETE CASCADE,"
+	"  name TEXT NOT NULL,"
+	"  size INTEGER NOT NULL CHECK (size >= 0),"
+	"  hash BLOB NOT NULL CHECK (length(hash) = 32),"
+	"  chunk INTEGER NOT NULL CHECK (chunk > 0),"
+	"  next INTEGER NOT NULL DEFAULT 0,"
+	"  done INTEGER NOT NULL DEFAULT 0,"
+	"  state INTEGER NOT NULL,"
+	"  status INTEGER NOT NULL DEFAULT 0,"
+	"  path TEXT NOT NULL DEFAULT '',"
+	"  created INTEGER NOT NULL,"
+	"  updated INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE INDEX file_out_contact ON file_out(contact_id);"
+	"CREATE TABLE file_in ("
+	"  contact_id INTEGER NOT NULL REFERENCES contact(id) ON DELETE CASCADE,"
+	"  xfer BLOB NOT NULL CHECK (length(xfer) = 16),"
+	"  name TEXT NOT NULL,"
+	"  size INTEGER NOT NULL CHECK (size >= 0),"
+	"  hash BLOB NOT NULL CHECK (length(hash) = 32),"
+	"  chunk INTEGER NOT NULL CHECK (chunk > 0),"
+	"  next INTEGER NOT NULL DEFAULT 0,"
+	"  done INTEGER NOT NULL DEFAULT 0,"
+	"  state INTEGER NOT NULL,"
+	"  status INTEGER NOT NULL DEFAULT 0,"
+	"  path TEXT NOT NULL DEFAULT '',"
+	"  created INTEGER NOT NULL,"
+	"  updated INTEGER NOT NULL,"
+	"  PRIMARY KEY (contact_id, xfer)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE file_chunk ("
+	"  contact_id INTEGER NOT NULL,"
+	"  xfer BLOB NOT NULL,"
+	"  idx INTEGER NOT NULL,"
+	"  PRIMARY KEY (contact_id, xfer, idx),"
+	"  FOREIGN KEY (contact_id, xfer) REFERENCES file_in(contact_id, xfer)"
+	"    ON DELETE CASCADE"
+	") WITHOUT ROWID;"
+	"CREATE TABLE file_wire ("
+	"  msgid BLOB PRIMARY KEY NOT NULL CHECK (length(msgid) = 16),"
+	"  xfer BLOB NOT NULL REFERENCES file_out(xfer) ON DELETE CASCADE,"
+	"  idx INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE INDEX file_wire_xfer ON file_wire(xfer);", NULL },
+	/*
+	 * 7: encryption at rest (store_seal.c).  The vault holds the data key
 	 * wrapped once per way of unlocking.  A sealed value is longer than
 	 * the 32 bytes the old CHECKs allowed, so those columns are made
 	 * anew without them (renamed, copied, dropped).  The values stay as

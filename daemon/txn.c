@@ -38,6 +38,7 @@ struct after {
 
 static struct {
 	int		 open, depth, ops;
+	int		 changes;	/* the store's count when the group opened */
 	struct queued	*txq, **txq_tail;
 	struct queued	**mark[GROUP_DEPTH];	/* txq_tail at each bracket */
 	struct after	*after, **after_tail;
@@ -113,9 +114,16 @@ txn_flush(void)
 		return 0;
 	ok = store_commit(eng_store()) == 0;
 	if (!ok) {
-		log_warnx("store: commit failed: %s", store_errmsg(eng_store()));
+		/* Once the disk's trouble is known and logged, each further
+		 * failed commit is no news. */
+		if (engine_store_problem() == NULL)
+			log_warnx("store: commit failed: %s", store_errmsg(eng_store()));
+		else
+			log_debug("store: commit failed: %s", store_errmsg(eng_store()));
+		eng_store_result(0);
 		store_rollback(eng_store());
-	}
+	} else if (store_changes(eng_store()) != G.changes)
+		eng_store_result(1);	/* written, so the disk takes it */
 	G.open = 0;
 	G.ops = 0;
 	if (G.ev != NULL)
@@ -149,9 +157,12 @@ txn_begin(void)
 		return -1;
 	}
 	if (!G.open) {
-		if (store_begin(eng_store()) != 0)
+		if (store_begin(eng_store()) != 0) {
+			eng_store_result(0);
 			return -1;
+		}
 		G.open = 1;
+		G.changes = store_changes(eng_store());
 		if (G.ev != NULL)
 			timer_add_ms(G.ev, 0);
 	}

@@ -112,7 +112,17 @@ lock_state(const char *dir, char *err, size_t errlen)
 
 	snprintf(path, sizeof path, "%s/veil.lock", dir);
 	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) == -1) {
-		say(err, errlen, "%s: %s", path, strerror(errno));
+		if (errno == EROFS)
+			say(err, errlen, "state_dir %s is on a read-only file "
+			    "system: veild keeps its database there and must write "
+			    "it; remount it read-write (%s: %s)", dir, path,
+			    strerror(errno));
+		else if (errno == EACCES || errno == EPERM)
+			say(err, errlen, "state_dir %s cannot be written by uid "
+			    "%ld: veild keeps its database there and must write it "
+			    "(%s: %s)", dir, (long)geteuid(), path, strerror(errno));
+		else
+			say(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {

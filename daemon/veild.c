@@ -24,7 +24,11 @@
 #include "backup.h"
 #include "vault.h"
 
-#define DEFAULT_CONFIG	"/etc/veil/veild.conf"
+/* The file make install puts there: $(sysconfdir)/veil/veild.conf. */
+#ifndef VEIL_SYSCONFDIR
+#define VEIL_SYSCONFDIR	"/etc"
+#endif
+#define DEFAULT_CONFIG	VEIL_SYSCONFDIR "/veil/veild.conf"
 
 static struct veild_config cfg;
 static const char *cfgpath = DEFAULT_CONFIG;

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -111,9 +112,31 @@ x_op_close(struct transport *t, int deliver)
 	struct xmpp	*x = (struct xmpp *)t;
 	struct xconn	*xc;
 
-	(void)deliver;		/* nothing is held back: delivery is synchronous */
 	/* No callback from here on, even from libstrophe closing sockets. */
 	x->freeing = 1;
+	/*
+	 * Retired (a connection's planned end, at a boundary): unsubscribe
+	 * every node and close the stream, as a disconnect does, and hand
+	 * those stanzas to the kernel before the socket goes, or the nodes
+	 * keep a subscriber that no longer exists.  Bounded: the daemon
+	 * waits meanwhile.  (Frames are not held back here: delivery is
+	 * synchronous, and what arrives now is fetched by no one, as after
+	 * any unsubscribe.)
+	 */
+	if (deliver && (xc = x->cur) != NULL && t->state == TRANSPORT_UP) {
+		struct timespec	 ts;
+		int64_t		 until;
+
+		x_leave(x, 1);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		until = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + X_FLUSH_MS;
+		while (!xc->closed && xmpp_conn_send_queue_len(xc->conn) > 0) {
+			xmpp_run_once(x->ctx, 10);
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			if ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 >= until)
+				break;
+		}
+	}
 	if (x->cur != NULL)
 		LIST_INSERT_HEAD(&x->dead, x->cur, entry);
 	x->cur = NULL;

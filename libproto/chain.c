@@ -119,6 +119,38 @@ veil_txchain_advance(struct veil_txchain *c, uint64_t now)
 	return partial ? VEIL_ERR_RATCHET : 1;
 }
 
+uint64_t
+veil_txchain_clock_seq(const struct veil_txchain *c, uint64_t now)
+{
+	uint64_t start, slot, n;
+
+	if (c == NULL || !c->live ||
+	    !chain_params_valid(c->k.dir, c->plen, c->period))
+		return 0;
+	start = period_start(c->period, c->plen);
+	n = veil_clock_slots(c->plen);
+	slot = now > start ? (now - start) / VEIL_CLOCK_SLOT : 0;
+	return veil_clock_seq(slot < n ? slot : n - 1);
+}
+
+uint64_t
+veil_txchain_resync(const struct veil_txchain *c, uint64_t now,
+    unsigned attempt)
+{
+	uint64_t cl;
+
+	if (c == NULL)
+		return 0;
+	/* Up to the top stride, the ladder's top rung reaches any receiver:
+	 * its L_4 is a multiple of 2^20 above its window, so at least 2^20.
+	 * (At a period's start, seq 0 is better than a landmark the
+	 * receiver may not arm yet.) */
+	if (attempt <= VEIL_RESYNC_LEVELS || c->seq <= VEIL_RESYNC_TOP)
+		return veil_resync_seq(c->seq, attempt);
+	cl = veil_txchain_clock_seq(c, now);
+	return cl >= c->seq ? cl : c->seq;
+}
+
 void
 veil_txchain_wipe(struct veil_txchain *c)
 {
@@ -149,6 +181,37 @@ veil_rxchain_init(struct veil_rxchain *c, const uint8_t root[VEIL_KEY_BYTES],
 	c->dir = dir;
 	c->live = 1;
 	return VEIL_OK;
+}
+
+/*
+ * The clock slots a receiver arms for the key of period q at now: those a
+ * sender whose clock is at most W away can be in, the slots of
+ * [now - W, now + W] within the period [start(q), start(q) + plen).  In
+ * the middle of a period that is s - 1, s and s + 1 for the receiver's
+ * own slot s; before start(q) (a lead key) slot 0 once start(q) is at most
+ * W away; after the period's end (a grace key) its last slot for W.
+ * Never more than three: the span is 2W.
+ */
+static void
+clock_window(uint64_t q, uint32_t plen, uint64_t now, uint32_t *first,
+    unsigned *count)
+{
+	uint64_t start = period_start(q, plen), end = sat_add(start, plen);
+	uint64_t lo = sat_sub(now, VEIL_CLOCK_SLOT);
+	uint64_t hi = sat_add(now, VEIL_CLOCK_SLOT);
+
+	*first = 0;
+	*count = 0;
+	if (lo < start)
+		lo = start;
+	if (hi > end - 1)
+		hi = end - 1;
+	if (lo > hi)
+		return;
+	lo = (lo - start) / VEIL_CLOCK_SLOT;
+	hi = (hi - start) / VEIL_CLOCK_SLOT;
+	*first = (uint32_t)lo;	/* < veil_clock_slots(plen) <= 40,500 */
+	*count = (unsigned)(hi - lo + 1);
 }
 
 static int
@@ -273,6 +336,21 @@ veil_rxchain_advance(struct veil_rxchain *c, const struct veil_clock *clk,
 	if (q != p)
 		changed = 1;
 	c->period = q;
+
+	/* Clock landmarks of every live key, by now (not a change to
+	 * persist: they are not stored). */
+	for (i = 0; i < VEIL_RX_SLOTS; i++) {
+		uint32_t first;
+		unsigned count;
+
+		if (!c->slot[i].live)
+			continue;
+		clock_window(c->slot[i].period, c->plen, clk->now, &first,
+		    &count);
+		if (veil_rx_clock(t, &c->slot[i], owner_base + (uint64_t)i,
+		    first, count, lookahead) == VEIL_ERR_NOMEM)
+			nomem = 1;
+	}
 	if (nomem)
 		return VEIL_ERR_NOMEM;
 	if (partial)

@@ -71,6 +71,29 @@ int veil_txchain_advance(struct veil_txchain *c, uint64_t now);
 void veil_txchain_wipe(struct veil_txchain *c);
 
 /*
+ * The clock landmark (replay.h) of the chain's period at now: C(j), j the
+ * slot floor((now - start(period)) / VEIL_CLOCK_SLOT), clamped into the
+ * period (a clock that went back takes slot 0).  0 for a chain that is not
+ * live or an invalid one.
+ */
+uint64_t veil_txchain_clock_seq(const struct veil_txchain *c, uint64_t now);
+/*
+ * The seq to seal the attempt-th sending of something under (0: the
+ * first, c->seq itself), the sender's half of protocol.md 2.1: attempts
+ * 1 .. VEIL_RESYNC_LEVELS climb the resync ladder (veil_resync_seq), and
+ * so do later ones while c->seq <= VEIL_RESYNC_TOP (the top rung reaches
+ * any receiver from there); beyond, where the rungs may all have been
+ * lost, they take the clock landmark of now when it is not below c->seq,
+ * and c->seq otherwise (the landmark of this slot was used: the next
+ * slot's is ahead again).  Never below c->seq, so no seq is sealed twice;
+ * the caller sets c->seq to it.  The convergence argument needs at most
+ * one ladder jump per second (the caller's gate); a clock landmark
+ * (veil_clock_landmark) needs none, each is used once.
+ */
+uint64_t veil_txchain_resync(const struct veil_txchain *c, uint64_t now,
+    unsigned attempt);
+
+/*
  * Receive chain of one direction: up to three keys, period p - 1 (grace),
  * p (always) and p + 1 (lead), each with its replay window.  The key of
  * period q lives in slot[q % 3] for its whole life, so a slot's index and
@@ -103,6 +126,14 @@ int veil_rxchain_init(struct veil_rxchain *c, const uint8_t root[VEIL_KEY_BYTES]
  * table must hold the chain as veil_rxchain_arm() armed it.  Without one
  * (t NULL), disarm the whole chain before and arm it after, or keep no
  * table.
+ *
+ * It also moves every live key's clock landmarks (replay.h) to the slots
+ * a sender whose clock is at most VEIL_CLOCK_SLOT seconds from now can be
+ * in: for the key of period q, the slots of [now - W, now + W] within q
+ * (s - 1, s and s + 1 for the slot s of now in the middle of a period; the
+ * first slot for a lead key, the last for a grace key, within W of the
+ * boundary).  They are not stored (and do not count as a change): after
+ * an unpack they are set again by the next call.
  *
  * Returns 0 (nothing changed), 1 (changed: persist), or an error after
  * which the chain is still consistent: NOMEM (the table could not grow;

@@ -52,7 +52,9 @@ int veil_init(void);
 #define VEIL_MSGID_BYTES 16
 #define VEIL_NAME_MAX 64	/* display name, bytes of UTF-8 */
 
-/* Validates a display name: 1..VEIL_NAME_MAX bytes of UTF-8, no control chars. */
+/* Validates a display name: 1..VEIL_NAME_MAX bytes of UTF-8, no control
+ * characters, no bidi controls, zero-width or other invisible characters
+ * (INVAL; TOOBIG when longer). */
 int veil_name_valid(const char *name);
 
 #ifdef __cplusplus

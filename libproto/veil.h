@@ -13,5 +13,6 @@
 #include "agree.h"
 #include "update.h"
 #include "reset.h"
+#include "file.h"
 
 #endif

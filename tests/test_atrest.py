@@ -100,7 +100,7 @@ def t_locked(tap, w, x):
             code = None
         except veil.RpcError as e:
             code = e.code
-        tap.ok(code == -32006, "%s while locked: -32006" % method, repr(code))
+        tap.ok(code == -32007, "%s while locked: -32007" % method, repr(code))
     time.sleep(1.5)
     tap.ok(connections(m) == n0, "connected to nothing while locked")
     rc, _, err = a.ctl("unlock", input=b"first passphrase\n", json_out=False)

@@ -250,19 +250,19 @@ def t_bad_input(tap, w, x):
     tampered = bytearray(raw)
     tampered[hdr + 100] ^= 0x01
     cases = [
-        ("wrong passphrase", bk, "not the one", "wrong passphrase", -32007),
+        ("wrong passphrase", bk, "not the one", "wrong passphrase", -32008),
         ("a file cut short", variant("cut.vbk", raw[:len(raw) - 1000]), "pw",
-         "truncated", -32008),
+         "truncated", -32009),
         ("a file without its last chunk", variant("cut2.vbk", raw[:hdr]), "pw",
-         "truncated", -32008),
+         "truncated", -32009),
         ("a tampered file", variant("tampered.vbk", bytes(tampered)), "pw",
-         "tampered", -32008),
-        ("a newer format", variant("newer.vbk", bytes(newer)), "pw", "newer", -32008),
+         "tampered", -32009),
+        ("a newer format", variant("newer.vbk", bytes(newer)), "pw", "newer", -32009),
         ("not a backup", variant("junk.vbk", os.urandom(4000)), "pw",
-         "not a veil backup", -32008),
+         "not a veil backup", -32009),
         ("bytes after the end", variant("trail.vbk", raw + b"x"), "pw",
-         "after the end", -32008),
-        ("an empty file", variant("empty.vbk", b""), "pw", "empty", -32008),
+         "after the end", -32009),
+        ("an empty file", variant("empty.vbk", b""), "pw", "empty", -32009),
     ]
     for what, path, pw, words, code in cases:
         time.sleep(1.05)	# the rate limit after a wrong passphrase

@@ -137,6 +137,9 @@ test_name_valid(void **state)
 		"Alice", "A", "Zo\xc3\xab", "\xe6\x97\xa5\xe6\x9c\xac",
 		"\xf0\x9f\x98\x80 smile", "\xc2\xa0nbsp", "\xef\xbf\xbf",
 		"\xf4\x8f\xbf\xbf", "a b~c",
+		/* near the refused ranges, and emoji presentation */
+		"\xe2\x80\x8a", "\xe2\x80\x90", "\xe2\x80\xaf", "\xe2\x81\xb0",
+		"\xe2\x9d\xa4\xef\xb8\x8f", "\xef\xbb\xbe",
 		"0123456789012345678901234567890123456789012345678901234567890123",
 	};
 	static const char *bad[] = {
@@ -145,6 +148,13 @@ test_name_valid(void **state)
 		"\xf0\x80\x80\xaf", "\xed\xa0\x80", "\xed\xbf\xbf",
 		"\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff", "\x80",
 		"abc\xe6\x97", "\xe6\x97" "a", "\xf0\x9f\x98",
+		/* invisible: bidi override, isolates, marks, zero widths,
+		 * fillers, a BOM, a tag character */
+		"bob\xe2\x80\xae", "\xe2\x80\xaa" "bob", "\xe2\x81\xa6" "bob",
+		"b\xe2\x81\xa9ob", "bob\xe2\x80\x8f", "b\xe2\x80\x8bob",
+		"b\xe2\x80\x8dob", "bob\xe2\x81\xa0", "bo\xc2\xad" "b",
+		"\xe3\x85\xa4", "\xef\xbb\xbf" "bob", "bob\xf3\xa0\x80\x81",
+		"b\xd8\x9cob", "bo\xcd\x8f" "b", "bob\xe2\x80\xa8",
 	};
 	char name[80];
 	size_t i;

@@ -449,11 +449,14 @@ test_frame_mutated(void **state)
 	report("veil_frame_open(_box) mutated", n + nbox, same);
 }
 
+/* With per_peer, every sender gets a budget of its own as well (the
+ * daemon's use): the totals and each sender's budget hold throughout. */
 static void
-test_reasm_random(void **state)
+reasm_random(int per_peer)
 {
 	unsigned long n = scaled(2, 1), done = 0;
 	const size_t maxb = 16 * 1024, maxm = 8, cap = veil_frame_capacity(FS, 0);
+	const size_t peerb = 7 * 1024, peerm = 3;
 	struct tu_prng r;
 	struct veil_reasm *ra;
 	struct veil_frame_hdr h;
@@ -461,9 +464,10 @@ test_reasm_random(void **state)
 	size_t outlen;
 	uint64_t now = 1000;
 
-	(void)state;
-	tu_prng_seed(&r, 6);
+	tu_prng_seed(&r, per_peer ? 7 : 6);
 	assert_non_null(ra = veil_reasm_new(maxb, maxm));
+	if (per_peer)
+		assert_int_equal(veil_reasm_limit_peer(ra, peerb, peerm), 0);
 	assert_non_null(body = malloc(BIGBODY));
 	tu_prng_fill(&r, body, BIGBODY);
 	for (unsigned long i = 0; i < n; i++) {
@@ -488,7 +492,8 @@ test_reasm_random(void **state)
 		now += rnd(&r, 3);
 		out = NULL;
 		outlen = 0;
-		rc = veil_reasm_add(ra, rnd(&r, 2), &h, body, cap, now, &out, &outlen);
+		rc = veil_reasm_add(ra, rnd(&r, per_peer ? 4 : 2), &h, body, cap, now,
+		    &out, &outlen);
 		if (h.len > cap || h.frag_cnt == 0 || h.frag_idx >= h.frag_cnt)
 			assert_true(rc < 0);
 		if (rc == 1) {
@@ -501,6 +506,8 @@ test_reasm_random(void **state)
 			assert_null(out);
 		assert_true(veil_reasm_bytes(ra) <= maxb);
 		assert_true(veil_reasm_pending(ra) <= maxm);
+		for (uint64_t p = 0; per_peer && p < 4; p++)
+			assert_true(veil_reasm_peer_bytes(ra, p) <= peerb);
 		if (i % 997 == 0)
 			veil_reasm_expire(ra, now, 20);
 		if (i % 4999 == 0)
@@ -508,8 +515,23 @@ test_reasm_random(void **state)
 	}
 	veil_reasm_free(ra);
 	free(body);
-	report("veil_reasm_add", n, done);
+	report(per_peer ? "veil_reasm_add (per-sender budgets)" : "veil_reasm_add",
+	    n, done);
 	assert_true(done > 0);
+}
+
+static void
+test_reasm_random(void **state)
+{
+	(void)state;
+	reasm_random(0);
+}
+
+static void
+test_reasm_random_peer(void **state)
+{
+	(void)state;
+	reasm_random(1);
 }
 
 /* ---- agreement ------------------------------------------------------------- */
@@ -991,6 +1013,7 @@ main(void)
 		cmocka_unit_test(test_frame_random),
 		cmocka_unit_test(test_frame_mutated),
 		cmocka_unit_test(test_reasm_random),
+		cmocka_unit_test(test_reasm_random_peer),
 		cmocka_unit_test(test_agree_request),
 		cmocka_unit_test(test_agree_accept),
 		cmocka_unit_test(test_agree_confirm),

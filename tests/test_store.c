@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "../daemon/store.h"
+#include "../daemon/store_file.h"
 
 struct fx {
 	char	 dir[64];
@@ -285,15 +287,95 @@ test_open_tightens_existing_mode(void **state)
 {
 	struct fx *f = *state;
 	struct stat st;
-	FILE *fp;
 
-	fp = fopen(f->path, "w");
-	assert_non_null(fp);
-	fclose(fp);
+	f->s = open_ok(f);
+	store_close(f->s);
 	assert_int_equal(chmod(f->path, 0644), 0);
 	f->s = open_ok(f);
 	assert_int_equal(stat(f->path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+/* A new database appears under its name only complete: what a crash
+ * left under path.new is made anew; an empty file under the name was
+ * truncated and is refused, not taken for a new database. */
+static void
+test_open_new_and_empty(void **state)
+{
+	struct fx *f = *state;
+	char tmp[160], err[512];
+	struct stat st;
+	FILE *fp;
+
+	snprintf(tmp, sizeof(tmp), "%s.new", f->path);
+	fp = fopen(tmp, "w");
+	assert_non_null(fp);
+	fputs("half a database", fp);
+	fclose(fp);
+	f->s = open_ok(f);
+	assert_int_equal(stat(tmp, &st), -1);
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_true(st.st_size >= 512);
+	assert_int_equal(store_meta_set_int(f->s, STORE_META_CLIENT_EPOCH, 7), 0);
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(truncate(f->path, 0), 0);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "is empty"));
+	assert_non_null(strstr(err, "backup"));
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_size, 0);		/* left as it was */
+}
+
+/* Damage found at open: a file that is not a database, a truncated one,
+ * pages overwritten; each refused with what to do, nothing written. */
+static void
+test_open_damaged(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	char err[1024], name[16];
+	struct stat st;
+	uint8_t junk[4096];
+	FILE *fp;
+	int fd;
+
+	f->s = open_ok(f);
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "c%03d", i);
+		mkcontact(&c, name, (uint8_t)i);
+		assert_true(store_contact_add(f->s, &c) > 0);
+	}
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_true(st.st_size > 20 * 4096);
+
+	/* pages in the middle overwritten: quick_check */
+	memset(junk, 0xa5, sizeof(junk));
+	fd = open(f->path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), 8 * 4096), (ssize_t)sizeof(junk));
+	close(fd);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "damaged"));
+	assert_non_null(strstr(err, "backup"));
+
+	/* truncated */
+	assert_int_equal(truncate(f->path, 6 * 4096), 0);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "damaged"));
+
+	/* not a database at all */
+	fp = fopen(f->path, "w");
+	assert_non_null(fp);
+	fputs("this is not a database, but it is long enough to look like "
+	    "one: more than a hundred bytes of header, all of it wrong.\n", fp);
+	fclose(fp);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "damaged"));
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_true(st.st_size < 200);		/* not rewritten */
 }
 
 static void
@@ -1699,6 +1781,132 @@ test_dump_and_load(void **state)
 	assert_memory_equal(x.body[0], "out", 3);
 }
 
+/* What an app acknowledges by message ID, and what counts against a
+ * contact's quotas. */
+static void
+test_rx_ack_usage(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	uint8_t id[STORE_MSGID_BYTES], body[3000];
+	int64_t a, b, rows = -1, bytes = -1;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "alice", 1);
+	a = store_contact_add(f->s, &c);
+	mkcontact(&c, "bob", 2);
+	b = store_contact_add(f->s, &c);
+	memset(body, 'x', sizeof(body));
+
+	assert_int_equal(store_rx_pending_any(f->s), 0);
+	assert_int_equal(store_rx_usage(f->s, a, &rows, &bytes), 0);
+	assert_int_equal(rows, 0);
+	assert_int_equal(bytes, 0);
+	for (int i = 1; i <= 3; i++) {
+		msgid(id, (uint8_t)i);
+		assert_int_equal(store_rx_add(f->s, a, id, 1, body,
+		    (size_t)i * 1000, i, NULL), 1);
+	}
+	msgid(id, 9);
+	assert_int_equal(store_rx_add(f->s, b, id, 1, body, 10, 9, NULL), 1);
+	assert_int_equal(store_rx_pending_any(f->s), 1);
+	assert_int_equal(store_rx_usage(f->s, a, &rows, &bytes), 0);
+	assert_int_equal(rows, 3);
+	assert_int_equal(bytes, 6000);
+	assert_int_equal(store_rx_usage(f->s, b, &rows, &bytes), 0);
+	assert_int_equal(rows, 1);
+	assert_int_equal(bytes, 10);
+
+	/* acknowledged by message ID: taken once, then a no-op */
+	msgid(id, 2);
+	assert_int_equal(store_rx_take_msgid(f->s, id), 1);
+	assert_int_equal(store_rx_take_msgid(f->s, id), 0);
+	msgid(id, 77);
+	assert_int_equal(store_rx_take_msgid(f->s, id), 0);
+	assert_int_equal(store_rx_usage(f->s, a, &rows, &bytes), 0);
+	assert_int_equal(rows, 2);
+	assert_int_equal(bytes, 4000);
+	/* still a duplicate for the sender's copies */
+	msgid(id, 2);
+	assert_int_equal(store_rx_add(f->s, a, id, 1, body, 2000, 5, NULL), 0);
+	for (uint8_t i = 1; i <= 9; i++) {
+		msgid(id, i);
+		store_rx_take_msgid(f->s, id);
+	}
+	assert_int_equal(store_rx_pending_any(f->s), 0);
+
+	/* the outbox's share of a contact */
+	assert_int_equal(store_outbox_usage(f->s, a, &rows, &bytes), 0);
+	assert_int_equal(rows, 0);
+	assert_int_equal(bytes, 0);
+	msgid(id, 1);
+	assert_int_equal(store_outbox_add(f->s, a, id, 1, body, 1234, 1, 1) > 0, 1);
+	msgid(id, 2);
+	assert_int_equal(store_outbox_add(f->s, a, id, 1, body, 66, 1, 1) > 0, 1);
+	assert_int_equal(store_outbox_usage(f->s, a, &rows, &bytes), 0);
+	assert_int_equal(rows, 2);
+	assert_int_equal(bytes, 1300);
+	assert_int_equal(store_outbox_usage(f->s, b, &rows, &bytes), 0);
+	assert_int_equal(rows, 0);
+}
+
+/* Send keys: found by key, bound to contact and message, gone with the
+ * contact, pruned by age. */
+static void
+test_sendkeys(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	struct store_sendkey k, got;
+	char big[STORE_SENDKEY_MAX + 1];
+	int64_t a, b;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "alice", 1);
+	a = store_contact_add(f->s, &c);
+	mkcontact(&c, "bob", 2);
+	b = store_contact_add(f->s, &c);
+	memset(&k, 0, sizeof(k));
+	k.contact_id = a;
+	msgid(k.msgid, 1);
+	memset(k.digest, 0xd1, sizeof(k.digest));
+	k.created = 1000;
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 0);
+	assert_int_equal(store_sendkey_add(f->s, "k1", 2, &k), 0);
+	assert_int_equal(store_sendkey_add(f->s, "k1", 2, &k), STORE_EXISTS);
+	/* bytes, not C strings: "k1\0" is another key */
+	assert_int_equal(store_sendkey_get(f->s, "k1\0", 3, &got), 0);
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 1);
+	assert_int_equal(got.contact_id, a);
+	assert_memory_equal(got.msgid, k.msgid, STORE_MSGID_BYTES);
+	assert_memory_equal(got.digest, k.digest, STORE_DIGEST_BYTES);
+	assert_int_equal(got.created, 1000);
+	/* bounds */
+	memset(big, 'x', sizeof(big));
+	assert_int_equal(store_sendkey_add(f->s, big, sizeof(big), &k), -1);
+	assert_int_equal(store_sendkey_add(f->s, big, 0, &k), -1);
+	assert_int_equal(store_sendkey_add(f->s, big, STORE_SENDKEY_MAX, &k), 0);
+	assert_int_equal(store_sendkey_get(f->s, big, STORE_SENDKEY_MAX, &got), 1);
+	/* survives a reopen */
+	reopen(f);
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 1);
+	/* one of bob's goes with bob */
+	k.contact_id = b;
+	k.created = 5000;
+	msgid(k.msgid, 2);
+	assert_int_equal(store_sendkey_add(f->s, "k2", 2, &k), 0);
+	assert_int_equal(store_contact_delete(f->s, b, 6000), 1);
+	assert_int_equal(store_sendkey_get(f->s, "k2", 2, &got), 0);
+	/* prune by age: k1 and the big one (1000) go, a newer one stays */
+	k.contact_id = a;
+	k.created = 3000;
+	assert_int_equal(store_sendkey_add(f->s, "k3", 2, &k), 0);
+	assert_int_equal(store_sendkey_prune(f->s, 2000), 2);
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 0);
+	assert_int_equal(store_sendkey_get(f->s, "k3", 2, &got), 1);
+	assert_int_equal(store_sendkey_prune(f->s, 2000), 0);
+}
+
 /* Error strings name the failure, never the data. */
 static void
 test_errors_hold_no_data(void **state)
@@ -1727,6 +1935,111 @@ test_errors_hold_no_data(void **state)
 	assert_string_equal(store_errmsg(NULL), "no store");
 }
 
+/* Transfers both ways, chunks seen once, the outbox rows of a file, and
+ * everything gone with its contact. */
+static int
+count_files(const struct store_file *f, void *arg)
+{
+	(void)f;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void
+wire_cb(const uint8_t msgid[STORE_MSGID_BYTES], void *arg)
+{
+	(void)msgid;
+	(*(int *)arg)++;
+}
+
+static void
+test_files(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	struct store_file a, b;
+	uint8_t x1[16], x2[16], m1[16], m2[16], got[16];
+	int64_t id, idx;
+	int n = 0;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "alice", 1);
+	c.created = c.updated = 1000;
+	id = store_contact_add(f->s, &c);
+	assert_true(id > 0);
+	memset(x1, 1, 16);
+	memset(x2, 2, 16);
+	memset(m1, 3, 16);
+	memset(m2, 4, 16);
+
+	memset(&a, 0, sizeof a);
+	a.dir = STORE_FILE_OUT;
+	a.contact_id = id;
+	memcpy(a.xfer, x1, 16);
+	snprintf(a.name, sizeof a.name, "photo.jpg");
+	a.size = 5000000000ULL;	/* past 32 bits */
+	memset(a.hash, 9, 32);
+	a.chunk = 64715;
+	a.state = 1;
+	snprintf(a.path, sizeof a.path, "/home/a/photo.jpg");
+	a.created = a.updated = 2000;
+	assert_int_equal(store_file_add(f->s, &a), 1);
+	assert_int_equal(store_file_add(f->s, &a), 0);
+	b = a;
+	b.dir = STORE_FILE_IN;
+	b.path[0] = '\0';
+	assert_int_equal(store_file_add(f->s, &b), 1);
+	assert_int_equal(store_file_add(f->s, &b), 0);
+
+	memset(&b, 0, sizeof b);
+	assert_int_equal(store_file_get(f->s, STORE_FILE_OUT, 0, x1, &b), 1);
+	assert_true(b.size == 5000000000ULL && b.chunk == 64715 && b.state == 1);
+	assert_string_equal(b.name, "photo.jpg");
+	assert_string_equal(b.path, "/home/a/photo.jpg");
+	assert_memory_equal(b.hash, a.hash, 32);
+	assert_int_equal(store_file_get(f->s, STORE_FILE_IN, id + 1, x1, &b), 0);
+	assert_int_equal(store_file_get(f->s, STORE_FILE_OUT, 0, x2, &b), 0);
+
+	b = a;
+	b.next = 7;
+	b.done = 5;
+	b.state = 3;
+	b.status = 4;
+	b.updated = 3000;
+	assert_int_equal(store_file_update(f->s, &b), 1);
+	assert_int_equal(store_file_get(f->s, STORE_FILE_OUT, 0, x1, &b), 1);
+	assert_true(b.next == 7 && b.done == 5 && b.state == 3 && b.status == 4 &&
+	    b.updated == 3000);
+
+	assert_int_equal(store_file_chunk_add(f->s, id, x1, 0), 1);
+	assert_int_equal(store_file_chunk_add(f->s, id, x1, 0), 0);
+	assert_int_equal(store_file_chunk_add(f->s, id, x1, 1), 1);
+	/* A chunk needs its transfer. */
+	assert_int_equal(store_file_chunk_add(f->s, id, x2, 0), -1);
+	assert_int_equal(store_file_chunk_clear(f->s, id, x1), 0);
+	assert_int_equal(store_file_chunk_add(f->s, id, x1, 0), 1);
+
+	assert_int_equal(store_file_wire_add(f->s, m1, x1, 0), 0);
+	assert_int_equal(store_file_wire_add(f->s, m2, x1, -1), 0);
+	assert_int_equal(store_file_wire_take(f->s, m1, got, &idx), 1);
+	assert_memory_equal(got, x1, 16);
+	assert_true(idx == 0);
+	assert_int_equal(store_file_wire_take(f->s, m1, got, &idx), 0);
+	assert_int_equal(store_file_wire_add(f->s, m1, x1, 3), 0);
+	assert_int_equal(store_file_wire_drain(f->s, x1, wire_cb, &n), 2);
+	assert_int_equal(n, 2);
+	assert_int_equal(store_file_wire_take(f->s, m2, got, &idx), 0);
+
+	n = 0;
+	assert_int_equal(store_file_list(f->s, count_files, &n), 2);
+	assert_int_equal(n, 2);
+	assert_int_equal(store_contact_delete(f->s, id, 5000), 1);
+	n = 0;
+	assert_int_equal(store_file_list(f->s, count_files, &n), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM file_chunk"), 0);
+	assert_int_equal(store_file_delete(f->s, STORE_FILE_OUT, 0, x1), 0);
+}
+
 int
 main(void)
 {
@@ -1735,6 +2048,8 @@ main(void)
 		T(test_open_migrates_empty),
 		T(test_open_synchronous_full),
 		T(test_open_tightens_existing_mode),
+		T(test_open_new_and_empty),
+		T(test_open_damaged),
 		T(test_open_bad_path),
 		T(test_reopen_keeps_data),
 		T(test_newer_version_refused),
@@ -1751,6 +2066,9 @@ main(void)
 		T(test_inboxes),
 		T(test_outbox),
 		T(test_rx),
+		T(test_rx_ack_usage),
+		T(test_sendkeys),
+		T(test_files),
 		T(test_errors_hold_no_data),
 		T(test_sealed_on_disk),
 		T(test_seal_all_and_vacuum),

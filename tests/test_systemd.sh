@@ -19,7 +19,7 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # The unit as installed, but pointing at this build's binary.
-sed "s|@sbindir@|$build/daemon|" "$top/systemd/veild.service.in" > "$tmp/veild.service"
+sed -e "s|@sbindir@|$build/daemon|" -e "s|@sysconfdir@|/etc|" "$top/systemd/veild.service.in" > "$tmp/veild.service"
 n=1
 failed=0
 check() {	# description, command...

@@ -36,6 +36,20 @@ publish_direct(int64_t epoch, const char *topic, const uint8_t *frames, int n)
 	copystr(published[npublished++], topic, INBOX_MAX);
 }
 
+/* eng_store_result: what txn.c told the engine about the disk. */
+static int store_ok, store_failed;
+
+const char *engine_store_problem(void) { return NULL; }
+
+void
+eng_store_result(int ok)
+{
+	if (ok)
+		store_ok++;
+	else
+		store_failed++;
+}
+
 static char dir[64], path[128];
 
 static int
@@ -61,6 +75,7 @@ setup(void **state)
 	assert_non_null(base);
 	cfg.frames.size = 256;
 	npublished = 0;
+	store_ok = store_failed = 0;
 	return 0;
 }
 
@@ -162,6 +177,14 @@ test_group_commits_on_the_loop(void **state)
 	assert_string_equal(published[1], "two");
 	assert_int_equal(fired, 1);
 	assert_int_equal(fired_ok, 1);
+	/* a commit that wrote tells the engine the disk takes changes; one
+	 * that wrote nothing proves nothing and says nothing */
+	assert_int_equal(store_ok, 1);
+	assert_int_equal(txn_begin(), 0);
+	assert_int_equal(txn_commit(), 0);
+	assert_int_equal(txn_flush(), 0);
+	assert_int_equal(store_ok, 1);
+	assert_int_equal(store_failed, 0);
 }
 
 /* A failing path undoes its own bracket only: its writes and its frames. */

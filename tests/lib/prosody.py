@@ -43,11 +43,13 @@ class Prosody(Server):
     STARTTLS, and direct TLS (XEP-0368) on tls_port, only when tls gives a
     certificate and its key.
     Its data directory survives restart(), so nodes and their items do,
-    like on a production server.
+    like on a production server.  stanza_debug (with debug): every stanza
+    is logged in full, for tests that read what each JID did.
     """
 
     def __init__(self, tmpdir, domain="localhost", port=None, anonymous=True,
-                 max_items=500, debug=True, storage="internal", tls=None):
+                 max_items=500, debug=True, storage="internal", tls=None,
+                 stanza_debug=False):
         self.dir = os.path.abspath(os.path.join(tmpdir, "prosody"))
         self.domain = domain
         self.pubsub = "pubsub." + domain
@@ -87,8 +89,12 @@ class Prosody(Server):
             'c2s_require_encryption = false',
             's2s_require_encryption = false',
             'allow_registration = false',
-            'modules_enabled = { "roster", "saslauth", "disco", "ping"%s }'
-            % (', "tls"' if tls is not None else ""),
+            # stanza_debug: every stanza in full in the debug log (RECV: /
+            # SEND:), the operator's complete view: who subscribed, created
+            # and published which node.
+            'modules_enabled = { "roster", "saslauth", "disco", "ping"%s%s }'
+            % (', "tls"' if tls is not None else "",
+               ', "stanza_debug"' if stanza_debug and debug else ""),
             'modules_disabled = { "s2s" }',
             # "internal" (files) rewrites a node's whole item list on every
             # publish past max_items: fine for persistence tests, slow for
