@@ -1,5 +1,6 @@
 /* pairdump: the secrets of a state directory's database, opened with its key file, one line each — for tests that search the files on disk for keys that must not be there (in the clear, or at all). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -18,6 +19,12 @@
  * secret and the inbox seeds, the identity secret key and the shared
  * seed.  The test searches the files for each value: found means it is
  * stored in the clear.
+ *        pairdump DB KEYFILE --pair CONTACT
+ * The contact's packed pair, hex (for tests that forge its frames).
+ *        pairdump DB KEYFILE --rx CONTACT < LINES
+ * Each line "MSGID-HEX BODY-HEX RECEIVED-AT-MS" stored as an unread text
+ * message of the contact, sealed as veild seals it, in one transaction
+ * (for tests that need a large backlog without sending it).
  */
 
 static void
@@ -110,6 +117,70 @@ blob_mode(void)
 	return 0;
 }
 
+static int
+find_cb(const struct store_contact *c, void *arg)
+{
+	struct store_contact *out = arg;
+
+	if (strcmp(c->name, out->name) != 0)
+		return 0;
+	*out = *c;
+	return 1;
+}
+
+static int
+contact_mode(struct store *st, const char *mode, const char *name)
+{
+	struct store_contact c;
+	char *line = NULL, *sp, *sp2, *hex;
+	uint8_t msgid[STORE_MSGID_BYTES], *body;
+	size_t cap = 0, len, blen, hexlen;
+	long long at;
+	int rc = 0;
+
+	memset(&c, 0, sizeof c);
+	snprintf(c.name, sizeof c.name, "%s", name);
+	if (store_contact_list(st, find_cb, &c) < 0 || c.id == 0) {
+		fprintf(stderr, "pairdump: no contact %s\n", name);
+		return 1;
+	}
+	if (strcmp(mode, "--pair") == 0) {
+		if ((hex = malloc(2 * c.pair_len + 1)) == NULL)
+			return 1;
+		sodium_bin2hex(hex, 2 * c.pair_len + 1, c.pair, c.pair_len);
+		printf("%s\n", hex);
+		free(hex);
+		return 0;
+	}
+	if (store_begin(st) != 0)
+		return 1;
+	while (rc == 0 && getline(&line, &cap, stdin) > 0) {
+		line[strcspn(line, "\r\n")] = '\0';
+		if ((sp = strchr(line, ' ')) == NULL ||
+		    (sp2 = strchr(sp + 1, ' ')) == NULL) {
+			rc = 1;
+			break;
+		}
+		*sp = *sp2 = '\0';
+		hexlen = strlen(sp + 1);
+		at = atoll(sp2 + 1);
+		if ((body = malloc(hexlen / 2 + 1)) == NULL ||
+		    sodium_hex2bin(msgid, sizeof msgid, line, strlen(line), NULL,
+		    &len, NULL) != 0 || len != sizeof msgid ||
+		    sodium_hex2bin(body, hexlen / 2 + 1, sp + 1, hexlen, NULL,
+		    &blen, NULL) != 0 ||
+		    store_rx_add(st, c.id, msgid, 1, body, blen, at, NULL) != 1)
+			rc = 1;
+		free(body);
+	}
+	free(line);
+	if (rc != 0 || store_commit(st) != 0) {
+		fprintf(stderr, "pairdump: %s\n", store_errmsg(st));
+		return 1;
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -123,8 +194,10 @@ main(int argc, char **argv)
 		return 2;
 	if (argc == 2 && strcmp(argv[1], "--blob") == 0)
 		return blob_mode();
-	if (argc < 3 || argc > 4) {
-		fprintf(stderr, "usage: pairdump DB KEYFILE [CONTACT] | --blob\n");
+	if (argc < 3 || argc > 5 || (argc == 5 && strcmp(argv[3], "--pair") != 0 &&
+	    strcmp(argv[3], "--rx") != 0)) {
+		fprintf(stderr, "usage: pairdump DB KEYFILE [CONTACT | --pair CONTACT | "
+		    "--rx CONTACT] | --blob\n");
 		return 2;
 	}
 	if ((st = store_open(argv[1], err, sizeof err)) == NULL ||
@@ -132,6 +205,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "pairdump: %s\n", err);
 		store_close(st);
 		return 1;
+	}
+	if (argc == 5) {
+		int rc = contact_mode(st, argv[3], argv[4]);
+
+		store_close(st);
+		return rc;
 	}
 	memset(&x, 0, sizeof x);
 	x.only = argc == 4 ? argv[3] : NULL;

@@ -443,13 +443,14 @@ def t_names(tap, w, x):
 # --- a contact -------------------------------------------------------------
 
 def stored_pair(d, contact):
-    """The packed pair of d's contact, hex, from its stopped database."""
-    con = sqlite3.connect(os.path.join(d.state_dir, "veil.db"))
-    try:
-        return con.execute("SELECT hex(pair) FROM contact WHERE name = ?",
-                           (contact,)).fetchone()[0]
-    finally:
-        con.close()
+    """The packed pair of d's contact, hex, from its stopped database (sealed
+    on disk: tests/pairdump opens it with d's key file)."""
+    r = subprocess.run([veil.binary("tests/pairdump"), os.path.join(d.state_dir, "veil.db"),
+                        d.key_file, "--pair", contact], capture_output=True, text=True,
+                       timeout=30)
+    if r.returncode != 0:
+        raise RuntimeError("pairdump: " + r.stderr)
+    return r.stdout.strip()
 
 
 def frames_of(path):
@@ -604,19 +605,21 @@ def t_quotas(tap, w, x):
 # --- the socket --------------------------------------------------------------
 
 def insert_backlog(d, contact, rows):
-    """rows of (body bytes) as received messages of contact, unread, straight
-    into d's stopped database; returns their ids (hex)."""
-    con = sqlite3.connect(os.path.join(d.state_dir, "veil.db"))
-    cid = con.execute("SELECT id FROM contact WHERE name = ?", (contact,)).fetchone()[0]
+    """rows of (body bytes) as received messages of contact, unread, into d's
+    stopped database, sealed as veild seals them (tests/pairdump --rx);
+    returns their ids (hex)."""
     ids = []
     now = int(time.time() * 1000)
+    lines = []
     for i, body in enumerate(rows):
         mid = os.urandom(16)
         ids.append(mid.hex())
-        con.execute("INSERT INTO rx (contact_id, msgid, type, body, received_at, taken) "
-                    "VALUES (?, ?, 1, ?, ?, 0)", (cid, mid, body, now + i))
-    con.commit()
-    con.close()
+        lines.append("%s %s %d\n" % (mid.hex(), body.hex(), now + i))
+    r = subprocess.run([veil.binary("tests/pairdump"), os.path.join(d.state_dir, "veil.db"),
+                        d.key_file, "--rx", contact], input="".join(lines).encode(),
+                       capture_output=True, timeout=300)
+    if r.returncode != 0:
+        raise RuntimeError("pairdump --rx: " + r.stderr.decode())
     return ids
 
 
