@@ -77,6 +77,23 @@ class Busy(VeilError):
     """-32005: too many clients or waiting calls."""
 
 
+class StorageTrouble(VeilError):
+    """-32006: the disk takes no changes (full, read-only, failing, damaged)."""
+
+
+class Locked(VeilError):
+    """-32007: veild is locked until veilctl unlock (or its key file or
+    credential) opens its state."""
+
+
+class Denied(VeilError):
+    """-32008: a wrong passphrase or recovery key."""
+
+
+class BadBackup(VeilError):
+    """-32009: not a veil backup, truncated, tampered, or of a newer format."""
+
+
 class Disconnected(VeilError, ConnectionError):
     """veild closed the connection (or it broke)."""
 
@@ -85,7 +102,8 @@ class Disconnected(VeilError, ConnectionError):
 
 
 _ERRORS = {-32602: InvalidParams, -32601: MethodNotFound, -32000: NoSuchContact,
-           -32001: Exists, -32002: WrongState, -32004: TooLarge, -32005: Busy}
+           -32001: Exists, -32002: WrongState, -32004: TooLarge, -32005: Busy,
+           -32006: StorageTrouble, -32007: Locked, -32008: Denied, -32009: BadBackup}
 
 #: A received message.  type is "text" (text holds it; data, bytes, when
 #: the peer sent something that is not UTF-8) or "file" (file is a dict:
