@@ -84,6 +84,18 @@ def t_client(tap, w, x):
                "receive returns the message as a Message", repr(msgs))
         b.ack(msgs)
         tap.ok(b.receive() == [], "after ack it is gone", "")
+        # A keyed send repeated (as after a lost answer) is one message.
+        k1 = a.send("Bob", "once", key="py-key-1")
+        k2 = a.send("Bob", "once", key="py-key-1")
+        tap.ok(k1 == k2, "send with the same key twice: one message ID", "%s %s" % (k1, k2))
+        tap.ok(wait_for(lambda: len(b.receive()) == 1, 10) and
+               [m.text for m in b.receive()] == ["once"], "and one message arrives", "")
+        b.ack(b.receive())
+        try:
+            a.send("Bob", "another text", key="py-key-1")
+            tap.ok(False, "the same key with another text is refused")
+        except vc.Exists as e:
+            tap.ok(True, "the same key with another text is refused (Exists)", str(e))
         # Errors by code.
         for call, cls, what in ((lambda: a.send("Nobody", "x"), vc.NoSuchContact,
                                  "an unknown contact: NoSuchContact"),

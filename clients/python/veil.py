@@ -28,6 +28,7 @@ import collections
 import json
 import os
 import socket
+import time
 
 __all__ = ["Client", "Message", "Notification", "VeilError", "NoSuchContact",
            "Exists", "WrongState", "TooLarge", "Busy", "InvalidParams",
@@ -134,6 +135,12 @@ class Client:
     def __init__(self, path=None, timeout=30.0):
         self.path = path or os.environ.get("VEIL_SOCKET") or DEFAULT_SOCKET
         self.timeout = timeout
+        self._connect()
+        self._next_id = 1
+        self._notes = collections.deque()
+        self._ack_unknown = False
+
+    def _connect(self):
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._sock.connect(self.path)
@@ -141,9 +148,6 @@ class Client:
             self._sock.close()
             raise
         self._buf = b""
-        self._next_id = 1
-        self._notes = collections.deque()
-        self._ack_unknown = False
 
     # -- plumbing --
 
@@ -229,9 +233,33 @@ class Client:
 
     # -- messages --
 
-    def send(self, to, text):
-        """Sends text to contact to; its message ID once it is on disk."""
-        return self.call("message.send", to=to, text=text)["id"]
+    def send(self, to, text, key=None, retry=30.0):
+        """Sends text to contact to; its message ID once it is on disk.
+
+        Every send carries a key (yours, 1 to 128 bytes of text, else a
+        random one): when the connection breaks before the answer (veild
+        killed or restarted after storing the message), the call is made
+        again with the same key, on a new connection, for up to retry
+        seconds, and veild answers with the first message's ID instead of
+        sending it twice.  Pass your own key to be safe across restarts of
+        your program too: veild remembers keys for 7 days."""
+        if key is None:
+            key = os.urandom(16).hex()
+        deadline = time.monotonic() + retry
+        pause = 0.1
+        while True:
+            try:
+                return self.call("message.send", to=to, text=text, key=key)["id"]
+            except (Disconnected, OSError):
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+            try:
+                self.close()
+                self._connect()
+            except OSError:
+                pass
 
     def receive(self, wait=0, limit=100):
         """The messages waiting (up to limit), waiting up to wait seconds
