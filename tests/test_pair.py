@@ -528,10 +528,20 @@ def t_error_codes(tap, w, x):
     tap.ok(code == -32005 and r.get("id") == 65,
            "a 65th waiting message.receive: -32005, the 64 before it wait", repr(r))
     tap.ok("version" in bob.rpc("status"), "closing that connection released its waiters")
+    # Codes that need a failing disk, a locked daemon or a backup file are
+    # produced and asserted by their own suites: each must hold a check
+    # comparing a reply's code with it.
+    elsewhere = {-32006: "test_damage.py", -32007: "test_atrest.py",
+                 -32008: "test_backup.py", -32009: "test_backup.py"}
+    for code, suite in elsewhere.items():
+        with open(os.path.join(SRC, "tests", suite)) as f:
+            if re.search(r"== %d\b|, %d\)" % (code, code), f.read()):
+                seen.add(code)
     documented = readme_error_codes()
     missing = [c for c in documented if c not in seen]
-    tap.ok(len(documented) >= 9 and not missing,
-           "every error code in README (%s) came back from veild" % " ".join(map(str, documented)),
+    tap.ok(len(documented) >= 13 and not missing,
+           "every error code in README (%s) came back from veild, here or in the "
+           "suite named for it" % " ".join(map(str, documented)),
            "never produced: %r" % missing)
 
 
