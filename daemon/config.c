@@ -17,25 +17,14 @@
 
 #include "bkkey.h"
 #include "config.h"
+#include "config_int.h"
 
 #define DEFAULT_STATE_DIR	"/var/lib/veil"
 #define DEFAULT_SOCKET		"/run/veil/veild.sock"
 #define DEFAULT_MQTT_URI	"tcp://127.0.0.1:1883"
 #define DEFAULT_CREDENTIAL	"veil.key"
 
-#define KIB	1024ULL
-#define MIB	(1024 * KIB)
-#define GIB	(1024 * MIB)
-
-#define SEC	1000ULL
-#define MIN	(60 * SEC)
-#define HOUR	(60 * MIN)
-#define DAY	(24 * HOUR)
-
 #define STR_MAX		1024	/* any string value, in bytes */
-#define HOST_MAX	253
-#define TOPIC_PREFIX_MAX 128
-#define GROUP_NAME_MAX	32
 
 enum kind {
 	K_STR,		/* char *, validated by check() */
@@ -78,12 +67,12 @@ struct ctx {
 	size_t			 errlen;
 };
 
-static const char *const transport_names[] = { "mqtt", "xmpp", NULL };
-static const char *const tls_names[] = { "starttls", "required", "off",
+const char *const config_transport_names[] = { "mqtt", "xmpp", NULL };
+const char *const config_tls_names[] = { "starttls", "required", "off",
     "direct", NULL };
-static const char *const accept_names[] = { "ask", "auto", NULL };
-static const char *const level_names[] = { "info", "debug", NULL };
-static const char *const kdf_names[] = { "interactive", "moderate",
+const char *const config_accept_names[] = { "ask", "auto", NULL };
+const char *const config_level_names[] = { "info", "debug", NULL };
+const char *const config_kdf_names[] = { "interactive", "moderate",
     "sensitive", NULL };
 
 _Static_assert(sizeof(enum veild_transport) == sizeof(int), "enum width");
@@ -92,237 +81,26 @@ _Static_assert(sizeof(enum veild_accept) == sizeof(int), "enum width");
 _Static_assert(sizeof(enum veild_log_level) == sizeof(int), "enum width");
 _Static_assert(sizeof(enum veild_kdf) == sizeof(int), "enum width");
 
-/* --- string checks: return why a value is bad, or NULL ------------------ */
-
-static const char *
-check_abs_path(const char *s)
-{
-	if (s[0] != '/')
-		return "must be an absolute path";
-	return NULL;
-}
-
-static const char *
-check_socket_path(const char *s)
-{
-	if (s[0] != '/')
-		return "must be an absolute path";
-	if (strlen(s) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-		return "must be shorter than 108 bytes (sun_path)";
-	return NULL;
-}
-
-static const char *
-check_group_name(const char *s)
-{
-	size_t	 i, len = strlen(s);
-
-	if (len > GROUP_NAME_MAX)
-		return "must be a group name of at most 32 bytes";
-	for (i = 0; i < len; i++)
-		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		    "0123456789._-", s[i]) == NULL)
-			return "must be a group name (A-Z a-z 0-9 . _ -)";
-	return NULL;
-}
-
-static const char *
-check_host(const char *s)
-{
-	size_t	 i, len = strlen(s);
-
-	if (len == 0 || len > HOST_MAX)
-		return "must be a host name of 1 to 253 bytes";
-	for (i = 0; i < len; i++)
-		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		    "0123456789.-", s[i]) == NULL)
-			return "must be a host name (A-Z a-z 0-9 . -)";
-	return NULL;
-}
-
-static const char *
-check_host_or_ip(const char *s)
-{
-	size_t	 i, len = strlen(s);
-
-	if (len == 0 || len > HOST_MAX)
-		return "must be a host name or address of 1 to 253 bytes";
-	for (i = 0; i < len; i++)
-		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		    "0123456789.-:", s[i]) == NULL)
-			return "must be a host name or address";
-	return NULL;
-}
-
-static const char *
-check_topic_prefix(const char *s)
-{
-	size_t	 i, len = strlen(s);
-
-	/* + and # are wildcards and $ starts broker-reserved topics. */
-	if (len > TOPIC_PREFIX_MAX)
-		return "must be at most 128 bytes";
-	for (i = 0; i < len; i++)
-		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		    "0123456789/_-", s[i]) == NULL)
-			return "may hold only A-Z a-z 0-9 / _ -";
-	return NULL;
-}
-
-static const char *
-check_proxy(const char *s)
-{
-	const char	*auth, *at, *host, *colon, *p;
-	size_t		 alen, hlen;
-	unsigned long	 port;
-
-	/* paho speaks only HTTP CONNECT to a proxy.  The URL is checked
-	 * strictly so that config_print can tell credentials (masked) from
-	 * the host (printed). */
-	if (strncmp(s, "http://", 7) != 0)
-		return "must be an http:// URL";
-	auth = s + 7;
-	alen = strcspn(auth, "/");
-	if (auth[alen] != '\0' && strcmp(auth + alen, "/") != 0)
-		return "must be http://[user:password@]host[:port] without a path";
-	host = auth;
-	for (at = auth; at < auth + alen; at++)
-		if (*at == '@')
-			host = at + 1;
-	hlen = (size_t)(auth + alen - host);
-	colon = memchr(host, ':', hlen);
-	if (colon != NULL) {
-		if (colon + 1 == auth + alen || colon + 6 < auth + alen)
-			return "must have a port between 1 and 65535";
-		port = 0;
-		for (p = colon + 1; p < auth + alen; p++) {
-			if (*p < '0' || *p > '9')
-				return "must have a port between 1 and 65535";
-			port = port * 10 + (unsigned long)(*p - '0');
-		}
-		if (port < 1 || port > 65535)
-			return "must have a port between 1 and 65535";
-		hlen = (size_t)(colon - host);
-	}
-	if (hlen == 0)
-		return "must name a host";
-	for (p = host; p < host + hlen; p++)
-		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		    "0123456789.-", *p) == NULL)
-			return "must name a host (A-Z a-z 0-9 . -)";
-	return NULL;
-}
-
-static const char *
-check_uri(const char *s)
-{
-	static const char *const schemes[] = {
-		"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://",
-		NULL
-	};
-	size_t		 i, n;
-
-	for (i = 0; schemes[i] != NULL; i++) {
-		n = strlen(schemes[i]);
-		if (strncmp(s, schemes[i], n) == 0)
-			break;
-	}
-	if (schemes[i] == NULL)
-		return "must start with tcp://, ssl://, mqtt://, mqtts://, ws:// "
-		    "or wss://";
-	if (s[n] == '\0' || s[n] == '/' || s[n] == ':')
-		return "must name a host";
-	for (; s[n] != '\0'; n++)
-		if (s[n] == ' ')
-			return "must not contain spaces";
-	return NULL;
-}
-
-/* SHA-256 pins, standard base64, comma-separated (transport_tls.h). */
-static const char *
-check_pins(const char *s)
-{
-	unsigned char	 md[32];
-	const char	*end;
-	size_t		 n, len;
-	int		 count = 0;
-
-	while (*s != '\0') {
-		n = strcspn(s, ",");
-		if (++count > 4)
-			return "must hold at most 4 pins";
-		if (sodium_base642bin(md, sizeof(md), s, n, NULL, &len, &end,
-		    sodium_base64_VARIANT_ORIGINAL) != 0 || end != s + n ||
-		    len != sizeof(md))
-			return "must be base64 SHA-256 digests (44 characters "
-			    "each), separated by commas";
-		s += n;
-		if (*s == ',' && *++s == '\0')
-			return "must not end with a comma";
-	}
-	return NULL;
-}
-
-/* A systemd credential name: one path component. */
-static const char *
-check_credential(const char *s)
-{
-	size_t	 i, len = strlen(s);
-
-	if (len > 255 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
-		return "must be a credential name (a file name)";
-	for (i = 0; i < len; i++)
-		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		    "0123456789._-", s[i]) == NULL)
-			return "must be a credential name (A-Z a-z 0-9 . _ -)";
-	return NULL;
-}
-
-static const char *
-check_backup_key(const char *s)
-{
-	uint8_t	 pk[BKKEY_BYTES];
-
-	if (bkkey_pk_decode(s, pk) != 0)
-		return "must be a backup public key as `veilctl backup keygen` "
-		    "prints it (veilbk:...)";
-	return NULL;
-}
-
-static const char *
-check_name(const char *s)
-{
-	switch (veil_name_valid(s)) {
-	case VEIL_OK:
-		return NULL;
-	case VEIL_ERR_TOOBIG:
-		return "must be at most 64 bytes";
-	default:
-		return "must be 1 to 64 bytes of UTF-8 without control "
-		    "characters or invisible ones (bidi controls, zero-width)";
-	}
-}
-
 /* --- the schema ---------------------------------------------------------- */
 
 static const struct key mqtt_tls_keys[] = {
 	{ "ca_file", K_STR, FIELD(mqtt.tls.ca_file), 0, 0, NULL, NULL,
-	    check_abs_path, NULL, KF_EMPTY_NULL },
+	    config_check_abs_path, NULL, KF_EMPTY_NULL },
 	{ "ca_path", K_STR, FIELD(mqtt.tls.ca_path), 0, 0, NULL, NULL,
-	    check_abs_path, NULL, KF_EMPTY_NULL },
+	    config_check_abs_path, NULL, KF_EMPTY_NULL },
 	{ "verify", K_BOOL, FIELD(mqtt.tls.verify), 0, 0, NULL, NULL, NULL,
 	    NULL, 0 },
 	{ "pin_sha256", K_STR, FIELD(mqtt.tls.pin_sha256), 0, 0, NULL, NULL,
-	    check_pins, NULL, KF_EMPTY_NULL },
+	    config_check_pins, NULL, KF_EMPTY_NULL },
 	{ "cert_file", K_STR, FIELD(mqtt.tls.cert_file), 0, 0, NULL, NULL,
-	    check_abs_path, NULL, KF_EMPTY_NULL },
+	    config_check_abs_path, NULL, KF_EMPTY_NULL },
 	{ "key_file", K_STR, FIELD(mqtt.tls.key_file), 0, 0, NULL, NULL,
-	    check_abs_path, NULL, KF_EMPTY_NULL },
+	    config_check_abs_path, NULL, KF_EMPTY_NULL },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
 static const struct key mqtt_keys[] = {
-	{ "uris", K_URIS, FIELD(mqtt.uris), 0, 0, NULL, NULL, check_uri,
+	{ "uris", K_URIS, FIELD(mqtt.uris), 0, 0, NULL, NULL, config_check_uri,
 	    NULL, 0 },
 	{ "username", K_STR, FIELD(mqtt.username), 0, 0, NULL, NULL, NULL,
 	    NULL, KF_EMPTY_NULL },
@@ -331,7 +109,7 @@ static const struct key mqtt_keys[] = {
 	{ "random_username", K_BOOL, FIELD(mqtt.random_username), 0, 0, NULL,
 	    NULL, NULL, NULL, 0 },
 	{ "topic_prefix", K_STR, FIELD(mqtt.topic_prefix), 0, 0, NULL, NULL,
-	    check_topic_prefix, NULL, 0 },
+	    config_check_topic_prefix, NULL, 0 },
 	/* MQTT's keep-alive is a 16-bit count of seconds. */
 	{ "keepalive", K_DUR, FIELD(mqtt.keepalive_ms), 1 * SEC, 65535 * SEC,
 	    NULL, NULL, NULL, NULL, KF_WHOLE_SEC },
@@ -341,7 +119,7 @@ static const struct key mqtt_keys[] = {
 	    0xfffffffeLL * SEC, NULL, NULL, NULL, NULL, KF_WHOLE_SEC },
 	{ "inflight", K_INT, FIELD(mqtt.inflight), 1, 65535, NULL, NULL, NULL,
 	    "must be between 1 and 65535", 0 },
-	{ "proxy", K_STR, FIELD(mqtt.proxy), 0, 0, NULL, NULL, check_proxy,
+	{ "proxy", K_STR, FIELD(mqtt.proxy), 0, 0, NULL, NULL, config_check_proxy,
 	    NULL, KF_EMPTY_NULL | KF_SECRET },
 	{ "proxy_isolate", K_BOOL, FIELD(mqtt.proxy_isolate), 0, 0, NULL,
 	    NULL, NULL, NULL, 0 },
@@ -352,31 +130,31 @@ static const struct key mqtt_keys[] = {
 };
 
 static const struct key xmpp_keys[] = {
-	{ "domain", K_STR, FIELD(xmpp.domain), 0, 0, NULL, NULL, check_host,
+	{ "domain", K_STR, FIELD(xmpp.domain), 0, 0, NULL, NULL, config_check_host,
 	    NULL, KF_EMPTY_NULL },
-	{ "host", K_STR, FIELD(xmpp.host), 0, 0, NULL, NULL, check_host_or_ip,
+	{ "host", K_STR, FIELD(xmpp.host), 0, 0, NULL, NULL, config_check_host_or_ip,
 	    NULL, KF_EMPTY_NULL },
 	{ "port", K_INT, FIELD(xmpp.port), 1, 65535, NULL, NULL, NULL,
 	    "must be between 1 and 65535", 0 },
-	{ "pubsub", K_STR, FIELD(xmpp.pubsub), 0, 0, NULL, NULL, check_host,
+	{ "pubsub", K_STR, FIELD(xmpp.pubsub), 0, 0, NULL, NULL, config_check_host,
 	    NULL, KF_EMPTY_NULL },
-	{ "tls", K_ENUM, FIELD(xmpp.tls), 0, 0, tls_names, NULL, NULL, NULL,
+	{ "tls", K_ENUM, FIELD(xmpp.tls), 0, 0, config_tls_names, NULL, NULL, NULL,
 	    0 },
 	{ "tls_ca_file", K_STR, FIELD(xmpp.trust.ca_file), 0, 0, NULL, NULL,
-	    check_abs_path, NULL, KF_EMPTY_NULL },
+	    config_check_abs_path, NULL, KF_EMPTY_NULL },
 	{ "tls_ca_path", K_STR, FIELD(xmpp.trust.ca_path), 0, 0, NULL, NULL,
-	    check_abs_path, NULL, KF_EMPTY_NULL },
+	    config_check_abs_path, NULL, KF_EMPTY_NULL },
 	{ "tls_verify", K_BOOL, FIELD(xmpp.trust.verify), 0, 0, NULL, NULL,
 	    NULL, NULL, 0 },
 	{ "tls_pin_sha256", K_STR, FIELD(xmpp.trust.pin_sha256), 0, 0, NULL,
-	    NULL, check_pins, NULL, KF_EMPTY_NULL },
+	    NULL, config_check_pins, NULL, KF_EMPTY_NULL },
 	{ "inflight", K_INT, FIELD(xmpp.inflight), 1, 65535, NULL, NULL, NULL,
 	    "must be between 1 and 65535", 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
 static const struct key identity_keys[] = {
-	{ "name", K_STR, FIELD(identity.name), 0, 0, NULL, NULL, check_name,
+	{ "name", K_STR, FIELD(identity.name), 0, 0, NULL, NULL, config_check_name,
 	    NULL, 0 },
 	{ "obscurity", K_INT, FIELD(identity.obscurity), 1, 3, NULL, NULL,
 	    NULL, "must be 1, 2 or 3", 0 },
@@ -470,7 +248,7 @@ static const struct key cards_keys[] = {
 };
 
 static const struct key files_keys[] = {
-	{ "dir", K_STR, FIELD(files.dir), 0, 0, NULL, NULL, check_abs_path,
+	{ "dir", K_STR, FIELD(files.dir), 0, 0, NULL, NULL, config_check_abs_path,
 	    NULL, KF_EMPTY_NULL },
 	{ "max_size", K_SIZE, FIELD(files.max_size), 1 * KIB, 64 * GIB, NULL,
 	    NULL, NULL, NULL, 0 },
@@ -480,41 +258,41 @@ static const struct key files_keys[] = {
 };
 
 static const struct key log_keys[] = {
-	{ "level", K_ENUM, FIELD(log.level), 0, 0, level_names, NULL, NULL,
+	{ "level", K_ENUM, FIELD(log.level), 0, 0, config_level_names, NULL, NULL,
 	    NULL, 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
 static const struct key unlock_keys[] = {
 	{ "credential", K_STR, FIELD(unlock.credential), 0, 0, NULL, NULL,
-	    check_credential, NULL, KF_EMPTY_NULL },
+	    config_check_credential, NULL, KF_EMPTY_NULL },
 	{ "key_file", K_STR, FIELD(unlock.key_file), 0, 0, NULL, NULL,
-	    check_abs_path, NULL, KF_EMPTY_NULL },
-	{ "kdf", K_ENUM, FIELD(unlock.kdf), 0, 0, kdf_names, NULL, NULL, NULL,
+	    config_check_abs_path, NULL, KF_EMPTY_NULL },
+	{ "kdf", K_ENUM, FIELD(unlock.kdf), 0, 0, config_kdf_names, NULL, NULL, NULL,
 	    0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
 static const struct key backup_keys[] = {
-	{ "dir", K_STR, FIELD(backup.dir), 0, 0, NULL, NULL, check_abs_path,
+	{ "dir", K_STR, FIELD(backup.dir), 0, 0, NULL, NULL, config_check_abs_path,
 	    NULL, KF_EMPTY_NULL },
 	{ "interval", K_DUR, FIELD(backup.interval_ms), MIN, 365 * DAY, NULL,
 	    NULL, NULL, NULL, KF_WHOLE_SEC },
 	{ "keep", K_INT, FIELD(backup.keep), 1, 1000, NULL, NULL, NULL,
 	    "must be between 1 and 1000", 0 },
 	{ "public_key", K_STR, FIELD(backup.public_key), 0, 0, NULL, NULL,
-	    check_backup_key, NULL, KF_EMPTY_NULL },
+	    config_check_backup_key, NULL, KF_EMPTY_NULL },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
 static const struct key root_keys[] = {
 	{ "state_dir", K_STR, FIELD(state_dir), 0, 0, NULL, NULL,
-	    check_abs_path, NULL, 0 },
-	{ "socket", K_STR, FIELD(socket), 0, 0, NULL, NULL, check_socket_path,
+	    config_check_abs_path, NULL, 0 },
+	{ "socket", K_STR, FIELD(socket), 0, 0, NULL, NULL, config_check_socket_path,
 	    NULL, 0 },
 	{ "socket_group", K_STR, FIELD(socket_group), 0, 0, NULL, NULL,
-	    check_group_name, NULL, KF_EMPTY_NULL },
-	{ "transport", K_ENUM, FIELD(transport), 0, 0, transport_names, NULL,
+	    config_check_group_name, NULL, KF_EMPTY_NULL },
+	{ "transport", K_ENUM, FIELD(transport), 0, 0, config_transport_names, NULL,
 	    NULL, NULL, 0 },
 	{ "mqtt", K_GROUP, 0, 0, 0, 0, NULL, mqtt_keys, NULL, NULL, 0 },
 	{ "xmpp", K_GROUP, 0, 0, 0, 0, NULL, xmpp_keys, NULL, NULL, 0 },
@@ -529,7 +307,7 @@ static const struct key root_keys[] = {
 	{ "requests", K_GROUP, 0, 0, 0, 0, NULL, requests_keys, NULL, NULL, 0 },
 	{ "limits", K_GROUP, 0, 0, 0, 0, NULL, limits_keys, NULL, NULL, 0 },
 	{ "cards", K_GROUP, 0, 0, 0, 0, NULL, cards_keys, NULL, NULL, 0 },
-	{ "accept", K_ENUM, FIELD(accept), 0, 0, accept_names, NULL, NULL,
+	{ "accept", K_ENUM, FIELD(accept), 0, 0, config_accept_names, NULL, NULL,
 	    NULL, 0 },
 	{ "files", K_GROUP, 0, 0, 0, 0, NULL, files_keys, NULL, NULL, 0 },
 	{ "log", K_GROUP, 0, 0, 0, 0, NULL, log_keys, NULL, NULL, 0 },
@@ -537,102 +315,6 @@ static const struct key root_keys[] = {
 	{ "backup", K_GROUP, 0, 0, 0, 0, NULL, backup_keys, NULL, NULL, 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
-
-/* --- durations ----------------------------------------------------------- */
-
-int
-config_parse_duration(const char *s, uint64_t *ms)
-{
-	static const struct {
-		const char	*unit;
-		uint64_t	 ms;
-	} units[] = {
-		{ "ms", 1 }, { "s", SEC }, { "m", MIN }, { "h", HOUR },
-		{ "d", DAY }, { "", SEC }
-	};
-	uint64_t	 v = 0;
-	size_t		 i;
-
-	if (s == NULL || *s < '0' || *s > '9')
-		return -1;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
-			return -1;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(s, units[i].unit) != 0)
-			continue;
-		if (v > UINT64_MAX / units[i].ms)
-			return -1;
-		*ms = v * units[i].ms;
-		return 0;
-	}
-	return -1;
-}
-
-/* "64KiB", "4MiB", "1GiB", "512B" or a plain number of bytes.  Returns 0,
- * or -1 on a bad unit, junk, a sign or overflow. */
-static int
-parse_size(const char *s, uint64_t *bytes)
-{
-	static const struct {
-		const char	*unit;
-		uint64_t	 n;
-	} units[] = {
-		{ "B", 1 }, { "KiB", KIB }, { "MiB", MIB }, { "GiB", GIB },
-		{ "", 1 }
-	};
-	uint64_t	 v = 0;
-	size_t		 i;
-
-	if (s == NULL || *s < '0' || *s > '9')
-		return -1;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
-			return -1;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(s, units[i].unit) != 0)
-			continue;
-		if (v > UINT64_MAX / units[i].n)
-			return -1;
-		*bytes = v * units[i].n;
-		return 0;
-	}
-	return -1;
-}
-
-static void
-format_size(char *buf, size_t len, uint64_t n)
-{
-	if (n != 0 && n % GIB == 0)
-		snprintf(buf, len, "%lluGiB", (unsigned long long)(n / GIB));
-	else if (n != 0 && n % MIB == 0)
-		snprintf(buf, len, "%lluMiB", (unsigned long long)(n / MIB));
-	else if (n != 0 && n % KIB == 0)
-		snprintf(buf, len, "%lluKiB", (unsigned long long)(n / KIB));
-	else
-		snprintf(buf, len, "%lluB", (unsigned long long)n);
-}
-
-/* The largest unit that states the value exactly: what config_print and
- * error messages show. */
-static void
-format_duration(char *buf, size_t len, uint64_t ms)
-{
-	if (ms != 0 && ms % DAY == 0)
-		snprintf(buf, len, "%llud", (unsigned long long)(ms / DAY));
-	else if (ms != 0 && ms % HOUR == 0)
-		snprintf(buf, len, "%lluh", (unsigned long long)(ms / HOUR));
-	else if (ms != 0 && ms % MIN == 0)
-		snprintf(buf, len, "%llum", (unsigned long long)(ms / MIN));
-	else if (ms % SEC == 0)
-		snprintf(buf, len, "%llus", (unsigned long long)(ms / SEC));
-	else
-		snprintf(buf, len, "%llums", (unsigned long long)ms);
-}
 
 /* --- errors -------------------------------------------------------------- */
 
@@ -821,8 +503,8 @@ set_duration(struct ctx *c, const config_setting_t *s, const struct key *k)
 			return cfg_error(c, s, NULL, "bad duration \"%s\" "
 			    "(a number with ms, s, m, h or d)", v);
 	}
-	format_duration(lo, sizeof(lo), (uint64_t)k->min);
-	format_duration(hi, sizeof(hi), (uint64_t)k->max);
+	config_format_duration(lo, sizeof(lo), (uint64_t)k->min);
+	config_format_duration(hi, sizeof(hi), (uint64_t)k->max);
 	if (ms < (uint64_t)k->min || ms > (uint64_t)k->max)
 		return cfg_error(c, s, NULL, "must be between %s and %s",
 		    lo, hi);
@@ -848,12 +530,12 @@ set_size(struct ctx *c, const config_setting_t *s, const struct key *k)
 	} else {
 		if (get_string(c, s, "a size such as \"64KiB\"", &v) == -1)
 			return -1;
-		if (parse_size(v, &n) == -1)
+		if (config_parse_size(v, &n) == -1)
 			return cfg_error(c, s, NULL, "bad size \"%s\" "
 			    "(a number with B, KiB, MiB or GiB)", v);
 	}
-	format_size(lo, sizeof(lo), (uint64_t)k->min);
-	format_size(hi, sizeof(hi), (uint64_t)k->max);
+	config_format_size(lo, sizeof(lo), (uint64_t)k->min);
+	config_format_size(hi, sizeof(hi), (uint64_t)k->max);
 	if (n < (uint64_t)k->min || n > (uint64_t)k->max)
 		return cfg_error(c, s, NULL, "must be between %s and %s",
 		    lo, hi);
@@ -1082,9 +764,9 @@ check_cross(struct ctx *c)
 	if (cfg->identity.name == NULL)
 		return missing(c, "identity.name", "identity", "is required");
 
-	format_duration(min, sizeof(min), cfg->rotation.min_ms);
-	format_duration(mean, sizeof(mean), cfg->rotation.mean_ms);
-	format_duration(max, sizeof(max), cfg->rotation.max_ms);
+	config_format_duration(min, sizeof(min), cfg->rotation.min_ms);
+	config_format_duration(mean, sizeof(mean), cfg->rotation.mean_ms);
+	config_format_duration(max, sizeof(max), cfg->rotation.max_ms);
 	if (cfg->rotation.min_ms > cfg->rotation.max_ms) {
 		snprintf(wa, sizeof(wa), "must not exceed rotation.max (%s)",
 		    max);
@@ -1106,8 +788,8 @@ check_cross(struct ctx *c)
 	}
 
 	if (cfg->retransmit.initial_ms > cfg->retransmit.max_ms) {
-		format_duration(min, sizeof(min), cfg->retransmit.initial_ms);
-		format_duration(max, sizeof(max), cfg->retransmit.max_ms);
+		config_format_duration(min, sizeof(min), cfg->retransmit.initial_ms);
+		config_format_duration(max, sizeof(max), cfg->retransmit.max_ms);
 		snprintf(wa, sizeof(wa), "must not exceed retransmit.max (%s)",
 		    max);
 		snprintf(wb, sizeof(wb), "must not be below retransmit.initial "
@@ -1118,8 +800,8 @@ check_cross(struct ctx *c)
 	/* One contact may hold two largest messages in reassembly (one
 	 * completing while the next begins). */
 	if (cfg->limits.reassembly < 2 * cfg->limits.message_max) {
-		format_size(min, sizeof(min), cfg->limits.reassembly);
-		format_size(max, sizeof(max), cfg->limits.message_max);
+		config_format_size(min, sizeof(min), cfg->limits.reassembly);
+		config_format_size(max, sizeof(max), cfg->limits.message_max);
 		snprintf(wa, sizeof(wa), "must be at least twice "
 		    "limits.message_max (%s)", max);
 		snprintf(wb, sizeof(wb), "must be at most half of "
@@ -1130,8 +812,8 @@ check_cross(struct ctx *c)
 
 	/* One largest file must fit in a contact's quota. */
 	if (cfg->files.quota < cfg->files.max_size) {
-		format_size(min, sizeof(min), cfg->files.max_size);
-		format_size(max, sizeof(max), cfg->files.quota);
+		config_format_size(min, sizeof(min), cfg->files.max_size);
+		config_format_size(max, sizeof(max), cfg->files.quota);
 		snprintf(wa, sizeof(wa), "must not be below files.max_size (%s)",
 		    min);
 		snprintf(wb, sizeof(wb), "must not exceed files.quota (%s)", max);
@@ -1352,241 +1034,4 @@ config_free(struct veild_config *cfg)
 	free(cfg->backup.public_key);
 	free(cfg->files.dir);
 	sodium_memzero(cfg, sizeof(*cfg));
-}
-
-/* --- printing ------------------------------------------------------------ */
-
-/* Part of a libconfig string.  Values were checked free of control
- * characters, so only " and \ need escaping. */
-static void
-print_escaped(FILE *fp, const char *s, size_t n)
-{
-	size_t	 i;
-
-	for (i = 0; s != NULL && i < n && s[i] != '\0'; i++) {
-		if (s[i] == '"' || s[i] == '\\')
-			fputc('\\', fp);
-		fputc(s[i], fp);
-	}
-}
-
-static void
-print_string(FILE *fp, const char *s)
-{
-	fputc('"', fp);
-	print_escaped(fp, s, SIZE_MAX);
-	fputc('"', fp);
-}
-
-static void
-print_str(FILE *fp, const char *indent, const char *key, const char *v)
-{
-	fprintf(fp, "%s%s = ", indent, key);
-	print_string(fp, v);
-	fputs(";\n", fp);
-}
-
-static void
-print_size(FILE *fp, const char *indent, const char *key, uint64_t n)
-{
-	char	 buf[32];
-
-	format_size(buf, sizeof(buf), n);
-	fprintf(fp, "%s%s = \"%s\";\n", indent, key, buf);
-}
-
-static void
-print_dur(FILE *fp, const char *indent, const char *key, uint64_t ms)
-{
-	char	 buf[32];
-
-	format_duration(buf, sizeof(buf), ms);
-	fprintf(fp, "%s%s = \"%s\";\n", indent, key, buf);
-}
-
-/* The shortest text that reads back as the same double, always with a
- * '.' or an exponent so that libconfig parses a float, not an integer. */
-static void
-format_float(char *buf, size_t len, double v)
-{
-	int	 prec;
-
-	for (prec = 1; prec <= 17; prec++) {
-		snprintf(buf, len, "%.*g", prec, v);
-		if (strtod(buf, NULL) == v)
-			break;
-	}
-	if (strpbrk(buf, ".e") == NULL && strlen(buf) + 3 <= len)
-		strcat(buf, ".0");
-}
-
-/* The proxy URL with any user:password@ replaced: it is a secret too. */
-static void
-print_proxy(FILE *fp, const char *indent, const char *proxy)
-{
-	const char	*auth, *at;
-	size_t		 alen;
-
-	fprintf(fp, "%sproxy = ", indent);
-	if (proxy == NULL) {
-		fputs("\"\";\n", fp);
-		return;
-	}
-	auth = proxy + strlen("http://");
-	alen = strcspn(auth, "/?#");
-	for (at = NULL; alen > 0; alen--)
-		if (auth[alen - 1] == '@') {
-			at = auth + alen - 1;
-			break;
-		}
-	fputc('"', fp);
-	if (at == NULL)
-		print_escaped(fp, proxy, SIZE_MAX);
-	else {
-		print_escaped(fp, proxy, (size_t)(auth - proxy));
-		fputs("********", fp);
-		print_escaped(fp, at, SIZE_MAX);
-	}
-	fputs("\";\n", fp);
-}
-
-int
-config_print(FILE *fp, const struct veild_config *cfg)
-{
-	const char	*in = "  ";
-	char		 buf[64];
-	size_t		 i;
-
-	print_str(fp, "", "state_dir", cfg->state_dir);
-	print_str(fp, "", "socket", cfg->socket);
-	print_str(fp, "", "socket_group", cfg->socket_group);
-	print_str(fp, "", "transport", transport_names[cfg->transport]);
-
-	fputs("mqtt = {\n", fp);
-	fprintf(fp, "%suris = [ ", in);
-	for (i = 0; i < cfg->mqtt.nuris; i++) {
-		if (i > 0)
-			fputs(", ", fp);
-		print_string(fp, cfg->mqtt.uris[i]);
-	}
-	fputs(" ];\n", fp);
-	print_str(fp, in, "username", cfg->mqtt.username);
-	print_str(fp, in, "password",
-	    cfg->mqtt.password != NULL ? "********" : "");
-	fprintf(fp, "%srandom_username = %s;\n", in,
-	    cfg->mqtt.random_username ? "true" : "false");
-	print_str(fp, in, "topic_prefix", cfg->mqtt.topic_prefix);
-	print_dur(fp, in, "keepalive", cfg->mqtt.keepalive_ms);
-	print_dur(fp, in, "session_expiry", cfg->mqtt.session_expiry_ms);
-	fprintf(fp, "%sinflight = %u;\n", in, cfg->mqtt.inflight);
-	print_proxy(fp, in, cfg->mqtt.proxy);
-	fprintf(fp, "%sproxy_isolate = %s;\n", in,
-	    cfg->mqtt.proxy_isolate ? "true" : "false");
-	fprintf(fp, "%splaintext_password = %s;\n", in,
-	    cfg->mqtt.plaintext_password ? "true" : "false");
-	fprintf(fp, "%stls = {\n", in);
-	print_str(fp, "    ", "ca_file", cfg->mqtt.tls.ca_file);
-	print_str(fp, "    ", "ca_path", cfg->mqtt.tls.ca_path);
-	fprintf(fp, "    verify = %s;\n", cfg->mqtt.tls.verify ? "true" :
-	    "false");
-	print_str(fp, "    ", "pin_sha256", cfg->mqtt.tls.pin_sha256);
-	print_str(fp, "    ", "cert_file", cfg->mqtt.tls.cert_file);
-	print_str(fp, "    ", "key_file", cfg->mqtt.tls.key_file);
-	fprintf(fp, "%s};\n", in);
-	fputs("};\n", fp);
-
-	fputs("xmpp = {\n", fp);
-	print_str(fp, in, "domain", cfg->xmpp.domain);
-	print_str(fp, in, "host", cfg->xmpp.host);
-	fprintf(fp, "%sport = %u;\n", in, cfg->xmpp.port);
-	print_str(fp, in, "pubsub", cfg->xmpp.pubsub);
-	print_str(fp, in, "tls", tls_names[cfg->xmpp.tls]);
-	print_str(fp, in, "tls_ca_file", cfg->xmpp.trust.ca_file);
-	print_str(fp, in, "tls_ca_path", cfg->xmpp.trust.ca_path);
-	fprintf(fp, "%stls_verify = %s;\n", in, cfg->xmpp.trust.verify ?
-	    "true" : "false");
-	print_str(fp, in, "tls_pin_sha256", cfg->xmpp.trust.pin_sha256);
-	fprintf(fp, "%sinflight = %u;\n", in, cfg->xmpp.inflight);
-	fputs("};\n", fp);
-
-	fputs("identity = {\n", fp);
-	print_str(fp, in, "name", cfg->identity.name);
-	fprintf(fp, "%sobscurity = %d;\n", in, cfg->identity.obscurity);
-	fprintf(fp, "%sid_bits = %u;\n", in, cfg->identity.id_bits);
-	fputs("};\n", fp);
-
-	fputs("frames = {\n", fp);
-	fprintf(fp, "%ssize = %zu;\n", in, cfg->frames.size);
-	format_float(buf, sizeof(buf), cfg->frames.cover_rate);
-	fprintf(fp, "%scover_rate = %s;\n", in, buf);
-	print_dur(fp, in, "jitter", cfg->frames.jitter_ms);
-	fputs("};\n", fp);
-
-	fputs("rotation = {\n", fp);
-	print_dur(fp, in, "mean", cfg->rotation.mean_ms);
-	print_dur(fp, in, "min", cfg->rotation.min_ms);
-	print_dur(fp, in, "max", cfg->rotation.max_ms);
-	print_dur(fp, in, "grace", cfg->rotation.grace_ms);
-	fputs("};\n", fp);
-
-	fputs("retransmit = {\n", fp);
-	print_dur(fp, in, "initial", cfg->retransmit.initial_ms);
-	print_dur(fp, in, "max", cfg->retransmit.max_ms);
-	fputs("};\n", fp);
-
-	fputs("keys = {\n", fp);
-	print_dur(fp, in, "period", cfg->keys.period_ms);
-	print_dur(fp, in, "heal", cfg->keys.heal_ms);
-	fputs("};\n", fp);
-
-	fputs("requests = {\n", fp);
-	print_dur(fp, in, "ttl", cfg->requests.ttl_ms);
-	fprintf(fp, "%spending_max = %u;\n", in, cfg->requests.pending_max);
-	fprintf(fp, "%sper_hour = %u;\n", in, cfg->requests.per_hour);
-	print_dur(fp, in, "pending_ttl", cfg->requests.pending_ttl_ms);
-	fprintf(fp, "%sauto_accept_per_hour = %u;\n", in,
-	    cfg->requests.auto_accept_per_hour);
-	fputs("};\n", fp);
-
-	fputs("limits = {\n", fp);
-	print_size(fp, in, "message_max", cfg->limits.message_max);
-	print_size(fp, in, "reassembly", cfg->limits.reassembly);
-	fprintf(fp, "%sunread_messages = %u;\n", in, cfg->limits.unread_messages);
-	print_size(fp, in, "unread_bytes", cfg->limits.unread_bytes);
-	fprintf(fp, "%soutbox_messages = %u;\n", in, cfg->limits.outbox_messages);
-	print_size(fp, in, "outbox_bytes", cfg->limits.outbox_bytes);
-	print_size(fp, in, "receive_reply", cfg->limits.receive_reply);
-	fputs("};\n", fp);
-
-	fputs("cards = {\n", fp);
-	print_dur(fp, in, "ttl", cfg->cards.ttl_ms);
-	print_dur(fp, in, "one_time_ttl", cfg->cards.one_time_ttl_ms);
-	fputs("};\n", fp);
-
-	print_str(fp, "", "accept", accept_names[cfg->accept]);
-
-	fputs("files = {\n", fp);
-	print_str(fp, in, "dir", cfg->files.dir);
-	print_size(fp, in, "max_size", cfg->files.max_size);
-	print_size(fp, in, "quota", cfg->files.quota);
-	fputs("};\n", fp);
-
-	fputs("log = {\n", fp);
-	print_str(fp, in, "level", level_names[cfg->log.level]);
-	fputs("};\n", fp);
-
-	fputs("unlock = {\n", fp);
-	print_str(fp, in, "credential", cfg->unlock.credential);
-	print_str(fp, in, "key_file", cfg->unlock.key_file);
-	print_str(fp, in, "kdf", kdf_names[cfg->unlock.kdf]);
-	fputs("};\n", fp);
-
-	fputs("backup = {\n", fp);
-	print_str(fp, in, "dir", cfg->backup.dir);
-	print_dur(fp, in, "interval", cfg->backup.interval_ms);
-	fprintf(fp, "%skeep = %u;\n", in, cfg->backup.keep);
-	print_str(fp, in, "public_key", cfg->backup.public_key);
-	fputs("};\n", fp);
-
-	return ferror(fp) ? -1 : 0;
 }

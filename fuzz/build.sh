@@ -44,6 +44,9 @@ compile "$OUT/obj/world.o" "$SRC/fuzz/world.c" $INSTR
 compile "$OUT/obj/rpc.o" "$SRC/daemon/rpc.c" $INSTR
 compile "$OUT/obj/log.o" "$SRC/daemon/log.c" $INSTR
 compile "$OUT/obj/config.o" "$SRC/daemon/config.c" $INSTR
+compile "$OUT/obj/config_print.o" "$SRC/daemon/config_print.c" $INSTR
+compile "$OUT/obj/config_check.o" "$SRC/daemon/config_check.c" $INSTR
+compile "$OUT/obj/config_units.o" "$SRC/daemon/config_units.c" $INSTR
 compile "$OUT/obj/bkkey.o" "$SRC/daemon/bkkey.c" $INSTR
 compile "$OUT/obj/bkfile.o" "$SRC/daemon/bkfile.c" $INSTR
 compile "$OUT/obj/backup_rec.o" "$SRC/daemon/backup_rec.c" $INSTR
@@ -70,7 +73,8 @@ link fuzz_frame $WORLD $LIBOBJS
 link fuzz_ccm $WORLD $LIBOBJS
 link fuzz_agree $WORLD $LIBOBJS
 link fuzz_rpc "$OUT/obj/rpc.o" "$OUT/obj/log.o" "$OUT/obj/stub_control.o"
-link fuzz_config "$OUT/obj/config.o" "$OUT/obj/bkkey.o" $LIBOBJS
+link fuzz_config "$OUT/obj/config.o" "$OUT/obj/config_print.o" "$OUT/obj/config_check.o" \
+    "$OUT/obj/config_units.o" "$OUT/obj/bkkey.o" $LIBOBJS
 link fuzz_methods "$OUT/obj/methods.o" "$OUT/obj/rpc.o" "$OUT/obj/log.o" \
     "$OUT/obj/stub_control.o" "$OUT/obj/stub_engine.o" \
     "$OUT/obj/methods_vault.o" "$OUT/obj/stub_vault.o" "$OUT/obj/bkkey.o"
