@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include "agree.h"
+#include "dh3.h"
 #include "wire.h"
 
 /* Format 2 (protocol version 2); format 1 held protocol version 1. */
@@ -196,23 +197,6 @@ transcript2(uint8_t t2[VEIL_KEY_BYTES], const uint8_t t1[VEIL_KEY_BYTES],
 	sodium_memzero(&st, sizeof(st));
 }
 
-/* One DH term into the root hash; an all-zero result (a low-order point)
- * is refused: it would drop that term's contribution. */
-static int
-mix_dh(crypto_generichash_state *st, const uint8_t sk[VEIL_KEY_BYTES],
-    const uint8_t pk[VEIL_KEY_BYTES])
-{
-	uint8_t dh[crypto_scalarmult_BYTES];
-	int ret = VEIL_OK;
-
-	if (crypto_scalarmult(dh, sk, pk) != 0 || sodium_is_zero(dh, sizeof(dh)))
-		ret = VEIL_ERR_CRYPTO;
-	else
-		crypto_generichash_update(st, dh, sizeof(dh));
-	sodium_memzero(dh, sizeof(dh));
-	return ret;
-}
-
 /*
  * RK = H_K("veil-root-v2" || ee || es || se || T2), the Noise XX terms:
  * the responder computes DH(e_A, E_B), DH(e_A, KP_B), DH(sk_A, E_B), the
@@ -225,24 +209,10 @@ pair_roots(uint8_t i2r[VEIL_KEY_BYTES], uint8_t r2i[VEIL_KEY_BYTES],
     const uint8_t *ee_sk, const uint8_t *ee_pk, const uint8_t *es_sk,
     const uint8_t *es_pk, const uint8_t *se_sk, const uint8_t *se_pk)
 {
-	crypto_generichash_state st;
-	uint8_t rk[VEIL_KEY_BYTES];
-	int ret;
+	const uint8_t *const sk[3] = { ee_sk, es_sk, se_sk };
+	const uint8_t *const pk[3] = { ee_pk, es_pk, se_pk };
 
-	crypto_generichash_init(&st, k, VEIL_KEY_BYTES, sizeof(rk));
-	crypto_generichash_update(&st, (const uint8_t *)ROOT_CTX, sizeof(ROOT_CTX) - 1);
-	if ((ret = mix_dh(&st, ee_sk, ee_pk)) != VEIL_OK ||
-	    (ret = mix_dh(&st, es_sk, es_pk)) != VEIL_OK ||
-	    (ret = mix_dh(&st, se_sk, se_pk)) != VEIL_OK)
-		goto out;
-	crypto_generichash_update(&st, t2, VEIL_KEY_BYTES);
-	crypto_generichash_final(&st, rk, sizeof(rk));
-	crypto_kdf_derive_from_key(i2r, VEIL_KEY_BYTES, 1, PAIR_KDF, rk);
-	crypto_kdf_derive_from_key(r2i, VEIL_KEY_BYTES, 2, PAIR_KDF, rk);
-out:
-	sodium_memzero(&st, sizeof(st));
-	sodium_memzero(rk, sizeof(rk));
-	return ret;
+	return veil_dh3_roots(i2r, r2i, k, ROOT_CTX, t2, PAIR_KDF, sk, pk);
 }
 
 /* 1 if sk is the X25519 secret key of pk. */

@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include "reset.h"
+#include "dh3.h"
 #include "wire.h"
 
 #define RESET_VERSION	2
@@ -107,21 +108,6 @@ ack_transcript(uint8_t ta[VEIL_KEY_BYTES], const uint8_t *ack)
 	    ACK_MACED - 1 - VEIL_KEY_BYTES, NULL, 0);
 }
 
-static int
-mix_dh(crypto_generichash_state *st, const uint8_t sk[VEIL_KEY_BYTES],
-    const uint8_t pk[VEIL_KEY_BYTES])
-{
-	uint8_t dh[crypto_scalarmult_BYTES];
-	int ret = VEIL_OK;
-
-	if (crypto_scalarmult(dh, sk, pk) != 0 || sodium_is_zero(dh, sizeof(dh)))
-		ret = VEIL_ERR_CRYPTO;
-	else
-		crypto_generichash_update(st, dh, sizeof(dh));
-	sodium_memzero(dh, sizeof(dh));
-	return ret;
-}
-
 /*
  * RK = H_S("veil-reset-root-v2" || ee || es || se || T_A), the terms in
  * the order Y computes them: DH(e_Y, E_X), DH(e_Y, KP_X), DH(sk_Y, E_X)
@@ -134,25 +120,10 @@ roots(uint8_t x2y[VEIL_KEY_BYTES], uint8_t y2x[VEIL_KEY_BYTES],
     const uint8_t *a_sk, const uint8_t *a_pk, const uint8_t *b_sk,
     const uint8_t *b_pk, const uint8_t *c_sk, const uint8_t *c_pk)
 {
-	crypto_generichash_state st;
-	uint8_t rk[VEIL_KEY_BYTES];
-	int rc;
+	const uint8_t *const sk[3] = { a_sk, b_sk, c_sk };
+	const uint8_t *const pk[3] = { a_pk, b_pk, c_pk };
 
-	crypto_generichash_init(&st, s, VEIL_KEY_BYTES, sizeof(rk));
-	crypto_generichash_update(&st, (const uint8_t *)ROOT_CTX,
-	    sizeof(ROOT_CTX) - 1);
-	if ((rc = mix_dh(&st, a_sk, a_pk)) != VEIL_OK ||
-	    (rc = mix_dh(&st, b_sk, b_pk)) != VEIL_OK ||
-	    (rc = mix_dh(&st, c_sk, c_pk)) != VEIL_OK)
-		goto out;
-	crypto_generichash_update(&st, ta, VEIL_KEY_BYTES);
-	crypto_generichash_final(&st, rk, sizeof(rk));
-	crypto_kdf_derive_from_key(x2y, VEIL_KEY_BYTES, 1, RESET_KDF, rk);
-	crypto_kdf_derive_from_key(y2x, VEIL_KEY_BYTES, 2, RESET_KDF, rk);
-out:
-	sodium_memzero(&st, sizeof(st));
-	sodium_memzero(rk, sizeof(rk));
-	return rc;
+	return veil_dh3_roots(x2y, y2x, s, ROOT_CTX, ta, RESET_KDF, sk, pk);
 }
 
 /*
