@@ -33,7 +33,7 @@ static const char *config_path;	/* veild.conf, its text goes along */
 
 /*
  * A backup or a restore of many contacts runs in one pass of the loop
- * (seconds at 10,000; docs/backup.md): the service manager's watchdog
+ * (seconds at 10,000 contacts): the service manager's watchdog
  * hears from us meanwhile.
  */
 static void

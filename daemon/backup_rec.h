@@ -7,7 +7,7 @@
 
 #include "store.h"
 
-/* The record format (docs/backup.md, "Records"); a reader refuses a
+/* The record format (docs/protocol.md 9.2, "Records"); a reader refuses a
  * header with a larger one. */
 #define BREC_FORMAT		1
 #define BREC_CONFIG_MAX		(1u << 20)	/* veild.conf text */

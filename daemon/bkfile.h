@@ -8,7 +8,7 @@
 #include <sodium.h>
 
 /*
- * File layout (docs/backup.md, "File format"; all integers big endian):
+ * File layout (docs/protocol.md 9.2; all integers big endian):
  *
  *   magic "VEILBKUP" (8) || u16 version (1) || u8 kind || u8 flags (0)
  *   kind 1, passphrase:  u64 opslimit || u64 memlimit || salt (16)

@@ -166,7 +166,7 @@ struct veild_config {
 		enum veild_log_level level;
 	} log;
 
-	/* How the data key is unlocked (docs/backup.md): a systemd
+	/* How the data key is unlocked (docs/protocol.md 9.1): a systemd
 	 * credential, a key file, else a passphrase with veilctl unlock. */
 	struct {
 		char		*credential;	/* name under $CREDENTIALS_DIRECTORY;

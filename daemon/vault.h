@@ -13,7 +13,7 @@ struct veild_config;
  * veild starts locked: the state directory is locked (one daemon per
  * directory) and its database opened, but nothing secret can be read and
  * the engine (transports, timers) does not run.  Unlocking gets the data
- * key from one of (docs/backup.md):
+ * key from one of (docs/protocol.md 9.1):
  *   - a systemd credential, $CREDENTIALS_DIRECTORY/<unlock.credential>;
  *   - a key file, unlock.key_file;
  *   - a passphrase, given with veilctl unlock (Argon2id).
