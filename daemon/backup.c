@@ -491,6 +491,18 @@ out:
 	return rc;
 }
 
+/* A closed database's -wal and -shm files. */
+static void
+unlink_db_side(const char *path)
+{
+	char p[4200];
+
+	snprintf(p, sizeof p, "%s-wal", path);
+	unlink(p);
+	snprintf(p, sizeof p, "%s-shm", path);
+	unlink(p);
+}
+
 static void
 unlink_db(const char *path)
 {
@@ -703,11 +715,16 @@ backup_restore(int fd, const struct backup_key *k, const char *new_pass,
 	}
 	store_close(l.st);
 	l.st = NULL;
+	r->bytes = rd.offset;	/* the whole file: the FINAL chunk was read */
 
 	/* Everything checked out: the restored database takes the place of
 	 * the unused one. */
+	/* The unused database was closed cleanly (checkpointed): its -wal and
+	 * -shm go first, so that none is taken for the new file's; then one
+	 * rename replaces it.  If the rename fails, the old file is still
+	 * there, whole. */
 	vault_close_for_restore();
-	unlink_db(db);
+	unlink_db_side(db);
 	if (rename(tmp, db) != 0) {
 		seterr(err, errlen, "rename: %s", strerror(errno));
 		goto reopen;

@@ -592,7 +592,8 @@ store_contact_reset_set(struct store *s, int64_t id, const struct store_reset *r
 	    sqlite3_bind_int64(q, 4, r->seen_t) != SQLITE_OK ||
 	    st_bind_blob(q, 5, r->seen, r->has_seen ? sizeof(r->seen) : 0) !=
 	    SQLITE_OK ||
-	    st_bind_blob(q, 6, r->ack, r->ack_len) != SQLITE_OK)
+	    st_bind_sealed(s, q, 6, SEC_RESET_ACK, &rk, r->ack, r->ack_len, 0) !=
+	    SQLITE_OK)
 		return st_bind_fail(s, q);
 	rc = st_change(s, q);
 	return rc < 0 ? -1 : rc > 0;
@@ -620,7 +621,8 @@ store_contact_reset_get(struct store *s, int64_t id, struct store_reset *r)
 	    &r->mine_len, 0) == -1 ||
 	    st_col_blob(s, q, 3, r->seen, sizeof(r->seen), &n, 0) == -1 ||
 	    (n != 0 && n != sizeof(r->seen)) ||
-	    st_col_blob(s, q, 4, r->ack, sizeof(r->ack), &r->ack_len, 0) == -1;
+	    st_col_sealed(s, q, 4, SEC_RESET_ACK, &rk, r->ack, sizeof(r->ack),
+	    &r->ack_len, 0) == -1;
 	st_done(q);
 	r->has_seen = n != 0;
 	if (rc) {

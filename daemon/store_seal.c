@@ -30,6 +30,7 @@ static const char *const secret_name[SEC_COUNT] = {
 	[SEC_SEED_PREV] = "contact.seed_prev",
 	[SEC_ACCEPT_FRAMES] = "contact.accept_frames",
 	[SEC_RESET] = "contact.reset",
+	[SEC_RESET_ACK] = "contact.reset_ack",
 	[SEC_OUTBOX_BODY] = "outbox.body",
 	[SEC_RX_BODY] = "rx.body",
 };
@@ -292,7 +293,7 @@ fail:
 struct reseal {
 	const char	*select;	/* ?1 = last id; id, then the columns */
 	const char	*update;	/* ?1 = id, ?2.. = the sealed columns */
-	enum st_secret	 cols[5];
+	enum st_secret	 cols[6];
 	int		 ncols;
 	int		 rowkey;	/* 0: id; 1: contact_id (col 2) || msgid (col 3) */
 };
@@ -307,12 +308,12 @@ static const struct reseal reseals[] = {
 	    "ORDER BY id LIMIT 1",
 	  "UPDATE meta SET identity_sk = ?2, shared_seed = ?3 WHERE id = ?1",
 	  { SEC_IDENTITY_SK, SEC_SHARED_SEED }, 2, 0 },
-	{ "SELECT id, pair, agree, seed_prev, accept_frames, reset FROM contact "
-	    "WHERE id > ?1 ORDER BY id LIMIT 1",
+	{ "SELECT id, pair, agree, seed_prev, accept_frames, reset, reset_ack "
+	    "FROM contact WHERE id > ?1 ORDER BY id LIMIT 1",
 	  "UPDATE contact SET pair = ?2, agree = ?3, seed_prev = ?4, "
-	    "accept_frames = ?5, reset = ?6 WHERE id = ?1",
-	  { SEC_PAIR, SEC_AGREE, SEC_SEED_PREV, SEC_ACCEPT_FRAMES, SEC_RESET },
-	  5, 0 },
+	    "accept_frames = ?5, reset = ?6, reset_ack = ?7 WHERE id = ?1",
+	  { SEC_PAIR, SEC_AGREE, SEC_SEED_PREV, SEC_ACCEPT_FRAMES, SEC_RESET,
+	    SEC_RESET_ACK }, 6, 0 },
 	{ "SELECT id, body, contact_id, msgid FROM outbox WHERE id > ?1 "
 	    "ORDER BY id LIMIT 1",
 	  "UPDATE outbox SET body = ?2 WHERE id = ?1",

@@ -1682,14 +1682,15 @@ test_reset_state(void **state)
 	r.seen_t = 77;
 	r.has_seen = 1;
 	memset(r.seen, 9, sizeof(r.seen));
-	r.ack_len = 10;
-	memset(r.ack, 8, r.ack_len);
+	r.ack_len = 96;		/* it holds our inbox seed for the pair */
+	memset(r.ack, 0xa8, r.ack_len);
 	assert_int_equal(store_contact_reset_set(f->s, id, &r), 1);
 	assert_int_equal(store_contact_reset_set(f->s, id + 99, &r), 0);
 	reopen(f);
 	assert_int_equal(store_contact_reset_get(f->s, id, &g), 1);
 	assert_memory_equal(&g, &r, sizeof(g));
 	assert_false(file_has(f->path, r.mine, 64));	/* sealed */
+	assert_false(file_has(f->path, r.ack, 64));	/* sealed too */
 	r.mine_len = STORE_RESET_MAX + 1;
 	assert_int_equal(store_contact_reset_set(f->s, id, &r), -1);
 }
