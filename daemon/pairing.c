@@ -510,6 +510,12 @@ engine_card(int one_time, struct engine_card *out, char *err, size_t errlen)
 	}
 	copystr(out->name, card.name, sizeof out->name);
 	out->one_time = one_time;
+	/* A card handed out makes the identity used: a restore may no
+	 * longer replace it (backup.c, store_unused). */
+	if (store_meta_set_int(eng_store(), STORE_META_CARD_SHOWN, 1) != 0) {
+		seterr(err, errlen, "store: %s", store_errmsg(eng_store()));
+		return ENGINE_EINTERNAL;
+	}
 	return ENGINE_OK;
 }
 

@@ -395,6 +395,24 @@ def t_scheduled(tap, w, x):
            err + repr(out) + k.log_tail())
     tap.ok(veil_card_key(k.rpc("card.get")["uri"]) == veil_card_key(a.rpc("card.get")["uri"]),
            "it is Ada now")
+    # A fresh identity whose card was handed out is in use: someone may
+    # be pairing with it.  A restore must not replace it.
+    u = w.daemon("Ada", m, dirname="ada4", **KEYS)
+    card = u.rpc("card.get")["uri"]
+    rc, out, err = u.ctl("backup", "restore", paths[-1], "--recovery-key",
+                         input=(kg["recovery_key"] + "\n").encode())
+    tap.ok(rc != 0 and "not empty" in err and
+           veil_card_key(u.rpc("card.get")["uri"]) == veil_card_key(card),
+           "a fresh identity whose card was shown is not replaced by a restore",
+           err + repr(out))
+    u.stop()
+    # veilctl backup create with no veild: an error, and no file left.
+    nofile = os.path.join(w.tmp, "never.vbk")
+    r = subprocess.run([veil.binary("tools/veilctl"), "-s", os.path.join(w.tmp, "no.sock"),
+                        "backup", "create", nofile], input=b"pw\npw\n",
+                       capture_output=True, timeout=30)
+    tap.ok(r.returncode != 0 and not os.path.exists(nofile),
+           "backup create without a veild fails and leaves no file", r.stderr.decode())
     k.restart()
     tap.ok(not k.status()["locked"] and k.contacts()["Bea"]["state"] == "established",
            "and after a restart the key file still unlocks it")

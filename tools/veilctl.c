@@ -194,8 +194,8 @@ sock_open_try(void)
 }
 
 /* Forgets the connection and whatever was read from it. */
-static void
-sock_close(void)
+void
+rpc_close(void)
 {
 	if (sock_fd != -1)
 		close(sock_fd);
@@ -345,7 +345,7 @@ rpc_io(const char *method, json_t *params, int fd, int *code, json_t **errmsg)
 	    sock_write_try("\n", 1) != 0) {
 		explicit_bzero(s, slen);
 		free(s);
-		sock_close();
+		rpc_close();
 		return NULL;
 	}
 	/* It may hold a passphrase. */
@@ -354,7 +354,7 @@ rpc_io(const char *method, json_t *params, int fd, int *code, json_t **errmsg)
 
 	for (;;) {
 		if (sock_read_try(&msg) != 1) {
-			sock_close();
+			rpc_close();
 			return NULL;
 		}
 		id = json_object_get(msg, "id");

@@ -39,6 +39,8 @@ json_t	*rpc_conn(const char *method, json_t *params, const char **why);
 /* rpc with fd passed along (-1: none); with code != NULL an error is
  * printed, *code set and NULL returned instead. */
 json_t	*rpc_fd(const char *method, json_t *params, int fd, int *code);
+/* Closes the connection to veild (the next request opens another). */
+void	rpc_close(void);
 /* The next message from veild (a new reference), NULL at EOF. */
 json_t	*sock_read(void);
 

@@ -126,7 +126,22 @@ secret_json(const char *s)
 static json_t *
 daemon_status(void)
 {
-	return rpc("status", NULL);
+	json_t *st = rpc("status", NULL);
+
+	/* A prompt may follow, and veild closes a connection idle for a
+	 * minute: the next request connects afresh. */
+	rpc_close();
+	return st;
+}
+
+/* A backup file made and not finished: removed however veilctl ends. */
+static const char *unfinished;
+
+static void
+remove_unfinished(void)
+{
+	if (unfinished != NULL)
+		unlink(unfinished);
 }
 
 static int
@@ -262,10 +277,14 @@ cmd_backup_create(int argc, char **argv)
 		die("--public-key: not a backup public key (veilbk:...)");
 	if (sodium_init() < 0)
 		die("libsodium failed to initialise");
+	/* veild must be there before a file is made for it. */
+	json_decref(daemon_status());
 	/* Never over an existing file: it may be the only good backup. */
 	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) == -1)
 		die("%s: %s%s", path, strerror(errno), errno == EEXIST ?
 		    " (not overwritten: choose another name)" : "");
+	unfinished = path;
+	atexit(remove_unfinished);
 	if (recovery) {
 		crypto_box_keypair(pk, sk);
 		bkkey_pk_encode(pk, pktext);
@@ -285,6 +304,7 @@ cmd_backup_create(int argc, char **argv)
 		sodium_memzero(sk, sizeof sk);
 		exit(1);
 	}
+	unfinished = NULL;	/* written and synced: it stays */
 	if (recovery) {
 		bkkey_code_encode(sk, code);
 		sodium_memzero(sk, sizeof sk);
