@@ -15,27 +15,23 @@
 #include "frame.h"
 #include "ids.h"
 
+#include "bkkey.h"
 #include "config.h"
+#include "config_int.h"
 
 #define DEFAULT_STATE_DIR	"/var/lib/veil"
 #define DEFAULT_SOCKET		"/run/veil/veild.sock"
 #define DEFAULT_MQTT_URI	"tcp://127.0.0.1:1883"
-
-#define SEC	1000ULL
-#define MIN	(60 * SEC)
-#define HOUR	(60 * MIN)
-#define DAY	(24 * HOUR)
+#define DEFAULT_CREDENTIAL	"veil.key"
 
 #define STR_MAX		1024	/* any string value, in bytes */
-#define HOST_MAX	253
-#define TOPIC_PREFIX_MAX 128
-#define GROUP_NAME_MAX	32
 
 enum kind {
 	K_STR,		/* char *, validated by check() */
 	K_INT,		/* int, unsigned int or size_t */
 	K_FLOAT,	/* double; an integer is accepted too */
 	K_DUR,		/* uint64_t milliseconds */
+	K_SIZE,		/* size_t bytes, from "64KiB" or a plain number */
 	K_BOOL,		/* int, 0 or 1, from true or false */
 	K_ENUM,		/* enum, from a string among names[] */
 	K_URIS,		/* mqtt.uris: list of strings */
@@ -52,7 +48,7 @@ struct key {
 	enum kind		 kind;
 	size_t			 off;
 	size_t			 width;
-	long long		 min, max;	/* K_INT, K_DUR (ms) */
+	long long		 min, max;	/* K_INT, K_DUR (ms), K_SIZE */
 	const char *const	*names;		/* K_ENUM, NULL-terminated */
 	const struct key	*sub;		/* K_GROUP, name NULL ends it */
 	const char		*(*check)(const char *);	/* K_STR */
@@ -71,180 +67,40 @@ struct ctx {
 	size_t			 errlen;
 };
 
-static const char *const transport_names[] = { "mqtt", "xmpp", NULL };
-static const char *const tls_names[] = { "starttls", "required", "off", NULL };
-static const char *const accept_names[] = { "ask", "auto", NULL };
-static const char *const level_names[] = { "info", "debug", NULL };
+const char *const config_transport_names[] = { "mqtt", "xmpp", NULL };
+const char *const config_tls_names[] = { "starttls", "required", "off",
+    "direct", NULL };
+const char *const config_accept_names[] = { "ask", "auto", NULL };
+const char *const config_level_names[] = { "info", "debug", NULL };
+const char *const config_kdf_names[] = { "interactive", "moderate",
+    "sensitive", NULL };
 
 _Static_assert(sizeof(enum veild_transport) == sizeof(int), "enum width");
 _Static_assert(sizeof(enum veild_xmpp_tls) == sizeof(int), "enum width");
 _Static_assert(sizeof(enum veild_accept) == sizeof(int), "enum width");
 _Static_assert(sizeof(enum veild_log_level) == sizeof(int), "enum width");
-
-/* --- string checks: return why a value is bad, or NULL ------------------ */
-
-static const char *
-check_abs_path(const char *s)
-{
-	if (s[0] != '/')
-		return "must be an absolute path";
-	return NULL;
-}
-
-static const char *
-check_socket_path(const char *s)
-{
-	if (s[0] != '/')
-		return "must be an absolute path";
-	if (strlen(s) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-		return "must be shorter than 108 bytes (sun_path)";
-	return NULL;
-}
-
-static const char *
-check_group_name(const char *s)
-{
-	size_t	 i, len = strlen(s);
-
-	if (len > GROUP_NAME_MAX)
-		return "must be a group name of at most 32 bytes";
-	for (i = 0; i < len; i++)
-		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		    "0123456789._-", s[i]) == NULL)
-			return "must be a group name (A-Z a-z 0-9 . _ -)";
-	return NULL;
-}
-
-static const char *
-check_host(const char *s)
-{
-	size_t	 i, len = strlen(s);
-
-	if (len == 0 || len > HOST_MAX)
-		return "must be a host name of 1 to 253 bytes";
-	for (i = 0; i < len; i++)
-		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		    "0123456789.-", s[i]) == NULL)
-			return "must be a host name (A-Z a-z 0-9 . -)";
-	return NULL;
-}
-
-static const char *
-check_host_or_ip(const char *s)
-{
-	size_t	 i, len = strlen(s);
-
-	if (len == 0 || len > HOST_MAX)
-		return "must be a host name or address of 1 to 253 bytes";
-	for (i = 0; i < len; i++)
-		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		    "0123456789.-:", s[i]) == NULL)
-			return "must be a host name or address";
-	return NULL;
-}
-
-static const char *
-check_topic_prefix(const char *s)
-{
-	size_t	 i, len = strlen(s);
-
-	/* + and # are wildcards and $ starts broker-reserved topics. */
-	if (len > TOPIC_PREFIX_MAX)
-		return "must be at most 128 bytes";
-	for (i = 0; i < len; i++)
-		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		    "0123456789/_-", s[i]) == NULL)
-			return "may hold only A-Z a-z 0-9 / _ -";
-	return NULL;
-}
-
-static const char *
-check_proxy(const char *s)
-{
-	const char	*auth, *at, *host, *colon, *p;
-	size_t		 alen, hlen;
-	unsigned long	 port;
-
-	/* paho speaks only HTTP CONNECT to a proxy.  The URL is checked
-	 * strictly so that config_print can tell credentials (masked) from
-	 * the host (printed). */
-	if (strncmp(s, "http://", 7) != 0)
-		return "must be an http:// URL";
-	auth = s + 7;
-	alen = strcspn(auth, "/");
-	if (auth[alen] != '\0' && strcmp(auth + alen, "/") != 0)
-		return "must be http://[user:password@]host[:port] without a path";
-	host = auth;
-	for (at = auth; at < auth + alen; at++)
-		if (*at == '@')
-			host = at + 1;
-	hlen = (size_t)(auth + alen - host);
-	colon = memchr(host, ':', hlen);
-	if (colon != NULL) {
-		if (colon + 1 == auth + alen || colon + 6 < auth + alen)
-			return "must have a port between 1 and 65535";
-		port = 0;
-		for (p = colon + 1; p < auth + alen; p++) {
-			if (*p < '0' || *p > '9')
-				return "must have a port between 1 and 65535";
-			port = port * 10 + (unsigned long)(*p - '0');
-		}
-		if (port < 1 || port > 65535)
-			return "must have a port between 1 and 65535";
-		hlen = (size_t)(colon - host);
-	}
-	if (hlen == 0)
-		return "must name a host";
-	for (p = host; p < host + hlen; p++)
-		if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		    "0123456789.-", *p) == NULL)
-			return "must name a host (A-Z a-z 0-9 . -)";
-	return NULL;
-}
-
-static const char *
-check_uri(const char *s)
-{
-	static const char *const schemes[] = {
-		"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://",
-		NULL
-	};
-	size_t		 i, n;
-
-	for (i = 0; schemes[i] != NULL; i++) {
-		n = strlen(schemes[i]);
-		if (strncmp(s, schemes[i], n) == 0)
-			break;
-	}
-	if (schemes[i] == NULL)
-		return "must start with tcp://, ssl://, mqtt://, mqtts://, ws:// "
-		    "or wss://";
-	if (s[n] == '\0' || s[n] == '/' || s[n] == ':')
-		return "must name a host";
-	for (; s[n] != '\0'; n++)
-		if (s[n] == ' ')
-			return "must not contain spaces";
-	return NULL;
-}
-
-static const char *
-check_name(const char *s)
-{
-	switch (veil_name_valid(s)) {
-	case VEIL_OK:
-		return NULL;
-	case VEIL_ERR_TOOBIG:
-		return "must be at most 64 bytes";
-	default:
-		return "must be 1 to 64 bytes of UTF-8 without control "
-		    "characters";
-	}
-}
+_Static_assert(sizeof(enum veild_kdf) == sizeof(int), "enum width");
 
 /* --- the schema ---------------------------------------------------------- */
 
+static const struct key mqtt_tls_keys[] = {
+	{ "ca_file", K_STR, FIELD(mqtt.tls.ca_file), 0, 0, NULL, NULL,
+	    config_check_abs_path, NULL, KF_EMPTY_NULL },
+	{ "ca_path", K_STR, FIELD(mqtt.tls.ca_path), 0, 0, NULL, NULL,
+	    config_check_abs_path, NULL, KF_EMPTY_NULL },
+	{ "verify", K_BOOL, FIELD(mqtt.tls.verify), 0, 0, NULL, NULL, NULL,
+	    NULL, 0 },
+	{ "pin_sha256", K_STR, FIELD(mqtt.tls.pin_sha256), 0, 0, NULL, NULL,
+	    config_check_pins, NULL, KF_EMPTY_NULL },
+	{ "cert_file", K_STR, FIELD(mqtt.tls.cert_file), 0, 0, NULL, NULL,
+	    config_check_abs_path, NULL, KF_EMPTY_NULL },
+	{ "key_file", K_STR, FIELD(mqtt.tls.key_file), 0, 0, NULL, NULL,
+	    config_check_abs_path, NULL, KF_EMPTY_NULL },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
 static const struct key mqtt_keys[] = {
-	{ "uris", K_URIS, FIELD(mqtt.uris), 0, 0, NULL, NULL, check_uri,
+	{ "uris", K_URIS, FIELD(mqtt.uris), 0, 0, NULL, NULL, config_check_uri,
 	    NULL, 0 },
 	{ "username", K_STR, FIELD(mqtt.username), 0, 0, NULL, NULL, NULL,
 	    NULL, KF_EMPTY_NULL },
@@ -253,7 +109,7 @@ static const struct key mqtt_keys[] = {
 	{ "random_username", K_BOOL, FIELD(mqtt.random_username), 0, 0, NULL,
 	    NULL, NULL, NULL, 0 },
 	{ "topic_prefix", K_STR, FIELD(mqtt.topic_prefix), 0, 0, NULL, NULL,
-	    check_topic_prefix, NULL, 0 },
+	    config_check_topic_prefix, NULL, 0 },
 	/* MQTT's keep-alive is a 16-bit count of seconds. */
 	{ "keepalive", K_DUR, FIELD(mqtt.keepalive_ms), 1 * SEC, 65535 * SEC,
 	    NULL, NULL, NULL, NULL, KF_WHOLE_SEC },
@@ -263,29 +119,42 @@ static const struct key mqtt_keys[] = {
 	    0xfffffffeLL * SEC, NULL, NULL, NULL, NULL, KF_WHOLE_SEC },
 	{ "inflight", K_INT, FIELD(mqtt.inflight), 1, 65535, NULL, NULL, NULL,
 	    "must be between 1 and 65535", 0 },
-	{ "proxy", K_STR, FIELD(mqtt.proxy), 0, 0, NULL, NULL, check_proxy,
+	{ "proxy", K_STR, FIELD(mqtt.proxy), 0, 0, NULL, NULL, config_check_proxy,
 	    NULL, KF_EMPTY_NULL | KF_SECRET },
+	{ "proxy_isolate", K_BOOL, FIELD(mqtt.proxy_isolate), 0, 0, NULL,
+	    NULL, NULL, NULL, 0 },
+	{ "plaintext_password", K_BOOL, FIELD(mqtt.plaintext_password), 0, 0,
+	    NULL, NULL, NULL, NULL, 0 },
+	{ "tls", K_GROUP, 0, 0, 0, 0, NULL, mqtt_tls_keys, NULL, NULL, 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
 static const struct key xmpp_keys[] = {
-	{ "domain", K_STR, FIELD(xmpp.domain), 0, 0, NULL, NULL, check_host,
+	{ "domain", K_STR, FIELD(xmpp.domain), 0, 0, NULL, NULL, config_check_host,
 	    NULL, KF_EMPTY_NULL },
-	{ "host", K_STR, FIELD(xmpp.host), 0, 0, NULL, NULL, check_host_or_ip,
+	{ "host", K_STR, FIELD(xmpp.host), 0, 0, NULL, NULL, config_check_host_or_ip,
 	    NULL, KF_EMPTY_NULL },
 	{ "port", K_INT, FIELD(xmpp.port), 1, 65535, NULL, NULL, NULL,
 	    "must be between 1 and 65535", 0 },
-	{ "pubsub", K_STR, FIELD(xmpp.pubsub), 0, 0, NULL, NULL, check_host,
+	{ "pubsub", K_STR, FIELD(xmpp.pubsub), 0, 0, NULL, NULL, config_check_host,
 	    NULL, KF_EMPTY_NULL },
-	{ "tls", K_ENUM, FIELD(xmpp.tls), 0, 0, tls_names, NULL, NULL, NULL,
+	{ "tls", K_ENUM, FIELD(xmpp.tls), 0, 0, config_tls_names, NULL, NULL, NULL,
 	    0 },
+	{ "tls_ca_file", K_STR, FIELD(xmpp.trust.ca_file), 0, 0, NULL, NULL,
+	    config_check_abs_path, NULL, KF_EMPTY_NULL },
+	{ "tls_ca_path", K_STR, FIELD(xmpp.trust.ca_path), 0, 0, NULL, NULL,
+	    config_check_abs_path, NULL, KF_EMPTY_NULL },
+	{ "tls_verify", K_BOOL, FIELD(xmpp.trust.verify), 0, 0, NULL, NULL,
+	    NULL, NULL, 0 },
+	{ "tls_pin_sha256", K_STR, FIELD(xmpp.trust.pin_sha256), 0, 0, NULL,
+	    NULL, config_check_pins, NULL, KF_EMPTY_NULL },
 	{ "inflight", K_INT, FIELD(xmpp.inflight), 1, 65535, NULL, NULL, NULL,
 	    "must be between 1 and 65535", 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
 static const struct key identity_keys[] = {
-	{ "name", K_STR, FIELD(identity.name), 0, 0, NULL, NULL, check_name,
+	{ "name", K_STR, FIELD(identity.name), 0, 0, NULL, NULL, config_check_name,
 	    NULL, 0 },
 	{ "obscurity", K_INT, FIELD(identity.obscurity), 1, 3, NULL, NULL,
 	    NULL, "must be 1, 2 or 3", 0 },
@@ -297,7 +166,7 @@ static const struct key identity_keys[] = {
 
 static const struct key frames_keys[] = {
 	{ "size", K_INT, FIELD(frames.size), VEIL_FRAME_MIN, VEIL_FRAME_MAX,
-	    NULL, NULL, NULL, "must be between 256 and 65536", 0 },
+	    NULL, NULL, NULL, "must be between 512 and 65536", 0 },
 	/* At most one COVER frame per second per contact. */
 	{ "cover_rate", K_FLOAT, FIELD(frames.cover_rate), 0, 3600, NULL,
 	    NULL, NULL, "must be a number between 0 and 3600", 0 },
@@ -307,8 +176,10 @@ static const struct key frames_keys[] = {
 };
 
 static const struct key rotation_keys[] = {
+	/* The epoch length: epochs are numbered from the Unix epoch in
+	 * whole seconds (protocol.md 5). */
 	{ "mean", K_DUR, FIELD(rotation.mean_ms), SEC, 30 * DAY, NULL, NULL,
-	    NULL, NULL, 0 },
+	    NULL, NULL, KF_WHOLE_SEC },
 	{ "min", K_DUR, FIELD(rotation.min_ms), SEC, 30 * DAY, NULL, NULL,
 	    NULL, NULL, 0 },
 	{ "max", K_DUR, FIELD(rotation.max_ms), SEC, 30 * DAY, NULL, NULL,
@@ -326,20 +197,102 @@ static const struct key retransmit_keys[] = {
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
-static const struct key log_keys[] = {
-	{ "level", K_ENUM, FIELD(log.level), 0, 0, level_names, NULL, NULL,
+static const struct key keys_keys[] = {
+	/* A key period is a whole number of seconds (protocol.md 2.1). */
+	{ "period", K_DUR, FIELD(keys.period_ms), SEC, 30 * DAY, NULL, NULL,
+	    NULL, NULL, KF_WHOLE_SEC },
+	{ "heal", K_DUR, FIELD(keys.heal_ms), 0, 365 * DAY, NULL, NULL, NULL,
 	    NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key requests_keys[] = {
+	{ "ttl", K_DUR, FIELD(requests.ttl_ms), MIN, 30 * DAY, NULL, NULL,
+	    NULL, NULL, 0 },
+	{ "pending_max", K_INT, FIELD(requests.pending_max), 1, 100000, NULL,
+	    NULL, NULL, "must be between 1 and 100000", 0 },
+	{ "per_hour", K_INT, FIELD(requests.per_hour), 1, 100000, NULL, NULL,
+	    NULL, "must be between 1 and 100000", 0 },
+	{ "pending_ttl", K_DUR, FIELD(requests.pending_ttl_ms), MIN, 365 * DAY,
+	    NULL, NULL, NULL, NULL, 0 },
+	{ "auto_accept_per_hour", K_INT, FIELD(requests.auto_accept_per_hour),
+	    0, 100000, NULL, NULL, NULL, "must be between 0 and 100000", 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key limits_keys[] = {
+	/* VEIL_MESSAGE_MAX is what the protocol carries at all. */
+	{ "message_max", K_SIZE, FIELD(limits.message_max), 1 * KIB,
+	    VEIL_MESSAGE_MAX, NULL, NULL, NULL, NULL, 0 },
+	{ "reassembly", K_SIZE, FIELD(limits.reassembly), 2 * KIB, 1 * GIB,
+	    NULL, NULL, NULL, NULL, 0 },
+	{ "unread_messages", K_INT, FIELD(limits.unread_messages), 1, 10000000,
+	    NULL, NULL, NULL, "must be between 1 and 10000000", 0 },
+	{ "unread_bytes", K_SIZE, FIELD(limits.unread_bytes), 1 * KIB, 64 * GIB,
+	    NULL, NULL, NULL, NULL, 0 },
+	{ "outbox_messages", K_INT, FIELD(limits.outbox_messages), 1, 10000000,
+	    NULL, NULL, NULL, "must be between 1 and 10000000", 0 },
+	{ "outbox_bytes", K_SIZE, FIELD(limits.outbox_bytes), 1 * KIB, 64 * GIB,
+	    NULL, NULL, NULL, NULL, 0 },
+	{ "receive_reply", K_SIZE, FIELD(limits.receive_reply), 4 * KIB,
+	    64 * MIB, NULL, NULL, NULL, NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key cards_keys[] = {
+	{ "ttl", K_DUR, FIELD(cards.ttl_ms), MIN, 365 * DAY, NULL, NULL,
+	    NULL, NULL, 0 },
+	{ "one_time_ttl", K_DUR, FIELD(cards.one_time_ttl_ms), MIN, 365 * DAY,
+	    NULL, NULL, NULL, NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key files_keys[] = {
+	{ "dir", K_STR, FIELD(files.dir), 0, 0, NULL, NULL, config_check_abs_path,
+	    NULL, KF_EMPTY_NULL },
+	{ "max_size", K_SIZE, FIELD(files.max_size), 1 * KIB, 64 * GIB, NULL,
+	    NULL, NULL, NULL, 0 },
+	{ "quota", K_SIZE, FIELD(files.quota), 1 * KIB, 1024 * GIB, NULL, NULL,
+	    NULL, NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key log_keys[] = {
+	{ "level", K_ENUM, FIELD(log.level), 0, 0, config_level_names, NULL, NULL,
+	    NULL, 0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key unlock_keys[] = {
+	{ "credential", K_STR, FIELD(unlock.credential), 0, 0, NULL, NULL,
+	    config_check_credential, NULL, KF_EMPTY_NULL },
+	{ "key_file", K_STR, FIELD(unlock.key_file), 0, 0, NULL, NULL,
+	    config_check_abs_path, NULL, KF_EMPTY_NULL },
+	{ "kdf", K_ENUM, FIELD(unlock.kdf), 0, 0, config_kdf_names, NULL, NULL, NULL,
+	    0 },
+	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+};
+
+static const struct key backup_keys[] = {
+	{ "dir", K_STR, FIELD(backup.dir), 0, 0, NULL, NULL, config_check_abs_path,
+	    NULL, KF_EMPTY_NULL },
+	{ "interval", K_DUR, FIELD(backup.interval_ms), MIN, 365 * DAY, NULL,
+	    NULL, NULL, NULL, KF_WHOLE_SEC },
+	{ "keep", K_INT, FIELD(backup.keep), 1, 1000, NULL, NULL, NULL,
+	    "must be between 1 and 1000", 0 },
+	{ "public_key", K_STR, FIELD(backup.public_key), 0, 0, NULL, NULL,
+	    config_check_backup_key, NULL, KF_EMPTY_NULL },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
 
 static const struct key root_keys[] = {
 	{ "state_dir", K_STR, FIELD(state_dir), 0, 0, NULL, NULL,
-	    check_abs_path, NULL, 0 },
-	{ "socket", K_STR, FIELD(socket), 0, 0, NULL, NULL, check_socket_path,
+	    config_check_abs_path, NULL, 0 },
+	{ "socket", K_STR, FIELD(socket), 0, 0, NULL, NULL, config_check_socket_path,
 	    NULL, 0 },
 	{ "socket_group", K_STR, FIELD(socket_group), 0, 0, NULL, NULL,
-	    check_group_name, NULL, KF_EMPTY_NULL },
-	{ "transport", K_ENUM, FIELD(transport), 0, 0, transport_names, NULL,
+	    config_check_group_name, NULL, KF_EMPTY_NULL },
+	{ "transport", K_ENUM, FIELD(transport), 0, 0, config_transport_names, NULL,
 	    NULL, NULL, 0 },
 	{ "mqtt", K_GROUP, 0, 0, 0, 0, NULL, mqtt_keys, NULL, NULL, 0 },
 	{ "xmpp", K_GROUP, 0, 0, 0, 0, NULL, xmpp_keys, NULL, NULL, 0 },
@@ -350,61 +303,18 @@ static const struct key root_keys[] = {
 	    0 },
 	{ "retransmit", K_GROUP, 0, 0, 0, 0, NULL, retransmit_keys, NULL,
 	    NULL, 0 },
-	{ "accept", K_ENUM, FIELD(accept), 0, 0, accept_names, NULL, NULL,
+	{ "keys", K_GROUP, 0, 0, 0, 0, NULL, keys_keys, NULL, NULL, 0 },
+	{ "requests", K_GROUP, 0, 0, 0, 0, NULL, requests_keys, NULL, NULL, 0 },
+	{ "limits", K_GROUP, 0, 0, 0, 0, NULL, limits_keys, NULL, NULL, 0 },
+	{ "cards", K_GROUP, 0, 0, 0, 0, NULL, cards_keys, NULL, NULL, 0 },
+	{ "accept", K_ENUM, FIELD(accept), 0, 0, config_accept_names, NULL, NULL,
 	    NULL, 0 },
+	{ "files", K_GROUP, 0, 0, 0, 0, NULL, files_keys, NULL, NULL, 0 },
 	{ "log", K_GROUP, 0, 0, 0, 0, NULL, log_keys, NULL, NULL, 0 },
+	{ "unlock", K_GROUP, 0, 0, 0, 0, NULL, unlock_keys, NULL, NULL, 0 },
+	{ "backup", K_GROUP, 0, 0, 0, 0, NULL, backup_keys, NULL, NULL, 0 },
 	{ NULL, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
 };
-
-/* --- durations ----------------------------------------------------------- */
-
-int
-config_parse_duration(const char *s, uint64_t *ms)
-{
-	static const struct {
-		const char	*unit;
-		uint64_t	 ms;
-	} units[] = {
-		{ "ms", 1 }, { "s", SEC }, { "m", MIN }, { "h", HOUR },
-		{ "d", DAY }, { "", SEC }
-	};
-	uint64_t	 v = 0;
-	size_t		 i;
-
-	if (s == NULL || *s < '0' || *s > '9')
-		return -1;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
-			return -1;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(s, units[i].unit) != 0)
-			continue;
-		if (v > UINT64_MAX / units[i].ms)
-			return -1;
-		*ms = v * units[i].ms;
-		return 0;
-	}
-	return -1;
-}
-
-/* The largest unit that states the value exactly: what config_print and
- * error messages show. */
-static void
-format_duration(char *buf, size_t len, uint64_t ms)
-{
-	if (ms != 0 && ms % DAY == 0)
-		snprintf(buf, len, "%llud", (unsigned long long)(ms / DAY));
-	else if (ms != 0 && ms % HOUR == 0)
-		snprintf(buf, len, "%lluh", (unsigned long long)(ms / HOUR));
-	else if (ms != 0 && ms % MIN == 0)
-		snprintf(buf, len, "%llum", (unsigned long long)(ms / MIN));
-	else if (ms % SEC == 0)
-		snprintf(buf, len, "%llus", (unsigned long long)(ms / SEC));
-	else
-		snprintf(buf, len, "%llums", (unsigned long long)ms);
-}
 
 /* --- errors -------------------------------------------------------------- */
 
@@ -593,14 +503,43 @@ set_duration(struct ctx *c, const config_setting_t *s, const struct key *k)
 			return cfg_error(c, s, NULL, "bad duration \"%s\" "
 			    "(a number with ms, s, m, h or d)", v);
 	}
-	format_duration(lo, sizeof(lo), (uint64_t)k->min);
-	format_duration(hi, sizeof(hi), (uint64_t)k->max);
+	config_format_duration(lo, sizeof(lo), (uint64_t)k->min);
+	config_format_duration(hi, sizeof(hi), (uint64_t)k->max);
 	if (ms < (uint64_t)k->min || ms > (uint64_t)k->max)
 		return cfg_error(c, s, NULL, "must be between %s and %s",
 		    lo, hi);
 	if ((k->flags & KF_WHOLE_SEC) && ms % SEC != 0)
 		return cfg_error(c, s, NULL, "must be whole seconds");
 	*(uint64_t *)(void *)((char *)c->cfg + k->off) = ms;
+	return 0;
+}
+
+static int
+set_size(struct ctx *c, const config_setting_t *s, const struct key *k)
+{
+	char		 lo[32], hi[32];
+	const char	*v;
+	uint64_t	 n;
+	long long	 i;
+
+	if (config_setting_type(s) == CONFIG_TYPE_INT ||
+	    config_setting_type(s) == CONFIG_TYPE_INT64) {
+		if ((i = config_setting_get_int64(s)) < 0)
+			return cfg_error(c, s, NULL, "must not be negative");
+		n = (uint64_t)i;
+	} else {
+		if (get_string(c, s, "a size such as \"64KiB\"", &v) == -1)
+			return -1;
+		if (config_parse_size(v, &n) == -1)
+			return cfg_error(c, s, NULL, "bad size \"%s\" "
+			    "(a number with B, KiB, MiB or GiB)", v);
+	}
+	config_format_size(lo, sizeof(lo), (uint64_t)k->min);
+	config_format_size(hi, sizeof(hi), (uint64_t)k->max);
+	if (n < (uint64_t)k->min || n > (uint64_t)k->max)
+		return cfg_error(c, s, NULL, "must be between %s and %s",
+		    lo, hi);
+	*(size_t *)(void *)((char *)c->cfg + k->off) = (size_t)n;
 	return 0;
 }
 
@@ -702,6 +641,9 @@ set_group(struct ctx *c, const config_setting_t *g, const struct key *keys)
 		case K_DUR:
 			rv = set_duration(c, s, k);
 			break;
+		case K_SIZE:
+			rv = set_size(c, s, k);
+			break;
 		case K_BOOL:
 			rv = set_bool(c, s, k);
 			break;
@@ -747,6 +689,64 @@ blame(struct ctx *c, const char *a, const char *why_a, const char *b,
 	return cfg_error(c, NULL, a, "%s", why_a);
 }
 
+/* An http:// proxy URL with user:password@ before the host. */
+static int
+proxy_has_auth(const char *proxy)
+{
+	const char	*auth = proxy + strlen("http://");
+
+	return memchr(auth, '@', strcspn(auth, "/")) != NULL;
+}
+
+/* "localhost", 127.0.0.0/8 or ::1: what never leaves the machine. */
+static int
+host_is_loopback(const char *h, size_t n)
+{
+	if (n == 9 && strncmp(h, "localhost", 9) == 0)
+		return 1;
+	if (n >= 4 && strncmp(h, "127.", 4) == 0)
+		return strspn(h, "0123456789.") >= n;
+	return (n == 5 && strncmp(h, "[::1]", 5) == 0) ||
+	    (n == 3 && strncmp(h, "::1", 3) == 0);
+}
+
+/*
+ * The MQTT password travels in the CONNECT packet: over tcp:// or ws:// to
+ * another machine anyone on the path (a Tor exit included) reads it.
+ * Refused unless mqtt.plaintext_password says it is meant.
+ */
+static int
+check_plaintext(struct ctx *c)
+{
+	struct veild_config	*cfg = c->cfg;
+	const char		*u, *h;
+	size_t			 i, n;
+	char			 why[512];
+
+	if (cfg->mqtt.password == NULL || cfg->mqtt.plaintext_password)
+		return 0;
+	for (i = 0; i < cfg->mqtt.nuris; i++) {
+		u = cfg->mqtt.uris[i];
+		if (strncmp(u, "ssl://", 6) == 0 ||
+		    strncmp(u, "mqtts://", 8) == 0 ||
+		    strncmp(u, "wss://", 6) == 0)
+			continue;
+		h = strstr(u, "://") + 3;
+		if (*h == '[')
+			n = strcspn(h, "]") + 1;
+		else
+			n = strcspn(h, ":/");
+		if (host_is_loopback(h, n))
+			continue;
+		snprintf(why, sizeof(why), "would travel unencrypted to %.*s "
+		    "(%s): use ssl:// (mqtt.tls), or set "
+		    "mqtt.plaintext_password = true", (int)n, h, u);
+		return cfg_error(c, config_lookup(c->cf, "mqtt.password"),
+		    "mqtt.password", "%s", why);
+	}
+	return 0;
+}
+
 /* A required key that is missing: name it, at the line of its group (or of
  * the key that made it required) when there is one. */
 static int
@@ -764,9 +764,9 @@ check_cross(struct ctx *c)
 	if (cfg->identity.name == NULL)
 		return missing(c, "identity.name", "identity", "is required");
 
-	format_duration(min, sizeof(min), cfg->rotation.min_ms);
-	format_duration(mean, sizeof(mean), cfg->rotation.mean_ms);
-	format_duration(max, sizeof(max), cfg->rotation.max_ms);
+	config_format_duration(min, sizeof(min), cfg->rotation.min_ms);
+	config_format_duration(mean, sizeof(mean), cfg->rotation.mean_ms);
+	config_format_duration(max, sizeof(max), cfg->rotation.max_ms);
 	if (cfg->rotation.min_ms > cfg->rotation.max_ms) {
 		snprintf(wa, sizeof(wa), "must not exceed rotation.max (%s)",
 		    max);
@@ -788,13 +788,36 @@ check_cross(struct ctx *c)
 	}
 
 	if (cfg->retransmit.initial_ms > cfg->retransmit.max_ms) {
-		format_duration(min, sizeof(min), cfg->retransmit.initial_ms);
-		format_duration(max, sizeof(max), cfg->retransmit.max_ms);
+		config_format_duration(min, sizeof(min), cfg->retransmit.initial_ms);
+		config_format_duration(max, sizeof(max), cfg->retransmit.max_ms);
 		snprintf(wa, sizeof(wa), "must not exceed retransmit.max (%s)",
 		    max);
 		snprintf(wb, sizeof(wb), "must not be below retransmit.initial "
 		    "(%s)", min);
 		return blame(c, "retransmit.initial", wa, "retransmit.max", wb);
+	}
+
+	/* One contact may hold two largest messages in reassembly (one
+	 * completing while the next begins). */
+	if (cfg->limits.reassembly < 2 * cfg->limits.message_max) {
+		config_format_size(min, sizeof(min), cfg->limits.reassembly);
+		config_format_size(max, sizeof(max), cfg->limits.message_max);
+		snprintf(wa, sizeof(wa), "must be at least twice "
+		    "limits.message_max (%s)", max);
+		snprintf(wb, sizeof(wb), "must be at most half of "
+		    "limits.reassembly (%s)", min);
+		return blame(c, "limits.reassembly", wa, "limits.message_max",
+		    wb);
+	}
+
+	/* One largest file must fit in a contact's quota. */
+	if (cfg->files.quota < cfg->files.max_size) {
+		config_format_size(min, sizeof(min), cfg->files.max_size);
+		config_format_size(max, sizeof(max), cfg->files.quota);
+		snprintf(wa, sizeof(wa), "must not be below files.max_size (%s)",
+		    min);
+		snprintf(wb, sizeof(wb), "must not exceed files.quota (%s)", max);
+		return blame(c, "files.quota", wa, "files.max_size", wb);
 	}
 
 	switch (cfg->transport) {
@@ -803,14 +826,39 @@ check_cross(struct ctx *c)
 		if (cfg->mqtt.nuris == 0)
 			return missing(c, "mqtt.uris", "mqtt",
 			    "is required with transport \"mqtt\"");
+		if (check_plaintext(c) == -1)
+			return -1;
+		if (cfg->mqtt.proxy != NULL && cfg->mqtt.proxy_isolate &&
+		    proxy_has_auth(cfg->mqtt.proxy))
+			return blame(c, "mqtt.proxy_isolate", "must be false "
+			    "when mqtt.proxy carries credentials (the same ones "
+			    "on every connection would link every identity)",
+			    "mqtt.proxy", "carries credentials: they would be "
+			    "the same on every connection; set "
+			    "mqtt.proxy_isolate = false to use them anyway");
 		break;
 	case VEILD_TRANSPORT_XMPP:
 		if (cfg->xmpp.domain == NULL)
 			return missing(c, "xmpp.domain",
 			    config_lookup(c->cf, "xmpp") != NULL ? "xmpp" :
 			    "transport", "is required with transport \"xmpp\"");
+		/* libstrophe opens its own sockets and takes no tunnel. */
+		if (cfg->mqtt.proxy != NULL)
+			return cfg_error(c, config_lookup(c->cf, "mqtt.proxy"),
+			    "mqtt.proxy", "the XMPP transport cannot connect "
+			    "through a proxy (libstrophe cannot be given a "
+			    "tunnel); see docs/tor.md");
 		break;
 	}
+
+	if (cfg->backup.dir != NULL && cfg->backup.public_key == NULL)
+		return missing(c, "backup.public_key", "backup.dir",
+		    "is required with backup.dir (veilctl backup keygen "
+		    "makes one)");
+	if (cfg->backup.dir != NULL && cfg->state_dir != NULL &&
+	    strcmp(cfg->backup.dir, cfg->state_dir) == 0)
+		return cfg_error(c, config_lookup(c->cf, "backup.dir"),
+		    "backup.dir", "must not be the state directory itself");
 
 	if (cfg->xmpp.domain != NULL && cfg->xmpp.pubsub == NULL) {
 		size_t	 len = strlen(cfg->xmpp.domain) + sizeof("pubsub.");
@@ -832,8 +880,11 @@ config_defaults(struct veild_config *cfg)
 	cfg->mqtt.keepalive_ms = 30 * SEC;
 	cfg->mqtt.session_expiry_ms = 7 * DAY;
 	cfg->mqtt.inflight = 64;
+	cfg->mqtt.proxy_isolate = 1;
+	cfg->mqtt.tls.verify = 1;
 	cfg->xmpp.port = 5222;
-	cfg->xmpp.tls = VEILD_TLS_STARTTLS;
+	cfg->xmpp.tls = VEILD_TLS_REQUIRED;
+	cfg->xmpp.trust.verify = 1;
 	cfg->xmpp.inflight = 64;
 	cfg->identity.obscurity = 2;
 	cfg->identity.id_bits = VEIL_ID_DEFAULT_BITS;
@@ -846,10 +897,32 @@ config_defaults(struct veild_config *cfg)
 	cfg->rotation.grace_ms = 10 * MIN;
 	cfg->retransmit.initial_ms = 2 * SEC;
 	cfg->retransmit.max_ms = 5 * MIN;
+	cfg->keys.period_ms = HOUR;
+	cfg->keys.heal_ms = DAY;
+	cfg->requests.ttl_ms = 3 * DAY;
+	cfg->requests.pending_max = 100;
+	cfg->requests.per_hour = 30;
+	cfg->requests.pending_ttl_ms = 7 * DAY;
+	cfg->requests.auto_accept_per_hour = 10;
+	cfg->limits.message_max = VEIL_MESSAGE_MAX;
+	cfg->limits.reassembly = 16 * MIB;
+	cfg->limits.unread_messages = 10000;
+	cfg->limits.unread_bytes = 64 * MIB;
+	cfg->limits.outbox_messages = 10000;
+	cfg->limits.outbox_bytes = 64 * MIB;
+	cfg->limits.receive_reply = 1 * MIB;
+	cfg->cards.ttl_ms = DAY;
+	cfg->cards.one_time_ttl_ms = 7 * DAY;
 	cfg->accept = VEILD_ACCEPT_ASK;
+	cfg->files.max_size = 100 * MIB;
+	cfg->files.quota = 1 * GIB;
 	cfg->log.level = VEILD_LOG_INFO;
+	cfg->unlock.kdf = VEILD_KDF_MODERATE;
+	cfg->backup.interval_ms = DAY;
+	cfg->backup.keep = 7;
 
 	if ((cfg->state_dir = strdup(DEFAULT_STATE_DIR)) == NULL ||
+	    (cfg->unlock.credential = strdup(DEFAULT_CREDENTIAL)) == NULL ||
 	    (cfg->socket = strdup(DEFAULT_SOCKET)) == NULL ||
 	    (cfg->mqtt.topic_prefix = strdup("")) == NULL ||
 	    (cfg->mqtt.uris[0] = strdup(DEFAULT_MQTT_URI)) == NULL) {
@@ -921,6 +994,16 @@ done:
 	return rv;
 }
 
+static void
+config_tls_free(struct veild_tls *t)
+{
+	free(t->ca_file);
+	free(t->ca_path);
+	free(t->pin_sha256);
+	free(t->cert_file);
+	free(t->key_file);
+}
+
 void
 config_free(struct veild_config *cfg)
 {
@@ -942,168 +1025,13 @@ config_free(struct veild_config *cfg)
 	free(cfg->xmpp.domain);
 	free(cfg->xmpp.host);
 	free(cfg->xmpp.pubsub);
+	config_tls_free(&cfg->mqtt.tls);
+	config_tls_free(&cfg->xmpp.trust);
 	free(cfg->identity.name);
+	free(cfg->unlock.credential);
+	free(cfg->unlock.key_file);
+	free(cfg->backup.dir);
+	free(cfg->backup.public_key);
+	free(cfg->files.dir);
 	sodium_memzero(cfg, sizeof(*cfg));
-}
-
-/* --- printing ------------------------------------------------------------ */
-
-/* Part of a libconfig string.  Values were checked free of control
- * characters, so only " and \ need escaping. */
-static void
-print_escaped(FILE *fp, const char *s, size_t n)
-{
-	size_t	 i;
-
-	for (i = 0; s != NULL && i < n && s[i] != '\0'; i++) {
-		if (s[i] == '"' || s[i] == '\\')
-			fputc('\\', fp);
-		fputc(s[i], fp);
-	}
-}
-
-static void
-print_string(FILE *fp, const char *s)
-{
-	fputc('"', fp);
-	print_escaped(fp, s, SIZE_MAX);
-	fputc('"', fp);
-}
-
-static void
-print_str(FILE *fp, const char *indent, const char *key, const char *v)
-{
-	fprintf(fp, "%s%s = ", indent, key);
-	print_string(fp, v);
-	fputs(";\n", fp);
-}
-
-static void
-print_dur(FILE *fp, const char *indent, const char *key, uint64_t ms)
-{
-	char	 buf[32];
-
-	format_duration(buf, sizeof(buf), ms);
-	fprintf(fp, "%s%s = \"%s\";\n", indent, key, buf);
-}
-
-/* The shortest text that reads back as the same double, always with a
- * '.' or an exponent so that libconfig parses a float, not an integer. */
-static void
-format_float(char *buf, size_t len, double v)
-{
-	int	 prec;
-
-	for (prec = 1; prec <= 17; prec++) {
-		snprintf(buf, len, "%.*g", prec, v);
-		if (strtod(buf, NULL) == v)
-			break;
-	}
-	if (strpbrk(buf, ".e") == NULL && strlen(buf) + 3 <= len)
-		strcat(buf, ".0");
-}
-
-/* The proxy URL with any user:password@ replaced: it is a secret too. */
-static void
-print_proxy(FILE *fp, const char *indent, const char *proxy)
-{
-	const char	*auth, *at;
-	size_t		 alen;
-
-	fprintf(fp, "%sproxy = ", indent);
-	if (proxy == NULL) {
-		fputs("\"\";\n", fp);
-		return;
-	}
-	auth = proxy + strlen("http://");
-	alen = strcspn(auth, "/?#");
-	for (at = NULL; alen > 0; alen--)
-		if (auth[alen - 1] == '@') {
-			at = auth + alen - 1;
-			break;
-		}
-	fputc('"', fp);
-	if (at == NULL)
-		print_escaped(fp, proxy, SIZE_MAX);
-	else {
-		print_escaped(fp, proxy, (size_t)(auth - proxy));
-		fputs("********", fp);
-		print_escaped(fp, at, SIZE_MAX);
-	}
-	fputs("\";\n", fp);
-}
-
-int
-config_print(FILE *fp, const struct veild_config *cfg)
-{
-	const char	*in = "  ";
-	char		 buf[64];
-	size_t		 i;
-
-	print_str(fp, "", "state_dir", cfg->state_dir);
-	print_str(fp, "", "socket", cfg->socket);
-	print_str(fp, "", "socket_group", cfg->socket_group);
-	print_str(fp, "", "transport", transport_names[cfg->transport]);
-
-	fputs("mqtt = {\n", fp);
-	fprintf(fp, "%suris = [ ", in);
-	for (i = 0; i < cfg->mqtt.nuris; i++) {
-		if (i > 0)
-			fputs(", ", fp);
-		print_string(fp, cfg->mqtt.uris[i]);
-	}
-	fputs(" ];\n", fp);
-	print_str(fp, in, "username", cfg->mqtt.username);
-	print_str(fp, in, "password",
-	    cfg->mqtt.password != NULL ? "********" : "");
-	fprintf(fp, "%srandom_username = %s;\n", in,
-	    cfg->mqtt.random_username ? "true" : "false");
-	print_str(fp, in, "topic_prefix", cfg->mqtt.topic_prefix);
-	print_dur(fp, in, "keepalive", cfg->mqtt.keepalive_ms);
-	print_dur(fp, in, "session_expiry", cfg->mqtt.session_expiry_ms);
-	fprintf(fp, "%sinflight = %u;\n", in, cfg->mqtt.inflight);
-	print_proxy(fp, in, cfg->mqtt.proxy);
-	fputs("};\n", fp);
-
-	fputs("xmpp = {\n", fp);
-	print_str(fp, in, "domain", cfg->xmpp.domain);
-	print_str(fp, in, "host", cfg->xmpp.host);
-	fprintf(fp, "%sport = %u;\n", in, cfg->xmpp.port);
-	print_str(fp, in, "pubsub", cfg->xmpp.pubsub);
-	print_str(fp, in, "tls", tls_names[cfg->xmpp.tls]);
-	fprintf(fp, "%sinflight = %u;\n", in, cfg->xmpp.inflight);
-	fputs("};\n", fp);
-
-	fputs("identity = {\n", fp);
-	print_str(fp, in, "name", cfg->identity.name);
-	fprintf(fp, "%sobscurity = %d;\n", in, cfg->identity.obscurity);
-	fprintf(fp, "%sid_bits = %u;\n", in, cfg->identity.id_bits);
-	fputs("};\n", fp);
-
-	fputs("frames = {\n", fp);
-	fprintf(fp, "%ssize = %zu;\n", in, cfg->frames.size);
-	format_float(buf, sizeof(buf), cfg->frames.cover_rate);
-	fprintf(fp, "%scover_rate = %s;\n", in, buf);
-	print_dur(fp, in, "jitter", cfg->frames.jitter_ms);
-	fputs("};\n", fp);
-
-	fputs("rotation = {\n", fp);
-	print_dur(fp, in, "mean", cfg->rotation.mean_ms);
-	print_dur(fp, in, "min", cfg->rotation.min_ms);
-	print_dur(fp, in, "max", cfg->rotation.max_ms);
-	print_dur(fp, in, "grace", cfg->rotation.grace_ms);
-	fputs("};\n", fp);
-
-	fputs("retransmit = {\n", fp);
-	print_dur(fp, in, "initial", cfg->retransmit.initial_ms);
-	print_dur(fp, in, "max", cfg->retransmit.max_ms);
-	fputs("};\n", fp);
-
-	print_str(fp, "", "accept", accept_names[cfg->accept]);
-
-	fputs("log = {\n", fp);
-	print_str(fp, in, "level", level_names[cfg->log.level]);
-	fputs("};\n", fp);
-
-	return ferror(fp) ? -1 : 0;
 }

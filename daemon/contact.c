@@ -1,26 +1,31 @@
-/* contact.c: the table of contacts in memory, their rows in the store, and the tag table of the nonces they are expected to use. */
-#include <errno.h>
+/* contact.c: the table of contacts in memory, their rows in the store, the tag table of the nonces they are expected to use, and the sweep that moves their keys on with time. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <sodium.h>
 
 #include "core.h"
 #include "log.h"
 
-#define OWNER(id, slot)	(((uint64_t)(id) << 2) | (slot))
-/* Expected nonces armed ahead of each receive direction.  Reordering on
- * one topic is rare (QoS 1, one publisher), losses beyond this are caught
- * by the resync landmarks, and at 10,000 contacts every armed tag costs
+#define OWNER(id)	((uint64_t)(id) << SLOT_BITS)
+/* Expected nonces armed ahead of each receive key.  Reordering on one
+ * topic is rare (QoS 1, one publisher), losses beyond this are caught by
+ * the resync landmarks, and at 10,000 contacts every armed tag costs
  * memory: 8 is the daemon's choice, below libveil's default. */
 #define RX_LOOKAHEAD	8
+/* Contacts the sweep visits per loop pass: the keys of 100,000 contacts
+ * move on in a few hundred short passes, not in one long stall. */
+#define SWEEP_BATCH	256
 
 static struct {
 	struct contact		**c;		/* sorted by id */
 	size_t			  nc, capc;
 	struct veil_tagtab	 *tags;
-	uint64_t		  clock_hour;	/* of the armed clock landmarks */
+	size_t			  sweep;	/* next index of the sweep */
+	int			  sweeping;	/* a sweep is under way */
+	struct event		 *sweep_ev;	/* its next batch */
 } C;
 
 size_t
@@ -75,14 +80,15 @@ contact_by_name(const char *name)
 	return contact_find(id);
 }
 
+/* Only proven keys count: a pending request's key is a claim (protocol.md 4). */
 struct contact *
-contact_by_peer_pk(const uint8_t pk[VEIL_KEY_BYTES])
+contact_established_by_pk(const uint8_t pk[VEIL_KEY_BYTES])
 {
-	int64_t id;
-
-	if (store_contact_id_by_peer_pk(eng_store(), pk, &id) != 1)
-		return NULL;
-	return contact_find(id);
+	for (size_t i = 0; i < C.nc; i++)
+		if (C.c[i]->state == CONTACT_ESTABLISHED &&
+		    sodium_memcmp(C.c[i]->peer_pk, pk, VEIL_KEY_BYTES) == 0)
+			return C.c[i];
+	return NULL;
 }
 
 int
@@ -102,6 +108,7 @@ contact_insert(struct contact *c)
 		C.c[i] = C.c[i - 1];
 	C.c[i] = c;
 	C.nc++;
+	inbox_contact_sync(c);
 	return 0;
 }
 
@@ -112,6 +119,8 @@ contact_unlink(struct contact *c)
 		if (C.c[i] == c) {
 			memmove(&C.c[i], &C.c[i + 1], (C.nc - i - 1) * sizeof *C.c);
 			C.nc--;
+			if (C.sweep > i)
+				C.sweep--;
 			return;
 		}
 	}
@@ -131,6 +140,10 @@ contact_free(struct contact *c)
 		sodium_memzero(c->ep0, sizeof *c->ep0);
 		free(c->ep0);
 	}
+	if (c->reset != NULL) {
+		veil_reset_wipe(c->reset);
+		free(c->reset);
+	}
 	sodium_memzero(c, sizeof *c);
 	free(c);
 }
@@ -138,51 +151,46 @@ contact_free(struct contact *c)
 void
 contact_drop(struct contact *c)
 {
-	contact_arm_all(c, 0);
+	contact_arm(c, 0);
+	inbox_contact_forget(c);
 	recv_forget(c->id);
 	contact_unlink(c);
 	contact_free(c);
 }
 
+/*
+ * The pair's receive keys (up to six: three periods of rx and of rx_prev)
+ * and, during the agreement, the epoch-0 key.  Armed as a whole: the pair
+ * moves its own slots in the table as its chains advance.
+ */
+void
+contact_arm(struct contact *c, int on)
+{
+	if (on && !c->armed) {
+		if (c->pair.role != 0 &&
+		    veil_pair_arm(C.tags, &c->pair, OWNER(c->id), RX_LOOKAHEAD) != 0)
+			log_warnx("contact %" PRId64 ": cannot arm its keys", c->id);
+		if (c->ep0 != NULL && c->ep0->live &&
+		    veil_rx_arm(C.tags, c->ep0, OWNER(c->id) | SLOT_EPOCH0,
+		    RX_LOOKAHEAD) != 0)
+			log_warnx("contact %" PRId64 ": cannot arm its agreement key",
+			    c->id);
+		c->armed = 1;
+	} else if (!on && c->armed) {
+		if (c->pair.role != 0)
+			veil_pair_disarm(C.tags, &c->pair, RX_LOOKAHEAD);
+		if (c->ep0 != NULL && c->ep0->live)
+			veil_rx_disarm(C.tags, c->ep0, RX_LOOKAHEAD);
+		c->armed = 0;
+	}
+}
+
 static struct veil_rxdir *
 slot_dir(struct contact *c, int slot)
 {
-	switch (slot) {
-	case SLOT_RX:		return &c->pair.rx;
-	case SLOT_RX_PREV:	return &c->pair.rx_prev;
-	default:		return c->ep0;
-	}
-}
-
-/* Arms or disarms one slot's expected nonces in the tag table. */
-void
-contact_arm(struct contact *c, int slot, int on)
-{
-	struct veil_rxdir *d = slot_dir(c, slot);
-
-	if (d == NULL)
-		return;
-	if (on && !(c->armed & (1 << slot)) && d->live) {
-		if (veil_rx_arm(C.tags, d, OWNER(c->id, slot), RX_LOOKAHEAD) == 0 &&
-		    (slot == SLOT_EPOCH0 || veil_rx_arm_clock(C.tags, d,
-		    OWNER(c->id, slot), C.clock_hour, RX_LOOKAHEAD) == 0))
-			c->armed |= 1 << slot;
-		else
-			log_warnx("contact %" PRId64 ": cannot arm slot %d", c->id, slot);
-	} else if (!on && (c->armed & (1 << slot))) {
-		if (slot != SLOT_EPOCH0)
-			veil_rx_disarm_clock(C.tags, d, OWNER(c->id, slot),
-			    C.clock_hour, RX_LOOKAHEAD);
-		veil_rx_disarm(C.tags, d, RX_LOOKAHEAD);
-		c->armed &= ~(1 << slot);
-	}
-}
-
-void
-contact_arm_all(struct contact *c, int on)
-{
-	for (int s = 0; s < SLOT_COUNT; s++)
-		contact_arm(c, s, on);
+	if (slot == SLOT_EPOCH0)
+		return c->ep0;
+	return veil_pair_rxslot(&c->pair, (unsigned)slot);
 }
 
 struct veil_rxdir *
@@ -193,10 +201,10 @@ contact_lookup(const uint8_t tag[VEIL_TAG_BYTES], struct contact **cp, int *slot
 	struct contact *c;
 
 	if (veil_tagtab_get(C.tags, tag, &owner, seq) != 0 ||
-	    (c = contact_find((int64_t)(owner >> 2))) == NULL)
+	    (c = contact_find((int64_t)(owner >> SLOT_BITS))) == NULL)
 		return NULL;
 	*cp = c;
-	*slot = (int)(owner & 3);
+	*slot = (int)(owner & ((1 << SLOT_BITS) - 1));
 	return slot_dir(c, *slot);
 }
 
@@ -206,66 +214,103 @@ contact_rx_commit(struct contact *c, int slot, uint64_t seq)
 	struct veil_rxdir *d = slot_dir(c, slot);
 
 	if (d != NULL)
-		veil_rx_commit(C.tags, d, OWNER(c->id, slot), seq, RX_LOOKAHEAD);
+		veil_rx_commit(C.tags, d, OWNER(c->id) | (uint64_t)slot, seq,
+		    RX_LOOKAHEAD);
 }
 
 /*
- * The clock landmarks' period: an hour (protocol.md 2.1).  VEIL_CLOCK_PERIOD
- * (seconds) shortens it for tests, which cannot wait an hour; both sides
- * of a pair must use the same.  Read once.
+ * Key periods end on time whether or not anything is sent (protocol.md
+ * 2.1): every chain of the pair moves to now, wiping the roots it passes,
+ * and the tag table follows.  The caller persists when it returns 1.
  */
-static int64_t
-clock_period_s(void)
+int
+contact_advance(struct contact *c)
 {
-	static int64_t p;
-	const char *e;
-	char *end;
-	long long v;
+	struct veil_clock clk;
+	int r, changed = 0;
 
-	if (p != 0)
-		return p;
-	p = 3600;
-	if ((e = getenv("VEIL_CLOCK_PERIOD")) != NULL && *e != '\0') {
-		errno = 0;
-		v = strtoll(e, &end, 10);
-		if (errno == 0 && *end == '\0' && v >= 1 && v <= 3600)
-			p = v;
-		else
-			log_warnx("VEIL_CLOCK_PERIOD=%s ignored: not 1 to 3600 seconds", e);
+	if (c->pair.role == 0)
+		return 0;
+	eng_clock(&clk);
+	for (int i = 0; i < 64; i++) {	/* RATCHET: far behind, go on */
+		r = veil_pair_advance(&c->pair, &clk, c->armed ? C.tags : NULL,
+		    OWNER(c->id), RX_LOOKAHEAD);
+		if (r == 1)
+			changed = 1;
+		if (r != VEIL_ERR_RATCHET)
+			break;
+		changed = 1;
 	}
-	return p;
+	if (r < 0 && r != VEIL_ERR_RATCHET) {
+		log_warnx("contact %" PRId64 ": keys: %s", c->id, veil_strerror(r));
+		if (r == VEIL_ERR_NOMEM && c->armed) {	/* arm again */
+			contact_arm(c, 0);
+			contact_arm(c, 1);
+		}
+	}
+	return changed;
 }
 
-uint64_t
-contact_clock_hour(void)
+/*
+ * The sweep visits every contact, a batch per loop pass back to back, so
+ * that 100,000 contacts cost many short passes instead of one long stall:
+ * their chains move to now (keys of the next period armed before the
+ * boundary, passed ones wiped), and rotation.c does what is due.  It
+ * starts every few seconds, often enough that the lead before a key
+ * period's boundary (min(Pd / 4, 120 s)) sees a whole sweep.
+ */
+static void
+sweep_batch(evutil_socket_t fd, short ev, void *arg)
 {
-	return (uint64_t)(now_ms() / 1000 / clock_period_s());
+	int64_t now = now_ms();
+	size_t end;
+
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	if (C.sweep >= C.nc) {
+		C.sweeping = 0;
+		return;
+	}
+	end = C.sweep + SWEEP_BATCH < C.nc ? C.sweep + SWEEP_BATCH : C.nc;
+	if (txn_begin() != 0) {
+		C.sweeping = 0;
+		return;
+	}
+	for (; C.sweep < end; C.sweep++) {
+		struct contact *c = C.c[C.sweep];
+
+		if (contact_advance(c))
+			contact_save(c);
+		rotation_check(c, now);
+		reset_check(c);
+	}
+	if (txn_commit() != 0) {
+		log_warnx("store: %s", store_errmsg(eng_store()));
+		txn_rollback();
+	}
+	if (C.sweep < C.nc && C.sweep_ev != NULL)
+		timer_add_ms(C.sweep_ev, 0);
+	else
+		C.sweeping = 0;
 }
 
 void
-contact_clock_tick(void)
+contact_sweep(void)
 {
-	uint64_t hour = contact_clock_hour();
+	struct veil_clock clk;
+	uint64_t every;
 
-	if (hour == C.clock_hour)
+	eng_clock(&clk);
+	every = clk.lead / 4 > 10 ? 10 : clk.lead / 4;
+	if (C.sweeping || C.nc == 0 || (every > 1 && eng_tick() % every != 0))
 		return;
-	for (size_t i = 0; i < C.nc; i++) {
-		struct contact *c = C.c[i];
-
-		for (int slot = SLOT_RX; slot <= SLOT_RX_PREV; slot++) {
-			struct veil_rxdir *d = slot_dir(c, slot);
-
-			if (!(c->armed & (1 << slot)))
-				continue;
-			veil_rx_disarm_clock(C.tags, d, OWNER(c->id, slot),
-			    C.clock_hour, RX_LOOKAHEAD);
-			if (veil_rx_arm_clock(C.tags, d, OWNER(c->id, slot), hour,
-			    RX_LOOKAHEAD) != 0)
-				log_warnx("contact %" PRId64 ": cannot arm slot %d",
-				    c->id, slot);
-		}
-	}
-	C.clock_hour = hour;
+	if (C.sweep_ev == NULL &&
+	    (C.sweep_ev = evtimer_new(eng_base(), sweep_batch, NULL)) == NULL)
+		return;
+	C.sweep = 0;
+	C.sweeping = 1;
+	sweep_batch(-1, 0, NULL);
 }
 
 /* Epoch-0 receive key: ACCEPT for the initiator, FAIL for the responder. */
@@ -291,21 +336,28 @@ contact_set_ep0(struct contact *c)
 static void
 row_bookkeeping(struct store_contact *row, const struct contact *c)
 {
-	copystr(row->upd_inbox, c->upd_inbox, sizeof row->upd_inbox);
 	memcpy(row->upd_msgid, c->upd_msgid, sizeof row->upd_msgid);
 	row->has_upd_msgid = c->has_upd_msgid;
 	row->upd_prev_until = c->upd_prev_until;
 	memcpy(row->req_msgid, c->req_msgid, sizeof row->req_msgid);
 	row->has_req_msgid = c->has_req_msgid;
+	row->req_deadline = c->req_deadline;
+	memcpy(row->seed_prev, c->seed_prev, sizeof row->seed_prev);
+	row->has_seed_prev = c->has_seed_prev;
+	row->seed_prev_epoch = c->seed_prev_epoch;
+	row->seed_prev_until = c->seed_prev_until;
+	row->heal_at = c->heal_at;
 }
 
-/* Writes the contact's row (keys packed) into the store. */
+/* Writes the contact's row (keys packed) into the store; what the contact
+ * writes to is registered with inbox.c as it goes. */
 int
 contact_save(struct contact *c)
 {
 	struct store_contact *row;
 	int rv, n;
 
+	inbox_contact_sync(c);
 	if ((row = calloc(1, sizeof *row)) == NULL)
 		return -1;
 	row->id = c->id;
@@ -313,8 +365,7 @@ contact_save(struct contact *c)
 	row->state = c->state;
 	copystr(row->peer_name, c->peer_name, sizeof row->peer_name);
 	memcpy(row->peer_pk, c->peer_pk, sizeof row->peer_pk);
-	copystr(row->peer_inbox, c->peer_inbox, sizeof row->peer_inbox);
-	copystr(row->my_inbox, c->my_inbox, sizeof row->my_inbox);
+	copystr(row->peer_inbox, c->card_topic, sizeof row->peer_inbox);
 	row->verified = c->verified;
 	row->created = c->created;
 	row->updated = now_ms();
@@ -347,6 +398,7 @@ struct contact *
 contact_from_row(const struct store_contact *row)
 {
 	struct contact *c;
+	int r;
 
 	if ((c = calloc(1, sizeof *c)) == NULL)
 		return NULL;
@@ -355,33 +407,35 @@ contact_from_row(const struct store_contact *row)
 	c->state = row->state;
 	copystr(c->peer_name, row->peer_name, sizeof c->peer_name);
 	memcpy(c->peer_pk, row->peer_pk, sizeof c->peer_pk);
-	copystr(c->peer_inbox, row->peer_inbox, sizeof c->peer_inbox);
-	copystr(c->my_inbox, row->my_inbox, sizeof c->my_inbox);
+	copystr(c->card_topic, row->peer_inbox, sizeof c->card_topic);
 	c->verified = row->verified;
 	c->created = row->created;
-	copystr(c->upd_inbox, row->upd_inbox, sizeof c->upd_inbox);
 	memcpy(c->upd_msgid, row->upd_msgid, sizeof c->upd_msgid);
 	c->has_upd_msgid = row->has_upd_msgid;
 	c->upd_prev_until = row->upd_prev_until;
 	memcpy(c->req_msgid, row->req_msgid, sizeof c->req_msgid);
 	c->has_req_msgid = row->has_req_msgid;
+	c->req_deadline = row->req_deadline;
+	memcpy(c->seed_prev, row->seed_prev, sizeof c->seed_prev);
+	c->has_seed_prev = row->has_seed_prev;
+	c->seed_prev_epoch = row->seed_prev_epoch;
+	c->seed_prev_until = row->seed_prev_until;
+	c->heal_at = row->heal_at;
 	if (row->pair_len > 0 &&
-	    veil_pair_unpack(&c->pair, row->pair, row->pair_len) != 0) {
-		log_warnx("contact %" PRId64 ": damaged key state", row->id);
+	    (r = veil_pair_unpack(&c->pair, row->pair, row->pair_len)) != 0) {
+		log_warnx("contact %" PRId64 ": damaged key state: %s", row->id,
+		    veil_strerror(r));
 		contact_free(c);
 		return NULL;
 	}
 	if (row->agree_len > 0) {
 		if ((c->agree = calloc(1, sizeof *c->agree)) == NULL ||
-		    veil_agree_unpack(c->agree, row->agree, row->agree_len) != 0) {
+		    (r = veil_agree_unpack(c->agree, row->agree, row->agree_len)) != 0) {
 			log_warnx("contact %" PRId64 ": damaged agreement state", row->id);
 			contact_free(c);
 			return NULL;
 		}
 	}
-	/* An announced inbox means nothing once its UPDATE is done. */
-	if (!c->pair.upd_pending)
-		c->upd_inbox[0] = '\0';
 	contact_set_ep0(c);
 	return c;
 }
@@ -407,19 +461,40 @@ contact_init(void)
 	memset(&C, 0, sizeof C);
 	if ((C.tags = veil_tagtab_new(1024)) == NULL)
 		return -1;
-	C.clock_hour = contact_clock_hour();
 	if (store_contact_list(eng_store(), load_cb, NULL) < 0) {
 		log_warnx("cannot load contacts: %s", store_errmsg(eng_store()));
 		return -1;
 	}
-	for (size_t i = 0; i < C.nc; i++)
-		contact_arm_all(C.c[i], 1);
+	/* Keys move to now before they are armed: a restart after a
+	 * while must not arm keys of periods long gone. */
+	for (size_t i = 0; i < C.nc; i++) {
+		contact_advance(C.c[i]);
+		contact_arm(C.c[i], 1);
+	}
+	/* The epoch length or key period changed while we were down (the
+	 * level, rotation.mean, keys.period): the contacts number our
+	 * topics and keys the old way until an UPDATE tells them, as after
+	 * a reload. */
+	for (size_t i = 0; i < C.nc; i++) {
+		const struct veil_inbox *in = &C.c[i]->pair.my_inbox;
+
+		if (C.c[i]->state == CONTACT_ESTABLISHED && C.c[i]->pair.role != 0 &&
+		    (in->epoch != eng_epoch_len() || in->period != eng_key_period())) {
+			log_info("epoch length %us, key period %us since the last "
+			    "start: telling every contact", eng_epoch_len(),
+			    eng_key_period());
+			rotation_announce_all(0, NULL);
+			break;
+		}
+	}
 	return 0;
 }
 
 void
 contact_shutdown(void)
 {
+	if (C.sweep_ev != NULL)
+		event_free(C.sweep_ev);
 	for (size_t i = 0; i < C.nc; i++)
 		contact_free(C.c[i]);
 	free(C.c);

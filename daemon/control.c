@@ -4,6 +4,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 
 #include <errno.h>
@@ -22,6 +23,7 @@
 #define CONTROL_READ_CHUNK	65536
 #define CONTROL_FLUSH_SECS	5	/* grace for a closing client to read */
 #define CONTROL_BACKOFF_SECS	1	/* accept paused after EMFILE/ENFILE */
+#define CONTROL_CMSG_FDS	16	/* room for descriptors in one read */
 
 struct ctl_conn {
 	TAILQ_ENTRY(ctl_conn)	 entry;
@@ -35,6 +37,8 @@ struct ctl_conn {
 	struct evbuffer		*in;
 	struct evbuffer		*out;
 	struct rpc_conn		*rpc;
+	int			 fds[CONTROL_FDS_MAX];	/* passed, not taken yet */
+	int			 nfds;
 	int			 closing;	/* flush, then close */
 	int			 dead;		/* waiting for the reaper */
 };
@@ -44,7 +48,7 @@ static struct {
 	struct event_base	*base;
 	int			 fd;
 	char			*path;
-	gid_t			 gid;		/* the socket file's group */
+	gid_t			 gid;		/* the socket_group, or (gid_t)-1 */
 	struct event		*ev_accept;
 	struct event		*ev_resume;
 	struct event		*ev_reap;
@@ -102,6 +106,8 @@ conn_kill(struct ctl_conn *c)
 	event_del(c->ev_timer);
 	close(c->fd);
 	c->fd = -1;
+	while (c->nfds > 0)
+		close(c->fds[--c->nfds]);
 	TAILQ_REMOVE(&ctl.conns, c, entry);
 	TAILQ_INSERT_TAIL(&ctl.dead, c, entry);
 	ctl.nconns--;
@@ -150,7 +156,7 @@ conn_flush(struct ctl_conn *c)
 }
 
 int
-control_send(struct ctl_conn *c, const char *buf, size_t len)
+control_line_begin(struct ctl_conn *c)
 {
 	if (c->dead || c->closing)
 		return -1;
@@ -160,16 +166,50 @@ control_send(struct ctl_conn *c, const char *buf, size_t len)
 		conn_kill(c);
 		return -1;
 	}
-	if (evbuffer_add(c->out, buf, len) == -1 ||
-	    evbuffer_add(c->out, "\n", 1) == -1) {
+	return 0;
+}
+
+int
+control_line_add(struct ctl_conn *c, const char *buf, size_t len)
+{
+	if (c->dead)
+		return -1;
+	if (evbuffer_add(c->out, buf, len) == -1) {
 		log_warnx("control: out of memory, client dropped");
 		conn_kill(c);
 		return -1;
 	}
+	return 0;
+}
+
+int
+control_line_end(struct ctl_conn *c)
+{
+	if (control_line_add(c, "\n", 1) == -1)
+		return -1;
 	if (conn_flush(c) == -1)
 		return -1;
 	conn_check_done(c);
 	return 0;
+}
+
+void
+control_line_abort(struct ctl_conn *c)
+{
+	/* A line cut short cannot be taken back from the stream. */
+	if (c->dead)
+		return;
+	log_warnx("control: a reply to client pid %ld could not be written, "
+	    "dropped", (long)c->pid);
+	conn_kill(c);
+}
+
+int
+control_send(struct ctl_conn *c, const char *buf, size_t len)
+{
+	if (control_line_begin(c) == -1 || control_line_add(c, buf, len) == -1)
+		return -1;
+	return control_line_end(c);
 }
 
 void
@@ -217,6 +257,76 @@ conn_lines(struct ctl_conn *c)
 		conn_too_large(c);
 }
 
+/*
+ * Reads like evbuffer_read, and also takes the descriptors a client
+ * passes (SCM_RIGHTS): the kernel hands them over with the first bytes of
+ * the write they came with, so they are here before the request line that
+ * names them is complete.  Up to CONTROL_FDS_MAX wait for a request to
+ * take them (control_take_fd); more are closed at once, the rest when the
+ * client goes.
+ */
+static int
+conn_recv(struct ctl_conn *c, int fd)
+{
+	static char	 buf[CONTROL_READ_CHUNK];
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(CONTROL_CMSG_FDS * sizeof(int))];
+	} cm;
+	struct iovec	 iov = { buf, sizeof(buf) };
+	struct msghdr	 msg;
+	struct cmsghdr	*h;
+	ssize_t		 n;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof(cm.buf);
+	if ((n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) == -1)
+		return -1;
+	for (h = CMSG_FIRSTHDR(&msg); h != NULL; h = CMSG_NXTHDR(&msg, h)) {
+		size_t	 k, nf;
+		int	 pfd;
+
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		nf = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (k = 0; k < nf; k++) {
+			memcpy(&pfd, CMSG_DATA(h) + k * sizeof(int), sizeof(int));
+			if (c->nfds < CONTROL_FDS_MAX)
+				c->fds[c->nfds++] = pfd;
+			else
+				close(pfd);
+		}
+	}
+	if (n > 0 && evbuffer_add(c->in, buf, (size_t)n) == -1) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return (int)n;
+}
+
+int
+control_take_fd(struct ctl_conn *c)
+{
+	int	fd;
+
+	if (c == NULL || c->nfds == 0)
+		return -1;
+	fd = c->fds[0];
+	memmove(c->fds, c->fds + 1, (size_t)(c->nfds - 1) * sizeof(int));
+	c->nfds--;
+	return fd;
+}
+
+void
+control_peer(const struct ctl_conn *c, uid_t *uid, gid_t *gid)
+{
+	*uid = c->uid;
+	*gid = c->gid;
+}
+
 static void
 conn_read(evutil_socket_t fd, short events, void *arg)
 {
@@ -225,7 +335,7 @@ conn_read(evutil_socket_t fd, short events, void *arg)
 	size_t		 len;
 	int		 n;
 
-	n = evbuffer_read(c->in, fd, CONTROL_READ_CHUNK);
+	n = conn_recv(c, fd);
 	if (n == -1) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
@@ -291,7 +401,13 @@ peer_allowed(int fd, const struct ucred *cr)
 	gid_t groups[256];
 	socklen_t len = sizeof(groups);
 
-	if (cr->uid == 0 || cr->uid == geteuid() || cr->gid == ctl.gid)
+	if (cr->uid == 0 || cr->uid == geteuid())
+		return 1;
+	/* Without a socket_group nobody else: not even members of the
+	 * daemon's primary group (often a shared one such as "users"). */
+	if (ctl.gid == (gid_t)-1)
+		return 0;
+	if (cr->gid == ctl.gid)
 		return 1;
 	/* Members of the socket's group by supplementary membership (the
 	 * usual `usermod -aG veil alice`): SO_PEERGROUPS gives the peer's
@@ -465,8 +581,9 @@ control_init(struct event_base *base, const char *path, gid_t group)
 		log_warn("control: socket");
 		return -1;
 	}
-	/* The socket is born 0660: no window where others could connect. */
-	old = umask(S_IXUSR | S_IXGRP | S_IRWXO);
+	/* The socket is born 0600: no window where others could connect.
+	 * Only once it belongs to socket_group does the group get in. */
+	old = umask(S_IXUSR | S_IRWXG | S_IRWXO);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
 		saved = errno;
 		umask(old);
@@ -474,17 +591,21 @@ control_init(struct event_base *base, const char *path, gid_t group)
 		goto fail;
 	}
 	umask(old);
-	if (group != (gid_t)-1 && chown(path, (uid_t)-1, group) == -1) {
+	/* No chown when the socket already has the group (veild's own, as
+	 * under the shipped systemd unit, whose filter forbids chown). */
+	if (group != (gid_t)-1 && (stat(path, &st) == -1 || st.st_gid != group) &&
+	    chown(path, (uid_t)-1, group) == -1) {
 		saved = errno;
 		log_warn("control: chown %s to group %u", path, (unsigned)group);
 		goto fail_unlink;
 	}
-	if (chmod(path, 0660) == -1 || stat(path, &st) == -1) {
+	if (chmod(path, group != (gid_t)-1 ? 0660 : 0600) == -1 ||
+	    stat(path, &st) == -1) {
 		saved = errno;
 		log_warn("control: chmod %s", path);
 		goto fail_unlink;
 	}
-	ctl.gid = st.st_gid;
+	ctl.gid = group != (gid_t)-1 ? st.st_gid : (gid_t)-1;
 	if (listen(fd, CONTROL_CLIENTS_MAX) == -1) {
 		saved = errno;
 		log_warn("control: listen %s", path);

@@ -18,12 +18,12 @@ struct ctl_conn;		/* one accepted client; opaque */
 
 /*
  * Creates the socket at path (a stale socket there is removed; any other
- * kind of file is an error) with mode 0660, owned by group unless it is
- * (gid_t)-1, and starts accepting on base.  Who may talk to it: uid 0, the
- * daemon's own uid, or a member of the socket's group (primary gid from
- * SO_PEERCRED, supplementary groups from SO_PEERGROUPS, both as they were
- * at connect()).  The 0660 mode keeps everybody else from connect() in the
- * first place; this check is the second lock.
+ * kind of file is an error) and starts accepting on base: mode 0660 and
+ * owned by group, or mode 0600 when group is (gid_t)-1.  Who may talk to
+ * it: uid 0, the daemon's own uid, and with a group its members (primary
+ * gid from SO_PEERCRED, supplementary groups from SO_PEERGROUPS, both as
+ * they were at connect()).  The mode keeps everybody else from connect()
+ * in the first place; this check is the second lock.
  * Returns 0, or -1 with errno set (and a log line).
  */
 int	control_init(struct event_base *base, const char *path, gid_t group);
@@ -41,7 +41,22 @@ void	control_set_idle(int secs);
  * already over CONTROL_OUTPUT_MAX is dropped instead.  Returns 0, or -1 if
  * the client is gone (being dropped). */
 int	control_send(struct ctl_conn *cc, const char *buf, size_t len);
+/* The same in pieces, so that a large reply is written into the client's
+ * buffer as it is serialised, never held twice: begin (the backlog check),
+ * any number of add, then end (the LF, and the flush) or abort (a line
+ * that cannot be finished: the client is dropped).  Each returns 0, or -1
+ * once the client is gone. */
+int	control_line_begin(struct ctl_conn *cc);
+int	control_line_add(struct ctl_conn *cc, const char *buf, size_t len);
+int	control_line_end(struct ctl_conn *cc);
+void	control_line_abort(struct ctl_conn *cc);
 /* Stops reading, flushes what is queued (for at most a few seconds), closes. */
 void	control_close_after_flush(struct ctl_conn *cc);
+/* The oldest descriptor the client passed (SCM_RIGHTS) and no request took
+ * yet, now the caller's; -1 if none. */
+#define CONTROL_FDS_MAX	4
+int	control_take_fd(struct ctl_conn *cc);
+/* The client's credentials at connect (SO_PEERCRED). */
+void	control_peer(const struct ctl_conn *cc, uid_t *uid, gid_t *gid);
 
 #endif

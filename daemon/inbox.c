@@ -1,321 +1,429 @@
-/* inbox.c: the inboxes we subscribe (card, shared, per contact), which connection holds each, and how long each lives. */
+/* inbox.c: our inbox seeds (which topics each epoch's connection holds) and our cards. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "core.h"
 #include "log.h"
 
+/*
+ * Nobody names an inbox of ours any more: each contact writes to
+ * topic(J, n), J a seed we gave it and n the epoch (protocol.md 5).  What
+ * a connection of epoch n subscribes is therefore the topic of every seed
+ * some contact writes to, in that epoch.  Many contacts share a seed at
+ * levels 1 and 3, and a contact writes to up to three at once (its
+ * current one, the one our pending UPDATE announces, and the one it
+ * replaced, in grace), so seeds are counted: the first reference
+ * subscribes a topic, the last one's going unsubscribes it.
+ */
+struct seedref {
+	struct veil_inbox	 in;	/* seed and epoch length (the peer's view) */
+	unsigned		 refs;
+};
+
+/* A card: a topic of its own, where REQUESTs come. */
+struct card {
+	char		 topic[INBOX_MAX];
+	struct veil_id	 cid;
+	int64_t		 expires;	/* ms; 0: never */
+	int		 one_time;
+};
+
 static struct {
-	struct veil_id	card_cid;
-	char		card_topic[INBOX_MAX];
-	char		shared_inbox[INBOX_MAX];
+	struct seedref	*seeds;
+	size_t		 nseeds, capseeds;
+	struct veil_inbox shared;	/* levels 1 and 3 */
+	int		 shared_ref;	/* the shared seed is referenced by us */
+	struct card	*cards;
+	size_t		 ncards;
+	char		 main_card[INBOX_MAX];
 } I;
 
-const struct veil_id *
-inbox_card_cid(void)
+static int
+same_inbox(const struct veil_inbox *a, const struct veil_inbox *b)
 {
-	return &I.card_cid;
+	return a->epoch == b->epoch &&
+	    sodium_memcmp(a->seed, b->seed, VEIL_SEED_BYTES) == 0;
+}
+
+static void
+seed_ref(const struct veil_inbox *in)
+{
+	struct seedref *p;
+
+	for (size_t i = 0; i < I.nseeds; i++)
+		if (same_inbox(&I.seeds[i].in, in)) {
+			I.seeds[i].refs++;
+			return;
+		}
+	if (I.nseeds == I.capseeds) {
+		size_t n = I.capseeds ? I.capseeds * 2 : 16;
+
+		if ((p = reallocarray(I.seeds, n, sizeof *p)) == NULL) {
+			log_warnx("out of memory: an inbox is not subscribed");
+			return;
+		}
+		I.seeds = p;
+		I.capseeds = n;
+	}
+	I.seeds[I.nseeds].in = *in;
+	I.seeds[I.nseeds++].refs = 1;
+	conn_topic_add(in);
+}
+
+static void
+seed_unref(const struct veil_inbox *in)
+{
+	for (size_t i = 0; i < I.nseeds; i++) {
+		if (!same_inbox(&I.seeds[i].in, in))
+			continue;
+		if (--I.seeds[i].refs > 0)
+			return;
+		conn_topic_del(&I.seeds[i].in);
+		sodium_memzero(&I.seeds[i], sizeof I.seeds[i]);
+		I.seeds[i] = I.seeds[--I.nseeds];
+		return;
+	}
+}
+
+/* What c writes to now (at most CONTACT_SEEDS). */
+static int
+contact_seeds(const struct contact *c, struct veil_inbox out[CONTACT_SEEDS])
+{
+	int n = 0;
+
+	if (c->state == CONTACT_REQUESTED && c->agree != NULL)
+		out[n++] = c->agree->my_inbox;
+	else if ((c->state == CONTACT_ACCEPTED ||
+	    c->state == CONTACT_ESTABLISHED) && c->pair.role != 0) {
+		out[n++] = c->pair.my_inbox;
+		if (c->pair.upd_pending && !same_inbox(&c->pair.upd_new, &out[0]))
+			out[n++] = c->pair.upd_new;
+		if (c->has_seed_prev && c->seed_prev_until > now_ms()) {
+			memcpy(out[n].seed, c->seed_prev, VEIL_SEED_BYTES);
+			out[n].epoch = c->seed_prev_epoch;
+			out[n].period = 0;
+			n++;
+		}
+		/* Where a restored contact's RESET-ACK comes. */
+		if (c->reset != NULL && !same_inbox(&c->reset->my_inbox, &out[0]))
+			out[n++] = c->reset->my_inbox;
+	}
+	return n;
+}
+
+void
+inbox_contact_sync(struct contact *c)
+{
+	struct veil_inbox now[CONTACT_SEEDS];
+	int n = contact_seeds(c, now), i, j;
+
+	/* Reference the new ones first: a seed that moves from one slot to
+	 * another is never unsubscribed in between. */
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < c->nreg && !same_inbox(&now[i], &c->reg[j]); j++)
+			;
+		if (j == c->nreg)
+			seed_ref(&now[i]);
+	}
+	for (j = 0; j < c->nreg; j++) {
+		for (i = 0; i < n && !same_inbox(&now[i], &c->reg[j]); i++)
+			;
+		if (i == n)
+			seed_unref(&c->reg[j]);
+	}
+	for (i = 0; i < n; i++)
+		c->reg[i] = now[i];
+	c->nreg = n;
+	sodium_memzero(now, sizeof now);
+}
+
+void
+inbox_contact_forget(struct contact *c)
+{
+	for (int j = 0; j < c->nreg; j++)
+		seed_unref(&c->reg[j]);
+	sodium_memzero(c->reg, sizeof c->reg);
+	c->nreg = 0;
+}
+
+/*
+ * The topic of a seed in our epoch: the peer numbers epochs with the
+ * length it knows for this seed, which is ours except while an UPDATE
+ * changing it is on its way; the epoch is taken at its start.  At level 1
+ * (no epochs) it is taken now: a contact told of our epochs before a
+ * restart at level 1 numbers them until our UPDATE reaches it.
+ */
+void
+inbox_foreach_topic(int64_t epoch, void (*cb)(const char *, void *), void *arg)
+{
+	uint64_t t = eng_epoch_len() != 0 ? (uint64_t)epoch * eng_epoch_len() : now_s();
+	char topic[INBOX_MAX];
+
+	for (size_t i = 0; i < I.nseeds; i++) {
+		const struct veil_inbox *in = &I.seeds[i].in;
+
+		if (veil_topic_text(in->seed, veil_epoch_number(t, in->epoch), topic,
+		    sizeof topic) == 0)
+			cb(topic, arg);
+	}
+}
+
+/* Level 1: when the topic of a seed still numbered by epochs changes next
+ * (ms), or 0 when none is. */
+int64_t
+inbox_next_change_ms(void)
+{
+	uint64_t now = now_s(), best = 0;
+
+	for (size_t i = 0; i < I.nseeds; i++) {
+		uint32_t l = I.seeds[i].in.epoch;
+		uint64_t at;
+
+		if (l == 0)
+			continue;
+		at = (now / l + 1) * l;
+		if (best == 0 || at < best)
+			best = at;
+	}
+	return (int64_t)best * 1000;
+}
+
+void
+inbox_shared(struct veil_inbox *out)
+{
+	*out = I.shared;
+}
+
+void
+inbox_for_contact(struct veil_inbox *out)
+{
+	if (eng_policy()->pair_inboxes) {
+		veil_seed_new(out->seed);
+		out->epoch = eng_epoch_len();
+		out->period = eng_key_period();
+	} else
+		*out = I.shared;
+}
+
+/* Our own reference to the shared seed keeps its topic subscribed while
+ * no contact writes there yet (a request in flight is one). */
+static void
+shared_ref(int on)
+{
+	if (on && !I.shared_ref && !eng_policy()->pair_inboxes) {
+		seed_ref(&I.shared);
+		I.shared_ref = 1;
+	} else if (!on && I.shared_ref) {
+		seed_unref(&I.shared);
+		I.shared_ref = 0;
+	}
+}
+
+/* A reload changed our epoch length or key period: the shared seed is
+ * given out with the new ones (the contacts learn them by UPDATE). */
+void
+inbox_params_changed(void)
+{
+	shared_ref(0);
+	I.shared.epoch = eng_epoch_len();
+	I.shared.period = eng_key_period();
+	shared_ref(1);
+}
+
+int
+inbox_reseed_shared(void)
+{
+	struct veil_inbox in = I.shared;
+
+	veil_seed_new(in.seed);
+	if (store_meta_set_blob(eng_store(), STORE_META_SHARED_SEED, in.seed,
+	    VEIL_SEED_BYTES) != 0) {
+		sodium_memzero(&in, sizeof in);
+		return -1;
+	}
+	shared_ref(0);
+	I.shared = in;
+	shared_ref(1);
+	sodium_memzero(&in, sizeof in);
+	return 0;
+}
+
+/* --- cards --------------------------------------------------------------- */
+
+static int
+card_cb(const struct store_inbox *in, void *arg)
+{
+	struct card *p;
+
+	(void)arg;
+	if (in->kind != STORE_INBOX_CARD)
+		return 0;
+	if ((p = reallocarray(I.cards, I.ncards + 1, sizeof *p)) == NULL)
+		return 1;
+	I.cards = p;
+	p = &I.cards[I.ncards];
+	memset(p, 0, sizeof *p);
+	copystr(p->topic, in->topic, sizeof p->topic);
+	if (veil_id_from_text(&p->cid, in->topic) != 0)
+		return 0;	/* not ours to read: skip it */
+	p->expires = in->retire_at;
+	p->one_time = in->one_time;
+	I.ncards++;
+	return 0;
+}
+
+/* The card rows, again, after any change (a handful of rows). */
+static int
+cards_load(void)
+{
+	free(I.cards);
+	I.cards = NULL;
+	I.ncards = 0;
+	if (store_inbox_list(eng_store(), now_ms(), card_cb, NULL) < 0) {
+		log_warnx("store: %s", store_errmsg(eng_store()));
+		return -1;
+	}
+	conn_cards_changed();
+	return 0;
+}
+
+static int
+card_add(const char *topic, int one_time, int64_t expires)
+{
+	struct store *st = eng_store();
+	int64_t id;
+
+	if ((id = store_inbox_add(st, topic, 0, STORE_INBOX_CARD, one_time,
+	    now_ms())) < 0)
+		return -1;
+	if (expires > 0 && store_inbox_retire(st, id, expires) != 1)
+		return -1;
+	return cards_load();
+}
+
+static void
+new_card_topic(char out[INBOX_MAX])
+{
+	struct veil_id id;
+
+	veil_id_new(&id, eng_cfg()->identity.id_bits);
+	veil_id_to_text(&id, out, INBOX_MAX);
+}
+
+/*
+ * The card to hand out.  Levels 1 and 2: the fixed card, or a fresh
+ * one-time card that its owner drops after one_time_ttl unless used.
+ * Level 3: cards live cards.ttl; a new one is made when the current one
+ * has less than half of that left, so a card handed out lives at least
+ * half of it.  Never the rotation schedule: a card says nothing of when
+ * our identifiers change.
+ */
+int
+inbox_card(int one_time, struct veil_id *cid, uint64_t *expires)
+{
+	const struct veild_config *cfg = eng_cfg();
+	int64_t now = now_ms(), ttl = (int64_t)cfg->cards.ttl_ms;
+	char topic[INBOX_MAX];
+	struct card *best = NULL;
+
+	*expires = 0;
+	if (one_time) {
+		int64_t until = now + (int64_t)cfg->cards.one_time_ttl_ms;
+
+		if (eng_policy()->card_per_conn && until > now + ttl)
+			until = now + ttl;
+		new_card_topic(topic);
+		if (card_add(topic, 1, until) != 0)
+			return -1;
+		if (veil_id_from_text(cid, topic) != 0)
+			return -1;
+		if (eng_policy()->card_per_conn)
+			*expires = (uint64_t)(until / 1000);
+		return 0;
+	}
+	if (!eng_policy()->card_per_conn) {
+		for (size_t i = 0; i < I.ncards; i++)
+			if (strcmp(I.cards[i].topic, I.main_card) == 0) {
+				*cid = I.cards[i].cid;
+				return 0;
+			}
+		return -1;
+	}
+	for (size_t i = 0; i < I.ncards; i++)
+		if (!I.cards[i].one_time && I.cards[i].expires - now > ttl / 2 &&
+		    (best == NULL || I.cards[i].expires > best->expires))
+			best = &I.cards[i];
+	if (best == NULL) {
+		new_card_topic(topic);
+		if (card_add(topic, 0, now + ttl) != 0 ||
+		    store_meta_set_text(eng_store(), STORE_META_CARD_CID, topic) != 0)
+			return -1;
+		copystr(I.main_card, topic, sizeof I.main_card);
+		return inbox_card(0, cid, expires);
+	}
+	*cid = best->cid;
+	*expires = (uint64_t)(best->expires / 1000);
+	return 0;
+}
+
+int
+inbox_card_live(const char *topic, struct veil_id *cid, int *one_time)
+{
+	int64_t now = now_ms();
+
+	for (size_t i = 0; i < I.ncards; i++)
+		if (strcmp(I.cards[i].topic, topic) == 0 &&
+		    (I.cards[i].expires == 0 || I.cards[i].expires > now)) {
+			*cid = I.cards[i].cid;
+			*one_time = I.cards[i].one_time;
+			return 1;
+		}
+	return 0;
+}
+
+/* A one-time card's first valid REQUEST came: it goes now. */
+void
+inbox_card_consume(const char *topic)
+{
+	struct store_inbox in;
+
+	if (store_inbox_get(eng_store(), topic, &in) != 1 ||
+	    store_inbox_retire(eng_store(), in.id, now_ms()) != 1)
+		log_warnx("store: %s", store_errmsg(eng_store()));
+	cards_load();
+}
+
+void
+inbox_foreach_card(void (*cb)(const char *, int64_t, void *), void *arg)
+{
+	for (size_t i = 0; i < I.ncards; i++)
+		cb(I.cards[i].topic, I.cards[i].expires, arg);
 }
 
 const char *
 inbox_card_topic(void)
 {
-	return I.card_topic;
+	return I.main_card;
 }
 
-const char *
-inbox_shared(void)
-{
-	return I.shared_inbox;
-}
-
-void
-inbox_replace_shared(const char *shared, const char *card)
-{
-	copystr(I.shared_inbox, shared, sizeof I.shared_inbox);
-	copystr(I.card_topic, card, sizeof I.card_topic);
-	if (veil_id_from_text(&I.card_cid, card) != 0)
-		log_warnx("rotation: a malformed card ID");
-}
-
-void
-inbox_new_id(char out[INBOX_MAX])
-{
-	struct veil_id id;
-
-	veil_id_new(&id, eng_cfg()->identity.id_bits);
-	veil_id_to_text(&id, out, VEIL_ID_TEXT_MAX);
-}
-
-int
-inbox_add(const char *inbox, int64_t contact_id, int kind, int one_time)
-{
-	int64_t r = store_inbox_add(eng_store(), inbox, contact_id, kind,
-	    one_time, now_ms());
-
-	if (r < 0 && r != STORE_EXISTS)
-		return -1;
-	conn_subscribe(CONN_CUR, inbox);
-	return 0;
-}
-
-void
-inbox_retire(const char *inbox, int64_t at)
-{
-	struct store_inbox in;
-
-	if (inbox[0] != '\0' && store_inbox_get(eng_store(), inbox, &in) == 1 &&
-	    (in.retire_at == 0 || in.retire_at < at) &&
-	    store_inbox_retire(eng_store(), in.id, at) < 0)
-		log_warnx("store: %s", store_errmsg(eng_store()));
-}
-
-/* Is topic the new inbox of an UPDATE still waiting for its ACK?  Then it
- * must stay (the ACK, and with it the contact, would be lost).  O(n): for
- * the few shared inboxes only. */
-static int
-awaited_by_update(const char *topic)
-{
-	for (size_t i = 0; i < contact_count(); i++) {
-		struct contact *c = contact_at(i);
-
-		if (c->pair.upd_pending && strcmp(c->upd_inbox, topic) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-/* Will this inbox be replaced by the rotation that is starting?  Then it
- * stays on the old connection only. */
-static int
-inbox_rotates_away(const struct store_inbox *in)
-{
-	struct contact *c;
-
-	if (in->retire_at != 0)
-		return 1;
-	if (in->kind == STORE_INBOX_SHARED)
-		return strcmp(in->topic, I.shared_inbox) != 0 &&
-		    !awaited_by_update(in->topic);
-	if (in->kind != STORE_INBOX_PAIR)
-		return 0;
-	c = contact_find(in->contact_id);
-	return c != NULL && c->state == CONTACT_ESTABLISHED && !c->pair.upd_pending &&
-	    strcmp(c->my_inbox, in->topic) == 0;
-}
-
-static int
-inbox_sub_cb(const struct store_inbox *in, void *arg)
-{
-	enum sub_mode mode = *(enum sub_mode *)arg;
-
-	if (in->kind == STORE_INBOX_CARD && conn_has_card()) {
-		if (mode == SUB_START)
-			conn_subscribe(CONN_CARD, in->topic);
-		return 0;
-	}
-	if (mode == SUB_ROTATE) {
-		if (!inbox_rotates_away(in))
-			conn_subscribe(CONN_CUR, in->topic);
-		return 0;
-	}
-	if (mode == SUB_KEEP_GRACE) {
-		/* Everything the old connection holds that still lives: the
-		 * inboxes in their grace period, and older shared inboxes a
-		 * contact still writes to (it has not confirmed our UPDATE). */
-		if (in->retire_at != 0 || (in->kind == STORE_INBOX_SHARED &&
-		    strcmp(in->topic, I.shared_inbox) != 0))
-			conn_subscribe(CONN_CUR, in->topic);
-		return 0;
-	}
-	/* At start, inboxes in a grace period go back to the previous
-	 * client ID when we still know it. */
-	conn_subscribe(in->retire_at != 0 && conn_has_old() ? CONN_OLD : CONN_CUR,
-	    in->topic);
-	return 0;
-}
-
-int
-inbox_subscribe_all(enum sub_mode mode)
-{
-	int r = store_inbox_list(eng_store(), now_ms(), inbox_sub_cb, &mode);
-
-	if (r < 0)
-		log_warnx("store: %s", store_errmsg(eng_store()));
-	return r;
-}
-
-static int
-grace_cb(const struct store_inbox *in, void *arg)
-{
-	int64_t *latest = arg;
-
-	if (in->retire_at > *latest)
-		*latest = in->retire_at;
-	return 0;
-}
-
-int64_t
-inbox_grace_end(void)
-{
-	int64_t latest = 0;
-
-	store_inbox_list(eng_store(), now_ms(), grace_cb, &latest);
-	return latest;
-}
-
-static int
-count_grace_cb(const struct store_inbox *in, void *arg)
-{
-	int *n = arg;
-
-	if (in->retire_at != 0 && !(in->kind == STORE_INBOX_CARD && conn_has_card()))
-		(*n)++;
-	return 0;
-}
-
-/* Are inboxes of the previous epoch still in their grace period? */
-int
-inbox_in_grace(void)
-{
-	int n = 0;
-
-	store_inbox_list(eng_store(), now_ms(), count_grace_cb, &n);
-	return n > 0;
-}
-
-/*
- * An inbox lives while it is in use, and a grace period after:
- *  - the current shared inbox (levels 1, 3);
- *  - a contact's inbox (it is where the peer sends), and while an UPDATE
- *    is pending also the new inbox it announced;
- *  - so both live until the UPDATE-ACK arrives, however long the peer
- *    stays offline: the ACK comes to the new one, and until then the
- *    peer may not have read the UPDATE and writes to the old one; its
- *    own UPDATEs come there too.  Retiring the old inbox after the grace
- *    period instead deadlocks two peers whose UPDATEs crossed and were
- *    not read in time: each would announce to an inbox the other gave up.
- * The replaced inbox gets the grace period after the ACK.  Used inboxes
- * that were retired get their grace extended; unused ones are retired.
- * A hash set of the used topics keeps this O(contacts).
- */
-struct topic_set {
-	const char	**slot;
-	size_t		  mask;
-};
-
-static size_t
-topic_hash(const char *t)
-{
-	size_t h = 5381;
-
-	while (*t != '\0')
-		h = h * 33 + (unsigned char)*t++;
-	return h;
-}
-
-static void
-topic_set_add(struct topic_set *ts, const char *t)
-{
-	size_t i;
-
-	if (t[0] == '\0')
-		return;
-	for (i = topic_hash(t) & ts->mask; ts->slot[i] != NULL; i = (i + 1) & ts->mask)
-		if (strcmp(ts->slot[i], t) == 0)
-			return;
-	ts->slot[i] = t;
-}
-
-static int
-topic_set_has(const struct topic_set *ts, const char *t)
-{
-	size_t i;
-
-	for (i = topic_hash(t) & ts->mask; ts->slot[i] != NULL; i = (i + 1) & ts->mask)
-		if (strcmp(ts->slot[i], t) == 0)
-			return 1;
-	return 0;
-}
-
-static int
-inbox_gc_cb(const struct store_inbox *in, void *arg)
-{
-	const struct topic_set *used = arg;
-	int64_t until = now_ms() + (int64_t)eng_cfg()->rotation.grace_ms;
-	int r = 0;
-
-	if (in->kind == STORE_INBOX_CARD)
-		return 0;	/* cards follow their own rules */
-	if (topic_set_has(used, in->topic)) {
-		if (in->retire_at != 0 && in->retire_at < until)
-			r = store_inbox_retire(eng_store(), in->id, until);
-	} else if (in->retire_at == 0)
-		r = store_inbox_retire(eng_store(), in->id, until);
-	return r < 0 ? 1 : 0;
-}
-
-static void
-inbox_gc(void)
-{
-	struct topic_set used;
-	size_t cap = 64;
-
-	while (cap < 4 * (contact_count() + 1))	/* two topics a contact, load <= 1/2 */
-		cap *= 2;
-	if ((used.slot = calloc(cap, sizeof *used.slot)) == NULL)
-		return;
-	used.mask = cap - 1;
-	if (!eng_policy()->pair_inboxes)
-		topic_set_add(&used, I.shared_inbox);
-	for (size_t i = 0; i < contact_count(); i++) {
-		struct contact *c = contact_at(i);
-
-		/* Until its ACK, the peer may not have read our UPDATE
-		 * (offline, or unable to open it yet): it still writes to
-		 * the old inbox, and its own UPDATEs arrive only there. */
-		topic_set_add(&used, c->my_inbox);
-		if (c->pair.upd_pending)
-			topic_set_add(&used, c->upd_inbox);
-	}
-	if (txn_begin() == 0) {
-		/* Also the rows whose time ran out since the last pass: an
-		 * inbox in use must be kept even if its extension lapsed
-		 * (grace is as short as the 2 s between passes in tests). */
-		if (store_inbox_list_all(eng_store(), inbox_gc_cb, &used) < 0 ||
-		    txn_commit() != 0) {
-			log_warnx("inbox GC: store: %s", store_errmsg(eng_store()));
-			txn_rollback();
-		}
-	}
-	free(used.slot);
-}
-
-static int
-inbox_expire_cb(const struct store_inbox *in, void *arg)
-{
-	(void)arg;
-	conn_unsubscribe(in->topic);
-	return 0;
-}
-
-/*
- * The GC (keeps what is in use, lapsed or not, retires the rest), then the
- * expiry.  Also right before inboxes move to another connection: a row
- * whose time ran out must neither be carried over (it would live on
- * under the next client ID) nor be left behind while in use.
- */
 void
 inbox_housekeeping(void)
 {
-	inbox_gc();
-	if (store_inbox_expire(eng_store(), now_ms(), inbox_expire_cb, NULL) < 0)
-		log_warnx("inbox expiry: store: %s", store_errmsg(eng_store()));
+	int n = store_inbox_expire(eng_store(), now_ms(), NULL, NULL);
+
+	if (n < 0)
+		log_warnx("store: %s", store_errmsg(eng_store()));
+	else if (n > 0)
+		cards_load();
 }
 
-/* The card's contact ID (fixed at levels 1 and 2) and the shared inbox
- * (levels 1 and 3), created at the first start. */
+/*
+ * The shared seed (levels 1 and 3) and the fixed card (levels 1 and 2),
+ * made at the first start.
+ */
 int
 inbox_init(char *err, size_t errlen)
 {
@@ -325,29 +433,27 @@ inbox_init(char *err, size_t errlen)
 	memset(&I, 0, sizeof I);
 	if (store_meta_get(st, &m) != 1)
 		goto storefail;
-	if (m.card_cid[0] == '\0') {
-		inbox_new_id(m.card_cid);
+	if (!m.has_shared_seed) {
+		veil_seed_new(m.shared_seed);
+		if (store_meta_set_blob(st, STORE_META_SHARED_SEED, m.shared_seed,
+		    VEIL_SEED_BYTES) != 0)
+			goto storefail;
+	}
+	memcpy(I.shared.seed, m.shared_seed, VEIL_SEED_BYTES);
+	I.shared.epoch = eng_epoch_len();
+	I.shared.period = eng_key_period();
+	sodium_memzero(&m.shared_seed, sizeof m.shared_seed);
+	if (!eng_policy()->card_per_conn && m.card_cid[0] == '\0') {
+		new_card_topic(m.card_cid);
 		if (store_meta_set_text(st, STORE_META_CARD_CID, m.card_cid) != 0 ||
 		    store_inbox_add(st, m.card_cid, 0, STORE_INBOX_CARD, 0,
 		    now_ms()) < 0)
 			goto storefail;
 	}
-	if (veil_id_from_text(&I.card_cid, m.card_cid) != 0) {
-		seterr(err, errlen, "damaged card ID in the store");
-		return -1;
-	}
-	copystr(I.card_topic, m.card_cid, sizeof I.card_topic);
-	if (m.shared_inbox[0] == '\0') {
-		inbox_new_id(m.shared_inbox);
-		if (store_meta_set_text(st, STORE_META_SHARED_INBOX,
-		    m.shared_inbox) != 0)
-			goto storefail;
-	}
-	copystr(I.shared_inbox, m.shared_inbox, sizeof I.shared_inbox);
-	if (!eng_policy()->pair_inboxes &&
-	    store_inbox_add(st, I.shared_inbox, 0, STORE_INBOX_SHARED, 0,
-	    now_ms()) == -1)
+	copystr(I.main_card, m.card_cid, sizeof I.main_card);
+	if (store_inbox_expire(st, now_ms(), NULL, NULL) < 0 || cards_load() != 0)
 		goto storefail;
+	shared_ref(1);
 	return 0;
 storefail:
 	seterr(err, errlen, "store: %s", store_errmsg(st));
@@ -357,5 +463,8 @@ storefail:
 void
 inbox_shutdown(void)
 {
-	memset(&I, 0, sizeof I);
+	sodium_memzero(I.seeds, I.capseeds * sizeof *I.seeds);
+	free(I.seeds);
+	free(I.cards);
+	sodium_memzero(&I, sizeof I);
 }

@@ -1,4 +1,4 @@
-/* mqtt.c: the MQTT transport driver on paho.mqtt.c MQTTAsync (MQTT 5, QoS 1). */
+/* mqtt.c: the MQTT transport driver's operations on paho.mqtt.c MQTTAsync (MQTT 5, QoS 1): sessions, subscriptions, publishes. */
 
 /*
  * Sessions.  A peer that is offline must not lose frames, so the broker has
@@ -20,56 +20,25 @@
  * have lost the session (restart without persistence, expiry), and a
  * SUBSCRIBE for a topic already held is harmless.
  *
- * MQTT 5 rather than 3.1.1: session expiry is what lets us discard an old
- * session without reconnecting under the old ID, and Maximum Packet Size
- * is what keeps oversized publishes away.  A 3.1.1-only broker is not
- * supported.
- *
  * Topics.  mqtt.topic_prefix is an MQTT matter (broker ACLs): this driver
  * puts it in front of every topic it subscribes and publishes, and takes
  * it off what it delivers.  The engine only ever sees its inbox names.
- *
- * Threads.  paho runs its callbacks on its own threads.  They only copy what
- * they got into a queue under a mutex and activate a libevent event; all
- * state lives on the loop thread, which drains the queue.  No paho call is
- * ever made with the queue mutex held, and none from a paho callback.  This
- * needs evthread_use_pthreads() before the event base is created (the
- * caller's job).  Each request carries a sequence number; a late answer for
- * a request that was re-issued or abandoned matches nothing and is dropped.
- *
- * Broker input is bounded.  CONNECT carries a Maximum Packet Size of one
- * frame's PUBLISH on our longest possible topic (mqtt_max_packet()), so a
- * broker that follows MQTT 5 drops anything larger instead of sending it
- * (mosquitto logs "Dropping too large outgoing PUBLISH").  One that does
- * not can still make paho read one such packet: paho has no limit of its
- * own.  On paho's thread, a payload that is not exactly frames.size bytes
- * is dropped before anything is copied.  The hand-off queue to the loop
- * holds at most MQTT_QUEUE_MSGS frames and MQTT_QUEUE_BYTES bytes; beyond
- * that, arriving frames are dropped and counted (on_dropped).  Why drop
- * rather than stop acknowledging: paho sends the PUBACK before it calls us
- * (MQTTProtocol_handlePublishes), so refusing a message only moves it into
- * paho's own unbounded queue, and MQTT 5's Receive Maximum counts unacked
- * messages, which paho never has.  A dropped frame is not lost for good:
- * the peer's outbox retransmits until our end-to-end ACK, and a first-
- * contact REQUEST is resent too.  The loop drains the queue in batches of
- * MQTT_DRAIN_BATCH, so a flood cannot starve the rest of the daemon either.
  *
  * Reconnects use transport.c's timer on the loop (exponential, with
  * jitter) instead of paho's automaticReconnect, which does not retry a
  * failed first connect.  Publishes beyond the in-flight window wait on the
  * loop side: handing paho everything at once is an order of magnitude
  * slower.
+
+ *
+ * The files: paho's threads and the hand-off to the loop are in
+ * mqtt_paho.c; what a connection presents (CONNECT options, TLS,
+ * credentials, the proxy) in mqtt_connect.c.
  */
 
 #include <sys/queue.h>
 
-#include <sys/socket.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-
-#include <dirent.h>
 #include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -84,388 +53,7 @@
 #include "compat.h"
 #include "config.h"
 #include "log.h"
-#include "transport_driver.h"
-
-#define MQTT_CONNECT_TIMEOUT	10	/* s, per server URI */
-#define MQTT_DISCONNECT_WAIT	1000	/* ms for in-flight work at a rotation */
-#define MQTT_CLOSE_WAIT		1000	/* ms for paho to say DISCONNECT at free */
-#define MQTT_DRAIN_BATCH	256	/* events per wake before yielding */
-#define MQTT_QUEUE_MSGS		1024	/* frames waiting for the loop */
-#define MQTT_QUEUE_BYTES	(4 << 20)
-#define MQTT_CONTROL_MIN	512	/* bytes: CONNACK, SUBACK of a batch */
-#define MQTT_SUB_BATCH		128
-#define MQTT_RANDOM_USER	16	/* characters */
-#define MQTT_RANDOM_PASS	24
-
-enum mev_type {
-	MEV_UP,		/* seq = connect attempt */
-	MEV_DOWN,	/* seq = connect attempt; text = reason */
-	MEV_LOST,	/* seq = handle generation */
-	MEV_CLOSED,	/* seq = handle generation */
-	MEV_MSG,	/* text = topic; data, len */
-	MEV_PUB,	/* seq = request */
-	MEV_SUB,
-	MEV_UNSUB,
-};
-
-struct mreq;
-
-/* One allocation: text and data point into buf. */
-struct mev {
-	TAILQ_ENTRY(mev)	 entry;
-	enum mev_type		 type;
-	uint64_t		 seq;
-	int			 ok;
-	int			 permanent;	/* MEV_PUB failure: do not retry */
-	int			 session_present;
-	struct mreq		*rq;		/* to free on the loop */
-	char			*text;
-	void			*data;
-	size_t			 len;
-	size_t			 cost;		/* MEV_MSG: against the bound */
-	char			 buf[];
-};
-TAILQ_HEAD(mev_list, mev);
-
-struct mqtt;
-
-/*
- * Context of one paho request.  The loop thread owns it: the callback only
- * reads it and hands it back in its event, and the loop frees it then, or
- * at transport_free() for requests paho never answered.
- */
-struct mreq {
-	LIST_ENTRY(mreq)	 entry;
-	struct mqtt		*m;
-	uint64_t		 seq;
-	enum mev_type		 type;
-	int			 batch;		/* topics of a subscribeMany */
-};
-LIST_HEAD(mreq_list, mreq);
-
-/* One paho client: paho fixes the client ID at creation. */
-struct mhandle {
-	struct mqtt	*m;
-	uint64_t	 gen;
-	MQTTAsync	 cli;
-	char		 id[TRANSPORT_CLIENT_ID_MAX + 1];
-	char		*user;		/* presented at every (re)connect */
-	char		*pass;
-};
-
-struct mqtt {
-	struct transport	 t;
-
-	/* From the configuration; read-only once created (paho's threads
-	 * read frame_size and wire_max too). */
-	char			**uris;
-	int			 nuris;
-	char			*username;
-	char			*password;
-	int			 random_username;
-	char			*proxy;
-	int			 keepalive_s;
-	uint32_t		 expiry_s;
-	uint32_t		 max_packet;
-	size_t			 wire_max;	/* longest topic, prefix included */
-
-	/* transport_set_credentials(): they win over the configuration. */
-	int			 own_creds;
-	char			*own_user;
-	char			*own_pass;
-
-	struct mhandle		*cur;		/* NULL: disconnect()ed */
-	struct mhandle		*closing;	/* sending its DISCONNECT */
-	/*
-	 * A destroyed handle is freed only at the next destroy: a paho thread
-	 * may still be inside one of its callbacks, reading h->m and h->gen.
-	 */
-	struct mhandle		*dead;
-	uint64_t		 seq;
-	uint64_t		 attempt;	/* current connect request */
-	int			 session_present; /* of the last CONNACK */
-	struct mreq_list	 reqs;		/* outstanding */
-
-	struct event		*wake_ev;
-	struct event		*more_ev;	/* drain continues here */
-	int			 lock_ok;
-	pthread_mutex_t		 lock;		/* guards what follows */
-	pthread_cond_t		 cond;		/* an event was queued */
-	struct mev_list		 events;
-	size_t			 qmsgs, qbytes;	/* MEV_MSG in events */
-	unsigned int		 qdropped;	/* not yet reported */
-};
-
-static const struct timeval mqtt_zero_tv = { 0, 0 };
-
-static void	mqtt_start_connect(struct mqtt *);
-
-/* --- paho's threads: check, copy, enqueue, wake ------------------------------ */
-
-static void
-mqtt_enqueue(struct mqtt *m, struct mev *ev)
-{
-	pthread_mutex_lock(&m->lock);
-	TAILQ_INSERT_TAIL(&m->events, ev, entry);
-	pthread_cond_signal(&m->cond);
-	pthread_mutex_unlock(&m->lock);
-	event_active(m->wake_ev, EV_READ, 0);
-}
-
-static struct mev *
-mev_new(enum mev_type type, uint64_t seq, size_t extra)
-{
-	struct mev	*ev;
-
-	if ((ev = calloc(1, sizeof(*ev) + extra)) == NULL)
-		return NULL;
-	ev->type = type;
-	ev->seq = seq;
-	return ev;
-}
-
-/*
- * Out of memory on paho's thread: nothing sane to do but drop the event.
- * A lost UP/DOWN is caught by the next state change, a lost PUB by the
- * engine's retransmission.
- */
-static void
-mqtt_post(struct mqtt *m, struct mreq *rq, enum mev_type type, uint64_t seq,
-    int ok, int permanent, const char *text)
-{
-	struct mev	*ev;
-	size_t		 n = text != NULL ? strlen(text) + 1 : 0;
-
-	if ((ev = mev_new(type, seq, n)) == NULL)
-		return;
-	ev->rq = rq;
-	ev->ok = ok;
-	ev->permanent = permanent;
-	if (text != NULL) {
-		ev->text = ev->buf;
-		memcpy(ev->text, text, n);
-	}
-	mqtt_enqueue(m, ev);
-}
-
-static void
-mqtt_cb_connected(void *ctx, MQTTAsync_successData5 *r)
-{
-	struct mreq	*rq = ctx;
-	struct mev	*ev;
-
-	if ((ev = mev_new(MEV_UP, rq->seq, 0)) != NULL) {
-		ev->session_present = r != NULL ? r->alt.connect.sessionPresent : 0;
-		ev->rq = rq;
-		mqtt_enqueue(rq->m, ev);
-	}
-}
-
-static void
-mqtt_cb_connect_failed(void *ctx, MQTTAsync_failureData5 *r)
-{
-	struct mreq	*rq = ctx;
-	char		 why[256];
-
-	if (r == NULL)
-		snprintf(why, sizeof(why), "connect failed");
-	else if (r->reasonCode != MQTTREASONCODE_SUCCESS)
-		snprintf(why, sizeof(why), "connect refused: %s",
-		    MQTTReasonCode_toString(r->reasonCode));
-	else
-		snprintf(why, sizeof(why), "connect failed: %s",
-		    r->message != NULL ? r->message : MQTTAsync_strerror(r->code));
-	mqtt_post(rq->m, rq, MEV_DOWN, rq->seq, 0, 0, why);
-}
-
-static void
-mqtt_cb_lost(void *ctx, char *cause)
-{
-	struct mhandle	*h = ctx;
-
-	(void)cause;	/* always NULL in paho 1.3 */
-	mqtt_post(h->m, NULL, MEV_LOST, h->gen, 0, 0, "connection lost");
-}
-
-/*
- * MQTT 5: the broker closed the session with a DISCONNECT packet (reason
- * code, e.g. 0x82 protocol error after a session resumption).  paho
- * reports that here and not through connectionLost, and then considers
- * the client disconnected: without this, veild believed it was still
- * connected and stopped receiving for good.
- */
-static void
-mqtt_cb_server_disconnect(void *ctx, MQTTProperties *props, enum MQTTReasonCodes rc)
-{
-	struct mhandle	*h = ctx;
-
-	(void)props;
-	(void)rc;
-	mqtt_post(h->m, NULL, MEV_LOST, h->gen, 0, 0, "the broker closed the connection");
-}
-
-/* Junk, or no room: paho's copy goes, and the loop hears how many. */
-static int
-mqtt_drop(struct mqtt *m, char *topic, MQTTAsync_message *msg)
-{
-	MQTTAsync_freeMessage(&msg);
-	MQTTAsync_free(topic);
-	pthread_mutex_lock(&m->lock);
-	m->qdropped++;
-	pthread_mutex_unlock(&m->lock);
-	event_active(m->wake_ev, EV_READ, 0);
-	return 1;	/* consumed: paho would only offer it again */
-}
-
-static int
-mqtt_cb_message(void *ctx, char *topic, int topiclen, MQTTAsync_message *msg)
-{
-	struct mhandle	*h = ctx;
-	struct mqtt	*m = h->m;
-	struct mev	*ev;
-	size_t		 tlen, cost;
-	int		 full;
-
-	tlen = topiclen > 0 ? (size_t)topiclen : strlen(topic);
-	/* Before any copy: every frame is frames.size bytes, on a topic no
-	 * longer than ours can be. */
-	if (msg->payloadlen < 0 || (size_t)msg->payloadlen != m->t.frame_size ||
-	    tlen > m->wire_max)
-		return mqtt_drop(m, topic, msg);
-	cost = sizeof(*ev) + tlen + 1 + m->t.frame_size;
-	pthread_mutex_lock(&m->lock);
-	full = m->qmsgs >= MQTT_QUEUE_MSGS ||
-	    m->qbytes + cost > MQTT_QUEUE_BYTES;
-	if (!full) {
-		/* Reserved now, so that two paho threads cannot both take
-		 * the last place. */
-		m->qmsgs++;
-		m->qbytes += cost;
-	}
-	pthread_mutex_unlock(&m->lock);
-	if (full)
-		return mqtt_drop(m, topic, msg);
-	if ((ev = mev_new(MEV_MSG, 0, tlen + 1 + m->t.frame_size)) == NULL) {
-		pthread_mutex_lock(&m->lock);
-		m->qmsgs--;
-		m->qbytes -= cost;
-		pthread_mutex_unlock(&m->lock);
-		return 0;	/* paho offers it again later */
-	}
-	ev->cost = cost;
-	ev->text = ev->buf;
-	memcpy(ev->text, topic, tlen);
-	ev->text[tlen] = '\0';
-	ev->data = ev->buf + tlen + 1;
-	ev->len = m->t.frame_size;
-	memcpy(ev->data, msg->payload, ev->len);
-	MQTTAsync_freeMessage(&msg);
-	MQTTAsync_free(topic);
-	mqtt_enqueue(m, ev);
-	return 1;
-}
-
-static void
-mqtt_cb_done(void *ctx, MQTTAsync_successData5 *r)
-{
-	struct mreq	*rq = ctx;
-	int		 ok = 1;
-
-	/* SUBACK carries the granted QoS, or a failure code >= 0x80; a
-	 * batch (subscribeMany) is ok only if every topic in it is. */
-	if (r != NULL && r->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR)
-		ok = 0;
-	/* paho fills alt.sub / alt.unsub for the Many calls only. */
-	if (r != NULL && rq->batch > 1 && (rq->type == MEV_SUB || rq->type == MEV_UNSUB)) {
-		int n = rq->type == MEV_SUB ? r->alt.sub.reasonCodeCount :
-		    r->alt.unsub.reasonCodeCount;
-		enum MQTTReasonCodes *rc = rq->type == MEV_SUB ?
-		    r->alt.sub.reasonCodes : r->alt.unsub.reasonCodes;
-
-		for (int i = 0; rc != NULL && i < n; i++)
-			if (rc[i] >= MQTTREASONCODE_UNSPECIFIED_ERROR)
-				ok = 0;
-	}
-	mqtt_post(rq->m, rq, rq->type, rq->seq, ok, !ok, NULL);
-}
-
-static void
-mqtt_cb_failed(void *ctx, MQTTAsync_failureData5 *r)
-{
-	struct mreq	*rq = ctx;
-	int		 permanent = 0;
-
-	/* A reason code from the broker is its answer; anything else is the
-	 * connection going away, and worth another try. */
-	if (r != NULL && r->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR)
-		permanent = 1;
-	mqtt_post(rq->m, rq, rq->type, rq->seq, 0, permanent, NULL);
-}
-
-static void
-mqtt_cb_disconnected(void *ctx, MQTTAsync_successData5 *r)
-{
-	struct mreq	*rq = ctx;
-
-	(void)r;
-	mqtt_post(rq->m, rq, MEV_CLOSED, rq->seq, 1, 0, NULL);
-}
-
-static void
-mqtt_cb_disconnect_failed(void *ctx, MQTTAsync_failureData5 *r)
-{
-	struct mreq	*rq = ctx;
-
-	(void)r;
-	mqtt_post(rq->m, rq, MEV_CLOSED, rq->seq, 0, 0, NULL);
-}
-
-/* --- loop thread ------------------------------------------------------------ */
-
-static struct mreq *
-mreq_new(struct mqtt *m, enum mev_type type)
-{
-	struct mreq	*rq;
-
-	if ((rq = malloc(sizeof(*rq))) == NULL)
-		return NULL;
-	rq->m = m;
-	rq->seq = ++m->seq;
-	rq->type = type;
-	rq->batch = 0;
-	LIST_INSERT_HEAD(&m->reqs, rq, entry);
-	return rq;
-}
-
-static void
-mreq_done(struct mreq *rq)
-{
-	if (rq == NULL)
-		return;
-	LIST_REMOVE(rq, entry);
-	free(rq);
-}
-
-static void
-mqtt_handle_free(struct mhandle *h)
-{
-	if (h == NULL)
-		return;
-	free(h->user);
-	if (h->pass != NULL) {
-		explicit_bzero(h->pass, strlen(h->pass));
-		free(h->pass);
-	}
-	free(h);
-}
-
-static void
-mqtt_destroy_handle(struct mqtt *m, struct mhandle *h)
-{
-	MQTTAsync_destroy(&h->cli);
-	mqtt_handle_free(m->dead);
-	m->dead = h;
-}
+#include "mqtt_int.h"
 
 /* Sends one SUBSCRIBE (live) or UNSUBSCRIBE for up to MQTT_SUB_BATCH
  * topics: re-subscribing 10,000 inboxes after a reconnect is 80 packets,
@@ -481,7 +69,7 @@ mqtt_send_batch(struct mqtt *m, struct transport_topic **tps, int n, int live)
 
 	if (n == 0)
 		return;
-	if ((rq = mreq_new(m, live ? MEV_SUB : MEV_UNSUB)) == NULL) {
+	if ((rq = mqtt_req_new(m, live ? MEV_SUB : MEV_UNSUB)) == NULL) {
 		log_warnx("mqtt: out of memory");
 		return;
 	}
@@ -501,7 +89,7 @@ mqtt_send_batch(struct mqtt *m, struct transport_topic **tps, int n, int live)
 	if (rc != MQTTASYNC_SUCCESS) {
 		log_debug("mqtt: %s batch: %s", live ? "subscribe" : "unsubscribe",
 		    MQTTAsync_strerror(rc));
-		mreq_done(rq);
+		mqtt_req_done(rq);
 		for (i = 0; i < n; i++)
 			transport_topic_set_req(&m->t, tps[i], 0);
 	}
@@ -540,7 +128,7 @@ mqtt_send_sub(struct mqtt *m, struct transport_topic *tp)
 	struct mreq			*rq;
 	int				 rc;
 
-	if ((rq = mreq_new(m, tp->live ? MEV_SUB : MEV_UNSUB)) == NULL) {
+	if ((rq = mqtt_req_new(m, tp->live ? MEV_SUB : MEV_UNSUB)) == NULL) {
 		log_warnx("mqtt: out of memory");
 		return;
 	}
@@ -557,7 +145,7 @@ mqtt_send_sub(struct mqtt *m, struct transport_topic *tp)
 		/* Connection going down: the next connect tries again. */
 		log_debug("mqtt: %s %s: %s", tp->live ? "subscribe" :
 		    "unsubscribe", tp->wire, MQTTAsync_strerror(rc));
-		mreq_done(rq);
+		mqtt_req_done(rq);
 		transport_topic_set_req(&m->t, tp, 0);
 	}
 }
@@ -600,7 +188,7 @@ mqtt_leave(struct mqtt *m, int end_session)
 			transport_topic_free(&m->t, tp);
 	}
 
-	if ((rq = mreq_new(m, MEV_CLOSED)) == NULL) {
+	if ((rq = mqtt_req_new(m, MEV_CLOSED)) == NULL) {
 		mqtt_destroy_handle(m, h);
 		return;
 	}
@@ -622,47 +210,11 @@ mqtt_leave(struct mqtt *m, int end_session)
 	MQTTProperties_free(&dopts.properties);
 	if (rc != MQTTASYNC_SUCCESS) {
 		/* Not connected: nothing to say to the broker. */
-		mreq_done(rq);
+		mqtt_req_done(rq);
 		mqtt_destroy_handle(m, h);
 		return;
 	}
 	m->closing = h;
-}
-
-/*
- * TCP_NODELAY on our broker connections.  veil's traffic is small frames
- * that are often answered (delivery ACKs, UPDATE-ACKs): with Nagle on, a
- * frame written right after another waits for the broker's delayed ACK,
- * about 40 ms each way (measured: docs/benchmarks.md).  paho gives no
- * access to its socket, so every TCP socket of the process gets the
- * option; the daemon has no other TCP sockets (the control socket is a
- * Unix socket).
- */
-static void
-mqtt_nodelay(void)
-{
-	DIR		*d;
-	struct dirent	*de;
-	int		 on = 1, fd, type, domain;
-	socklen_t	 len;
-
-	if ((d = opendir("/proc/self/fd")) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] < '0' || de->d_name[0] > '9')
-			continue;
-		fd = atoi(de->d_name);
-		len = sizeof(type);
-		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
-		    type != SOCK_STREAM)
-			continue;
-		len = sizeof(domain);
-		if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == -1 ||
-		    (domain != AF_INET && domain != AF_INET6))
-			continue;
-		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-	}
-	closedir(d);
 }
 
 /* From transport_went_up(): the session decides what paho still has. */
@@ -684,7 +236,7 @@ mqtt_restore(struct transport *t)
 	mqtt_send_subs(m);
 }
 
-static void
+void
 mqtt_on_up(struct mqtt *m, struct mev *ev)
 {
 	if (m->cur == NULL || ev->seq != m->attempt ||
@@ -695,11 +247,12 @@ mqtt_on_up(struct mqtt *m, struct mev *ev)
 	transport_went_up(&m->t, ev->session_present ? "" : ", new session");
 }
 
-static void
+void
 mqtt_on_down(struct mqtt *m, struct mev *ev)
 {
 	struct transport_topic	*tp;
-	int			 was_up;
+	char			 tls[300], why[600];
+	int			 was_up, refused = 0;
 
 	/* A late answer to an earlier attempt or handle says nothing now. */
 	if (m->cur == NULL || m->t.state == TRANSPORT_DOWN)
@@ -714,13 +267,18 @@ mqtt_on_down(struct mqtt *m, struct mev *ev)
 	m->t.state = TRANSPORT_DOWN;
 	TAILQ_FOREACH(tp, &m->t.topics, entry)
 		transport_topic_set_req(&m->t, tp, 0);
+	snprintf(why, sizeof(why), "%s", ev->text != NULL ? ev->text : "down");
+	if (ev->type == MEV_DOWN && m->ntls_hosts > 0) {
+		refused = mqtt_tls_reason(m, tls, sizeof(tls));
+		if (tls[0] != '\0')
+			snprintf(why, sizeof(why), "connect failed: %s", tls);
+	}
 	/* In-flight publishes stay with paho: it sends them again if the
 	 * broker still has our session, else mqtt_restore() requeues them. */
-	transport_went_down(&m->t, was_up, ev->text != NULL ? ev->text :
-	    "down", 0);
+	transport_went_down(&m->t, was_up, why, refused);
 }
 
-static void
+void
 mqtt_on_pub(struct mqtt *m, struct mev *ev)
 {
 	struct transport_pub	*p;
@@ -735,7 +293,7 @@ mqtt_on_pub(struct mqtt *m, struct mev *ev)
 		transport_pub_again(&m->t, p);
 }
 
-static void
+void
 mqtt_on_sub(struct mqtt *m, struct mev *ev)
 {
 	struct transport_topic	*tp;
@@ -757,7 +315,7 @@ mqtt_on_sub(struct mqtt *m, struct mev *ev)
 	}
 }
 
-static void
+void
 mqtt_on_message(struct mqtt *m, struct mev *ev)
 {
 	struct transport_topic	*tp;
@@ -770,64 +328,6 @@ mqtt_on_message(struct mqtt *m, struct mev *ev)
 		return;
 	}
 	m->t.cbs.on_message(tp->name, ev->data, ev->len, m->t.arg);
-}
-
-static void
-mqtt_wake(evutil_socket_t fd, short what, void *arg)
-{
-	struct mqtt	*m = arg;
-	struct mev	*ev;
-	unsigned int	 dropped;
-	int		 n;
-
-	(void)fd;
-	(void)what;
-	for (n = 0; n < MQTT_DRAIN_BATCH; n++) {
-		pthread_mutex_lock(&m->lock);
-		if ((ev = TAILQ_FIRST(&m->events)) != NULL) {
-			TAILQ_REMOVE(&m->events, ev, entry);
-			if (ev->type == MEV_MSG) {
-				m->qmsgs--;
-				m->qbytes -= ev->cost;
-			}
-		}
-		dropped = m->qdropped;
-		m->qdropped = 0;
-		pthread_mutex_unlock(&m->lock);
-		transport_dropped(&m->t, dropped);
-		if (ev == NULL)
-			return;
-		switch (ev->type) {
-		case MEV_UP:
-			mqtt_on_up(m, ev);
-			break;
-		case MEV_DOWN:
-		case MEV_LOST:
-			mqtt_on_down(m, ev);
-			break;
-		case MEV_CLOSED:
-			if (m->closing != NULL && m->closing->gen == ev->seq) {
-				mqtt_destroy_handle(m, m->closing);
-				m->closing = NULL;
-			}
-			break;
-		case MEV_MSG:
-			mqtt_on_message(m, ev);
-			break;
-		case MEV_PUB:
-			mqtt_on_pub(m, ev);
-			break;
-		case MEV_SUB:
-		case MEV_UNSUB:
-			mqtt_on_sub(m, ev);
-			break;
-		}
-		mreq_done(ev->rq);
-		free(ev);
-	}
-	/* More left: let the rest of the loop run first (a zero timer, not
-	 * event_active(), which libevent would run again in this very pass). */
-	evtimer_add(m->more_ev, &mqtt_zero_tv);
 }
 
 static void
@@ -850,7 +350,7 @@ mqtt_send(struct transport *t, struct transport_pub *p, uint64_t *req)
 	uint64_t			 seq;
 	int				 rc;
 
-	if ((rq = mreq_new(m, MEV_PUB)) == NULL)
+	if ((rq = mqtt_req_new(m, MEV_PUB)) == NULL)
 		return 1;
 	ro.onSuccess5 = mqtt_cb_done;
 	ro.onFailure5 = mqtt_cb_failed;
@@ -865,127 +365,12 @@ mqtt_send(struct transport *t, struct transport_pub *p, uint64_t *req)
 		*req = seq;
 		return 0;
 	}
-	mreq_done(rq);
+	mqtt_req_done(rq);
 	if (rc == MQTTASYNC_MAX_MESSAGES_INFLIGHT ||
 	    rc == MQTTASYNC_DISCONNECTED || rc == MQTTASYNC_NO_MORE_MSGIDS)
 		return 1;	/* an answer or a reconnect will pump again */
 	log_warnx("mqtt: publish: %s", MQTTAsync_strerror(rc));
 	return -1;
-}
-
-static void
-mqtt_start_connect(struct mqtt *m)
-{
-	MQTTAsync_connectOptions	 co = MQTTAsync_connectOptions_initializer5;
-	MQTTProperties			 props = MQTTProperties_initializer;
-	MQTTProperty			 prop;
-	struct mreq			*rq;
-	int				 rc;
-
-	if ((rq = mreq_new(m, MEV_UP)) == NULL) {
-		transport_retry_arm(&m->t);
-		return;
-	}
-	m->attempt = rq->seq;
-	memset(&prop, 0, sizeof(prop));
-	prop.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL;
-	prop.value.integer4 = m->expiry_s;
-	rc = MQTTProperties_add(&props, &prop);
-	memset(&prop, 0, sizeof(prop));
-	prop.identifier = MQTTPROPERTY_CODE_MAXIMUM_PACKET_SIZE;
-	prop.value.integer4 = m->max_packet;
-	if (rc == 0)
-		rc = MQTTProperties_add(&props, &prop);
-	if (rc != 0) {
-		/* Without them the session or the bound would be wrong. */
-		log_warnx("mqtt: connect: cannot set the properties");
-		MQTTProperties_free(&props);
-		mreq_done(rq);
-		transport_retry_arm(&m->t);
-		return;
-	}
-
-	co.keepAliveInterval = m->keepalive_s;
-	co.cleansession = 0;
-	co.cleanstart = 0;
-	co.maxInflight = m->t.window;
-	co.username = m->cur->user;
-	co.password = m->cur->pass;
-	co.connectTimeout = MQTT_CONNECT_TIMEOUT;
-	co.retryInterval = 0;
-	co.serverURIs = m->uris;
-	co.serverURIcount = m->nuris;
-	co.MQTTVersion = MQTTVERSION_5;
-	co.automaticReconnect = 0;
-	co.connectProperties = &props;
-	co.onSuccess5 = mqtt_cb_connected;
-	co.onFailure5 = mqtt_cb_connect_failed;
-	co.context = rq;
-	co.httpProxy = m->proxy;
-	co.httpsProxy = m->proxy;
-
-	m->t.state = TRANSPORT_CONNECTING;
-	rc = MQTTAsync_connect(m->cur->cli, &co);
-	MQTTProperties_free(&props);
-	if (rc != MQTTASYNC_SUCCESS) {
-		mreq_done(rq);
-		m->t.state = TRANSPORT_DOWN;
-		log_warnx("mqtt: connect: %s", MQTTAsync_strerror(rc));
-		transport_retry_arm(&m->t);
-	}
-}
-
-/* n random characters of [0-9a-zA-Z]. */
-static char *
-mqtt_random_text(size_t n)
-{
-	static const char	 a[] =
-	    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-	char			*s;
-	size_t			 i;
-
-	if ((s = malloc(n + 1)) == NULL)
-		return NULL;
-	for (i = 0; i < n; i++)
-		s[i] = a[arc4random_uniform(sizeof(a) - 1)];
-	s[n] = '\0';
-	return s;
-}
-
-static char *
-mqtt_strdup_opt(const char *s, int *bad)
-{
-	char	*d;
-
-	if (s == NULL)
-		return NULL;
-	if ((d = strdup(s)) == NULL)
-		*bad = 1;
-	return d;
-}
-
-/*
- * What this client ID presents.  Random ones are drawn per client ID, not
- * per reconnect: a broker sees one name per session either way, and one
- * that changed under a resumed session would only stand out.
- */
-static int
-mqtt_handle_creds(struct mqtt *m, struct mhandle *h)
-{
-	int	 bad = 0;
-
-	if (m->own_creds) {
-		h->user = mqtt_strdup_opt(m->own_user, &bad);
-		h->pass = mqtt_strdup_opt(m->own_pass, &bad);
-	} else if (m->random_username) {
-		h->user = mqtt_random_text(MQTT_RANDOM_USER);
-		h->pass = mqtt_random_text(MQTT_RANDOM_PASS);
-		bad = h->user == NULL || h->pass == NULL;
-	} else {
-		h->user = mqtt_strdup_opt(m->username, &bad);
-		h->pass = mqtt_strdup_opt(m->password, &bad);
-	}
-	return bad ? -1 : 0;
 }
 
 /* --- operations ------------------------------------------------------------- */
@@ -1098,35 +483,6 @@ mqtt_op_client_id(const struct transport *t)
 	return m->cur != NULL ? m->cur->id : NULL;
 }
 
-/* Until paho has answered h's DISCONNECT, or MQTT_CLOSE_WAIT. */
-static void
-mqtt_wait_closed(struct mqtt *m, const struct mhandle *h)
-{
-	struct timespec	 ts;
-	struct mev	*ev;
-	int		 rc = 0;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += MQTT_CLOSE_WAIT / 1000;
-	ts.tv_nsec += (long)(MQTT_CLOSE_WAIT % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&m->lock);
-	for (;;) {
-		TAILQ_FOREACH_REVERSE(ev, &m->events, mev_list, entry)
-			if (ev->type == MEV_CLOSED && ev->seq == h->gen)
-				break;
-		if (ev != NULL || rc == ETIMEDOUT)
-			break;
-		rc = pthread_cond_timedwait(&m->cond, &m->lock, &ts);
-	}
-	pthread_mutex_unlock(&m->lock);
-	if (ev == NULL)
-		log_debug("mqtt: no answer to the DISCONNECT of %s", h->id);
-}
-
 /*
  * The session ends here: paho's own DISCONNECT at MQTTAsync_destroy()
  * carries no Session Expiry, which would leave the session to its CONNECT
@@ -1177,7 +533,7 @@ mqtt_op_close(struct transport *t, int deliver)
 	}
 	/* No paho thread is left to answer: every request goes now. */
 	while ((rq = LIST_FIRST(&m->reqs)) != NULL)
-		mreq_done(rq);
+		mqtt_req_done(rq);
 	for (i = 0; i < m->nuris; i++)
 		free(m->uris[i]);
 	free(m->uris);
@@ -1187,7 +543,7 @@ mqtt_op_close(struct transport *t, int deliver)
 		free(m->password);
 	}
 	(void)mqtt_op_set_credentials(t, NULL, NULL);	/* frees our own */
-	free(m->proxy);
+	mqtt_connect_free(m);
 }
 
 static const struct transport_ops mqtt_transport_ops = {
@@ -1205,39 +561,6 @@ static const struct transport_ops mqtt_transport_ops = {
 	.client_id = mqtt_op_client_id,
 	.close = mqtt_op_close,
 };
-
-static size_t
-mqtt_varint_len(size_t v)
-{
-	size_t	 n = 1;
-
-	while (v >= 128) {
-		v /= 128;
-		n++;
-	}
-	return n;
-}
-
-/*
- * The largest packet the broker may send us: a PUBLISH of one frame at
- * QoS 1 on our longest possible topic, with no properties (veil publishes
- * none, and we ask for neither topic aliases nor subscription
- * identifiers).  Everything else a broker sends is small; the floor keeps
- * room for a CONNACK's properties and the SUBACK of a batch even with the
- * probe's tiny frames.
- */
-static uint32_t
-mqtt_max_packet(size_t frame, size_t topic)
-{
-	size_t	 rl;
-
-	rl = 2 + topic		/* topic name, length first */
-	    + 2			/* packet identifier (QoS 1) */
-	    + 1			/* property length: 0 */
-	    + frame;
-	rl += 1 + mqtt_varint_len(rl);	/* packet type, remaining length */
-	return rl < MQTT_CONTROL_MIN ? MQTT_CONTROL_MIN : (uint32_t)rl;
-}
 
 struct transport *
 mqtt_transport_new(const struct veild_config *cfg, struct event_base *base,
@@ -1307,7 +630,10 @@ mqtt_transport_new(const struct veild_config *cfg, struct event_base *base,
 	}
 	m->username = mqtt_strdup_opt(cfg->mqtt.username, &bad);
 	m->password = mqtt_strdup_opt(cfg->mqtt.password, &bad);
-	m->proxy = mqtt_strdup_opt(cfg->mqtt.proxy, &bad);
+	if (mqtt_connect_init(m, cfg, err, errlen) == -1) {
+		transport_free(&m->t);
+		return NULL;
+	}
 	m->wake_ev = event_new(base, -1, 0, mqtt_wake, m);
 	m->more_ev = evtimer_new(base, mqtt_wake, m);
 	if (bad || m->wake_ev == NULL || m->more_ev == NULL) {

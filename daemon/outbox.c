@@ -32,7 +32,8 @@ backoff(int attempts)
 /* Frames held back by send jitter. */
 struct delayed {
 	struct event	*ev;
-	char		 inbox[INBOX_MAX];
+	int64_t		 epoch;		/* ours when they were sealed */
+	char		 topic[INBOX_MAX];
 	int		 n;
 	uint8_t		 frames[];
 };
@@ -44,7 +45,7 @@ delayed_fire(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
-	conn_publish(d->inbox, d->frames, d->n);
+	conn_publish(d->epoch, d->topic, d->frames, d->n);
 	event_free(d->ev);
 	free(d);
 }
@@ -56,17 +57,18 @@ delayed_fire(evutil_socket_t fd, short ev, void *arg)
  * resend.
  */
 void
-publish_direct(const char *inbox, const uint8_t *frames, int n)
+publish_direct(int64_t epoch, const char *topic, const uint8_t *frames, int n)
 {
 	size_t fs = eng_cfg()->frames.size;
 	uint64_t j = eng_cfg()->frames.jitter_ms;
 	struct delayed *d;
 
 	if (j == 0 || (d = malloc(sizeof *d + (size_t)n * fs)) == NULL) {
-		conn_publish(inbox, frames, n);
+		conn_publish(epoch, topic, frames, n);
 		return;
 	}
-	copystr(d->inbox, inbox, sizeof d->inbox);
+	d->epoch = epoch;
+	copystr(d->topic, topic, sizeof d->topic);
 	d->n = n;
 	memcpy(d->frames, frames, (size_t)n * fs);
 	j = randombytes_uniform(j > UINT32_MAX ? UINT32_MAX : (uint32_t)j);
@@ -74,7 +76,7 @@ publish_direct(const char *inbox, const uint8_t *frames, int n)
 	    timer_add_ms(d->ev, (int64_t)j) != 0) {
 		if (d->ev != NULL)
 			event_free(d->ev);
-		conn_publish(inbox, frames, n);
+		conn_publish(epoch, topic, frames, n);
 		free(d);
 	}
 }
@@ -102,45 +104,85 @@ seal_msg(const struct veil_dirkey *k, uint64_t *seq, uint8_t type,
 	return buf;
 }
 
-/* Seals under the contact's transmit key (always one the peer reads),
- * saves the counter, publishes.  Must run inside a store transaction
- * opened by the caller, or alone. */
+/*
+ * The topic of in's owner and our epoch, both of one instant: a frame
+ * goes on the connection of the epoch its topic was taken for.  Taken
+ * apart, a boundary between the two (the seal and the store write lie
+ * between them) would send an old epoch's topic from the new epoch's
+ * connection, and the broker would see the two connections of one user
+ * write to one topic (protocol.md 5).
+ */
+int64_t
+inbox_topic_now(const struct veil_inbox *in, char out[INBOX_MAX])
+{
+	int64_t t = now_ms();
+
+	if (veil_topic_text(in->seed, veil_epoch_number((uint64_t)t / 1000,
+	    in->epoch), out, INBOX_MAX) != 0)
+		out[0] = '\0';
+	return conn_epoch_at(t);
+}
+
+int64_t
+peer_topic(const struct contact *c, char out[INBOX_MAX])
+{
+	return inbox_topic_now(&c->pair.peer_inbox, out);
+}
+
+/* Seals under the contact's transmit chain (always one the peer reads),
+ * at the current key period, saves the counter, publishes to the peer's
+ * topic of now.  Must run inside a store transaction opened by the
+ * caller, or alone. */
 int
 send_to(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
     const uint8_t *body, size_t len, int attempt)
 {
-	struct veil_txdir *tx = &c->pair.tx;
+	struct veil_txchain *tx = &c->pair.tx;
+	char topic[INBOX_MAX];
 	uint8_t *frames;
+	int64_t epoch;
 	int n;
 
-	if (!tx->live)
+	if (!tx->live || c->pair.role == 0)
 		return -1;
+	/* Restored, keys not renewed yet: the stale chains seal nothing
+	 * (protocol.md 6.1); the outbox keeps what waits. */
+	if (contact_resetting(c))
+		return 0;
+	contact_advance(c);
 	/*
 	 * A retransmission jumps to a resync landmark the receiver keeps
-	 * armed, in case it lost more frames than its lookahead covers.  One
-	 * jump per contact per second: the convergence argument is one jump
-	 * per attempt, and a backlog of many rows must not climb the levels
-	 * once per row (that overshoots the receiver's highest landmark).
-	 * Past the last level the sender stops climbing: a receiver that
-	 * missed every level lost the frames outright, and only the clock
-	 * landmark, at most once an hour, can still meet it.
+	 * armed, in case it lost more frames than its lookahead covers
+	 * (protocol.md 2.1).  Up the ladder one jump per contact per second:
+	 * the convergence argument is one jump per attempt, and a backlog of
+	 * many rows must not climb the levels once per row (that overshoots
+	 * the receiver's highest landmark).  Beyond the ladder (attempt 6 on,
+	 * past its top stride: its rungs may all have been lost, the
+	 * receiver away) the clock landmark of this slot, if not used yet:
+	 * each is used once, so it needs no gate, and the next slot's is
+	 * ahead again.
 	 */
-	if (attempt > 0 && c->jumped_at != eng_tick()) {
-		uint64_t hour = contact_clock_hour();
+	if (attempt > 0) {
+		uint64_t seq = veil_txchain_resync(tx, now_s(), (unsigned)attempt);
 
-		if (attempt <= VEIL_RESYNC_LEVELS)
-			tx->seq = veil_resync_seq(tx->seq, (unsigned)attempt);
-		else if (veil_clock_seq(hour) > tx->seq)
-			tx->seq = veil_clock_seq(hour);
-		c->jumped_at = eng_tick();
+		if (seq != tx->seq && (c->jumped_at != eng_tick() ||
+		    veil_clock_landmark(seq, NULL))) {
+			tx->seq = seq;
+			c->jumped_at = eng_tick();
+		}
 	}
+	epoch = peer_topic(c, topic);
+	if (topic[0] == '\0')
+		return -1;
 	if ((frames = seal_msg(&tx->k, &tx->seq, type, msgid, body, len, &n)) == NULL)
 		return -1;
 	if (contact_save(c) != 0) {
 		free(frames);
 		return -1;
 	}
-	txn_publish(c->peer_inbox, frames, n);	/* after commit when in a transaction */
+	/* After commit when in a transaction; on the connection of the
+	 * epoch its topic belongs to. */
+	txn_publish(epoch, topic, frames, n);
 	free(frames);
 	return 0;
 }
@@ -182,7 +224,9 @@ due_cb(const struct store_outbox *o, void *arg)
 
 	if ((d->body = malloc(o->body_len ? o->body_len : 1)) == NULL)
 		return 1;
-	memcpy(d->body, o->body, o->body_len);
+	/* An empty message has no body at all (NULL): memcpy may not see it. */
+	if (o->body_len > 0)
+		memcpy(d->body, o->body, o->body_len);
 	d->len = o->body_len;
 	d->id = o->id;
 	d->contact_id = o->contact_id;
@@ -223,10 +267,14 @@ outbox_flush(void)
 			struct contact *c = contact_find(d->contact_id);
 			int64_t next = now + backoff(d->attempts + 1);
 
-			if (c != NULL && d->type == VEIL_T_REQUEST &&
-			    c->state == CONTACT_REQUESTED)
-				resend_request(c, d->msgid, d->body, d->len);
-			else if (c != NULL && c->state == CONTACT_ESTABLISHED)
+			if (c != NULL && d->type == VEIL_T_RESET) {
+				if (reset_resend(c, d->msgid, d->body, d->len) == 1)
+					continue;	/* over: the row is gone */
+			} else if (c != NULL && d->type == VEIL_T_REQUEST &&
+			    c->state == CONTACT_REQUESTED) {
+				if (resend_request(c, d->msgid, d->body, d->len) == 1)
+					continue;	/* given up: the row is gone */
+			} else if (c != NULL && c->state == CONTACT_ESTABLISHED)
 				send_to(c, (uint8_t)d->type, d->msgid, d->body, d->len,
 				    d->attempts + 1);
 			if (store_outbox_reschedule(st, d->id, next, d->attempts + 1) < 0)
@@ -244,6 +292,25 @@ outbox_flush(void)
 	}
 	free(l);
 	if (full)
+		outbox_flush_later();
+}
+
+/*
+ * A frame from c came: c is reachable now, so what waits for it with
+ * backoff goes at once (a peer back after a day need not wait for the
+ * next retransmission).  At most once a second per contact.
+ */
+void
+outbox_hurry(struct contact *c)
+{
+	int r;
+
+	if (c->hurried_at == eng_tick())
+		return;
+	c->hurried_at = eng_tick();
+	if ((r = store_outbox_hurry(eng_store(), c->id, now_ms())) < 0)
+		log_warnx("store: %s", store_errmsg(eng_store()));
+	else if (r > 0)
 		outbox_flush_later();
 }
 

@@ -8,20 +8,34 @@
 #include "core.h"
 #include "log.h"
 
-#define REASM_BYTES	(16u << 20)
+/*
+ * Reassembly: limits.reassembly in all; each contact at most two of its
+ * largest messages (one completing while the next begins) and
+ * REASM_PEER_MSGS partial ones.  A contact that sends more loses its own
+ * oldest partial message; when the total is reached the contact holding
+ * the most loses (libveil's per-sender budgets).  Anonymous senders hold
+ * nothing: a sealed frame is one whole REQUEST.
+ */
 #define REASM_MSGS	1024
+#define REASM_PEER_MSGS	64
 #define REASM_AGE_MS	(10 * 60 * 1000)
+/* The largest body of a protocol message (ACCEPT, UPDATE, ACK, ...):
+ * limits.message_max bounds what people send, not these. */
+#define PROTO_BODY_MAX	(64u << 10)
+/* Seconds between "over its quota" lines in the log. */
+#define QUOTA_LOG_S	60
 
 static struct {
 	struct veil_reasm	*reasm;
 	uint8_t			*bbuf;	/* one frame's body, scratch */
 	uint64_t		 frames_in, dropped;
+	int64_t			 quota_logged;	/* ms of the last quota line, 0: none */
 } R;
 
 void
-recv_count_dropped(void)
+recv_count_dropped(unsigned n)
 {
-	R.dropped++;
+	R.dropped += n;
 }
 
 void
@@ -44,7 +58,7 @@ recv_tick(int64_t now)
 	veil_reasm_expire(R.reasm, (uint64_t)now, REASM_AGE_MS);
 }
 
-void
+static void
 handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTES],
     const uint8_t *body, size_t len)
 {
@@ -54,21 +68,39 @@ handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTE
 	uint8_t ackid[VEIL_MSGID_BYTES];
 	struct engine_event ev;
 
-	if (c->state != CONTACT_ESTABLISHED) {
-		if (c->state != CONTACT_ACCEPTED)
-			return;
-		/* Data under the pair key proves the initiator derived it. */
-		c->state = CONTACT_ESTABLISHED;
-		finish_agreement(c);
-		eng_event_state(c, NULL);
-	}
+	int64_t rows, bytes;
+	int over;
+
+	if (c->state != CONTACT_ESTABLISHED)
+		return;
 	if (txn_begin() != 0) {
 		log_warnx("store: %s", store_errmsg(st));
 		return;
 	}
+	/* A contact over its unread quota is not acknowledged: it keeps
+	 * the message and sends it again later, when an app may have
+	 * acknowledged some (nothing is lost, it waits).  A copy of one we
+	 * hold is acknowledged as always. */
+	if (store_rx_usage(st, c->id, &rows, &bytes) != 0)
+		goto fail;
+	over = rows >= (int64_t)eng_cfg()->limits.unread_messages ||
+	    bytes + (int64_t)len > (int64_t)eng_cfg()->limits.unread_bytes;
 	isnew = store_rx_add(st, c->id, msgid, type, body, len, now_ms(), &rid);
 	if (isnew < 0)
 		goto fail;
+	if (isnew && over) {
+		txn_rollback();
+		R.dropped++;
+		if (R.quota_logged == 0 ||
+		    now_ms() - R.quota_logged >= QUOTA_LOG_S * 1000) {
+			R.quota_logged = now_ms();
+			log_info("contact %" PRId64 " is over its unread quota "
+			    "(%" PRId64 " messages, %" PRId64 " bytes): its "
+			    "messages wait at the sender until an app "
+			    "acknowledges some", c->id, rows, bytes);
+		}
+		return;
+	}
 	/* ACK every copy: the first ACK may have been lost.  A copy means
 	 * the sender did not hear us, maybe because it lost more of our
 	 * frames than its lookahead covers: answer it at a resync landmark,
@@ -82,6 +114,7 @@ handle_text(struct contact *c, uint8_t type, const uint8_t msgid[VEIL_MSGID_BYTE
 	if (isnew) {
 		memset(&ev, 0, sizeof ev);
 		ev.type = ENGINE_EV_MESSAGE;
+		ev.msgtype = type;
 		ev.name = c->name;
 		msgid_hex(msgid, ev.msgid);
 		ev.received = now_ms() / 1000;
@@ -105,7 +138,11 @@ handle_ack(struct contact *c, const uint8_t *body, size_t len)
 	for (size_t off = 0; off < len; off += VEIL_MSGID_BYTES) {
 		int r = store_outbox_ack(eng_store(), c->id, body + off, &row);
 
-		if (r == 1) {
+		/* A file's parts count for its transfer; apps hear of the
+		 * transfer, not of each part. */
+		if (r == 1 && row.type == VEIL_T_FILE)
+			file_acked(c, body + off);
+		else if (r == 1) {
 			memset(&ev, 0, sizeof ev);
 			ev.type = ENGINE_EV_DELIVERY;
 			ev.name = c->name;
@@ -123,6 +160,13 @@ on_text(struct contact *c, uint8_t t, const uint8_t *id, const uint8_t *b, size_
 {
 	handle_text(c, t, id, b, n);
 }
+
+static void
+on_file(struct contact *c, uint8_t t, const uint8_t *id, const uint8_t *b, size_t n)
+{
+	(void)t;
+	file_handle(c, id, b, n);
+}
 #define ADAPT(name, fn)							\
 static void								\
 name(struct contact *c, uint8_t t, const uint8_t *id, const uint8_t *b,	\
@@ -134,22 +178,22 @@ name(struct contact *c, uint8_t t, const uint8_t *id, const uint8_t *b,	\
 }
 ADAPT(on_ack, handle_ack)
 ADAPT(on_accept, handle_accept)
-ADAPT(on_confirm, handle_confirm)
 ADAPT(on_fail, handle_fail)
 ADAPT(on_update, handle_update)
 ADAPT(on_update_ack, handle_update_ack)
 ADAPT(on_update_done, handle_update_done)
 
-#define S_RX	(1 << SLOT_RX)
-#define S_PREV	(1 << SLOT_RX_PREV)
-#define S_EP0	(1 << SLOT_EPOCH0)
-#define S_PAIR	(S_RX | S_PREV)
+#define S_EP0	1	/* the agreement's epoch-0 key */
+#define S_PAIR	2	/* the pair's chains */
 
 /*
- * Which frame type is accepted under which key slot, and who handles it.
- * The epoch-0 key (K alone) proves nothing about the peer: it carries the
- * ACCEPT to the initiator and a FAIL, nothing else; a CONFIRM counts only
- * under the new pair key.  COVER is dropped after authentication.
+ * Which frame type is accepted under which key, and who handles it.  The
+ * epoch-0 key (K alone) proves nothing about the peer: it carries the
+ * ACCEPT to the initiator and a FAIL, nothing else (libveil's
+ * veil_agree_epoch0_allows() says which side may take which); everything
+ * else, the CONFIRM first, only under the pair's chains, which only the
+ * holders of both identity keys can derive.  COVER is dropped after
+ * authentication.
  */
 static const struct dispatch {
 	uint8_t	 type;
@@ -158,10 +202,10 @@ static const struct dispatch {
 		    const uint8_t *, size_t);
 } dispatch[] = {
 	{ VEIL_T_TEXT,		S_PAIR,	on_text },
-	{ VEIL_T_FILE,		S_PAIR,	on_text },
+	{ VEIL_T_FILE,		S_PAIR,	on_file },
 	{ VEIL_T_ACK,		S_PAIR,	on_ack },
 	{ VEIL_T_ACCEPT,	S_EP0,	on_accept },
-	{ VEIL_T_CONFIRM,	S_RX,	on_confirm },
+	{ VEIL_T_CONFIRM,	S_PAIR,	NULL },	/* pairing_proven took it */
 	{ VEIL_T_FAIL,		S_EP0,	on_fail },
 	{ VEIL_T_UPDATE,	S_PAIR,	on_update },
 	{ VEIL_T_UPDATE_ACK,	S_PAIR,	on_update_ack },
@@ -173,12 +217,27 @@ static void
 dispatch_msg(struct contact *c, int slot, uint8_t type,
     const uint8_t msgid[VEIL_MSGID_BYTES], const uint8_t *body, size_t len)
 {
+	int kind = slot == SLOT_EPOCH0 ? S_EP0 : S_PAIR;
+
+	if (kind == S_EP0 && (c->agree == NULL ||
+	    !veil_agree_epoch0_allows(c->agree, type))) {
+		log_debug("contact %" PRId64 ": %s under the agreement key dropped",
+		    c->id, veil_type_name(type));
+		return;
+	}
+	/* The requester's first frame under the pair's chains proves its
+	 * key: only then is the contact established (protocol.md 4). */
+	if (kind == S_PAIR && c->state == CONTACT_ACCEPTED) {
+		pairing_proven(c, type, body, len);
+		if (type == VEIL_T_CONFIRM || c->state != CONTACT_ESTABLISHED)
+			return;
+	}
 	for (size_t i = 0; i < sizeof dispatch / sizeof dispatch[0]; i++) {
 		const struct dispatch *d = &dispatch[i];
 
 		if (d->type != type)
 			continue;
-		if (!(d->slots & (1 << slot))) {
+		if (!(d->slots & kind)) {
 			log_debug("contact %" PRId64 ": %s under key slot %d dropped",
 			    c->id, veil_type_name(type), slot);
 			return;
@@ -189,6 +248,25 @@ dispatch_msg(struct contact *c, int slot, uint8_t type,
 	}
 }
 
+/* Has anything arrived under this chain? */
+static int
+rx_used(const struct veil_rxchain *rx)
+{
+	for (int i = 0; i < VEIL_RX_SLOTS; i++)
+		if (rx->slot[i].live && rx->slot[i].w.top != 0)
+			return 1;
+	return 0;
+}
+
+/* The largest body of a message of this type we take. */
+static size_t
+msg_max(uint8_t type)
+{
+	if (type == VEIL_T_TEXT || type == VEIL_T_FILE)
+		return eng_cfg()->limits.message_max;
+	return PROTO_BODY_MAX;
+}
+
 /* One authenticated frame of contact c: window, reassembly, dispatch. */
 static void
 contact_frame(struct contact *c, int slot, struct veil_rxdir *d, uint64_t seq,
@@ -197,6 +275,7 @@ contact_frame(struct contact *c, int slot, struct veil_rxdir *d, uint64_t seq,
 	size_t fs = eng_cfg()->frames.size;
 	struct veil_frame_hdr h;
 	uint8_t *msg = NULL;
+	uint64_t clock_slot;
 	size_t msglen;
 	int r;
 
@@ -208,15 +287,40 @@ contact_frame(struct contact *c, int slot, struct veil_rxdir *d, uint64_t seq,
 		return;
 	}
 	contact_rx_commit(c, slot, seq);
-	/* Still the old key after our UPDATE-DONE: it was lost. */
-	if (slot == SLOT_RX_PREV && c->pair.rx.w.top == 0 &&
-	    !c->pair.upd_pending && c->done_at != eng_tick() &&
-	    txn_begin() == 0) {
+	/* A sender beyond the resync ladder met us here (protocol.md 2.1). */
+	if (veil_clock_landmark(seq, &clock_slot))
+		log_debug("contact %" PRId64 " slot %d: frame at the clock "
+		    "landmark of slot %" PRIu64, c->id, slot, clock_slot);
+	/* Still the old chain after our UPDATE-DONE: it was lost. */
+	if (slot >= VEIL_PAIR_PREV && slot < VEIL_PAIR_OWNERS &&
+	    !rx_used(&c->pair.rx) && !c->pair.upd_pending &&
+	    c->done_at != eng_tick() && txn_begin() == 0) {
 		send_done(c);
 		txn_commit();
 	}
+	outbox_hurry(c);
+	/* Refused at its first frame, before any memory is set aside for
+	 * it, and never acknowledged: a larger message than we take. */
+	if ((uint64_t)h.frag_cnt * veil_frame_capacity(fs, 0) >
+	    msg_max(h.type) + veil_frame_capacity(fs, 0) - 1) {
+		log_debug("contact %" PRId64 ": %s of %u frames over the limit, "
+		    "dropped", c->id, veil_type_name(h.type), h.frag_cnt);
+		R.dropped++;
+		return;
+	}
 	r = veil_reasm_add(R.reasm, (uint64_t)c->id, &h, R.bbuf,
 	    veil_frame_capacity(fs, 0), (uint64_t)now_ms(), &msg, &msglen);
+	if (r == 1 && msglen > msg_max(h.type)) {
+		R.dropped++;
+		sodium_memzero(msg, msglen);
+		free(msg);
+		return;
+	}
+	if (r < 0) {
+		log_debug("contact %" PRId64 ": fragment dropped: %s", c->id,
+		    veil_strerror(r));
+		R.dropped++;
+	}
 	if (r == 1) {
 		/* One bracket: the handler's writes and the frames it answers
 		 * with go together (and are grouped with the other frames of
@@ -240,10 +344,8 @@ recv_frame(const char *topic, const uint8_t *frame, size_t len)
 	struct veil_frame_hdr h;
 	struct contact *c = NULL;
 	struct veil_rxdir *d;
-	uint8_t *msg = NULL;
-	size_t msglen;
 	uint64_t seq;
-	int slot, r;
+	int slot, on_card;
 
 	R.frames_in++;
 	if (len != fs) {
@@ -259,33 +361,60 @@ recv_frame(const char *topic, const uint8_t *frame, size_t len)
 		R.dropped++;
 		return;
 	}
-	/* Unknown tag: maybe a first-contact REQUEST sealed to our identity. */
-	if (veil_frame_open_box(frame, fs, id->pk, id->sk, &h, R.bbuf) != 0 ||
-	    h.type != VEIL_T_REQUEST) {
+	/*
+	 * Unknown tag: maybe a frame sealed to our identity: a first-contact
+	 * REQUEST on a live card of ours (an in-memory set), or a contact's
+	 * RESET or RESET-ACK after a restore on one of its inboxes.  Each
+	 * costs one X25519, whatever the number of contacts, and no store
+	 * access before it opens; a REQUEST anywhere but on a card, or a
+	 * reset on a card, is dropped.  One frame always: an anonymous sender
+	 * reserves no reassembly memory.
+	 */
+	{
+		struct veil_id cid;
+		int one_time;
+
+		on_card = inbox_card_live(topic, &cid, &one_time);
+	}
+	if (veil_frame_open_box(frame, fs, id->pk, id->sk, &h, R.bbuf) != 0) {
 		log_debug("frame on %s dropped: no key expects it", topic);
 		R.dropped++;
 		return;
 	}
-	r = veil_reasm_add(R.reasm, 0, &h, R.bbuf, veil_frame_capacity(fs, 1),
-	    (uint64_t)now_ms(), &msg, &msglen);
-	if (r == 1) {
+	{
 		int bracket = txn_begin() == 0;
 
-		handle_request(msg, msglen);
+		/* veil_frame_open_box took only the sealed types. */
+		if ((h.type == VEIL_T_REQUEST) != on_card) {
+			log_debug("frame on %s dropped: sealed type 0x%02x "
+			    "out of place", topic, h.type);
+			R.dropped++;
+		} else if (h.type == VEIL_T_RESET)
+			handle_reset(R.bbuf, h.len);
+		else if (h.type == VEIL_T_RESET_ACK)
+			handle_reset_ack(R.bbuf, h.len);
+		else
+			handle_request(topic, R.bbuf, h.len);
 		if (bracket)
 			txn_commit();
-		sodium_memzero(msg, msglen);
-		free(msg);
 	}
+	sodium_memzero(R.bbuf, fs);
 }
 
 int
 recv_init(void)
 {
+	const struct veild_config *cfg = eng_cfg();
+
 	memset(&R, 0, sizeof R);
-	R.reasm = veil_reasm_new(REASM_BYTES, REASM_MSGS);
-	R.bbuf = malloc(eng_cfg()->frames.size);
-	return R.reasm != NULL && R.bbuf != NULL ? 0 : -1;
+	/* Two of the largest messages, each rounded up to whole frames. */
+	R.reasm = veil_reasm_new(cfg->limits.reassembly, REASM_MSGS);
+	R.bbuf = malloc(cfg->frames.size);
+	if (R.reasm == NULL || R.bbuf == NULL ||
+	    veil_reasm_limit_peer(R.reasm, 2 * (cfg->limits.message_max +
+	    veil_frame_capacity(cfg->frames.size, 0)), REASM_PEER_MSGS) != 0)
+		return -1;
+	return 0;
 }
 
 void

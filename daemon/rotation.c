@@ -1,75 +1,125 @@
-/* rotation.c: the rotation scheduler, the batched announcement to every contact, and the contact update (UPDATE, UPDATE-ACK, UPDATE-DONE). */
+/* rotation.c: the contact update (UPDATE, UPDATE-ACK, UPDATE-DONE) — heals, new seeds, new settings — and what ends with time (old keys, old seeds). */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/event.h>
 #include <sodium.h>
 
 #include "core.h"
 #include "log.h"
 
-#define ROT_BATCH	64
-#define BACKLOG_MAX	256	/* frames handed to the transport, not yet at the broker */
-#define BACKLOG_WAIT_MS	20
+/* Frames handed to the broker and not yet acknowledged, past which a
+ * forced rotation waits: 10,000 UPDATEs queued at once would sit in
+ * memory (peak RSS). */
+#define RESEED_BACKLOG	256
 
-static struct {
-	struct event	*rot_ev;	/* next scheduled rotation */
-	struct event	*step_ev;	/* announces in batches */
-	int64_t		 next;		/* ms */
-	int64_t		 cursor;	/* last contact id announced */
-	int64_t		 grace_end;
-	int64_t		 epoch;
-} T;
+static void reseed_check(struct contact *);
+
+/*
+ * Identifiers change without any message (derived topics, conn.c); the
+ * contact update is kept for what cannot be derived (protocol.md 5, 6):
+ * a periodic Diffie-Hellman re-key that heals a compromise (keys.heal), a
+ * new seed (veilctl rotate; level 3 after a contact went), and new
+ * settings (a reload that changed the epoch length or the key period).
+ * Each goes out from the sweep (contact.c), a few contacts per loop pass,
+ * and waits in the outbox for its ACK.
+ */
 
 int64_t
-rotation_epoch(void)
+rotation_heal_time(void)
 {
-	return T.epoch;
+	int64_t h = (int64_t)eng_cfg()->keys.heal_ms;
+
+	if (h <= 0)
+		return 0;
+	/* Uniform in [h/2, 3h/2): heals are spread, not a burst. */
+	return now_ms() + h / 2 + random_below(h);
 }
 
-int64_t
-rotation_next(void)
+int
+update_start(struct contact *c, const struct veil_inbox *new)
 {
-	return T.next;
+	struct store *st = eng_store();
+	struct veil_inbox in = new != NULL ? *new : c->pair.my_inbox;
+	uint8_t msgid[VEIL_MSGID_BYTES];
+	char *body = NULL;
+	size_t blen = 0;
+	int64_t now = now_ms();
+
+	if (c->state != CONTACT_ESTABLISHED || c->pair.upd_pending ||
+	    contact_resetting(c))
+		return -1;
+	if (veil_update_build(&c->pair, eng_identity()->pk, eng_cfg()->identity.name,
+	    &in, 0, &body, &blen) != 0) {
+		sodium_memzero(&in, sizeof in);
+		return -1;
+	}
+	sodium_memzero(&in, sizeof in);
+	veil_msgid_new(msgid);
+	if (txn_begin() != 0)
+		goto fail;
+	memcpy(c->upd_msgid, msgid, sizeof c->upd_msgid);
+	c->has_upd_msgid = 1;
+	if (store_outbox_add(st, c->id, msgid, VEIL_T_UPDATE, body, blen, now,
+	    now + backoff(0)) < 0 ||
+	    send_to(c, VEIL_T_UPDATE, msgid, (const uint8_t *)body, blen, 0) != 0 ||
+	    txn_commit() != 0) {
+		txn_rollback();
+		goto fail;
+	}
+	free(body);
+	return 0;
+fail:
+	/* The pair took the update as pending: undo, or it would wait
+	 * for an ACK to an UPDATE that was never stored. */
+	c->pair.upd_pending = 0;
+	c->has_upd_msgid = 0;
+	log_warnx("contact %" PRId64 ": update: store: %s", c->id,
+	    store_errmsg(st));
+	free(body);
+	return -1;
 }
 
 void
 handle_update(struct contact *c, const uint8_t *body, size_t len)
 {
-	struct veil_id ocid;
 	struct veil_ccm ccm;
 	char *ack = NULL;
 	size_t acklen = 0;
 	uint8_t msgid[VEIL_MSGID_BYTES];
 	int r;
 
-	if (c->state != CONTACT_ESTABLISHED || veil_id_from_text(&ocid, c->peer_inbox) != 0)
+	if (c->state != CONTACT_ESTABLISHED)
 		return;
-	r = veil_update_on_update(&c->pair, &ocid, (const char *)body, len, &ccm, &ack, &acklen);
+	r = veil_update_on_update(&c->pair, c->peer_name, now_s(), (const char *)body,
+	    len, &ccm, &ack, &acklen);
 	if (r < 0) {
 		log_warnx("contact %" PRId64 ": UPDATE rejected: %s", c->id, veil_strerror(r));
 		eng_event_state(c, veil_strerror(r));
 		return;
 	}
-	veil_id_to_text(&ccm.new_cid, c->peer_inbox, sizeof c->peer_inbox);
+	if (r == 0 && ccm.name_changed) {
+		/* The peer renamed itself: the name it goes by changes, the
+		 * name we gave it does not. */
+		copystr(c->peer_name, ccm.cname, sizeof c->peer_name);
+		eng_event_state(c, "the contact changed its display name");
+	}
 	veil_msgid_new(msgid);
-	/* The ACK goes under tx, which the peer reads (the new key waits
-	 * in tx_next for its UPDATE-DONE); a repeated UPDATE means our ACK
-	 * was lost: resync as for data. */
+	/* The ACK goes under tx, which the peer reads (the new chain waits
+	 * in tx_next for its UPDATE-DONE), to the peer's new topic; a
+	 * repeated UPDATE means our ACK was lost: resync as for data. */
 	if (send_to(c, VEIL_T_UPDATE_ACK, msgid, (const uint8_t *)ack, acklen,
 	    r == 1 ? dup_attempt(c) : 0) != 0)
 		log_warnx("contact %" PRId64 ": cannot answer UPDATE", c->id);
-	log_debug("contact %" PRId64 " moved to %s", c->id, c->peer_inbox);
 	sodium_memzero(&ccm, sizeof ccm);
 	free(ack);
 }
 
 /*
- * UPDATE-DONE: we hold the key the peer's ACK announced, so it may switch
- * its transmit key to it.  Sent once with the ACK's handling and again,
- * at most once a second, while the peer still seals under the old key
- * (frames arriving under rx_prev before any under rx): the DONE was lost.
+ * UPDATE-DONE: we hold the chain the peer's ACK announced, so it may
+ * switch its transmit chain to it.  Sent with the ACK's handling and
+ * again, at most once a second, while the peer still seals under the old
+ * chain (frames arriving under rx_prev before any under rx): it was lost.
  */
 void
 send_done(struct contact *c)
@@ -98,6 +148,7 @@ handle_update_done(struct contact *c, const uint8_t *body, size_t len)
 		return;
 	}
 	if (r == 0) {
+		contact_advance(c);
 		if (contact_save(c) != 0)
 			log_warnx("store: %s", store_errmsg(eng_store()));
 		log_debug("contact %" PRId64 ": sending under the new key", c->id);
@@ -108,27 +159,32 @@ void
 handle_update_ack(struct contact *c, const uint8_t *body, size_t len)
 {
 	struct store *st = eng_store();
+	struct veil_inbox old = c->pair.my_inbox;
+	struct veil_clock clk;
 	int64_t now = now_ms(), grace = (int64_t)eng_cfg()->rotation.grace_ms;
 	int r;
 
-	contact_arm(c, SLOT_RX, 0);
-	contact_arm(c, SLOT_RX_PREV, 0);
-	r = veil_update_on_ack(&c->pair, (const char *)body, len);
-	contact_arm(c, SLOT_RX, 1);
-	contact_arm(c, SLOT_RX_PREV, 1);
+	eng_clock(&clk);
+	contact_arm(c, 0);
+	r = veil_update_on_ack(&c->pair, &clk, (const char *)body, len);
+	contact_arm(c, 1);
 	if (r != 0) {
 		log_debug("contact %" PRId64 ": UPDATE-ACK ignored: %s", c->id, veil_strerror(r));
+		sodium_memzero(&old, sizeof old);
 		return;
 	}
 	if (txn_begin() != 0)
 		return;
-	if (c->upd_inbox[0] != '\0') {
-		/* The grace period starts now: frames the peer wrote to the
-		 * old inbox before it read our UPDATE may still be on the way. */
-		inbox_retire(c->my_inbox, now + grace);
-		copystr(c->my_inbox, c->upd_inbox, sizeof c->my_inbox);
-		c->upd_inbox[0] = '\0';
+	/* The peer sends to the new seed from now on; what it wrote to the
+	 * old one before it read our UPDATE may still be on the way. */
+	if (memcmp(old.seed, c->pair.my_inbox.seed, VEIL_SEED_BYTES) != 0 ||
+	    old.epoch != c->pair.my_inbox.epoch) {
+		memcpy(c->seed_prev, old.seed, VEIL_SEED_BYTES);
+		c->seed_prev_epoch = old.epoch;
+		c->has_seed_prev = 1;
+		c->seed_prev_until = now + grace;
 	}
+	sodium_memzero(&old, sizeof old);
 	if (c->has_upd_msgid && store_outbox_ack(st, c->id, c->upd_msgid, NULL) < 0)
 		goto fail;
 	c->has_upd_msgid = 0;
@@ -136,332 +192,136 @@ handle_update_ack(struct contact *c, const uint8_t *body, size_t len)
 	send_done(c);
 	if (contact_save(c) != 0 || txn_commit() != 0)
 		goto fail;
-	log_debug("contact %" PRId64 ": rotation confirmed", c->id);
+	log_debug("contact %" PRId64 ": update confirmed", c->id);
 	return;
 fail:
 	txn_rollback();
 	log_warnx("store: %s", store_errmsg(st));
 }
 
+/* Does a receive chain hold a key that anything arrived under? */
+static int
+chain_used(const struct veil_rxchain *rx)
+{
+	for (int i = 0; i < VEIL_RX_SLOTS; i++)
+		if (rx->slot[i].live && rx->slot[i].w.top != 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * The sweep's work for one contact (in its transaction):
+ *  - rx_prev goes once the grace after our UPDATE-ACK passed and the peer
+ *    switched (something arrived under the new chain; it seals under the
+ *    old one until our DONE reaches it).  The ratchet wipes its past
+ *    periods meanwhile, so a quiet peer keeps no old key alive;
+ *  - an old seed goes at the end of its grace;
+ *  - a heal is due: a Diffie-Hellman re-key.
+ */
 void
-drop_prev_keys(void)
+rotation_check(struct contact *c, int64_t now)
 {
-	int64_t now = now_ms();
+	int save = 0;
 
-	for (size_t i = 0; i < contact_count(); i++) {
-		struct contact *c = contact_at(i);
-
-		/*
-		 * The old receive key goes when the grace period after our
-		 * UPDATE-ACK has passed and the peer has switched: something
-		 * arrived under the new key (it seals under the old one until
-		 * our UPDATE-DONE reaches it).  The transmit side keeps no old
-		 * key: the peer's UPDATE-DONE switches and wipes it.
-		 */
-		if (!c->pair.rx_prev.live || c->pair.rx.w.top == 0)
-			continue;	/* the peer still seals under it */
-		if (c->upd_prev_until > now)
-			continue;
-		contact_arm(c, SLOT_RX_PREV, 0);
-		veil_dirkey_wipe(&c->pair.rx_prev.k);
-		sodium_memzero(&c->pair.rx_prev, sizeof c->pair.rx_prev);
+	if (c->pair.rx_prev.live && chain_used(&c->pair.rx) &&
+	    c->upd_prev_until <= now) {
+		contact_arm(c, 0);
+		veil_pair_drop_prev(&c->pair);
+		contact_arm(c, 1);
 		c->upd_prev_until = 0;
+		save = 1;
+	}
+	if (c->has_seed_prev && c->seed_prev_until <= now) {
+		sodium_memzero(c->seed_prev, sizeof c->seed_prev);
+		c->has_seed_prev = 0;
+		c->seed_prev_until = 0;
+		save = 1;
+	}
+	if (save)
 		contact_save(c);
+	reseed_check(c);
+	if (c->state == CONTACT_ESTABLISHED && c->heal_at != 0 && c->heal_at <= now &&
+	    !c->pair.upd_pending && !contact_resetting(c) && conn_up()) {
+		c->heal_at = rotation_heal_time();
+		if (update_start(c, NULL) == 0)
+			log_debug("contact %" PRId64 ": re-keyed", c->id);
+		else
+			contact_save(c);
 	}
 }
 
 /*
- * Rotation gaps follow the paper's X(i+1) = X(i) + Rand(): exponential
- * with the configured mean, clipped to [min, max], drawn from libsodium
- * so neither the user nor an observer can predict or steer them.
+ * veilctl rotate: every contact gets a fresh seed (level 3: the new
+ * shared one) and a fresh DH.  The updates go out from the sweep, a batch
+ * per loop pass, so 100,000 contacts do not stall the loop; a restart in
+ * between leaves the rest on their old seeds (the next rotate or heal
+ * catches up).  The topics change with the next message, the client ID
+ * with the next epoch as always: a connection that switched mid-epoch
+ * would be linked to the one before by its timing.
  */
-static int64_t
-rotation_gap(void)
-{
-	const struct veild_config *cfg = eng_cfg();
-	double g = random_exp((double)cfg->rotation.mean_ms);
+static uint64_t reseed_gen;	/* announcements asked for */
+static int reseed_seed;		/* the last one gives new seeds */
 
-	if (g < (double)cfg->rotation.min_ms)
-		g = (double)cfg->rotation.min_ms;
-	if (g > (double)cfg->rotation.max_ms)
-		g = (double)cfg->rotation.max_ms;
-	return (int64_t)g;
-}
-
-static void
-rotation_arm(void)
+int
+rotation_reseed_all(int *announced)
 {
-	if (T.rot_ev != NULL)
-		timer_add_ms(T.rot_ev, T.next - now_ms());
-}
-
-/* Draws and persists the next rotation time: a restart neither resets nor
- * reveals the schedule. */
-static void
-rotation_schedule(void)
-{
-	T.next = now_ms() + rotation_gap();
-	if (store_meta_set_int(eng_store(), STORE_META_ROTATION_NEXT, T.next) != 0)
-		log_warnx("store: %s", store_errmsg(eng_store()));
-	rotation_arm();
+	return rotation_announce_all(1, announced);
 }
 
 /*
- * One rotation (make-before-break): a new client ID connects and
- * subscribes first; every established contact gets an UPDATE naming its
- * new inbox, kept in the outbox until its UPDATE-ACK; old inboxes stay
- * subscribed until the grace period ends.  Level 3 also replaces the
- * shared inbox and the card's contact ID.
+ * Every established contact gets an UPDATE: with a new seed (a forced
+ * rotation), or with our current settings (a reload changed the epoch
+ * length or the key period).
  */
-static int
-rotate(int *announced, char *err, size_t errlen)
+int
+rotation_announce_all(int new_seed, int *announced)
 {
-	struct store *st = eng_store();
-	char shared[INBOX_MAX], card[INBOX_MAX], id[VEIL_CLIENTID_MAX + 1];
-	int count = 0;
-	int64_t now = now_ms(), grace_end = now + (int64_t)eng_cfg()->rotation.grace_ms;
-	int64_t next = now + rotation_gap();
+	int n = 0;
 
-	if (!eng_policy()->rotates) {
-		seterr(err, errlen, "obscurity level 1 uses fixed identifiers: nothing rotates");
-		return ENGINE_ESTATE;
-	}
-	inbox_new_id(shared);
-	inbox_new_id(card);
-	veil_clientid_new(id, 0);
-	/* Everything the rotation decides commits at once (one fsync, not
-	 * six); the connections and memory follow only after. */
-	if (txn_begin() != 0)
-		goto storefail;
-	if (eng_policy()->card_rotates) {
-		if (store_inbox_add(st, shared, 0, STORE_INBOX_SHARED, 0, now) < 0 ||
-		    store_inbox_add(st, card, 0, STORE_INBOX_CARD, 0, now) < 0 ||
-		    store_meta_set_text(st, STORE_META_SHARED_INBOX, shared) != 0 ||
-		    store_meta_set_text(st, STORE_META_CARD_CID, card) != 0)
-			goto storefail;
-		/* The old shared inbox retires once no contact uses it
-		 * (inbox_gc): contacts still pairing, or not yet told, may. */
-		inbox_retire(inbox_card_topic(), grace_end);
-	}
-	if (store_meta_set_text(st, STORE_META_CLIENT_ID_PREV, conn_client_id()) != 0 ||
-	    store_meta_set_text(st, STORE_META_CLIENT_ID, id) != 0 ||
-	    store_meta_set_int(st, STORE_META_EPOCH, T.epoch + 1) != 0 ||
-	    store_meta_set_int(st, STORE_META_ROTATION_NEXT, next) != 0)
-		goto storefail;
-	if (txn_commit() != 0)
-		goto storefail;
-	T.epoch++;
-	T.next = next;
-	rotation_arm();
-	if (eng_policy()->card_rotates)
-		inbox_replace_shared(shared, card);
-	if (conn_rotate(id) != 0)
-		log_warnx("rotation: the new client ID applies after a restart");
-	for (size_t i = 0; i < contact_count(); i++) {
-		struct contact *c = contact_at(i);
-
-		if (c->state == CONTACT_ESTABLISHED && !c->pair.upd_pending)
-			count++;
-	}
-	log_info("rotation %" PRId64 ": telling %d contacts", T.epoch, count);
-	/* The UPDATEs go out in batches, one transaction each, between
-	 * which the loop serves everything else: 10,000 contacts must not
-	 * stall it. */
-	T.cursor = 0;
-	T.grace_end = grace_end;
-	timer_add_ms(T.step_ev, 0);
+	if (new_seed && !eng_policy()->pair_inboxes && inbox_reseed_shared() != 0)
+		return -1;
+	reseed_gen++;
+	reseed_seed = new_seed;
+	for (size_t i = 0; i < contact_count(); i++)
+		if (contact_at(i)->state == CONTACT_ESTABLISHED)
+			n++;
 	if (announced != NULL)
-		*announced = count;
-	return ENGINE_OK;
-storefail:
-	seterr(err, errlen, "store: %s", store_errmsg(st));
-	txn_rollback();
-	return ENGINE_EINTERNAL;
+		*announced = n;
+	log_info("rotation: %d contacts get new inboxes and keys", n);
+	return 0;
 }
 
-/* Tells one contact its new inbox (in the caller's transaction). */
-static int
-announce(struct contact *c, int64_t now)
-{
-	struct store *st = eng_store();
-	struct veil_id oldid, newid;
-	char inbox[INBOX_MAX], *body = NULL;
-	size_t blen = 0;
-	int rv = -1;
-
-	if (eng_policy()->pair_inboxes)
-		inbox_new_id(inbox);
-	else
-		copystr(inbox, inbox_shared(), sizeof inbox);
-	if (veil_id_from_text(&oldid, c->my_inbox) != 0 ||
-	    veil_id_from_text(&newid, inbox) != 0)
-		return 0;
-	if (veil_update_build(&c->pair, eng_identity()->pk, eng_cfg()->identity.name,
-	    &oldid, &newid, 0, &body, &blen) != 0)
-		return 0;
-	veil_msgid_new(c->upd_msgid);
-	c->has_upd_msgid = 1;
-	copystr(c->upd_inbox, inbox, sizeof c->upd_inbox);
-	if (eng_policy()->pair_inboxes) {
-		if (store_inbox_add(st, inbox, c->id, STORE_INBOX_PAIR, 0, now) < 0)
-			goto out;
-		inbox_retire(c->my_inbox, T.grace_end);
-	}
-	if (store_outbox_add(st, c->id, c->upd_msgid, VEIL_T_UPDATE, body, blen, now,
-	    now + backoff(0)) < 0 ||
-	    send_to(c, VEIL_T_UPDATE, c->upd_msgid, (const uint8_t *)body, blen, 0) != 0)
-		goto out;
-	if (eng_policy()->pair_inboxes)
-		conn_subscribe(CONN_CUR, inbox);	/* before the UPDATE leaves at commit */
-	rv = 1;
-out:
-	free(body);
-	return rv;
-}
-
-/* Announces the new inbox to up to ROT_BATCH contacts after the cursor. */
+/* The sweep's part of a forced rotation. */
 static void
-rotate_step(evutil_socket_t fd, short ev, void *arg)
+reseed_check(struct contact *c)
 {
-	int64_t now = now_ms();
-	int done = 0;
-	size_t i;
-	struct veil_pair *saved;
-	struct contact *mod[ROT_BATCH];
+	struct veil_inbox in;
 
-	(void)fd;
-	(void)ev;
-	(void)arg;
-	/* Announce no faster than the broker takes the frames: 10,000
-	 * UPDATEs queued at once would sit in memory (peak RSS). */
-	if (conn_backlog() > BACKLOG_MAX) {
-		timer_add_ms(T.step_ev, BACKLOG_WAIT_MS);
+	if (c->reseed_gen >= reseed_gen || c->state != CONTACT_ESTABLISHED ||
+	    c->pair.upd_pending || contact_resetting(c) ||
+	    conn_backlog() > RESEED_BACKLOG)
 		return;
+	c->reseed_gen = reseed_gen;
+	if (reseed_seed)
+		inbox_for_contact(&in);
+	else {
+		in = c->pair.my_inbox;
+		in.epoch = eng_epoch_len();
+		in.period = eng_key_period();
 	}
-	if ((saved = malloc(sizeof *saved * ROT_BATCH)) == NULL || txn_begin() != 0) {
-		free(saved);
-		log_warnx("rotation: store: %s; retrying", store_errmsg(eng_store()));
-		timer_add_ms(T.step_ev, 0);
-		return;
-	}
-	for (i = 0; i < contact_count() && contact_at(i)->id <= T.cursor; i++)
-		;
-	for (; i < contact_count() && done < ROT_BATCH; i++) {
-		struct contact *c = contact_at(i);
-		int r;
-
-		T.cursor = c->id;
-		if (c->state != CONTACT_ESTABLISHED || c->pair.upd_pending)
-			continue;
-		saved[done] = c->pair;
-		mod[done] = c;
-		done++;
-		if ((r = announce(c, now)) < 0)
-			goto fail;
-		if (r == 0)
-			done--;	/* nothing changed */
-	}
-	if (txn_commit() != 0)
-		goto fail;
-	sodium_memzero(saved, sizeof *saved * ROT_BATCH);
-	free(saved);
-	if (i < contact_count())
-		timer_add_ms(T.step_ev, 0);
-	else
-		log_debug("rotation %" PRId64 " announced", T.epoch);
-	return;
-fail:
-	/* Undo the in-memory half of this batch; the store rolled back. */
-	log_warnx("rotation: store: %s", store_errmsg(eng_store()));
-	txn_rollback();
-	for (int j = 0; j < done; j++) {
-		mod[j]->pair = saved[j];
-		mod[j]->upd_inbox[0] = '\0';
-		mod[j]->has_upd_msgid = 0;
-	}
-	T.cursor = 0;	/* the next rotation retries them all */
-	/* The contacts not told keep their inboxes: those were left on the
-	 * old connection, which goes when the grace period ends. */
-	for (i = 0; i < contact_count(); i++) {
-		struct contact *c = contact_at(i);
-
-		if (c->state == CONTACT_ESTABLISHED && !c->pair.upd_pending)
-			conn_subscribe(CONN_CUR, c->my_inbox);
-	}
-	sodium_memzero(saved, sizeof *saved * ROT_BATCH);
-	free(saved);
+	if (update_start(c, &in) != 0)
+		c->reseed_gen = 0;	/* the next sweep tries again */
+	sodium_memzero(&in, sizeof in);
 }
 
 int
 engine_rotate(int *announced, int64_t *epoch, char *err, size_t errlen)
 {
-	/* A forced rotation restarts the clock too (rotate draws the next). */
-	int rv = rotate(announced, err, errlen);
-
-	if (rv == ENGINE_OK && epoch != NULL)
-		*epoch = T.epoch;
-	return rv;
-}
-
-static void
-rotation_fire(evutil_socket_t fd, short ev, void *arg)
-{
-	char err[256];
-
-	(void)fd;
-	(void)ev;
-	(void)arg;
-	if (rotate(NULL, err, sizeof err) != 0) {
-		log_warnx("rotation: %s", err);
-		rotation_schedule();	/* try again at the next draw */
+	if (rotation_reseed_all(announced) != 0) {
+		seterr(err, errlen, "store: %s", store_errmsg(eng_store()));
+		return ENGINE_EINTERNAL;
 	}
-}
-
-void
-rotation_reload(void)
-{
-	if (T.rot_ev != NULL && eng_policy()->rotates &&
-	    T.next > now_ms() + (int64_t)eng_cfg()->rotation.max_ms) {
-		evtimer_del(T.rot_ev);
-		rotation_schedule();
-	}
-}
-
-int
-rotation_init(void)
-{
-	struct store_meta m;
-
-	memset(&T, 0, sizeof T);
-	if (store_meta_get(eng_store(), &m) != 1)
-		return -1;
-	T.epoch = m.epoch;
-	T.next = m.rotation_next;
-	return 0;
-}
-
-int
-rotation_start(void)
-{
-	T.rot_ev = evtimer_new(eng_base(), rotation_fire, NULL);
-	T.step_ev = evtimer_new(eng_base(), rotate_step, NULL);
-	if (T.rot_ev == NULL || T.step_ev == NULL)
-		return -1;
-	if (eng_policy()->rotates) {
-		if (T.next > 0)
-			rotation_arm();
-		else
-			rotation_schedule();
-	}
-	return 0;
-}
-
-void
-rotation_shutdown(void)
-{
-	if (T.rot_ev != NULL)
-		event_free(T.rot_ev);
-	if (T.step_ev != NULL)
-		event_free(T.step_ev);
-	memset(&T, 0, sizeof T);
+	if (epoch != NULL)
+		*epoch = conn_epoch();
+	return ENGINE_OK;
 }

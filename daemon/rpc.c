@@ -43,7 +43,7 @@ struct rpc_conn {
 
 /* Events a client may subscribe to; bit i is rpc_events[i]. */
 static const char *const rpc_events[] = {
-	"message", "contact.request", "contact.state", "delivery", NULL
+	"message", "contact.request", "contact.state", "delivery", "transfer", NULL
 };
 #define RPC_EV_ALL	(~0u)	/* also matches events not in the list */
 
@@ -73,23 +73,30 @@ rpc_shutdown(void)
 	rpc_table = NULL;
 }
 
-/* Serialises msg as one line and queues it; consumes msg. */
+static int
+dump_cb(const char *buf, size_t size, void *arg)
+{
+	return control_line_add(arg, buf, size) == 0 ? 0 : -1;
+}
+
+/* Serialises msg as one line straight into the client's output (a reply
+ * of several MiB is not also held as one string); consumes msg. */
 static int
 send_msg(struct ctl_conn *cc, json_t *msg)
 {
-	char	*s;
-	int	 r;
+	int	 r = -1;
 
 	if (msg == NULL)
 		return -1;
-	s = json_dumps(msg, JSON_COMPACT);
-	json_decref(msg);
-	if (s == NULL) {
-		log_warnx("rpc: cannot serialise a reply");
-		return -1;
+	if (control_line_begin(cc) == 0) {
+		if (json_dump_callback(msg, dump_cb, cc, JSON_COMPACT) == 0)
+			r = control_line_end(cc);
+		else {
+			log_warnx("rpc: cannot serialise a reply");
+			control_line_abort(cc);
+		}
 	}
-	r = control_send(cc, s, strlen(s));
-	free(s);
+	json_decref(msg);
 	return r;
 }
 
@@ -191,6 +198,62 @@ rpc_reply(struct rpc_call *call, json_t *result)
 	return call_done(call, r);
 }
 
+struct rpc_out {
+	struct ctl_conn	*cc;
+	int		 failed;
+};
+
+int
+rpc_out_write(struct rpc_out *o, const void *buf, size_t len)
+{
+	if (o->failed)
+		return -1;
+	if (len > 0 && control_line_add(o->cc, buf, len) != 0) {
+		o->failed = 1;
+		return -1;
+	}
+	return 0;
+}
+
+int
+rpc_reply_stream(struct rpc_call *call, int (*fn)(void *, struct rpc_out *),
+    void *arg)
+{
+	static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":";
+	static const char mid[] = ",\"result\":";
+	struct rpc_out	 o;
+	char		*id;
+	int		 r;
+
+	if (call_answer(call) == -1)
+		return -1;
+	if (call->notification || call->rc == NULL)
+		return call_done(call, call->rc == NULL ? -1 : 0);
+	if ((id = json_dumps(call->id ? call->id : json_null(),
+	    JSON_COMPACT | JSON_ENCODE_ANY)) == NULL) {
+		send_msg(call->rc->cc, error_msg(call->id, RPC_INTERNAL_ERROR,
+		    "out of memory"));
+		return call_done(call, -1);
+	}
+	o.cc = call->rc->cc;
+	o.failed = 0;
+	if (control_line_begin(o.cc) != 0) {
+		free(id);
+		return call_done(call, -1);
+	}
+	rpc_out_write(&o, head, sizeof(head) - 1);
+	rpc_out_write(&o, id, strlen(id));
+	rpc_out_write(&o, mid, sizeof(mid) - 1);
+	free(id);
+	r = fn(arg, &o);
+	rpc_out_write(&o, "}", 1);
+	if (r != 0 || o.failed) {
+		control_line_abort(o.cc);
+		return call_done(call, -1);
+	}
+	return call_done(call, control_line_end(o.cc));
+}
+
 int
 rpc_error(struct rpc_call *call, int code, const char *fmt, ...)
 {
@@ -225,6 +288,22 @@ json_t *
 rpc_call_params(const struct rpc_call *call)
 {
 	return call->params;
+}
+
+int
+rpc_call_take_fd(struct rpc_call *call)
+{
+	return call->rc != NULL && call->rc->cc != NULL ?
+	    control_take_fd(call->rc->cc) : -1;
+}
+
+int
+rpc_call_peer(const struct rpc_call *call, uid_t *uid, gid_t *gid)
+{
+	if (call->rc == NULL)
+		return -1;
+	control_peer(call->rc->cc, uid, gid);
+	return 0;
 }
 
 static json_t *

@@ -2,6 +2,8 @@
 #ifndef VEILD_RPC_H
 #define VEILD_RPC_H
 
+#include <sys/types.h>
+
 #include <jansson.h>
 
 /*
@@ -26,6 +28,10 @@
 #define RPC_ERR_TRANSPORT	-32003	/* transport down, try later */
 #define RPC_ERR_TOO_LARGE	-32004	/* message or field too large */
 #define RPC_ERR_BUSY		-32005	/* too many clients / calls */
+#define RPC_ERR_STORAGE		-32006	/* the disk takes no changes: full, read-only, damaged */
+#define RPC_ERR_LOCKED		-32007	/* veild is locked: veilctl unlock */
+#define RPC_ERR_DENIED		-32008	/* wrong passphrase or recovery key */
+#define RPC_ERR_BAD_BACKUP	-32009	/* not a backup, truncated, tampered, newer */
 
 struct rpc_call;		/* one request being handled; opaque */
 struct rpc_conn;		/* rpc state of one control connection; opaque */
@@ -65,6 +71,20 @@ void	rpc_shutdown(void);
  * Returns 0, or -1 if the call was already answered or its client is gone
  * (result is released either way).  Frees a deferred call. */
 int	rpc_reply(struct rpc_call *call, json_t *result);
+/*
+ * Answers with a result that fn writes as JSON text, in pieces, straight
+ * into the client's output: a reply of several MiB (message.receive) is
+ * never also held as a JSON tree or one string.  fn writes through
+ * rpc_out_write() and returns 0, or -1 to give up; a reply cut short
+ * cannot be taken back from the stream, so the client is then dropped.
+ * Returns like rpc_reply().
+ */
+struct rpc_out;
+int	rpc_reply_stream(struct rpc_call *call,
+	    int (*fn)(void *arg, struct rpc_out *out), void *arg);
+/* 0, or -1 once the client is gone (the rest is then not written). */
+int	rpc_out_write(struct rpc_out *out, const void *buf, size_t len);
+
 /* Sends {"error": {code, message}}; message is printf-formatted and cut at
  * 512 bytes.  It goes to the (authorised, local) client only, never to the
  * log.  Returns -1 so that handlers can `return rpc_error(...)`. */
@@ -79,6 +99,11 @@ void	rpc_defer(struct rpc_call *call, rpc_cancel_cb cancel, void *arg);
 /* The request's params: an object, never NULL ({} when absent); borrowed,
  * valid until the call is answered. */
 json_t	*rpc_call_params(const struct rpc_call *call);
+/* A descriptor the client passed with its request (SCM_RIGHTS), now the
+ * caller's to close; -1 if none came or the client is gone. */
+int	rpc_call_take_fd(struct rpc_call *call);
+/* The client's uid and gid at connect; -1 if the client is gone. */
+int	rpc_call_peer(const struct rpc_call *call, uid_t *uid, gid_t *gid);
 
 /*
  * Params helpers.  Return 1 when the parameter is present and valid (*out

@@ -20,6 +20,8 @@
 #include "agree.h"
 #include "store_int.h"
 
+_Static_assert(ST_SEAL_OVERHEAD == 41, "the usage queries subtract 41");
+
 _Static_assert(STORE_NAME_MAX == VEIL_NAME_MAX, "name size");
 _Static_assert(STORE_MSGID_BYTES == VEIL_MSGID_BYTES, "msgid size");
 _Static_assert(STORE_PK_BYTES == VEIL_KEY_BYTES, "key size");
@@ -34,11 +36,12 @@ _Static_assert(STORE_TOPIC_MAX >= VEIL_ID_TEXT_MAX, "topic size");
 #define STORE_BUSY_MS	1000
 
 #define CONTACT_COLS "id, name, state, peer_name, peer_pk, peer_inbox, " \
-	"my_inbox, pair, agree, verified, created, updated, upd_inbox, " \
-	"upd_msgid, upd_prev_until, req_msgid"
+	"pair, agree, verified, created, updated, upd_msgid, " \
+	"upd_prev_until, req_msgid, req_deadline, seed_prev, seed_prev_epoch, " \
+	"seed_prev_until, heal_at"
 #define INBOX_COLS "id, topic, contact_id, kind, created, retire_at, one_time"
-#define META_COLS "card_cid, shared_inbox, client_id, client_id_prev, " \
-	"card_client_id, epoch, rotation_next"
+#define META_COLS "card_cid, client_id, client_epoch, card_client_id, " \
+	"shared_seed, wire, card_shown"
 #define OUTBOX_COLS "id, contact_id, msgid, type, body, created, attempts, " \
 	"next_try"
 
@@ -58,12 +61,44 @@ static const char *const stsql[ST_COUNT] = {
 	[ST_ID_GET] = "SELECT identity_pk, identity_sk FROM meta WHERE id = 1",
 	[ST_ID_SET] = "UPDATE meta SET identity_pk = ?1, identity_sk = ?2 "
 	    "WHERE id = 1",
+	[ST_KEYCHECK_GET] = "SELECT key_check FROM meta WHERE id = 1",
+	[ST_UNUSED] = "SELECT (SELECT count(*) FROM contact) + "
+	    "(SELECT count(*) FROM outbox) + (SELECT count(*) FROM rx) + "
+	    "(SELECT count(*) FROM request_seen) + "
+	    "(SELECT count(*) FROM meta WHERE card_shown <> 0)",
 
-	[ST_C_ADD] = "INSERT INTO contact (name, state, peer_name, peer_pk, "
-	    "peer_inbox, my_inbox, pair, agree, verified, created, updated, "
-	    "upd_inbox, upd_msgid, upd_prev_until, req_msgid) "
-	    "VALUES (?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
-	    "?15, ?16)",
+	[ST_W_LIST] = "SELECT kind, key_id, salt, opslimit, memlimit, wrapped, "
+	    "created FROM vault ORDER BY kind, key_id",
+	[ST_W_PUT] = "INSERT INTO vault (kind, key_id, salt, opslimit, "
+	    "memlimit, wrapped, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+	    "ON CONFLICT (kind, key_id) DO UPDATE SET salt = ?3, "
+	    "opslimit = ?4, memlimit = ?5, wrapped = ?6, created = ?7",
+	[ST_W_DEL] = "DELETE FROM vault WHERE kind = ?1 AND key_id = ?2",
+
+	/* Ids are chosen before the INSERT: a sealed value names its row. */
+	[ST_C_NEXT_ID] = "SELECT coalesce(max(id), 0) + 1 FROM contact",
+	[ST_C_RESET_GET] = "SELECT reset_due, reset, reset_seen_t, "
+	    "reset_seen, reset_ack FROM contact WHERE id = ?1",
+	[ST_C_RESET_SET] = "UPDATE contact SET reset_due = ?2, reset = ?3, "
+	    "reset_seen_t = ?4, reset_seen = ?5, reset_ack = ?6 WHERE id = ?1",
+	[ST_C_RESETS] = "SELECT id FROM contact WHERE reset_due <> 0 OR "
+	    "reset IS NOT NULL ORDER BY id",
+	[ST_O_ALL] = "SELECT " OUTBOX_COLS " FROM outbox ORDER BY id",
+	[ST_O_LOAD] = "INSERT INTO outbox (contact_id, msgid, type, body, "
+	    "created, attempts, next_try) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[ST_R_ALL] = "SELECT contact_id, msgid, type, body, received_at, taken "
+	    "FROM rx ORDER BY id",
+	[ST_R_LOAD] = "INSERT INTO rx (contact_id, msgid, type, body, "
+	    "received_at, taken) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[ST_SEEN_ALL] = "SELECT t1, contact_id, seen_at FROM request_seen "
+	    "ORDER BY t1",
+
+	[ST_C_ADD] = "INSERT INTO contact (id, name, state, peer_name, peer_pk, "
+	    "peer_inbox, pair, agree, verified, created, updated, upd_msgid, "
+	    "upd_prev_until, req_msgid, req_deadline, seed_prev, "
+	    "seed_prev_epoch, seed_prev_until, heal_at) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+	    "?15, ?16, ?17, ?18, ?19)",
 	[ST_C_BY_ID] = "SELECT " CONTACT_COLS " FROM contact WHERE id = ?1",
 	[ST_C_BY_NAME] = "SELECT " CONTACT_COLS " FROM contact WHERE name = ?1",
 	[ST_C_BY_PK] = "SELECT " CONTACT_COLS " FROM contact "
@@ -72,15 +107,17 @@ static const char *const stsql[ST_COUNT] = {
 	[ST_C_ID_BY_PK] = "SELECT id FROM contact WHERE peer_pk = ?1 "
 	    "ORDER BY id LIMIT 1",
 	[ST_C_UPDATE] = "UPDATE contact SET name = ?2, state = ?3, "
-	    "peer_name = ?4, peer_pk = ?5, peer_inbox = ?6, my_inbox = ?7, "
-	    "pair = ?8, agree = ?9, verified = ?10, updated = ?12, "
-	    "upd_inbox = ?13, upd_msgid = ?14, upd_prev_until = ?15, "
-	    "req_msgid = ?16 WHERE id = ?1",
+	    "peer_name = ?4, peer_pk = ?5, peer_inbox = ?6, pair = ?7, "
+	    "agree = ?8, verified = ?9, updated = ?11, upd_msgid = ?12, "
+	    "upd_prev_until = ?13, req_msgid = ?14, req_deadline = ?15, "
+	    "seed_prev = ?16, seed_prev_epoch = ?17, seed_prev_until = ?18, "
+	    "heal_at = ?19 WHERE id = ?1",
 	[ST_C_AF_GET] = "SELECT accept_frames FROM contact WHERE id = ?1",
 	[ST_C_AF_SET] = "UPDATE contact SET accept_frames = ?2 WHERE id = ?1",
-	[ST_REF_ADD] = "INSERT INTO refused (peer_pk) VALUES (?1) "
-	    "ON CONFLICT (peer_pk) DO NOTHING",
-	[ST_REF_HAS] = "SELECT 1 FROM refused WHERE peer_pk = ?1",
+	[ST_SEEN_ADD] = "INSERT INTO request_seen (t1, contact_id, seen_at) "
+	    "VALUES (?1, ?2, ?3) ON CONFLICT (t1) DO NOTHING",
+	[ST_SEEN_GET] = "SELECT contact_id FROM request_seen WHERE t1 = ?1",
+	[ST_SEEN_PRUNE] = "DELETE FROM request_seen WHERE seen_at < ?1",
 	[ST_C_DEL] = "DELETE FROM contact WHERE id = ?1",
 	[ST_C_RETIRE_INBOXES] = "UPDATE inbox SET retire_at = ?2 "
 	    "WHERE contact_id = ?1",
@@ -105,11 +142,18 @@ static const char *const stsql[ST_COUNT] = {
 	    "ORDER BY next_try, id LIMIT ?2",
 	[ST_O_RESCHED] = "UPDATE outbox SET next_try = ?2, attempts = ?3 "
 	    "WHERE id = ?1",
+	[ST_O_HURRY] = "UPDATE outbox SET next_try = ?2 WHERE contact_id = ?1 "
+	    "AND attempts > 0 AND next_try > ?2",
 	[ST_O_FIND] = "SELECT id, contact_id, msgid, type, NULL, created, "
 	    "attempts, next_try FROM outbox WHERE msgid = ?2 AND contact_id = ?1",
 	[ST_O_DEL] = "DELETE FROM outbox WHERE id = ?1",
 	[ST_O_COUNT] = "SELECT count(*) FROM outbox WHERE contact_id = ?1",
 	[ST_O_COUNT_ALL] = "SELECT count(*) FROM outbox",
+	/* length() of a blob reads the record header, not the body. */
+	/* Usage counts what the bodies hold, not their sealed form:
+	 * ST_SEAL_OVERHEAD (41) bytes less each (store_seal.c). */
+	[ST_O_USAGE] = "SELECT count(*), coalesce(sum(max(length(body) - 41, 0)), 0) "
+	    "FROM outbox WHERE contact_id = ?1",
 
 	[ST_R_ADD] = "INSERT INTO rx (contact_id, msgid, type, body, "
 	    "received_at, taken) VALUES (?1, ?2, ?3, ?4, ?5, 0) "
@@ -120,21 +164,31 @@ static const char *const stsql[ST_COUNT] = {
 	[ST_R_TAKE] = "UPDATE rx SET taken = 1, body = NULL "
 	    "WHERE id = ?1 AND taken = 0",
 	[ST_R_PRUNE] = "DELETE FROM rx WHERE taken = 1 AND received_at < ?1",
+	[ST_R_PENDING_ANY] = "SELECT EXISTS (SELECT 1 FROM rx WHERE taken = 0)",
+	[ST_R_USAGE] = "SELECT count(*), coalesce(sum(max(length(body) - 41, 0)), 0) "
+	    "FROM rx WHERE contact_id = ?1 AND taken = 0",
+	[ST_R_TAKE_MSGID] = "UPDATE rx SET taken = 1, body = NULL "
+	    "WHERE msgid = ?1 AND taken = 0",
+
+	[ST_K_GET] = "SELECT contact_id, msgid, digest, created FROM send_key "
+	    "WHERE key = ?1",
+	[ST_K_ADD] = "INSERT INTO send_key (key, contact_id, msgid, digest, "
+	    "created) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[ST_K_PRUNE] = "DELETE FROM send_key WHERE created < ?1",
 };
 
 /* One UPDATE per meta field: the column names never come from a caller. */
 static const char *const metasql[STORE_META_COUNT] = {
 	[STORE_META_CARD_CID] = "UPDATE meta SET card_cid = ?1 WHERE id = 1",
-	[STORE_META_SHARED_INBOX] =
-	    "UPDATE meta SET shared_inbox = ?1 WHERE id = 1",
 	[STORE_META_CLIENT_ID] = "UPDATE meta SET client_id = ?1 WHERE id = 1",
-	[STORE_META_CLIENT_ID_PREV] =
-	    "UPDATE meta SET client_id_prev = ?1 WHERE id = 1",
 	[STORE_META_CARD_CLIENT_ID] =
 	    "UPDATE meta SET card_client_id = ?1 WHERE id = 1",
-	[STORE_META_EPOCH] = "UPDATE meta SET epoch = ?1 WHERE id = 1",
-	[STORE_META_ROTATION_NEXT] =
-	    "UPDATE meta SET rotation_next = ?1 WHERE id = 1",
+	[STORE_META_CLIENT_EPOCH] =
+	    "UPDATE meta SET client_epoch = ?1 WHERE id = 1",
+	[STORE_META_SHARED_SEED] =
+	    "UPDATE meta SET shared_seed = ?1 WHERE id = 1",
+	[STORE_META_WIRE] = "UPDATE meta SET wire = ?1 WHERE id = 1",
+	[STORE_META_CARD_SHOWN] = "UPDATE meta SET card_shown = ?1 WHERE id = 1",
 };
 
 void
@@ -142,6 +196,8 @@ st_seterr(struct store *s, const char *fmt, ...)
 {
 	va_list ap;
 
+	s->errcode = 0;
+	s->syserr = 0;
 	va_start(ap, fmt);
 	vsnprintf(s->err, sizeof(s->err), fmt, ap);
 	va_end(ap);
@@ -152,6 +208,8 @@ int
 st_dberr(struct store *s)
 {
 	st_seterr(s, "%s", sqlite3_errmsg(s->db));
+	s->errcode = sqlite3_extended_errcode(s->db);
+	s->syserr = sqlite3_system_errno(s->db);
 	return -1;
 }
 
@@ -239,6 +297,7 @@ int
 st_sp_end(struct store *s, int ok)
 {
 	char keep[sizeof(s->err)];
+	int code = s->errcode, sys = s->syserr;
 
 	if (ok)
 		return st_simple(s, ST_RELEASE);
@@ -247,6 +306,8 @@ st_sp_end(struct store *s, int ok)
 	if (st_simple(s, ST_ROLLBACK_TO) == 0)
 		(void)st_simple(s, ST_RELEASE);
 	memcpy(s->err, keep, sizeof(keep));
+	s->errcode = code;
+	s->syserr = sys;
 	return -1;
 }
 
@@ -289,17 +350,21 @@ st_bind_body(sqlite3_stmt *q, int i, const void *b, size_t len)
 	return sqlite3_bind_blob64(q, i, b, len, SQLITE_STATIC);
 }
 
-/* ?1..?4 of the outbox and rx INSERTs, which store a message alike. */
+/* ?1..?4 of the outbox and rx INSERTs, which store a message alike: the
+ * body sealed under the contact id and msgid. */
 int
-st_bind_msg(sqlite3_stmt *q, int64_t contact_id,
-    const uint8_t msgid[STORE_MSGID_BYTES], int type, const void *body,
-    size_t len)
+st_bind_msg(struct store *s, sqlite3_stmt *q, enum st_secret col,
+    int64_t contact_id, const uint8_t msgid[STORE_MSGID_BYTES], int type,
+    const void *body, size_t len)
 {
+	struct st_rowkey rk;
+
+	st_rowkey_msg(&rk, contact_id, msgid);
 	if (sqlite3_bind_int64(q, 1, contact_id) != SQLITE_OK ||
 	    sqlite3_bind_blob(q, 2, msgid, STORE_MSGID_BYTES, SQLITE_STATIC) !=
 	    SQLITE_OK ||
 	    sqlite3_bind_int(q, 3, type) != SQLITE_OK ||
-	    st_bind_body(q, 4, body, len) != SQLITE_OK)
+	    st_bind_sealed(s, q, 4, col, &rk, body, len, 1) != SQLITE_OK)
 		return -1;
 	return 0;
 }
@@ -447,6 +512,8 @@ st_exec(struct store *s, const char *sql)
 
 	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
 		st_seterr(s, "%s", msg != NULL ? msg : sqlite3_errmsg(s->db));
+		s->errcode = sqlite3_extended_errcode(s->db);
+		s->syserr = sqlite3_system_errno(s->db);
 		sqlite3_free(msg);
 		return -1;
 	}
@@ -539,13 +606,129 @@ create_private(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * sqlite's quick_check: every b-tree page well formed, every page in use
+ * once (not the indexes against their tables: integrity_check, several
+ * times slower).  About 0.2 s for 100,000 contacts (110 MB, warm cache).
+ */
+static int
+st_quick_check(struct store *s)
+{
+	sqlite3_stmt *q;
+	const unsigned char *t;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check(1)", -1, &q,
+	    NULL) != SQLITE_OK)
+		return st_dberr(s);
+	rc = sqlite3_step(q);
+	if (rc != SQLITE_ROW) {
+		st_dberr(s);
+		sqlite3_finalize(q);
+		return -1;
+	}
+	t = sqlite3_column_text(q, 0);
+	if (t == NULL || strcmp((const char *)t, "ok") != 0) {
+		st_seterr(s, "quick_check: %.150s", t != NULL ? (const char *)t :
+		    "no answer");
+		s->errcode = SQLITE_CORRUPT;
+		sqlite3_finalize(q);
+		return -1;
+	}
+	sqlite3_finalize(q);
+	return 0;
+}
+
+enum store_trouble
+store_trouble(struct store *s)
+{
+	if (s == NULL || s->errcode == 0)
+		return STORE_OK;
+	switch (s->syserr) {
+	case ENOSPC:
+	case EDQUOT:
+		return STORE_FULL;
+	case EROFS:
+	case EACCES:
+	case EPERM:
+		return STORE_READONLY;
+	}
+	switch (s->errcode & 0xff) {
+	case SQLITE_FULL:
+		return STORE_FULL;
+	case SQLITE_READONLY:
+	case SQLITE_PERM:
+	case SQLITE_CANTOPEN:
+		return STORE_READONLY;
+	case SQLITE_IOERR:
+		return STORE_IOERR;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return STORE_DAMAGED;
+	}
+	return STORE_OK;
+}
+
+static struct store *store_open_file(const char *path, char *err, size_t errlen,
+    enum store_trouble *trouble);
+
+/* fsync of a file or directory by name: 0, -1 with errno. */
+static int
+sync_path(const char *path, int dir)
+{
+	int fd, rc;
+
+	if ((fd = open(path, (dir ? O_DIRECTORY : 0) | O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+/*
+ * A new database: built and migrated under path.new, closed (which
+ * checkpoints its WAL away), synced, then renamed to path.  Whatever a
+ * crash leaves behind is path.new, made anew next time; path itself
+ * exists only complete.
+ */
+static int
+store_build(const char *path, char *err, size_t errlen)
+{
+	char tmp[4096], side[4096 + 8], dir[4096], *slash;
+	struct store *s;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.new", path) >= (int)sizeof(tmp)) {
+		snprintf(err, errlen, "%s: path too long", path);
+		return -1;
+	}
+	(void)unlink(tmp);
+	snprintf(side, sizeof(side), "%s-wal", tmp);
+	(void)unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", tmp);
+	(void)unlink(side);
+	if ((s = store_open_file(tmp, err, errlen, NULL)) == NULL)
+		return -1;
+	store_close(s);
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	if (sync_path(tmp, 0) == -1 || rename(tmp, path) == -1 ||
+	    sync_path(dir, 1) == -1) {
+		snprintf(err, errlen, "%s: creating it: %s", path, strerror(errno));
+		(void)unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
 struct store *
 store_open(const char *path, char *err, size_t errlen)
 {
+	enum store_trouble t = STORE_OK;
 	struct store *s;
-	char mode[16];
-	int64_t fk;
-	int i, flags;
+	struct stat st;
 
 	if (errlen > 0)
 		err[0] = '\0';
@@ -553,6 +736,44 @@ store_open(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "no database path");
 		return NULL;
 	}
+	if (lstat(path, &st) == -1) {
+		if (errno != ENOENT) {
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			return NULL;
+		}
+		if (store_build(path, err, errlen) == -1)
+			return NULL;
+	} else if (S_ISREG(st.st_mode) && st.st_size == 0) {
+		/* store_build never leaves an empty file under this name. */
+		snprintf(err, errlen, "%s is empty: it was truncated, and every key, "
+		    "contact and queued message in it is gone; veild will not "
+		    "start afresh over it.  Restore it from a backup, or remove it "
+		    "(with %s-wal and %s-shm) to start with a new identity", path,
+		    path, path);
+		return NULL;
+	}
+	if ((s = store_open_file(path, err, errlen, &t)) != NULL)
+		return s;
+	if (t == STORE_DAMAGED) {
+		size_t n = strlen(err);
+
+		snprintf(err + n, errlen - n, ".  The database is damaged and veild "
+		    "will not use it: stop here, keep a copy of %s, %s-wal and "
+		    "%s-shm, then restore them from a backup (or remove them to "
+		    "start with a new identity)", path, path, path);
+	}
+	return NULL;
+}
+
+static struct store *
+store_open_file(const char *path, char *err, size_t errlen,
+    enum store_trouble *trouble)
+{
+	struct store *s;
+	char mode[16];
+	int64_t fk;
+	int i, flags;
+
 	if (sodium_init() < 0) {
 		snprintf(err, errlen, "libsodium initialisation failed");
 		return NULL;
@@ -617,6 +838,9 @@ store_open(const char *path, char *err, size_t errlen)
 	if (st_exec(s, "PRAGMA synchronous = FULL;"
 	    "PRAGMA foreign_keys = ON;"
 	    "PRAGMA secure_delete = ON;"
+	    /* A checkpoint truncates the WAL to nothing: page images of
+	     * wiped keys do not linger in it (store_checkpoint). */
+	    "PRAGMA journal_size_limit = 0;"
 	    "PRAGMA temp_store = MEMORY;"
 	    /* 1 MiB of page cache: the daemon keeps its working set in
 	     * memory itself; sqlite's default 2 MiB is RSS for nothing. */
@@ -628,7 +852,7 @@ store_open(const char *path, char *err, size_t errlen)
 		st_seterr(s, "this sqlite cannot enforce foreign keys");
 		goto fail;
 	}
-	if (migrate(s) == -1)
+	if (migrate(s) == -1 || st_quick_check(s) == -1)
 		goto fail;
 	for (i = 0; i < ST_COUNT; i++) {
 		if (sqlite3_prepare_v3(s->db, stsql[i], -1,
@@ -648,9 +872,13 @@ store_open(const char *path, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	if (store_file_prepare(s) == -1)
+		goto fail;
 	return s;
 fail:
 	snprintf(err, errlen, "%s: %s", path, s->err);
+	if (trouble != NULL)
+		*trouble = store_trouble(s);
 	store_close(s);
 	return NULL;
 }
@@ -666,6 +894,9 @@ store_close(struct store *s)
 		sqlite3_finalize(s->st[i]);
 	for (i = 0; i < STORE_META_COUNT; i++)
 		sqlite3_finalize(s->meta[i]);
+	for (i = 0; i < STORE_FILE_STMTS; i++)
+		sqlite3_finalize(s->fst[i]);
+	st_seal_free(s);
 	if (s->db != NULL) {
 		if (!sqlite3_get_autocommit(s->db))
 			(void)st_exec(s, "ROLLBACK");
@@ -723,6 +954,56 @@ store_rollback_to(struct store *s)
 	if (st_simple(s, ST_UROLLBACK_TO) == -1)
 		return -1;
 	return st_simple(s, ST_URELEASE);
+}
+
+/*
+ * Keys are wiped by overwriting their rows, but the WAL keeps the pages it
+ * had until a checkpoint copies them back and resets it: old roots would
+ * linger there (reviews/security.md M6).  TRUNCATE empties the file.
+ * Only when something was written since the last one.
+ */
+int
+store_checkpoint(struct store *s)
+{
+	int changes = sqlite3_total_changes(s->db);
+
+	if (changes == s->checkpointed || !sqlite3_get_autocommit(s->db))
+		return 0;
+	if (st_exec(s, "PRAGMA wal_checkpoint(TRUNCATE)") != 0)
+		return -1;
+	s->checkpointed = changes;
+	return 1;
+}
+
+int
+store_probe(struct store *s)
+{
+	if (!sqlite3_get_autocommit(s->db)) {
+		st_seterr(s, "probe inside a transaction");
+		return -1;
+	}
+	if (st_exec(s, "BEGIN IMMEDIATE") == -1)
+		return -1;
+	if (st_exec(s, "UPDATE meta SET wire = wire WHERE id = 1") == -1 ||
+	    st_exec(s, "COMMIT") == -1) {
+		char keep[sizeof(s->err)];
+		int code = s->errcode, sys = s->syserr;
+
+		memcpy(keep, s->err, sizeof(keep));
+		if (!sqlite3_get_autocommit(s->db))
+			(void)st_exec(s, "ROLLBACK");
+		memcpy(s->err, keep, sizeof(keep));
+		s->errcode = code;
+		s->syserr = sys;
+		return -1;
+	}
+	return 0;
+}
+
+int
+store_changes(struct store *s)
+{
+	return sqlite3_total_changes(s->db);
 }
 
 int

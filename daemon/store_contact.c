@@ -1,4 +1,4 @@
-/* store_contact.c: the daemon's meta row and identity, refused keys, contacts and their inboxes. */
+/* store_contact.c: the daemon's meta row and identity, processed requests, contacts and card inboxes. */
 #include <stdint.h>
 #include <string.h>
 
@@ -15,6 +15,7 @@ store_meta_get(struct store *s, struct store_meta *m)
 	int rc;
 
 	memset(m, 0, sizeof(*m));
+	m->client_epoch = -1;
 	if ((q = st_stmt(s, ST_META_GET)) == NULL)
 		return -1;
 	if ((rc = st_one_row(s, q)) != 1) {
@@ -22,14 +23,26 @@ store_meta_get(struct store *s, struct store_meta *m)
 			st_seterr(s, "the meta row is missing");
 		return -1;
 	}
-	m->epoch = sqlite3_column_int64(q, 5);
-	m->rotation_next = sqlite3_column_int64(q, 6);
+	size_t n = 0;
+	struct st_rowkey rk;
+
+	st_rowkey_id(&rk, 1);
+	m->client_epoch = sqlite3_column_int64(q, 2);
+	m->wire = st_col_int(q, 5);
+	m->card_shown = st_col_int(q, 6) != 0;
 	rc = st_col_text(s, q, 0, m->card_cid, sizeof(m->card_cid)) == -1 ||
-	    st_col_text(s, q, 1, m->shared_inbox, sizeof(m->shared_inbox)) == -1 ||
-	    st_col_text(s, q, 2, m->client_id, sizeof(m->client_id)) == -1 ||
-	    st_col_text(s, q, 3, m->client_id_prev, sizeof(m->client_id_prev)) == -1 ||
-	    st_col_text(s, q, 4, m->card_client_id, sizeof(m->card_client_id)) == -1;
+	    st_col_text(s, q, 1, m->client_id, sizeof(m->client_id)) == -1 ||
+	    st_col_text(s, q, 3, m->card_client_id, sizeof(m->card_client_id)) == -1 ||
+	    st_col_sealed(s, q, 4, SEC_SHARED_SEED, &rk, m->shared_seed,
+	    sizeof(m->shared_seed), &n, 0) == -1;
 	st_done(q);
+	if (!rc && n != 0 && n != sizeof(m->shared_seed)) {
+		st_seterr(s, "corrupt shared seed");
+		rc = 1;
+	}
+	m->has_shared_seed = n == sizeof(m->shared_seed);
+	if (rc)
+		sodium_memzero(m, sizeof(*m));
 	return rc ? -1 : 1;
 }
 
@@ -48,8 +61,8 @@ store_meta_set_text(struct store *s, enum store_meta_field f, const char *v)
 {
 	sqlite3_stmt *q;
 
-	if (f < 0 || f >= STORE_META_COUNT || f == STORE_META_EPOCH ||
-	    f == STORE_META_ROTATION_NEXT || v == NULL ||
+	if ((f != STORE_META_CARD_CID && f != STORE_META_CLIENT_ID &&
+	    f != STORE_META_CARD_CLIENT_ID) || v == NULL ||
 	    strnlen(v, STORE_TOPIC_MAX + 1) > STORE_TOPIC_MAX) {
 		st_seterr(s, "bad meta field or value");
 		return -1;
@@ -65,7 +78,8 @@ store_meta_set_int(struct store *s, enum store_meta_field f, int64_t v)
 {
 	sqlite3_stmt *q;
 
-	if (f != STORE_META_EPOCH && f != STORE_META_ROTATION_NEXT) {
+	if (f != STORE_META_CLIENT_EPOCH && f != STORE_META_WIRE &&
+	    f != STORE_META_CARD_SHOWN) {
 		st_seterr(s, "bad meta field");
 		return -1;
 	}
@@ -76,10 +90,29 @@ store_meta_set_int(struct store *s, enum store_meta_field f, int64_t v)
 }
 
 int
+store_meta_set_blob(struct store *s, enum store_meta_field f, const uint8_t *v,
+    size_t len)
+{
+	sqlite3_stmt *q;
+	struct st_rowkey rk;
+
+	if (f != STORE_META_SHARED_SEED || (len != 0 && len != STORE_SEED_BYTES)) {
+		st_seterr(s, "bad meta field or value");
+		return -1;
+	}
+	q = s->meta[f];
+	st_rowkey_id(&rk, 1);
+	if (st_bind_sealed(s, q, 1, SEC_SHARED_SEED, &rk, v, len, 0) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	return meta_run(s, q);
+}
+
+int
 store_identity_get(struct store *s, uint8_t pk[STORE_PK_BYTES],
     uint8_t sk[STORE_PK_BYTES])
 {
 	sqlite3_stmt *q;
+	struct st_rowkey rk;
 	int rc;
 
 	if ((q = st_stmt(s, ST_ID_GET)) == NULL)
@@ -94,8 +127,14 @@ store_identity_get(struct store *s, uint8_t pk[STORE_PK_BYTES],
 		st_done(q);
 		return 0;
 	}
-	rc = st_col_blob(s, q, 0, pk, STORE_PK_BYTES, NULL, 1) == -1 ||
-	    st_col_blob(s, q, 1, sk, STORE_PK_BYTES, NULL, 1) == -1;
+	st_rowkey_id(&rk, 1);
+	if (sqlite3_column_type(q, 1) == SQLITE_NULL) {
+		st_seterr(s, "identity secret key missing");
+		rc = 1;
+	} else
+		rc = st_col_blob(s, q, 0, pk, STORE_PK_BYTES, NULL, 1) == -1 ||
+		    st_col_sealed(s, q, 1, SEC_IDENTITY_SK, &rk, sk,
+		    STORE_PK_BYTES, NULL, 1) == -1;
 	st_done(q);
 	if (rc) {
 		sodium_memzero(sk, STORE_PK_BYTES);
@@ -109,44 +148,61 @@ store_identity_set(struct store *s, const uint8_t pk[STORE_PK_BYTES],
     const uint8_t sk[STORE_PK_BYTES])
 {
 	sqlite3_stmt *q;
+	struct st_rowkey rk;
 
 	if ((q = st_stmt(s, ST_ID_SET)) == NULL)
 		return -1;
+	st_rowkey_id(&rk, 1);
 	if (sqlite3_bind_blob(q, 1, pk, STORE_PK_BYTES, SQLITE_STATIC) !=
 	    SQLITE_OK ||
-	    sqlite3_bind_blob(q, 2, sk, STORE_PK_BYTES, SQLITE_STATIC) !=
-	    SQLITE_OK)
+	    st_bind_sealed(s, q, 2, SEC_IDENTITY_SK, &rk, sk, STORE_PK_BYTES,
+	    1) != SQLITE_OK)
 		return st_bind_fail(s, q);
 	return meta_run(s, q);
 }
 
 int
-store_refused_add(struct store *s, const uint8_t pk[STORE_PK_BYTES])
+store_request_seen_add(struct store *s, const uint8_t t1[STORE_PK_BYTES],
+    int64_t contact_id, int64_t now)
 {
 	sqlite3_stmt *q;
 
-	if ((q = st_stmt(s, ST_REF_ADD)) == NULL)
+	if ((q = st_stmt(s, ST_SEEN_ADD)) == NULL)
 		return -1;
-	if (sqlite3_bind_blob(q, 1, pk, STORE_PK_BYTES, SQLITE_STATIC) !=
-	    SQLITE_OK)
+	if (sqlite3_bind_blob(q, 1, t1, STORE_PK_BYTES, SQLITE_STATIC) !=
+	    SQLITE_OK ||
+	    (contact_id > 0 ? sqlite3_bind_int64(q, 2, contact_id) :
+	    sqlite3_bind_null(q, 2)) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 3, now) != SQLITE_OK)
 		return st_bind_fail(s, q);
 	return st_change(s, q) < 0 ? -1 : 0;
 }
 
 int
-store_refused_has(struct store *s, const uint8_t pk[STORE_PK_BYTES])
+store_request_seen_get(struct store *s, const uint8_t t1[STORE_PK_BYTES],
+    int64_t *contact_id)
 {
 	sqlite3_stmt *q;
 	int rc;
 
-	if ((q = st_stmt(s, ST_REF_HAS)) == NULL)
+	if ((q = st_stmt(s, ST_SEEN_GET)) == NULL)
 		return -1;
-	if (sqlite3_bind_blob(q, 1, pk, STORE_PK_BYTES, SQLITE_STATIC) !=
+	if (sqlite3_bind_blob(q, 1, t1, STORE_PK_BYTES, SQLITE_STATIC) !=
 	    SQLITE_OK)
 		return st_bind_fail(s, q);
-	if ((rc = st_one_row(s, q)) == 1)
-		st_done(q);
-	return rc;
+	if ((rc = st_one_row(s, q)) != 1)
+		return rc;
+	*contact_id = sqlite3_column_int64(q, 0);	/* NULL reads as 0 */
+	st_done(q);
+	return 1;
+}
+
+int64_t
+store_request_seen_prune(struct store *s, int64_t older_than)
+{
+	int rc = st_change_i64(s, ST_SEEN_PRUNE, older_than);
+
+	return rc < 0 ? -1 : rc;
 }
 
 /* ---- contacts -------------------------------------------------------- */
@@ -164,11 +220,7 @@ contact_ok(struct store *s, const struct store_contact *c)
 	if (strnlen(c->peer_name, sizeof(c->peer_name)) ==
 	    sizeof(c->peer_name) ||
 	    strnlen(c->peer_inbox, sizeof(c->peer_inbox)) ==
-	    sizeof(c->peer_inbox) ||
-	    strnlen(c->my_inbox, sizeof(c->my_inbox)) ==
-	    sizeof(c->my_inbox) ||
-	    strnlen(c->upd_inbox, sizeof(c->upd_inbox)) ==
-	    sizeof(c->upd_inbox)) {
+	    sizeof(c->peer_inbox)) {
 		st_seterr(s, "unterminated contact field");
 		return 0;
 	}
@@ -179,29 +231,40 @@ contact_ok(struct store *s, const struct store_contact *c)
 	return 1;
 }
 
-/* Parameters ?1..?16 in CONTACT_COLS order. */
+/* Parameters ?1..?19 in CONTACT_COLS order, ?1 = id; the secrets sealed
+ * under id (with_id 0: an INSERT, created bound too). */
 static int
-contact_bind(sqlite3_stmt *q, const struct store_contact *c, int with_id)
+contact_bind(struct store *s, sqlite3_stmt *q, const struct store_contact *c,
+    int64_t id, int with_id)
 {
-	if ((with_id && sqlite3_bind_int64(q, 1, c->id) != SQLITE_OK) ||
+	struct st_rowkey rk;
+
+	st_rowkey_id(&rk, id);
+	if (sqlite3_bind_int64(q, 1, id) != SQLITE_OK ||
 	    st_bind_text(q, 2, c->name) != SQLITE_OK ||
 	    sqlite3_bind_int(q, 3, c->state) != SQLITE_OK ||
 	    st_bind_text(q, 4, c->peer_name) != SQLITE_OK ||
 	    sqlite3_bind_blob(q, 5, c->peer_pk, sizeof(c->peer_pk),
 	    SQLITE_STATIC) != SQLITE_OK ||
 	    st_bind_text(q, 6, c->peer_inbox) != SQLITE_OK ||
-	    st_bind_text(q, 7, c->my_inbox) != SQLITE_OK ||
-	    st_bind_blob(q, 8, c->pair, c->pair_len) != SQLITE_OK ||
-	    st_bind_blob(q, 9, c->agree, c->agree_len) != SQLITE_OK ||
-	    sqlite3_bind_int(q, 10, c->verified) != SQLITE_OK ||
-	    (!with_id && sqlite3_bind_int64(q, 11, c->created) != SQLITE_OK) ||
-	    sqlite3_bind_int64(q, 12, c->updated) != SQLITE_OK ||
-	    st_bind_text(q, 13, c->upd_inbox) != SQLITE_OK ||
-	    st_bind_blob(q, 14, c->upd_msgid, c->has_upd_msgid ?
+	    st_bind_sealed(s, q, 7, SEC_PAIR, &rk, c->pair, c->pair_len, 0) !=
+	    SQLITE_OK ||
+	    st_bind_sealed(s, q, 8, SEC_AGREE, &rk, c->agree, c->agree_len, 0) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_int(q, 9, c->verified) != SQLITE_OK ||
+	    (!with_id && sqlite3_bind_int64(q, 10, c->created) != SQLITE_OK) ||
+	    sqlite3_bind_int64(q, 11, c->updated) != SQLITE_OK ||
+	    st_bind_blob(q, 12, c->upd_msgid, c->has_upd_msgid ?
 	    STORE_MSGID_BYTES : 0) != SQLITE_OK ||
-	    sqlite3_bind_int64(q, 15, c->upd_prev_until) != SQLITE_OK ||
-	    st_bind_blob(q, 16, c->req_msgid, c->has_req_msgid ?
-	    STORE_MSGID_BYTES : 0) != SQLITE_OK)
+	    sqlite3_bind_int64(q, 13, c->upd_prev_until) != SQLITE_OK ||
+	    st_bind_blob(q, 14, c->req_msgid, c->has_req_msgid ?
+	    STORE_MSGID_BYTES : 0) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 15, c->req_deadline) != SQLITE_OK ||
+	    st_bind_sealed(s, q, 16, SEC_SEED_PREV, &rk, c->seed_prev,
+	    c->has_seed_prev ? STORE_SEED_BYTES : 0, 0) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 17, c->seed_prev_epoch) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 18, c->seed_prev_until) != SQLITE_OK ||
+	    sqlite3_bind_int64(q, 19, c->heal_at) != SQLITE_OK)
 		return -1;
 	return 0;
 }
@@ -209,51 +272,92 @@ contact_bind(sqlite3_stmt *q, const struct store_contact *c, int with_id)
 static int
 contact_row(struct store *s, sqlite3_stmt *q, struct store_contact *c)
 {
-	size_t n1 = 0, n2 = 0;
+	size_t n1 = 0, n2 = 0, n3 = 0;
+	struct st_rowkey rk;
+	int64_t ep;
 
 	memset(c, 0, sizeof(*c));
-	c->upd_prev_until = sqlite3_column_int64(q, 14);
 	c->id = sqlite3_column_int64(q, 0);
+	st_rowkey_id(&rk, c->id);
 	c->state = st_col_int(q, 2);
-	c->verified = st_col_int(q, 9);
-	c->created = sqlite3_column_int64(q, 10);
-	c->updated = sqlite3_column_int64(q, 11);
+	c->verified = st_col_int(q, 8);
+	c->created = sqlite3_column_int64(q, 9);
+	c->updated = sqlite3_column_int64(q, 10);
+	c->upd_prev_until = sqlite3_column_int64(q, 12);
+	c->req_deadline = sqlite3_column_int64(q, 14);
+	ep = sqlite3_column_int64(q, 16);
+	c->seed_prev_until = sqlite3_column_int64(q, 17);
+	c->heal_at = sqlite3_column_int64(q, 18);
 	if (st_col_text(s, q, 1, c->name, sizeof(c->name)) == -1 ||
 	    st_col_text(s, q, 3, c->peer_name, sizeof(c->peer_name)) == -1 ||
 	    st_col_blob(s, q, 4, c->peer_pk, sizeof(c->peer_pk), NULL, 1) == -1 ||
 	    st_col_text(s, q, 5, c->peer_inbox, sizeof(c->peer_inbox)) == -1 ||
-	    st_col_text(s, q, 6, c->my_inbox, sizeof(c->my_inbox)) == -1 ||
-	    st_col_blob(s, q, 7, c->pair, sizeof(c->pair), &c->pair_len, 0) == -1 ||
-	    st_col_blob(s, q, 8, c->agree, sizeof(c->agree), &c->agree_len,
-	    0) == -1 ||
-	    st_col_text(s, q, 12, c->upd_inbox, sizeof(c->upd_inbox)) == -1 ||
-	    st_col_blob(s, q, 13, c->upd_msgid, sizeof(c->upd_msgid), &n1, 0) == -1 ||
-	    st_col_blob(s, q, 15, c->req_msgid, sizeof(c->req_msgid), &n2, 0) == -1 ||
-	    (n1 != 0 && n1 != STORE_MSGID_BYTES) ||
-	    (n2 != 0 && n2 != STORE_MSGID_BYTES)) {
-		if (s->err[0] == '\0')
-			st_seterr(s, "corrupt message ID in a contact row");
-		sodium_memzero(c, sizeof(*c));
-		return -1;
+	    st_col_sealed(s, q, 6, SEC_PAIR, &rk, c->pair, sizeof(c->pair),
+	    &c->pair_len, 0) == -1 ||
+	    st_col_sealed(s, q, 7, SEC_AGREE, &rk, c->agree, sizeof(c->agree),
+	    &c->agree_len, 0) == -1 ||
+	    st_col_blob(s, q, 11, c->upd_msgid, sizeof(c->upd_msgid), &n1, 0) == -1 ||
+	    st_col_blob(s, q, 13, c->req_msgid, sizeof(c->req_msgid), &n2, 0) == -1 ||
+	    st_col_sealed(s, q, 15, SEC_SEED_PREV, &rk, c->seed_prev,
+	    sizeof(c->seed_prev), &n3, 0) == -1)
+		goto fail;	/* the helper said why */
+	if ((n1 != 0 && n1 != STORE_MSGID_BYTES) ||
+	    (n2 != 0 && n2 != STORE_MSGID_BYTES) ||
+	    (n3 != 0 && n3 != STORE_SEED_BYTES) || ep < 0 || ep > UINT32_MAX) {
+		st_seterr(s, "corrupt bookkeeping in a contact row");
+		goto fail;
 	}
 	c->has_upd_msgid = n1 != 0;
 	c->has_req_msgid = n2 != 0;
+	c->has_seed_prev = n3 != 0;
+	c->seed_prev_epoch = (uint32_t)ep;
 	return 0;
+fail:
+	sodium_memzero(c, sizeof(*c));
+	return -1;
+}
+
+/* Inserts c under id (its secrets are sealed under it). */
+static int
+contact_insert(struct store *s, const struct store_contact *c, int64_t id)
+{
+	sqlite3_stmt *q;
+
+	if (!contact_ok(s, c) || (q = st_stmt(s, ST_C_ADD)) == NULL)
+		return -1;
+	if (contact_bind(s, q, c, id, 0) == -1)
+		return st_bind_fail(s, q);
+	return st_change(s, q);
 }
 
 int64_t
 store_contact_add(struct store *s, const struct store_contact *c)
 {
 	sqlite3_stmt *q;
+	int64_t id;
 	int rc;
 
-	if (!contact_ok(s, c) || (q = st_stmt(s, ST_C_ADD)) == NULL)
+	/* The id is chosen first (max + 1, as sqlite would choose it): a
+	 * sealed value names its row.  One connection, one thread: nothing
+	 * takes it in between. */
+	if ((q = st_stmt(s, ST_C_NEXT_ID)) == NULL || (id = st_count(s, q)) <= 0)
 		return -1;
-	if (contact_bind(q, c, 0) == -1)
-		return st_bind_fail(s, q);
-	if ((rc = st_change(s, q)) < 0)
+	if ((rc = contact_insert(s, c, id)) < 0)
 		return rc;
-	return sqlite3_last_insert_rowid(s->db);
+	return id;
+}
+
+int
+store_load_contact(struct store *s, const struct store_contact *c)
+{
+	int rc;
+
+	if (c->id <= 0) {
+		st_seterr(s, "a contact to load needs its id");
+		return -1;
+	}
+	rc = contact_insert(s, c, c->id);
+	return rc < 0 ? rc : 0;
 }
 
 /* Runs a one-row contact SELECT whose parameters are bound. */
@@ -363,7 +467,7 @@ store_contact_update(struct store *s, const struct store_contact *c)
 
 	if (!contact_ok(s, c) || (q = st_stmt(s, ST_C_UPDATE)) == NULL)
 		return -1;
-	if (contact_bind(q, c, 1) == -1)
+	if (contact_bind(s, q, c, c->id, 1) == -1)
 		return st_bind_fail(s, q);
 	rc = st_change(s, q);
 	return rc < 0 ? rc : rc > 0;
@@ -422,6 +526,7 @@ store_contact_accept_frames_set(struct store *s, int64_t id, const void *buf,
     size_t len)
 {
 	sqlite3_stmt *q;
+	struct st_rowkey rk;
 	int rc;
 
 	if (len > INT32_MAX) {
@@ -430,8 +535,10 @@ store_contact_accept_frames_set(struct store *s, int64_t id, const void *buf,
 	}
 	if ((q = st_stmt(s, ST_C_AF_SET)) == NULL)
 		return -1;
+	st_rowkey_id(&rk, id);
 	if (sqlite3_bind_int64(q, 1, id) != SQLITE_OK ||
-	    st_bind_blob(q, 2, buf, len) != SQLITE_OK)
+	    st_bind_sealed(s, q, 2, SEC_ACCEPT_FRAMES, &rk, buf, len, 0) !=
+	    SQLITE_OK)
 		return st_bind_fail(s, q);
 	rc = st_change(s, q);
 	return rc < 0 ? -1 : rc > 0;
@@ -442,9 +549,11 @@ store_contact_accept_frames_get(struct store *s, int64_t id, void *buf,
     size_t buflen, size_t *len)
 {
 	sqlite3_stmt *q;
+	struct st_rowkey rk;
 	int rc;
 
 	*len = 0;
+	st_rowkey_id(&rk, id);
 	if ((q = st_stmt(s, ST_C_AF_GET)) == NULL)
 		return -1;
 	if (sqlite3_bind_int64(q, 1, id) != SQLITE_OK)
@@ -455,9 +564,90 @@ store_contact_accept_frames_get(struct store *s, int64_t id, void *buf,
 		st_done(q);
 		return 0;
 	}
-	rc = st_col_blob(s, q, 0, buf, buflen, len, 0);
+	rc = st_col_sealed(s, q, 0, SEC_ACCEPT_FRAMES, &rk, buf, buflen, len, 0);
 	st_done(q);
 	return rc == -1 ? -1 : 1;
+}
+
+/* ---- the contact reset ------------------------------------------------ */
+
+int
+store_contact_reset_set(struct store *s, int64_t id, const struct store_reset *r)
+{
+	sqlite3_stmt *q;
+	struct st_rowkey rk;
+	int rc;
+
+	if (r->mine_len > sizeof(r->mine) || r->ack_len > sizeof(r->ack)) {
+		st_seterr(s, "reset state too large");
+		return -1;
+	}
+	if ((q = st_stmt(s, ST_C_RESET_SET)) == NULL)
+		return -1;
+	st_rowkey_id(&rk, id);
+	if (sqlite3_bind_int64(q, 1, id) != SQLITE_OK ||
+	    sqlite3_bind_int(q, 2, r->due != 0) != SQLITE_OK ||
+	    st_bind_sealed(s, q, 3, SEC_RESET, &rk, r->mine, r->mine_len, 0) !=
+	    SQLITE_OK ||
+	    sqlite3_bind_int64(q, 4, r->seen_t) != SQLITE_OK ||
+	    st_bind_blob(q, 5, r->seen, r->has_seen ? sizeof(r->seen) : 0) !=
+	    SQLITE_OK ||
+	    st_bind_sealed(s, q, 6, SEC_RESET_ACK, &rk, r->ack, r->ack_len, 0) !=
+	    SQLITE_OK)
+		return st_bind_fail(s, q);
+	rc = st_change(s, q);
+	return rc < 0 ? -1 : rc > 0;
+}
+
+int
+store_contact_reset_get(struct store *s, int64_t id, struct store_reset *r)
+{
+	sqlite3_stmt *q;
+	struct st_rowkey rk;
+	size_t n = 0;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	if ((q = st_stmt(s, ST_C_RESET_GET)) == NULL)
+		return -1;
+	st_rowkey_id(&rk, id);
+	if (sqlite3_bind_int64(q, 1, id) != SQLITE_OK)
+		return st_bind_fail(s, q);
+	if ((rc = st_one_row(s, q)) != 1)
+		return rc;
+	r->due = st_col_int(q, 0) != 0;
+	r->seen_t = sqlite3_column_int64(q, 2);
+	rc = st_col_sealed(s, q, 1, SEC_RESET, &rk, r->mine, sizeof(r->mine),
+	    &r->mine_len, 0) == -1 ||
+	    st_col_blob(s, q, 3, r->seen, sizeof(r->seen), &n, 0) == -1 ||
+	    (n != 0 && n != sizeof(r->seen)) ||
+	    st_col_sealed(s, q, 4, SEC_RESET_ACK, &rk, r->ack, sizeof(r->ack),
+	    &r->ack_len, 0) == -1;
+	st_done(q);
+	r->has_seen = n != 0;
+	if (rc) {
+		if (s->err[0] == '\0')
+			st_seterr(s, "corrupt reset state");
+		sodium_memzero(r, sizeof(*r));
+		return -1;
+	}
+	return 1;
+}
+
+int
+store_contact_resets(struct store *s, int (*cb)(int64_t, void *), void *arg)
+{
+	sqlite3_stmt *q;
+	int rc, n = 0;
+
+	if ((q = st_stmt(s, ST_C_RESETS)) == NULL)
+		return -1;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		n++;
+		if (cb(sqlite3_column_int64(q, 0), arg) != 0)
+			break;
+	}
+	return st_rows_end(s, q, rc, n);
 }
 
 /* ---- inboxes --------------------------------------------------------- */

@@ -122,6 +122,158 @@ const struct store_migration store_migrations[] = {
 	"UPDATE inbox SET one_time = 1"
 	"  WHERE 'card.once:' || topic IN (SELECT key FROM kv);"
 	"DROP INDEX contact_my_inbox;", migrate_2_data },
+	/*
+	 * 3: wire protocol 2.  Inboxes are derived per epoch from seeds kept
+	 * in the pair state, so rows for pair and shared inboxes go (cards
+	 * stay: they are topics of their own); a claimed key cannot be
+	 * refused (protocol.md 4), so processed REQUESTs are remembered by
+	 * transcript instead.  A database that already holds contacts holds
+	 * protocol 1 contacts: wire = 1 makes the engine refuse it.
+	 */
+	{ "ALTER TABLE contact DROP COLUMN upd_inbox;"
+	"ALTER TABLE contact DROP COLUMN my_inbox;"
+	"ALTER TABLE contact ADD COLUMN seed_prev BLOB"
+	"  CHECK (seed_prev IS NULL OR length(seed_prev) = 32);"
+	"ALTER TABLE contact ADD COLUMN seed_prev_epoch INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE contact ADD COLUMN seed_prev_until INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE contact ADD COLUMN req_deadline INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE contact ADD COLUMN heal_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE meta DROP COLUMN shared_inbox;"
+	"ALTER TABLE meta DROP COLUMN client_id_prev;"
+	"ALTER TABLE meta DROP COLUMN epoch;"
+	"ALTER TABLE meta DROP COLUMN rotation_next;"
+	"ALTER TABLE meta ADD COLUMN shared_seed BLOB"
+	"  CHECK (shared_seed IS NULL OR length(shared_seed) = 32);"
+	"ALTER TABLE meta ADD COLUMN client_epoch INTEGER NOT NULL DEFAULT -1;"
+	"ALTER TABLE meta ADD COLUMN wire INTEGER NOT NULL DEFAULT 2;"
+	"UPDATE meta SET wire = 1 WHERE EXISTS (SELECT 1 FROM contact);"
+	"DELETE FROM inbox WHERE kind <> 1;"
+	"DROP TABLE refused;"
+	"CREATE TABLE request_seen ("
+	"  t1 BLOB PRIMARY KEY NOT NULL CHECK (length(t1) = 32),"
+	"  contact_id INTEGER REFERENCES contact(id) ON DELETE SET NULL,"
+	"  seen_at INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE INDEX request_seen_at ON request_seen(seen_at);", NULL },
+	/*
+	 * 4: bounded input.  A received message stays until an app
+	 * acknowledges it by its message ID (message.ack), and each contact's
+	 * unread messages are counted against its quota on every arrival:
+	 * both need an index over the pending rows.
+	 */
+	{ "CREATE INDEX rx_pending_msgid ON rx(msgid) WHERE taken = 0;"
+	"CREATE INDEX rx_pending_contact ON rx(contact_id) WHERE taken = 0;",
+	NULL },
+	/*
+	 * 5: idempotent sends.  The key an app gave message.send, kept for a
+	 * while with the message it made, so that a retry after a lost reply
+	 * returns that message instead of sending a second one.
+	 */
+	{ "CREATE TABLE send_key ("
+	"  key BLOB PRIMARY KEY NOT NULL CHECK (length(key) BETWEEN 1 AND 128),"
+	"  contact_id INTEGER NOT NULL REFERENCES contact(id) ON DELETE CASCADE,"
+	"  msgid BLOB NOT NULL CHECK (length(msgid) = 16),"
+	"  digest BLOB NOT NULL CHECK (length(digest) = 32),"
+	"  created INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE INDEX send_key_created ON send_key(created);"
+	"CREATE INDEX send_key_contact ON send_key(contact_id);", NULL },
+	/*
+	 * 6: file transfers (docs/protocol.md 7.1; daemon/file.c).  A row per
+	 * transfer each way, the chunks received of an incoming one, and the
+	 * outbox rows that carry an outgoing one (so that their ACKs count);
+	 * every row goes with its contact.  The bytes live in files under
+	 * state_dir (outgoing/, incoming/), not here.
+	 */
+	{ "CREATE TABLE file_out ("
+	"  xfer BLOB PRIMARY KEY NOT NULL CHECK (length(xfer) = 16),"
+	"  contact_id INTEGER NOT NULL REFERENCES contact(id) ON DELETE CASCADE,"
+	"  name TEXT NOT NULL,"
+	"  size INTEGER NOT NULL CHECK (size >= 0),"
+	"  hash BLOB NOT NULL CHECK (length(hash) = 32),"
+	"  chunk INTEGER NOT NULL CHECK (chunk > 0),"
+	"  next INTEGER NOT NULL DEFAULT 0,"
+	"  done INTEGER NOT NULL DEFAULT 0,"
+	"  state INTEGER NOT NULL,"
+	"  status INTEGER NOT NULL DEFAULT 0,"
+	"  path TEXT NOT NULL DEFAULT '',"
+	"  created INTEGER NOT NULL,"
+	"  updated INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE INDEX file_out_contact ON file_out(contact_id);"
+	"CREATE TABLE file_in ("
+	"  contact_id INTEGER NOT NULL REFERENCES contact(id) ON DELETE CASCADE,"
+	"  xfer BLOB NOT NULL CHECK (length(xfer) = 16),"
+	"  name TEXT NOT NULL,"
+	"  size INTEGER NOT NULL CHECK (size >= 0),"
+	"  hash BLOB NOT NULL CHECK (length(hash) = 32),"
+	"  chunk INTEGER NOT NULL CHECK (chunk > 0),"
+	"  next INTEGER NOT NULL DEFAULT 0,"
+	"  done INTEGER NOT NULL DEFAULT 0,"
+	"  state INTEGER NOT NULL,"
+	"  status INTEGER NOT NULL DEFAULT 0,"
+	"  path TEXT NOT NULL DEFAULT '',"
+	"  created INTEGER NOT NULL,"
+	"  updated INTEGER NOT NULL,"
+	"  PRIMARY KEY (contact_id, xfer)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE file_chunk ("
+	"  contact_id INTEGER NOT NULL,"
+	"  xfer BLOB NOT NULL,"
+	"  idx INTEGER NOT NULL,"
+	"  PRIMARY KEY (contact_id, xfer, idx),"
+	"  FOREIGN KEY (contact_id, xfer) REFERENCES file_in(contact_id, xfer)"
+	"    ON DELETE CASCADE"
+	") WITHOUT ROWID;"
+	"CREATE TABLE file_wire ("
+	"  msgid BLOB PRIMARY KEY NOT NULL CHECK (length(msgid) = 16),"
+	"  xfer BLOB NOT NULL REFERENCES file_out(xfer) ON DELETE CASCADE,"
+	"  idx INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE INDEX file_wire_xfer ON file_wire(xfer);", NULL },
+	/*
+	 * 7: encryption at rest (store_seal.c).  The vault holds the data key
+	 * wrapped once per way of unlocking.  A sealed value is longer than
+	 * the 32 bytes the old CHECKs allowed, so those columns are made
+	 * anew without them (renamed, copied, dropped).  The values stay as
+	 * they are until the first unlock seals them (store_seal_all), which
+	 * writes key_check.  card_shown: an identity whose card was never
+	 * handed out may be replaced by a restore; an existing one is taken
+	 * as shown.  reset*: the contact reset after a restore (protocol.md
+	 * 6.1).
+	 */
+	{ "CREATE TABLE vault ("
+	"  id INTEGER PRIMARY KEY,"
+	"  kind INTEGER NOT NULL,"
+	"  key_id BLOB NOT NULL CHECK (length(key_id) = 16),"
+	"  salt BLOB NOT NULL CHECK (length(salt) = 16),"
+	"  opslimit INTEGER NOT NULL,"
+	"  memlimit INTEGER NOT NULL,"
+	"  wrapped BLOB NOT NULL CHECK (length(wrapped) = 72),"
+	"  created INTEGER NOT NULL,"
+	"  UNIQUE (kind, key_id)"
+	");"
+	"ALTER TABLE meta RENAME COLUMN identity_sk TO identity_sk_v3;"
+	"ALTER TABLE meta ADD COLUMN identity_sk BLOB;"
+	"UPDATE meta SET identity_sk = identity_sk_v3;"
+	"ALTER TABLE meta DROP COLUMN identity_sk_v3;"
+	"ALTER TABLE meta RENAME COLUMN shared_seed TO shared_seed_v3;"
+	"ALTER TABLE meta ADD COLUMN shared_seed BLOB;"
+	"UPDATE meta SET shared_seed = shared_seed_v3;"
+	"ALTER TABLE meta DROP COLUMN shared_seed_v3;"
+	"ALTER TABLE contact RENAME COLUMN seed_prev TO seed_prev_v3;"
+	"ALTER TABLE contact ADD COLUMN seed_prev BLOB;"
+	"UPDATE contact SET seed_prev = seed_prev_v3;"
+	"ALTER TABLE contact DROP COLUMN seed_prev_v3;"
+	"ALTER TABLE meta ADD COLUMN key_check BLOB;"
+	"ALTER TABLE meta ADD COLUMN card_shown INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE meta SET card_shown = 1 WHERE identity_pk IS NOT NULL;"
+	"ALTER TABLE contact ADD COLUMN reset_due INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE contact ADD COLUMN reset BLOB;"
+	"ALTER TABLE contact ADD COLUMN reset_seen_t INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE contact ADD COLUMN reset_seen BLOB"
+	"  CHECK (reset_seen IS NULL OR length(reset_seen) = 32);"
+	"ALTER TABLE contact ADD COLUMN reset_ack BLOB;", NULL },
 };
 const int store_nmigrations = (int)(sizeof(store_migrations) / sizeof(store_migrations[0]));
 _Static_assert(sizeof(store_migrations) / sizeof(store_migrations[0]) ==

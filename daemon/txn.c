@@ -21,7 +21,8 @@
  */
 struct queued {
 	struct queued	*next;
-	char		 inbox[INBOX_MAX];
+	int64_t		 epoch;
+	char		 topic[INBOX_MAX];
 	int		 n;
 	uint8_t		 frames[];
 };
@@ -37,6 +38,7 @@ struct after {
 
 static struct {
 	int		 open, depth, ops;
+	int		 changes;	/* the store's count when the group opened */
 	struct queued	*txq, **txq_tail;
 	struct queued	**mark[GROUP_DEPTH];	/* txq_tail at each bracket */
 	struct after	*after, **after_tail;
@@ -44,20 +46,21 @@ static struct {
 } G = { .txq_tail = &G.txq, .after_tail = &G.after };
 
 void
-txn_publish(const char *inbox, const uint8_t *frames, int n)
+txn_publish(int64_t epoch, const char *topic, const uint8_t *frames, int n)
 {
 	size_t sz = (size_t)n * eng_cfg()->frames.size;
 	struct queued *q;
 
 	if (!store_in_transaction(eng_store())) {
-		publish_direct(inbox, frames, n);
+		publish_direct(epoch, topic, frames, n);
 		return;
 	}
 	if ((q = malloc(sizeof *q + sz)) == NULL) {
 		log_warnx("out of memory: frame dropped, the outbox will resend");
 		return;
 	}
-	copystr(q->inbox, inbox, sizeof q->inbox);
+	q->epoch = epoch;
+	copystr(q->topic, topic, sizeof q->topic);
 	q->n = n;
 	memcpy(q->frames, frames, sz);
 	q->next = NULL;
@@ -74,7 +77,7 @@ txq_drop(struct queued **from, int send)
 	for (q = *from; q != NULL; q = next) {
 		next = q->next;
 		if (send)
-			publish_direct(q->inbox, q->frames, q->n);
+			publish_direct(q->epoch, q->topic, q->frames, q->n);
 		free(q);
 	}
 	*from = NULL;
@@ -111,9 +114,16 @@ txn_flush(void)
 		return 0;
 	ok = store_commit(eng_store()) == 0;
 	if (!ok) {
-		log_warnx("store: commit failed: %s", store_errmsg(eng_store()));
+		/* Once the disk's trouble is known and logged, each further
+		 * failed commit is no news. */
+		if (engine_store_problem() == NULL)
+			log_warnx("store: commit failed: %s", store_errmsg(eng_store()));
+		else
+			log_debug("store: commit failed: %s", store_errmsg(eng_store()));
+		eng_store_result(0);
 		store_rollback(eng_store());
-	}
+	} else if (store_changes(eng_store()) != G.changes)
+		eng_store_result(1);	/* written, so the disk takes it */
 	G.open = 0;
 	G.ops = 0;
 	if (G.ev != NULL)
@@ -147,9 +157,12 @@ txn_begin(void)
 		return -1;
 	}
 	if (!G.open) {
-		if (store_begin(eng_store()) != 0)
+		if (store_begin(eng_store()) != 0) {
+			eng_store_result(0);
 			return -1;
+		}
 		G.open = 1;
+		G.changes = store_changes(eng_store());
 		if (G.ev != NULL)
 			timer_add_ms(G.ev, 0);
 	}

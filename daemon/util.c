@@ -19,6 +19,14 @@ now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+uint64_t
+now_s(void)
+{
+	int64_t ms = now_ms();
+
+	return ms > 0 ? (uint64_t)(ms / 1000) : 0;
+}
+
 /* Truncating copy that always terminates (glibc 2.36 has no strlcpy). */
 void
 copystr(char *dst, const char *src, size_t len)
@@ -64,4 +72,17 @@ random_exp(double mean)
 	double u = ((double)randombytes_uniform(UINT32_MAX) + 1.0) / 4294967296.0;
 
 	return -log(u) * mean;
+}
+
+int64_t
+random_below(int64_t n)
+{
+	uint64_t r;
+
+	if (n <= 1)
+		return 0;
+	if (n <= UINT32_MAX)
+		return (int64_t)randombytes_uniform((uint32_t)n);
+	randombytes_buf(&r, sizeof r);
+	return (int64_t)(r % (uint64_t)n);	/* n > 2^32: the bias is tiny */
 }

@@ -21,8 +21,14 @@
 #include "log.h"
 #include "methods.h"
 #include "rpc.h"
+#include "backup.h"
+#include "vault.h"
 
-#define DEFAULT_CONFIG	"/etc/veil/veild.conf"
+/* The file make install puts there: $(sysconfdir)/veil/veild.conf. */
+#ifndef VEIL_SYSCONFDIR
+#define VEIL_SYSCONFDIR	"/etc"
+#endif
+#define DEFAULT_CONFIG	VEIL_SYSCONFDIR "/veil/veild.conf"
 
 static struct veild_config cfg;
 static const char *cfgpath = DEFAULT_CONFIG;
@@ -132,7 +138,8 @@ on_signal(evutil_socket_t sig, short ev, void *arg)
 			reload_log_restart_keys(&cfg, &next);
 			/* -v on the command line outlives a reload. */
 			log_setverbose(opt_verbose || next.log.level == VEILD_LOG_DEBUG);
-			engine_reload(&next);
+			if (vault_is_open())
+				engine_reload(&next);
 			config_free(&next);
 			log_info("configuration reloaded");
 		}
@@ -149,7 +156,7 @@ on_watchdog(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	(void)arg;
-	engine_status_line(status, sizeof status);
+	vault_status_line(status, sizeof status);
 	snprintf(line, sizeof line, "WATCHDOG=1\nSTATUS=%s", status);
 	sd_notify(0, line);
 }
@@ -209,10 +216,13 @@ main(int argc, char *argv[])
 		fatalx("cannot create the event loop");
 	if (mkdir(cfg.state_dir, 0700) == -1 && errno != EEXIST)
 		fatal("state_dir %s", cfg.state_dir);
-	if (engine_init(base, &cfg, err, sizeof err) != 0)
-		fatalx("%s", err);
-	rpc_init(methods_table);
 	methods_init(base);
+	backup_set_config_path(cfgpath);
+	/* Locked until a credential or key file unlocks it here, or a
+	 * passphrase over the socket: then the engine starts. */
+	if (vault_init(base, &cfg, err, sizeof err) != 0 ||
+	    vault_auto_unlock(err, sizeof err) < 0)
+		fatalx("%s", err);
 	if (control_init(base, cfg.socket, socket_group(cfg.socket_group)) != 0)
 		fatalx("cannot listen on %s", cfg.socket);
 	for (int i = 0; signums[i] != 0; i++) {
@@ -227,17 +237,21 @@ main(int argc, char *argv[])
 		if (ev_watchdog == NULL || event_add(ev_watchdog, &tv) != 0)
 			fatalx("cannot start the watchdog timer");
 	}
-	if (engine_start() != 0)
-		fatalx("cannot start the transport");
-	sd_notify(0, "READY=1\nSTATUS=running");
-	log_info("ready");
+	{
+		char line[320], st[256];
+
+		vault_status_line(st, sizeof st);
+		snprintf(line, sizeof line, "READY=1\nSTATUS=%s", st);
+		sd_notify(0, line);
+	}
+	log_info(vault_is_open() ? "ready" : "ready, locked");
 
 	event_base_dispatch(base);
 
 	control_shutdown();
+	vault_shutdown();
 	rpc_shutdown();
 	methods_shutdown();
-	engine_shutdown();
 	for (int i = 0; signums[i] != 0; i++)
 		event_free(sigs[i]);
 	if (ev_watchdog != NULL)

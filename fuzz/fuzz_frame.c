@@ -10,17 +10,20 @@
 
 /*
  * Input layout: byte 0 selects the mode (low 2 bits) and the frame size
- * (bit 2: 256 or 1024); bytes 1..8 are the sequence number (big-endian);
+ * (bit 2: 512 or 1024); bytes 1..8 are the sequence number (big-endian);
  * the rest is the mode's payload, cut or zero-padded to what it needs.
  *   0: the payload is a whole AEAD frame, opened with the fixed key.
  *   1: the payload is a whole sealed-box frame, opened with the fixed pair.
  *   2: the payload is a frame's plaintext (header, body, padding),
- *      encrypted here with the right nonce so that veil_frame_open's
- *      parser, not Poly1305, decides; same for 3 with a sealed box.
+ *      encrypted here with the right tag, a nonce from the (reseeded)
+ *      RNG and the right associated data (protocol.md 2), so that
+ *      veil_frame_open's parser, not Poly1305, decides; same for 3 with a
+ *      sealed box.
  * Mode 0 and 2 inputs whose first byte has bit 3 set go on to the
  * reassembly driver below with the rest of the input after the frame.
  */
-#define FRAME_AD "veil-frame-v1"
+#define FRAME_AD "veil-frame-v2"
+#define FRAME_AD_LEN (sizeof(FRAME_AD) - 1)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -55,6 +58,28 @@ check_open(const struct veil_frame_hdr *h, size_t cap, uint64_t seq)
 	if (h->len > cap || h->frag_cnt < 1 || h->frag_idx >= h->frag_cnt ||
 	    h->flags != 0 || !veil_type_valid(h->type) || h->seq != seq)
 		abort();
+}
+
+/* ... and a sealed one: a single REQUEST frame. */
+static void
+check_open_box(const struct veil_frame_hdr *h, size_t cap)
+{
+	check_open(h, cap, 0);
+	if (h->type != VEIL_T_REQUEST || h->frag_cnt != 1 || h->frag_idx != 0)
+		abort();
+}
+
+/* ad = "veil-frame-v2" || u8 dir || u32 frame_size */
+static size_t
+frame_ad(uint8_t ad[FRAME_AD_LEN + 5], uint8_t dir, size_t fs)
+{
+	memcpy(ad, FRAME_AD, FRAME_AD_LEN);
+	ad[FRAME_AD_LEN] = dir;
+	ad[FRAME_AD_LEN + 1] = (uint8_t)(fs >> 24);
+	ad[FRAME_AD_LEN + 2] = (uint8_t)(fs >> 16);
+	ad[FRAME_AD_LEN + 3] = (uint8_t)(fs >> 8);
+	ad[FRAME_AD_LEN + 4] = (uint8_t)fs;
+	return FRAME_AD_LEN + 5;
 }
 
 /*
@@ -115,7 +140,9 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint8_t frame[1024], pt[1024], body[1024];
+	uint8_t ad[FRAME_AD_LEN + 5];
 	struct veil_frame_hdr h;
+	struct veil_dirkey other;
 	unsigned long long clen;
 	size_t fs, cap, plen, used;
 	uint64_t seq = 0;
@@ -125,7 +152,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	world_reseed();
 	mode = data[0] & 3;
-	fs = (data[0] & 4) ? 1024 : 256;
+	fs = (data[0] & 4) ? 1024 : 512;
 	for (int i = 1; i <= 8; i++)
 		seq = (seq << 8) | data[i];
 	data += 9;
@@ -145,22 +172,29 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cap = veil_frame_capacity(fs, 1);
 		if ((rc = veil_frame_open_box(frame, fs, w.box_pk, w.box_sk,
 		    &h, body)) == 0)
-			check_open(&h, cap, 0);
+			check_open_box(&h, cap);
 		break;
 	case 2:
 		plen = fs - VEIL_AEAD_OVERHEAD;
 		fill(pt, plen, data, size);
 		used = plen;
 		cap = veil_frame_capacity(fs, 0);
-		veil_dirkey_nonce(&w.dk, seq, frame);
+		veil_dirkey_tag(&w.dk, seq, frame);
+		randombytes_buf(frame + VEIL_TAG_BYTES, VEIL_NONCE_RANDOM);
 		crypto_aead_xchacha20poly1305_ietf_encrypt(frame + VEIL_NONCE_BYTES,
-		    &clen, pt, plen, (const uint8_t *)FRAME_AD,
-		    sizeof(FRAME_AD) - 1, NULL, frame, w.dk.key);
+		    &clen, pt, plen, ad, frame_ad(ad, w.dk.dir, fs), NULL, frame,
+		    w.dk.key);
 		if ((rc = veil_frame_open(frame, fs, &w.dk, seq, &h, body)) == 0)
 			check_open(&h, cap, seq);
-		/* The next sequence number must not open the same frame. */
+		/* The next sequence number must not open the same frame, nor
+		 * the same key material read as the other direction. */
 		if (veil_frame_open(frame, fs, &w.dk, seq + 1, &h, body) == 0)
 			abort();
+		other = w.dk;
+		other.dir = (uint8_t)(3 - w.dk.dir);
+		if (veil_frame_open(frame, fs, &other, seq, &h, body) == 0)
+			abort();
+		veil_dirkey_wipe(&other);
 		break;
 	default:
 		plen = fs - VEIL_SEAL_OVERHEAD;
@@ -171,7 +205,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if ((rc = veil_frame_open_box(frame, fs, w.box_pk, w.box_sk,
 		    &h, body)) == 0)
-			check_open(&h, cap, 0);
+			check_open_box(&h, cap);
 		break;
 	}
 	(void)rc;

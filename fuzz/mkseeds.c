@@ -10,6 +10,10 @@
 #include "veil.h"
 #include "world.h"
 
+#include "backup_rec.h"
+#include "bkfile.h"
+#include "fuzz_backup.h"
+
 static const char *outdir;
 static int failed;
 
@@ -65,7 +69,7 @@ frame_seeds(struct world *w)
 	memset(h.msgid, 0x11, sizeof(h.msgid));
 	h.frag_cnt = 1;
 	for (int big = 0; big <= 1; big++) {
-		fs = big ? 1024 : 256;
+		fs = big ? 1024 : 512;
 		char name[64];
 
 		/* 0: a real AEAD frame. */
@@ -112,23 +116,23 @@ frame_seeds(struct world *w)
 	 * (the middle one twice), then expiry and forget. */
 	{
 		static const uint8_t recs[][10] = {
-			{ 1, VEIL_T_TEXT, 0x00, 0xb8, 0, 0, 0, 3, 0x42, 1 },
-			{ 1, VEIL_T_TEXT, 0x00, 0xb8, 0, 1, 0, 3, 0x42, 1 },
-			{ 1, VEIL_T_TEXT, 0x00, 0xb8, 0, 1, 0, 3, 0x42, 1 },
+			{ 1, VEIL_T_TEXT, 0x01, 0xb8, 0, 0, 0, 3, 0x42, 1 },
+			{ 1, VEIL_T_TEXT, 0x01, 0xb8, 0, 1, 0, 3, 0x42, 1 },
+			{ 1, VEIL_T_TEXT, 0x01, 0xb8, 0, 1, 0, 3, 0x42, 1 },
 			{ 1, VEIL_T_TEXT, 0x00, 0x10, 0, 2, 0, 3, 0x42, 1 },
-			{ 2, VEIL_T_FILE, 0x00, 0xb8, 0, 0, 0, 2, 0x43, 1 },
+			{ 2, VEIL_T_FILE, 0x01, 0xb8, 0, 0, 0, 2, 0x43, 1 },
 			{ 0, VEIL_T_TEXT, 0x00, 0x05, 0, 0, 0, 1, 0x44, 1 },
-			{ 3, VEIL_T_TEXT, 0x00, 0xb8, 0, 0, 0, 9, 0x45, 0xe9 },
-			{ 2, VEIL_T_FILE, 0x00, 0xb8, 0, 1, 0, 2, 0x43, 0xf1 },
+			{ 3, VEIL_T_TEXT, 0x01, 0xb8, 0, 0, 0, 9, 0x45, 0xe9 },
+			{ 2, VEIL_T_FILE, 0x01, 0xb8, 0, 1, 0, 2, 0x43, 0xf1 },
 		};
 		size_t n = 9 + 32 + h.len;
 
-		/* Mode 2, 256 bytes: the plaintext is 216 bytes, cap 184. */
+		/* Mode 2, 512 bytes: the plaintext is 472 bytes, cap 440. */
 		pt[0] = VEIL_T_TEXT;
 		pt[11] = 5;
 		frame_prefix(in, 2 | 8, 5);
-		memcpy(in + 9, pt, 216);
-		n = 9 + 216;
+		memcpy(in + 9, pt, 472);
+		n = 9 + 472;
 		memcpy(in + n, recs, sizeof(recs));
 		put("frame", "reasm", in, n + sizeof(recs), NULL, 0);
 	}
@@ -160,6 +164,130 @@ rpc_seeds(void)
 
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
 		put("rpc", lines[i][0], lines[i][1], strlen(lines[i][1]), NULL, 0);
+}
+
+/* A backup file sealed to FUZZ_BACKUP_SK's public key, and its records
+ * one by one (fuzz_backup modes 0 and 1). */
+struct sink {
+	uint8_t	*buf;
+	size_t	 len, cap;
+};
+
+static int
+sink_out(void *arg, const uint8_t *b, size_t n)
+{
+	struct sink *s = arg;
+
+	if (s->len + n > s->cap) {
+		size_t cap = (s->len + n) * 2;
+		uint8_t *p = realloc(s->buf, cap);
+
+		if (p == NULL)
+			return -1;
+		s->buf = p;
+		s->cap = cap;
+	}
+	memcpy(s->buf + s->len, b, n);
+	s->len += n;
+	return 0;
+}
+
+static void
+backup_seeds(struct world *w)
+{
+	static const char *const names[BREC_COUNT] = {
+		"rec-header", "rec-config", "rec-identity", "rec-meta",
+		"rec-contact", "rec-card", "rec-outbox", "rec-rx", "rec-seen",
+		"rec-end",
+	};
+	uint8_t sk[32], pk[32], sel[2] = { 0, 0 }, af[64];
+	struct brec r[BREC_COUNT + 1];
+	struct bk_writer wr;
+	struct bk_secret sec;
+	struct sink out = { NULL, 0, 0 };
+	char *json;
+	size_t len;
+	int n = 0;
+
+	memset(sk, FUZZ_BACKUP_SK, sizeof(sk));
+	crypto_scalarmult_base(pk, sk);
+	memset(r, 0, sizeof(r));
+	r[n].type = BREC_HEADER;
+	r[n].u.header.format = BREC_FORMAT;
+	r[n].u.header.wire = 2;
+	r[n++].u.header.created = 1767225600000LL;
+	r[n].type = BREC_CONFIG;
+	r[n++].u.config.text = (char *)"identity = { name = \"Fuzz\"; };\n";
+	r[n].type = BREC_IDENTITY;
+	memcpy(r[n].u.identity.pk, pk, 32);
+	memcpy(r[n++].u.identity.sk, sk, 32);
+	r[n].type = BREC_META;
+	snprintf(r[n].u.meta.card_cid, sizeof(r[n].u.meta.card_cid), "cardtopic");
+	r[n].u.meta.has_shared_seed = 1;
+	memset(r[n].u.meta.shared_seed, 7, 32);
+	r[n++].u.meta.wire = 2;
+	r[n].type = BREC_CONTACT;
+	r[n].u.contact.c.id = 1;
+	snprintf(r[n].u.contact.c.name, sizeof(r[n].u.contact.c.name), "Bob");
+	snprintf(r[n].u.contact.c.peer_name, sizeof(r[n].u.contact.c.peer_name),
+	    "Bob");
+	r[n].u.contact.c.state = 4;
+	memcpy(r[n].u.contact.c.pair, w->pair_packed, w->pair_packed_len);
+	r[n].u.contact.c.pair_len = w->pair_packed_len;
+	r[n].u.contact.c.has_seed_prev = 1;
+	memset(af, 3, sizeof(af));
+	r[n].u.contact.af = af;
+	r[n].u.contact.aflen = sizeof(af);
+	r[n].u.contact.reset.has_seen = 1;
+	r[n].u.contact.reset.seen_t = 5;
+	r[n++].u.contact.reset.ack_len = 169;
+	r[n].type = BREC_CARD;
+	snprintf(r[n].u.card.topic, sizeof(r[n].u.card.topic), "cardtopic");
+	r[n++].u.card.one_time = 1;
+	r[n].type = BREC_OUTBOX;
+	r[n].u.outbox.o.contact_id = 1;
+	r[n].u.outbox.o.type = 1;
+	r[n].u.outbox.o.body = (const uint8_t *)"queued text";
+	r[n++].u.outbox.o.body_len = 11;
+	r[n].type = BREC_RX;
+	r[n].u.rx.r.contact_id = 1;
+	r[n].u.rx.r.type = 1;
+	r[n].u.rx.r.body = (const uint8_t *)"unread text";
+	r[n++].u.rx.r.body_len = 11;
+	r[n].type = BREC_SEEN;
+	r[n++].u.seen.contact_id = 1;
+	r[n].type = BREC_END;
+	r[n].u.end.records = n;
+	n++;
+
+	memset(&sec, 0, sizeof(sec));
+	sec.pk = pk;
+	if (bk_writer_start(&wr, &sec, sink_out, &out) != BK_OK) {
+		failed = 1;
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		if ((json = brec_encode(&r[i], &len)) == NULL) {
+			failed = 1;
+			continue;
+		}
+		if (bk_writer_record(&wr, (const uint8_t *)json, len) != BK_OK)
+			failed = 1;
+		sel[0] = 1;
+		put("backup", names[r[i].type], sel, 1, json, len);
+		free(json);
+	}
+	if (bk_writer_finish(&wr) != BK_OK)
+		failed = 1;
+	bk_writer_free(&wr);
+	sel[0] = 0;
+	sel[1] = 0xff;		/* pieces of 65536 bytes */
+	put("backup", "file-sealed", sel, 2, out.buf, out.len);
+	sel[1] = 3;		/* pieces of 772 bytes */
+	put("backup", "file-sealed-pieces", sel, 2, out.buf, out.len);
+	sel[0] = 2;
+	put("backup", "header-sealed", sel, 1, out.buf, 160);
+	free(out.buf);
 }
 
 int
@@ -205,6 +333,7 @@ main(int argc, char **argv)
 	put("card", "card-onetime", uri, strlen(uri), NULL, 0);
 
 	frame_seeds(&w);
+	backup_seeds(&w);
 
 	sel = 0;
 	put("ccm", "parse", &sel, 1, w.update_body, w.update_len);
@@ -229,6 +358,20 @@ main(int argc, char **argv)
 	put("agree", "agree-packed", &sel, 1, w.agree_packed, w.agree_packed_len);
 	sel = 5;
 	put("agree", "pair-packed", &sel, 1, w.pair_packed, w.pair_packed_len);
+	{
+		/* Mode 6: two hours and a bit later, grace and lead 120 s. */
+		uint8_t adv[13];
+		uint64_t off = 7200 + 7;
+
+		adv[0] = 6;
+		for (int i = 8; i >= 1; i--, off >>= 8)
+			adv[i] = (uint8_t)off;
+		adv[9] = 0;
+		adv[10] = 120;
+		adv[11] = 0;
+		adv[12] = 120;
+		put("agree", "pair-advance", adv, 13, w.pair_packed, w.pair_packed_len);
+	}
 
 	rpc_seeds();
 	return failed;

@@ -11,7 +11,7 @@ JOBS=${FUZZ_JOBS:-2}
 # Absolute: fuzz_config changes its working directory before reading paths.
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-HARNESSES=${FUZZ_ONLY:-"card frame ccm agree rpc config"}
+HARNESSES=${FUZZ_ONLY:-"card file frame ccm agree rpc config methods backup"}
 
 "$SRC/fuzz/build.sh" "$OUT" >/dev/null
 # Known third-party leak only (libconfig 1.5); see the file.
@@ -33,11 +33,14 @@ cp -p "$SRC/tests/conf/"*.conf "$SRC/conf/veild.conf" "$OUT/corpus/config/"
 max_len() {
 	case $1 in
 	card) echo 1100 ;;	# VEIL_CARD_URI_MAX and some whitespace
+	file) echo 600 ;;	# VEIL_FILE_OFFER_MAX (318) and chunk data
 	frame) echo 1600 ;;	# selector, seq, a 1024-byte frame, reasm records
 	ccm) echo 2100 ;;	# VEIL_UPDATE_BODY_MAX and some
 	agree) echo 1100 ;;	# VEIL_PAIR/AGREE_PACKED_MAX and some
 	rpc) echo 4096 ;;
+	methods) echo 4096 ;;
 	config) echo 8192 ;;	# conf/veild.conf is 6.7 KB
+	backup) echo 140000 ;;	# a header and two chunks of 65553 bytes
 	esac
 }
 
@@ -45,8 +48,11 @@ run_one() {
 	h=$1
 	log="$OUT/logs/$h.log"
 	rc=0
+	dict=""
+	[ -f "$SRC/fuzz/dict/$h.dict" ] && dict="-dict=$SRC/fuzz/dict/$h.dict"
+	# shellcheck disable=SC2086
 	"$OUT/fuzz_$h" -max_total_time="$SECS" -max_len="$(max_len "$h")" \
-	    -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	    -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 $dict \
 	    -artifact_prefix="$OUT/crashes/$h-" \
 	    "$OUT/corpus/$h" >"$log" 2>&1 || rc=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

@@ -44,7 +44,7 @@ world_build(struct world *w)
 
 	for (size_t i = 0; i < sizeof(root); i++)
 		root[i] = (uint8_t)(0x40 + i);
-	veil_dirkey_from_root(&w->dk, root);
+	STEP("dirkey", veil_dirkey_from_root(&w->dk, root, VEIL_DIR_I2R) == 0);
 	for (size_t i = 0; i < sizeof(seed); i++)
 		seed[i] = (uint8_t)(0x60 + i);
 	STEP("box keypair", crypto_box_seed_keypair(w->box_pk, w->box_sk, seed) == 0);
@@ -59,36 +59,43 @@ world_build(struct world *w)
 	STEP("card encode", veil_card_encode(&w->card, w->card_uri,
 	    sizeof(w->card_uri)) > 0);
 
-	STEP("inboxes", veil_id_new(&w->bob_inbox, 0) == 0 &&
-	    veil_id_new(&w->alice_inbox, 0) == 0 &&
-	    veil_id_new(&w->alice_new, 0) == 0);
+	veil_seed_new(w->bob_inbox.seed);
+	w->bob_inbox.epoch = 3600;
+	w->bob_inbox.period = 600;
+	veil_seed_new(w->alice_inbox.seed);
+	w->alice_inbox.epoch = 3600;
+	w->alice_inbox.period = 3600;
+	veil_seed_new(w->alice_new.seed);
+	w->alice_new.epoch = 1800;
+	w->alice_new.period = 900;
+	w->clk.now = WORLD_NOW;
+	w->clk.grace = w->clk.lead = 120;
 	w->request_len = sizeof(w->request_body);
 	STEP("request", veil_agree_request(&ab, &w->card, w->bob.pk, "Bob",
-	    &w->bob_inbox, w->request_body, &w->request_len) == 0);
+	    &w->bob_inbox, WORLD_NOW, w->request_body, &w->request_len) == 0);
 	w->bob_requested = ab;
 	STEP("on_request", veil_agree_on_request(&aa, &w->card.cid, w->alice.pk,
-	    w->request_body, w->request_len) == 0);
+	    WORLD_NOW, WORLD_MAX_AGE, w->request_body, w->request_len) == 0);
 	w->accept_len = sizeof(w->accept_body);
-	STEP("accept", veil_agree_accept(&aa, &w->alice_inbox, w->accept_body,
-	    &w->accept_len, &alice_pair) == 0);
+	STEP("accept", veil_agree_accept(&aa, w->alice.sk, &w->alice_inbox, &w->clk,
+	    w->accept_body, &w->accept_len, &alice_pair) == 0);
 	w->alice_accepted = aa;
 	w->confirm_len = sizeof(w->confirm_body);
-	STEP("on_accept", veil_agree_on_accept(&ab, w->accept_body, w->accept_len,
-	    &w->bob_pair, w->confirm_body, &w->confirm_len, &ctype) == 0 &&
-	    ctype == VEIL_T_CONFIRM);
+	STEP("on_accept", veil_agree_on_accept(&ab, w->bob.sk, &w->clk,
+	    w->accept_body, w->accept_len, &w->bob_pair, w->confirm_body,
+	    &w->confirm_len, &ctype) == 0 && ctype == VEIL_T_CONFIRM);
 	STEP("on_confirm", veil_agree_on_confirm(&aa, w->confirm_body,
 	    w->confirm_len) == 0);
 
 	STEP("update build", veil_update_build(&alice_pair, w->alice.pk, "Alice",
-	    &w->alice_inbox, &w->alice_new, 1, &ubody, &ulen) == 0 &&
-	    ulen < sizeof(w->update_body));
+	    &w->alice_new, 1, &ubody, &ulen) == 0 && ulen < sizeof(w->update_body));
 	memcpy(w->update_body, ubody, ulen);
 	w->update_len = ulen;
 	w->alice_pending = alice_pair;
 	/* The ACK comes from a copy: the stored Bob has not seen the UPDATE
 	 * yet, so a fuzzed UPDATE meets the state a real one would. */
 	bob_copy = w->bob_pair;
-	STEP("on_update", veil_update_on_update(&bob_copy, &w->alice_inbox, ubody,
+	STEP("on_update", veil_update_on_update(&bob_copy, "Alice", WORLD_NOW, ubody,
 	    ulen, &ccm, &ack, &acklen) == 0 && acklen < sizeof(w->ack_body));
 	memcpy(w->ack_body, ack, acklen);
 	w->ack_len = acklen;

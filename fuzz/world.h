@@ -7,8 +7,9 @@
 
 #include "veil.h"
 
-#define WORLD_SEED "veil-fuzz-v1"
+#define WORLD_SEED "veil-fuzz-v2"
 #define WORLD_NOW 1767225600ULL		/* 2026-01-01, before the card expires */
+#define WORLD_MAX_AGE (3 * 86400ULL)	/* REQUEST lifetime */
 
 /*
  * Every value comes from the seeded RNG of tests/testutil.c, so a harness
@@ -19,9 +20,11 @@ struct world {
 	struct veil_identity alice, bob;
 	struct veil_card card;
 	char card_uri[VEIL_CARD_URI_MAX];
-	struct veil_id bob_inbox, alice_inbox, alice_new;
+	struct veil_inbox bob_inbox, alice_inbox, alice_new;
+	struct veil_clock clk;		/* WORLD_NOW, grace and lead 120 s */
 
-	/* Fixed AEAD direction key and sealed-box key pair for frames. */
+	/* Fixed AEAD direction key (direction 1) and sealed-box key pair
+	 * for frames. */
 	struct veil_dirkey dk;
 	uint8_t box_pk[VEIL_KEY_BYTES], box_sk[VEIL_KEY_BYTES];
 

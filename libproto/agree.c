@@ -4,27 +4,35 @@
 #include <sodium.h>
 
 #include "agree.h"
+#include "dh3.h"
 #include "wire.h"
 
-#define AGREE_PACK_VERSION 1
-#define T1_CTX "veil-agree-v1"
-#define HS_CTX "veil-hs-v1"
-#define ROOT_CTX "veil-root-v1"
-#define CONFIRM_CTX "veil-confirm-v1"
-#define EPOCH0_KDF "veilag01"
-#define PAIR_KDF "veilpair"
+/* Format 2 (protocol version 2); format 1 held protocol version 1. */
+#define AGREE_PACK_VERSION 2
+#define T1_CTX "veil-agree-v2"
+#define HS_CTX "veil-hs-v2"
+#define ROOT_CTX "veil-root-v2"
+#define CONFIRM_CTX "veil-confirm-v2"
+#define EPOCH0_KDF "veilag02"
+#define PAIR_KDF "veilpai2"
 #define FAIL_HASH_MISMATCH 1
 
-/* S, K, KP_B, E_B, then three length-prefixed fields. */
-#define REQ_FIXED (4 * VEIL_KEY_BYTES)
-#define ACC_FIXED (2 * VEIL_KEY_BYTES)
-#define REQ_MAX (REQ_FIXED + 2 * (1 + VEIL_ID_MAX_BYTES) + 1 + VEIL_NAME_MAX)
-#define ACC_MAX (ACC_FIXED + 1 + VEIL_ID_MAX_BYTES)
+/* version, S, K, KP_B, E_B, t_B, L_B, P_B; then CID, J_B and the name. */
+#define REQ_FIXED (1 + 4 * VEIL_KEY_BYTES + 8 + 4 + 4)
+#define REQ_MAX (REQ_FIXED + 1 + VEIL_ID_MAX_BYTES + VEIL_SEED_BYTES + 1 + \
+    VEIL_NAME_MAX)
 _Static_assert(REQ_MAX <= VEIL_AGREE_BODY_MAX, "VEIL_AGREE_BODY_MAX too small");
+/* Sealed frames carry one REQUEST frame only (frame.h): every REQUEST must
+ * fit one at the smallest frame size. */
+_Static_assert(REQ_MAX <= VEIL_FRAME_MIN - VEIL_SEAL_OVERHEAD - VEIL_FRAME_HDR,
+    "a REQUEST does not fit one sealed frame of VEIL_FRAME_MIN");
+_Static_assert(VEIL_ACCEPT_BODY == 2 * VEIL_KEY_BYTES + 4 + 4 + VEIL_SEED_BYTES,
+    "ACCEPT layout");
 
 #define ID_PACKED (1 + VEIL_ID_MAX_BYTES)
-#define AGREE_PACKED (1 + 1 + 1 + 9 * VEIL_KEY_BYTES + 3 * ID_PACKED + \
-    1 + VEIL_NAME_MAX)
+#define INBOX_PACKED (VEIL_SEED_BYTES + 4 + 4)
+#define AGREE_PACKED (1 + 1 + 1 + 9 * VEIL_KEY_BYTES + ID_PACKED + 8 + \
+    2 * INBOX_PACKED + 1 + VEIL_NAME_MAX)
 _Static_assert(AGREE_PACKED <= VEIL_AGREE_PACKED_MAX, "VEIL_AGREE_PACKED_MAX too small");
 
 int
@@ -69,23 +77,70 @@ veil_agree_state_name(int state)
 }
 
 static void
-root_to_dirkey(struct veil_dirkey *k, const uint8_t base[VEIL_KEY_BYTES],
-    uint64_t id, const char ctx[8])
+put32(uint8_t p[4], uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t
+get32(const uint8_t p[4])
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3];
+}
+
+static void
+w32(struct wire_writer *w, uint32_t v)
+{
+	uint8_t b[4];
+
+	put32(b, v);
+	wire_write(w, b, sizeof(b));
+}
+
+static uint32_t
+r32(struct wire_reader *r)
+{
+	const uint8_t *p = wire_take(r, 4);
+
+	return p ? get32(p) : 0;
+}
+
+static void
+epoch0_key(struct veil_dirkey *k, const uint8_t pairkey[VEIL_KEY_BYTES],
+    uint64_t id, uint8_t dir)
 {
 	uint8_t root[VEIL_KEY_BYTES];
 
-	crypto_kdf_derive_from_key(root, sizeof(root), id, ctx, base);
-	veil_dirkey_from_root(k, root);
+	crypto_kdf_derive_from_key(root, sizeof(root), id, EPOCH0_KDF, pairkey);
+	veil_dirkey_from_root(k, root, dir);
 	sodium_memzero(root, sizeof(root));
 }
 
 void
 veil_agree_epoch0(const struct veil_agree *a, struct veil_dirkey *r2i, struct veil_dirkey *i2r)
 {
+	if (a == NULL)
+		return;
 	if (r2i != NULL)
-		root_to_dirkey(r2i, a->pairkey, 1, EPOCH0_KDF);
+		epoch0_key(r2i, a->pairkey, 1, VEIL_DIR_R2I);
 	if (i2r != NULL)
-		root_to_dirkey(i2r, a->pairkey, 2, EPOCH0_KDF);
+		epoch0_key(i2r, a->pairkey, 2, VEIL_DIR_I2R);
+}
+
+int
+veil_agree_epoch0_allows(const struct veil_agree *a, uint8_t type)
+{
+	if (a == NULL)
+		return 0;
+	if (a->role == VEIL_ROLE_INITIATOR)
+		return a->state == VEIL_AG_REQUESTED && type == VEIL_T_ACCEPT;
+	if (a->role == VEIL_ROLE_RESPONDER)
+		return a->state == VEIL_AG_ACCEPTED && type == VEIL_T_FAIL;
+	return 0;
 }
 
 /* H_key(ctx || T2): HS and the CONFIRM body differ only in ctx. */
@@ -102,81 +157,112 @@ keyed_t2(uint8_t out[VEIL_KEY_BYTES], const uint8_t key[VEIL_KEY_BYTES],
 	sodium_memzero(&st, sizeof(st));
 }
 
-static void
-transcript1(uint8_t t1[VEIL_KEY_BYTES], const uint8_t resp_pk[VEIL_KEY_BYTES],
-    const uint8_t *body, size_t len)
+int
+veil_agree_request_t1(const uint8_t *body, size_t len,
+    const uint8_t resp_pk[VEIL_KEY_BYTES], uint8_t t1[VEIL_KEY_BYTES])
 {
 	crypto_generichash_state st;
 
+	if (t1 != NULL)
+		memset(t1, 0, VEIL_KEY_BYTES);
+	if ((body == NULL && len > 0) || resp_pk == NULL || t1 == NULL)
+		return VEIL_ERR_INVAL;
+	if (len > VEIL_AGREE_BODY_MAX)
+		return VEIL_ERR_FORMAT;
 	crypto_generichash_init(&st, NULL, 0, VEIL_KEY_BYTES);
 	crypto_generichash_update(&st, (const uint8_t *)T1_CTX, sizeof(T1_CTX) - 1);
 	crypto_generichash_update(&st, resp_pk, VEIL_KEY_BYTES);
 	crypto_generichash_update(&st, body, len);
 	crypto_generichash_final(&st, t1, VEIL_KEY_BYTES);
 	sodium_memzero(&st, sizeof(st));
-}
-
-static void
-transcript2(uint8_t t2[VEIL_KEY_BYTES], const uint8_t t1[VEIL_KEY_BYTES],
-    const uint8_t e_resp[VEIL_KEY_BYTES], const struct veil_id *resp_inbox)
-{
-	crypto_generichash_state st;
-
-	crypto_generichash_init(&st, NULL, 0, VEIL_KEY_BYTES);
-	crypto_generichash_update(&st, t1, VEIL_KEY_BYTES);
-	crypto_generichash_update(&st, e_resp, VEIL_KEY_BYTES);
-	crypto_generichash_update(&st, &resp_inbox->len, 1);
-	crypto_generichash_update(&st, resp_inbox->b, resp_inbox->len);
-	crypto_generichash_final(&st, t2, VEIL_KEY_BYTES);
-}
-
-/*
- * RK = H_K("veil-root-v1" || DH(sk, peer) || T2), then the two pair roots.
- * The all-zero DH output (peer sent a low-order point) is refused: it
- * would make RK depend on K alone and void the forward secrecy.
- */
-static int
-pair_roots(uint8_t i2r[VEIL_KEY_BYTES], uint8_t r2i[VEIL_KEY_BYTES],
-    const uint8_t k[VEIL_KEY_BYTES], const uint8_t sk[VEIL_KEY_BYTES],
-    const uint8_t peer[VEIL_KEY_BYTES], const uint8_t t2[VEIL_KEY_BYTES])
-{
-	crypto_generichash_state st;
-	uint8_t dh[crypto_scalarmult_BYTES], rk[VEIL_KEY_BYTES];
-
-	if (crypto_scalarmult(dh, sk, peer) != 0 ||
-	    sodium_is_zero(dh, sizeof(dh))) {
-		sodium_memzero(dh, sizeof(dh));
-		return VEIL_ERR_CRYPTO;
-	}
-	crypto_generichash_init(&st, k, VEIL_KEY_BYTES, sizeof(rk));
-	crypto_generichash_update(&st, (const uint8_t *)ROOT_CTX, sizeof(ROOT_CTX) - 1);
-	crypto_generichash_update(&st, dh, sizeof(dh));
-	crypto_generichash_update(&st, t2, VEIL_KEY_BYTES);
-	crypto_generichash_final(&st, rk, sizeof(rk));
-	crypto_kdf_derive_from_key(i2r, VEIL_KEY_BYTES, 1, PAIR_KDF, rk);
-	crypto_kdf_derive_from_key(r2i, VEIL_KEY_BYTES, 2, PAIR_KDF, rk);
-	sodium_memzero(&st, sizeof(st));
-	sodium_memzero(dh, sizeof(dh));
-	sodium_memzero(rk, sizeof(rk));
 	return VEIL_OK;
 }
 
+/* T2 = H(T1 || E_A || u32 L_A || u32 P_A || J_A): the ACCEPT body but HS. */
 static void
-pair_fill(struct veil_pair *p, uint8_t role, const uint8_t secret[VEIL_KEY_BYTES],
-    const uint8_t peer_pk[VEIL_KEY_BYTES], const uint8_t tx[VEIL_KEY_BYTES],
-    const uint8_t rx[VEIL_KEY_BYTES])
+transcript2(uint8_t t2[VEIL_KEY_BYTES], const uint8_t t1[VEIL_KEY_BYTES],
+    const uint8_t e_resp[VEIL_KEY_BYTES], const struct veil_inbox *resp)
 {
-	/* All zero is also the empty state of the replay windows and of
-	 * the update bookkeeping. */
+	crypto_generichash_state st;
+	uint8_t b[8];
+
+	put32(b, resp->epoch);
+	put32(b + 4, resp->period);
+	crypto_generichash_init(&st, NULL, 0, VEIL_KEY_BYTES);
+	crypto_generichash_update(&st, t1, VEIL_KEY_BYTES);
+	crypto_generichash_update(&st, e_resp, VEIL_KEY_BYTES);
+	crypto_generichash_update(&st, b, sizeof(b));
+	crypto_generichash_update(&st, resp->seed, VEIL_SEED_BYTES);
+	crypto_generichash_final(&st, t2, VEIL_KEY_BYTES);
+	sodium_memzero(&st, sizeof(st));
+}
+
+/*
+ * RK = H_K("veil-root-v2" || ee || es || se || T2), the Noise XX terms:
+ * the responder computes DH(e_A, E_B), DH(e_A, KP_B), DH(sk_A, E_B), the
+ * initiator DH(e_B, E_A), DH(sk_B, E_A), DH(e_B, KP_A); then
+ * D_i2r = KDF(RK, 1, "veilpai2"), D_r2i = KDF(RK, 2, "veilpai2").
+ */
+static int
+pair_roots(uint8_t i2r[VEIL_KEY_BYTES], uint8_t r2i[VEIL_KEY_BYTES],
+    const uint8_t k[VEIL_KEY_BYTES], const uint8_t t2[VEIL_KEY_BYTES],
+    const uint8_t *ee_sk, const uint8_t *ee_pk, const uint8_t *es_sk,
+    const uint8_t *es_pk, const uint8_t *se_sk, const uint8_t *se_pk)
+{
+	const uint8_t *const sk[3] = { ee_sk, es_sk, se_sk };
+	const uint8_t *const pk[3] = { ee_pk, es_pk, se_pk };
+
+	return veil_dh3_roots(i2r, r2i, k, ROOT_CTX, t2, PAIR_KDF, sk, pk);
+}
+
+/* 1 if sk is the X25519 secret key of pk. */
+static int
+sk_matches(const uint8_t sk[VEIL_KEY_BYTES], const uint8_t pk[VEIL_KEY_BYTES])
+{
+	uint8_t q[VEIL_KEY_BYTES];
+	int ok;
+
+	ok = crypto_scalarmult_base(q, sk) == 0 &&
+	    sodium_memcmp(q, pk, VEIL_KEY_BYTES) == 0;
+	sodium_memzero(q, sizeof(q));
+	return ok;
+}
+
+/*
+ * The pair from the two roots: each chain's period length is its
+ * receiver's, its anchor the period that contains t_B; then every chain
+ * is moved to clk.  tx is ours, rx the peer's.
+ */
+static int
+pair_fill(struct veil_pair *p, const struct veil_agree *a,
+    const uint8_t i2r[VEIL_KEY_BYTES], const uint8_t r2i[VEIL_KEY_BYTES],
+    const struct veil_clock *clk)
+{
+	int init = a->role == VEIL_ROLE_INITIATOR, rc;
+	uint32_t txp = a->peer_inbox.period, rxp = a->my_inbox.period;
+
+	/* All zero is also the empty state of the windows, of tx_next and
+	 * rx_prev and of the update bookkeeping. */
 	sodium_memzero(p, sizeof(*p));
-	p->role = role;
-	veil_pair_set_secret(p, secret);
-	memcpy(p->peer_pk, peer_pk, VEIL_KEY_BYTES);
-	veil_dirkey_from_root(&p->tx.k, tx);
-	veil_dirkey_from_root(&p->rx.k, rx);
-	p->tx.seq = 0;
-	p->tx.live = 1;
-	p->rx.live = 1;
+	p->role = a->role;
+	veil_pair_set_secret(p, a->secret);
+	memcpy(p->peer_pk, a->peer_pk, VEIL_KEY_BYTES);
+	p->my_inbox = a->my_inbox;
+	p->peer_inbox = a->peer_inbox;
+	if (veil_txchain_init(&p->tx, init ? i2r : r2i,
+	    init ? VEIL_DIR_I2R : VEIL_DIR_R2I, txp,
+	    veil_period_of(a->req_time, txp)) != VEIL_OK ||
+	    veil_rxchain_init(&p->rx, init ? r2i : i2r,
+	    init ? VEIL_DIR_R2I : VEIL_DIR_I2R, rxp,
+	    veil_period_of(a->req_time, rxp)) != VEIL_OK) {
+		sodium_memzero(p, sizeof(*p));
+		return VEIL_ERR_INVAL;
+	}
+	if ((rc = veil_pair_advance(p, clk, NULL, 0, 0)) < 0) {
+		sodium_memzero(p, sizeof(*p));
+		return rc;
+	}
+	return VEIL_OK;
 }
 
 static void
@@ -189,7 +275,7 @@ w_id(struct wire_writer *w, const struct veil_id *id)
 int
 veil_agree_request(struct veil_agree *a, const struct veil_card *card,
     const uint8_t my_pk[VEIL_KEY_BYTES], const char *my_name,
-    const struct veil_id *my_inbox, uint8_t *body, size_t *len)
+    const struct veil_inbox *my_inbox, uint64_t now, uint8_t *body, size_t *len)
 {
 	struct veil_agree t;
 	struct wire_writer w;
@@ -205,8 +291,9 @@ veil_agree_request(struct veil_agree *a, const struct veil_card *card,
 		return VEIL_ERR_STATE;
 	if ((ret = veil_name_valid(my_name)) != VEIL_OK)
 		return ret;
-	if (!veil_id_is_set(&card->cid) || !veil_id_is_set(my_inbox) ||
-	    veil_name_valid(card->name) != VEIL_OK)
+	if (!veil_id_is_set(&card->cid) || !veil_inbox_valid(my_inbox) ||
+	    veil_name_valid(card->name) != VEIL_OK ||
+	    sodium_memcmp(card->pk, my_pk, VEIL_KEY_BYTES) == 0)
 		return VEIL_ERR_INVAL;
 	nlen = strlen(my_name);
 
@@ -222,23 +309,28 @@ veil_agree_request(struct veil_agree *a, const struct veil_card *card,
 	memcpy(t.my_pk, my_pk, VEIL_KEY_BYTES);
 	memcpy(t.peer_pk, card->pk, VEIL_KEY_BYTES);
 	t.card_cid = card->cid;
+	t.req_time = now;
 	t.my_inbox = *my_inbox;
 	memcpy(t.peer_name, card->name, strlen(card->name) + 1);
 
 	wire_writer_init(&w, body, VEIL_AGREE_BODY_MAX);
+	wire_w8(&w, VEIL_AGREE_VERSION);
 	wire_write(&w, t.secret, VEIL_KEY_BYTES);
 	wire_write(&w, t.pairkey, VEIL_KEY_BYTES);
 	wire_write(&w, my_pk, VEIL_KEY_BYTES);
 	wire_write(&w, t.eph_pk, VEIL_KEY_BYTES);
+	wire_w64(&w, now);
+	w32(&w, my_inbox->epoch);
+	w32(&w, my_inbox->period);
 	w_id(&w, &card->cid);
-	w_id(&w, my_inbox);
+	wire_write(&w, my_inbox->seed, VEIL_SEED_BYTES);
 	wire_w8(&w, (uint8_t)nlen);
 	wire_write(&w, my_name, nlen);
 	if (w.err) {
 		ret = VEIL_ERR_TOOBIG;
 		goto fail;
 	}
-	transcript1(t.t1, card->pk, body, w.len);
+	veil_agree_request_t1(body, w.len, card->pk, t.t1);
 	*a = t;
 	*len = w.len;
 	sodium_memzero(&t, sizeof(t));
@@ -266,31 +358,15 @@ r_id(struct wire_reader *r, struct veil_id *id)
 	return VEIL_OK;
 }
 
-int
-veil_agree_request_key(const uint8_t *body, size_t len, uint8_t pk[VEIL_KEY_BYTES])
-{
-	struct wire_reader r;
-
-	if (body == NULL || pk == NULL)
-		return VEIL_ERR_INVAL;
-	/* S, K, then KP_B (the layout veil_agree_on_request reads). */
-	wire_reader_init(&r, body, len);
-	(void)wire_take(&r, 2 * VEIL_KEY_BYTES);
-	wire_copy(&r, pk, VEIL_KEY_BYTES);
-	if (r.err) {
-		sodium_memzero(pk, VEIL_KEY_BYTES);
-		return VEIL_ERR_TRUNCATED;
-	}
-	return VEIL_OK;
-}
-
+/* The order of the checks is the one agree.h documents. */
 int
 veil_agree_on_request(struct veil_agree *a, const struct veil_id *my_cid,
-    const uint8_t my_pk[VEIL_KEY_BYTES], const uint8_t *body, size_t len)
+    const uint8_t my_pk[VEIL_KEY_BYTES], uint64_t now, uint64_t max_age,
+    const uint8_t *body, size_t len)
 {
 	struct veil_agree t;
 	struct wire_reader r;
-	uint8_t kp_b[VEIL_KEY_BYTES], nlen;
+	uint8_t nlen;
 	int ret;
 
 	if (a == NULL || my_cid == NULL || my_pk == NULL || body == NULL)
@@ -299,20 +375,30 @@ veil_agree_on_request(struct veil_agree *a, const struct veil_id *my_cid,
 		return VEIL_ERR_STATE;
 	if (len > VEIL_AGREE_BODY_MAX)
 		return VEIL_ERR_FORMAT;
+	if (len < 1)
+		return VEIL_ERR_TRUNCATED;
+	if (body[0] != VEIL_AGREE_VERSION)
+		return VEIL_ERR_VERSION;
 
 	memset(&t, 0, sizeof(t));
-	wire_reader_init(&r, body, len);
+	wire_reader_init(&r, body + 1, len - 1);
 	wire_copy(&r, t.secret, VEIL_KEY_BYTES);
 	wire_copy(&r, t.pairkey, VEIL_KEY_BYTES);
-	wire_copy(&r, kp_b, VEIL_KEY_BYTES);
+	wire_copy(&r, t.peer_pk, VEIL_KEY_BYTES);
 	wire_copy(&r, t.peer_eph, VEIL_KEY_BYTES);
+	t.req_time = wire_u64(&r);
+	t.peer_inbox.epoch = r32(&r);
+	t.peer_inbox.period = r32(&r);
 	if (r.err) {
 		ret = VEIL_ERR_TRUNCATED;
 		goto fail;
 	}
-	if ((ret = r_id(&r, &t.card_cid)) != VEIL_OK ||
-	    (ret = r_id(&r, &t.peer_inbox)) != VEIL_OK)
+	if ((ret = r_id(&r, &t.card_cid)) != VEIL_OK)
 		goto fail;
+	if (wire_copy(&r, t.peer_inbox.seed, VEIL_SEED_BYTES) != 0) {
+		ret = VEIL_ERR_TRUNCATED;
+		goto fail;
+	}
 	nlen = wire_u8(&r);
 	if (r.err || nlen > r.left) {
 		ret = VEIL_ERR_TRUNCATED;
@@ -323,7 +409,7 @@ veil_agree_on_request(struct veil_agree *a, const struct veil_id *my_cid,
 		goto fail;
 	}
 	wire_copy(&r, t.peer_name, nlen);
-	if (r.left != 0) {
+	if (r.left != 0 || !veil_inbox_valid(&t.peer_inbox)) {
 		ret = VEIL_ERR_FORMAT;
 		goto fail;
 	}
@@ -332,16 +418,24 @@ veil_agree_on_request(struct veil_agree *a, const struct veil_id *my_cid,
 		ret = VEIL_ERR_INVAL;
 		goto fail;
 	}
-	if (!veil_id_equal(&t.card_cid, my_cid)) {
+	if (!veil_id_equal(&t.card_cid, my_cid) ||
+	    sodium_memcmp(t.peer_pk, my_pk, VEIL_KEY_BYTES) == 0) {
 		ret = VEIL_ERR_STATE;
+		goto fail;
+	}
+	if (t.req_time < now && now - t.req_time > max_age) {
+		ret = VEIL_ERR_EXPIRED;
+		goto fail;
+	}
+	if (t.req_time > now && t.req_time - now > VEIL_AGREE_AHEAD_MAX) {
+		ret = VEIL_ERR_FUTURE;
 		goto fail;
 	}
 
 	t.role = VEIL_ROLE_RESPONDER;
 	t.state = VEIL_AG_PENDING;
-	memcpy(t.peer_pk, kp_b, VEIL_KEY_BYTES);
 	memcpy(t.my_pk, my_pk, VEIL_KEY_BYTES);
-	transcript1(t.t1, my_pk, body, len);
+	veil_agree_request_t1(body, len, my_pk, t.t1);
 	*a = t;
 	ret = VEIL_OK;
 fail:
@@ -350,53 +444,63 @@ fail:
 }
 
 int
-veil_agree_accept(struct veil_agree *a, const struct veil_id *my_inbox,
+veil_agree_accept(struct veil_agree *a, const uint8_t my_sk[VEIL_KEY_BYTES],
+    const struct veil_inbox *my_inbox, const struct veil_clock *clk,
     uint8_t *body, size_t *len, struct veil_pair *pair)
 {
+	struct veil_agree t;
 	struct wire_writer w;
 	uint8_t e_sk[VEIL_KEY_BYTES], e_pk[VEIL_KEY_BYTES];
-	uint8_t t2[VEIL_KEY_BYTES], hs[VEIL_KEY_BYTES];
-	uint8_t i2r[VEIL_KEY_BYTES], r2i[VEIL_KEY_BYTES];
+	uint8_t hs[VEIL_KEY_BYTES], i2r[VEIL_KEY_BYTES], r2i[VEIL_KEY_BYTES];
 	int ret;
 
 	if (len != NULL)
 		*len = 0;
 	if (pair != NULL)
 		sodium_memzero(pair, sizeof(*pair));
-	if (a == NULL || my_inbox == NULL || body == NULL || len == NULL ||
-	    pair == NULL)
+	if (a == NULL || my_sk == NULL || my_inbox == NULL || clk == NULL ||
+	    body == NULL || len == NULL || pair == NULL)
 		return VEIL_ERR_INVAL;
-	if (a->state != VEIL_AG_PENDING)
+	if (a->state != VEIL_AG_PENDING || a->role != VEIL_ROLE_RESPONDER)
 		return VEIL_ERR_STATE;
-	if (!veil_id_is_set(my_inbox))
+	if (!veil_inbox_valid(my_inbox) || !sk_matches(my_sk, a->my_pk))
 		return VEIL_ERR_INVAL;
 
+	t = *a;
+	t.my_inbox = *my_inbox;
 	if (crypto_box_keypair(e_pk, e_sk) != 0) {
 		ret = VEIL_ERR_CRYPTO;
 		goto out;
 	}
-	transcript2(t2, a->t1, e_pk, my_inbox);
-	keyed_t2(hs, a->secret, HS_CTX, t2);
-	if ((ret = pair_roots(i2r, r2i, a->pairkey, e_sk, a->peer_eph, t2)) != VEIL_OK)
+	transcript2(t.t2, t.t1, e_pk, my_inbox);
+	keyed_t2(hs, t.secret, HS_CTX, t.t2);
+	ret = pair_roots(i2r, r2i, t.pairkey, t.t2, e_sk, t.peer_eph, e_sk,
+	    t.peer_pk, my_sk, t.peer_eph);
+	/* e_A is needed for nothing else. */
+	sodium_memzero(e_sk, sizeof(e_sk));
+	if (ret != VEIL_OK)
 		goto out;
 
 	wire_writer_init(&w, body, VEIL_AGREE_BODY_MAX);
 	wire_write(&w, e_pk, VEIL_KEY_BYTES);
 	wire_write(&w, hs, VEIL_KEY_BYTES);
-	w_id(&w, my_inbox);
-	if (w.err) {
+	w32(&w, my_inbox->epoch);
+	w32(&w, my_inbox->period);
+	wire_write(&w, my_inbox->seed, VEIL_SEED_BYTES);
+	if (w.err || w.len != VEIL_ACCEPT_BODY) {
 		ret = VEIL_ERR_TOOBIG;
 		goto out;
 	}
+	if ((ret = pair_fill(pair, &t, i2r, r2i, clk)) != VEIL_OK) {
+		sodium_memzero(body, VEIL_AGREE_BODY_MAX);
+		goto out;
+	}
 	*len = w.len;
-
-	pair_fill(pair, VEIL_ROLE_RESPONDER, a->secret, a->peer_pk, r2i, i2r);
-	memcpy(a->eph_pk, e_pk, VEIL_KEY_BYTES);
-	memcpy(a->t2, t2, VEIL_KEY_BYTES);
-	a->my_inbox = *my_inbox;
-	a->state = VEIL_AG_ACCEPTED;
-	ret = VEIL_OK;
+	memcpy(t.eph_pk, e_pk, VEIL_KEY_BYTES);
+	t.state = VEIL_AG_ACCEPTED;
+	*a = t;
 out:
+	sodium_memzero(&t, sizeof(t));
 	sodium_memzero(e_sk, sizeof(e_sk));
 	sodium_memzero(i2r, sizeof(i2r));
 	sodium_memzero(r2i, sizeof(r2i));
@@ -421,18 +525,18 @@ veil_agree_reject(struct veil_agree *a)
 }
 
 /*
- * On success the CONFIRM is the first frame under pair->tx: pair->tx.seq
- * is 0 here and the caller's veil_message_seal() of the CONFIRM moves it
- * to 1.  The FAIL instead goes under the epoch-0 i2r key (veil_agree_epoch0).
+ * On success the CONFIRM is the first frame under pair->tx.  The FAIL
+ * instead goes under the epoch-0 i2r key (veil_agree_epoch0).
  */
 int
-veil_agree_on_accept(struct veil_agree *a, const uint8_t *body, size_t len,
+veil_agree_on_accept(struct veil_agree *a, const uint8_t my_sk[VEIL_KEY_BYTES],
+    const struct veil_clock *clk, const uint8_t *body, size_t len,
     struct veil_pair *pair, uint8_t *out, size_t *outlen, uint8_t *out_type)
 {
+	struct veil_agree t;
 	struct wire_reader r;
-	struct veil_id inbox;
 	uint8_t e_a[VEIL_KEY_BYTES], hs_got[VEIL_KEY_BYTES], hs[VEIL_KEY_BYTES];
-	uint8_t t2[VEIL_KEY_BYTES], i2r[VEIL_KEY_BYTES], r2i[VEIL_KEY_BYTES];
+	uint8_t i2r[VEIL_KEY_BYTES], r2i[VEIL_KEY_BYTES];
 	int ret;
 
 	if (outlen != NULL)
@@ -441,25 +545,32 @@ veil_agree_on_accept(struct veil_agree *a, const uint8_t *body, size_t len,
 		*out_type = 0;
 	if (pair != NULL)
 		sodium_memzero(pair, sizeof(*pair));
-	if (a == NULL || body == NULL || pair == NULL || out == NULL ||
-	    outlen == NULL || out_type == NULL)
+	if (a == NULL || my_sk == NULL || clk == NULL || body == NULL ||
+	    pair == NULL || out == NULL || outlen == NULL || out_type == NULL)
 		return VEIL_ERR_INVAL;
-	if (a->state != VEIL_AG_REQUESTED)
+	if (a->state != VEIL_AG_REQUESTED || a->role != VEIL_ROLE_INITIATOR)
 		return VEIL_ERR_STATE;
+	if (!sk_matches(my_sk, a->my_pk))
+		return VEIL_ERR_INVAL;
+	if (len < VEIL_ACCEPT_BODY)
+		return VEIL_ERR_TRUNCATED;
+	if (len > VEIL_ACCEPT_BODY)
+		return VEIL_ERR_FORMAT;
 
-	memset(&inbox, 0, sizeof(inbox));
+	t = *a;
 	wire_reader_init(&r, body, len);
 	wire_copy(&r, e_a, VEIL_KEY_BYTES);
 	wire_copy(&r, hs_got, VEIL_KEY_BYTES);
-	if (r.err)
-		return VEIL_ERR_TRUNCATED;
-	if ((ret = r_id(&r, &inbox)) != VEIL_OK)
-		return ret;
-	if (r.left != 0)
-		return VEIL_ERR_FORMAT;
+	t.peer_inbox.epoch = r32(&r);
+	t.peer_inbox.period = r32(&r);
+	wire_copy(&r, t.peer_inbox.seed, VEIL_SEED_BYTES);
+	if (r.err || r.left != 0 || !veil_inbox_valid(&t.peer_inbox)) {
+		ret = VEIL_ERR_FORMAT;
+		goto out;
+	}
 
-	transcript2(t2, a->t1, e_a, &inbox);
-	keyed_t2(hs, a->secret, HS_CTX, t2);
+	transcript2(t.t2, t.t1, e_a, &t.peer_inbox);
+	keyed_t2(hs, t.secret, HS_CTX, t.t2);
 	if (sodium_memcmp(hs, hs_got, VEIL_KEY_BYTES) != 0) {
 		/* Keep K: the FAIL is sealed under the epoch-0 i2r key. */
 		sodium_memzero(a->eph_sk, sizeof(a->eph_sk));
@@ -471,20 +582,20 @@ veil_agree_on_accept(struct veil_agree *a, const uint8_t *body, size_t len,
 		ret = VEIL_ERR_SECRET;
 		goto out;
 	}
-	if ((ret = pair_roots(i2r, r2i, a->pairkey, a->eph_sk, e_a, t2)) != VEIL_OK)
+	if ((ret = pair_roots(i2r, r2i, t.pairkey, t.t2, t.eph_sk, e_a, my_sk,
+	    e_a, t.eph_sk, t.peer_pk)) != VEIL_OK)
 		goto out;
-
-	pair_fill(pair, VEIL_ROLE_INITIATOR, a->secret, a->peer_pk, i2r, r2i);
-	keyed_t2(out, a->secret, CONFIRM_CTX, t2);
+	if ((ret = pair_fill(pair, &t, i2r, r2i, clk)) != VEIL_OK)
+		goto out;
+	keyed_t2(out, t.secret, CONFIRM_CTX, t.t2);
 	*outlen = VEIL_KEY_BYTES;
 	*out_type = VEIL_T_CONFIRM;
-	sodium_memzero(a->eph_sk, sizeof(a->eph_sk));
-	memcpy(a->peer_eph, e_a, VEIL_KEY_BYTES);
-	memcpy(a->t2, t2, VEIL_KEY_BYTES);
-	a->peer_inbox = inbox;
-	a->state = VEIL_AG_ESTABLISHED;
-	ret = VEIL_OK;
+	sodium_memzero(t.eph_sk, sizeof(t.eph_sk));
+	memcpy(t.peer_eph, e_a, VEIL_KEY_BYTES);
+	t.state = VEIL_AG_ESTABLISHED;
+	*a = t;
 out:
+	sodium_memzero(&t, sizeof(t));
 	sodium_memzero(i2r, sizeof(i2r));
 	sodium_memzero(r2i, sizeof(r2i));
 	sodium_memzero(hs, sizeof(hs));
@@ -499,7 +610,7 @@ veil_agree_on_confirm(struct veil_agree *a, const uint8_t *body, size_t len)
 
 	if (a == NULL || body == NULL)
 		return VEIL_ERR_INVAL;
-	if (a->state != VEIL_AG_ACCEPTED)
+	if (a->state != VEIL_AG_ACCEPTED || a->role != VEIL_ROLE_RESPONDER)
 		return VEIL_ERR_STATE;
 	if (len != VEIL_KEY_BYTES)
 		return len < VEIL_KEY_BYTES ? VEIL_ERR_TRUNCATED : VEIL_ERR_FORMAT;
@@ -514,11 +625,22 @@ veil_agree_on_confirm(struct veil_agree *a, const uint8_t *body, size_t len)
 }
 
 int
+veil_agree_on_chain_frame(struct veil_agree *a)
+{
+	if (a == NULL)
+		return VEIL_ERR_INVAL;
+	if (a->state != VEIL_AG_ACCEPTED || a->role != VEIL_ROLE_RESPONDER)
+		return VEIL_ERR_STATE;
+	a->state = VEIL_AG_ESTABLISHED;
+	return VEIL_OK;
+}
+
+int
 veil_agree_on_fail(struct veil_agree *a, const uint8_t *body, size_t len)
 {
 	if (a == NULL || body == NULL)
 		return VEIL_ERR_INVAL;
-	if (a->state != VEIL_AG_REQUESTED && a->state != VEIL_AG_ACCEPTED)
+	if (a->state != VEIL_AG_ACCEPTED || a->role != VEIL_ROLE_RESPONDER)
 		return VEIL_ERR_STATE;
 	if (len != 1)
 		return len < 1 ? VEIL_ERR_TRUNCATED : VEIL_ERR_FORMAT;
@@ -547,6 +669,14 @@ pack_id(struct wire_writer *w, const struct veil_id *id)
 	wire_write(w, slot, sizeof(slot));
 }
 
+static void
+pack_inbox(struct wire_writer *w, const struct veil_inbox *in)
+{
+	wire_write(w, in->seed, VEIL_SEED_BYTES);
+	w32(w, in->epoch);
+	w32(w, in->period);
+}
+
 int
 veil_agree_pack(const struct veil_agree *a, uint8_t *out, size_t outlen)
 {
@@ -559,9 +689,7 @@ veil_agree_pack(const struct veil_agree *a, uint8_t *out, size_t outlen)
 	if (outlen < AGREE_PACKED)
 		return VEIL_ERR_TOOBIG;
 	nlen = strnlen(a->peer_name, sizeof(a->peer_name));
-	if (nlen > VEIL_NAME_MAX || a->my_inbox.len > VEIL_ID_MAX_BYTES ||
-	    a->peer_inbox.len > VEIL_ID_MAX_BYTES ||
-	    a->card_cid.len > VEIL_ID_MAX_BYTES)
+	if (nlen > VEIL_NAME_MAX || a->card_cid.len > VEIL_ID_MAX_BYTES)
 		return VEIL_ERR_INVAL;
 	memset(name, 0, sizeof(name));
 	memcpy(name, a->peer_name, nlen);
@@ -580,8 +708,9 @@ veil_agree_pack(const struct veil_agree *a, uint8_t *out, size_t outlen)
 	wire_write(&w, a->t1, VEIL_KEY_BYTES);
 	wire_write(&w, a->t2, VEIL_KEY_BYTES);
 	pack_id(&w, &a->card_cid);
-	pack_id(&w, &a->my_inbox);
-	pack_id(&w, &a->peer_inbox);
+	wire_w64(&w, a->req_time);
+	pack_inbox(&w, &a->my_inbox);
+	pack_inbox(&w, &a->peer_inbox);
 	wire_w8(&w, (uint8_t)nlen);
 	wire_write(&w, name, sizeof(name));
 	if (w.err || w.len != AGREE_PACKED) {
@@ -608,6 +737,20 @@ unpack_id(struct wire_reader *r, struct veil_id *id)
 	id->len = n;
 	memcpy(id->b, slot, n);
 	return 0;
+}
+
+/* Unset (all zero) or valid. */
+static int
+unpack_inbox(struct wire_reader *r, struct veil_inbox *in)
+{
+	wire_copy(r, in->seed, VEIL_SEED_BYTES);
+	in->epoch = r32(r);
+	in->period = r32(r);
+	if (r->err)
+		return -1;
+	if (sodium_is_zero((const uint8_t *)in, sizeof(*in)))
+		return 0;
+	return veil_inbox_valid(in) ? 0 : -1;
 }
 
 int
@@ -645,8 +788,11 @@ veil_agree_unpack(struct veil_agree *a, const uint8_t *in, size_t len)
 	wire_copy(&r, t.peer_pk, VEIL_KEY_BYTES);
 	wire_copy(&r, t.t1, VEIL_KEY_BYTES);
 	wire_copy(&r, t.t2, VEIL_KEY_BYTES);
-	if (unpack_id(&r, &t.card_cid) != 0 || unpack_id(&r, &t.my_inbox) != 0 ||
-	    unpack_id(&r, &t.peer_inbox) != 0)
+	if (unpack_id(&r, &t.card_cid) != 0)
+		goto out;
+	t.req_time = wire_u64(&r);
+	if (unpack_inbox(&r, &t.my_inbox) != 0 ||
+	    unpack_inbox(&r, &t.peer_inbox) != 0)
 		goto out;
 	nlen = wire_u8(&r);
 	wire_copy(&r, name, sizeof(name));
@@ -665,5 +811,6 @@ veil_agree_unpack(struct veil_agree *a, const uint8_t *in, size_t len)
 	ret = VEIL_OK;
 out:
 	sodium_memzero(&t, sizeof(t));
+	sodium_memzero(name, sizeof(name));
 	return ret;
 }

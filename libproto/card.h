@@ -8,7 +8,7 @@
 extern "C" {
 #endif
 
-#define VEIL_CARD_VERSION 1
+#define VEIL_CARD_VERSION 2	/* a version 1 card is refused: VERSION */
 #define VEIL_HINTS_MAX 512
 #define VEIL_CARD_URI_MAX 1024 /* upper bound of an encoded card, NUL included */
 #define VEIL_CARD_ONE_TIME 0x01

@@ -48,6 +48,11 @@ veil_strerror(int err)
 		return "A cryptographic primitive failed (weak or invalid key).";
 	case VEIL_ERR_DUPLICATE:
 		return "The item is already present.";
+	case VEIL_ERR_RATCHET:
+		return "The key chain is further behind the clock than one call "
+		    "may ratchet; call again.";
+	case VEIL_ERR_FUTURE:
+		return "A timestamp lies too far ahead of our clock.";
 	}
 	return "Unknown error.";
 }
@@ -109,6 +114,64 @@ wire_text_valid(const uint8_t *s, size_t len)
 	return 1;
 }
 
+/*
+ * Code points that change how a name is shown without being seen: bidi
+ * embeddings, overrides and isolates (a name that reads "bob" but sorts
+ * and compares as something else, or that reorders the rest of the
+ * line), zero-width joiners and spaces, fillers that render as nothing,
+ * and tag characters.  A name holding one can pose as another name, so
+ * names refuse them; every name on the wire (card, REQUEST, UPDATE's
+ * CName) and every local one goes through veil_name_valid().  Variation
+ * selectors (emoji presentation) stay allowed: they change a glyph, not
+ * which name it is.  Sorted ranges, inclusive.
+ */
+static const struct {
+	uint32_t lo, hi;
+} name_invisible[] = {
+	{ 0x00ad, 0x00ad },	/* soft hyphen */
+	{ 0x034f, 0x034f },	/* combining grapheme joiner */
+	{ 0x061c, 0x061c },	/* arabic letter mark */
+	{ 0x115f, 0x1160 },	/* hangul choseong and jungseong fillers */
+	{ 0x17b4, 0x17b5 },	/* khmer inherent vowels */
+	{ 0x180b, 0x180f },	/* mongolian free variation selectors, vowel separator */
+	{ 0x200b, 0x200f },	/* zero-width space, non-joiner, joiner, LRM, RLM */
+	{ 0x2028, 0x202e },	/* line and paragraph separators, LRE RLE PDF LRO RLO */
+	{ 0x2060, 0x206f },	/* word joiner, invisible operators, LRI RLI FSI PDI */
+	{ 0x3164, 0x3164 },	/* hangul filler */
+	{ 0xfeff, 0xfeff },	/* zero-width no-break space (BOM) */
+	{ 0xffa0, 0xffa0 },	/* halfwidth hangul filler */
+	{ 0xfff9, 0xfffb },	/* interlinear annotation */
+	{ 0x1d173, 0x1d17a },	/* musical symbol formatting */
+	{ 0xe0000, 0xe007f },	/* tags */
+};
+
+/* 1 if the valid UTF-8 text s (len bytes) holds an invisible code point. */
+static int
+has_invisible(const uint8_t *s, size_t len)
+{
+	size_t i = 0, n, k;
+	uint32_t cp;
+
+	while (i < len) {
+		uint8_t c = s[i];
+
+		n = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+		cp = n == 1 ? c : n == 2 ? (c & 0x1fu) : n == 3 ? (c & 0x0fu) :
+		    (c & 0x07u);
+		for (k = 1; k < n && i + k < len; k++)
+			cp = (cp << 6) | (s[i + k] & 0x3fu);
+		i += n;
+		for (k = 0; k < sizeof(name_invisible) / sizeof(name_invisible[0]);
+		    k++) {
+			if (cp < name_invisible[k].lo)
+				break;
+			if (cp <= name_invisible[k].hi)
+				return 1;
+		}
+	}
+	return 0;
+}
+
 int
 veil_name_valid(const char *name)
 {
@@ -121,6 +184,8 @@ veil_name_valid(const char *name)
 		return VEIL_ERR_INVAL;
 	if (len > VEIL_NAME_MAX)
 		return VEIL_ERR_TOOBIG;
-	return wire_text_valid((const uint8_t *)name, len) ? VEIL_OK :
-	    VEIL_ERR_INVAL;
+	if (!wire_text_valid((const uint8_t *)name, len) ||
+	    has_invisible((const uint8_t *)name, len))
+		return VEIL_ERR_INVAL;
+	return VEIL_OK;
 }

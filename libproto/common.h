@@ -32,7 +32,9 @@ enum veil_err {
 	VEIL_ERR_PADDING = -14,	 /* non-zero padding in a frame */
 	VEIL_ERR_TYPE = -15,	 /* unexpected frame type for this step */
 	VEIL_ERR_CRYPTO = -16,	 /* a libsodium primitive failed (weak key, ...) */
-	VEIL_ERR_DUPLICATE = -17 /* already present */
+	VEIL_ERR_DUPLICATE = -17, /* already present */
+	VEIL_ERR_RATCHET = -18,	 /* a chain is more ratchet steps behind than one call takes */
+	VEIL_ERR_FUTURE = -19	 /* a timestamp lies too far ahead of our clock */
 };
 
 const char *veil_strerror(int err);
@@ -40,11 +42,19 @@ const char *veil_strerror(int err);
 /* Calls sodium_init(); returns 0 or VEIL_ERR_CRYPTO.  Safe to call twice. */
 int veil_init(void);
 
+/* The wire protocol this library speaks (docs/protocol.md).  Version 2
+ * does not interoperate with version 1: cards, requests and stored state
+ * of version 1 are refused with VEIL_ERR_VERSION. */
+#define VEIL_PROTOCOL_VERSION 2
+
 #define VEIL_KEY_BYTES 32	/* every symmetric and X25519 key */
+#define VEIL_SEED_BYTES 32	/* an inbox seed J (protocol.md 5) */
 #define VEIL_MSGID_BYTES 16
 #define VEIL_NAME_MAX 64	/* display name, bytes of UTF-8 */
 
-/* Validates a display name: 1..VEIL_NAME_MAX bytes of UTF-8, no control chars. */
+/* Validates a display name: 1..VEIL_NAME_MAX bytes of UTF-8, no control
+ * characters, no bidi controls, zero-width or other invisible characters
+ * (INVAL; TOOBIG when longer). */
 int veil_name_valid(const char *name);
 
 #ifdef __cplusplus

@@ -1,4 +1,4 @@
-/* libveil frame: direction keys, nonces, fixed-size frames and their fragmentation into messages. */
+/* libveil frame: direction keys, tags and nonces, fixed-size frames and their fragmentation into messages. */
 #include <string.h>
 
 #include <sodium.h>
@@ -6,25 +6,49 @@
 #include "frame.h"
 #include "wire.h"
 
-#define DIRKEY_CTX "veildir1"
-#define FRAME_AD "veil-frame-v1"
+#define DIRKEY_CTX "veildir2"
+#define DIRKEY_ID_KEY 1
+#define DIRKEY_ID_NKEY 2
+#define DIRKEY_ID_NEXT 3
+#define TAG_HASH_BYTES 16	/* BLAKE2b-128, of which the tag is the first 8 */
+#define FRAME_AD "veil-frame-v2"
 #define FRAME_AD_LEN (sizeof(FRAME_AD) - 1)
+#define FRAME_AD_MAX (FRAME_AD_LEN + 1 + 4)
 
 /* Plaintext sizes: frame minus the AEAD or sealed-box overhead. */
 #define PT_AEAD(fs) ((fs) - VEIL_AEAD_OVERHEAD)
 #define PT_SEAL(fs) ((fs) - VEIL_SEAL_OVERHEAD)
 
-void
-veil_dirkey_from_root(struct veil_dirkey *k, const uint8_t root[VEIL_KEY_BYTES])
+_Static_assert(VEIL_TAG_BYTES + VEIL_NONCE_RANDOM == VEIL_NONCE_BYTES,
+    "nonce = tag || random");
+
+int
+veil_dir_valid(uint8_t dir)
+{
+	return dir == VEIL_DIR_I2R || dir == VEIL_DIR_R2I;
+}
+
+int
+veil_dirkey_from_root(struct veil_dirkey *k, const uint8_t root[VEIL_KEY_BYTES], uint8_t dir)
 {
 	uint8_t tmp[VEIL_KEY_BYTES];
 
+	if (k == NULL)
+		return VEIL_ERR_INVAL;
+	if (root == NULL || !veil_dir_valid(dir)) {
+		sodium_memzero(k, sizeof(*k));
+		return VEIL_ERR_INVAL;
+	}
 	/* root may alias k->root: copy it first. */
 	memcpy(tmp, root, sizeof(tmp));
 	memcpy(k->root, tmp, sizeof(k->root));
-	crypto_kdf_derive_from_key(k->key, sizeof(k->key), 1, DIRKEY_CTX, tmp);
-	crypto_kdf_derive_from_key(k->nkey, sizeof(k->nkey), 2, DIRKEY_CTX, tmp);
+	crypto_kdf_derive_from_key(k->key, sizeof(k->key), DIRKEY_ID_KEY,
+	    DIRKEY_CTX, tmp);
+	crypto_kdf_derive_from_key(k->nkey, sizeof(k->nkey), DIRKEY_ID_NKEY,
+	    DIRKEY_CTX, tmp);
+	k->dir = dir;
 	sodium_memzero(tmp, sizeof(tmp));
+	return VEIL_OK;
 }
 
 void
@@ -35,23 +59,38 @@ veil_dirkey_wipe(struct veil_dirkey *k)
 }
 
 void
-veil_dirkey_nonce(const struct veil_dirkey *k, uint64_t seq, uint8_t nonce[VEIL_NONCE_BYTES])
+veil_root_next(uint8_t next[VEIL_KEY_BYTES], const uint8_t root[VEIL_KEY_BYTES])
 {
-	uint8_t m[8];
+	uint8_t tmp[VEIL_KEY_BYTES];
 
-	wire_put64(m, seq);
-	crypto_generichash(nonce, VEIL_NONCE_BYTES, m, sizeof(m), k->nkey,
-	    sizeof(k->nkey));
+	crypto_kdf_derive_from_key(tmp, sizeof(tmp), DIRKEY_ID_NEXT, DIRKEY_CTX,
+	    root);
+	memcpy(next, tmp, VEIL_KEY_BYTES);
+	sodium_memzero(tmp, sizeof(tmp));
 }
 
 void
 veil_dirkey_tag(const struct veil_dirkey *k, uint64_t seq, uint8_t tag[VEIL_TAG_BYTES])
 {
-	uint8_t nonce[VEIL_NONCE_BYTES];
+	uint8_t m[8], h[TAG_HASH_BYTES];
 
-	veil_dirkey_nonce(k, seq, nonce);
-	memcpy(tag, nonce, VEIL_TAG_BYTES);
-	sodium_memzero(nonce, sizeof(nonce));
+	wire_put64(m, seq);
+	crypto_generichash(h, sizeof(h), m, sizeof(m), k->nkey, sizeof(k->nkey));
+	memcpy(tag, h, VEIL_TAG_BYTES);
+	sodium_memzero(h, sizeof(h));
+}
+
+/* ad = "veil-frame-v2" || u8 dir || u32 frame_size; returns its length. */
+static size_t
+frame_ad(uint8_t ad[FRAME_AD_MAX], uint8_t dir, size_t frame_size)
+{
+	memcpy(ad, FRAME_AD, FRAME_AD_LEN);
+	ad[FRAME_AD_LEN] = dir;
+	ad[FRAME_AD_LEN + 1] = (uint8_t)(frame_size >> 24);
+	ad[FRAME_AD_LEN + 2] = (uint8_t)(frame_size >> 16);
+	ad[FRAME_AD_LEN + 3] = (uint8_t)(frame_size >> 8);
+	ad[FRAME_AD_LEN + 4] = (uint8_t)frame_size;
+	return FRAME_AD_MAX;
 }
 
 int
@@ -83,10 +122,19 @@ veil_type_valid(uint8_t type)
 	case VEIL_T_UPDATE:
 	case VEIL_T_UPDATE_ACK:
 	case VEIL_T_UPDATE_DONE:
+	case VEIL_T_RESET:
+	case VEIL_T_RESET_ACK:
 	case VEIL_T_COVER:
 		return 1;
 	}
 	return 0;
+}
+
+int
+veil_type_sealed(uint8_t type)
+{
+	return type == VEIL_T_REQUEST || type == VEIL_T_RESET ||
+	    type == VEIL_T_RESET_ACK;
 }
 
 const char *
@@ -113,6 +161,10 @@ veil_type_name(uint8_t type)
 		return "update-ack";
 	case VEIL_T_UPDATE_DONE:
 		return "update-done";
+	case VEIL_T_RESET:
+		return "reset";
+	case VEIL_T_RESET_ACK:
+		return "reset-ack";
 	case VEIL_T_COVER:
 		return "cover";
 	}
@@ -202,24 +254,28 @@ int
 veil_frame_seal(uint8_t *out, size_t frame_size, const struct veil_dirkey *k,
     const struct veil_frame_hdr *h, const uint8_t *body)
 {
+	uint8_t ad[FRAME_AD_MAX];
 	unsigned long long clen;
-	size_t plen;
+	size_t plen, adlen;
 	int rc;
 
 	if (out == NULL || k == NULL || h == NULL ||
-	    !veil_frame_size_valid(frame_size))
+	    !veil_frame_size_valid(frame_size) || !veil_dir_valid(k->dir))
 		return VEIL_ERR_INVAL;
 	if ((rc = hdr_check_out(h, body, veil_frame_capacity(frame_size, 0))) < 0)
 		return rc;
 	plen = PT_AEAD(frame_size);
+	adlen = frame_ad(ad, k->dir, frame_size);
 
 	/* Sealed in place: P is built where its ciphertext goes (libsodium
-	 * allows m == c), so no plaintext copy is left behind. */
+	 * allows m == c), so no plaintext copy is left behind.  The nonce is
+	 * the lookup tag and 16 fresh random bytes: unique even if this
+	 * (key, seq) was used before by a restored copy of the state. */
 	pt_build(out + VEIL_NONCE_BYTES, plen, h, body);
-	veil_dirkey_nonce(k, h->seq, out);
+	veil_dirkey_tag(k, h->seq, out);
+	randombytes_buf(out + VEIL_TAG_BYTES, VEIL_NONCE_RANDOM);
 	crypto_aead_xchacha20poly1305_ietf_encrypt(out + VEIL_NONCE_BYTES,
-	    &clen, out + VEIL_NONCE_BYTES, plen, (const uint8_t *)FRAME_AD,
-	    FRAME_AD_LEN, NULL, out, k->key);
+	    &clen, out + VEIL_NONCE_BYTES, plen, ad, adlen, NULL, out, k->key);
 	return VEIL_OK;
 }
 
@@ -230,35 +286,37 @@ veil_frame_open(const uint8_t *in, size_t frame_size, const struct veil_dirkey *
 	/* One frame's plaintext; at most 64 KiB, only plen bytes are used
 	 * and wiped. */
 	uint8_t pt[PT_AEAD(VEIL_FRAME_MAX)];
-	uint8_t nonce[VEIL_NONCE_BYTES];
+	uint8_t tag[VEIL_TAG_BYTES], ad[FRAME_AD_MAX];
 	unsigned long long mlen;
-	size_t plen;
+	size_t plen, adlen;
 	int rc;
 
 	if (h != NULL)
 		memset(h, 0, sizeof(*h));
 	if (in == NULL || k == NULL || h == NULL || body == NULL ||
-	    !veil_frame_size_valid(frame_size))
+	    !veil_frame_size_valid(frame_size) || !veil_dir_valid(k->dir))
 		return VEIL_ERR_INVAL;
 	plen = PT_AEAD(frame_size);
 	memset(body, 0, plen - VEIL_FRAME_HDR);
 
-	veil_dirkey_nonce(k, seq, nonce);
-	rc = sodium_memcmp(nonce, in, VEIL_NONCE_BYTES);
-	sodium_memzero(nonce, sizeof(nonce));
+	veil_dirkey_tag(k, seq, tag);
+	rc = sodium_memcmp(tag, in, VEIL_TAG_BYTES);
+	sodium_memzero(tag, sizeof(tag));
 	if (rc != 0)
 		return VEIL_ERR_DECRYPT;
+	adlen = frame_ad(ad, k->dir, frame_size);
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, &mlen, NULL,
-	    in + VEIL_NONCE_BYTES, frame_size - VEIL_NONCE_BYTES,
-	    (const uint8_t *)FRAME_AD, FRAME_AD_LEN, in, k->key) != 0 ||
-	    mlen != plen) {
+	    in + VEIL_NONCE_BYTES, frame_size - VEIL_NONCE_BYTES, ad, adlen,
+	    in, k->key) != 0 || mlen != plen) {
 		sodium_memzero(pt, plen);
 		return VEIL_ERR_DECRYPT;
 	}
 	rc = pt_parse(pt, plen, seq, h, body);
 	sodium_memzero(pt, plen);
-	if (rc < 0)
+	if (rc < 0) {
 		memset(h, 0, sizeof(*h));
+		memset(body, 0, plen - VEIL_FRAME_HDR);
+	}
 	return rc;
 }
 
@@ -269,8 +327,12 @@ veil_frame_seal_box(uint8_t *out, size_t frame_size, const uint8_t pk[VEIL_KEY_B
 	size_t plen;
 	int rc;
 
+	/* One frame of a sealed type, nothing else: a sealed frame comes
+	 * from an anonymous sender, who must not make the receiver reserve
+	 * reassembly memory for many fragments. */
 	if (out == NULL || pk == NULL || h == NULL ||
-	    !veil_frame_size_valid(frame_size) || h->seq != 0)
+	    !veil_frame_size_valid(frame_size) || h->seq != 0 ||
+	    !veil_type_sealed(h->type) || h->frag_cnt != 1)
 		return VEIL_ERR_INVAL;
 	if ((rc = hdr_check_out(h, body, veil_frame_capacity(frame_size, 1))) < 0)
 		return rc;
@@ -308,8 +370,14 @@ veil_frame_open_box(const uint8_t *in, size_t frame_size, const uint8_t pk[VEIL_
 	}
 	rc = pt_parse(pt, plen, 0, h, body);
 	sodium_memzero(pt, plen);
-	if (rc < 0)
+	if (rc == VEIL_OK && !veil_type_sealed(h->type))
+		rc = VEIL_ERR_TYPE;
+	else if (rc == VEIL_OK && h->frag_cnt != 1)
+		rc = VEIL_ERR_FORMAT;
+	if (rc < 0) {
 		memset(h, 0, sizeof(*h));
+		memset(body, 0, plen - VEIL_FRAME_HDR);
+	}
 	return rc;
 }
 
@@ -395,8 +463,14 @@ veil_message_seal_box(uint8_t *out, size_t outlen, size_t frame_size,
     const uint8_t pk[VEIL_KEY_BYTES], uint8_t type,
     const uint8_t msgid[VEIL_MSGID_BYTES], const uint8_t *body, size_t len)
 {
-	if (pk == NULL)
+	int n;
+
+	if (pk == NULL || !veil_type_sealed(type))
 		return VEIL_ERR_INVAL;
+	if ((n = veil_message_frames(len, frame_size, 1)) < 0)
+		return n;
+	if (n != 1)
+		return VEIL_ERR_TOOBIG;
 	return message_seal(out, outlen, frame_size, NULL, NULL, pk, type,
 	    msgid, body, len);
 }

@@ -1,11 +1,14 @@
-/* libveil ids: random inbox/contact IDs, their text form, and MQTT client IDs. */
+/* libveil ids: random inbox/contact IDs, derived inbox topics, their text form, and MQTT client IDs. */
 #include <string.h>
 
 #include <sodium.h>
 
 #include "ids.h"
 
+#include "wire.h"
+
 #define ID_B64_VARIANT sodium_base64_VARIANT_URLSAFE_NO_PADDING
+#define TOPIC_CTX "veil-inbox-v2"
 
 static int
 id_bits_valid(unsigned bits)
@@ -100,6 +103,81 @@ veil_id_is_set(const struct veil_id *id)
 {
 	return id != NULL && id->len >= VEIL_ID_MIN_BITS / 8 &&
 	    id->len <= VEIL_ID_MAX_BYTES;
+}
+
+int
+veil_epoch_len_valid(uint32_t epoch_len)
+{
+	return epoch_len <= VEIL_EPOCH_MAX;
+}
+
+uint64_t
+veil_epoch_number(uint64_t t, uint32_t epoch_len)
+{
+	return epoch_len == 0 ? 0 : t / epoch_len;
+}
+
+int
+veil_seed_valid(const uint8_t seed[VEIL_SEED_BYTES])
+{
+	return seed != NULL && !sodium_is_zero(seed, VEIL_SEED_BYTES);
+}
+
+int
+veil_inbox_valid(const struct veil_inbox *in)
+{
+	return in != NULL && veil_seed_valid(in->seed) &&
+	    veil_epoch_len_valid(in->epoch) && in->period >= 1 &&
+	    in->period <= VEIL_EPOCH_MAX;
+}
+
+void
+veil_seed_new(uint8_t seed[VEIL_SEED_BYTES])
+{
+	do
+		randombytes_buf(seed, VEIL_SEED_BYTES);
+	while (sodium_is_zero(seed, VEIL_SEED_BYTES));
+}
+
+int
+veil_topic_id(const uint8_t seed[VEIL_SEED_BYTES], uint64_t n, struct veil_id *out)
+{
+	crypto_generichash_state st;
+	uint8_t h[crypto_generichash_BYTES], be[8];
+
+	if (out == NULL)
+		return VEIL_ERR_INVAL;
+	memset(out, 0, sizeof(*out));
+	if (!veil_seed_valid(seed))
+		return VEIL_ERR_INVAL;
+	wire_put64(be, n);
+	crypto_generichash_init(&st, seed, VEIL_SEED_BYTES, sizeof(h));
+	crypto_generichash_update(&st, (const uint8_t *)TOPIC_CTX,
+	    sizeof(TOPIC_CTX) - 1);
+	crypto_generichash_update(&st, be, sizeof(be));
+	crypto_generichash_final(&st, h, sizeof(h));
+	sodium_memzero(&st, sizeof(st));
+	out->len = VEIL_TOPIC_BYTES;
+	memcpy(out->b, h, VEIL_TOPIC_BYTES);
+	sodium_memzero(h, sizeof(h));
+	return VEIL_OK;
+}
+
+int
+veil_topic_text(const uint8_t seed[VEIL_SEED_BYTES], uint64_t n, char *out, size_t outlen)
+{
+	struct veil_id id;
+	int rc;
+
+	if (out != NULL && outlen > 0)
+		out[0] = '\0';
+	if (out == NULL)
+		return VEIL_ERR_INVAL;
+	if ((rc = veil_topic_id(seed, n, &id)) != VEIL_OK)
+		return rc;
+	rc = veil_id_to_text(&id, out, outlen);
+	sodium_memzero(&id, sizeof(id));
+	return rc;
 }
 
 /*

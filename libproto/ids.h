@@ -1,4 +1,4 @@
-/* libveil ids: fresh random identifiers the broker sees (inboxes, client IDs). */
+/* libveil ids: identifiers the broker sees: random IDs, derived inbox topics, client IDs. */
 #ifndef VEIL_IDS_H
 #define VEIL_IDS_H
 
@@ -30,6 +30,43 @@ int veil_id_from_text(struct veil_id *id, const char *text);
 /* 1 if equal, 0 if not (lengths compared too). */
 int veil_id_equal(const struct veil_id *a, const struct veil_id *b);
 int veil_id_is_set(const struct veil_id *id);
+
+/*
+ * Derived inbox topics (protocol.md 5).  Each side gives the other an inbox
+ * seed J (32 secret bytes) and an epoch length L (seconds: 0 for a fixed
+ * inbox, else 1..VEIL_EPOCH_MAX).  The topic of epoch n is
+ * topic(J, n) = first 16 bytes of H_J("veil-inbox-v2" || u64(n)), written as
+ * b64u (22 characters): indistinguishable from a random 16-byte ID without J.
+ */
+#define VEIL_EPOCH_MAX 2592000u
+#define VEIL_TOPIC_BYTES 16
+#define VEIL_TOPIC_TEXT 23	/* 22 characters and NUL */
+/* 1 if L is 0 or 1..VEIL_EPOCH_MAX. */
+int veil_epoch_len_valid(uint32_t epoch_len);
+/* n = floor(t / L), 0 when L is 0 (a fixed inbox). */
+uint64_t veil_epoch_number(uint64_t t, uint32_t epoch_len);
+/* A seed is well formed unless it is all zero (an unset field). */
+int veil_seed_valid(const uint8_t seed[VEIL_SEED_BYTES]);
+/* A fresh random seed. */
+void veil_seed_new(uint8_t seed[VEIL_SEED_BYTES]);
+/*
+ * What one side of a pair gives the other (agreement, UPDATE): where to
+ * send to it (seed J, epoch length L) and the key period Pd of the chain
+ * towards it (chain.h).  Valid: a valid seed, L valid, Pd in
+ * 1..VEIL_EPOCH_MAX (the same bound as chain.h's VEIL_PERIOD_MAX).
+ */
+struct veil_inbox {
+	uint8_t seed[VEIL_SEED_BYTES];
+	uint32_t epoch;		/* L, seconds; 0: a fixed inbox */
+	uint32_t period;	/* Pd, seconds */
+};
+int veil_inbox_valid(const struct veil_inbox *in);
+
+/* topic(J, n) as a 16-byte ID (its text form is the topic, see
+ * veil_id_to_text), or as text into out (at least VEIL_TOPIC_TEXT bytes).
+ * INVAL for an invalid seed; TOOBIG for a short buffer. */
+int veil_topic_id(const uint8_t seed[VEIL_SEED_BYTES], uint64_t n, struct veil_id *out);
+int veil_topic_text(const uint8_t seed[VEIL_SEED_BYTES], uint64_t n, char *out, size_t outlen);
 
 /* MQTT 3.1.1 safe client identifier: 1..23 characters of [0-9a-zA-Z]. */
 #define VEIL_CLIENTID_MAX 23

@@ -12,9 +12,23 @@
  * max_msgs, which is small (a few dozen partial messages in practice).
  * Each message reserves count * cap bytes up front, and that reservation
  * is what max_bytes bounds: it is the memory actually held.
+ *
+ * With per-sender limits (veil_reasm_limit_peer) every sender that holds a
+ * partial message has an account: a sender over its own limit loses its
+ * own oldest message, and when the totals are reached the sender holding
+ * the most bytes loses its oldest.  A sender can then only ever evict
+ * another's message by holding less than it, whatever it sends.  Senders
+ * without partial messages cost nothing.
  */
+struct rpeer {
+	struct rpeer *next;
+	uint64_t peer;
+	size_t msgs, bytes;
+};
+
 struct rmsg {
 	struct rmsg *prev, *next;
+	struct rpeer *acct;	/* with per-sender limits, else NULL */
 	uint64_t peer;
 	uint64_t first;		/* caller's clock at the first fragment */
 	uint8_t msgid[VEIL_MSGID_BYTES];
@@ -32,6 +46,8 @@ struct veil_reasm {
 	struct rmsg *head, *tail;
 	size_t max_bytes, max_msgs;
 	size_t pending, bytes;
+	size_t peer_bytes, peer_msgs;	/* 0: no per-sender limits */
+	struct rpeer *peers;		/* senders holding partial messages */
 };
 
 struct veil_reasm *
@@ -48,9 +64,50 @@ veil_reasm_new(size_t max_bytes, size_t max_msgs)
 	return r;
 }
 
+int
+veil_reasm_limit_peer(struct veil_reasm *r, size_t peer_bytes, size_t peer_msgs)
+{
+	if (r == NULL || peer_bytes == 0 || peer_msgs == 0 || r->head != NULL)
+		return VEIL_ERR_INVAL;
+	r->peer_bytes = peer_bytes;
+	r->peer_msgs = peer_msgs;
+	return VEIL_OK;
+}
+
+static struct rpeer *
+rpeer_find(struct veil_reasm *r, uint64_t peer)
+{
+	struct rpeer *p;
+
+	for (p = r->peers; p != NULL; p = p->next)
+		if (p->peer == peer)
+			return p;
+	return NULL;
+}
+
+static void
+rpeer_free(struct veil_reasm *r, struct rpeer *p)
+{
+	struct rpeer **pp;
+
+	for (pp = &r->peers; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			free(p);
+			return;
+		}
+}
+
 static void
 rmsg_unlink(struct veil_reasm *r, struct rmsg *m)
 {
+	if (m->acct != NULL) {
+		m->acct->msgs--;
+		m->acct->bytes -= m->size;
+		if (m->acct->msgs == 0)
+			rpeer_free(r, m->acct);
+		m->acct = NULL;
+	}
 	if (m->prev != NULL)
 		m->prev->next = m->next;
 	else
@@ -136,9 +193,78 @@ complete_single(const struct veil_frame_hdr *h, const uint8_t *body,
 	return 1;
 }
 
+/* The oldest partial message of peer (acct), or of anyone (NULL). */
+static struct rmsg *
+rmsg_oldest(struct veil_reasm *r, const struct rpeer *acct)
+{
+	struct rmsg *m;
+
+	for (m = r->head; m != NULL; m = m->next)
+		if (acct == NULL || m->acct == acct)
+			return m;
+	return NULL;
+}
+
+/* Whose message goes when the totals are reached: without per-sender
+ * limits the oldest of all, else the oldest of the largest holder. */
+static struct rmsg *
+rmsg_victim(struct veil_reasm *r)
+{
+	struct rpeer *p, *big = NULL;
+
+	if (r->peer_bytes == 0)
+		return r->head;
+	for (p = r->peers; p != NULL; p = p->next)
+		if (big == NULL || p->bytes > big->bytes)
+			big = p;
+	return big != NULL ? rmsg_oldest(r, big) : r->head;
+}
+
+/*
+ * Room for a new message of need bytes from peer: the peer's own limits
+ * first (its own oldest go), then the totals (the largest holder's oldest
+ * go).  Its account is returned in *acct (created if it had none).
+ */
+static int
+make_room(struct veil_reasm *r, uint64_t peer, size_t need, struct rpeer **acct)
+{
+	struct rpeer *p = NULL;
+	struct rmsg *m;
+
+	*acct = NULL;
+	if (need > r->max_bytes || (r->peer_bytes != 0 && need > r->peer_bytes))
+		return VEIL_ERR_TOOBIG;
+	if (r->peer_bytes != 0 && (p = rpeer_find(r, peer)) != NULL)
+		while (p->msgs >= r->peer_msgs || p->bytes + need > r->peer_bytes) {
+			int last = p->msgs == 1;
+
+			rmsg_drop(r, rmsg_oldest(r, p));
+			if (last) {	/* its account went with it */
+				p = NULL;
+				break;
+			}
+		}
+	while (r->head != NULL && (r->pending >= r->max_msgs ||
+	    r->bytes + need > r->max_bytes)) {
+		m = rmsg_victim(r);
+		if (p != NULL && m->acct == p && p->msgs == 1)
+			p = NULL;
+		rmsg_drop(r, m);
+	}
+	if (r->peer_bytes != 0 && p == NULL) {
+		if ((p = calloc(1, sizeof(*p))) == NULL)
+			return VEIL_ERR_NOMEM;
+		p->peer = peer;
+		p->next = r->peers;
+		r->peers = p;
+	}
+	*acct = p;
+	return VEIL_OK;
+}
+
 static struct rmsg *
 rmsg_new(struct veil_reasm *r, uint64_t peer, const struct veil_frame_hdr *h,
-    size_t cap, uint64_t now)
+    size_t cap, uint64_t now, struct rpeer *acct)
 {
 	struct rmsg *m;
 
@@ -150,6 +276,10 @@ rmsg_new(struct veil_reasm *r, uint64_t peer, const struct veil_frame_hdr *h,
 		free(m->buf);
 		free(m);
 		return NULL;
+	}
+	if ((m->acct = acct) != NULL) {
+		acct->msgs++;
+		acct->bytes += m->size;
 	}
 	m->peer = peer;
 	m->first = now;
@@ -192,16 +322,18 @@ veil_reasm_add(struct veil_reasm *r, uint64_t peer, const struct veil_frame_hdr 
 	    m->cap != cap))
 		return VEIL_ERR_FORMAT;
 	if (m == NULL) {
+		struct rpeer *acct;
+
 		if (h->frag_cnt == 1)
 			return complete_single(h, body, out, outlen);
 		need = (size_t)h->frag_cnt * cap;
-		if (need > r->max_bytes)
-			return VEIL_ERR_TOOBIG;
-		while (r->head != NULL && (r->pending >= r->max_msgs ||
-		    r->bytes + need > r->max_bytes))
-			rmsg_drop(r, r->head);
-		if ((m = rmsg_new(r, peer, h, cap, now)) == NULL)
+		if ((rc = make_room(r, peer, need, &acct)) < 0)
+			return rc;
+		if ((m = rmsg_new(r, peer, h, cap, now, acct)) == NULL) {
+			if (acct != NULL && acct->msgs == 0)
+				rpeer_free(r, acct);
 			return VEIL_ERR_NOMEM;
+		}
 	}
 
 	idx = h->frag_idx;
@@ -268,4 +400,18 @@ size_t
 veil_reasm_bytes(const struct veil_reasm *r)
 {
 	return r == NULL ? 0 : r->bytes;
+}
+
+size_t
+veil_reasm_peer_bytes(const struct veil_reasm *r, uint64_t peer)
+{
+	const struct rmsg *m;
+	size_t n = 0;
+
+	if (r == NULL)
+		return 0;
+	for (m = r->head; m != NULL; m = m->next)
+		if (m->peer == peer)
+			n += m->size;
+	return n;
 }

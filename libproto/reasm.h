@@ -14,6 +14,16 @@ struct veil_reasm;
  * reassembly; when either is hit the oldest partial message is evicted. */
 struct veil_reasm *veil_reasm_new(size_t max_bytes, size_t max_msgs);
 void veil_reasm_free(struct veil_reasm *r);
+/*
+ * Gives every sender a budget of its own, before any message is added:
+ * one sender holds at most peer_bytes and peer_msgs of partial messages
+ * (beyond, its own oldest is evicted, and a message larger than
+ * peer_bytes is TOOBIG), and when max_bytes or max_msgs is reached the
+ * sender holding the most bytes loses its oldest.  So a sender can evict
+ * another's partial message only by holding less than that sender.
+ * INVAL on zero limits or once messages are held.
+ */
+int veil_reasm_limit_peer(struct veil_reasm *r, size_t peer_bytes, size_t peer_msgs);
 
 /*
  * Adds one opened frame from sender `peer` (an opaque handle of the caller;
@@ -33,6 +43,8 @@ size_t veil_reasm_expire(struct veil_reasm *r, uint64_t now, uint64_t max_age);
 void veil_reasm_forget(struct veil_reasm *r, uint64_t peer);
 size_t veil_reasm_pending(const struct veil_reasm *r);
 size_t veil_reasm_bytes(const struct veil_reasm *r);
+/* Bytes held for one sender. */
+size_t veil_reasm_peer_bytes(const struct veil_reasm *r, uint64_t peer);
 
 #ifdef __cplusplus
 }

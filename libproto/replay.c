@@ -402,7 +402,60 @@ in_list(const uint64_t *v, unsigned n, uint64_t x)
 	return 0;
 }
 
-/* Is seq in the armed set of window w (regular range or landmark)? */
+uint64_t
+veil_clock_seq(uint64_t slot)
+{
+	/* No period has 2^16 slots (30 days are 40,500). */
+	if (slot >= (UINT64_C(1) << 16))
+		return 0;
+	return VEIL_CLOCK_BASE + slot * VEIL_CLOCK_STRIDE;
+}
+
+int
+veil_clock_landmark(uint64_t seq, uint64_t *slot)
+{
+	if (seq < VEIL_CLOCK_BASE || (seq - VEIL_CLOCK_BASE) % VEIL_CLOCK_STRIDE != 0 ||
+	    (seq - VEIL_CLOCK_BASE) / VEIL_CLOCK_STRIDE >= (UINT64_C(1) << 16))
+		return 0;
+	if (slot != NULL)
+		*slot = (seq - VEIL_CLOCK_BASE) / VEIL_CLOCK_STRIDE;
+	return 1;
+}
+
+uint64_t
+veil_clock_slots(uint32_t plen)
+{
+	return ((uint64_t)plen + VEIL_CLOCK_SLOT - 1) / VEIL_CLOCK_SLOT;
+}
+
+/* Every armed seq outside the regular range of a direction whose range
+ * ends at h and whose clock slots are first .. first + count - 1: the
+ * resync landmarks, then the clock landmarks >= h that are not landmarks
+ * already (a clock landmark is a multiple of every stride, so L_k can be
+ * one).  All lie at or above h: none is accepted, none in the range. */
+#define POINTS_MAX (VEIL_RESYNC_LEVELS + VEIL_CLOCK_ARMED)
+static unsigned
+points(uint64_t h, uint32_t first, unsigned count, uint64_t pt[POINTS_MAX])
+{
+	unsigned n = landmarks(h, pt), i;
+	uint64_t c;
+
+	for (i = 0; i < count && i < VEIL_CLOCK_ARMED; i++) {
+		c = veil_clock_seq((uint64_t)first + i);
+		if (c != 0 && c >= h && !in_list(pt, n, c))
+			pt[n++] = c;
+	}
+	return n;
+}
+
+static unsigned
+dir_points(const struct veil_rxdir *d, uint64_t h, uint64_t pt[POINTS_MAX])
+{
+	return points(h, d->clk_first, d->clk_count, pt);
+}
+
+/* Is seq in the armed set of window w (regular range or one of the
+ * points outside it)? */
 static int
 is_armed(const struct veil_window *w, unsigned lookahead,
     const uint64_t *lm, unsigned nlm, uint64_t seq)
@@ -412,8 +465,8 @@ is_armed(const struct veil_window *w, unsigned lookahead,
 	return in_list(lm, nlm, seq);
 }
 
-/* Arms the landmarks; they lie at or above top + lookahead, so none is
- * accepted and none is in the regular range. */
+/* Arms points (landmarks of either kind); they lie at or above top +
+ * lookahead, so none is accepted and none is in the regular range. */
 static int
 arm_landmarks(struct veil_tagtab *t, const struct veil_rxdir *d,
     uint64_t owner, const uint64_t *lm, unsigned nlm)
@@ -434,8 +487,8 @@ arm_landmarks(struct veil_tagtab *t, const struct veil_rxdir *d,
 int
 veil_rx_arm(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner, unsigned lookahead)
 {
-	uint64_t lm[VEIL_RESYNC_LEVELS];
-	unsigned nlm;
+	uint64_t pt[POINTS_MAX];
+	unsigned npt;
 	int rc, rc2;
 
 	if (t == NULL || d == NULL)
@@ -444,16 +497,16 @@ veil_rx_arm(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner, u
 	    armed_hi(d->w.top, lookahead));
 	if (rc == VEIL_ERR_NOMEM)
 		return rc;
-	nlm = landmarks(armed_hi(d->w.top, lookahead), lm);
-	rc2 = arm_landmarks(t, d, owner, lm, nlm);
+	npt = dir_points(d, armed_hi(d->w.top, lookahead), pt);
+	rc2 = arm_landmarks(t, d, owner, pt, npt);
 	return rc2 < 0 ? rc2 : rc;
 }
 
 void
 veil_rx_disarm(struct veil_tagtab *t, const struct veil_rxdir *d, unsigned lookahead)
 {
-	uint64_t s, hi, lm[VEIL_RESYNC_LEVELS];
-	unsigned i, nlm;
+	uint64_t s, hi, pt[POINTS_MAX];
+	unsigned i, npt;
 
 	if (t == NULL || d == NULL)
 		return;
@@ -461,9 +514,50 @@ veil_rx_disarm(struct veil_tagtab *t, const struct veil_rxdir *d, unsigned looka
 	for (s = armed_lo(d->w.top); s < hi; s++)
 		if (!seq_accepted(&d->w, s))
 			disarm_one(t, &d->k, 0, 0, s);
-	nlm = landmarks(hi, lm);
-	for (i = 0; i < nlm; i++)
-		disarm_one(t, &d->k, 0, 0, lm[i]);
+	npt = dir_points(d, hi, pt);
+	for (i = 0; i < npt; i++)
+		disarm_one(t, &d->k, 0, 0, pt[i]);
+}
+
+/*
+ * Only the clock landmarks that change are touched: on a move by one
+ * slot, one tag goes and one comes (two BLAKE2b), and a call that changes
+ * nothing costs nothing, so the daemon can call it at every sweep.
+ */
+int
+veil_rx_clock(struct veil_tagtab *t, struct veil_rxdir *d, uint64_t owner,
+    uint32_t first, unsigned count, unsigned lookahead)
+{
+	uint64_t hi, pt0[POINTS_MAX], pt1[POINTS_MAX];
+	unsigned i, n0, n1;
+	int rc, ret = VEIL_OK;
+
+	if (d == NULL || count > VEIL_CLOCK_ARMED)
+		return VEIL_ERR_INVAL;
+	if (count == 0)
+		first = 0;
+	if (d->clk_first == first && d->clk_count == count)
+		return VEIL_OK;
+	hi = armed_hi(d->w.top, lookahead);
+	n0 = dir_points(d, hi, pt0);
+	d->clk_first = first;
+	d->clk_count = (uint8_t)count;
+	if (t == NULL)
+		return VEIL_OK;
+	n1 = dir_points(d, hi, pt1);
+	for (i = 0; i < n0; i++)
+		if (!is_armed(&d->w, lookahead, pt1, n1, pt0[i]))
+			disarm_one(t, &d->k, 1, owner, pt0[i]);
+	for (i = 0; i < n1; i++) {
+		if (in_list(pt0, n0, pt1[i]))
+			continue;
+		rc = arm_one(t, &d->k, owner, pt1[i]);
+		if (rc == VEIL_ERR_NOMEM)
+			return rc;
+		if (rc < 0)
+			ret = rc;
+	}
+	return ret;
 }
 
 /*
@@ -471,8 +565,8 @@ veil_rx_disarm(struct veil_tagtab *t, const struct veil_rxdir *d, unsigned looka
  * seqs that enter the lookahead are armed, so the work is proportional to
  * the advance of top (bounded by WINDOW + lookahead on a big jump, such as
  * a frame found at a landmark), not to the size of the window; landmarks
- * cost O(levels) more, and nothing while top + lookahead stays below the
- * same multiples.  An old landmark is disarmed only if it is not in the
+ * (resync and clock) cost O(levels) more, and nothing while top +
+ * lookahead stays below the same multiples.  An old landmark is disarmed only if it is not in the
  * new armed set (the regular range may have reached it, or it is a landmark
  * again at another level).  The window is marked first: the frame was
  * authenticated and must never be accepted again, even if the table then
@@ -483,7 +577,7 @@ veil_rx_commit(struct veil_tagtab *t, struct veil_rxdir *d, uint64_t owner, uint
 {
 	struct veil_window old;
 	uint64_t lo0, lo1, hi0, hi1, s, end;
-	uint64_t lm0[VEIL_RESYNC_LEVELS], lm1[VEIL_RESYNC_LEVELS];
+	uint64_t lm0[POINTS_MAX], lm1[POINTS_MAX];
 	unsigned i, n0, n1, same;
 	int rc, rc2;
 
@@ -502,15 +596,16 @@ veil_rx_commit(struct veil_tagtab *t, struct veil_rxdir *d, uint64_t owner, uint
 	hi1 = armed_hi(d->w.top, lookahead);
 
 	/* Fell out of the window: [lo0, min(lo1, hi0)), those still armed.
-	 * Below lo1 < hi1 <= every new landmark, so none stays armed. */
+	 * Below lo1 < hi1 <= every new point, so none stays armed. */
 	end = lo1 < hi0 ? lo1 : hi0;
 	for (s = lo0; s < end; s++)
 		if (!seq_accepted(&old, s))
 			disarm_one(t, &d->k, 1, owner, s);
 
-	/* Landmarks that are no longer armed (seq itself went above). */
-	n0 = landmarks(hi0, lm0);
-	n1 = landmarks(hi1, lm1);
+	/* Points (landmarks of either kind) no longer armed: seq itself,
+	 * those the window passed, those the ladder moved away from. */
+	n0 = dir_points(d, hi0, lm0);
+	n1 = dir_points(d, hi1, lm1);
 	same = n0 == n1;
 	for (i = 0; same && i < n0; i++)
 		same = lm0[i] == lm1[i];
@@ -543,9 +638,10 @@ veil_rx_commit(struct veil_tagtab *t, struct veil_rxdir *d, uint64_t owner, uint
  * L_K >= h + S_0 + ... + S_(K-1), a gap G = n - h found by attempt
  * 1 (G = 0), 2 (G <= 256), 3 (<= 2304), 4 (<= 18688), 5 (<= 149760);
  * gaps up to L_4 - h, between 149760 and 1198335 depending on where h
- * lies, are found by attempt 5 too; anything beyond needs a new pairing.
- * This assumes the landmark frame itself arrives: a lost one costs a
- * level.
+ * lies, are found by attempt 5 too.  This assumes the landmark frame
+ * itself arrives: a lost one costs a level.  A sender whose five rungs
+ * were all lost may be beyond L_4; from attempt 6 on it stops climbing
+ * and takes the clock landmarks instead (veil_txchain_resync, chain.c).
  */
 uint64_t
 veil_resync_seq(uint64_t next_seq, unsigned attempt)
@@ -569,59 +665,4 @@ veil_resync_seq(uint64_t next_seq, unsigned attempt)
 			return next_seq;
 		k--;
 	}
-}
-
-uint64_t
-veil_clock_seq(uint64_t hour)
-{
-	if (hour == 0 || hour > (UINT64_MAX >> VEIL_CLOCK_SHIFT))
-		return 0;
-	return hour << VEIL_CLOCK_SHIFT;
-}
-
-/*
- * The clock landmarks of hours hour - 1 .. hour + 1 that the regular
- * arming (range or landmark) does not hold; above: only those above the
- * regular range (arming), else also those below (disarming: the window
- * may have moved past them since they were armed).
- */
-static unsigned
-clock_seqs(const struct veil_rxdir *d, unsigned lookahead, uint64_t hour,
-    int above, uint64_t out[3])
-{
-	uint64_t lm[VEIL_RESYNC_LEVELS], hi = armed_hi(d->w.top, lookahead), h, s;
-	unsigned nlm = landmarks(hi, lm), n = 0;
-
-	for (h = hour - 1; h <= hour + 1; h++) {
-		if ((s = veil_clock_seq(h)) == 0 || (above && s < hi) ||
-		    is_armed(&d->w, lookahead, lm, nlm, s))
-			continue;
-		out[n++] = s;
-	}
-	return n;
-}
-
-int
-veil_rx_arm_clock(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
-    uint64_t hour, unsigned lookahead)
-{
-	uint64_t cs[3];
-
-	if (t == NULL || d == NULL || hour == 0)
-		return VEIL_ERR_INVAL;
-	return arm_landmarks(t, d, owner, cs, clock_seqs(d, lookahead, hour, 1, cs));
-}
-
-void
-veil_rx_disarm_clock(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
-    uint64_t hour, unsigned lookahead)
-{
-	uint64_t cs[3];
-	unsigned i, n;
-
-	if (t == NULL || d == NULL || hour == 0)
-		return;
-	n = clock_seqs(d, lookahead, hour, 0, cs);
-	for (i = 0; i < n; i++)
-		disarm_one(t, &d->k, 1, owner, cs[i]);
 }

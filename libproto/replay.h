@@ -21,6 +21,36 @@ extern "C" {
 #define VEIL_RESYNC_LEVELS 5
 #define VEIL_RESYNC_BASE_BITS 8
 #define VEIL_RESYNC_STEP_BITS 3
+/* The top stride, 2^20: every receiver's L_4 is a multiple of it. */
+#define VEIL_RESYNC_TOP (UINT64_C(1) << (VEIL_RESYNC_BASE_BITS + \
+    VEIL_RESYNC_STEP_BITS * (VEIL_RESYNC_LEVELS - 1)))
+
+/*
+ * Clock landmarks (protocol.md 2.1): the ladder is bounded, and a sender
+ * whose rungs were all lost (the receiver away, nobody holding its topic)
+ * ends beyond the highest one.  So the key of a period is also cut into
+ * slots of VEIL_CLOCK_SLOT seconds from the period's start, slot j having
+ * the landmark C(j) = VEIL_CLOCK_BASE + j * VEIL_CLOCK_STRIDE; a receive
+ * direction arms the slots around the receiver's clock (up to
+ * VEIL_CLOCK_ARMED of them, veil_rx_clock) and a sender beyond the ladder
+ * seals at its own slot's (veil_txchain_clock_seq, chain.h).  The base lies
+ * above any sequence number ordinary counting and the ladder reach within
+ * a period (at most one jump of at most 2^20 a second: 2^48 is 8 years
+ * of them), the stride above anything a sender can count or jump within
+ * one slot (64 jumps of 2^20 and 2^31 frames), so a sender that used slot
+ * j's landmark is below slot j + 1's again.  A 30-day period has 40,500
+ * slots: every C(j) lies below 2^49.
+ */
+#define VEIL_CLOCK_SLOT 64u
+#define VEIL_CLOCK_BASE (UINT64_C(1) << 48)
+#define VEIL_CLOCK_STRIDE (UINT64_C(1) << 32)
+#define VEIL_CLOCK_ARMED 3
+/* C(slot), or 0 when slot is beyond any period (slot >= 2^16). */
+uint64_t veil_clock_seq(uint64_t slot);
+/* 1 if seq is some C(j) (and *slot = j when slot is not NULL), else 0. */
+int veil_clock_landmark(uint64_t seq, uint64_t *slot);
+/* Slots in a period of plen seconds: ceil(plen / VEIL_CLOCK_SLOT). */
+uint64_t veil_clock_slots(uint32_t plen);
 
 /* Anti-replay window (RFC 6479 style): top = highest accepted seq + 1
  * (0: nothing accepted yet); bit i of map = seq (top - 1 - i) accepted. */
@@ -50,14 +80,20 @@ int veil_tagtab_get(const struct veil_tagtab *t, const uint8_t tag[VEIL_TAG_BYTE
 int veil_tagtab_del(struct veil_tagtab *t, const uint8_t tag[VEIL_TAG_BYTES]);
 size_t veil_tagtab_count(const struct veil_tagtab *t);
 
-/* A receive direction: key, window, and which sequence numbers are armed
+/* One receive key (a key period of a chain, chain.h, or an agreement's
+ * epoch-0 key): key, window, and which sequence numbers are armed
  * in a tag table.  Armed = every seq in [max(0, top - WINDOW), top + lookahead)
  * not yet accepted, plus the resync landmarks L_0 < ... < L_4 of
  * h = top + lookahead: L_0 the smallest multiple of 2^8 >= h, L_k the
- * smallest multiple of 2^(8 + 3k) > L_(k-1) (those that fit in 64 bits). */
+ * smallest multiple of 2^(8 + 3k) > L_(k-1) (those that fit in 64 bits),
+ * plus the clock landmarks C(j), clk_first <= j < clk_first + clk_count,
+ * that are >= h (one below h is in the regular range or too old). */
 struct veil_rxdir {
 	struct veil_dirkey k;
 	struct veil_window w;
+	uint64_t period;	/* the key period of k (chain.h); 0 for a single key */
+	uint32_t clk_first;	/* clock slots armed (veil_rx_clock), not stored: */
+	uint8_t clk_count;	/* the receiver's clock decides them (0: none) */
 	uint8_t live;
 };
 int veil_rx_arm(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner, unsigned lookahead);
@@ -65,6 +101,13 @@ void veil_rx_disarm(struct veil_tagtab *t, const struct veil_rxdir *d, unsigned 
 /* After a frame with seq opened under d: marks the window, removes its tag,
  * arms the new lookahead and disarms seqs that fell out of the window. */
 int veil_rx_commit(struct veil_tagtab *t, struct veil_rxdir *d, uint64_t owner, uint64_t seq, unsigned lookahead);
+/* Arms the clock landmarks of slots first .. first + count - 1 for d
+ * instead of its present ones (count <= VEIL_CLOCK_ARMED, 0: none),
+ * touching only the tags that change; without a table (t NULL) it only
+ * records them.  veil_rxchain_advance() calls it with the receiver's
+ * clock.  INVAL for a count above VEIL_CLOCK_ARMED. */
+int veil_rx_clock(struct veil_tagtab *t, struct veil_rxdir *d, uint64_t owner,
+    uint32_t first, unsigned count, unsigned lookahead);
 
 /*
  * Sender side of the resync: the seq to seal the attempt-th retransmission
@@ -72,31 +115,10 @@ int veil_rx_commit(struct veil_tagtab *t, struct veil_rxdir *d, uint64_t owner, 
  * 2^(BASE + STEP * min(attempt - 1, LEVELS - 1)) that is >= next_seq.  The
  * caller sets its counter to it (skipping seqs is always safe).  attempt 0
  * gives next_seq; near UINT64_MAX the largest stride whose multiple fits is
- * used, or none.
+ * used, or none.  Beyond the ladder (attempt > LEVELS) a sender takes the
+ * clock landmark instead: veil_txchain_resync() in chain.h does both.
  */
 uint64_t veil_resync_seq(uint64_t next_seq, unsigned attempt);
-
-/*
- * Clock landmarks (protocol.md 2.1): the seq hour << 32, hour = Unix time
- * / 3600.  The ladder above is bounded: a sender whose frames are lost
- * outright (not delayed) through every level climbs past the receiver's
- * highest landmark for good.  So beyond the last level the sender stops
- * climbing and jumps, at most once an hour, to the current hour's clock
- * landmark; every receive direction keeps the previous, the current and
- * the next hour's armed (3 tags), whatever its window, which also covers
- * an hour of clock skew.  2^32 frames an hour is out of reach.
- */
-#define VEIL_CLOCK_SHIFT 32
-/* hour << 32, or 0 when that does not fit (hour >= 2^32: year 492,000). */
-uint64_t veil_clock_seq(uint64_t hour);
-/* Arms the clock landmarks of hours hour-1 .. hour+1 for d, those above
- * its regular range and landmarks (lookahead as for veil_rx_arm). */
-int veil_rx_arm_clock(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
-    uint64_t hour, unsigned lookahead);
-/* Removes what veil_rx_arm_clock(hour) armed for owner, except seqs the
- * regular arming now holds (the window may have moved since). */
-void veil_rx_disarm_clock(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
-    uint64_t hour, unsigned lookahead);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,4 @@
-/* libveil update: the CCM JSON, UPDATE/UPDATE-ACK handling and the re-keying of one direction. */
+/* libveil update: the CCM JSON, UPDATE/UPDATE-ACK/UPDATE-DONE handling and the re-keying of one direction. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +13,7 @@
 #define ACK_DATA "UpdateAck"
 #define DONE_DATA "UpdateDone"
 #define CCM_STEG "0000"
-#define REKEY_CTX "veil-rekey-v1"
+#define REKEY_CTX "veil-rekey-v2"
 #define B64_VARIANT sodium_base64_VARIANT_URLSAFE_NO_PADDING
 #define KEY_B64_LEN 43		/* b64u of 32 bytes, no padding */
 #define KEY_HEX_LEN (2 * VEIL_KEY_BYTES)
@@ -70,6 +70,28 @@ copy_str(char *dst, size_t dstlen, const char *s)
 	return 0;
 }
 
+/*
+ * Wipes every string of a JSON tree before it is freed: CCMs carry SH
+ * and NewSecret, which must not linger in freed heap memory.
+ */
+static void
+wipe_tree(json_t *v)
+{
+	const char *key;
+	json_t *e;
+	size_t i;
+
+	if (json_is_string(v))
+		sodium_memzero((char *)json_string_value(v), json_string_length(v));
+	else if (json_is_object(v)) {
+		json_object_foreach(v, key, e)
+			wipe_tree(e);
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, e)
+			wipe_tree(e);
+	}
+}
+
 /* Strict loading: one object, no duplicate keys, no NUL inside strings. */
 static json_t *
 load_body(const char *body, size_t len)
@@ -81,6 +103,13 @@ load_body(const char *body, size_t len)
 	return json_loadb(body, len, JSON_REJECT_DUPLICATES, &err);
 }
 
+/* A JSON integer in lo..hi (jansson keeps them signed, 64 bits). */
+static int
+int_in(json_int_t v, uint64_t lo, uint64_t hi)
+{
+	return v >= 0 && (uint64_t)v >= lo && (uint64_t)v <= hi;
+}
+
 int
 veil_ccm_parse(struct veil_ccm *ccm, const char *body, size_t len)
 {
@@ -88,7 +117,7 @@ veil_ccm_parse(struct veil_ccm *ccm, const char *body, size_t len)
 	json_error_t err;
 	const char *data, *ocid, *pubkey, *cname, *newcid, *secret;
 	const char *newsecret = NULL, *steg, *alg, *eph;
-	json_int_t seq;
+	json_int_t seq, epoch, rekey;
 	int ret = VEIL_ERR_FORMAT;
 
 	if (ccm == NULL)
@@ -98,19 +127,26 @@ veil_ccm_parse(struct veil_ccm *ccm, const char *body, size_t len)
 		return VEIL_ERR_FORMAT;
 	/* JSON_STRICT: a key not listed here makes the message not a CCM. */
 	if (json_unpack_ex(root, &err, JSON_STRICT,
-	    "{s:s, s:s, s:s, s:s, s:s, s:s, s?s, s:s, s:s, s:I, s:s}",
+	    "{s:s, s:s, s:s, s:s, s:s, s:s, s?s, s:s, s:s, s:I, s:s, s:I, s:I}",
 	    "Data", &data, "OCID", &ocid, "PubKey", &pubkey, "CName", &cname,
 	    "NewCID", &newcid, "Secret", &secret, "NewSecret", &newsecret,
-	    "StegKey", &steg, "Alg", &alg, "Seq", &seq, "Eph", &eph) != 0)
+	    "StegKey", &steg, "Alg", &alg, "Seq", &seq, "Eph", &eph,
+	    "Epoch", &epoch, "Rekey", &rekey) != 0)
 		goto out;
 	if (strcmp(data, CCM_DATA) != 0 || strcmp(steg, CCM_STEG) != 0 ||
-	    strcmp(alg, VEIL_UPDATE_ALG) != 0 || seq < 1)
+	    strcmp(alg, VEIL_UPDATE_ALG) != 0 || seq < 1 ||
+	    !int_in(epoch, 0, VEIL_EPOCH_MAX) ||
+	    !int_in(rekey, VEIL_PERIOD_MIN, VEIL_PERIOD_MAX))
 		goto out;
-	if (veil_id_from_text(&ccm->ocid, ocid) != VEIL_OK ||
-	    veil_id_from_text(&ccm->new_cid, newcid) != VEIL_OK ||
+	if (unb64_key(ccm->ocid, ocid) != 0 ||
+	    unb64_key(ccm->new_inbox.seed, newcid) != 0 ||
 	    unb64_key(ccm->pubkey, pubkey) != 0 ||
 	    unhex_key(ccm->secret, secret) != 0 ||
 	    unb64_key(ccm->eph, eph) != 0)
+		goto out;
+	ccm->new_inbox.epoch = (uint32_t)epoch;
+	ccm->new_inbox.period = (uint32_t)rekey;
+	if (!veil_seed_valid(ccm->ocid) || !veil_inbox_valid(&ccm->new_inbox))
 		goto out;
 	if (newsecret != NULL) {
 		if (unb64_key(ccm->new_secret, newsecret) != 0)
@@ -125,6 +161,8 @@ veil_ccm_parse(struct veil_ccm *ccm, const char *body, size_t len)
 	ccm->seq = (uint64_t)seq;
 	ret = VEIL_OK;
 out:
+	/* The tree holds Secret and NewSecret: wipe its strings. */
+	wipe_tree(root);
 	json_decref(root);
 	if (ret != VEIL_OK)
 		sodium_memzero(ccm, sizeof(*ccm));
@@ -141,6 +179,7 @@ dump_body(json_t *obj, char **out, size_t *outlen)
 	if (obj == NULL)
 		return VEIL_ERR_NOMEM;
 	s = json_dumps(obj, JSON_COMPACT);
+	wipe_tree(obj);
 	json_decref(obj);
 	if (s == NULL)
 		return VEIL_ERR_NOMEM;
@@ -156,13 +195,17 @@ dump_body(json_t *obj, char **out, size_t *outlen)
 }
 
 static int
-build_ack(uint64_t seq, const uint8_t eph[VEIL_KEY_BYTES], char **ack, size_t *acklen)
+build_ack(uint64_t seq, const uint8_t eph[VEIL_KEY_BYTES], uint64_t period,
+    char **ack, size_t *acklen)
 {
 	char eph64[KEY_B64_LEN + 1];
 
+	if (period > (uint64_t)INT64_MAX)
+		return VEIL_ERR_TOOBIG;
 	b64_key(eph64, eph);
-	return dump_body(json_pack("{s:s, s:I, s:s}", "Data", ACK_DATA,
-	    "Seq", (json_int_t)seq, "Eph", eph64), ack, acklen);
+	return dump_body(json_pack("{s:s, s:I, s:s, s:I}", "Data", ACK_DATA,
+	    "Seq", (json_int_t)seq, "Eph", eph64, "Period", (json_int_t)period),
+	    ack, acklen);
 }
 
 /*
@@ -171,19 +214,18 @@ build_ack(uint64_t seq, const uint8_t eph[VEIL_KEY_BYTES], char **ack, size_t *a
  */
 static int
 build_update(const struct veil_pair *p, const uint8_t my_pk[VEIL_KEY_BYTES],
-    const char *my_name, const struct veil_id *old_cid,
-    const struct veil_id *new_cid, uint64_t seq, const uint8_t eph[VEIL_KEY_BYTES],
-    const uint8_t *new_secret, char **body, size_t *len)
+    const char *my_name, const struct veil_inbox *next, uint64_t seq,
+    const uint8_t eph[VEIL_KEY_BYTES], const uint8_t *new_secret, char **body,
+    size_t *len)
 {
-	char ocid[VEIL_ID_TEXT_MAX], ncid[VEIL_ID_TEXT_MAX];
+	char ocid[KEY_B64_LEN + 1], ncid[KEY_B64_LEN + 1];
 	char pk64[KEY_B64_LEN + 1], eph64[KEY_B64_LEN + 1], ns64[KEY_B64_LEN + 1];
 	char sh[KEY_HEX_LEN + 1];
 	json_t *obj;
 	int ret;
 
-	if (veil_id_to_text(old_cid, ocid, sizeof(ocid)) != VEIL_OK ||
-	    veil_id_to_text(new_cid, ncid, sizeof(ncid)) != VEIL_OK)
-		return VEIL_ERR_INVAL;
+	b64_key(ocid, p->my_inbox.seed);
+	b64_key(ncid, next->seed);
 	b64_key(pk64, my_pk);
 	b64_key(eph64, eph);
 	sodium_bin2hex(sh, sizeof(sh), p->secret_hash, VEIL_KEY_BYTES);
@@ -201,20 +243,27 @@ build_update(const struct veil_pair *p, const uint8_t my_pk[VEIL_KEY_BYTES],
 	    json_string(CCM_STEG)) != 0 || json_object_set_new(obj, "Alg",
 	    json_string(VEIL_UPDATE_ALG)) != 0 || json_object_set_new(obj,
 	    "Seq", json_integer((json_int_t)seq)) != 0 ||
-	    json_object_set_new(obj, "Eph", json_string(eph64)) != 0)) {
+	    json_object_set_new(obj, "Eph", json_string(eph64)) != 0 ||
+	    json_object_set_new(obj, "Epoch",
+	    json_integer((json_int_t)next->epoch)) != 0 ||
+	    json_object_set_new(obj, "Rekey",
+	    json_integer((json_int_t)next->period)) != 0)) {
+		wipe_tree(obj);
 		json_decref(obj);
 		obj = NULL;
 	}
 	ret = dump_body(obj, body, len);
 	sodium_memzero(sh, sizeof(sh));
 	sodium_memzero(ns64, sizeof(ns64));
+	sodium_memzero(ocid, sizeof(ocid));
+	sodium_memzero(ncid, sizeof(ncid));
 	return ret;
 }
 
 int
 veil_update_build(struct veil_pair *p, const uint8_t my_pk[VEIL_KEY_BYTES],
-    const char *my_name, const struct veil_id *old_cid, const struct veil_id *new_cid,
-    int rekey_secret, char **body, size_t *len)
+    const char *my_name, const struct veil_inbox *new_inbox, int rekey_secret,
+    char **body, size_t *len)
 {
 	uint8_t e_sk[VEIL_KEY_BYTES], e_pk[VEIL_KEY_BYTES], ns[VEIL_KEY_BYTES];
 	uint64_t seq;
@@ -224,21 +273,22 @@ veil_update_build(struct veil_pair *p, const uint8_t my_pk[VEIL_KEY_BYTES],
 		*body = NULL;
 	if (len != NULL)
 		*len = 0;
-	if (p == NULL || my_pk == NULL || my_name == NULL || old_cid == NULL ||
-	    new_cid == NULL || body == NULL || len == NULL)
+	if (p == NULL || my_pk == NULL || my_name == NULL || body == NULL ||
+	    len == NULL)
 		return VEIL_ERR_INVAL;
 	if ((ret = veil_name_valid(my_name)) != VEIL_OK)
 		return ret;
-	if (!veil_id_is_set(old_cid) || !veil_id_is_set(new_cid))
-		return VEIL_ERR_INVAL;
+	if (!veil_inbox_valid(&p->my_inbox))
+		return VEIL_ERR_STATE;
 
-	/* A pending update is rebuilt as it was: rekey_secret is ignored and
-	 * the caller must pass the same name and inboxes as the first time. */
+	/* A pending update is rebuilt as it was. */
 	if (p->upd_pending)
-		return build_update(p, my_pk, my_name, old_cid, new_cid,
+		return build_update(p, my_pk, my_name, &p->upd_new,
 		    p->upd_sent_seq, p->upd_eph_pk,
 		    p->upd_rekey_secret ? p->upd_new_secret : NULL, body, len);
 
+	if (new_inbox == NULL || !veil_inbox_valid(new_inbox))
+		return VEIL_ERR_INVAL;
 	/* Seq travels as a JSON integer, which jansson keeps signed (64 bits). */
 	if (p->upd_sent_seq >= (uint64_t)INT64_MAX)
 		return VEIL_ERR_TOOBIG;
@@ -247,13 +297,14 @@ veil_update_build(struct veil_pair *p, const uint8_t my_pk[VEIL_KEY_BYTES],
 		return VEIL_ERR_CRYPTO;
 	if (rekey_secret)
 		randombytes_buf(ns, sizeof(ns));
-	ret = build_update(p, my_pk, my_name, old_cid, new_cid, seq, e_pk,
+	ret = build_update(p, my_pk, my_name, new_inbox, seq, e_pk,
 	    rekey_secret ? ns : NULL, body, len);
 	if (ret == VEIL_OK) {
 		p->upd_sent_seq = seq;
 		p->upd_pending = 1;
 		memcpy(p->upd_eph_sk, e_sk, VEIL_KEY_BYTES);
 		memcpy(p->upd_eph_pk, e_pk, VEIL_KEY_BYTES);
+		p->upd_new = *new_inbox;
 		p->upd_rekey_secret = rekey_secret ? 1 : 0;
 		if (rekey_secret)
 			memcpy(p->upd_new_secret, ns, VEIL_KEY_BYTES);
@@ -264,12 +315,13 @@ veil_update_build(struct veil_pair *p, const uint8_t my_pk[VEIL_KEY_BYTES],
 }
 
 /*
- * D' = H_root("veil-rekey-v1" || DH(sk, peer) || u64(seq)): keyed by the
- * root being replaced, so the new key depends on the whole chain and on
- * the fresh ephemerals.
+ * D' = H_B("veil-rekey-v2" || DH(sk, peer) || u64(seq)), B the binding key
+ * of the chain being replaced (chain.h): the new root depends on that
+ * chain and on the fresh ephemerals, and B, unlike a period's root, is
+ * still there on both sides however late the ACK arrives.
  */
 static int
-rekey_root(uint8_t out[VEIL_KEY_BYTES], const uint8_t root[VEIL_KEY_BYTES],
+rekey_root(uint8_t out[VEIL_KEY_BYTES], const uint8_t bind[VEIL_KEY_BYTES],
     const uint8_t sk[VEIL_KEY_BYTES], const uint8_t peer[VEIL_KEY_BYTES], uint64_t seq)
 {
 	crypto_generichash_state st;
@@ -281,7 +333,7 @@ rekey_root(uint8_t out[VEIL_KEY_BYTES], const uint8_t root[VEIL_KEY_BYTES],
 		return VEIL_ERR_CRYPTO;
 	}
 	wire_put64(s, seq);
-	crypto_generichash_init(&st, root, VEIL_KEY_BYTES, VEIL_KEY_BYTES);
+	crypto_generichash_init(&st, bind, VEIL_KEY_BYTES, VEIL_KEY_BYTES);
 	crypto_generichash_update(&st, (const uint8_t *)REKEY_CTX, sizeof(REKEY_CTX) - 1);
 	crypto_generichash_update(&st, dh, sizeof(dh));
 	crypto_generichash_update(&st, s, sizeof(s));
@@ -312,20 +364,22 @@ is_rekeyed_retransmission(const struct veil_pair *p, const struct veil_ccm *c)
 	return ret;
 }
 
-/* tx_next becomes tx; the old transmit key is wiped. */
+/* tx_next becomes tx; the old transmit chain is wiped. */
 static void
 switch_tx(struct veil_pair *p)
 {
-	sodium_memzero(&p->tx, sizeof(p->tx));
+	veil_txchain_wipe(&p->tx);
 	p->tx = p->tx_next;
-	sodium_memzero(&p->tx_next, sizeof(p->tx_next));
+	veil_txchain_wipe(&p->tx_next);
 }
 
 int
-veil_update_on_update(struct veil_pair *p, const struct veil_id *ocid_known,
+veil_update_on_update(struct veil_pair *p, const char *peer_name, uint64_t now,
     const char *body, size_t len, struct veil_ccm *ccm, char **ack, size_t *acklen)
 {
 	uint8_t e_sk[VEIL_KEY_BYTES], e_pk[VEIL_KEY_BYTES], root[VEIL_KEY_BYTES];
+	struct veil_txchain next;
+	uint64_t period;
 	int ret;
 
 	if (ack != NULL)
@@ -334,9 +388,10 @@ veil_update_on_update(struct veil_pair *p, const struct veil_id *ocid_known,
 		*acklen = 0;
 	if (ccm != NULL)
 		sodium_memzero(ccm, sizeof(*ccm));
-	if (p == NULL || ocid_known == NULL || ccm == NULL || ack == NULL ||
-	    acklen == NULL)
+	if (p == NULL || ccm == NULL || ack == NULL || acklen == NULL)
 		return VEIL_ERR_INVAL;
+	if (!p->tx.live)
+		return VEIL_ERR_STATE;
 
 	if ((ret = veil_ccm_parse(ccm, body, len)) != VEIL_OK)
 		return ret;
@@ -356,11 +411,13 @@ veil_update_on_update(struct veil_pair *p, const struct veil_id *ocid_known,
 			goto fail;
 		}
 		/* Our ACK was lost: answer again with the same ACK. */
-		if ((ret = build_ack(ccm->seq, p->upd_ack_eph, ack, acklen)) != VEIL_OK)
+		if ((ret = build_ack(ccm->seq, p->upd_ack_eph, p->upd_ack_period,
+		    ack, acklen)) != VEIL_OK)
 			goto fail;
 		return 1;
 	}
-	if (!veil_id_equal(&ccm->ocid, ocid_known)) {
+	if (sodium_memcmp(ccm->pubkey, p->peer_pk, VEIL_KEY_BYTES) != 0 ||
+	    sodium_memcmp(ccm->ocid, p->peer_inbox.seed, VEIL_SEED_BYTES) != 0) {
 		ret = VEIL_ERR_STATE;
 		goto fail;
 	}
@@ -370,34 +427,41 @@ veil_update_on_update(struct veil_pair *p, const struct veil_id *ocid_known,
 	}
 	/* A newer UPDATE means the peer got our last ACK and reads tx_next:
 	 * derive from it, and switch to it once nothing can fail. */
-	ret = rekey_root(root, p->tx_next.live ? p->tx_next.k.root : p->tx.k.root,
+	ret = rekey_root(root, p->tx_next.live ? p->tx_next.bind : p->tx.bind,
 	    e_sk, ccm->eph, ccm->seq);
 	sodium_memzero(e_sk, sizeof(e_sk));
 	if (ret != VEIL_OK)
 		goto fail;
-	if ((ret = build_ack(ccm->seq, e_pk, ack, acklen)) != VEIL_OK) {
-		sodium_memzero(root, sizeof(root));
+	period = veil_period_of(now, ccm->new_inbox.period);
+	ret = veil_txchain_init(&next, root, p->tx.k.dir, ccm->new_inbox.period,
+	    period);
+	sodium_memzero(root, sizeof(root));
+	if (ret != VEIL_OK)
+		goto fail;
+	if ((ret = build_ack(ccm->seq, e_pk, period, ack, acklen)) != VEIL_OK) {
+		veil_txchain_wipe(&next);
 		goto fail;
 	}
 
 	/*
-	 * The new key waits in tx_next: the peer can read it only once our
+	 * The new chain waits in tx_next: the peer can read it only once our
 	 * ACK reached it, and tells us so with UPDATE-DONE (or with its next
 	 * UPDATE, already derived from tx_next: switch to it first).  Until
 	 * then everything, this ACK too, goes under tx, which it reads.
 	 */
 	if (p->tx_next.live)
 		switch_tx(p);
-	sodium_memzero(&p->tx_next, sizeof(p->tx_next));
-	veil_dirkey_from_root(&p->tx_next.k, root);
-	p->tx_next.seq = 0;
-	p->tx_next.live = 1;
-	sodium_memzero(root, sizeof(root));
+	p->tx_next = next;
+	veil_txchain_wipe(&next);
 	if (ccm->has_new_secret)
 		veil_pair_set_secret(p, ccm->new_secret);
+	p->peer_inbox = ccm->new_inbox;
 	p->upd_recv_seq = ccm->seq;
 	memcpy(p->upd_recv_eph, ccm->eph, VEIL_KEY_BYTES);
 	memcpy(p->upd_ack_eph, e_pk, VEIL_KEY_BYTES);
+	p->upd_ack_period = period;
+	if (peer_name != NULL)
+		ccm->name_changed = strcmp(peer_name, ccm->cname) != 0;
 	return VEIL_OK;
 fail:
 	sodium_memzero(ccm, sizeof(*ccm));
@@ -405,51 +469,67 @@ fail:
 }
 
 int
-veil_update_on_ack(struct veil_pair *p, const char *body, size_t len)
+veil_update_on_ack(struct veil_pair *p, const struct veil_clock *clk,
+    const char *body, size_t len)
 {
 	json_t *root;
 	json_error_t err;
 	const char *data, *eph64;
-	json_int_t seq;
+	json_int_t seq, period;
 	uint8_t eph[VEIL_KEY_BYTES], nroot[VEIL_KEY_BYTES];
+	struct veil_rxchain rx;
 	int ret = VEIL_ERR_FORMAT;
 
-	if (p == NULL)
+	if (p == NULL || clk == NULL)
 		return VEIL_ERR_INVAL;
 	if ((root = load_body(body, len)) == NULL)
 		return VEIL_ERR_FORMAT;
-	if (json_unpack_ex(root, &err, JSON_STRICT, "{s:s, s:I, s:s}",
-	    "Data", &data, "Seq", &seq, "Eph", &eph64) != 0 ||
-	    strcmp(data, ACK_DATA) != 0 || seq < 1 || unb64_key(eph, eph64) != 0)
+	memset(&rx, 0, sizeof(rx));
+	if (json_unpack_ex(root, &err, JSON_STRICT, "{s:s, s:I, s:s, s:I}",
+	    "Data", &data, "Seq", &seq, "Eph", &eph64, "Period", &period) != 0 ||
+	    strcmp(data, ACK_DATA) != 0 || seq < 1 || period < 0 ||
+	    unb64_key(eph, eph64) != 0)
 		goto out;
-	if (!p->upd_pending || (uint64_t)seq != p->upd_sent_seq) {
+	if (!p->upd_pending || (uint64_t)seq != p->upd_sent_seq || !p->rx.live) {
 		ret = VEIL_ERR_STATE;
 		goto out;
 	}
-	if ((ret = rekey_root(nroot, p->rx.k.root, p->upd_eph_sk, eph,
+	if ((uint64_t)period > UINT64_MAX / p->upd_new.period)
+		goto out;	/* FORMAT: no such period */
+	if ((ret = rekey_root(nroot, p->rx.bind, p->upd_eph_sk, eph,
 	    (uint64_t)seq)) != VEIL_OK)
+		goto out;
+	ret = veil_rxchain_init(&rx, nroot, p->rx.dir, p->upd_new.period,
+	    (uint64_t)period);
+	sodium_memzero(nroot, sizeof(nroot));
+	if (ret != VEIL_OK)
+		goto out;
+	/* Beyond the ratchet bound the chain stays behind, consistent, and
+	 * veil_pair_advance() finishes the move: refusing would refuse every
+	 * copy of this ACK too, and the update could never complete. */
+	if ((ret = veil_rxchain_advance(&rx, clk, NULL, 0, 0)) < 0 &&
+	    ret != VEIL_ERR_RATCHET)
 		goto out;
 
 	/* The old rx stays: the peer seals under it until our UPDATE-DONE. */
-	sodium_memzero(&p->rx_prev, sizeof(p->rx_prev));
+	veil_rxchain_wipe(&p->rx_prev);
 	p->rx_prev = p->rx;
-	sodium_memzero(&p->rx, sizeof(p->rx));
-	veil_dirkey_from_root(&p->rx.k, nroot);
-	p->rx.live = 1;	/* zeroed window: nothing accepted yet */
-	sodium_memzero(nroot, sizeof(nroot));
+	p->rx = rx;
+	p->my_inbox = p->upd_new;
 	if (p->upd_rekey_secret)
 		veil_pair_set_secret(p, p->upd_new_secret);
 	sodium_memzero(p->upd_eph_sk, sizeof(p->upd_eph_sk));
 	sodium_memzero(p->upd_eph_pk, sizeof(p->upd_eph_pk));
 	sodium_memzero(p->upd_new_secret, sizeof(p->upd_new_secret));
+	sodium_memzero(&p->upd_new, sizeof(p->upd_new));
 	p->upd_rekey_secret = 0;
 	p->upd_pending = 0;
 	ret = VEIL_OK;
 out:
+	veil_rxchain_wipe(&rx);
 	json_decref(root);
 	return ret;
 }
-
 int
 veil_update_done_build(const struct veil_pair *p, char **body, size_t *len)
 {

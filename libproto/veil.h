@@ -8,8 +8,11 @@
 #include "frame.h"
 #include "reasm.h"
 #include "replay.h"
+#include "chain.h"
 #include "pair.h"
 #include "agree.h"
 #include "update.h"
+#include "reset.h"
+#include "file.h"
 
 #endif

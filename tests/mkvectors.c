@@ -1,4 +1,4 @@
-/* mkvectors: prints the known-answer vectors (tests/vectors/v1.txt) to stdout. */
+/* mkvectors: prints the known-answer vectors (tests/vectors/v2.txt) to stdout. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -23,7 +23,7 @@ main(void)
 		fprintf(stderr, "mkvectors: step failed: %s\n", why ? why : "?");
 		return 1;
 	}
-	printf("# veil protocol v1 known-answer vectors; see README.md. Seed \"%s\".\n",
+	printf("# veil protocol v2 known-answer vectors; see README.md. Seed \"%s\".\n",
 	    VECTORS_SEED);
 	if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n || fflush(stdout) != 0) {
 		perror("mkvectors: stdout");

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 /*
- * usage: peer_probe [-g GID] [-G GID] SOCKET
+ * usage: peer_probe [-g GID] [-G GID] [-r REQUEST] SOCKET
  *        peer_probe -n        (exit 0 if another uid is available here)
  *
  * The socket checks of veild (file mode 0660, then SO_PEERCRED and
@@ -33,6 +33,7 @@
  *         here uses (root: 65533; otherwise our first subordinate gid).
  * -G GID  one supplementary group.  Without root only our own primary gid
  *         can be given (newgidmap maps nothing else of ours).
+ * -r REQ  the request line to send instead of a status request.
  *
  * Prints one line and exits 0: "connect ENAME" (connect failed),
  * "closed EOF|ENAME" (the peer closed on us), "reply TEXT" (the first
@@ -211,13 +212,14 @@ root_become(long gid, long sup)
 	}
 }
 
+static const char *request = "{\"jsonrpc\":\"2.0\",\"method\":\"status\",\"id\":1}";
+
 static int
 probe(const char *path)
 {
-	static const char req[] = "{\"jsonrpc\":\"2.0\",\"method\":\"status\",\"id\":1}\n";
 	struct sockaddr_un sun;
 	struct pollfd pfd;
-	char buf[512], *nl;
+	char buf[512], req[1024], *nl;
 	ssize_t n;
 	int fd;
 
@@ -236,7 +238,8 @@ probe(const char *path)
 		printf("connect %s\n", ename(errno));
 		return 0;
 	}
-	if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == -1) {
+	snprintf(req, sizeof req, "%s\n", request);
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) == -1) {
 		printf("closed %s\n", ename(errno));
 		return 0;
 	}
@@ -267,8 +270,11 @@ main(int argc, char *argv[])
 	long gid = -1, sup = -1;
 	int ch, check = 0;
 
-	while ((ch = getopt(argc, argv, "g:G:n")) != -1) {
+	while ((ch = getopt(argc, argv, "g:G:nr:")) != -1) {
 		switch (ch) {
+		case 'r':
+			request = optarg;
+			break;
 		case 'g':
 			gid = strcmp(optarg, "other") == 0 ? -1 : atol(optarg);
 			break;

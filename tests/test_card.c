@@ -137,6 +137,9 @@ test_name_valid(void **state)
 		"Alice", "A", "Zo\xc3\xab", "\xe6\x97\xa5\xe6\x9c\xac",
 		"\xf0\x9f\x98\x80 smile", "\xc2\xa0nbsp", "\xef\xbf\xbf",
 		"\xf4\x8f\xbf\xbf", "a b~c",
+		/* near the refused ranges, and emoji presentation */
+		"\xe2\x80\x8a", "\xe2\x80\x90", "\xe2\x80\xaf", "\xe2\x81\xb0",
+		"\xe2\x9d\xa4\xef\xb8\x8f", "\xef\xbb\xbe",
 		"0123456789012345678901234567890123456789012345678901234567890123",
 	};
 	static const char *bad[] = {
@@ -145,6 +148,13 @@ test_name_valid(void **state)
 		"\xf0\x80\x80\xaf", "\xed\xa0\x80", "\xed\xbf\xbf",
 		"\xf4\x90\x80\x80", "\xf5\x80\x80\x80", "\xff", "\x80",
 		"abc\xe6\x97", "\xe6\x97" "a", "\xf0\x9f\x98",
+		/* invisible: bidi override, isolates, marks, zero widths,
+		 * fillers, a BOM, a tag character */
+		"bob\xe2\x80\xae", "\xe2\x80\xaa" "bob", "\xe2\x81\xa6" "bob",
+		"b\xe2\x81\xa9ob", "bob\xe2\x80\x8f", "b\xe2\x80\x8bob",
+		"b\xe2\x80\x8dob", "bob\xe2\x81\xa0", "bo\xc2\xad" "b",
+		"\xe3\x85\xa4", "\xef\xbb\xbf" "bob", "bob\xf3\xa0\x80\x81",
+		"b\xd8\x9cob", "bo\xcd\x8f" "b", "bob\xe2\x80\xa8",
 	};
 	char name[80];
 	size_t i;
@@ -292,7 +302,7 @@ test_encode_layout(void **state)
 	strcpy(c.hints, "h1");
 	c.expires = 0x0102030405060708ULL;
 	c.flags = VEIL_CARD_ONE_TIME;
-	raw_card(&r, 1, 1, cid16, 16, pk32, 0x0102030405060708ULL,
+	raw_card(&r, 2, 1, cid16, 16, pk32, 0x0102030405060708ULL,
 	    "Carol", 5, "h1", 2);
 	assert_int_equal(r.len, 3 + 16 + 32 + 8 + 1 + 5 + 2 + 2);
 	want = raw_uri(&r, 1);
@@ -311,7 +321,7 @@ test_decode_checksum(void **state)
 	char orig;
 
 	(void)state;
-	raw_card(&r, 1, 0, cid16, 16, pk32, 0, "Dave", 4, "", 0);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 0, "Dave", 4, "", 0);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_OK);
 	assert_int_equal(decode_raw(&r, 0, NOW), VEIL_ERR_CHECKSUM);
 	/* A corrupt card byte under the original checksum. */
@@ -356,13 +366,13 @@ test_decode_truncated(void **state)
 	assert_int_equal(veil_card_decode(&d, "veil:AAAA", NOW),
 	    VEIL_ERR_TRUNCATED);
 	/* Shortest valid card (10-byte ID, 1-byte name) minus one byte. */
-	raw_card(&r, 1, 0, cid16, 10, pk32, 0, "E", 1, "", 0);
+	raw_card(&r, 2, 0, cid16, 10, pk32, 0, "E", 1, "", 0);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_OK);
 	r.len--;
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_TRUNCATED);
 
 	/* Lengths that overrun what remains, under a valid checksum. */
-	raw_card(&r, 1, 0, cid16, 16, pk32, 0, "Frank", 5, "hint", 4);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 0, "Frank", 5, "hint", 4);
 	r.b[2] = 30;			/* cidlen */
 	r.len = 3 + 16;			/* nothing after the ID */
 	{
@@ -372,15 +382,15 @@ test_decode_truncated(void **state)
 	r.b[2] = 32 + 40 + 1;		/* beyond the end, not over 255 */
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_TRUNCATED);
 
-	raw_card(&r, 1, 0, cid16, 16, pk32, 0, "Frank", 5, "hint", 4);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 0, "Frank", 5, "hint", 4);
 	r.b[3 + 16 + 32 + 8] = 60;	/* namelen past the end */
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_TRUNCATED);
 
-	raw_card(&r, 1, 0, cid16, 16, pk32, 0, "Frank", 5, "hint", 4);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 0, "Frank", 5, "hint", 4);
 	r.b[r.len - 4 - 1] = 5;		/* hintslen 5, 4 bytes follow */
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_TRUNCATED);
 
-	raw_card(&r, 1, 0, cid16, 16, pk32, 0, "Frank", 5, "", 0);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 0, "Frank", 5, "", 0);
 	r.len -= 1;			/* half of hintslen */
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_TRUNCATED);
 
@@ -399,7 +409,10 @@ test_decode_version_flags(void **state)
 	struct raw r;
 
 	(void)state;
-	raw_card(&r, 2, 0, cid16, 16, pk32, 0, "Gina", 4, "", 0);
+	/* A version 1 card (protocol version 1) says so. */
+	raw_card(&r, 1, 0, cid16, 16, pk32, 0, "Gina", 4, "", 0);
+	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_VERSION);
+	r.b[0] = 3;
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_VERSION);
 	r.b[0] = 0;
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_VERSION);
@@ -411,7 +424,7 @@ test_decode_version_flags(void **state)
 	raw_u8(&r, 0);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_VERSION);
 
-	raw_card(&r, 1, 0x02, cid16, 16, pk32, 0, "Gina", 4, "", 0);
+	raw_card(&r, 2, 0x02, cid16, 16, pk32, 0, "Gina", 4, "", 0);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_FORMAT);
 	r.b[1] = 0x81;
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_FORMAT);
@@ -429,17 +442,17 @@ test_decode_toobig(void **state)
 	(void)state;
 	memset(name65, 'x', sizeof(name65));
 	memset(hints513, 'y', sizeof(hints513));
-	raw_card(&r, 1, 0, cid33, 33, pk32, 0, "Hal", 3, "", 0);
+	raw_card(&r, 2, 0, cid33, 33, pk32, 0, "Hal", 3, "", 0);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_TOOBIG);
-	raw_card(&r, 1, 0, cid16, 16, pk32, 0, name65, 65, "", 0);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 0, name65, 65, "", 0);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_TOOBIG);
-	raw_card(&r, 1, 0, cid16, 16, pk32, 0, "Hal", 3, hints513, 513);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 0, "Hal", 3, hints513, 513);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_TOOBIG);
 	/* At the limits it is fine. */
-	raw_card(&r, 1, 0, cid33, 32, pk32, 0, name65, 64, hints513, 512);
+	raw_card(&r, 2, 0, cid33, 32, pk32, 0, name65, 64, hints513, 512);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_OK);
 	/* An ID shorter than 80 bits is not an ID. */
-	raw_card(&r, 1, 0, cid16, 9, pk32, 0, "Hal", 3, "", 0);
+	raw_card(&r, 2, 0, cid16, 9, pk32, 0, "Hal", 3, "", 0);
 	assert_true(decode_raw(&r, 1, NOW) < 0);
 }
 
@@ -449,11 +462,11 @@ test_decode_trailing(void **state)
 	struct raw r;
 
 	(void)state;
-	raw_card(&r, 1, 0, cid16, 16, pk32, 0, "Ivy", 3, "", 0);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 0, "Ivy", 3, "", 0);
 	raw_u8(&r, 0);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_FORMAT);
 	/* Trailing bytes are found before the name is looked at. */
-	raw_card(&r, 1, 0, cid16, 16, pk32, 0, "I\x01", 2, "", 0);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 0, "I\x01", 2, "", 0);
 	raw_u8(&r, 'x');
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_FORMAT);
 }
@@ -464,22 +477,22 @@ test_decode_bad_name(void **state)
 	struct raw r;
 
 	(void)state;
-	raw_card(&r, 1, 0, cid16, 16, pk32, 0, "", 0, "", 0);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 0, "", 0, "", 0);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_INVAL);
-	raw_card(&r, 1, 0, cid16, 16, pk32, 0, "J\x1b[2J", 5, "", 0);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 0, "J\x1b[2J", 5, "", 0);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_INVAL);
-	raw_card(&r, 1, 0, cid16, 16, pk32, 0, "Ja\0ck", 5, "", 0);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 0, "Ja\0ck", 5, "", 0);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_INVAL);
-	raw_card(&r, 1, 0, cid16, 16, pk32, 0, "\xc0\xaf", 2, "", 0);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 0, "\xc0\xaf", 2, "", 0);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_INVAL);
-	raw_card(&r, 1, 0, cid16, 16, pk32, 0, "Jack", 4, "h\x07", 2);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 0, "Jack", 4, "h\x07", 2);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_INVAL);
-	raw_card(&r, 1, 0, cid16, 16, pk32, 0, "Jack", 4, "h\0i", 3);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 0, "Jack", 4, "h\0i", 3);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_INVAL);
 	/* The name is checked before the expiry. */
-	raw_card(&r, 1, 0, cid16, 16, pk32, 1000, "\x7f", 1, "", 0);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 1000, "\x7f", 1, "", 0);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_INVAL);
-	raw_card(&r, 1, 0, cid16, 16, pk32, 1000, "Jack", 4, "", 0);
+	raw_card(&r, 2, 0, cid16, 16, pk32, 1000, "Jack", 4, "", 0);
 	assert_int_equal(decode_raw(&r, 1, NOW), VEIL_ERR_EXPIRED);
 	assert_int_equal(decode_raw(&r, 1, 0), VEIL_OK);
 	assert_int_equal(decode_raw(&r, 1, 999), VEIL_OK);
@@ -588,7 +601,7 @@ test_decode_mutations(void **state)
 		char *u;
 		unsigned long deep = 0;
 
-		raw_card(&base, 1, 1, cid16, 16, pk32, NOW + 10, "Mallory", 7,
+		raw_card(&base, 2, 1, cid16, 16, pk32, NOW + 10, "Mallory", 7,
 		    "mqtt://127.0.0.1:1883", 21);
 		for (i = 0, ok = 0; i < n; i++) {
 			r = base;

@@ -99,6 +99,7 @@ static const char full_conf[] =
     "  username = \"alice\";\n"
     "  password = \"hunter2-correct-horse\";\n"
     "  proxy = \"http://puser:proxy-secret@127.0.0.1:3128\";\n"
+    "  proxy_isolate = false;\n"
     "};\n"
     "frames = { cover_rate = 0.1; jitter = \"1500ms\"; };\n";
 
@@ -136,8 +137,12 @@ test_every_key_printed(void **state)
 		"mqtt = {", "uris =", "username =", "password =",
 		"random_username =", "topic_prefix =", "keepalive =",
 		"session_expiry =", "inflight =", "proxy =",
+		"proxy_isolate =", "plaintext_password =", "tls = {",
+		"ca_file =", "ca_path =", "verify =", "pin_sha256 =",
+		"cert_file =", "key_file =",
 		"xmpp = {", "domain =", "host =", "port =", "pubsub =",
-		"tls =", "identity = {", "name =", "obscurity =", "id_bits =",
+		"tls =", "tls_ca_file =", "tls_ca_path =", "tls_verify =",
+		"tls_pin_sha256 =", "identity = {", "name =", "obscurity =", "id_bits =",
 		"frames = {", "size =", "cover_rate =", "jitter =",
 		"rotation = {", "mean =", "min =", "max =", "grace =",
 		"retransmit = {", "initial =", "accept =", "log = {",

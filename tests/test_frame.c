@@ -1,4 +1,5 @@
-/* Tests for libproto frame: direction keys, frame seal/open (AEAD and sealed box), message fragmentation. */
+/* Tests for libproto frame: direction keys and tags, frame seal/open (AEAD and sealed box), fragmentation, the transmit ratchet. */
+#define _GNU_SOURCE	/* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,12 +16,12 @@
 static const uint8_t all_types[] = {
 	VEIL_T_TEXT, VEIL_T_FILE, VEIL_T_ACK, VEIL_T_REQUEST, VEIL_T_ACCEPT,
 	VEIL_T_CONFIRM, VEIL_T_FAIL, VEIL_T_UPDATE, VEIL_T_UPDATE_ACK,
-	VEIL_T_UPDATE_DONE,
+	VEIL_T_UPDATE_DONE, VEIL_T_RESET, VEIL_T_RESET_ACK,
 	VEIL_T_COVER
 };
 #define NTYPES (sizeof(all_types) / sizeof(all_types[0]))
 
-static const size_t sizes[] = { 256, 1024, 4096 };
+static const size_t sizes[] = { 512, 1024, 4096 };
 #define NSIZES (sizeof(sizes) / sizeof(sizes[0]))
 
 #define GUARD 32
@@ -31,7 +32,33 @@ mkkey(struct veil_dirkey *k)
 	uint8_t root[VEIL_KEY_BYTES];
 
 	randombytes_buf(root, sizeof(root));
-	veil_dirkey_from_root(k, root);
+	assert_int_equal(veil_dirkey_from_root(k, root, VEIL_DIR_I2R), VEIL_OK);
+}
+
+/* protocol.md 2.1: first 8 bytes of BLAKE2b-128(key = nkey, u64(seq)). */
+static void
+spec_tag(uint8_t tag[8], const uint8_t nkey[32], uint64_t seq)
+{
+	uint8_t be[8], h[16];
+	int i;
+
+	for (i = 7; i >= 0; i--, seq >>= 8)
+		be[i] = (uint8_t)seq;
+	crypto_generichash(h, sizeof(h), be, sizeof(be), nkey, 32);
+	memcpy(tag, h, 8);
+}
+
+/* ad = "veil-frame-v2" || u8 dir || u32 frame_size. */
+static size_t
+spec_ad(uint8_t ad[18], uint8_t dir, uint32_t fs)
+{
+	memcpy(ad, "veil-frame-v2", 13);
+	ad[13] = dir;
+	ad[14] = (uint8_t)(fs >> 24);
+	ad[15] = (uint8_t)(fs >> 16);
+	ad[16] = (uint8_t)(fs >> 8);
+	ad[17] = (uint8_t)fs;
+	return 18;
 }
 
 static void
@@ -69,18 +96,29 @@ craft_pt(uint8_t *pt, size_t plen, uint8_t type, uint8_t flags, uint16_t len,
 	memcpy(pt + 32, body, bodylen);
 }
 
-/* Encrypts a crafted plaintext the way protocol.md says, with libsodium only. */
+/* Encrypts a crafted plaintext the way protocol.md says, with libsodium
+ * only; dir and the AD's frame size may differ from the key's and the
+ * frame's, to check that the receiver binds them. */
+static void
+craft_aead_ad(uint8_t *out, size_t fs, const struct veil_dirkey *k, uint64_t seq,
+    const uint8_t *pt, uint8_t dir, uint32_t ad_fs)
+{
+	unsigned long long clen;
+	uint8_t ad[18];
+
+	spec_tag(out, k->nkey, seq);
+	randombytes_buf(out + 8, 16);
+	assert_int_equal(crypto_aead_xchacha20poly1305_ietf_encrypt(out + 24,
+	    &clen, pt, fs - 40, ad, spec_ad(ad, dir, ad_fs), NULL, out,
+	    k->key), 0);
+	assert_int_equal(clen, fs - 24);
+}
+
 static void
 craft_aead(uint8_t *out, size_t fs, const struct veil_dirkey *k, uint64_t seq,
     const uint8_t *pt)
 {
-	unsigned long long clen;
-
-	veil_dirkey_nonce(k, seq, out);
-	assert_int_equal(crypto_aead_xchacha20poly1305_ietf_encrypt(out + 24,
-	    &clen, pt, fs - 40, (const uint8_t *)"veil-frame-v1", 13, NULL, out,
-	    k->key), 0);
-	assert_int_equal(clen, fs - 24);
+	craft_aead_ad(out, fs, k, seq, pt, k->dir, (uint32_t)fs);
 }
 
 static int
@@ -97,51 +135,68 @@ test_capacity(void **state)
 	(void)state;
 	assert_int_equal(veil_frame_capacity(1024, 0), 952);
 	assert_int_equal(veil_frame_capacity(1024, 1), 944);
-	assert_int_equal(veil_frame_capacity(256, 0), 184);
+	assert_int_equal(veil_frame_capacity(512, 0), 440);
+	assert_int_equal(veil_frame_capacity(512, 1), 432);
+	assert_int_equal(veil_frame_capacity(256, 0), 0);
 	assert_int_equal(veil_frame_capacity(65536, 0), 65464);
 	assert_int_equal(veil_frame_capacity(255, 0), 0);
-	assert_true(veil_frame_size_valid(256));
+	assert_true(veil_frame_size_valid(512));
+	assert_false(veil_frame_size_valid(511));
+	assert_false(veil_frame_size_valid(256));
 	assert_true(veil_frame_size_valid(65536));
 	assert_false(veil_frame_size_valid(255));
 	assert_false(veil_frame_size_valid(65537));
 	assert_false(veil_frame_size_valid(0));
 }
 
-/* key, nkey and nonces recomputed from protocol.md §2.1 with libsodium. */
+/* key, nkey, the tags and the ratchet recomputed from protocol.md 2.1. */
 static void
 test_dirkey_derivation(void **state)
 {
 	struct veil_dirkey k;
-	uint8_t root[32], key[32], nkey[32], nonce[24], want[24], tag[8];
-	uint8_t be[8] = { 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08 };
+	uint8_t root[32], key[32], nkey[32], next[32], want[32], tag[8], wtag[8];
 
 	(void)state;
 	randombytes_buf(root, sizeof(root));
-	veil_dirkey_from_root(&k, root);
-	crypto_kdf_derive_from_key(key, 32, 1, "veildir1", root);
-	crypto_kdf_derive_from_key(nkey, 32, 2, "veildir1", root);
+	assert_int_equal(veil_dirkey_from_root(&k, root, VEIL_DIR_R2I), VEIL_OK);
+	crypto_kdf_derive_from_key(key, 32, 1, "veildir2", root);
+	crypto_kdf_derive_from_key(nkey, 32, 2, "veildir2", root);
+	crypto_kdf_derive_from_key(next, 32, 3, "veildir2", root);
 	assert_memory_equal(k.root, root, 32);
 	assert_memory_equal(k.key, key, 32);
 	assert_memory_equal(k.nkey, nkey, 32);
+	assert_int_equal(k.dir, VEIL_DIR_R2I);
 	assert_memory_not_equal(k.key, k.nkey, 32);
 
-	crypto_generichash(want, 24, be, 8, nkey, 32);
-	veil_dirkey_nonce(&k, 0x0102030405060708ull, nonce);
-	assert_memory_equal(nonce, want, 24);
+	spec_tag(wtag, nkey, 0x0102030405060708ull);
 	veil_dirkey_tag(&k, 0x0102030405060708ull, tag);
-	assert_memory_equal(tag, want, 8);
-	veil_dirkey_nonce(&k, 0x0807060504030201ull, nonce);
-	assert_memory_not_equal(nonce, want, 24);
+	assert_memory_equal(tag, wtag, 8);
+	veil_dirkey_tag(&k, 0x0807060504030201ull, tag);
+	assert_memory_not_equal(tag, wtag, 8);
+	/* Not the first bytes of a 24-byte hash (version 1's nonce). */
+	crypto_generichash(want, 24, (const uint8_t *)"\1\2\3\4\5\6\7\10", 8,
+	    nkey, 32);
+	assert_memory_not_equal(want, wtag, 8);
+
+	veil_root_next(want, root);
+	assert_memory_equal(want, next, 32);
+	veil_root_next(want, want);		/* in place */
+	crypto_kdf_derive_from_key(key, 32, 3, "veildir2", next);
+	assert_memory_equal(want, key, 32);
 
 	/* root may be the struct's own field */
-	veil_dirkey_from_root(&k, k.root);
-	assert_memory_equal(k.key, key, 32);
+	assert_int_equal(veil_dirkey_from_root(&k, k.root, VEIL_DIR_R2I), VEIL_OK);
+	assert_memory_equal(k.nkey, nkey, 32);
 
+	/* only the two directions exist */
+	assert_int_equal(veil_dirkey_from_root(&k, root, 0), VEIL_ERR_INVAL);
+	assert_int_equal(veil_dirkey_from_root(&k, root, 3), VEIL_ERR_INVAL);
+	assert_true(sodium_is_zero((const uint8_t *)&k, sizeof(k)));
+	assert_true(veil_dir_valid(1) && veil_dir_valid(2) && !veil_dir_valid(0));
+
+	assert_int_equal(veil_dirkey_from_root(&k, root, VEIL_DIR_I2R), VEIL_OK);
 	veil_dirkey_wipe(&k);
-	memset(root, 0, sizeof(root));
-	assert_memory_equal(k.root, root, 32);
-	assert_memory_equal(k.key, root, 32);
-	assert_memory_equal(k.nkey, root, 32);
+	assert_true(sodium_is_zero((const uint8_t *)&k, sizeof(k)));
 }
 
 /* Every type, three sizes: exactly frame_size bytes, round trip, layout. */
@@ -150,7 +205,7 @@ test_seal_sizes_roundtrip(void **state)
 {
 	struct veil_dirkey k;
 	struct veil_frame_hdr h, g;
-	uint8_t *out, *body, *got, *pt, nonce[24], tag[8];
+	uint8_t *out, *body, *got, *pt, tag[8], ad[18];
 	unsigned long long mlen;
 	size_t si, ti, fs, cap, len;
 
@@ -174,10 +229,10 @@ test_seal_sizes_roundtrip(void **state)
 			    VEIL_OK);
 			for (size_t i = fs; i < fs + GUARD; i++)
 				assert_int_equal(out[i], 0xa5);
-			veil_dirkey_nonce(&k, h.seq, nonce);
-			assert_memory_equal(out, nonce, 24);
+			spec_tag(tag, k.nkey, h.seq);
+			assert_memory_equal(out, tag, 8);
 			veil_frame_tag(out, tag);
-			assert_memory_equal(tag, nonce, 8);
+			assert_memory_equal(tag, out, 8);
 
 			memset(got, 0xee, cap);
 			assert_int_equal(veil_frame_open(out, fs, &k, h.seq, &g,
@@ -191,8 +246,8 @@ test_seal_sizes_roundtrip(void **state)
 			/* Independent decryption: the plaintext layout. */
 			assert_int_equal(
 			    crypto_aead_xchacha20poly1305_ietf_decrypt(pt,
-			    &mlen, NULL, out + 24, fs - 24,
-			    (const uint8_t *)"veil-frame-v1", 13, out, k.key), 0);
+			    &mlen, NULL, out + 24, fs - 24, ad,
+			    spec_ad(ad, VEIL_DIR_I2R, (uint32_t)fs), out, k.key), 0);
 			assert_int_equal(mlen, fs - 40);
 			assert_int_equal(pt[0], all_types[ti]);
 			assert_int_equal(pt[1], 0);
@@ -229,10 +284,10 @@ test_seal_box_sizes_roundtrip(void **state)
 	for (si = 0; si < NSIZES; si++) {
 		fs = sizes[si];
 		cap = veil_frame_capacity(fs, 1);
-		for (ti = 0; ti < NTYPES; ti++) {
+		for (ti = 0; ti < 8; ti++) {
 			len = ti == 0 ? cap : (ti * 53) % (cap + 1);
 			randombytes_buf(body, len);
-			mkhdr(&h, all_types[ti], (uint16_t)len, 0);
+			mkhdr(&h, VEIL_T_REQUEST, (uint16_t)len, 0);
 			memset(out, 0x5a, fs + GUARD);
 			assert_int_equal(veil_frame_seal_box(out, fs, pk, &h,
 			    body), VEIL_OK);
@@ -250,6 +305,19 @@ test_seal_box_sizes_roundtrip(void **state)
 			    &g, got), VEIL_ERR_DECRYPT);
 			assert_true(hdr_is_zero(&g));
 		}
+		/* Only a REQUEST, a RESET or a RESET-ACK travels sealed, and
+		 * only as one frame. */
+		for (ti = 0; ti < NTYPES; ti++) {
+			if (veil_type_sealed(all_types[ti]))
+				continue;
+			mkhdr(&h, all_types[ti], 1, 0);
+			assert_int_equal(veil_frame_seal_box(out, fs, pk, &h,
+			    body), VEIL_ERR_INVAL);
+		}
+		mkhdr(&h, VEIL_T_REQUEST, 1, 0);
+		h.frag_cnt = 2;
+		assert_int_equal(veil_frame_seal_box(out, fs, pk, &h, body),
+		    VEIL_ERR_INVAL);
 	}
 	/* seq must be 0 in sealed frames */
 	mkhdr(&h, VEIL_T_REQUEST, 1, 1);
@@ -257,16 +325,16 @@ test_seal_box_sizes_roundtrip(void **state)
 	    VEIL_ERR_INVAL);
 	/* tampering */
 	mkhdr(&h, VEIL_T_REQUEST, 10, 0);
-	assert_int_equal(veil_frame_seal_box(out, 256, pk, &h, body), VEIL_OK);
-	for (size_t i = 0; i < 256; i++) {
+	assert_int_equal(veil_frame_seal_box(out, 512, pk, &h, body), VEIL_OK);
+	for (size_t i = 0; i < 512; i++) {
 		out[i] ^= 0x01;
-		assert_int_equal(veil_frame_open_box(out, 256, pk, sk, &g, got),
+		assert_int_equal(veil_frame_open_box(out, 512, pk, sk, &g, got),
 		    VEIL_ERR_DECRYPT);
 		out[i] ^= 0x01;
 	}
-	assert_int_equal(veil_frame_open_box(out, 256, pk, sk, &g, got),
+	assert_int_equal(veil_frame_open_box(out, 512, pk, sk, &g, got),
 	    VEIL_OK);
-	assert_int_equal(veil_frame_open_box(out, 255, pk, sk, &g, got),
+	assert_int_equal(veil_frame_open_box(out, 511, pk, sk, &g, got),
 	    VEIL_ERR_INVAL);
 	free(out);
 	free(body);
@@ -285,7 +353,7 @@ test_tamper(void **state)
 	(void)state;
 	mkkey(&k);
 	randombytes_buf(body, sizeof(body));
-	for (fs = 256; fs <= 1024; fs += 768) {
+	for (fs = 512; fs <= 1024; fs += 512) {
 		mkhdr(&h, VEIL_T_TEXT, 100, 42);
 		assert_int_equal(veil_frame_seal(out, fs, &k, &h, body), VEIL_OK);
 		for (i = 0; i < fs; i++) {
@@ -315,17 +383,17 @@ test_wrong_size_key_seq(void **state)
 	randombytes_buf(body, sizeof(body));
 
 	mkhdr(&h, VEIL_T_TEXT, 50, 7);
-	assert_int_equal(veil_frame_seal(out, 255, &k, &h, body),
+	assert_int_equal(veil_frame_seal(out, 511, &k, &h, body),
 	    VEIL_ERR_INVAL);
 	assert_int_equal(veil_frame_seal(out, 65537, &k, &h, body),
 	    VEIL_ERR_INVAL);
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, body), VEIL_OK);
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, body), VEIL_OK);
 	/* truncated below the minimum: refused before any crypto */
-	assert_int_equal(veil_frame_open(out, 255, &k, 7, &g, got),
+	assert_int_equal(veil_frame_open(out, 511, &k, 7, &g, got),
 	    VEIL_ERR_INVAL);
 	assert_int_equal(veil_frame_open(out, 0, &k, 7, &g, got),
 	    VEIL_ERR_INVAL);
-	assert_int_equal(veil_frame_open(out, 256, &k, 7, &g, got), VEIL_OK);
+	assert_int_equal(veil_frame_open(out, 512, &k, 7, &g, got), VEIL_OK);
 
 	assert_int_equal(veil_frame_seal(out, 1024, &k, &h, body), VEIL_OK);
 	/* a valid size that is not the frame's: authentication fails */
@@ -338,7 +406,106 @@ test_wrong_size_key_seq(void **state)
 	assert_int_equal(veil_frame_open(out, 1024, &k, 8, &g, got),
 	    VEIL_ERR_DECRYPT);
 	assert_true(hdr_is_zero(&g));
+	/* the same key material read as the other direction */
+	k2 = k;
+	k2.dir = VEIL_DIR_R2I;
+	assert_int_equal(veil_frame_open(out, 1024, &k2, 7, &g, got),
+	    VEIL_ERR_DECRYPT);
+	k2.dir = 0;
+	assert_int_equal(veil_frame_open(out, 1024, &k2, 7, &g, got),
+	    VEIL_ERR_INVAL);
+	assert_int_equal(veil_frame_seal(out, 1024, &k2, &h, body),
+	    VEIL_ERR_INVAL);
 	assert_int_equal(veil_frame_open(out, 1024, &k, 7, &g, got), VEIL_OK);
+}
+
+/*
+ * The associated data binds the direction and the frame size: a frame
+ * whose AD names the other direction, or another size, does not open
+ * under the right key and tag, though everything else is right.
+ */
+static void
+test_ad_binding(void **state)
+{
+	struct veil_dirkey k;
+	struct veil_frame_hdr g;
+	uint8_t pt[1024], out[1024], got[1024], msgid[16], body[32];
+	const size_t fs = 1024;
+
+	(void)state;
+	mkkey(&k);
+	randombytes_buf(msgid, sizeof(msgid));
+	randombytes_buf(body, sizeof(body));
+	craft_pt(pt, fs - 40, VEIL_T_TEXT, 0, 32, 5, msgid, 0, 1, body, 32);
+
+	craft_aead_ad(out, fs, &k, 5, pt, VEIL_DIR_I2R, (uint32_t)fs);
+	assert_int_equal(veil_frame_open(out, fs, &k, 5, &g, got), VEIL_OK);
+	craft_aead_ad(out, fs, &k, 5, pt, VEIL_DIR_R2I, (uint32_t)fs);
+	assert_int_equal(veil_frame_open(out, fs, &k, 5, &g, got),
+	    VEIL_ERR_DECRYPT);
+	craft_aead_ad(out, fs, &k, 5, pt, VEIL_DIR_I2R, (uint32_t)fs + 1);
+	assert_int_equal(veil_frame_open(out, fs, &k, 5, &g, got),
+	    VEIL_ERR_DECRYPT);
+	craft_aead_ad(out, fs, &k, 5, pt, VEIL_DIR_I2R, 512);
+	assert_int_equal(veil_frame_open(out, fs, &k, 5, &g, got),
+	    VEIL_ERR_DECRYPT);
+	assert_true(hdr_is_zero(&g));
+	/* the version 1 AD (a constant) is not accepted either */
+	{
+		unsigned long long clen;
+
+		spec_tag(out, k.nkey, 5);
+		randombytes_buf(out + 8, 16);
+		assert_int_equal(crypto_aead_xchacha20poly1305_ietf_encrypt(out +
+		    24, &clen, pt, fs - 40, (const uint8_t *)"veil-frame-v1", 13,
+		    NULL, out, k.key), 0);
+		assert_int_equal(veil_frame_open(out, fs, &k, 5, &g, got),
+		    VEIL_ERR_DECRYPT);
+	}
+}
+
+/*
+ * Rollback (reviews/security.md H2): a restored copy of the transmit state
+ * seals again with the same key and seq.  The nonces must still differ, so
+ * no keystream or Poly1305 key is reused.  Both frames open (the receiver's
+ * window, not the nonce, stops the second).
+ */
+static void
+test_rollback_nonces(void **state)
+{
+	struct veil_txchain tx, saved;
+	struct veil_frame_hdr g;
+	uint8_t root[32], f1[512], f2[512], got[512], msgid[16];
+	static const char m1[] = "attack at dawn", m2[] = "retreat at noon";
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_txchain_init(&tx, root, VEIL_DIR_I2R, 3600, 10),
+	    VEIL_OK);
+	tx.seq = 41;
+	saved = tx;				/* the backup */
+	veil_msgid_new(msgid);
+	assert_int_equal(veil_message_seal(f1, sizeof(f1), 512, &tx.k, &tx.seq,
+	    VEIL_T_TEXT, msgid, (const uint8_t *)m1, sizeof(m1)), 1);
+	assert_int_equal(tx.seq, 42);
+	tx = saved;				/* restored */
+	assert_int_equal(veil_message_seal(f2, sizeof(f2), 512, &tx.k, &tx.seq,
+	    VEIL_T_TEXT, msgid, (const uint8_t *)m2, sizeof(m2)), 1);
+	/* Same tag (same key and seq), different nonce. */
+	assert_memory_equal(f1, f2, 8);
+	assert_memory_not_equal(f1, f2, 24);
+	assert_memory_not_equal(f1 + 8, f2 + 8, 16);
+	assert_int_equal(veil_frame_open(f1, 512, &tx.k, 41, &g, got), VEIL_OK);
+	assert_memory_equal(got, m1, sizeof(m1));
+	assert_int_equal(veil_frame_open(f2, 512, &tx.k, 41, &g, got), VEIL_OK);
+	assert_memory_equal(got, m2, sizeof(m2));
+	/* And the same plaintext twice is two different ciphertexts. */
+	tx = saved;
+	assert_int_equal(veil_message_seal(f2, sizeof(f2), 512, &tx.k, &tx.seq,
+	    VEIL_T_TEXT, msgid, (const uint8_t *)m1, sizeof(m1)), 1);
+	assert_memory_not_equal(f1 + 8, f2 + 8, 512 - 8);
+	veil_txchain_wipe(&tx);
+	veil_txchain_wipe(&saved);
 }
 
 /* Frames the library would never build, encrypted by the test itself. */
@@ -470,6 +637,22 @@ test_crafted_box(void **state)
 	assert_int_equal(crypto_box_seal(out, pt, plen, pk), 0);
 	assert_int_equal(veil_frame_open_box(out, fs, pk, sk, &g, got),
 	    VEIL_ERR_TYPE);
+
+	/* A valid type that is not a REQUEST: refused after decryption. */
+	craft_pt(pt, plen, VEIL_T_TEXT, 0, 16, 0, msgid, 0, 1, body, 16);
+	assert_int_equal(crypto_box_seal(out, pt, plen, pk), 0);
+	assert_int_equal(veil_frame_open_box(out, fs, pk, sk, &g, got),
+	    VEIL_ERR_TYPE);
+	assert_true(hdr_is_zero(&g));
+
+	/* A REQUEST fragment of many (reviews/security.md M1): refused, so
+	 * an anonymous sender reserves no reassembly memory. */
+	craft_pt(pt, plen, VEIL_T_REQUEST, 0, 16, 0, msgid, 0, 4400, body, 16);
+	assert_int_equal(crypto_box_seal(out, pt, plen, pk), 0);
+	assert_int_equal(veil_frame_open_box(out, fs, pk, sk, &g, got),
+	    VEIL_ERR_FORMAT);
+	assert_true(hdr_is_zero(&g));
+	assert_true(sodium_is_zero(got, plen - 32));
 }
 
 static void
@@ -477,34 +660,34 @@ test_seal_rejects(void **state)
 {
 	struct veil_dirkey k;
 	struct veil_frame_hdr h;
-	uint8_t out[256], body[256];
+	uint8_t out[512], body[512];
 
 	(void)state;
 	mkkey(&k);
 	memset(body, 1, sizeof(body));
-	mkhdr(&h, VEIL_T_TEXT, 185, 0);		/* capacity at 256 is 184 */
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, body),
+	mkhdr(&h, VEIL_T_TEXT, 441, 0);		/* capacity at 512 is 440 */
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, body),
 	    VEIL_ERR_TOOBIG);
 	mkhdr(&h, 0x05, 1, 0);
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, body),
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, body),
 	    VEIL_ERR_INVAL);
 	mkhdr(&h, VEIL_T_TEXT, 1, 0);
 	h.flags = 1;
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, body),
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, body),
 	    VEIL_ERR_INVAL);
 	mkhdr(&h, VEIL_T_TEXT, 1, 0);
 	h.frag_idx = 1;
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, body),
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, body),
 	    VEIL_ERR_INVAL);
 	h.frag_idx = 0;
 	h.frag_cnt = 0;
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, body),
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, body),
 	    VEIL_ERR_INVAL);
 	h.frag_cnt = 1;
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, NULL),
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, NULL),
 	    VEIL_ERR_INVAL);
 	h.len = 0;
-	assert_int_equal(veil_frame_seal(out, 256, &k, &h, NULL), VEIL_OK);
+	assert_int_equal(veil_frame_seal(out, 512, &k, &h, NULL), VEIL_OK);
 }
 
 static void
@@ -547,8 +730,8 @@ test_message_frames(void **state)
 	assert_int_equal(veil_message_frames(cap, 1024, 1), 2);
 	assert_int_equal(veil_message_frames(VEIL_MESSAGE_MAX, 1024, 0),
 	    (int)((VEIL_MESSAGE_MAX + cap - 1) / cap));
-	assert_int_equal(veil_message_frames(VEIL_MESSAGE_MAX, 256, 1),
-	    (int)((VEIL_MESSAGE_MAX + 175) / 176));
+	assert_int_equal(veil_message_frames(VEIL_MESSAGE_MAX, 512, 1),
+	    (int)((VEIL_MESSAGE_MAX + 431) / 432));
 	assert_true(veil_message_frames(VEIL_MESSAGE_MAX + 1, 1024, 0) < 0);
 	assert_true(veil_message_frames(10, 100, 0) < 0);
 }
@@ -580,7 +763,7 @@ check_message(size_t fs, size_t len, int sealed, int want_frames)
 	/* one frame short of room: refused, seq untouched */
 	if (sealed)
 		n = veil_message_seal_box(out, (size_t)want_frames * fs - 1,
-		    fs, pk, VEIL_T_FILE, msgid, body, len);
+		    fs, pk, VEIL_T_REQUEST, msgid, body, len);
 	else
 		n = veil_message_seal(out, (size_t)want_frames * fs - 1, fs,
 		    &k, &seq, VEIL_T_FILE, msgid, body, len);
@@ -589,7 +772,7 @@ check_message(size_t fs, size_t len, int sealed, int want_frames)
 
 	if (sealed)
 		n = veil_message_seal_box(out, (size_t)want_frames * fs, fs,
-		    pk, VEIL_T_FILE, msgid, body, len);
+		    pk, VEIL_T_REQUEST, msgid, body, len);
 	else
 		n = veil_message_seal(out, (size_t)want_frames * fs, fs, &k,
 		    &seq, VEIL_T_FILE, msgid, body, len);
@@ -604,7 +787,7 @@ check_message(size_t fs, size_t len, int sealed, int want_frames)
 		else
 			assert_int_equal(veil_frame_open(out + i * fs, fs, &k,
 			    77 + (uint64_t)i, &g, got), VEIL_OK);
-		assert_int_equal(g.type, VEIL_T_FILE);
+		assert_int_equal(g.type, sealed ? VEIL_T_REQUEST : VEIL_T_FILE);
 		assert_memory_equal(g.msgid, msgid, 16);
 		assert_int_equal(g.frag_idx, i);
 		assert_int_equal(g.frag_cnt, n);
@@ -629,7 +812,7 @@ static void
 test_message_split(void **state)
 {
 	size_t cap = veil_frame_capacity(1024, 0);
-	size_t scap = veil_frame_capacity(256, 1);
+	size_t scap = veil_frame_capacity(512, 1);
 
 	(void)state;
 	check_message(1024, 0, 0, 1);
@@ -638,10 +821,9 @@ test_message_split(void **state)
 	check_message(1024, cap + 1, 0, 2);
 	check_message(1024, 3 * cap, 0, 3);
 	check_message(1024, 3 * cap - 1, 0, 3);
-	check_message(256, 0, 1, 1);
-	check_message(256, scap, 1, 1);
-	check_message(256, scap + 1, 1, 2);
-	check_message(256, 4 * scap, 1, 4);
+	check_message(512, 0, 1, 1);
+	check_message(512, scap, 1, 1);
+	check_message(1024, veil_frame_capacity(1024, 1), 1, 1);
 }
 
 static void
@@ -667,6 +849,153 @@ test_message_rejects(void **state)
 	    VEIL_T_TEXT, msgid, body, VEIL_MESSAGE_MAX + 1) ==
 	    VEIL_ERR_TOOBIG);
 	assert_int_equal(seq, 0);
+
+	/* Sealed: a REQUEST in one frame, nothing else. */
+	{
+		uint8_t pk[32], sk[32], big[1024];
+
+		crypto_box_keypair(pk, sk);
+		memset(big, 7, sizeof(big));
+		assert_int_equal(veil_message_seal_box(out, sizeof(out), 1024, pk,
+		    VEIL_T_TEXT, msgid, body, 1), VEIL_ERR_INVAL);
+		assert_int_equal(veil_message_seal_box(out, sizeof(out), 1024, pk,
+		    VEIL_T_REQUEST, msgid, big, veil_frame_capacity(1024, 1) + 1),
+		    VEIL_ERR_TOOBIG);
+		assert_int_equal(veil_message_seal_box(out, sizeof(out), 512, pk,
+		    VEIL_T_REQUEST, msgid, big, veil_frame_capacity(512, 1)), 1);
+	}
+}
+
+/* ---- the transmit chain: ratchet with time (protocol.md 2.1) ---------- */
+
+static void
+test_tx_ratchet(void **state)
+{
+	struct veil_txchain c;
+	uint8_t root[32], want[32], bind[32];
+	const uint32_t plen = 600;
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_txchain_init(&c, root, VEIL_DIR_R2I, plen, 100),
+	    VEIL_OK);
+	crypto_kdf_derive_from_key(bind, 32, 4, "veildir2", root);
+	assert_memory_equal(c.bind, bind, 32);
+	assert_int_equal(c.period, 100);
+	assert_int_equal(c.k.dir, VEIL_DIR_R2I);
+	c.seq = 9;
+
+	/* Within the period, or before it: nothing moves. */
+	assert_int_equal(veil_txchain_advance(&c, 100 * plen), 0);
+	assert_int_equal(veil_txchain_advance(&c, 101 * plen - 1), 0);
+	assert_int_equal(veil_txchain_advance(&c, 0), 0);
+	assert_int_equal(c.seq, 9);
+	assert_memory_equal(c.k.root, root, 32);
+
+	/* One period on: D_101 = KDF(D_100, 3), seq restarts at 0, and no
+	 * byte of the chain holds period 100's root or keys any more. */
+	{
+		struct veil_dirkey k100 = c.k;
+
+		assert_int_equal(veil_txchain_advance(&c, 101 * plen), 1);
+		assert_null(memmem(&c, sizeof(c), k100.root, 32));
+		assert_null(memmem(&c, sizeof(c), k100.key, 32));
+		assert_null(memmem(&c, sizeof(c), k100.nkey, 32));
+		veil_dirkey_wipe(&k100);
+	}
+	crypto_kdf_derive_from_key(want, 32, 3, "veildir2", root);
+	assert_memory_equal(c.k.root, want, 32);
+	assert_int_equal(c.period, 101);
+	assert_int_equal(c.seq, 0);
+	crypto_kdf_derive_from_key(root, 32, 1, "veildir2", want);
+	assert_memory_equal(c.k.key, root, 32);
+	/* the binding key stays for the chain's life */
+	assert_memory_equal(c.bind, bind, 32);
+
+	/* Five on at once: five ratchet steps. */
+	c.seq = 3;
+	assert_int_equal(veil_txchain_advance(&c, 106 * plen + 17), 1);
+	for (int i = 0; i < 5; i++)
+		crypto_kdf_derive_from_key(want, 32, 3, "veildir2", want);
+	assert_memory_equal(c.k.root, want, 32);
+	assert_int_equal(c.period, 106);
+	assert_int_equal(c.seq, 0);
+
+	/* Never backwards: a clock that went back keeps the later period. */
+	c.seq = 5;
+	assert_int_equal(veil_txchain_advance(&c, 101 * plen), 0);
+	assert_int_equal(c.period, 106);
+	assert_int_equal(c.seq, 5);
+	assert_memory_equal(c.k.root, want, 32);
+
+	/* Not live, bad parameters. */
+	veil_txchain_wipe(&c);
+	assert_true(sodium_is_zero((const uint8_t *)&c, sizeof(c)));
+	assert_int_equal(veil_txchain_advance(&c, 1000000), VEIL_ERR_STATE);
+	assert_int_equal(veil_txchain_init(&c, root, 0, plen, 1), VEIL_ERR_INVAL);
+	assert_int_equal(veil_txchain_init(&c, root, 1, 0, 1), VEIL_ERR_INVAL);
+	assert_int_equal(veil_txchain_init(&c, root, 1, VEIL_PERIOD_MAX + 1, 1),
+	    VEIL_ERR_INVAL);
+	assert_int_equal(veil_txchain_init(&c, root, 1, 7, UINT64_MAX / 7 + 1),
+	    VEIL_ERR_INVAL);
+	assert_int_equal(veil_txchain_init(&c, root, 1, 7, UINT64_MAX / 7),
+	    VEIL_OK);
+	assert_int_equal(veil_txchain_advance(&c, UINT64_MAX), 0);
+}
+
+/* A frame sealed in one period does not open under the next period's key. */
+static void
+test_tx_periods_differ(void **state)
+{
+	struct veil_txchain c;
+	struct veil_dirkey old;
+	struct veil_frame_hdr g;
+	uint8_t root[32], f[512], got[512], msgid[16];
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_txchain_init(&c, root, VEIL_DIR_I2R, 60, 0), VEIL_OK);
+	veil_msgid_new(msgid);
+	assert_int_equal(veil_message_seal(f, sizeof(f), 512, &c.k, &c.seq,
+	    VEIL_T_TEXT, msgid, (const uint8_t *)"x", 1), 1);
+	old = c.k;
+	assert_int_equal(veil_txchain_advance(&c, 60), 1);
+	assert_int_equal(veil_frame_open(f, 512, &c.k, 0, &g, got),
+	    VEIL_ERR_DECRYPT);
+	assert_int_equal(veil_frame_open(f, 512, &old, 0, &g, got), VEIL_OK);
+	veil_dirkey_wipe(&old);
+	veil_txchain_wipe(&c);
+}
+
+/* At most VEIL_RATCHET_MAX_STEPS per call, with its own error. */
+static void
+test_tx_step_bound(void **state)
+{
+	struct veil_txchain c, d;
+	uint8_t root[32];
+	const uint64_t max = VEIL_RATCHET_MAX_STEPS;
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_txchain_init(&c, root, VEIL_DIR_I2R, 1, 0), VEIL_OK);
+	d = c;
+	/* Exactly the bound: one call. */
+	assert_int_equal(veil_txchain_advance(&d, max), 1);
+	assert_int_equal(d.period, max);
+	/* One more: the bound, then the error; the chain is consistent
+	 * (the same as d) and the next call finishes. */
+	c.seq = 4;
+	assert_int_equal(veil_txchain_advance(&c, max + 1), VEIL_ERR_RATCHET);
+	assert_int_equal(c.period, max);
+	assert_int_equal(c.seq, 0);
+	assert_memory_equal(c.k.root, d.k.root, 32);
+	assert_int_equal(veil_txchain_advance(&c, max + 1), 1);
+	assert_int_equal(c.period, max + 1);
+	/* A clock near the end of time: bounded work per call. */
+	assert_int_equal(veil_txchain_advance(&c, UINT64_MAX), VEIL_ERR_RATCHET);
+	assert_int_equal(c.period, 2 * max + 1);
+	veil_txchain_wipe(&c);
+	veil_txchain_wipe(&d);
 }
 
 static void
@@ -691,6 +1020,8 @@ main(void)
 		cmocka_unit_test(test_seal_box_sizes_roundtrip),
 		cmocka_unit_test(test_tamper),
 		cmocka_unit_test(test_wrong_size_key_seq),
+		cmocka_unit_test(test_ad_binding),
+		cmocka_unit_test(test_rollback_nonces),
 		cmocka_unit_test(test_crafted_headers),
 		cmocka_unit_test(test_crafted_box),
 		cmocka_unit_test(test_seal_rejects),
@@ -699,6 +1030,9 @@ main(void)
 		cmocka_unit_test(test_message_split),
 		cmocka_unit_test(test_message_rejects),
 		cmocka_unit_test(test_msgid_new),
+		cmocka_unit_test(test_tx_ratchet),
+		cmocka_unit_test(test_tx_periods_differ),
+		cmocka_unit_test(test_tx_step_bound),
 	};
 
 	tu_deterministic_rng("test_frame");

@@ -17,6 +17,7 @@
 #define BIGBODY VEIL_FRAME_MAX		/* reasm bodies: never overread, whatever len says */
 #define B64U sodium_base64_VARIANT_URLSAFE_NO_PADDING
 #define NOW 1767225600ULL
+#define MAX_AGE (3 * 86400)
 
 static const char b64chars[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -28,7 +29,8 @@ static struct {
 	char uri[VEIL_CARD_URI_MAX];
 	uint8_t cardbin[VEIL_CARD_URI_MAX];	/* decoded URI, checksum included */
 	size_t cardbinlen;
-	struct veil_id alice_inbox, bob_inbox, alice_new;
+	struct veil_inbox alice_inbox, bob_inbox, alice_new;
+	struct veil_clock clk;
 	struct veil_agree bob_req;	/* REQUESTED: feeds on_accept */
 	struct veil_agree alice_acc;	/* ACCEPTED: feeds on_confirm */
 	uint8_t req[VEIL_AGREE_BODY_MAX], acc[VEIL_AGREE_BODY_MAX], conf[VEIL_AGREE_BODY_MAX];
@@ -121,9 +123,19 @@ group_setup(void **state)
 	memset(&fx, 0, sizeof(fx));
 	memset(&alice, 0, sizeof(alice));
 	if (veil_identity_new(&fx.alice) != 0 || veil_identity_new(&fx.bob) != 0 ||
-	    veil_id_new(&fx.card.cid, 0) != 0 || veil_id_new(&fx.alice_inbox, 0) != 0 ||
-	    veil_id_new(&fx.bob_inbox, 0) != 0 || veil_id_new(&fx.alice_new, 0) != 0)
+	    veil_id_new(&fx.card.cid, 0) != 0)
 		return -1;
+	veil_seed_new(fx.alice_inbox.seed);
+	fx.alice_inbox.epoch = 3600;
+	fx.alice_inbox.period = 3600;
+	veil_seed_new(fx.bob_inbox.seed);
+	fx.bob_inbox.epoch = 3600;
+	fx.bob_inbox.period = 600;
+	veil_seed_new(fx.alice_new.seed);
+	fx.alice_new.epoch = 3600;
+	fx.alice_new.period = 900;
+	fx.clk.now = NOW;
+	fx.clk.grace = fx.clk.lead = 120;
 	memcpy(fx.card.pk, fx.alice.pk, VEIL_KEY_BYTES);
 	strcpy(fx.card.name, "Alice");
 	strcpy(fx.card.hints, "mqtt 127.0.0.1:1883");
@@ -136,19 +148,22 @@ group_setup(void **state)
 
 	fx.reqlen = sizeof(fx.req);
 	if (veil_agree_request(&fx.bob_req, &scanned, fx.bob.pk, "Bob", &fx.bob_inbox,
-	    fx.req, &fx.reqlen) != 0 ||
-	    veil_agree_on_request(&alice, &fx.card.cid, fx.alice.pk, fx.req, fx.reqlen) != 0)
+	    NOW, fx.req, &fx.reqlen) != 0 ||
+	    veil_agree_on_request(&alice, &fx.card.cid, fx.alice.pk, NOW, MAX_AGE,
+	    fx.req, fx.reqlen) != 0)
 		return -1;
 	fx.acclen = sizeof(fx.acc);
-	if (veil_agree_accept(&alice, &fx.alice_inbox, fx.acc, &fx.acclen, &fx.alice_pair) != 0)
+	if (veil_agree_accept(&alice, fx.alice.sk, &fx.alice_inbox, &fx.clk, fx.acc,
+	    &fx.acclen, &fx.alice_pair) != 0)
 		return -1;
 	fx.alice_acc = alice;
 	{
 		struct veil_agree bob = fx.bob_req;
 
 		fx.conflen = sizeof(fx.conf);
-		if (veil_agree_on_accept(&bob, fx.acc, fx.acclen, &fx.bob_pair, fx.conf,
-		    &fx.conflen, &type) != 0 || type != VEIL_T_CONFIRM)
+		if (veil_agree_on_accept(&bob, fx.bob.sk, &fx.clk, fx.acc, fx.acclen,
+		    &fx.bob_pair, fx.conf, &fx.conflen, &type) != 0 ||
+		    type != VEIL_T_CONFIRM)
 			return -1;
 		veil_agree_wipe(&bob);
 	}
@@ -157,17 +172,16 @@ group_setup(void **state)
 	veil_agree_wipe(&alice);
 
 	fx.alice_upd = fx.alice_pair;
-	if (veil_update_build(&fx.alice_upd, fx.alice.pk, "Alice", &fx.alice_inbox,
-	    &fx.alice_new, 1, &fx.upd, &fx.updlen) != 0)
+	if (veil_update_build(&fx.alice_upd, fx.alice.pk, "Alice", &fx.alice_new, 1,
+	    &fx.upd, &fx.updlen) != 0)
 		return -1;
 	fx.bob_upd = fx.bob_pair;
-	if (veil_update_on_update(&fx.bob_upd, &fx.alice_inbox, fx.upd, fx.updlen, &ccm,
+	if (veil_update_on_update(&fx.bob_upd, "Alice", NOW, fx.upd, fx.updlen, &ccm,
 	    &fx.ack, &fx.acklen) != 0)
 		return -1;
-	/* Neither on_ack nor the DONE draws randomness: the inputs below
-	 * stay what they were before step 3 existed. */
+	/* Neither on_ack nor the DONE draws randomness. */
 	alice_acked = fx.alice_upd;
-	if (veil_update_on_ack(&alice_acked, fx.ack, fx.acklen) != 0 ||
+	if (veil_update_on_ack(&alice_acked, &fx.clk, fx.ack, fx.acklen) != 0 ||
 	    veil_update_done_build(&alice_acked, &fx.done, &fx.donelen) != 0)
 		return -1;
 	veil_pair_wipe(&alice_acked);
@@ -284,7 +298,7 @@ test_card_random(void **state)
 		case 2:	/* random bytes behind a correct checksum */
 			len = random_bytes(&r, bin, 660);
 			if (len > 0)
-				bin[0] = 1;
+				bin[0] = VEIL_CARD_VERSION;
 			card_uri_of(s, sizeof(s), bin, len);
 			break;
 		default: /* the valid card with its inside mutated, checksum fixed */
@@ -376,8 +390,8 @@ test_frame_random(void **state)
 	tu_prng_seed(&r, 4);
 	for (unsigned long i = 0; i < n; i++) {
 		tu_prng_fill(&r, buf, sizeof(buf));
-		if (i & 1)	/* the right nonce: only the tag can stop it */
-			veil_dirkey_nonce(&fx.dk, fx.aead_seq, buf);
+		if (i & 1)	/* the right tag: only Poly1305 can stop it */
+			veil_dirkey_tag(&fx.dk, fx.aead_seq, buf);
 		in = exact(buf, FS);
 		assert_true(veil_frame_open(in, FS, &fx.dk, fx.aead_seq, &h, body) < 0);
 		/* A size the protocol does not allow must be refused, not read. */
@@ -435,11 +449,14 @@ test_frame_mutated(void **state)
 	report("veil_frame_open(_box) mutated", n + nbox, same);
 }
 
+/* With per_peer, every sender gets a budget of its own as well (the
+ * daemon's use): the totals and each sender's budget hold throughout. */
 static void
-test_reasm_random(void **state)
+reasm_random(int per_peer)
 {
 	unsigned long n = scaled(2, 1), done = 0;
 	const size_t maxb = 16 * 1024, maxm = 8, cap = veil_frame_capacity(FS, 0);
+	const size_t peerb = 7 * 1024, peerm = 3;
 	struct tu_prng r;
 	struct veil_reasm *ra;
 	struct veil_frame_hdr h;
@@ -447,9 +464,10 @@ test_reasm_random(void **state)
 	size_t outlen;
 	uint64_t now = 1000;
 
-	(void)state;
-	tu_prng_seed(&r, 6);
+	tu_prng_seed(&r, per_peer ? 7 : 6);
 	assert_non_null(ra = veil_reasm_new(maxb, maxm));
+	if (per_peer)
+		assert_int_equal(veil_reasm_limit_peer(ra, peerb, peerm), 0);
 	assert_non_null(body = malloc(BIGBODY));
 	tu_prng_fill(&r, body, BIGBODY);
 	for (unsigned long i = 0; i < n; i++) {
@@ -474,7 +492,8 @@ test_reasm_random(void **state)
 		now += rnd(&r, 3);
 		out = NULL;
 		outlen = 0;
-		rc = veil_reasm_add(ra, rnd(&r, 2), &h, body, cap, now, &out, &outlen);
+		rc = veil_reasm_add(ra, rnd(&r, per_peer ? 4 : 2), &h, body, cap, now,
+		    &out, &outlen);
 		if (h.len > cap || h.frag_cnt == 0 || h.frag_idx >= h.frag_cnt)
 			assert_true(rc < 0);
 		if (rc == 1) {
@@ -487,6 +506,8 @@ test_reasm_random(void **state)
 			assert_null(out);
 		assert_true(veil_reasm_bytes(ra) <= maxb);
 		assert_true(veil_reasm_pending(ra) <= maxm);
+		for (uint64_t p = 0; per_peer && p < 4; p++)
+			assert_true(veil_reasm_peer_bytes(ra, p) <= peerb);
 		if (i % 997 == 0)
 			veil_reasm_expire(ra, now, 20);
 		if (i % 4999 == 0)
@@ -494,8 +515,23 @@ test_reasm_random(void **state)
 	}
 	veil_reasm_free(ra);
 	free(body);
-	report("veil_reasm_add", n, done);
+	report(per_peer ? "veil_reasm_add (per-sender budgets)" : "veil_reasm_add",
+	    n, done);
 	assert_true(done > 0);
+}
+
+static void
+test_reasm_random(void **state)
+{
+	(void)state;
+	reasm_random(0);
+}
+
+static void
+test_reasm_random_peer(void **state)
+{
+	(void)state;
+	reasm_random(1);
 }
 
 /* ---- agreement ------------------------------------------------------------- */
@@ -505,7 +541,8 @@ check_pending(const struct veil_agree *a)
 {
 	assert_int_equal(a->state, VEIL_AG_PENDING);
 	assert_int_equal(veil_name_valid(a->peer_name), 0);
-	assert_true(a->peer_inbox.len >= 10 && a->peer_inbox.len <= 32);
+	assert_true(veil_inbox_valid(&a->peer_inbox));
+	assert_true(a->req_time + MAX_AGE >= NOW && a->req_time <= NOW + 86400);
 }
 
 static void
@@ -525,15 +562,29 @@ test_agree_request(void **state)
 		} else if (i & 1) {
 			len = random_bytes(&r, buf, 300);
 		} else {
-			/* Right shape and CID, random lengths and name bytes. */
-			tu_prng_fill(&r, buf, 128);
-			at = 128;
+			/* Right shape, time and CID, random parameters, seed
+			 * and name bytes. */
+			uint64_t t = NOW - MAX_AGE + rnd(&r, MAX_AGE + 86400 + 2);
+			uint32_t l = (uint32_t)rnd(&r, 2592002), pd = (uint32_t)rnd(&r, 2592002);
+
+			buf[0] = 2;
+			tu_prng_fill(&r, buf + 1, 128);
+			at = 129;
+			for (int k = 7; k >= 0; k--, t >>= 8)
+				buf[at + (size_t)k] = (uint8_t)t;
+			at += 8;
+			for (int k = 3; k >= 0; k--, l >>= 8, pd >>= 8) {
+				buf[at + (size_t)k] = (uint8_t)l;
+				buf[at + 4 + (size_t)k] = (uint8_t)pd;
+			}
+			at += 8;
 			buf[at++] = fx.card.cid.len;
 			memcpy(buf + at, fx.card.cid.b, fx.card.cid.len);
 			at += fx.card.cid.len;
-			buf[at] = (uint8_t)(8 + rnd(&r, 28));
-			tu_prng_fill(&r, buf + at + 1, buf[at]);
-			at += 1 + buf[at];
+			tu_prng_fill(&r, buf + at, 32);
+			if (rnd(&r, 16) == 0)
+				memset(buf + at, 0, 32);
+			at += 32;
 			buf[at] = (uint8_t)rnd(&r, 70);
 			tu_prng_fill(&r, buf + at + 1, buf[at]);
 			for (size_t k = 0; k < buf[at]; k++)
@@ -542,7 +593,8 @@ test_agree_request(void **state)
 		}
 		memset(&a, 0, sizeof(a));
 		in = exact(buf, len);
-		if (veil_agree_on_request(&a, &fx.card.cid, fx.alice.pk, in, len) == 0) {
+		if (veil_agree_on_request(&a, &fx.card.cid, fx.alice.pk, NOW, MAX_AGE, in,
+		    len) == 0) {
 			check_pending(&a);
 			ok++;
 		} else
@@ -575,8 +627,8 @@ test_agree_accept(void **state)
 		} else if (i & 1) {
 			len = (i & 2) ? fx.acclen : rnd(&r, 200);
 			tu_prng_fill(&r, buf, len);
-			if (len > 64 && (i & 4))
-				buf[64] = (uint8_t)(len - 65);
+			if (len == fx.acclen && (i & 4))	/* valid L and P */
+				memcpy(buf + 64, fx.acc + 64, 8);
 			changed = 1;
 		} else
 			changed = mutate(&r, buf, &len, sizeof(buf), fx.acc, fx.acclen);
@@ -585,7 +637,8 @@ test_agree_accept(void **state)
 		outlen = sizeof(out);
 		type = 0;
 		in = exact(buf, len);
-		if (veil_agree_on_accept(&a, in, len, &p, out, &outlen, &type) == 0) {
+		if (veil_agree_on_accept(&a, fx.bob.sk, &fx.clk, in, len, &p, out, &outlen,
+		    &type) == 0) {
 			assert_false(changed);
 			assert_int_equal(a.state, VEIL_AG_ESTABLISHED);
 			assert_int_equal(type, VEIL_T_CONFIRM);
@@ -647,8 +700,8 @@ test_agree_confirm(void **state)
 static void
 check_ccm(const struct veil_ccm *c)
 {
-	assert_true(c->ocid.len >= 10 && c->ocid.len <= 32);
-	assert_true(c->new_cid.len >= 10 && c->new_cid.len <= 32);
+	assert_true(veil_seed_valid(c->ocid));
+	assert_true(veil_inbox_valid(&c->new_inbox));
 	assert_true(strnlen(c->cname, sizeof(c->cname)) < sizeof(c->cname));
 	assert_true(strnlen(c->steg_key, sizeof(c->steg_key)) < sizeof(c->steg_key));
 	assert_true(strnlen(c->alg, sizeof(c->alg)) < sizeof(c->alg));
@@ -677,14 +730,16 @@ static size_t
 random_ccm(struct tu_prng *r, char *out, size_t cap)
 {
 	static const char *keys[] = { "Data", "OCID", "PubKey", "CName", "NewCID",
-	    "Secret", "NewSecret", "StegKey", "Alg", "Seq", "Eph", "x" };
+	    "Secret", "NewSecret", "StegKey", "Alg", "Seq", "Eph", "Epoch", "Rekey",
+	    "x" };
 	static const char *vals[] = { "\"UpdateContact\"", "\"UpdateAck\"", "1", "-1",
 	    "18446744073709551616", "1.5", "null", "true", "[]", "{}", "\"\"",
 	    "\"AAAAAAAAAAAAAAAAAAAAAA\"", "\"0000\"", "9007199254740993",
-	    "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"", "\"\\u0000\"" };
+	    "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"", "\"\\u0000\"",
+	    "\"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA\"", "3600", "2592001", "0" };
 
 	return random_object(r, keys, sizeof(keys) / sizeof(keys[0]), vals,
-	    sizeof(vals) / sizeof(vals[0]), 14, out, cap);
+	    sizeof(vals) / sizeof(vals[0]), 16, out, cap);
 }
 
 static void
@@ -747,7 +802,7 @@ test_update_on_update(void **state)
 		ack = NULL;
 		acklen = 0;
 		in = exact(buf, len);
-		rc = veil_update_on_update(&p, &fx.alice_inbox, (const char *)in, len, &c,
+		rc = veil_update_on_update(&p, "Alice", NOW, (const char *)in, len, &c,
 		    &ack, &acklen);
 		if (rc == 0 || rc == 1) {
 			check_ccm(&c);
@@ -786,7 +841,7 @@ test_update_on_ack(void **state)
 	(void)state;
 	tu_prng_seed(&r, 12);
 	p = fx.alice_upd;
-	assert_int_equal(veil_update_on_ack(&p, fx.ack, fx.acklen), 0);
+	assert_int_equal(veil_update_on_ack(&p, &fx.clk, fx.ack, fx.acklen), 0);
 	veil_pair_wipe(&p);
 	for (unsigned long i = 0; i < 2 * n; i++) {
 		if (i % 3 == 0)
@@ -796,11 +851,11 @@ test_update_on_ack(void **state)
 			mutate(&r, buf, &len, sizeof(buf), (const uint8_t *)fx.ack, fx.acklen);
 		p = fx.alice_upd;
 		in = exact(buf, len);
-		rc = veil_update_on_ack(&p, (const char *)in, len);
+		rc = veil_update_on_ack(&p, &fx.clk, (const char *)in, len);
 		ok += rc == 0;
 		if (rc != 0) {
 			assert_true(rc < 0);
-			assert_memory_equal(p.rx.k.root, fx.alice_upd.rx.k.root, VEIL_KEY_BYTES);
+			assert_memory_equal(&p, &fx.alice_upd, sizeof(p));
 		}
 		free(in);
 		veil_pair_wipe(&p);
@@ -958,6 +1013,7 @@ main(void)
 		cmocka_unit_test(test_frame_random),
 		cmocka_unit_test(test_frame_mutated),
 		cmocka_unit_test(test_reasm_random),
+		cmocka_unit_test(test_reasm_random_peer),
 		cmocka_unit_test(test_agree_request),
 		cmocka_unit_test(test_agree_accept),
 		cmocka_unit_test(test_agree_confirm),

@@ -364,16 +364,148 @@ test_strerror(void **state)
 	int e, f;
 
 	(void)state;
-	for (e = VEIL_OK; e >= VEIL_ERR_DUPLICATE; e--) {
+	for (e = VEIL_OK; e >= VEIL_ERR_FUTURE; e--) {
 		const char *s = veil_strerror(e);
 		assert_non_null(s);
 		assert_true(strlen(s) > 5);
 		assert_string_not_equal(s, veil_strerror(-1000));
-		for (f = e - 1; f >= VEIL_ERR_DUPLICATE; f--)
+		for (f = e - 1; f >= VEIL_ERR_FUTURE; f--)
 			assert_string_not_equal(s, veil_strerror(f));
 	}
 	assert_non_null(veil_strerror(1));
 	assert_int_equal(veil_init(), VEIL_OK);	/* twice is fine */
+}
+
+/* ---- derived inbox topics (protocol.md 5) ----------------------------- */
+
+/* b64u(first 16 bytes of H_J("veil-inbox-v2" || u64(n))), with libsodium. */
+static void
+spec_topic(char out[23], const uint8_t seed[32], uint64_t n)
+{
+	crypto_generichash_state st;
+	uint8_t h[32], be[8];
+	int i;
+
+	for (i = 7; i >= 0; i--, n >>= 8)
+		be[i] = (uint8_t)n;
+	crypto_generichash_init(&st, seed, 32, 32);
+	crypto_generichash_update(&st, (const uint8_t *)"veil-inbox-v2", 13);
+	crypto_generichash_update(&st, be, 8);
+	crypto_generichash_final(&st, h, 32);
+	sodium_bin2base64(out, 23, h, 16, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+static void
+test_topic_spec(void **state)
+{
+	static const uint64_t ns[] = { 0, 1, 493000, UINT64_MAX };
+	uint8_t seed[32];
+	char got[VEIL_TOPIC_TEXT], want[23];
+	struct veil_id id, back;
+	size_t i;
+
+	(void)state;
+	veil_seed_new(seed);
+	for (i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+		assert_int_equal(veil_topic_text(seed, ns[i], got, sizeof(got)), VEIL_OK);
+		spec_topic(want, seed, ns[i]);
+		assert_string_equal(got, want);
+		assert_int_equal(strlen(got), 22);
+		assert_int_equal(strspn(got, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), 22);
+		assert_int_equal(veil_topic_id(seed, ns[i], &id), VEIL_OK);
+		assert_int_equal(id.len, VEIL_TOPIC_BYTES);
+		/* the ID's text form is the topic, and it reads back */
+		assert_int_equal(veil_id_from_text(&back, got), VEIL_OK);
+		assert_true(veil_id_equal(&id, &back));
+	}
+}
+
+/* Deterministic; a new epoch or another seed gives another topic. */
+static void
+test_topic_differ(void **state)
+{
+	uint8_t j1[32], j2[32];
+	char a[VEIL_TOPIC_TEXT], b[VEIL_TOPIC_TEXT], c[VEIL_TOPIC_TEXT];
+	uint64_t n;
+
+	(void)state;
+	veil_seed_new(j1);
+	memcpy(j2, j1, 32);
+	j2[31] ^= 1;
+	for (n = 490000; n < 490050; n++) {
+		assert_int_equal(veil_topic_text(j1, n, a, sizeof(a)), VEIL_OK);
+		assert_int_equal(veil_topic_text(j1, n, b, sizeof(b)), VEIL_OK);
+		assert_string_equal(a, b);
+		assert_int_equal(veil_topic_text(j1, n + 1, c, sizeof(c)), VEIL_OK);
+		assert_string_not_equal(a, c);
+		assert_int_equal(veil_topic_text(j2, n, c, sizeof(c)), VEIL_OK);
+		assert_string_not_equal(a, c);
+	}
+}
+
+static void
+test_topic_epochs(void **state)
+{
+	uint8_t seed[32];
+	char a[VEIL_TOPIC_TEXT], b[VEIL_TOPIC_TEXT];
+
+	(void)state;
+	assert_int_equal(veil_epoch_number(0, 3600), 0);
+	assert_int_equal(veil_epoch_number(3599, 3600), 0);
+	assert_int_equal(veil_epoch_number(3600, 3600), 1);
+	assert_int_equal(veil_epoch_number(1767225600, 3600), 490896);
+	/* L = 0: a fixed inbox, always epoch 0 */
+	assert_int_equal(veil_epoch_number(1767225600, 0), 0);
+	assert_int_equal(veil_epoch_number(UINT64_MAX, 0), 0);
+	assert_true(veil_epoch_len_valid(0) && veil_epoch_len_valid(1) &&
+	    veil_epoch_len_valid(VEIL_EPOCH_MAX));
+	assert_false(veil_epoch_len_valid(VEIL_EPOCH_MAX + 1));
+	/* same epoch, same topic; the next hour, another */
+	veil_seed_new(seed);
+	assert_int_equal(veil_topic_text(seed, veil_epoch_number(7200, 3600), a,
+	    sizeof(a)), VEIL_OK);
+	assert_int_equal(veil_topic_text(seed, veil_epoch_number(10799, 3600), b,
+	    sizeof(b)), VEIL_OK);
+	assert_string_equal(a, b);
+	assert_int_equal(veil_topic_text(seed, veil_epoch_number(10800, 3600), b,
+	    sizeof(b)), VEIL_OK);
+	assert_string_not_equal(a, b);
+}
+
+static void
+test_topic_rejects(void **state)
+{
+	uint8_t zero[32] = { 0 }, seed[32];
+	char t[VEIL_TOPIC_TEXT];
+	struct veil_id id;
+	struct veil_inbox in;
+
+	(void)state;
+	assert_int_equal(veil_topic_text(zero, 1, t, sizeof(t)), VEIL_ERR_INVAL);
+	assert_string_equal(t, "");
+	assert_int_equal(veil_topic_id(zero, 1, &id), VEIL_ERR_INVAL);
+	assert_int_equal(id.len, 0);
+	assert_int_equal(veil_topic_id(NULL, 1, &id), VEIL_ERR_INVAL);
+	veil_seed_new(seed);
+	assert_true(veil_seed_valid(seed));
+	assert_false(veil_seed_valid(zero));
+	assert_int_equal(veil_topic_text(seed, 1, t, 22), VEIL_ERR_TOOBIG);
+	assert_int_equal(veil_topic_text(seed, 1, NULL, 23), VEIL_ERR_INVAL);
+
+	memset(&in, 0, sizeof(in));
+	assert_false(veil_inbox_valid(&in));
+	memcpy(in.seed, seed, 32);
+	in.epoch = 3600;
+	in.period = 3600;
+	assert_true(veil_inbox_valid(&in));
+	in.period = 0;
+	assert_false(veil_inbox_valid(&in));
+	in.period = VEIL_PERIOD_MAX + 1;
+	assert_false(veil_inbox_valid(&in));
+	in.period = 1;
+	in.epoch = VEIL_EPOCH_MAX + 1;
+	assert_false(veil_inbox_valid(&in));
+	assert_false(veil_inbox_valid(NULL));
 }
 
 int
@@ -394,6 +526,10 @@ main(void)
 		cmocka_unit_test(test_clientid_unique),
 		cmocka_unit_test(test_id_deterministic),
 		cmocka_unit_test(test_strerror),
+		cmocka_unit_test(test_topic_spec),
+		cmocka_unit_test(test_topic_differ),
+		cmocka_unit_test(test_topic_epochs),
+		cmocka_unit_test(test_topic_rejects),
 	};
 
 	tu_deterministic_rng("test_ids");

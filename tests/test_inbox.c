@@ -1,4 +1,4 @@
-/* Tests for daemon/inbox.c linked alone with the store: which inboxes live, which connection holds them, the GC. */
+/* Tests for daemon/inbox.c linked alone with the store: which topics each epoch's connection holds, and the cards. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "../daemon/core.h"
 
@@ -17,109 +18,31 @@
 static struct veild_config cfg;
 static struct level_policy policy;
 static struct store *st;
-static struct contact contacts[4];
-static size_t ncontacts;
-static int has_card, has_old;
-
-struct sub {
-	enum conn_which	which;
-	char		topic[INBOX_MAX];
-};
-static struct sub subs[64];
-static int nsubs;
-static char unsubs[64][INBOX_MAX];
-static int nunsubs;
+static int adds, dels, cards_changed;
+static struct veil_inbox last_add, last_del;
 
 const struct veild_config *eng_cfg(void) { return &cfg; }
 struct store *eng_store(void) { return st; }
 const struct level_policy *eng_policy(void) { return &policy; }
-size_t contact_count(void) { return ncontacts; }
-struct contact *contact_at(size_t i) { return i < ncontacts ? &contacts[i] : NULL; }
-int conn_has_card(void) { return has_card; }
-int conn_has_old(void) { return has_old; }
-int txn_begin(void) { return store_savepoint(st); }
-int txn_commit(void) { return store_release(st); }
-int txn_rollback(void) { return store_rollback_to(st); }
+uint32_t eng_epoch_len(void) { return policy.rotates ? 60 : 0; }
+uint32_t eng_key_period(void) { return 3600; }
+void conn_cards_changed(void) { cards_changed++; }
 
-struct contact *
-contact_find(int64_t id)
+void
+conn_topic_add(const struct veil_inbox *in)
 {
-	for (size_t i = 0; i < ncontacts; i++)
-		if (contacts[i].id == id)
-			return &contacts[i];
-	return NULL;
+	adds++;
+	last_add = *in;
 }
 
 void
-conn_subscribe(enum conn_which which, const char *inbox)
+conn_topic_del(const struct veil_inbox *in)
 {
-	assert_true(nsubs < 64);
-	subs[nsubs].which = which;
-	copystr(subs[nsubs++].topic, inbox, INBOX_MAX);
-}
-
-void
-conn_unsubscribe(const char *inbox)
-{
-	assert_true(nunsubs < 64);
-	copystr(unsubs[nunsubs++], inbox, INBOX_MAX);
-}
-
-/* Where was topic subscribed last (-1: nowhere). */
-static int
-subscribed(const char *topic)
-{
-	for (int i = nsubs - 1; i >= 0; i--)
-		if (strcmp(subs[i].topic, topic) == 0)
-			return (int)subs[i].which;
-	return -1;
-}
-
-static int
-unsubscribed(const char *topic)
-{
-	for (int i = 0; i < nunsubs; i++)
-		if (strcmp(unsubs[i], topic) == 0)
-			return 1;
-	return 0;
-}
-
-static int64_t
-retire_at(const char *topic)
-{
-	struct store_inbox in;
-
-	if (store_inbox_get(st, topic, &in) != 1)
-		return -1;	/* gone */
-	return in.retire_at;
+	dels++;
+	last_del = *in;
 }
 
 static char dir[64], path[128];
-
-static int64_t
-add_contact(size_t i, const char *name, const char *my_inbox, int state)
-{
-	struct store_contact row;
-	struct contact *c = &contacts[i];
-	int64_t r;
-
-	memset(&row, 0, sizeof row);
-	copystr(row.name, name, sizeof row.name);
-	row.state = state;
-	memset(row.peer_pk, (int)i + 1, sizeof row.peer_pk);
-	copystr(row.my_inbox, my_inbox, sizeof row.my_inbox);
-	row.created = row.updated = 1;
-	memset(c, 0, sizeof *c);
-	c->id = store_contact_add(st, &row);
-	assert_true(c->id > 0);
-	c->state = state;
-	copystr(c->my_inbox, my_inbox, sizeof c->my_inbox);
-	if (i >= ncontacts)
-		ncontacts = i + 1;
-	r = store_inbox_add(st, my_inbox, c->id, STORE_INBOX_PAIR, 0, now_ms());
-	assert_true(r > 0 || r == STORE_EXISTS);	/* a shared inbox is there */
-	return c->id;
-}
 
 static int
 setup(void **state)
@@ -133,15 +56,20 @@ setup(void **state)
 	st = store_open(path, err, sizeof err);
 	if (st == NULL)
 		fail_msg("store_open: %s", err);
+	{
+		static const uint8_t key[STORE_KEY_BYTES] = { 1 };
+
+		if (store_set_key(st, key) != 0 || store_begin(st) != 0 ||
+		    store_seal_all(st) < 0 || store_commit(st) != 0)
+			fail_msg("sealing: %s", store_errmsg(st));
+	}
 	memset(&cfg, 0, sizeof cfg);
-	cfg.rotation.grace_ms = 60000;
 	cfg.identity.id_bits = 128;
+	cfg.cards.ttl_ms = 24 * 3600 * 1000ULL;
+	cfg.cards.one_time_ttl_ms = 7 * 24 * 3600 * 1000ULL;
 	memset(&policy, 0, sizeof policy);
 	policy.pair_inboxes = policy.rotates = policy.card_conn = 1;
-	ncontacts = 0;
-	nsubs = nunsubs = 0;
-	has_card = has_old = 0;
-	assert_int_equal(inbox_init(err, sizeof err), 0);
+	adds = dels = cards_changed = 0;
 	return 0;
 }
 
@@ -162,139 +90,231 @@ teardown(void **state)
 	return 0;
 }
 
+struct topics {
+	int	 n;
+	char	 t[8][INBOX_MAX];
+};
+
+static void
+topic_cb(const char *topic, void *arg)
+{
+	struct topics *t = arg;
+
+	if (t->n < 8)
+		copystr(t->t[t->n], topic, INBOX_MAX);
+	t->n++;
+}
+
+static struct topics
+topics_of(int64_t epoch)
+{
+	struct topics t;
+
+	memset(&t, 0, sizeof t);
+	inbox_foreach_topic(epoch, topic_cb, &t);
+	return t;
+}
+
+static void
+established(struct contact *c, const struct veil_inbox *mine)
+{
+	memset(c, 0, sizeof *c);
+	c->state = CONTACT_ESTABLISHED;
+	c->pair.role = VEIL_ROLE_RESPONDER;
+	c->pair.my_inbox = *mine;
+}
+
 /*
- * The GC keeps what a contact still writes to (and the new inbox of an
- * UPDATE awaiting its ACK), retires the rest with a grace period, extends
- * a used inbox whose grace lapsed between two passes, and the expiry
- * unsubscribes what is past its time.  Cards follow their own rules.
+ * Level 2: each contact's seed is a topic of its own in each epoch; the
+ * topic changes with the epoch and says nothing of the seed; a pending
+ * UPDATE's new seed and an old seed in its grace are held too, and what
+ * nobody writes to any more goes.
  */
 static void
-test_gc_keeps_what_is_used(void **state)
+test_contact_seeds_follow_the_contact(void **state)
 {
-	int64_t now = now_ms(), r;
-	struct store_inbox in;
+	char err[256];
+	struct contact a, b;
+	struct veil_inbox ia, ib, inew;
+	struct topics t1, t2;
+	char want[INBOX_MAX];
 
 	(void)state;
-	add_contact(0, "bob", "bob-in", CONTACT_ESTABLISHED);
-	add_contact(1, "carol", "carol-in", CONTACT_ESTABLISHED);
-	contacts[1].pair.upd_pending = 1;
-	copystr(contacts[1].upd_inbox, "carol-new", INBOX_MAX);
-	assert_true(store_inbox_add(st, "carol-new", contacts[1].id,
-	    STORE_INBOX_PAIR, 0, now) > 0);
-	assert_true(store_inbox_add(st, "orphan", 0, STORE_INBOX_PAIR, 0, now) > 0);
-	assert_true(store_inbox_add(st, "lapsed-orphan", 0, STORE_INBOX_PAIR, 0,
-	    now) > 0);
-	assert_int_equal(store_inbox_get(st, "lapsed-orphan", &in), 1);
-	assert_int_equal(store_inbox_retire(st, in.id, now - 1000), 1);
-	/* Bob's inbox was retired and its time ran out, but Bob still
-	 * writes there (the pass between GCs): it must come back. */
-	assert_int_equal(store_inbox_get(st, "bob-in", &in), 1);
-	assert_int_equal(store_inbox_retire(st, in.id, now - 500), 1);
+	assert_int_equal(inbox_init(err, sizeof err), 0);
+	assert_int_equal(adds, 0);	/* level 2: no shared seed subscribed */
+	inbox_for_contact(&ia);
+	inbox_for_contact(&ib);
+	assert_int_equal(ia.epoch, 60);
+	assert_int_equal(ia.period, 3600);
+	assert_true(sodium_memcmp(ia.seed, ib.seed, VEIL_SEED_BYTES) != 0);
+	established(&a, &ia);
+	established(&b, &ib);
+	inbox_contact_sync(&a);
+	inbox_contact_sync(&b);
+	assert_int_equal(adds, 2);
+	t1 = topics_of(100);
+	assert_int_equal(t1.n, 2);
+	assert_int_equal(veil_topic_text(ia.seed, 100, want, sizeof want), 0);
+	assert_true(strcmp(t1.t[0], want) == 0 || strcmp(t1.t[1], want) == 0);
+	t2 = topics_of(101);
+	assert_int_equal(t2.n, 2);
+	assert_true(strcmp(t1.t[0], t2.t[0]) != 0 && strcmp(t1.t[0], t2.t[1]) != 0);
+	/* a sync without change changes nothing */
+	inbox_contact_sync(&a);
+	assert_int_equal(adds, 2);
+	assert_int_equal(dels, 0);
 
-	inbox_housekeeping();
-	r = retire_at("bob-in");
-	assert_true(r >= now + 59000 && r <= now_ms() + 60000);
-	assert_int_equal(retire_at("carol-in"), 0);
-	assert_int_equal(retire_at("carol-new"), 0);
-	r = retire_at("orphan");
-	assert_true(r >= now + 59000);	/* retired, with its grace */
-	assert_false(unsubscribed("orphan"));
-	assert_int_equal(retire_at("lapsed-orphan"), -1);	/* expired */
-	assert_true(unsubscribed("lapsed-orphan"));
-	assert_false(unsubscribed("bob-in"));
-	/* the card is never the GC's */
-	assert_int_equal(retire_at(inbox_card_topic()), 0);
-
-	/* Carol's ACK came: the old inbox goes with the grace period, not
-	 * at once (her last frames may be on the way). */
-	contacts[1].pair.upd_pending = 0;
-	copystr(contacts[1].my_inbox, "carol-new", INBOX_MAX);
-	inbox_housekeeping();
-	assert_true(retire_at("carol-in") > now);
-	assert_false(unsubscribed("carol-in"));
-	assert_int_equal(retire_at("carol-new"), 0);
+	/* an UPDATE with a new seed: both, until the ACK */
+	inbox_for_contact(&inew);
+	a.pair.upd_pending = 1;
+	a.pair.upd_new = inew;
+	inbox_contact_sync(&a);
+	assert_int_equal(adds, 3);
+	assert_int_equal(topics_of(100).n, 3);
+	/* the ACK: the old seed stays for its grace, then goes */
+	a.pair.upd_pending = 0;
+	a.pair.my_inbox = inew;
+	memcpy(a.seed_prev, ia.seed, VEIL_SEED_BYTES);
+	a.seed_prev_epoch = ia.epoch;
+	a.has_seed_prev = 1;
+	a.seed_prev_until = now_ms() + 60000;
+	inbox_contact_sync(&a);
+	assert_int_equal(dels, 0);
+	assert_int_equal(topics_of(100).n, 3);
+	a.seed_prev_until = now_ms() - 1;
+	inbox_contact_sync(&a);
+	assert_int_equal(dels, 1);
+	assert_memory_equal(last_del.seed, ia.seed, VEIL_SEED_BYTES);
+	assert_int_equal(topics_of(100).n, 2);
+	/* a contact that goes takes its topics with it */
+	inbox_contact_forget(&b);
+	assert_int_equal(dels, 2);
+	assert_int_equal(topics_of(100).n, 1);
+	inbox_contact_forget(&a);
+	assert_int_equal(topics_of(100).n, 0);
 }
 
-/* At a rotation only what the rotation does not replace moves to the new
- * connection; a card with a connection of its own stays there. */
+/* Levels 1 and 3: one seed for every contact, one topic per epoch; it is
+ * held even before any contact (a request in flight needs it); level 1's
+ * is the same in every epoch. */
 static void
-test_rotate_moves_only_what_stays(void **state)
+test_shared_seed(void **state)
 {
+	char err[256];
+	struct contact a, b;
+	struct veil_inbox s1, s2;
+	struct topics t;
+
 	(void)state;
-	has_card = 1;
-	add_contact(0, "bob", "bob-in", CONTACT_ESTABLISHED);
-	add_contact(1, "carol", "carol-in", CONTACT_ESTABLISHED);
-	contacts[1].pair.upd_pending = 1;	/* not yet told of the last one */
-	add_contact(2, "dave", "dave-in", CONTACT_REQUESTED);
+	policy.pair_inboxes = 0;
+	policy.card_per_conn = 1;
+	assert_int_equal(inbox_init(err, sizeof err), 0);
+	assert_int_equal(adds, 1);
+	inbox_shared(&s1);
+	inbox_for_contact(&s2);
+	assert_memory_equal(s1.seed, s2.seed, VEIL_SEED_BYTES);
+	established(&a, &s1);
+	established(&b, &s1);
+	inbox_contact_sync(&a);
+	inbox_contact_sync(&b);
+	assert_int_equal(adds, 1);	/* counted, not subscribed again */
+	assert_int_equal(topics_of(7).n, 1);
+	/* a new shared seed: the old one stays while contacts write there */
+	assert_int_equal(inbox_reseed_shared(), 0);
+	inbox_shared(&s2);
+	assert_true(sodium_memcmp(s1.seed, s2.seed, VEIL_SEED_BYTES) != 0);
+	t = topics_of(7);
+	assert_int_equal(t.n, 2);
+	inbox_contact_forget(&a);
+	inbox_contact_forget(&b);
+	assert_int_equal(topics_of(7).n, 1);
+	assert_memory_equal(last_del.seed, s1.seed, VEIL_SEED_BYTES);
+	/* the seed survives a restart */
+	inbox_shutdown();
+	assert_int_equal(inbox_init(err, sizeof err), 0);
+	inbox_shared(&s1);
+	assert_memory_equal(s1.seed, s2.seed, VEIL_SEED_BYTES);
 
-	assert_true(inbox_subscribe_all(SUB_ROTATE) >= 4);
-	assert_int_equal(subscribed("bob-in"), -1);	/* replaced: stays old */
-	assert_int_equal(subscribed("carol-in"), CONN_CUR);
-	assert_int_equal(subscribed("dave-in"), CONN_CUR);
-	assert_int_equal(subscribed(inbox_card_topic()), -1);
-
-	nsubs = 0;
-	assert_true(inbox_subscribe_all(SUB_START) >= 4);
-	assert_int_equal(subscribed(inbox_card_topic()), CONN_CARD);
-	assert_int_equal(subscribed("bob-in"), CONN_CUR);
-
-	/* At start, an inbox in its grace period goes back to the previous
-	 * client ID when there is one. */
-	inbox_retire("bob-in", now_ms() + 30000);
-	has_old = 1;
-	nsubs = 0;
-	inbox_subscribe_all(SUB_START);
-	assert_int_equal(subscribed("bob-in"), CONN_OLD);
-	assert_true(inbox_in_grace());
-	assert_true(inbox_grace_end() >= now_ms() + 29000);
+	/* level 1: a fixed inbox */
+	inbox_shutdown();
+	policy.rotates = 0;
+	assert_int_equal(inbox_init(err, sizeof err), 0);
+	t = topics_of(5);
+	assert_int_equal(t.n, 1);
+	assert_string_equal(t.t[0], topics_of(6).t[0]);
 }
 
-/* Level 3: one shared inbox; a replaced one lives while an UPDATE
- * announcing the new one waits for its ACK. */
+/*
+ * Cards: the fixed card of levels 1 and 2; one-time cards that go with
+ * their first use, and expire unused; level 3 cards that expire, and a
+ * new one once the current one has less than half its life left.
+ */
 static void
-test_shared_inbox(void **state)
+test_cards(void **state)
 {
-	char err[256], old[INBOX_MAX];
+	char err[256], topic[INBOX_MAX];
+	struct veil_id cid, cid2, got;
+	uint64_t expires;
+	int once;
 
 	(void)state;
+	assert_int_equal(inbox_init(err, sizeof err), 0);
+	assert_true(inbox_card_topic()[0] != '\0');
+	assert_int_equal(inbox_card(0, &cid, &expires), 0);
+	assert_int_equal(expires, 0);		/* level 2: no expiry */
+	veil_id_to_text(&cid, topic, sizeof topic);
+	assert_string_equal(topic, inbox_card_topic());
+	assert_int_equal(inbox_card_live(topic, &got, &once), 1);
+	assert_int_equal(once, 0);
+	assert_true(veil_id_equal(&got, &cid));
+	assert_int_equal(inbox_card_live("not-a-card", &got, &once), 0);
+
+	cards_changed = 0;
+	assert_int_equal(inbox_card(1, &cid2, &expires), 0);
+	assert_true(cards_changed > 0);
+	veil_id_to_text(&cid2, topic, sizeof topic);
+	assert_int_equal(inbox_card_live(topic, &got, &once), 1);
+	assert_int_equal(once, 1);
+	inbox_card_consume(topic);
+	assert_int_equal(inbox_card_live(topic, &got, &once), 0);
+
+	/* level 3: cards with a life of their own */
 	inbox_shutdown();
 	policy.pair_inboxes = 0;
-	policy.card_conn = 0;
-	policy.card_rotates = 1;
+	policy.card_per_conn = 1;
+	cfg.cards.ttl_ms = 10000;
 	assert_int_equal(inbox_init(err, sizeof err), 0);
-	copystr(old, inbox_shared(), sizeof old);
-	assert_int_equal(retire_at(old), 0);
-	add_contact(0, "bob", old, CONTACT_ESTABLISHED);
-	assert_int_equal(store_inbox_add(st, "shared2", 0, STORE_INBOX_SHARED,
-	    0, now_ms()) > 0, 1);
-	assert_int_equal(store_inbox_add(st, "card2", 0, STORE_INBOX_CARD, 0,
-	    now_ms()) > 0, 1);
-	inbox_replace_shared("shared2", "card2");
-	assert_string_equal(inbox_shared(), "shared2");
-	contacts[0].pair.upd_pending = 1;
-	copystr(contacts[0].upd_inbox, "shared2", INBOX_MAX);
+	assert_int_equal(inbox_card(0, &cid, &expires), 0);
+	assert_true(expires * 1000 >= (uint64_t)now_ms() + 8000);
+	assert_int_equal(inbox_card(0, &cid2, &expires), 0);
+	assert_true(veil_id_equal(&cid, &cid2));	/* still young: the same */
+	veil_id_to_text(&cid, topic, sizeof topic);
+	/* past half its life: a new one, the old one still taken */
+	cfg.cards.ttl_ms = 30000;
+	assert_int_equal(inbox_card(0, &cid2, &expires), 0);
+	assert_false(veil_id_equal(&cid, &cid2));
+	assert_int_equal(inbox_card_live(topic, &got, &once), 1);
+	/* an expired card is no card */
+	{
+		struct store_inbox in;
 
-	nsubs = 0;
-	inbox_subscribe_all(SUB_ROTATE);
-	assert_int_equal(subscribed("shared2"), CONN_CUR);
-	assert_int_equal(subscribed(old), -1);	/* stays on the old one */
-	/* Bob still writes to the old shared inbox until his ACK */
+		assert_int_equal(store_inbox_get(st, topic, &in), 1);
+		assert_int_equal(store_inbox_retire(st, in.id, now_ms() - 1), 1);
+	}
 	inbox_housekeeping();
-	assert_int_equal(retire_at(old), 0);
-	contacts[0].pair.upd_pending = 0;
-	copystr(contacts[0].my_inbox, "shared2", INBOX_MAX);
-	inbox_housekeeping();
-	assert_true(retire_at(old) > now_ms());
+	assert_int_equal(inbox_card_live(topic, &got, &once), 0);
 }
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_gc_keeps_what_is_used, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rotate_moves_only_what_stays, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shared_inbox, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_contact_seeds_follow_the_contact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shared_seed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cards, setup, teardown),
 	};
 
+	if (veil_init() != 0)
+		return 1;
 	return cmocka_run_group_tests_name("inbox", tests, NULL, NULL);
 }

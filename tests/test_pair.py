@@ -381,7 +381,9 @@ def t_one_time(tap, w, x):
     tap.ok(ok, "the first request made with a one-time card pairs as usual",
            repr((alice.contacts(), gina.contacts())))
 
-    mark = len(m.log()) if w.transport == "mqtt" else 0
+    # mosquitto's log names each PUBLISH's topic (ejabberd's does not).
+    mosq = w.transport == "mqtt" and veil.server() == ""
+    mark = len(m.log()) if mosq else 0
     out0 = hal.status()["frames"]["out"]
     hal.ctl_ok("contact", "add", r["uri"], "--name", "Alice")
     seen = []
@@ -391,11 +393,15 @@ def t_one_time(tap, w, x):
         return hal.status()["frames"]["out"] - out0 >= 3
     tap.ok(wait_for(resent, 25), "Hal's REQUEST to the used card went out three times "
            "(retransmitted): %d frames" % (hal.status()["frames"]["out"] - out0))
-    if w.transport == "mqtt":
-        pubs = re.findall(r"Received PUBLISH from \S+ \([^)]*'%s'" % re.escape(card["cid_text"]),
-                          m.log()[mark:])
-        tap.ok(len(pubs) >= 3, "the broker got %d of Hal's frames for the one-time "
-               "card's topic" % len(pubs))
+    if mosq:
+        # (Each copy leaves on a one-shot connection of its own, which may
+        # still be connecting when the counter above moves.)
+        def pubs():
+            return re.findall(r"Received PUBLISH from \S+ \([^)]*'%s'"
+                              % re.escape(card["cid_text"]), m.log()[mark:])
+        wait_for(lambda: len(pubs()) >= 3, 15)
+        tap.ok(len(pubs()) >= 3, "the broker got %d of Hal's frames for the one-time "
+               "card's topic" % len(pubs()))
     tap.ok(not seen and hal.contacts()["Alice"]["state"] == "requested",
            "a second REQUEST to a used one-time card never becomes a contact",
            repr((seen[:1], hal.contacts())))
@@ -410,30 +416,37 @@ def t_one_time(tap, w, x):
 
 
 def t_card_expiry(tap, w, x):
-    """A level 3 card dies with its epoch plus grace (protocol.md 3);
-    a level 2 card never expires."""
+    """A level 3 card lives cards.ttl from when it is made, whatever the
+    rotation schedule (protocol.md 3, 7); a level 2 card never expires; an
+    expired card is refused."""
     m = x["m"]
     plain = veil.decode_card(x["alice"].rpc("card.get")["uri"])
     tap.ok(plain["expires"] == 0, "a level 2 card never expires (expires 0)", repr(plain))
     ivy = w.daemon("Ivy", m, accept="auto", identity={"obscurity": 3},
-                   rotation={"mean": "3s", "min": "2s", "max": "4s", "grace": "1s"})
+                   rotation={"mean": "3s", "min": "2s", "max": "4s", "grace": "1s"},
+                   cards={"ttl": "90s"})
     jack = w.daemon("Jack", m)
     t0 = time.time()
     uri = ivy.ctl_ok("card")["uri"]
+    t1 = time.time()
     card = veil.decode_card(uri)
-    tap.ok(t0 < card["expires"] <= t0 + 4 + 1 + 1,
-           "a level 3 card expires at the end of its epoch plus grace (%.1f s from "
-           "now, at most max 4 s + grace 1 s)" % (card["expires"] - t0), repr(card["expires"]))
+    tap.ok(t0 + 45 - 1 <= card["expires"] <= t1 + 90 + 1,
+           "a level 3 card expires cards.ttl (90 s) after it was made, at least half "
+           "of it ahead (%.1f s from now), not at an epoch boundary"
+           % (card["expires"] - t0), repr(card["expires"]))
     rc, out, err = jack.ctl("contact", "add", uri, "--name", "Ivy")
     tap.ok(rc == 0, "before it expires the card is taken", repr((rc, out, err)))
-    expect(lambda: time.time() >= card["expires"] + 0.2, 10, "the card's expiry time")
+    # The same card with its expiry moved into the past (and the checksum
+    # made right): what Jack would hold once it has expired.
+    stale = veil.card_with_expiry(uri, int(t0) - 1)
+    tap.ok(veil.decode_card(stale)["expires"] == int(t0) - 1, "the re-dated card decodes")
     try:
-        jack.rpc("contact.add", card=uri, name="Ivy again")
+        jack.rpc("contact.add", card=stale, name="Ivy again")
         code, msg = None, ""
     except RpcError as e:
         code, msg = e.code, e.message
     tap.ok(code == -32602 and "expired" in msg,
-           "after it the same card is refused: -32602, expired", repr((code, msg)))
+           "an expired card is refused: -32602, expired", repr((code, msg)))
     ivy.kill9()
     jack.kill9()
 
@@ -515,10 +528,20 @@ def t_error_codes(tap, w, x):
     tap.ok(code == -32005 and r.get("id") == 65,
            "a 65th waiting message.receive: -32005, the 64 before it wait", repr(r))
     tap.ok("version" in bob.rpc("status"), "closing that connection released its waiters")
+    # Codes that need a failing disk, a locked daemon or a backup file are
+    # produced and asserted by their own suites: each must hold a check
+    # comparing a reply's code with it.
+    elsewhere = {-32006: "test_damage.py", -32007: "test_atrest.py",
+                 -32008: "test_backup.py", -32009: "test_backup.py"}
+    for code, suite in elsewhere.items():
+        with open(os.path.join(SRC, "tests", suite)) as f:
+            if re.search(r"== %d\b|, %d\)" % (code, code), f.read()):
+                seen.add(code)
     documented = readme_error_codes()
     missing = [c for c in documented if c not in seen]
-    tap.ok(len(documented) >= 9 and not missing,
-           "every error code in README (%s) came back from veild" % " ".join(map(str, documented)),
+    tap.ok(len(documented) >= 13 and not missing,
+           "every error code in README (%s) came back from veild, here or in the "
+           "suite named for it" % " ".join(map(str, documented)),
            "never produced: %r" % missing)
 
 

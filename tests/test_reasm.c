@@ -454,6 +454,72 @@ test_forget(void **state)
 	veil_reasm_free(r);
 }
 
+/* Per-sender budgets: a sender flooding partial messages evicts its own,
+ * never another sender's smaller one, and a message over the sender's
+ * budget is refused. */
+static void
+test_peer_budget(void **state)
+{
+	struct veil_reasm *r;
+	uint8_t id[8][16], mine[16], body[CAP * 4], *out;
+	size_t outlen;
+	int i;
+
+	(void)state;
+	randombytes_buf(body, sizeof(body));
+	veil_msgid_new(mine);
+	for (i = 0; i < 8; i++)
+		veil_msgid_new(id[i]);
+	/* 12 fragments in all, 8 a sender, 3 messages a sender */
+	r = veil_reasm_new(12 * CAP, 100);
+	assert_int_equal(veil_reasm_limit_peer(r, 8 * CAP, 3), 0);
+	/* the honest sender's message, half there */
+	assert_int_equal(add_part(r, 1, mine, body, 2 * CAP, 0, 0, &out,
+	    &outlen), 0);
+	/* the flood: 4-fragment messages, one fragment each */
+	for (i = 0; i < 8; i++) {
+		assert_int_equal(add_part(r, 2, id[i], body, 4 * CAP, 0,
+		    (uint64_t)i + 1, &out, &outlen), 0);
+		assert_true(veil_reasm_peer_bytes(r, 2) <= 8 * CAP);
+		assert_true(veil_reasm_bytes(r) <= 12 * CAP);
+	}
+	/* the flooder kept its two latest; the honest message completes */
+	assert_int_equal(veil_reasm_peer_bytes(r, 2), 8 * CAP);
+	assert_int_equal(add_part(r, 1, mine, body, 2 * CAP, 1, 9, &out,
+	    &outlen), 1);
+	assert_memory_equal(out, body, 2 * CAP);
+	free(out);
+	/* over one sender's budget: refused, nothing evicted */
+	assert_int_equal(add_part(r, 3, mine, body, 9 * CAP, 0, 10, &out,
+	    &outlen), VEIL_ERR_TOOBIG);
+	assert_int_equal(veil_reasm_peer_bytes(r, 2), 8 * CAP);
+	/* totals reached: the largest holder loses, not the small one */
+	assert_int_equal(add_part(r, 4, id[0], body, 2 * CAP, 0, 11, &out,
+	    &outlen), 0);
+	assert_int_equal(add_part(r, 5, id[1], body, 4 * CAP, 0, 12, &out,
+	    &outlen), 0);
+	assert_int_equal(veil_reasm_peer_bytes(r, 4), 2 * CAP);
+	assert_int_equal(veil_reasm_peer_bytes(r, 2), 4 * CAP);
+	assert_true(veil_reasm_bytes(r) <= 12 * CAP);
+	/* its count limit: a fourth message of one sender evicts its first */
+	veil_reasm_forget(r, 2);
+	veil_reasm_forget(r, 4);
+	veil_reasm_forget(r, 5);
+	assert_int_equal(veil_reasm_bytes(r), 0);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(add_part(r, 6, id[i], body, 2 * CAP, 0,
+		    (uint64_t)i, &out, &outlen), 0);
+	assert_int_equal(veil_reasm_pending(r), 3);
+	assert_int_equal(add_part(r, 6, id[0], body, 2 * CAP, 1, 5, &out,
+	    &outlen), 0);	/* evicted: starts again, evicting id[1] */
+	assert_int_equal(add_part(r, 6, id[3], body, 2 * CAP, 1, 5, &out,
+	    &outlen), 1);
+	free(out);
+	/* no limits once messages are held */
+	assert_int_equal(veil_reasm_limit_peer(r, 1, 1), VEIL_ERR_INVAL);
+	veil_reasm_free(r);
+}
+
 int
 main(void)
 {
@@ -468,6 +534,7 @@ main(void)
 		cmocka_unit_test(test_oversize),
 		cmocka_unit_test(test_two_peers_same_msgid),
 		cmocka_unit_test(test_forget),
+		cmocka_unit_test(test_peer_budget),
 	};
 
 	tu_deterministic_rng("test_reasm");

@@ -1,4 +1,5 @@
-/* Tests for libproto replay: the sliding window, the tag table and the armed set of receive directions. */
+/* Tests for libproto replay and chain: the sliding window, the tag table, the armed set of receive keys, receive chains. */
+#define _GNU_SOURCE	/* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -331,7 +332,7 @@ mkdir_rx(struct veil_rxdir *d)
 
 	memset(d, 0, sizeof(*d));
 	randombytes_buf(root, sizeof(root));
-	veil_dirkey_from_root(&d->k, root);
+	assert_int_equal(veil_dirkey_from_root(&d->k, root, VEIL_DIR_I2R), VEIL_OK);
 	veil_window_init(&d->w);
 	d->live = 1;
 }
@@ -364,16 +365,47 @@ model_landmarks(uint64_t top, unsigned la, uint64_t lm[LEVELS])
 	return k;
 }
 
+/* C(j) from protocol.md 2.1: 2^48 + j * 2^32. */
+static uint64_t
+model_clock(uint64_t j)
+{
+	return (UINT64_C(1) << 48) + j * (UINT64_C(1) << 32);
+}
+
+/* The clock landmarks of d outside its regular range (>= top + la), from
+ * the definition in replay.h; those that are resync landmarks too count
+ * once, with them. */
+static unsigned
+model_clocks(const struct veil_rxdir *d, unsigned la, uint64_t cl[3])
+{
+	uint64_t lm[LEVELS], c;
+	unsigned i, j, nlm, n = 0, dup;
+
+	nlm = model_landmarks(d->w.top, la, lm);
+	for (i = 0; i < d->clk_count; i++) {
+		c = model_clock((uint64_t)d->clk_first + i);
+		for (j = 0, dup = 0; j < nlm; j++)
+			dup |= lm[j] == c;
+		if (c >= d->w.top + la && !dup)
+			cl[n++] = c;
+	}
+	return n;
+}
+
 /* Is seq in the armed set, computed from the definition in replay.h? */
 static int
 model_armed(const struct veil_rxdir *d, uint64_t seq, unsigned la)
 {
-	uint64_t top = d->w.top, lo = top > W ? top - W : 0, lm[LEVELS];
+	uint64_t top = d->w.top, lo = top > W ? top - W : 0, lm[LEVELS], cl[3];
 	unsigned i, n;
 
 	n = model_landmarks(top, la, lm);
 	for (i = 0; i < n; i++)
 		if (seq == lm[i])
+			return 1;
+	n = model_clocks(d, la, cl);
+	for (i = 0; i < n; i++)
+		if (seq == cl[i])
 			return 1;
 	if (seq < lo || seq >= top + la)
 		return 0;
@@ -409,27 +441,39 @@ check_one(struct veil_tagtab *t, const struct veil_rxdir *d, uint64_t owner,
 }
 
 /* The table holds exactly d's armed set (plus `others` entries): the
- * regular range and the landmarks, with margins around both. */
+ * regular range and the landmarks of both kinds, with margins around
+ * them (each seq looked at once). */
 static void
 check_armed(struct veil_tagtab *t, const struct veil_rxdir *d,
     uint64_t owner, unsigned la, size_t others)
 {
-	uint64_t s, lo, hi, lm[LEVELS];
-	unsigned i, nlm;
+	uint64_t s, lo, hi, pt[LEVELS + 3], seen[5 * (LEVELS + 3)];
+	unsigned i, j, npt, nseen = 0, dup;
 	size_t n = 0;
 
 	lo = d->w.top > W + 10 ? d->w.top - W - 10 : 0;
 	hi = d->w.top + la + 10;
 	for (s = lo; s < hi; s++)
 		n += check_one(t, d, owner, la, s);
-	nlm = model_landmarks(d->w.top, la, lm);
-	for (i = 0; i < nlm; i++) {
-		assert_true(lm[i] >= d->w.top + la);
-		assert_true(i == 0 || lm[i] > lm[i - 1]);
-		assert_true(lm[i] % stride(i) == 0);
-		for (s = lm[i] - 2; s <= lm[i] + 2; s++)
-			if (s >= hi)
-				n += check_one(t, d, owner, la, s);
+	npt = model_landmarks(d->w.top, la, pt);
+	for (i = 0; i < npt; i++) {
+		assert_true(pt[i] >= d->w.top + la);
+		assert_true(i == 0 || pt[i] > pt[i - 1]);
+		assert_true(pt[i] % stride(i) == 0);
+	}
+	npt += model_clocks(d, la, pt + npt);
+	for (i = 0; i < npt; i++) {
+		assert_true(pt[i] >= d->w.top + la);
+		for (s = pt[i] - 2; s <= pt[i] + 2; s++) {
+			if (s < hi)
+				continue;
+			for (j = 0, dup = 0; j < nseen; j++)
+				dup |= seen[j] == s;
+			if (dup)
+				continue;
+			seen[nseen++] = s;
+			n += check_one(t, d, owner, la, s);
+		}
 	}
 	assert_int_equal(veil_tagtab_count(t), n + others);
 }
@@ -931,124 +975,6 @@ test_resync_recovers(void **state)
 	    LM_MAX + VEIL_LOOKAHEAD + 1, 0);
 }
 
-static void
-test_clock_seq(void **state)
-{
-	(void)state;
-	assert_int_equal(veil_clock_seq(0), 0);
-	assert_true(veil_clock_seq(1) == (UINT64_C(1) << 32));
-	assert_true(veil_clock_seq(493000) == (UINT64_C(493000) << 32));
-	assert_true(veil_clock_seq(UINT32_MAX) == (UINT64_C(0xffffffff) << 32));
-	assert_int_equal(veil_clock_seq(UINT64_C(1) << 32), 0);
-}
-
-/*
- * A sender that climbed past every landmark while the receiver lost all
- * of it (the receiver's ladder cannot reach it any more) meets it at the
- * hour's clock landmark, also with an hour of skew either way, and the
- * receiver then follows with its regular lookahead.
- */
-static void
-test_clock_recovers(void **state)
-{
-	const uint64_t H = 493000;	/* 2026 in hours since 1970 */
-	struct veil_tagtab *t;
-	struct veil_rxdir d, e;
-	uint64_t n, v, o, q, s;
-	unsigned a, la = VEIL_LOOKAHEAD;
-	int skew;
-
-	(void)state;
-	for (skew = -1; skew <= 1; skew++) {
-		t = veil_tagtab_new(0);
-		mkdir_rx(&d);
-		mkdir_rx(&e);
-		assert_int_equal(veil_rx_arm(t, &d, 1, la), VEIL_OK);
-		assert_int_equal(veil_rx_arm(t, &e, 2, la), VEIL_OK);
-		assert_int_equal(veil_rx_arm_clock(t, &d, 1, H, la), VEIL_OK);
-		assert_int_equal(veil_rx_arm_clock(t, &e, 2, H, la), VEIL_OK);
-		assert_int_equal(veil_tagtab_count(t), 2 * (la + LEVELS + 3));
-		/* arming again adds nothing */
-		assert_int_equal(veil_rx_arm_clock(t, &d, 1, H, la), VEIL_OK);
-		assert_int_equal(veil_tagtab_count(t), 2 * (la + LEVELS + 3));
-		/* the ladder, every frame lost: it ends beyond the receiver */
-		n = 20;
-		for (a = 1; a <= 8; a++)
-			n = veil_resync_seq(n, a) + 1;
-		assert_true(n > (UINT64_C(1) << 20) + 1);
-		assert_int_equal(lookup(t, &d, veil_resync_seq(n, 9), &o, &q),
-		    VEIL_ERR_INVAL);
-		/* the sender's clock, skew hours off */
-		v = veil_clock_seq(H + (uint64_t)(int64_t)skew);
-		assert_true(v > n);
-		assert_int_equal(lookup(t, &d, v, &o, &q), VEIL_OK);
-		assert_int_equal(o, 1);
-		assert_true(q == v);
-		/* never the other direction's */
-		assert_int_equal(lookup(t, &e, v, &o, &q), VEIL_OK);
-		assert_int_equal(o, 2);
-		assert_int_equal(veil_rx_commit(t, &d, 1, v, la), VEIL_OK);
-		for (s = v + 1; s < v + 50; s++) {
-			assert_int_equal(lookup(t, &d, s, &o, &q), VEIL_OK);
-			assert_true(q == s);
-			assert_int_equal(veil_rx_commit(t, &d, 1, s, la), VEIL_OK);
-		}
-		/* hours off by two are not armed */
-		assert_int_equal(lookup(t, &e, veil_clock_seq(H + 2), &o, &q),
-		    VEIL_ERR_INVAL);
-		assert_int_equal(lookup(t, &e, veil_clock_seq(H - 2), &o, &q),
-		    VEIL_ERR_INVAL);
-		/* the hour moves on: what the old hour armed goes (the one
-		 * accepted, and those below the window now, too), the new
-		 * hour's above the window are armed */
-		veil_rx_disarm_clock(t, &d, 1, H, la);
-		veil_rx_disarm_clock(t, &e, 2, H, la);
-		check_armed(t, &d, 1, la, la + LEVELS);	/* e: regular only */
-		assert_int_equal(veil_rx_arm_clock(t, &d, 1, H + 1, la), VEIL_OK);
-		assert_int_equal(lookup(t, &d, veil_clock_seq(H + 2), &o, &q), VEIL_OK);
-		assert_int_equal(lookup(t, &d, veil_clock_seq(H + 1), &o, &q),
-		    skew < 1 ? VEIL_OK : VEIL_ERR_INVAL);
-		assert_int_equal(lookup(t, &d, veil_clock_seq(H), &o, &q),
-		    skew < 0 ? VEIL_OK : VEIL_ERR_INVAL);
-		veil_rx_disarm_clock(t, &d, 1, H + 1, la);
-		veil_rx_disarm(t, &d, la);
-		check_armed(t, &e, 2, la, 0);
-		veil_rx_disarm(t, &e, la);
-		assert_int_equal(veil_tagtab_count(t), 0);
-		veil_tagtab_free(t);
-	}
-}
-
-/* A clock landmark inside the regular range belongs to it: neither armed
- * twice nor taken away by the clock's disarm. */
-static void
-test_clock_in_range(void **state)
-{
-	const uint64_t H = 493000;
-	struct veil_tagtab *t;
-	struct veil_rxdir d;
-	uint64_t o, q, c = veil_clock_seq(H);
-	unsigned la = VEIL_LOOKAHEAD;
-
-	(void)state;
-	t = veil_tagtab_new(0);
-	mkdir_rx(&d);
-	d.w.top = c - 3;	/* c is in [top, top + lookahead) */
-	assert_int_equal(veil_rx_arm(t, &d, 1, la), VEIL_OK);
-	assert_int_equal(veil_rx_arm_clock(t, &d, 1, H, la), VEIL_OK);
-	/* H - 1 is below the window: only H + 1 was added */
-	check_armed(t, &d, 1, la, 1);
-	veil_rx_disarm_clock(t, &d, 1, H, la);
-	check_armed(t, &d, 1, la, 0);
-	assert_int_equal(lookup(t, &d, c, &o, &q), VEIL_OK);
-	assert_true(q == c);
-	assert_int_equal(veil_rx_arm_clock(NULL, &d, 1, H, la), VEIL_ERR_INVAL);
-	assert_int_equal(veil_rx_arm_clock(t, &d, 1, 0, la), VEIL_ERR_INVAL);
-	veil_rx_disarm(t, &d, la);
-	assert_int_equal(veil_tagtab_count(t), 0);
-	veil_tagtab_free(t);
-}
-
 /*
  * Two directions in one table with the same top, hence the same landmark
  * seqs: each tag resolves to its own owner only, a resync of one leaves
@@ -1103,6 +1029,861 @@ test_rx_landmark_owners(void **state)
 	veil_tagtab_free(t);
 }
 
+/* --- receive chains (protocol.md 2.1) -------------------------------- */
+
+#define PL 600u		/* period length of the chain tests */
+#define GR 120u		/* grace and lead */
+#define P0 UINT64_C(2000000)	/* a period in 2008 */
+
+/* D_(p+n) from D_p, written out with libsodium. */
+static void
+spec_ratchet(uint8_t out[32], const uint8_t root[32], uint64_t n)
+{
+	uint8_t t[32];
+
+	memcpy(t, root, 32);
+	while (n-- > 0)
+		crypto_kdf_derive_from_key(t, 32, 3, "veildir2", t);
+	memcpy(out, t, 32);
+}
+
+static int
+advance_at(struct veil_rxchain *c, uint64_t now)
+{
+	struct veil_clock clk = { now, GR, GR };
+
+	return veil_rxchain_advance(c, &clk, NULL, 0, 0);
+}
+
+/* Which periods the chain holds, as a bit mask relative to its period:
+ * 1 = p - 1, 2 = p, 4 = p + 1.  Also checks every slot's invariants. */
+static unsigned
+held(const struct veil_rxchain *c, const uint8_t root0[32], uint64_t q0)
+{
+	uint8_t want[32];
+	unsigned mask = 0;
+	int i;
+
+	for (i = 0; i < VEIL_RX_SLOTS; i++) {
+		const struct veil_rxdir *s = &c->slot[i];
+
+		if (!s->live) {
+			/* a slot that is not live is all zero: no key left */
+			assert_true(sodium_is_zero((const uint8_t *)s, sizeof(*s)));
+			continue;
+		}
+		assert_int_equal(s->period % VEIL_RX_SLOTS, i);
+		assert_true(s->period + 1 >= c->period && s->period <= c->period + 1);
+		assert_true(s->period >= q0);
+		spec_ratchet(want, root0, s->period - q0);
+		assert_memory_equal(s->k.root, want, 32);
+		crypto_kdf_derive_from_key(want, 32, 1, "veildir2", s->k.root);
+		assert_memory_equal(s->k.key, want, 32);
+		assert_int_equal(s->k.dir, c->dir);
+		mask |= 1u << (s->period + 1 - c->period);
+	}
+	assert_true(mask & 2);
+	return mask;
+}
+
+static void
+test_rxchain_slots(void **state)
+{
+	struct veil_rxchain c;
+	uint8_t root[32], bind[32];
+	const uint64_t s0 = P0 * PL, s1 = (P0 + 1) * PL;
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_R2I, PL, P0), VEIL_OK);
+	crypto_kdf_derive_from_key(bind, 32, 4, "veildir2", root);
+	assert_memory_equal(c.bind, bind, 32);
+	assert_int_equal(held(&c, root, P0), 2);
+
+	/* In the middle of the period: p only. */
+	assert_int_equal(advance_at(&c, s0 + 300), 0);
+	assert_int_equal(held(&c, root, P0), 2);
+	/* lead before the boundary: p + 1 comes */
+	assert_int_equal(advance_at(&c, s1 - GR - 1), 0);
+	assert_int_equal(held(&c, root, P0), 2);
+	assert_int_equal(advance_at(&c, s1 - GR), 1);
+	assert_int_equal(held(&c, root, P0), 2 | 4);
+	assert_int_equal(c.period, P0);
+	/* the boundary: p + 1 is current, p stays for the grace */
+	assert_int_equal(advance_at(&c, s1), 1);
+	assert_int_equal(c.period, P0 + 1);
+	assert_int_equal(held(&c, root, P0), 1 | 2);
+	assert_int_equal(advance_at(&c, s1 + GR - 1), 0);
+	assert_int_equal(held(&c, root, P0), 1 | 2);
+	/* grace over: p's key is gone (its slot is all zero, checked by held;
+	 * and no byte of the chain holds it) */
+	assert_int_equal(advance_at(&c, s1 + GR), 1);
+	assert_null(memmem(&c, sizeof(c), root, 32));
+	crypto_kdf_derive_from_key(bind, 32, 1, "veildir2", root);
+	assert_null(memmem(&c, sizeof(c), bind, 32));
+	crypto_kdf_derive_from_key(bind, 32, 4, "veildir2", root);
+	assert_int_equal(held(&c, root, P0), 2);
+	assert_null(veil_rxchain_find(&c, P0));
+	assert_non_null(veil_rxchain_find(&c, P0 + 1));
+	assert_memory_equal(c.bind, bind, 32);
+	veil_rxchain_wipe(&c);
+	assert_true(sodium_is_zero((const uint8_t *)&c, sizeof(c)));
+}
+
+/*
+ * A frame sealed in period p (by a sender a little behind) opens within
+ * the grace after the boundary and not after it; one sealed for p + 1 by a
+ * sender a little ahead opens within the lead.
+ */
+static void
+test_rxchain_grace_open(void **state)
+{
+	struct veil_rxchain c;
+	struct veil_txchain tx;
+	struct veil_frame_hdr h;
+	struct veil_rxdir *d;
+	uint8_t root[32], f0[512], f1[512], body[512], msgid[16];
+	const uint64_t s1 = (P0 + 1) * PL;
+	int i;
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	veil_msgid_new(msgid);
+	assert_int_equal(veil_txchain_init(&tx, root, VEIL_DIR_I2R, PL, P0), VEIL_OK);
+	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_I2R, PL, P0), VEIL_OK);
+	assert_int_equal(veil_message_seal(f0, sizeof(f0), 512, &tx.k, &tx.seq,
+	    VEIL_T_TEXT, msgid, (const uint8_t *)"p", 1), 1);
+	/* the sender's clock is ahead: it seals in p + 1 already */
+	assert_int_equal(veil_txchain_advance(&tx, s1 + 5), 1);
+	assert_int_equal(veil_message_seal(f1, sizeof(f1), 512, &tx.k, &tx.seq,
+	    VEIL_T_TEXT, msgid, (const uint8_t *)"q", 1), 1);
+
+	/* receiver before the lead: p + 1's frame cannot open yet */
+	assert_int_equal(advance_at(&c, s1 - GR - 1), 0);
+	assert_null(veil_rxchain_find(&c, P0 + 1));
+	assert_int_equal(advance_at(&c, s1 - GR), 1);
+	d = veil_rxchain_find(&c, P0 + 1);
+	assert_non_null(d);
+	assert_int_equal(veil_frame_open(f1, 512, &d->k, 0, &h, body), VEIL_OK);
+	assert_int_equal(veil_window_mark(&d->w, 0), VEIL_OK);
+
+	/* within the grace: p's frame still opens */
+	assert_int_equal(advance_at(&c, s1 + GR - 1), 1);
+	d = veil_rxchain_find(&c, P0);
+	assert_non_null(d);
+	assert_int_equal(veil_frame_open(f0, 512, &d->k, 0, &h, body), VEIL_OK);
+	assert_memory_equal(body, "p", 1);
+	/* p + 1 kept its window: seq 0 is a replay there */
+	d = veil_rxchain_find(&c, P0 + 1);
+	assert_int_equal(veil_window_check(&d->w, 0), VEIL_ERR_REPLAY);
+
+	/* after the grace: no key of the chain opens it any more */
+	assert_int_equal(advance_at(&c, s1 + GR), 1);
+	assert_null(veil_rxchain_find(&c, P0));
+	for (i = 0; i < VEIL_RX_SLOTS; i++)
+		if (c.slot[i].live)
+			assert_int_equal(veil_frame_open(f0, 512, &c.slot[i].k, 0,
+			    &h, body), VEIL_ERR_DECRYPT);
+	veil_rxchain_wipe(&c);
+	veil_txchain_wipe(&tx);
+}
+
+/* Many periods at once: only p - 1 (if in grace), p and p + 1 (if in
+ * lead) come out, derived through the ratchet. */
+static void
+test_rxchain_jump(void **state)
+{
+	struct veil_rxchain c, d;
+	uint8_t root[32];
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_I2R, PL, P0), VEIL_OK);
+	d = c;
+	/* 10 periods on, 5 s after the boundary: p - 1 in grace */
+	assert_int_equal(advance_at(&c, (P0 + 10) * PL + 5), 1);
+	assert_int_equal(c.period, P0 + 10);
+	assert_int_equal(held(&c, root, P0), 1 | 2);
+	/* 10 periods on, in the lead of the next */
+	assert_int_equal(advance_at(&d, (P0 + 11) * PL - 1), 1);
+	assert_int_equal(held(&d, root, P0), 2 | 4);
+	/* and from there one more: p + 1 becomes p with the same window */
+	d.slot[(P0 + 11) % 3].w.top = 7;
+	d.slot[(P0 + 11) % 3].w.map[0] = 1;
+	assert_int_equal(advance_at(&d, (P0 + 11) * PL), 1);
+	assert_int_equal(held(&d, root, P0), 1 | 2);
+	assert_int_equal(veil_rxchain_find(&d, P0 + 11)->w.top, 7);
+	assert_int_equal(veil_window_check(&veil_rxchain_find(&d, P0 + 11)->w, 6),
+	    VEIL_ERR_REPLAY);
+	/* the chain is one-way: nothing of the start is left anywhere */
+	for (int i = 0; i < VEIL_RX_SLOTS; i++)
+		assert_memory_not_equal(d.slot[i].k.root, root, 32);
+	veil_rxchain_wipe(&c);
+	veil_rxchain_wipe(&d);
+}
+
+/* a and b hold the same keys, periods and windows; the clock landmarks
+ * (not stored, set from the clock at each advance) may differ. */
+static void
+same_but_clocks(const struct veil_rxchain *a, const struct veil_rxchain *b)
+{
+	struct veil_rxchain x = *a, y = *b;
+	int i;
+
+	for (i = 0; i < VEIL_RX_SLOTS; i++) {
+		x.slot[i].clk_first = y.slot[i].clk_first = 0;
+		x.slot[i].clk_count = y.slot[i].clk_count = 0;
+	}
+	assert_memory_equal(&x, &y, sizeof(x));
+	sodium_memzero(&x, sizeof(x));
+	sodium_memzero(&y, sizeof(y));
+}
+
+/* A clock that goes back moves nothing: not the period, not the lead key
+ * once held (its window would be forgotten), and a passed key never
+ * comes back.  (The clock landmarks follow the clock, back too.) */
+static void
+test_rxchain_never_back(void **state)
+{
+	struct veil_rxchain c, before;
+	uint8_t root[32];
+	const uint64_t s1 = (P0 + 1) * PL;
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_I2R, PL, P0), VEIL_OK);
+	assert_int_equal(advance_at(&c, s1 - 10), 1);		/* lead */
+	veil_rxchain_find(&c, P0 + 1)->w.top = 3;
+	before = c;
+	assert_int_equal(advance_at(&c, P0 * PL), 0);
+	assert_int_equal(advance_at(&c, 0), 0);
+	same_but_clocks(&c, &before);
+	/* on to p + 2, then back to p's time */
+	assert_int_equal(advance_at(&c, (P0 + 2) * PL + 300), 1);
+	assert_int_equal(held(&c, root, P0), 2);
+	before = c;
+	assert_int_equal(advance_at(&c, s1), 0);
+	assert_int_equal(c.period, P0 + 2);
+	same_but_clocks(&c, &before);
+	assert_null(veil_rxchain_find(&c, P0));
+	assert_null(veil_rxchain_find(&c, P0 + 1));
+	/* anchored in the future (a peer clock ahead): p stays live */
+	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_I2R, PL, P0 + 5),
+	    VEIL_OK);
+	assert_int_equal(advance_at(&c, s1), 0);
+	assert_int_equal(c.period, P0 + 5);
+	assert_non_null(veil_rxchain_find(&c, P0 + 5));
+	veil_rxchain_wipe(&c);
+	veil_rxchain_wipe(&before);
+}
+
+static void
+test_rxchain_step_bound(void **state)
+{
+	struct veil_rxchain c;
+	struct veil_clock clk = { 0, 0, 0 };
+	uint8_t root[32], want[32];
+	const uint64_t max = VEIL_RATCHET_MAX_STEPS;
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_R2I, 1, 10), VEIL_OK);
+	clk.now = 10 + max + 2;
+	assert_int_equal(veil_rxchain_advance(&c, &clk, NULL, 0, 0),
+	    VEIL_ERR_RATCHET);
+	assert_int_equal(c.period, 10 + max);
+	spec_ratchet(want, root, max);
+	assert_memory_equal(veil_rxchain_find(&c, 10 + max)->k.root, want, 32);
+	assert_int_equal(veil_rxchain_advance(&c, &clk, NULL, 0, 0), 1);
+	assert_int_equal(c.period, 10 + max + 2);
+	spec_ratchet(want, want, 2);
+	assert_memory_equal(veil_rxchain_find(&c, 10 + max + 2)->k.root, want, 32);
+	veil_rxchain_wipe(&c);
+}
+
+/* How many seqs of d are armed, from the definition in replay.h. */
+static size_t
+model_count(const struct veil_rxdir *d, unsigned la)
+{
+	uint64_t top = d->w.top, lo = top > W ? top - W : 0, s, lm[LEVELS], cl[3];
+	size_t n = model_landmarks(top, la, lm) + model_clocks(d, la, cl);
+
+	for (s = lo; s < top + la; s++)
+		n += veil_window_check(&d->w, s) == VEIL_OK;
+	return n;
+}
+
+/* With a tag table, the table always holds exactly the live slots, each
+ * as owner_base + its index (plus `others` entries). */
+static void
+check_chain_armed(struct veil_tagtab *t, const struct veil_rxchain *c,
+    uint64_t base, size_t others)
+{
+	size_t total = others, n[VEIL_RX_SLOTS] = { 0 };
+	int i;
+
+	for (i = 0; i < VEIL_RX_SLOTS; i++)
+		if (c->slot[i].live)
+			total += n[i] = model_count(&c->slot[i], VEIL_LOOKAHEAD);
+	assert_int_equal(veil_tagtab_count(t), total);
+	for (i = 0; i < VEIL_RX_SLOTS; i++)
+		if (c->slot[i].live)
+			check_armed(t, &c->slot[i], base + (uint64_t)i,
+			    VEIL_LOOKAHEAD, total - n[i]);
+}
+
+static void
+test_rxchain_tags_follow(void **state)
+{
+	struct veil_tagtab *t;
+	struct veil_rxchain c, e;
+	struct veil_clock clk = { 0, GR, GR };
+	uint8_t root[32];
+	uint64_t times[] = { P0 * PL + 1, (P0 + 1) * PL - GR, (P0 + 1) * PL,
+	    (P0 + 1) * PL + GR, (P0 + 7) * PL + 3, (P0 + 8) * PL - 2,
+	    (P0 + 8) * PL + GR + 1 };
+	size_t i, other;
+
+	(void)state;
+	t = veil_tagtab_new(0);
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&e, root, VEIL_DIR_R2I, PL, P0), VEIL_OK);
+	assert_int_equal(veil_rxchain_arm(t, &e, 100, VEIL_LOOKAHEAD), VEIL_OK);
+	other = veil_tagtab_count(t);
+	assert_int_equal(other, VEIL_LOOKAHEAD + LEVELS);
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_I2R, PL, P0), VEIL_OK);
+	assert_int_equal(veil_rxchain_arm(t, &c, 8, VEIL_LOOKAHEAD), VEIL_OK);
+	for (i = 0; i < sizeof(times) / sizeof(times[0]); i++) {
+		clk.now = times[i];
+		assert_true(veil_rxchain_advance(&c, &clk, t, 8, VEIL_LOOKAHEAD) >= 0);
+		check_chain_armed(t, &c, 8, other);
+		/* a frame in the current period moves its window */
+		assert_int_equal(veil_rx_commit(t, veil_rxchain_find(&c, c.period),
+		    8 + c.period % 3, 2 * i, VEIL_LOOKAHEAD), VEIL_OK);
+		check_chain_armed(t, &c, 8, other);
+	}
+	veil_rxchain_disarm(t, &c, VEIL_LOOKAHEAD);
+	assert_int_equal(veil_tagtab_count(t), other);
+	veil_rxchain_disarm(t, &e, VEIL_LOOKAHEAD);
+	assert_int_equal(veil_tagtab_count(t), 0);
+	veil_tagtab_free(t);
+	veil_rxchain_wipe(&c);
+	veil_rxchain_wipe(&e);
+}
+
+static void
+test_rxchain_bad_args(void **state)
+{
+	struct veil_rxchain c;
+	struct veil_clock clk = { 1000, 0, 0 };
+	uint8_t root[32];
+
+	(void)state;
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&c, root, 0, PL, 1), VEIL_ERR_INVAL);
+	assert_int_equal(veil_rxchain_init(&c, root, 1, 0, 1), VEIL_ERR_INVAL);
+	assert_int_equal(veil_rxchain_init(&c, NULL, 1, PL, 1), VEIL_ERR_INVAL);
+	assert_int_equal(veil_rxchain_init(&c, root, 1, PL, UINT64_MAX / PL + 1),
+	    VEIL_ERR_INVAL);
+	assert_int_equal(veil_rxchain_advance(&c, &clk, NULL, 0, 0), VEIL_ERR_STATE);
+	assert_int_equal(veil_rxchain_init(&c, root, 1, PL, 1), VEIL_OK);
+	assert_int_equal(veil_rxchain_advance(&c, NULL, NULL, 0, 0), VEIL_ERR_INVAL);
+	/* the last representable period: no lead key beyond it */
+	assert_int_equal(veil_rxchain_init(&c, root, 1, PL, UINT64_MAX / PL),
+	    VEIL_OK);
+	clk.now = UINT64_MAX;
+	clk.lead = PL;
+	assert_int_equal(veil_rxchain_advance(&c, &clk, NULL, 0, 0), 0);
+	assert_int_equal(veil_rxchain_find(&c, UINT64_MAX / PL) != NULL, 1);
+	/* the same with one-second periods: period 2^64 - 1, no period after */
+	assert_int_equal(veil_rxchain_init(&c, root, 1, 1, UINT64_MAX), VEIL_OK);
+	assert_int_equal(veil_rxchain_advance(&c, &clk, NULL, 0, 0), 0);
+	assert_int_equal(c.slot[0].live + c.slot[1].live + c.slot[2].live, 1);
+	assert_int_equal(veil_rxchain_arm(NULL, &c, 0, 1), VEIL_ERR_INVAL);
+	veil_rxchain_wipe(&c);
+}
+
+/* --- clock landmarks (protocol.md 2.1) ------------------------------------ */
+
+#define CW 64u			/* the clock slot W, seconds */
+#define CPL 3600u		/* an hour-long key period, the default */
+#define CP0 UINT64_C(490000)	/* an hour in 2025 */
+#define CGR 120u		/* grace and lead for an hour */
+#define CBASE 8			/* owner base of the receiver's chain */
+#define CFS 512			/* frame size */
+
+static void
+test_clock_seq(void **state)
+{
+	struct veil_txchain tx;
+	uint8_t root[32];
+	uint64_t o;
+	const uint64_t st = CP0 * CPL;
+
+	(void)state;
+	assert_true(veil_clock_seq(0) == model_clock(0));
+	assert_true(veil_clock_seq(1) == model_clock(1));
+	assert_true(veil_clock_seq(40499) == model_clock(40499));
+	assert_true(veil_clock_seq(40499) < (UINT64_C(1) << 49));
+	assert_true(veil_clock_seq(UINT64_C(1) << 16) == 0);
+	assert_true(veil_clock_seq(UINT64_MAX) == 0);
+	assert_int_equal(veil_clock_landmark(model_clock(7), &o), 1);
+	assert_int_equal(o, 7);
+	assert_int_equal(veil_clock_landmark(model_clock(7) + 1, NULL), 0);
+	assert_int_equal(veil_clock_landmark(model_clock(0) - VEIL_CLOCK_STRIDE,
+	    NULL), 0);
+	assert_int_equal(veil_clock_landmark(UINT64_C(1) << 20, NULL), 0);
+	assert_int_equal(veil_clock_landmark(model_clock(UINT64_C(1) << 16),
+	    NULL), 0);
+	assert_int_equal(veil_clock_landmark(model_clock(40499), NULL), 1);
+	assert_int_equal(veil_clock_slots(1), 1);
+	assert_int_equal(veil_clock_slots(64), 1);
+	assert_int_equal(veil_clock_slots(65), 2);
+	assert_int_equal(veil_clock_slots(3600), 57);
+	assert_int_equal(veil_clock_slots(VEIL_PERIOD_MAX), 40500);
+	/* the landmarks lie beyond ordinary counting and the ladder: the
+	 * highest landmark of a direction that accepted 2^40 frames */
+	assert_true((UINT64_C(1) << 40) + LM_MAX + VEIL_LOOKAHEAD < veil_clock_seq(0));
+
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_txchain_init(&tx, root, VEIL_DIR_I2R, CPL, CP0), VEIL_OK);
+	assert_true(veil_txchain_clock_seq(&tx, st) == model_clock(0));
+	assert_true(veil_txchain_clock_seq(&tx, st + CW - 1) == model_clock(0));
+	assert_true(veil_txchain_clock_seq(&tx, st + CW) == model_clock(1));
+	assert_true(veil_txchain_clock_seq(&tx, st + CPL - 1) == model_clock(56));
+	/* a clock behind the chain's period: slot 0; past its end: the last */
+	assert_true(veil_txchain_clock_seq(&tx, st - 1000) == model_clock(0));
+	assert_true(veil_txchain_clock_seq(&tx, st + 5 * CPL) == model_clock(56));
+	/* the sender's rule: the ladder first, the clock beyond it, never
+	 * below its counter */
+	tx.seq = 1000;
+	assert_true(veil_txchain_resync(&tx, st, 0) == 1000);
+	assert_true(veil_txchain_resync(&tx, st, 1) == 1024);
+	assert_true(veil_txchain_resync(&tx, st, 5) == (UINT64_C(1) << 20));
+	/* up to the top stride the top rung reaches any receiver: at a
+	 * period's start seq 0 itself */
+	assert_true(veil_txchain_resync(&tx, st, 6) == (UINT64_C(1) << 20));
+	tx.seq = 0;
+	assert_true(veil_txchain_resync(&tx, st, 6) == 0);
+	tx.seq = UINT64_C(1) << 20;
+	assert_true(veil_txchain_resync(&tx, st, 9) == (UINT64_C(1) << 20));
+	tx.seq++;
+	assert_true(veil_txchain_resync(&tx, st, 6) == model_clock(0));
+	assert_true(veil_txchain_resync(&tx, st + 200, 99) == model_clock(3));
+	tx.seq = model_clock(3) + 1;	/* slot 3's was used */
+	assert_true(veil_txchain_resync(&tx, st + 200, 6) == tx.seq);
+	assert_true(veil_txchain_resync(&tx, st + 256, 6) == model_clock(4));
+	tx.live = 0;
+	assert_true(veil_txchain_clock_seq(&tx, st) == 0);
+	assert_true(veil_txchain_clock_seq(NULL, st) == 0);
+	veil_txchain_wipe(&tx);
+}
+
+/* One direction, sender and receiver, on one table with another
+ * direction (which must never be hit). */
+struct clink {
+	struct veil_txchain tx;
+	struct veil_rxchain rx, other;
+	struct veil_tagtab *t;
+	uint64_t last;		/* the last seq sealed, + 1 (0: none) */
+	unsigned jumps;		/* clock landmarks sealed at */
+};
+
+static void
+clink_init(struct clink *l, uint64_t now)
+{
+	struct veil_clock clk = { now, CGR, CGR };
+	uint8_t root[32];
+
+	memset(l, 0, sizeof(*l));
+	l->t = veil_tagtab_new(0);
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_txchain_init(&l->tx, root, VEIL_DIR_I2R, CPL,
+	    now / CPL), VEIL_OK);
+	assert_int_equal(veil_rxchain_init(&l->rx, root, VEIL_DIR_I2R, CPL,
+	    now / CPL), VEIL_OK);
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&l->other, root, VEIL_DIR_I2R, CPL,
+	    now / CPL), VEIL_OK);
+	assert_true(veil_rxchain_advance(&l->rx, &clk, NULL, 0, 0) >= 0);
+	assert_true(veil_rxchain_advance(&l->other, &clk, NULL, 0, 0) >= 0);
+	assert_int_equal(veil_rxchain_arm(l->t, &l->rx, CBASE, VEIL_LOOKAHEAD), VEIL_OK);
+	assert_int_equal(veil_rxchain_arm(l->t, &l->other, 100, VEIL_LOOKAHEAD),
+	    VEIL_OK);
+}
+
+static void
+clink_free(struct clink *l)
+{
+	veil_rxchain_disarm(l->t, &l->rx, VEIL_LOOKAHEAD);
+	veil_rxchain_disarm(l->t, &l->other, VEIL_LOOKAHEAD);
+	assert_int_equal(veil_tagtab_count(l->t), 0);
+	veil_tagtab_free(l->t);
+	veil_txchain_wipe(&l->tx);
+	veil_rxchain_wipe(&l->rx);
+	veil_rxchain_wipe(&l->other);
+}
+
+/* The receiver's clock moves (its sweep): keys and clock landmarks. */
+static void
+clink_rx_at(struct clink *l, uint64_t now)
+{
+	struct veil_clock clk = { now, CGR, CGR };
+
+	assert_true(veil_rxchain_advance(&l->rx, &clk, l->t, CBASE,
+	    VEIL_LOOKAHEAD) >= 0);
+	assert_true(veil_rxchain_advance(&l->other, &clk, l->t, 100,
+	    VEIL_LOOKAHEAD) >= 0);
+}
+
+/* The sender seals its attempt-th sending at its clock now into f; the
+ * seq it used.  A seq is never sealed twice under a key. */
+static uint64_t
+clink_seal(struct clink *l, uint64_t now, unsigned attempt, uint8_t f[CFS])
+{
+	uint8_t msgid[16];
+	uint64_t before = l->tx.period, seq;
+
+	assert_true(veil_txchain_advance(&l->tx, now) >= 0);
+	if (l->tx.period != before)
+		l->last = 0;
+	seq = veil_txchain_resync(&l->tx, now, attempt);
+	assert_true(seq >= l->tx.seq);
+	assert_true(l->last == 0 || seq >= l->last);
+	if (attempt > LEVELS && seq == veil_txchain_clock_seq(&l->tx, now))
+		l->jumps++;
+	l->tx.seq = seq;
+	veil_msgid_new(msgid);
+	assert_int_equal(veil_message_seal(f, CFS, CFS, &l->tx.k, &l->tx.seq,
+	    VEIL_T_TEXT, msgid, (const uint8_t *)"x", 1), 1);
+	assert_true(l->tx.seq == seq + 1);
+	l->last = seq + 1;
+	return seq;
+}
+
+/* The receiver gets f: 1 if it opened and was accepted (by the chain
+ * under test), 0 if no key expects it or the window refuses it. */
+static int
+clink_deliver(struct clink *l, const uint8_t f[CFS], uint64_t *seqp)
+{
+	struct veil_frame_hdr h;
+	struct veil_rxdir *d;
+	uint8_t tag[8], body[CFS];
+	uint64_t owner, seq;
+
+	veil_frame_tag(f, tag);
+	if (veil_tagtab_get(l->t, tag, &owner, &seq) != VEIL_OK)
+		return 0;
+	assert_true(owner >= CBASE && owner < CBASE + VEIL_RX_SLOTS);
+	d = &l->rx.slot[owner - CBASE];
+	assert_true(d->live);
+	assert_int_equal(veil_frame_open(f, CFS, &d->k, seq, &h, body), VEIL_OK);
+	if (veil_window_check(&d->w, seq) != VEIL_OK)
+		return 0;
+	assert_int_equal(veil_rx_commit(l->t, d, owner, seq, VEIL_LOOKAHEAD),
+	    VEIL_OK);
+	if (seqp != NULL)
+		*seqp = seq;
+	return 1;
+}
+
+/* The table holds the live keys of both chains exactly. */
+static void
+clink_check(struct clink *l)
+{
+	size_t n = 0;
+	int i;
+
+	for (i = 0; i < VEIL_RX_SLOTS; i++)
+		if (l->other.slot[i].live)
+			n += model_count(&l->other.slot[i], VEIL_LOOKAHEAD);
+	check_chain_armed(l->t, &l->rx, CBASE, n);
+}
+
+/*
+ * The defect of the ladder alone, and its repair.  The receiver took five
+ * frames and went away; every frame the sender sent meanwhile was lost,
+ * its five ladder rungs among them, and its counter is beyond the
+ * receiver's highest landmark L_4, where no further rung can reach.  Back,
+ * the receiver finds the sender's next retransmission after the start of
+ * a slot the sender has not jumped in yet: within W and a retransmission
+ * of its return, with the sender's clock up to W ahead or behind.  Each
+ * seq is sealed once, the landmark frame opens once (a replay is not
+ * accepted), the frames after it follow the regular lookahead, and the
+ * receiver's cost stays three tags per key.
+ */
+static void
+clock_past_ladder(int64_t skew, uint64_t away, uint64_t every)
+{
+	struct clink l;
+	uint8_t f[CFS], landmark[CFS];
+	uint64_t t0 = CP0 * CPL + 700, t, back, lm[LEVELS], seq = 0, found = 0;
+	uint64_t s, o, q;
+	unsigned a, i, jumps_away;
+
+	clink_init(&l, t0);
+	/* five frames arrive */
+	for (i = 0; i < 5; i++) {
+		clink_seal(&l, t0, 0, f);
+		assert_int_equal(clink_deliver(&l, f, NULL), 1);
+	}
+	assert_int_equal(model_landmarks(5, VEIL_LOOKAHEAD, lm), LEVELS);
+	/* away: the first sending and the five rungs (1, 2, 4, 5, 5 s
+	 * apart, as with retransmit 1 s to 5 s) are lost, with frames of
+	 * other messages between them */
+	t = t0 + 1;
+	for (a = 0; a <= LEVELS; a++) {
+		clink_seal(&l, t, a, f);
+		clink_seal(&l, t, 0, f);
+		t += a < 2 ? 1u << a : 5;
+	}
+	assert_true(l.tx.seq > lm[LEVELS - 1]);
+	/* the ladder alone cannot reach it any more (version 2's defect):
+	 * a rung at the top level is beyond every armed seq */
+	clink_rx_at(&l, t + skew);
+	for (a = LEVELS; a < LEVELS + 5; a++) {
+		s = veil_resync_seq(l.tx.seq + (a - LEVELS) * (1 << 20), a);
+		assert_int_equal(lookup(l.t, &l.rx.slot[CP0 % 3], s, &o, &q),
+		    VEIL_ERR_INVAL);
+	}
+	/* still away: retransmissions every `every` seconds, all lost, and
+	 * younger messages climbing the ladder meanwhile (a rung a second at
+	 * most, up to 2^20 each); at most one clock landmark per slot is
+	 * used, and the next slot's is still ahead */
+	jumps_away = l.jumps;
+	for (a = 0; t < t0 + away; t += every, a++) {
+		clink_seal(&l, (uint64_t)((int64_t)t + skew), LEVELS + 1, f);
+		clink_seal(&l, (uint64_t)((int64_t)t + skew), LEVELS - a % 3, f);
+	}
+	jumps_away = l.jumps - jumps_away;
+	assert_true(jumps_away + 1 >= (away - 23) / CW);
+	assert_true(jumps_away <= away / CW + 2);
+	/* back: the receiver's clock is t, the sender's t + skew */
+	back = t;
+	clink_rx_at(&l, back);
+	clink_check(&l);
+	for (; t <= back + CW + every; t += every) {
+		clink_rx_at(&l, t);
+		s = clink_seal(&l, (uint64_t)((int64_t)t + skew), LEVELS + 2, f);
+		if (clink_deliver(&l, f, &seq)) {
+			found = t;
+			memcpy(landmark, f, CFS);
+			break;
+		}
+		/* a new message meanwhile, lost the same way */
+		clink_seal(&l, (uint64_t)((int64_t)t + skew), 0, f);
+		assert_int_equal(clink_deliver(&l, f, NULL), 0);
+	}
+	assert_true(found != 0);
+	assert_true(found - back <= CW + every);
+	/* found at the clock landmark of the sender's slot */
+	assert_true(seq == s);
+	assert_true(seq == model_clock(((uint64_t)((int64_t)found + skew) -
+	    CP0 * CPL) / CW));
+	clink_check(&l);
+	/* a replay of the landmark frame is not accepted */
+	assert_int_equal(clink_deliver(&l, landmark, NULL), 0);
+	assert_int_equal(veil_window_check(&l.rx.slot[CP0 % 3].w, seq),
+	    VEIL_ERR_REPLAY);
+	/* what follows takes the regular lookahead, a retransmission the
+	 * ladder from there */
+	for (i = 0; i < 20; i++) {
+		clink_seal(&l, (uint64_t)((int64_t)t + skew), 0, f);
+		assert_int_equal(clink_deliver(&l, f, &q), 1);
+		assert_true(q == seq + 1 + i);
+	}
+	clink_seal(&l, (uint64_t)((int64_t)t + skew), 0, f);	/* lost */
+	clink_seal(&l, (uint64_t)((int64_t)t + skew), 2, f);
+	assert_int_equal(clink_deliver(&l, f, NULL), 1);
+	clink_check(&l);
+	/* at most three clock tags per key */
+	for (i = 0; i < VEIL_RX_SLOTS; i++)
+		assert_true(l.rx.slot[i].clk_count <= 3);
+	clink_free(&l);
+}
+
+static void
+test_clock_past_ladder(void **state)
+{
+	static const int64_t skews[] = { 0, 1, -1, 30, -30, 63, -63, 64, -64 };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(skews) / sizeof(skews[0]); i++) {
+		clock_past_ladder(skews[i], 200, 5);
+		clock_past_ladder(skews[i], 333, 3);
+		clock_past_ladder(skews[i], 90, 1);
+	}
+}
+
+/* A sender more than a slot off is not met by the clock (the receiver
+ * arms three slots): the bound of the skew is real. */
+static void
+test_clock_skew_bound(void **state)
+{
+	struct clink l;
+	uint8_t f[CFS];
+	uint64_t t = CP0 * CPL + 1000;
+
+	(void)state;
+	clink_init(&l, t);
+	l.tx.seq = 5000000;	/* beyond the ladder */
+	clink_rx_at(&l, t);
+	/* slot 15 at the receiver: 14, 15, 16 are armed */
+	assert_true(clink_seal(&l, t + 2 * CW, LEVELS + 1, f) == model_clock(17));
+	assert_int_equal(clink_deliver(&l, f, NULL), 0);
+	l.last = 0;
+	l.tx.seq = 5000000;
+	assert_true(clink_seal(&l, t - 2 * CW, LEVELS + 1, f) == model_clock(13));
+	assert_int_equal(clink_deliver(&l, f, NULL), 0);
+	assert_true(clink_seal(&l, t - CW, LEVELS + 1, f) == model_clock(14));
+	assert_int_equal(clink_deliver(&l, f, NULL), 1);
+	clink_free(&l);
+}
+
+/*
+ * Around a key-period boundary: a sender a little behind still seals
+ * under the old period, at its last slot's landmark, which the receiver's
+ * grace key arms; one a little ahead seals under the new period, at slot
+ * 0's, which the lead key arms once the boundary is a slot away.
+ */
+static void
+test_clock_grace_lead(void **state)
+{
+	struct clink l;
+	uint8_t f[CFS];
+	const uint64_t b = (CP0 + 1) * CPL;	/* the boundary */
+	uint64_t seq, d;
+
+	(void)state;
+	/* behind: the receiver is in p + 1 (its grace keeps p), the sender
+	 * up to W behind, still in p and beyond p's ladder */
+	for (d = 1; d <= CW; d += 7) {
+		clink_init(&l, CP0 * CPL + 5);
+		l.tx.seq = 5000000;
+		clink_rx_at(&l, b + d - 1);
+		assert_non_null(veil_rxchain_find(&l.rx, CP0));
+		assert_true(clink_seal(&l, b - 1, LEVELS + 1, f) ==
+		    model_clock(56));
+		assert_int_equal(l.tx.period, CP0);
+		assert_int_equal(clink_deliver(&l, f, &seq), 1);
+		assert_true(seq == model_clock(56));
+		clink_check(&l);
+		clink_free(&l);
+	}
+	/* ahead: the receiver is in p, holding p + 1 in its lead, the
+	 * sender up to W ahead, in p + 1 already and beyond that period's
+	 * ladder (its first frames there lost) */
+	for (d = 1; d <= CW; d += 7) {
+		clink_init(&l, CP0 * CPL + 5);
+		clink_rx_at(&l, b - d);
+		assert_non_null(veil_rxchain_find(&l.rx, CP0 + 1));
+		assert_int_equal(veil_txchain_advance(&l.tx, b), 1);
+		l.tx.seq = 5000000;
+		assert_true(clink_seal(&l, b, LEVELS + 1, f) == model_clock(0));
+		assert_int_equal(l.tx.period, CP0 + 1);
+		assert_int_equal(clink_deliver(&l, f, &seq), 1);
+		assert_true(seq == model_clock(0));
+		clink_check(&l);
+		clink_free(&l);
+	}
+	/* a retransmission beyond the ladder at a period's start is sealed
+	 * at seq 0, not at a clock landmark: the lead key's range finds it
+	 * even when the clocks are further apart than W (up to the lead) */
+	clink_init(&l, CP0 * CPL + 5);
+	l.tx.seq = 5000000;
+	clink_rx_at(&l, b - CGR);
+	assert_true(clink_seal(&l, b, LEVELS + 7, f) == 0);
+	assert_int_equal(clink_deliver(&l, f, &seq), 1);
+	assert_true(seq == 0);
+	clink_check(&l);
+	clink_free(&l);
+	/* the lead key arms slot 0 only within a slot of the boundary */
+	clink_init(&l, CP0 * CPL + 5);
+	clink_rx_at(&l, b - CW - 1);
+	assert_non_null(veil_rxchain_find(&l.rx, CP0 + 1));
+	assert_int_equal(veil_rxchain_find(&l.rx, CP0 + 1)->clk_count, 0);
+	clink_rx_at(&l, b - CW);
+	assert_int_equal(veil_rxchain_find(&l.rx, CP0 + 1)->clk_count, 1);
+	clink_check(&l);
+	/* the grace key's slots end with its period */
+	clink_rx_at(&l, b + 100);
+	assert_non_null(veil_rxchain_find(&l.rx, CP0));
+	assert_int_equal(veil_rxchain_find(&l.rx, CP0)->clk_count, 0);
+	clink_check(&l);
+	clink_free(&l);
+}
+
+/* Clock landmarks are set by the clock, not stored, and cost nothing when
+ * they stay: an advance that only moves them reports no change, arming
+ * and disarming take them along, and one inside the regular range is
+ * left to it. */
+static void
+test_clock_arming(void **state)
+{
+	struct veil_tagtab *t;
+	struct veil_rxchain c;
+	struct veil_rxdir *d;
+	struct veil_clock clk = { CP0 * CPL + 10, CGR, CGR };
+	uint8_t root[32];
+	size_t n;
+
+	(void)state;
+	t = veil_tagtab_new(0);
+	randombytes_buf(root, sizeof(root));
+	assert_int_equal(veil_rxchain_init(&c, root, VEIL_DIR_I2R, CPL, CP0), VEIL_OK);
+	assert_int_equal(veil_rxchain_arm(t, &c, 0, VEIL_LOOKAHEAD), VEIL_OK);
+	assert_int_equal(veil_tagtab_count(t), VEIL_LOOKAHEAD + LEVELS);
+	/* slot 0: slots 0 and 1 come, and it is not a change to store */
+	assert_int_equal(veil_rxchain_advance(&c, &clk, t, 0, VEIL_LOOKAHEAD), 0);
+	d = veil_rxchain_find(&c, CP0);
+	assert_int_equal(d->clk_first, 0);
+	assert_int_equal(d->clk_count, 2);
+	assert_int_equal(veil_tagtab_count(t), VEIL_LOOKAHEAD + LEVELS + 2);
+	check_chain_armed(t, &c, 0, 0);
+	/* the same slot again: nothing moves */
+	clk.now += 20;
+	assert_int_equal(veil_rxchain_advance(&c, &clk, t, 0, VEIL_LOOKAHEAD), 0);
+	assert_int_equal(veil_tagtab_count(t), VEIL_LOOKAHEAD + LEVELS + 2);
+	/* slot 1, slot 2: three slots, then one goes and one comes */
+	clk.now = CP0 * CPL + CW;
+	assert_int_equal(veil_rxchain_advance(&c, &clk, t, 0, VEIL_LOOKAHEAD), 0);
+	assert_int_equal(d->clk_count, 3);
+	check_chain_armed(t, &c, 0, 0);
+	clk.now += CW;
+	assert_int_equal(veil_rxchain_advance(&c, &clk, t, 0, VEIL_LOOKAHEAD), 0);
+	assert_int_equal(d->clk_first, 1);
+	assert_int_equal(d->clk_count, 3);
+	check_chain_armed(t, &c, 0, 0);
+	/* disarm and arm take them along */
+	veil_rxchain_disarm(t, &c, VEIL_LOOKAHEAD);
+	assert_int_equal(veil_tagtab_count(t), 0);
+	assert_int_equal(veil_rxchain_arm(t, &c, 0, VEIL_LOOKAHEAD), VEIL_OK);
+	check_chain_armed(t, &c, 0, 0);
+	n = veil_tagtab_count(t);
+	/* a window right below C(2): C(2) is in the regular range, armed
+	 * once; the window moving past C(1) and C(2) leaves only C(3) */
+	veil_rxchain_disarm(t, &c, VEIL_LOOKAHEAD);
+	d->w.top = model_clock(2) - 3;
+	assert_int_equal(veil_rxchain_arm(t, &c, 0, VEIL_LOOKAHEAD), VEIL_OK);
+	check_chain_armed(t, &c, 0, 0);
+	assert_int_equal(veil_tagtab_count(t), VEIL_LOOKAHEAD + W + LEVELS + 1);
+	assert_int_equal(veil_rx_commit(t, d, CP0 % 3, model_clock(2), VEIL_LOOKAHEAD),
+	    VEIL_OK);
+	check_chain_armed(t, &c, 0, 0);
+	/* the table only follows a change: without one, only recorded */
+	assert_int_equal(veil_rx_clock(t, d, CP0 % 3, 5, 4, VEIL_LOOKAHEAD),
+	    VEIL_ERR_INVAL);
+	assert_int_equal(veil_rx_clock(NULL, NULL, 0, 0, 0, 0), VEIL_ERR_INVAL);
+	veil_rxchain_disarm(t, &c, VEIL_LOOKAHEAD);
+	assert_int_equal(veil_tagtab_count(t), 0);
+	assert_true(n > 0);
+	/* an unpacked pair has none until its first advance */
+	veil_tagtab_free(t);
+	veil_rxchain_wipe(&c);
+}
+
 int
 main(void)
 {
@@ -1125,9 +1906,18 @@ main(void)
 		cmocka_unit_test(test_resync_seq),
 		cmocka_unit_test(test_resync_converges),
 		cmocka_unit_test(test_resync_recovers),
+		cmocka_unit_test(test_rxchain_slots),
+		cmocka_unit_test(test_rxchain_grace_open),
+		cmocka_unit_test(test_rxchain_jump),
+		cmocka_unit_test(test_rxchain_never_back),
+		cmocka_unit_test(test_rxchain_step_bound),
+		cmocka_unit_test(test_rxchain_tags_follow),
+		cmocka_unit_test(test_rxchain_bad_args),
 		cmocka_unit_test(test_clock_seq),
-		cmocka_unit_test(test_clock_recovers),
-		cmocka_unit_test(test_clock_in_range),
+		cmocka_unit_test(test_clock_past_ladder),
+		cmocka_unit_test(test_clock_skew_bound),
+		cmocka_unit_test(test_clock_grace_lead),
+		cmocka_unit_test(test_clock_arming),
 	};
 
 	tu_deterministic_rng("test_replay");

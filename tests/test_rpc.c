@@ -365,7 +365,8 @@ test_socket_mode(void **state)
 
 	assert_int_equal(lstat(sockpath, &st), 0);
 	assert_true(S_ISSOCK(st.st_mode));
-	assert_int_equal(st.st_mode & 07777, 0660);
+	/* No socket_group: the daemon's user only. */
+	assert_int_equal(st.st_mode & 07777, 0600);
 }
 
 static void
@@ -918,7 +919,7 @@ test_peer_refused(void **state)
 	/* The directory lets it through: the socket's own mode is tested. */
 	assert_int_equal(chmod(tmpdir, 0711), 0);
 	assert_int_equal(probe_run(line, sizeof(line), NULL, NULL), 0);
-	print_message("# as installed (0660): %s\n", line);
+	print_message("# as installed (0600): %s\n", line);
 	assert_string_equal(line, "connect EACCES");
 	/* Let the file mode through so that SO_PEERCRED is what refuses. */
 	assert_int_equal(chmod(sockpath, 0666), 0);
@@ -928,24 +929,48 @@ test_peer_refused(void **state)
 	assert_int_equal(control_clients(), 0);
 }
 
-/* Another uid in the socket's group, by its primary group and by a
- * supplementary one (`usermod -aG`): served (the table here has no
- * "status", so the answer is -32601, but an answer). */
-static void
-test_peer_group_member(void **state)
+/* Without socket_group the daemon's own primary group is not let in (it
+ * may be a shared one); with one, the socket is 0660 of that group and its
+ * members, by primary group and by a supplementary one (`usermod -aG`),
+ * are served (the table here has no "status", so the answer is -32601,
+ * but an answer), others refused. */
+static int
+answered(const char *line)
 {
-	char	line[512], gid[32];
+	return strncmp(line, "reply {", 7) == 0 &&
+	    strstr(line, "\"jsonrpc\":\"2.0\"") != NULL && strstr(line, "\"id\":1") != NULL;
+}
+
+static void
+test_socket_group(void **state)
+{
+	struct stat	st;
+	char		line[512], gid[32];
 
 	snprintf(gid, sizeof(gid), "%u", (unsigned)getegid());
 	assert_int_equal(chmod(tmpdir, 0711), 0);
+	assert_int_equal(lstat(sockpath, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	/* made 0666, so that only veild's own check decides */
+	assert_int_equal(chmod(sockpath, 0666), 0);
 	assert_int_equal(probe_run(line, sizeof(line), gid, NULL), 0);
-	print_message("# primary group %s: %s\n", gid, line);
-	assert_true(strncmp(line, "reply {", 7) == 0 &&
-	    strstr(line, "\"jsonrpc\":\"2.0\"") != NULL && strstr(line, "\"id\":1") != NULL);
+	print_message("# no socket_group, primary group %s: %s\n", gid, line);
+	assert_true(is_closed(line));
+	control_shutdown();
+	assert_int_equal(control_init(base, sockpath, getegid()), 0);
+	assert_int_equal(lstat(sockpath, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0660);
+	assert_int_equal(st.st_gid, getegid());
+	assert_int_equal(probe_run(line, sizeof(line), gid, NULL), 0);
+	print_message("# socket_group, primary group %s: %s\n", gid, line);
+	assert_true(answered(line));
 	assert_int_equal(probe_run(line, sizeof(line), NULL, gid), 0);
-	print_message("# supplementary group %s: %s\n", gid, line);
-	assert_true(strncmp(line, "reply {", 7) == 0 &&
-	    strstr(line, "\"jsonrpc\":\"2.0\"") != NULL && strstr(line, "\"id\":1") != NULL);
+	print_message("# socket_group, supplementary group %s: %s\n", gid, line);
+	assert_true(answered(line));
+	assert_int_equal(chmod(sockpath, 0666), 0);
+	assert_int_equal(probe_run(line, sizeof(line), NULL, NULL), 0);
+	print_message("# socket_group, not in it: %s\n", line);
+	assert_true(is_closed(line));
 }
 
 /* Whether peer_probe can be another uid here; why not in why. */
@@ -1065,8 +1090,8 @@ main(void)
 		    test_peer_refused, setup, teardown) :
 		    TU_SKIPPED("test_peer_refused", why),
 		other_uid ? (struct CMUnitTest)cmocka_unit_test_setup_teardown(
-		    test_peer_group_member, setup, teardown) :
-		    TU_SKIPPED("test_peer_group_member", why),
+		    test_socket_group, setup, teardown) :
+		    TU_SKIPPED("test_socket_group", why),
 		cmocka_unit_test_setup_teardown(test_init_paths, setup,
 		    teardown),
 	};

@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "../daemon/store.h"
+#include "../daemon/store_file.h"
 
 struct fx {
 	char	 dir[64];
@@ -60,6 +62,11 @@ teardown(void **state)
 	return 0;
 }
 
+/* The data key every test store is sealed under. */
+static const uint8_t test_key[STORE_KEY_BYTES] = { 7, 7, 7 };
+
+/* Opens, unlocks with test_key, and seals a database that is not sealed
+ * yet (a new one, or a migrated one), as veild's first unlock does. */
 static struct store *
 open_ok(struct fx *f)
 {
@@ -69,6 +76,15 @@ open_ok(struct fx *f)
 	s = store_open(f->path, err, sizeof(err));
 	if (s == NULL)
 		fail_msg("store_open: %s", err);
+	if (store_set_key(s, test_key) != 0)
+		fail_msg("store_set_key: %s", store_errmsg(s));
+	if (store_sealed(s) == 0) {
+		assert_int_equal(store_begin(s), 0);
+		if (store_seal_all(s) < 0)
+			fail_msg("store_seal_all: %s", store_errmsg(s));
+		assert_int_equal(store_commit(s), 0);
+	}
+	assert_int_equal(store_sealed(s), 1);
 	return s;
 }
 
@@ -114,7 +130,6 @@ mkcontact(struct store_contact *c, const char *name, uint8_t pkbyte)
 	snprintf(c->peer_name, sizeof(c->peer_name), "peer of %s", name);
 	memset(c->peer_pk, pkbyte, sizeof(c->peer_pk));
 	snprintf(c->peer_inbox, sizeof(c->peer_inbox), "in-%s", name);
-	snprintf(c->my_inbox, sizeof(c->my_inbox), "my-%s", name);
 	c->state = 3;
 	c->pair_len = 700;
 	memset(c->pair, pkbyte ^ 0x5a, c->pair_len);
@@ -123,11 +138,16 @@ mkcontact(struct store_contact *c, const char *name, uint8_t pkbyte)
 	c->verified = 1;
 	c->created = 1700000000123LL;
 	c->updated = 1700000000456LL;
-	snprintf(c->upd_inbox, sizeof(c->upd_inbox), "upd-%s", name);
 	memset(c->upd_msgid, pkbyte ^ 0x33, sizeof(c->upd_msgid));
 	c->has_upd_msgid = 1;
 	c->upd_prev_until = 1700000000789LL;
 	c->has_req_msgid = 0;
+	c->req_deadline = 1700000000999LL;
+	memset(c->seed_prev, pkbyte ^ 0x44, sizeof(c->seed_prev));
+	c->has_seed_prev = 1;
+	c->seed_prev_epoch = 3600;
+	c->seed_prev_until = 1700000001000LL;
+	c->heal_at = 1700000002000LL;
 }
 
 static int
@@ -163,7 +183,6 @@ assert_contact_equal(const struct store_contact *a,
 	assert_string_equal(a->peer_name, b->peer_name);
 	assert_memory_equal(a->peer_pk, b->peer_pk, sizeof(a->peer_pk));
 	assert_string_equal(a->peer_inbox, b->peer_inbox);
-	assert_string_equal(a->my_inbox, b->my_inbox);
 	assert_int_equal(a->pair_len, b->pair_len);
 	assert_memory_equal(a->pair, b->pair, a->pair_len);
 	assert_int_equal(a->agree_len, b->agree_len);
@@ -171,7 +190,6 @@ assert_contact_equal(const struct store_contact *a,
 	assert_int_equal(a->verified, b->verified);
 	assert_int_equal(a->created, b->created);
 	assert_int_equal(a->updated, b->updated);
-	assert_string_equal(a->upd_inbox, b->upd_inbox);
 	assert_int_equal(a->has_upd_msgid, b->has_upd_msgid);
 	if (a->has_upd_msgid)
 		assert_memory_equal(a->upd_msgid, b->upd_msgid, STORE_MSGID_BYTES);
@@ -179,6 +197,13 @@ assert_contact_equal(const struct store_contact *a,
 	assert_int_equal(a->has_req_msgid, b->has_req_msgid);
 	if (a->has_req_msgid)
 		assert_memory_equal(a->req_msgid, b->req_msgid, STORE_MSGID_BYTES);
+	assert_int_equal(a->req_deadline, b->req_deadline);
+	assert_int_equal(a->has_seed_prev, b->has_seed_prev);
+	if (a->has_seed_prev)
+		assert_memory_equal(a->seed_prev, b->seed_prev, STORE_SEED_BYTES);
+	assert_int_equal(a->seed_prev_epoch, b->seed_prev_epoch);
+	assert_int_equal(a->seed_prev_until, b->seed_prev_until);
+	assert_int_equal(a->heal_at, b->heal_at);
 }
 
 /* ---- open, migrations, durability ------------------------------------- */
@@ -197,7 +222,7 @@ test_open_migrates_empty(void **state)
 	umask(old);
 	assert_int_equal(stat(f->path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
-	assert_int_equal(store_meta_set_int(f->s, STORE_META_EPOCH, 1), 0);
+	assert_int_equal(store_meta_set_int(f->s, STORE_META_CLIENT_EPOCH, 1), 0);
 	snprintf(p, sizeof(p), "%s-wal", f->path);
 	assert_int_equal(stat(p, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
@@ -206,9 +231,11 @@ test_open_migrates_empty(void **state)
 	    STORE_SCHEMA_VERSION);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master "
 	    "WHERE type = 'table' AND name IN "
-	    "('meta', 'refused', 'contact', 'inbox', 'outbox', 'rx')"), 6);
+	    "('meta', 'request_seen', 'contact', 'inbox', 'outbox', 'rx')"), 6);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master "
-	    "WHERE name = 'kv'"), 0);
+	    "WHERE name IN ('kv', 'refused')"), 0);
+	/* a fresh database holds no protocol 1 contacts */
+	assert_int_equal(raw_int(f->path, "SELECT wire FROM meta"), 2);
 	/* what "committed before acknowledged" rests on (store.c) */
 	assert_int_equal(raw_int(f->path, "PRAGMA synchronous"), 2);
 	assert_int_equal(raw_int(f->path,
@@ -260,15 +287,95 @@ test_open_tightens_existing_mode(void **state)
 {
 	struct fx *f = *state;
 	struct stat st;
-	FILE *fp;
 
-	fp = fopen(f->path, "w");
-	assert_non_null(fp);
-	fclose(fp);
+	f->s = open_ok(f);
+	store_close(f->s);
 	assert_int_equal(chmod(f->path, 0644), 0);
 	f->s = open_ok(f);
 	assert_int_equal(stat(f->path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+/* A new database appears under its name only complete: what a crash
+ * left under path.new is made anew; an empty file under the name was
+ * truncated and is refused, not taken for a new database. */
+static void
+test_open_new_and_empty(void **state)
+{
+	struct fx *f = *state;
+	char tmp[160], err[512];
+	struct stat st;
+	FILE *fp;
+
+	snprintf(tmp, sizeof(tmp), "%s.new", f->path);
+	fp = fopen(tmp, "w");
+	assert_non_null(fp);
+	fputs("half a database", fp);
+	fclose(fp);
+	f->s = open_ok(f);
+	assert_int_equal(stat(tmp, &st), -1);
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_true(st.st_size >= 512);
+	assert_int_equal(store_meta_set_int(f->s, STORE_META_CLIENT_EPOCH, 7), 0);
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(truncate(f->path, 0), 0);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "is empty"));
+	assert_non_null(strstr(err, "backup"));
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_int_equal(st.st_size, 0);		/* left as it was */
+}
+
+/* Damage found at open: a file that is not a database, a truncated one,
+ * pages overwritten; each refused with what to do, nothing written. */
+static void
+test_open_damaged(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	char err[1024], name[16];
+	struct stat st;
+	uint8_t junk[4096];
+	FILE *fp;
+	int fd;
+
+	f->s = open_ok(f);
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "c%03d", i);
+		mkcontact(&c, name, (uint8_t)i);
+		assert_true(store_contact_add(f->s, &c) > 0);
+	}
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_true(st.st_size > 20 * 4096);
+
+	/* pages in the middle overwritten: quick_check */
+	memset(junk, 0xa5, sizeof(junk));
+	fd = open(f->path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), 8 * 4096), (ssize_t)sizeof(junk));
+	close(fd);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "damaged"));
+	assert_non_null(strstr(err, "backup"));
+
+	/* truncated */
+	assert_int_equal(truncate(f->path, 6 * 4096), 0);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "damaged"));
+
+	/* not a database at all */
+	fp = fopen(f->path, "w");
+	assert_non_null(fp);
+	fputs("this is not a database, but it is long enough to look like "
+	    "one: more than a hundred bytes of header, all of it wrong.\n", fp);
+	fclose(fp);
+	assert_null(store_open(f->path, err, sizeof(err)));
+	assert_non_null(strstr(err, "damaged"));
+	assert_int_equal(stat(f->path, &st), 0);
+	assert_true(st.st_size < 200);		/* not rewritten */
 }
 
 static void
@@ -298,7 +405,7 @@ test_reopen_keeps_data(void **state)
 	mkcontact(&c, "alice", 1);
 	cid = store_contact_add(f->s, &c);
 	assert_true(cid > 0);
-	assert_int_equal(store_meta_set_int(f->s, STORE_META_EPOCH, 42), 0);
+	assert_int_equal(store_meta_set_int(f->s, STORE_META_CLIENT_EPOCH, 42), 0);
 	msgid(id, 1);
 	assert_true(store_outbox_add(f->s, cid, id, 1, "hi", 2, 10, 10) > 0);
 	assert_int_equal(store_rx_add(f->s, cid, id, 1, "yo", 2, 11, NULL), 1);
@@ -312,7 +419,7 @@ test_reopen_keeps_data(void **state)
 	assert_int_equal(got.id, cid);
 	assert_contact_equal(&got, &c);
 	assert_int_equal(store_meta_get(f->s, &m), 1);
-	assert_int_equal(m.epoch, 42);
+	assert_int_equal(m.client_epoch, 42);
 	assert_int_equal(store_outbox_count(f->s, cid), 1);
 	assert_int_equal(store_rx_pending_count(f->s), 1);
 	assert_int_equal(store_rx_add(f->s, cid, id, 1, "yo", 2, 11, NULL), 0);
@@ -415,29 +522,35 @@ test_meta(void **state)
 	struct store_meta m;
 	struct store_contact c;
 	uint8_t pk[STORE_PK_BYTES], sk[STORE_PK_BYTES], gpk[STORE_PK_BYTES];
-	uint8_t gsk[STORE_PK_BYTES], frames[3000], got[3000];
+	uint8_t gsk[STORE_PK_BYTES], frames[3000], got[3000], seed[32];
 	char longtext[STORE_TOPIC_MAX + 2];
 	size_t len;
-	int64_t id;
+	int64_t id, cid;
 
 	f->s = open_ok(f);
 	/* a fresh database has the row, empty */
 	assert_int_equal(store_meta_get(f->s, &m), 1);
 	assert_string_equal(m.card_cid, "");
-	assert_int_equal(m.epoch, 0);
+	assert_int_equal(m.client_epoch, -1);
+	assert_int_equal(m.has_shared_seed, 0);
+	assert_int_equal(m.wire, 2);
 	assert_int_equal(store_identity_get(f->s, gpk, gsk), 0);
 
+	memset(seed, 0x5e, sizeof(seed));
 	assert_int_equal(store_meta_set_text(f->s, STORE_META_CARD_CID, "card"), 0);
-	assert_int_equal(store_meta_set_text(f->s, STORE_META_SHARED_INBOX, "sh"), 0);
 	assert_int_equal(store_meta_set_text(f->s, STORE_META_CLIENT_ID, "c1"), 0);
-	assert_int_equal(store_meta_set_text(f->s, STORE_META_CLIENT_ID_PREV, "c0"), 0);
 	assert_int_equal(store_meta_set_text(f->s, STORE_META_CARD_CLIENT_ID, "cc"), 0);
-	assert_int_equal(store_meta_set_int(f->s, STORE_META_EPOCH, -5), 0);
-	assert_int_equal(store_meta_set_int(f->s, STORE_META_ROTATION_NEXT,
+	assert_int_equal(store_meta_set_int(f->s, STORE_META_CLIENT_EPOCH,
 	    INT64_MAX - 1), 0);
-	/* a text setter for a number, a number setter for text, bad values */
-	assert_int_equal(store_meta_set_text(f->s, STORE_META_EPOCH, "1"), -1);
+	assert_int_equal(store_meta_set_blob(f->s, STORE_META_SHARED_SEED, seed,
+	    sizeof(seed)), 0);
+	/* a setter of the wrong kind, bad values */
+	assert_int_equal(store_meta_set_text(f->s, STORE_META_CLIENT_EPOCH, "1"), -1);
 	assert_int_equal(store_meta_set_int(f->s, STORE_META_CLIENT_ID, 1), -1);
+	assert_int_equal(store_meta_set_blob(f->s, STORE_META_SHARED_SEED, seed,
+	    31), -1);
+	assert_int_equal(store_meta_set_blob(f->s, STORE_META_CLIENT_ID, seed,
+	    32), -1);
 	assert_int_equal(store_meta_set_text(f->s, STORE_META_COUNT, "x"), -1);
 	assert_int_equal(store_meta_set_text(f->s, STORE_META_CLIENT_ID, NULL), -1);
 	memset(longtext, 't', sizeof(longtext) - 1);
@@ -447,12 +560,16 @@ test_meta(void **state)
 	reopen(f);
 	assert_int_equal(store_meta_get(f->s, &m), 1);
 	assert_string_equal(m.card_cid, "card");
-	assert_string_equal(m.shared_inbox, "sh");
 	assert_string_equal(m.client_id, "c1");
-	assert_string_equal(m.client_id_prev, "c0");
 	assert_string_equal(m.card_client_id, "cc");
-	assert_int_equal(m.epoch, -5);
-	assert_true(m.rotation_next == INT64_MAX - 1);
+	assert_true(m.client_epoch == INT64_MAX - 1);
+	assert_int_equal(m.has_shared_seed, 1);
+	assert_memory_equal(m.shared_seed, seed, sizeof(seed));
+	/* a corrupt seed is an error, not a short seed */
+	raw_exec(f->path, "PRAGMA ignore_check_constraints = 1; "
+	    "UPDATE meta SET shared_seed = x'0102'");
+	assert_int_equal(store_meta_get(f->s, &m), -1);
+	raw_exec(f->path, "UPDATE meta SET shared_seed = NULL");
 
 	for (unsigned i = 0; i < sizeof(pk); i++) {
 		pk[i] = i;
@@ -467,12 +584,22 @@ test_meta(void **state)
 	raw_exec(f->path, "UPDATE meta SET identity_sk = NULL");
 	assert_int_equal(store_identity_get(f->s, gpk, gsk), -1);
 
-	/* refused keys */
-	assert_int_equal(store_refused_has(f->s, pk), 0);
-	assert_int_equal(store_refused_add(f->s, pk), 0);
-	assert_int_equal(store_refused_add(f->s, pk), 0);	/* idempotent */
-	assert_int_equal(store_refused_has(f->s, pk), 1);
-	assert_int_equal(store_refused_has(f->s, sk), 0);
+	/* processed requests, by transcript; the contact may go first */
+	mkcontact(&c, "req", 7);
+	cid = store_contact_add(f->s, &c);
+	assert_true(cid > 0);
+	assert_int_equal(store_request_seen_get(f->s, pk, &id), 0);
+	assert_int_equal(store_request_seen_add(f->s, pk, cid, 1000), 0);
+	assert_int_equal(store_request_seen_add(f->s, pk, 0, 2000), 0); /* kept */
+	assert_int_equal(store_request_seen_add(f->s, sk, 0, 5000), 0);
+	assert_int_equal(store_request_seen_get(f->s, pk, &id), 1);
+	assert_int_equal(id, cid);
+	assert_int_equal(store_contact_delete(f->s, cid, 1), 1);
+	assert_int_equal(store_request_seen_get(f->s, pk, &id), 1);
+	assert_int_equal(id, 0);		/* the transcript outlives it */
+	assert_int_equal(store_request_seen_prune(f->s, 3000), 1);
+	assert_int_equal(store_request_seen_get(f->s, pk, &id), 0);
+	assert_int_equal(store_request_seen_get(f->s, sk, &id), 1);
 
 	/* accept frames live in the contact's row and die with it */
 	mkcontact(&c, "alice", 1);
@@ -547,22 +674,15 @@ raw_kv(const char *path, const char *key, uint8_t *out, size_t outlen)
 	return n;
 }
 
-static int64_t
-be64(const uint8_t b[8])
-{
-	uint64_t u = 0;
-
-	for (int i = 0; i < 8; i++)
-		u = u << 8 | b[i];
-	return (int64_t)u;
-}
-
 /*
- * Migration 2 from a real database written by veild with schema 1
+ * Migrations 2 and 3 from a real database written by veild with schema 1
  * (tests/fixtures/store-v1.db: Alice with an established contact whose
  * UPDATE is pending, an accepted one with its ACCEPT frames kept, a
  * requested one, a refused key and a one-time card), plus one family the
- * run did not leave behind, added here: upd.prev_until.
+ * run did not leave behind, added here: upd.prev_until.  What migration 3
+ * drops (wire protocol 1's inbox names, epoch counters, refused keys) is
+ * checked gone; what survives, checked equal.  The contacts it holds are
+ * protocol 1's: wire = 1, which veild refuses to run on.
  */
 static void
 test_migrate_v1_fixture(void **state)
@@ -580,9 +700,12 @@ test_migrate_v1_fixture(void **state)
 	    "x'0000018BCFE5B9C8')");
 	assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 1);
 	f->s = open_ok(f);
-	assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 2);
+	assert_int_equal(raw_int(f->path, "PRAGMA user_version"),
+	    STORE_SCHEMA_VERSION);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master "
-	    "WHERE name IN ('kv', 'contact_my_inbox')"), 0);
+	    "WHERE name IN ('kv', 'refused', 'contact_my_inbox')"), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master "
+	    "WHERE name = 'request_seen'"), 1);
 
 	/* Read what the fixture held from a second copy that stays v1. */
 	snprintf(text, sizeof(text), "%s.v1", f->path);
@@ -601,28 +724,20 @@ test_migrate_v1_fixture(void **state)
 	assert_string_equal(m.field, (char *)v);			\
 } while (0)
 	SAME_TEXT("card.cid", card_cid);
-	SAME_TEXT("inbox.shared", shared_inbox);
 	SAME_TEXT("client.id", client_id);
-	SAME_TEXT("client.id.prev", client_id_prev);
 	SAME_TEXT("client.card_id", card_client_id);
 #undef SAME_TEXT
-	assert_int_equal(raw_kv(text, "rotation.epoch", v, sizeof(v)), 8);
-	assert_int_equal(m.epoch, be64(v));
-	assert_true(m.epoch > 0);
-	assert_int_equal(raw_kv(text, "rotation.next", v, sizeof(v)), 8);
-	assert_int_equal(m.rotation_next, be64(v));
+	assert_int_equal(m.wire, 1);		/* protocol 1 contacts */
+	assert_int_equal(m.has_shared_seed, 0);
 
 	/* contact 1: its UPDATE pending, plus the synthetic deadline */
 	assert_int_equal(store_contact_get_by_id(f->s, 1, &c), 1);
-	n = raw_kv(text, "upd.inbox:1", v, sizeof(v) - 1);
-	assert_true(n > 0);
-	v[n] = '\0';
-	assert_string_equal(c.upd_inbox, (char *)v);
 	assert_int_equal(raw_kv(text, "upd.msgid:1", v, sizeof(v)), 16);
 	assert_int_equal(c.has_upd_msgid, 1);
 	assert_memory_equal(c.upd_msgid, v, 16);
 	assert_int_equal(c.upd_prev_until, 0x18BCFE5B9C8LL);
 	assert_int_equal(c.has_req_msgid, 0);
+	assert_int_equal(c.has_seed_prev, 0);
 	assert_true(c.pair_len > 0);
 
 	/* contact 2: accepted, its ACCEPT frames kept */
@@ -637,31 +752,11 @@ test_migrate_v1_fixture(void **state)
 	assert_int_equal(raw_kv(text, "req.msgid:3", v, sizeof(v)), 16);
 	assert_int_equal(c.has_req_msgid, 1);
 	assert_memory_equal(c.req_msgid, v, 16);
-	assert_string_equal(c.upd_inbox, "");
 
-	/* the refused key: the hex after "rejected:" in the v1 key */
-	{
-		sqlite3 *db;
-		sqlite3_stmt *q;
-		const char *k;
-		size_t blen;
-
-		assert_int_equal(sqlite3_open(text, &db), SQLITE_OK);
-		assert_int_equal(sqlite3_prepare_v2(db, "SELECT key FROM kv WHERE "
-		    "key LIKE 'rejected:%'", -1, &q, NULL), SQLITE_OK);
-		assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-		k = (const char *)sqlite3_column_text(q, 0);
-		snprintf(key, sizeof(key), "%s", k + 9);
-		sqlite3_finalize(q);
-		sqlite3_close(db);
-		assert_int_equal(sodium_hex2bin(pk, sizeof(pk), key, strlen(key),
-		    NULL, &blen, NULL), 0);
-		assert_int_equal(blen, 32);
-		assert_int_equal(store_refused_has(f->s, pk), 1);
-		pk[0] ^= 1;
-		assert_int_equal(store_refused_has(f->s, pk), 0);
-	}
-	/* the one-time card: its inbox row is marked, the others not */
+	/* only card inboxes stay; the one-time card is marked, the fixed
+	 * one not */
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM inbox "
+	    "WHERE kind <> 1"), 0);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM inbox "
 	    "WHERE one_time = 1"), 1);
 	{
@@ -704,7 +799,6 @@ test_contacts(void **state)
 	mkcontact(&a, "alice", 1);
 	mkcontact(&b, "bob", 2);
 	b.pair_len = 0;			/* not agreed yet: no pair */
-	b.my_inbox[0] = '\0';
 	ida = store_contact_add(f->s, &a);
 	idb = store_contact_add(f->s, &b);
 	assert_true(ida > 0);
@@ -748,8 +842,6 @@ test_contacts(void **state)
 	memset(a.pair, 0x11, a.pair_len);
 	a.agree_len = 0;
 	a.verified = 0;
-	snprintf(a.my_inbox, sizeof(a.my_inbox), "shared");
-	a.upd_inbox[0] = '\0';
 	a.has_upd_msgid = 0;
 	a.upd_prev_until = 0;
 	a.has_req_msgid = 1;
@@ -945,7 +1037,6 @@ test_many_contacts(void **state)
 		/* inserted out of name order so the listing has to sort */
 		snprintf(name, sizeof(name), "c%05u", (i * 7919) % 10000);
 		mkcontact(&c, name, i & 0xff);
-		snprintf(c.my_inbox, sizeof(c.my_inbox), "inbox%u", i);
 		if (store_contact_add(f->s, &c) <= 0)
 			fail_msg("add %u: %s", i, store_errmsg(f->s));
 	}
@@ -1332,6 +1423,491 @@ test_rx(void **state)
 	assert_int_equal(store_rx_add(f->s, b, id, 1, NULL, 0, 1, NULL), 1);
 }
 
+
+/* ---- encryption at rest ------------------------------------------------ */
+
+/* A blob column as stored, copied out behind the store's back. */
+static size_t
+raw_blob(const char *path, const char *sql, uint8_t *out, size_t cap)
+{
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	size_t n = 0;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+	if (sqlite3_step(q) == SQLITE_ROW) {
+		n = (size_t)sqlite3_column_bytes(q, 0);
+		assert_true(n <= cap);
+		memcpy(out, sqlite3_column_blob(q, 0), n);
+	}
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return n;
+}
+
+static int
+file_has(const char *path, const void *needle, size_t n)
+{
+	uint8_t *buf;
+	FILE *f;
+	long len;
+	int hit = 0;
+
+	if ((f = fopen(path, "rb")) == NULL)
+		return 0;
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)len + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	for (long i = 0; i + (long)n <= len && !hit; i++)
+		hit = memcmp(buf + i, needle, n) == 0;
+	free(buf);
+	return hit;
+}
+
+/* Secrets go to disk sealed; with the key they read back; a value copied
+ * to another row or column does not open; without the key nothing
+ * secret is read or written; a wrong key is refused. */
+static void
+test_sealed_on_disk(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact a, b, got;
+	struct store_meta m;
+	uint8_t pk[32], sk[32], skgot[32], blob[2048], id[STORE_MSGID_BYTES];
+	static const uint8_t wrong[STORE_KEY_BYTES] = { 8 };
+	char wal[160], err[256];
+	int64_t ida, idb;
+	size_t n;
+
+	f->s = open_ok(f);
+	memset(pk, 0x11, sizeof(pk));
+	memset(sk, 0x5c, sizeof(sk));
+	assert_int_equal(store_identity_set(f->s, pk, sk), 0);
+	assert_int_equal(store_meta_set_blob(f->s, STORE_META_SHARED_SEED, sk,
+	    sizeof(sk)), 0);
+	mkcontact(&a, "a", 1);
+	mkcontact(&b, "b", 2);
+	assert_true((ida = store_contact_add(f->s, &a)) > 0);
+	assert_true((idb = store_contact_add(f->s, &b)) > 0);
+	msgid(id, 3);
+	assert_true(store_outbox_add(f->s, ida, id, 1, "PLAINBODY-OUT", 13, 1,
+	    1) > 0);
+	assert_int_equal(store_rx_add(f->s, ida, id, 1, "PLAINBODY-RX", 12, 1,
+	    NULL), 1);
+	n = raw_blob(f->path, "SELECT identity_sk FROM meta", blob, sizeof(blob));
+	assert_int_equal(n, 32 + 41);
+	n = raw_blob(f->path, "SELECT pair FROM contact WHERE name = 'a'", blob,
+	    sizeof(blob));
+	assert_int_equal(n, a.pair_len + 41);
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	assert_false(file_has(f->path, a.pair, 64));
+	assert_false(file_has(wal, a.pair, 64));
+	assert_false(file_has(f->path, sk, sizeof(sk)));
+	assert_false(file_has(wal, sk, sizeof(sk)));
+	assert_false(file_has(wal, "PLAINBODY", 9));
+	assert_false(file_has(f->path, "PLAINBODY", 9));
+	assert_int_equal(store_identity_get(f->s, pk, skgot), 1);
+	assert_memory_equal(skgot, sk, sizeof(sk));
+
+	/* a's sealed pair copied into b's row: b no longer reads */
+	store_close(f->s);
+	f->s = NULL;
+	raw_exec(f->path, "UPDATE contact SET pair = (SELECT pair FROM contact "
+	    "WHERE name = 'a') WHERE name = 'b'");
+	f->s = open_ok(f);
+	assert_int_equal(store_contact_get_by_id(f->s, ida, &got), 1);
+	assert_int_equal(store_contact_get_by_id(f->s, idb, &got), -1);
+	assert_non_null(strstr(store_errmsg(f->s), "moved from another row"));
+	/* the pair moved into the agree column of its own row: no either */
+	store_close(f->s);
+	f->s = NULL;
+	raw_exec(f->path, "UPDATE contact SET pair = NULL, agree = pair "
+	    "WHERE name = 'a'; DELETE FROM contact WHERE name = 'b'");
+	f->s = open_ok(f);
+	assert_int_equal(store_contact_get_by_id(f->s, ida, &got), -1);
+
+	/* without the key: locked */
+	store_close(f->s);
+	f->s = store_open(f->path, err, sizeof(err));
+	assert_non_null(f->s);
+	assert_int_equal(store_sealed(f->s), 1);
+	assert_int_equal(store_has_key(f->s), 0);
+	assert_int_equal(store_identity_get(f->s, pk, skgot), -1);
+	assert_non_null(strstr(store_errmsg(f->s), "locked"));
+	assert_int_equal(store_meta_get(f->s, &m), -1);
+	assert_int_equal(store_identity_set(f->s, pk, sk), -1);
+	assert_int_equal(store_set_key(f->s, wrong), -1);
+	assert_non_null(strstr(store_errmsg(f->s), "wrong data key"));
+	assert_int_equal(store_has_key(f->s), 0);
+	assert_int_equal(store_set_key(f->s, test_key), 0);
+	assert_int_equal(store_identity_get(f->s, pk, skgot), 1);
+	/* sealing twice is refused */
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_seal_all(f->s), -1);
+	assert_int_equal(store_rollback(f->s), 0);
+}
+
+/* A plaintext database (schema 4, never sealed) sealed in place: every
+ * secret value changes form and reads back the same; VACUUM leaves no
+ * free page and an empty WAL. */
+static void
+test_seal_all_and_vacuum(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c, got;
+	struct store *s;
+	uint8_t pk[32], sk[32], skgot[32], id[STORE_MSGID_BYTES], blob[2048];
+	char err[256], wal[160];
+	struct stat st;
+	int64_t cid;
+	size_t n;
+
+	/* Plaintext rows, written the way schema 3 held them. */
+	s = store_open(f->path, err, sizeof(err));
+	assert_non_null(s);
+	store_close(s);
+	memset(sk, 0x6b, sizeof(sk));
+	raw_exec(f->path, "UPDATE meta SET identity_pk = zeroblob(32), "
+	    "identity_sk = x'6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b"
+	    "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b';"
+	    "INSERT INTO contact (id, name, state, peer_pk, pair, created, "
+	    "updated) VALUES (1, 'p', 4, zeroblob(32), x'0102030405060708', 1, 1);"
+	    "INSERT INTO outbox (contact_id, msgid, type, body, created, "
+	    "next_try) VALUES (1, x'00000000000000000000000000000001', 1, "
+	    "CAST('PLAINOUT' AS BLOB), 1, 1);"
+	    "INSERT INTO rx (contact_id, msgid, type, body, received_at) "
+	    "VALUES (1, x'00000000000000000000000000000002', 1, "
+	    "CAST('PLAINRX' AS BLOB), 1);"
+	    "DELETE FROM rx WHERE 0;");
+	f->s = store_open(f->path, err, sizeof(err));
+	assert_non_null(f->s);
+	assert_int_equal(store_sealed(f->s), 0);
+	assert_int_equal(store_set_key(f->s, test_key), 0);
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_seal_all(f->s), 4);	/* sk, pair, 2 bodies */
+	assert_int_equal(store_commit(f->s), 0);
+	assert_int_equal(store_sealed(f->s), 1);
+	assert_int_equal(store_vacuum(f->s), 0);
+	assert_int_equal(raw_int(f->path, "PRAGMA freelist_count"), 0);
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	assert_true(stat(wal, &st) != 0 || st.st_size == 0);
+	assert_false(file_has(f->path, "PLAINOUT", 8));
+	assert_false(file_has(f->path, "PLAINRX", 7));
+	assert_false(file_has(f->path, sk, sizeof(sk)));
+	n = raw_blob(f->path, "SELECT pair FROM contact", blob, sizeof(blob));
+	assert_int_equal(n, 8 + 41);
+	assert_int_equal(store_identity_get(f->s, pk, skgot), 1);
+	assert_memory_equal(skgot, sk, sizeof(sk));
+	assert_int_equal(store_contact_get_by_id(f->s, 1, &got), 1);
+	assert_int_equal(got.pair_len, 8);
+	assert_memory_equal(got.pair, "\1\2\3\4\5\6\7\10", 8);
+	assert_int_equal(store_rx_pending_count(f->s), 1);
+	/* and it goes on as a sealed database */
+	reopen(f);
+	mkcontact(&c, "q", 3);
+	assert_true((cid = store_contact_add(f->s, &c)) > 1);
+	msgid(id, 7);
+	assert_true(store_outbox_add(f->s, cid, id, 1, "x", 1, 1, 1) > 0);
+}
+
+static int
+wrap_count(const struct store_wrap *w, void *arg)
+{
+	(void)w;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int
+keep_passphrase(const struct store_wrap *w, void *arg)
+{
+	(void)arg;
+	return w->kind == STORE_WRAP_PASSPHRASE;
+}
+
+static void
+test_vault_rows(void **state)
+{
+	struct fx *f = *state;
+	struct store_wrap w;
+	int n = 0;
+
+	f->s = open_ok(f);
+	memset(&w, 0, sizeof(w));
+	w.kind = STORE_WRAP_PASSPHRASE;
+	w.opslimit = 2;
+	w.memlimit = 1 << 20;
+	memset(w.wrapped, 1, sizeof(w.wrapped));
+	assert_int_equal(store_wrap_put(f->s, &w), 0);
+	memset(w.wrapped, 2, sizeof(w.wrapped));
+	assert_int_equal(store_wrap_put(f->s, &w), 0);	/* replaces */
+	w.kind = STORE_WRAP_KEY;
+	memset(w.key_id, 3, sizeof(w.key_id));
+	assert_int_equal(store_wrap_put(f->s, &w), 0);
+	memset(w.key_id, 4, sizeof(w.key_id));
+	assert_int_equal(store_wrap_put(f->s, &w), 0);
+	assert_int_equal(store_wrap_list(f->s, wrap_count, &n), 3);
+	assert_int_equal(store_wrap_prune(f->s, keep_passphrase, NULL), 2);
+	n = 0;
+	assert_int_equal(store_wrap_list(f->s, wrap_count, &n), 1);
+	w.kind = 7;
+	assert_int_equal(store_wrap_put(f->s, &w), -1);
+}
+
+static void
+test_reset_state(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	struct store_reset r, g;
+	int64_t id;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "r", 1);
+	assert_true((id = store_contact_add(f->s, &c)) > 0);
+	assert_int_equal(store_contact_reset_get(f->s, id, &g), 1);
+	assert_int_equal(g.due, 0);
+	assert_int_equal(g.mine_len, 0);
+	assert_int_equal(store_contact_resets(f->s, (int (*)(int64_t, void *))
+	    (void *)wrap_count, NULL), 0);
+	memset(&r, 0, sizeof(r));
+	r.due = 1;
+	r.mine_len = 100;
+	memset(r.mine, 0x42, r.mine_len);
+	r.seen_t = 77;
+	r.has_seen = 1;
+	memset(r.seen, 9, sizeof(r.seen));
+	r.ack_len = 96;		/* it holds our inbox seed for the pair */
+	memset(r.ack, 0xa8, r.ack_len);
+	assert_int_equal(store_contact_reset_set(f->s, id, &r), 1);
+	assert_int_equal(store_contact_reset_set(f->s, id + 99, &r), 0);
+	reopen(f);
+	assert_int_equal(store_contact_reset_get(f->s, id, &g), 1);
+	assert_memory_equal(&g, &r, sizeof(g));
+	assert_false(file_has(f->path, r.mine, 64));	/* sealed */
+	assert_false(file_has(f->path, r.ack, 64));	/* sealed too */
+	r.mine_len = STORE_RESET_MAX + 1;
+	assert_int_equal(store_contact_reset_set(f->s, id, &r), -1);
+}
+
+struct rows {
+	struct store_outbox	 o[4];
+	struct store_rx_row	 r[4];
+	uint8_t			 body[4][16];
+	int			 no, nr;
+};
+
+static int
+keep_o(const struct store_outbox *o, void *arg)
+{
+	struct rows *x = arg;
+
+	x->o[x->no] = *o;
+	memcpy(x->body[x->no], o->body, o->body_len);
+	x->o[x->no].body = x->body[x->no];
+	x->no++;
+	return 0;
+}
+
+static int
+keep_r(const struct store_rx_row *r, void *arg)
+{
+	struct rows *x = arg;
+
+	x->r[x->nr++] = *r;
+	x->r[x->nr - 1].body = NULL;
+	return 0;
+}
+
+/* Every row out (a dump) and in again (a restore) as it was. */
+static void
+test_dump_and_load(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c, got;
+	struct store_rx_row rr;
+	struct rows x;
+	uint8_t id[STORE_MSGID_BYTES];
+	int64_t cid;
+
+	f->s = open_ok(f);
+	assert_int_equal(store_unused(f->s), 1);
+	mkcontact(&c, "d", 1);
+	c.id = 42;
+	assert_int_equal(store_load_contact(f->s, &c), 0);
+	assert_int_equal(store_unused(f->s), 0);
+	assert_int_equal(store_contact_get_by_id(f->s, 42, &got), 1);
+	assert_contact_equal(&got, &c);
+	c.id = 0;
+	assert_int_equal(store_load_contact(f->s, &c), -1);
+	cid = 42;
+	memset(&x, 0, sizeof(x));
+	msgid(id, 1);
+	assert_true(store_outbox_add(f->s, cid, id, 1, "out", 3, 5, 6) > 0);
+	assert_int_equal(store_outbox_all(f->s, keep_o, &x), 1);
+	assert_int_equal(x.o[0].body_len, 3);
+	memset(&rr, 0, sizeof(rr));
+	rr.contact_id = cid;
+	msgid(rr.msgid, 2);
+	rr.type = 1;
+	rr.body = (const uint8_t *)"in";
+	rr.body_len = 2;
+	rr.received_at = 9;
+	assert_int_equal(store_load_rx(f->s, &rr), 0);
+	msgid(rr.msgid, 3);
+	rr.taken = 1;
+	assert_int_equal(store_load_rx(f->s, &rr), -1);	/* taken: no body */
+	rr.body = NULL;
+	rr.body_len = 0;
+	assert_int_equal(store_load_rx(f->s, &rr), 0);
+	assert_int_equal(store_rx_all(f->s, keep_r, &x), 2);
+	assert_int_equal(x.r[0].taken, 0);
+	assert_int_equal(x.r[1].taken, 1);
+	assert_int_equal(store_rx_pending_count(f->s), 1);
+	/* into a second store, as a restore does */
+	x.o[0].attempts = 3;
+	x.o[0].contact_id = 43;
+	assert_true(store_load_outbox(f->s, &x.o[0]) < 0);	/* no contact 43 */
+	assert_int_equal(store_outbox_ack(f->s, cid, id, NULL), 1);
+	x.o[0].contact_id = cid;
+	assert_int_equal(store_load_outbox(f->s, &x.o[0]), 0);
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(store_outbox_all(f->s, keep_o, &x), 1);
+	assert_int_equal(x.o[0].attempts, 3);
+	assert_memory_equal(x.body[0], "out", 3);
+}
+
+/* What an app acknowledges by message ID, and what counts against a
+ * contact's quotas. */
+static void
+test_rx_ack_usage(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	uint8_t id[STORE_MSGID_BYTES], body[3000];
+	int64_t a, b, rows = -1, bytes = -1;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "alice", 1);
+	a = store_contact_add(f->s, &c);
+	mkcontact(&c, "bob", 2);
+	b = store_contact_add(f->s, &c);
+	memset(body, 'x', sizeof(body));
+
+	assert_int_equal(store_rx_pending_any(f->s), 0);
+	assert_int_equal(store_rx_usage(f->s, a, &rows, &bytes), 0);
+	assert_int_equal(rows, 0);
+	assert_int_equal(bytes, 0);
+	for (int i = 1; i <= 3; i++) {
+		msgid(id, (uint8_t)i);
+		assert_int_equal(store_rx_add(f->s, a, id, 1, body,
+		    (size_t)i * 1000, i, NULL), 1);
+	}
+	msgid(id, 9);
+	assert_int_equal(store_rx_add(f->s, b, id, 1, body, 10, 9, NULL), 1);
+	assert_int_equal(store_rx_pending_any(f->s), 1);
+	assert_int_equal(store_rx_usage(f->s, a, &rows, &bytes), 0);
+	assert_int_equal(rows, 3);
+	assert_int_equal(bytes, 6000);
+	assert_int_equal(store_rx_usage(f->s, b, &rows, &bytes), 0);
+	assert_int_equal(rows, 1);
+	assert_int_equal(bytes, 10);
+
+	/* acknowledged by message ID: taken once, then a no-op */
+	msgid(id, 2);
+	assert_int_equal(store_rx_take_msgid(f->s, id), 1);
+	assert_int_equal(store_rx_take_msgid(f->s, id), 0);
+	msgid(id, 77);
+	assert_int_equal(store_rx_take_msgid(f->s, id), 0);
+	assert_int_equal(store_rx_usage(f->s, a, &rows, &bytes), 0);
+	assert_int_equal(rows, 2);
+	assert_int_equal(bytes, 4000);
+	/* still a duplicate for the sender's copies */
+	msgid(id, 2);
+	assert_int_equal(store_rx_add(f->s, a, id, 1, body, 2000, 5, NULL), 0);
+	for (uint8_t i = 1; i <= 9; i++) {
+		msgid(id, i);
+		store_rx_take_msgid(f->s, id);
+	}
+	assert_int_equal(store_rx_pending_any(f->s), 0);
+
+	/* the outbox's share of a contact */
+	assert_int_equal(store_outbox_usage(f->s, a, &rows, &bytes), 0);
+	assert_int_equal(rows, 0);
+	assert_int_equal(bytes, 0);
+	msgid(id, 1);
+	assert_int_equal(store_outbox_add(f->s, a, id, 1, body, 1234, 1, 1) > 0, 1);
+	msgid(id, 2);
+	assert_int_equal(store_outbox_add(f->s, a, id, 1, body, 66, 1, 1) > 0, 1);
+	assert_int_equal(store_outbox_usage(f->s, a, &rows, &bytes), 0);
+	assert_int_equal(rows, 2);
+	assert_int_equal(bytes, 1300);
+	assert_int_equal(store_outbox_usage(f->s, b, &rows, &bytes), 0);
+	assert_int_equal(rows, 0);
+}
+
+/* Send keys: found by key, bound to contact and message, gone with the
+ * contact, pruned by age. */
+static void
+test_sendkeys(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	struct store_sendkey k, got;
+	char big[STORE_SENDKEY_MAX + 1];
+	int64_t a, b;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "alice", 1);
+	a = store_contact_add(f->s, &c);
+	mkcontact(&c, "bob", 2);
+	b = store_contact_add(f->s, &c);
+	memset(&k, 0, sizeof(k));
+	k.contact_id = a;
+	msgid(k.msgid, 1);
+	memset(k.digest, 0xd1, sizeof(k.digest));
+	k.created = 1000;
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 0);
+	assert_int_equal(store_sendkey_add(f->s, "k1", 2, &k), 0);
+	assert_int_equal(store_sendkey_add(f->s, "k1", 2, &k), STORE_EXISTS);
+	/* bytes, not C strings: "k1\0" is another key */
+	assert_int_equal(store_sendkey_get(f->s, "k1\0", 3, &got), 0);
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 1);
+	assert_int_equal(got.contact_id, a);
+	assert_memory_equal(got.msgid, k.msgid, STORE_MSGID_BYTES);
+	assert_memory_equal(got.digest, k.digest, STORE_DIGEST_BYTES);
+	assert_int_equal(got.created, 1000);
+	/* bounds */
+	memset(big, 'x', sizeof(big));
+	assert_int_equal(store_sendkey_add(f->s, big, sizeof(big), &k), -1);
+	assert_int_equal(store_sendkey_add(f->s, big, 0, &k), -1);
+	assert_int_equal(store_sendkey_add(f->s, big, STORE_SENDKEY_MAX, &k), 0);
+	assert_int_equal(store_sendkey_get(f->s, big, STORE_SENDKEY_MAX, &got), 1);
+	/* survives a reopen */
+	reopen(f);
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 1);
+	/* one of bob's goes with bob */
+	k.contact_id = b;
+	k.created = 5000;
+	msgid(k.msgid, 2);
+	assert_int_equal(store_sendkey_add(f->s, "k2", 2, &k), 0);
+	assert_int_equal(store_contact_delete(f->s, b, 6000), 1);
+	assert_int_equal(store_sendkey_get(f->s, "k2", 2, &got), 0);
+	/* prune by age: k1 and the big one (1000) go, a newer one stays */
+	k.contact_id = a;
+	k.created = 3000;
+	assert_int_equal(store_sendkey_add(f->s, "k3", 2, &k), 0);
+	assert_int_equal(store_sendkey_prune(f->s, 2000), 2);
+	assert_int_equal(store_sendkey_get(f->s, "k1", 2, &got), 0);
+	assert_int_equal(store_sendkey_get(f->s, "k3", 2, &got), 1);
+	assert_int_equal(store_sendkey_prune(f->s, 2000), 0);
+}
+
 /* Error strings name the failure, never the data. */
 static void
 test_errors_hold_no_data(void **state)
@@ -1360,6 +1936,111 @@ test_errors_hold_no_data(void **state)
 	assert_string_equal(store_errmsg(NULL), "no store");
 }
 
+/* Transfers both ways, chunks seen once, the outbox rows of a file, and
+ * everything gone with its contact. */
+static int
+count_files(const struct store_file *f, void *arg)
+{
+	(void)f;
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void
+wire_cb(const uint8_t msgid[STORE_MSGID_BYTES], void *arg)
+{
+	(void)msgid;
+	(*(int *)arg)++;
+}
+
+static void
+test_files(void **state)
+{
+	struct fx *f = *state;
+	struct store_contact c;
+	struct store_file a, b;
+	uint8_t x1[16], x2[16], m1[16], m2[16], got[16];
+	int64_t id, idx;
+	int n = 0;
+
+	f->s = open_ok(f);
+	mkcontact(&c, "alice", 1);
+	c.created = c.updated = 1000;
+	id = store_contact_add(f->s, &c);
+	assert_true(id > 0);
+	memset(x1, 1, 16);
+	memset(x2, 2, 16);
+	memset(m1, 3, 16);
+	memset(m2, 4, 16);
+
+	memset(&a, 0, sizeof a);
+	a.dir = STORE_FILE_OUT;
+	a.contact_id = id;
+	memcpy(a.xfer, x1, 16);
+	snprintf(a.name, sizeof a.name, "photo.jpg");
+	a.size = 5000000000ULL;	/* past 32 bits */
+	memset(a.hash, 9, 32);
+	a.chunk = 64715;
+	a.state = 1;
+	snprintf(a.path, sizeof a.path, "/home/a/photo.jpg");
+	a.created = a.updated = 2000;
+	assert_int_equal(store_file_add(f->s, &a), 1);
+	assert_int_equal(store_file_add(f->s, &a), 0);
+	b = a;
+	b.dir = STORE_FILE_IN;
+	b.path[0] = '\0';
+	assert_int_equal(store_file_add(f->s, &b), 1);
+	assert_int_equal(store_file_add(f->s, &b), 0);
+
+	memset(&b, 0, sizeof b);
+	assert_int_equal(store_file_get(f->s, STORE_FILE_OUT, 0, x1, &b), 1);
+	assert_true(b.size == 5000000000ULL && b.chunk == 64715 && b.state == 1);
+	assert_string_equal(b.name, "photo.jpg");
+	assert_string_equal(b.path, "/home/a/photo.jpg");
+	assert_memory_equal(b.hash, a.hash, 32);
+	assert_int_equal(store_file_get(f->s, STORE_FILE_IN, id + 1, x1, &b), 0);
+	assert_int_equal(store_file_get(f->s, STORE_FILE_OUT, 0, x2, &b), 0);
+
+	b = a;
+	b.next = 7;
+	b.done = 5;
+	b.state = 3;
+	b.status = 4;
+	b.updated = 3000;
+	assert_int_equal(store_file_update(f->s, &b), 1);
+	assert_int_equal(store_file_get(f->s, STORE_FILE_OUT, 0, x1, &b), 1);
+	assert_true(b.next == 7 && b.done == 5 && b.state == 3 && b.status == 4 &&
+	    b.updated == 3000);
+
+	assert_int_equal(store_file_chunk_add(f->s, id, x1, 0), 1);
+	assert_int_equal(store_file_chunk_add(f->s, id, x1, 0), 0);
+	assert_int_equal(store_file_chunk_add(f->s, id, x1, 1), 1);
+	/* A chunk needs its transfer. */
+	assert_int_equal(store_file_chunk_add(f->s, id, x2, 0), -1);
+	assert_int_equal(store_file_chunk_clear(f->s, id, x1), 0);
+	assert_int_equal(store_file_chunk_add(f->s, id, x1, 0), 1);
+
+	assert_int_equal(store_file_wire_add(f->s, m1, x1, 0), 0);
+	assert_int_equal(store_file_wire_add(f->s, m2, x1, -1), 0);
+	assert_int_equal(store_file_wire_take(f->s, m1, got, &idx), 1);
+	assert_memory_equal(got, x1, 16);
+	assert_true(idx == 0);
+	assert_int_equal(store_file_wire_take(f->s, m1, got, &idx), 0);
+	assert_int_equal(store_file_wire_add(f->s, m1, x1, 3), 0);
+	assert_int_equal(store_file_wire_drain(f->s, x1, wire_cb, &n), 2);
+	assert_int_equal(n, 2);
+	assert_int_equal(store_file_wire_take(f->s, m2, got, &idx), 0);
+
+	n = 0;
+	assert_int_equal(store_file_list(f->s, count_files, &n), 2);
+	assert_int_equal(n, 2);
+	assert_int_equal(store_contact_delete(f->s, id, 5000), 1);
+	n = 0;
+	assert_int_equal(store_file_list(f->s, count_files, &n), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM file_chunk"), 0);
+	assert_int_equal(store_file_delete(f->s, STORE_FILE_OUT, 0, x1), 0);
+}
+
 int
 main(void)
 {
@@ -1368,6 +2049,8 @@ main(void)
 		T(test_open_migrates_empty),
 		T(test_open_synchronous_full),
 		T(test_open_tightens_existing_mode),
+		T(test_open_new_and_empty),
+		T(test_open_damaged),
 		T(test_open_bad_path),
 		T(test_reopen_keeps_data),
 		T(test_newer_version_refused),
@@ -1384,7 +2067,15 @@ main(void)
 		T(test_inboxes),
 		T(test_outbox),
 		T(test_rx),
+		T(test_rx_ack_usage),
+		T(test_sendkeys),
+		T(test_files),
 		T(test_errors_hold_no_data),
+		T(test_sealed_on_disk),
+		T(test_seal_all_and_vacuum),
+		T(test_vault_rows),
+		T(test_reset_state),
+		T(test_dump_and_load),
 #undef T
 	};
 

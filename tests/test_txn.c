@@ -27,12 +27,27 @@ struct store *eng_store(void) { return st; }
 struct event_base *eng_base(void) { return base; }
 
 void
-publish_direct(const char *inbox, const uint8_t *frames, int n)
+publish_direct(int64_t epoch, const char *topic, const uint8_t *frames, int n)
 {
+	(void)epoch;
 	(void)frames;
 	(void)n;
 	assert_true(npublished < 64);
-	copystr(published[npublished++], inbox, INBOX_MAX);
+	copystr(published[npublished++], topic, INBOX_MAX);
+}
+
+/* eng_store_result: what txn.c told the engine about the disk. */
+static int store_ok, store_failed;
+
+const char *engine_store_problem(void) { return NULL; }
+
+void
+eng_store_result(int ok)
+{
+	if (ok)
+		store_ok++;
+	else
+		store_failed++;
 }
 
 static char dir[64], path[128];
@@ -49,10 +64,18 @@ setup(void **state)
 	st = store_open(path, err, sizeof err);
 	if (st == NULL)
 		fail_msg("store_open: %s", err);
+	{
+		static const uint8_t key[STORE_KEY_BYTES] = { 1 };
+
+		if (store_set_key(st, key) != 0 || store_begin(st) != 0 ||
+		    store_seal_all(st) < 0 || store_commit(st) != 0)
+			fail_msg("sealing: %s", store_errmsg(st));
+	}
 	base = event_base_new();
 	assert_non_null(base);
 	cfg.frames.size = 256;
 	npublished = 0;
+	store_ok = store_failed = 0;
 	return 0;
 }
 
@@ -83,7 +106,7 @@ committed_epoch(void)
 	int64_t v = -1;
 
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT epoch FROM meta", -1,
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT client_epoch FROM meta", -1,
 	    &q, NULL), SQLITE_OK);
 	if (sqlite3_step(q) == SQLITE_ROW)
 		v = sqlite3_column_int64(q, 0);
@@ -110,14 +133,14 @@ test_alone_commits_at_once(void **state)
 {
 	(void)state;
 	assert_int_equal(txn_begin(), 0);
-	assert_int_equal(store_meta_set_int(st, STORE_META_EPOCH, 7), 0);
-	txn_publish("a", frame, 1);
+	assert_int_equal(store_meta_set_int(st, STORE_META_CLIENT_EPOCH, 7), 0);
+	txn_publish(0, "a", frame, 1);
 	assert_int_equal(npublished, 0);	/* never before the commit */
 	assert_int_equal(txn_commit(), 0);
 	assert_int_equal(npublished, 1);
 	assert_int_equal(committed_epoch(), 7);
 	/* outside a transaction, a frame leaves at once */
-	txn_publish("b", frame, 1);
+	txn_publish(0, "b", frame, 1);
 	assert_int_equal(npublished, 2);
 	after_commit(after, NULL);
 	assert_int_equal(fired, 1);
@@ -133,19 +156,19 @@ test_group_commits_on_the_loop(void **state)
 	fired = fired_ok = 0;
 	assert_int_equal(txn_init(), 0);
 	assert_int_equal(txn_begin(), 0);
-	assert_int_equal(store_meta_set_int(st, STORE_META_EPOCH, 1), 0);
-	txn_publish("one", frame, 1);
+	assert_int_equal(store_meta_set_int(st, STORE_META_CLIENT_EPOCH, 1), 0);
+	txn_publish(0, "one", frame, 1);
 	assert_int_equal(txn_commit(), 0);
 	assert_int_equal(txn_begin(), 0);
-	assert_int_equal(store_meta_set_int(st, STORE_META_EPOCH, 2), 0);
-	txn_publish("two", frame, 1);
+	assert_int_equal(store_meta_set_int(st, STORE_META_CLIENT_EPOCH, 2), 0);
+	txn_publish(0, "two", frame, 1);
 	assert_int_equal(txn_commit(), 0);
 	after_commit(after, NULL);
 	/* not durable yet: nothing left, nothing answered */
 	assert_int_equal(store_in_transaction(st), 1);
 	assert_int_equal(npublished, 0);
 	assert_int_equal(fired, 0);
-	assert_int_equal(committed_epoch(), 0);
+	assert_int_equal(committed_epoch(), -1);	/* the default */
 	event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 	assert_int_equal(store_in_transaction(st), 0);
 	assert_int_equal(committed_epoch(), 2);
@@ -154,6 +177,14 @@ test_group_commits_on_the_loop(void **state)
 	assert_string_equal(published[1], "two");
 	assert_int_equal(fired, 1);
 	assert_int_equal(fired_ok, 1);
+	/* a commit that wrote tells the engine the disk takes changes; one
+	 * that wrote nothing proves nothing and says nothing */
+	assert_int_equal(store_ok, 1);
+	assert_int_equal(txn_begin(), 0);
+	assert_int_equal(txn_commit(), 0);
+	assert_int_equal(txn_flush(), 0);
+	assert_int_equal(store_ok, 1);
+	assert_int_equal(store_failed, 0);
 }
 
 /* A failing path undoes its own bracket only: its writes and its frames. */
@@ -163,14 +194,14 @@ test_rollback_undoes_one_bracket(void **state)
 	(void)state;
 	assert_int_equal(txn_init(), 0);
 	assert_int_equal(txn_begin(), 0);
-	assert_int_equal(store_meta_set_int(st, STORE_META_EPOCH, 10), 0);
-	txn_publish("outer", frame, 1);
+	assert_int_equal(store_meta_set_int(st, STORE_META_CLIENT_EPOCH, 10), 0);
+	txn_publish(0, "outer", frame, 1);
 	assert_int_equal(txn_begin(), 0);
-	assert_int_equal(store_meta_set_int(st, STORE_META_EPOCH, 11), 0);
-	txn_publish("inner", frame, 1);
-	txn_publish("inner2", frame, 1);
+	assert_int_equal(store_meta_set_int(st, STORE_META_CLIENT_EPOCH, 11), 0);
+	txn_publish(0, "inner", frame, 1);
+	txn_publish(0, "inner2", frame, 1);
 	assert_int_equal(txn_rollback(), 0);
-	txn_publish("outer2", frame, 1);
+	txn_publish(0, "outer2", frame, 1);
 	assert_int_equal(txn_commit(), 0);
 	assert_int_equal(txn_flush(), 0);
 	assert_int_equal(committed_epoch(), 10);
@@ -192,7 +223,7 @@ test_long_burst_commits_early(void **state)
 	assert_int_equal(txn_init(), 0);
 	for (i = 0; i < 600; i++) {
 		assert_int_equal(txn_begin(), 0);
-		assert_int_equal(store_meta_set_int(st, STORE_META_EPOCH, i), 0);
+		assert_int_equal(store_meta_set_int(st, STORE_META_CLIENT_EPOCH, i), 0);
 		assert_int_equal(txn_commit(), 0);
 		if (!store_in_transaction(st) && flushed_at < 0)
 			flushed_at = i;

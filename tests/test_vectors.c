@@ -1,4 +1,4 @@
-/* Known-answer vectors: libveil reproduces tests/vectors/v1.txt, and the file agrees with docs/protocol.md. */
+/* Known-answer vectors: libveil reproduces tests/vectors/v2.txt, and the file agrees with docs/protocol.md. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,9 +18,8 @@
 #ifndef VECTORS_DIR
 #define VECTORS_DIR "tests/vectors"
 #endif
-#define VECTORS_FILE VECTORS_DIR "/v1.txt"
+#define VECTORS_FILE VECTORS_DIR "/v2.txt"
 #define MAX_LINES 256
-#define FRAME_AD "veil-frame-v1"
 
 struct kv {
 	char *name;
@@ -195,19 +194,45 @@ hash3(uint8_t out[32], const uint8_t *k, const void *a, size_t alen,
 }
 
 static void
-spec_nonce(uint8_t out[24], const uint8_t nkey[32], uint64_t seq)
+be_put(uint8_t *p, uint64_t v, int n)
 {
-	uint8_t be[8];
+	for (int i = n - 1; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
 
-	for (int i = 7; i >= 0; i--, seq >>= 8)
-		be[i] = (uint8_t)seq;
-	crypto_generichash(out, 24, be, sizeof(be), nkey, 32);
+/* tag(seq) = first 8 bytes of BLAKE2b-128(key = nkey, u64(seq)). */
+static void
+spec_tag(uint8_t out[8], const uint8_t nkey[32], uint64_t seq)
+{
+	uint8_t be[8], h[16];
+
+	be_put(be, seq, 8);
+	crypto_generichash(h, 16, be, sizeof(be), nkey, 32);
+	memcpy(out, h, 8);
+}
+
+/* D_(p+n) from D_p. */
+static void
+spec_ratchet(uint8_t out[32], const uint8_t root[32], uint64_t n)
+{
+	uint8_t t[32];
+
+	memcpy(t, root, 32);
+	while (n-- > 0)
+		kdf(t, t, 3, "veildir2");
+	memcpy(out, t, 32);
 }
 
 static uint16_t
 be16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t
+be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static uint64_t
@@ -228,7 +253,7 @@ struct hdr {
 	const uint8_t *body;
 };
 
-/* Parses a decrypted plaintext per protocol.md §2, checking the padding. */
+/* Parses a decrypted plaintext per protocol.md 2, checking the padding. */
 static void
 spec_plain(struct hdr *h, const uint8_t *p, size_t plen)
 {
@@ -248,25 +273,38 @@ spec_plain(struct hdr *h, const uint8_t *p, size_t plen)
 		assert_int_equal(p[i], 0);
 }
 
-/* Opens an AEAD frame from the file with the spec's key and nonce rules. */
+/*
+ * Opens an AEAD frame from the file with the spec's rules: its first 8
+ * bytes are tag(seq), its first 24 the nonce, the AD
+ * "veil-frame-v2" || u8 dir || u32 frame_size; key and nkey from root.
+ */
 static void
-spec_open(const char *frame_name, const uint8_t root[32], uint64_t seq, uint8_t *plain,
-    struct hdr *h)
+spec_open(const char *frame_name, const uint8_t root[32], uint8_t dir, uint64_t seq,
+    uint8_t *plain, struct hdr *h)
 {
-	uint8_t frame[VECTORS_FRAME], key[32], nkey[32], nonce[24];
+	uint8_t frame[VECTORS_FRAME], key[32], nkey[32], tag[8], ad[18];
 	unsigned long long plen;
 
 	assert_int_equal(fbytes(frame_name, frame, sizeof(frame)), VECTORS_FRAME);
-	kdf(key, root, 1, "veildir1");
-	kdf(nkey, root, 2, "veildir1");
-	spec_nonce(nonce, nkey, seq);
-	assert_memory_equal(frame, nonce, 24);
+	kdf(key, root, 1, "veildir2");
+	kdf(nkey, root, 2, "veildir2");
+	spec_tag(tag, nkey, seq);
+	assert_memory_equal(frame, tag, 8);
+	memcpy(ad, "veil-frame-v2", 13);
+	ad[13] = dir;
+	be_put(ad + 14, VECTORS_FRAME, 4);
 	assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &plen, NULL,
-	    frame + 24, VECTORS_FRAME - 24, (const uint8_t *)FRAME_AD, strlen(FRAME_AD),
-	    nonce, key), 0);
+	    frame + 24, VECTORS_FRAME - 24, ad, sizeof(ad), frame, key), 0);
 	assert_int_equal(plen, VECTORS_FRAME - 40);
 	spec_plain(h, plain, (size_t)plen);
 	assert_int_equal(h->seq, seq);
+	/* The other direction's AD does not open it. */
+	ad[13] = (uint8_t)(3 - dir);
+	assert_int_not_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &plen,
+	    NULL, frame + 24, VECTORS_FRAME - 24, ad, sizeof(ad), frame, key), 0);
+	ad[13] = dir;
+	assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &plen, NULL,
+	    frame + 24, VECTORS_FRAME - 24, ad, sizeof(ad), frame, key), 0);
 }
 
 static void
@@ -279,12 +317,26 @@ spec_open_box(const char *frame_name, const uint8_t pk[32], const uint8_t sk[32]
 	assert_int_equal(crypto_box_seal_open(plain, frame, VECTORS_FRAME, pk, sk), 0);
 	spec_plain(h, plain, VECTORS_FRAME - 48);
 	assert_int_equal(h->seq, 0);
+	/* only a single REQUEST frame travels sealed */
+	assert_int_equal(h->type, 0x10);
+	assert_int_equal(h->cnt, 1);
 }
 
 static void
 b64u(char *out, size_t outlen, const uint8_t *in, size_t n)
 {
 	sodium_bin2base64(out, outlen, in, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+static void
+unb64u(uint8_t out[32], const char *s)
+{
+	const char *end = NULL;
+	size_t n = 0;
+
+	assert_int_equal(sodium_base642bin(out, 32, s, strlen(s), NULL, &n, &end,
+	    sodium_base64_VARIANT_URLSAFE_NO_PADDING), 0);
+	assert_int_equal(n, 32);
 }
 
 /* ---- regeneration ------------------------------------------------------ */
@@ -347,7 +399,7 @@ static void
 test_spec_dirkey(void **state)
 {
 	static const uint64_t seqs[] = { 0, 1, UINT64_C(1) << 32 };
-	uint8_t root[32], key[32], nkey[32], want[32], nonce[24], fnonce[24], ftag[8];
+	uint8_t root[32], key[32], nkey[32], want[32], tag[8], ftag[8];
 	char name[64];
 
 	(void)state;
@@ -355,21 +407,24 @@ test_spec_dirkey(void **state)
 	fkey("dirkey.root", root);
 	for (int i = 0; i < 32; i++)
 		assert_int_equal(root[i], i);
-	kdf(key, root, 1, "veildir1");
-	kdf(nkey, root, 2, "veildir1");
+	kdf(key, root, 1, "veildir2");
+	kdf(nkey, root, 2, "veildir2");
 	fkey("dirkey.key", want);
 	assert_memory_equal(key, want, 32);
 	fkey("dirkey.nkey", want);
 	assert_memory_equal(nkey, want, 32);
 	for (size_t i = 0; i < 3; i++) {
-		spec_nonce(nonce, nkey, seqs[i]);
-		snprintf(name, sizeof(name), "dirkey.nonce.%llu", (unsigned long long)seqs[i]);
-		assert_int_equal(fbytes(name, fnonce, sizeof(fnonce)), 24);
-		assert_memory_equal(nonce, fnonce, 24);
+		spec_tag(tag, nkey, seqs[i]);
 		snprintf(name, sizeof(name), "dirkey.tag.%llu", (unsigned long long)seqs[i]);
 		assert_int_equal(fbytes(name, ftag, sizeof(ftag)), 8);
-		assert_memory_equal(nonce, ftag, 8);
+		assert_memory_equal(tag, ftag, 8);
 	}
+	kdf(key, root, 3, "veildir2");
+	fkey("dirkey.next", want);
+	assert_memory_equal(key, want, 32);
+	kdf(key, root, 4, "veildir2");
+	fkey("dirkey.bind", want);
+	assert_memory_equal(key, want, 32);
 }
 
 static void
@@ -383,7 +438,8 @@ test_spec_aead_frame(void **state)
 	file_present();
 	fkey("dirkey.root", root);
 	assert_int_equal(fu64("aead.size"), VECTORS_FRAME);
-	spec_open("aead.frame", root, fu64("aead.seq"), plain, &h);
+	assert_int_equal(fu64("aead.dir"), 1);
+	spec_open("aead.frame", root, 1, fu64("aead.seq"), plain, &h);
 	assert_int_equal(h.type, 0x01);
 	assert_int_equal(h.idx, 0);
 	assert_int_equal(h.cnt, 1);
@@ -411,8 +467,6 @@ test_spec_sealed_frame(void **state)
 	assert_memory_equal(pk, fpk, 32);
 	assert_memory_equal(sk, fsk, 32);
 	spec_open_box("seal.frame", pk, sk, plain, &h);
-	assert_int_equal(h.type, 0x10);
-	assert_int_equal(h.cnt, 1);
 	assert_int_equal(fbytes("seal.msgid", msgid, sizeof(msgid)), 16);
 	assert_memory_equal(h.msgid, msgid, 16);
 	blen = fbytes("seal.body", body, sizeof(body));
@@ -438,7 +492,7 @@ test_spec_multi(void **state)
 	assert_true(blen > 2 * cap && blen <= 3 * cap);
 	for (int i = 0; i < 3; i++) {
 		snprintf(name, sizeof(name), "multi.frame.%d", i);
-		spec_open(name, root, fu64("multi.seq") + (uint64_t)i, plain, &h);
+		spec_open(name, root, 1, fu64("multi.seq") + (uint64_t)i, plain, &h);
 		assert_int_equal(h.type, 0x01);
 		assert_int_equal(h.idx, i);
 		assert_int_equal(h.cnt, 3);
@@ -450,6 +504,26 @@ test_spec_multi(void **state)
 	}
 	assert_int_equal(at, blen);
 	assert_memory_equal(joined, body, blen);
+}
+
+/* topic(J, n) = b64u(first 16 bytes of H_J("veil-inbox-v2" || u64(n))). */
+static void
+test_spec_topics(void **state)
+{
+	static const uint64_t ns[] = { 0, 1, 490896 };
+	uint8_t seed[32], h[32], be[8];
+	char want[32], name[32];
+
+	(void)state;
+	file_present();
+	fkey("topic.seed", seed);
+	for (size_t i = 0; i < 3; i++) {
+		be_put(be, ns[i], 8);
+		hash3(h, seed, "veil-inbox-v2", 13, be, 8, NULL, 0);
+		b64u(want, sizeof(want), h, 16);
+		snprintf(name, sizeof(name), "topic.%llu", (unsigned long long)ns[i]);
+		assert_string_equal(fget(name), want);
+	}
 }
 
 static void
@@ -493,7 +567,7 @@ test_spec_card(void **state)
 	len -= 4;
 
 	assert_true(len >= 3);
-	assert_int_equal(raw[at++], 1);			/* version */
+	assert_int_equal(raw[at++], 2);			/* version */
 	assert_int_equal(raw[at++], fu64("card.flags"));
 	cidlen = raw[at++];
 	assert_int_equal(fbytes("card.cid", cid, sizeof(cid)), cidlen);
@@ -532,43 +606,49 @@ test_spec_request(void **state)
 	(void)state;
 	file_present();
 	blen = fbytes("agree.request_body", body, sizeof(body));
-	assert_true(blen >= 4 * 32 + 3);
+	assert_true(blen >= 1 + 4 * 32 + 16 + 1 + 10 + 32 + 2);
+	assert_int_equal(body[at++], 2);			/* version */
 	fkey("agree.s", want);
-	assert_memory_equal(body, want, 32);
+	assert_memory_equal(body + at, want, 32);
+	at += 32;
 	fkey("agree.k", want);
-	assert_memory_equal(body + 32, want, 32);
+	assert_memory_equal(body + at, want, 32);
+	at += 32;
 	fkey("bob.pk", want);
-	assert_memory_equal(body + 64, want, 32);
+	assert_memory_equal(body + at, want, 32);
+	at += 32;
 	fkey("agree.bob_eph_pk", want);
-	assert_memory_equal(body + 96, want, 32);
+	assert_memory_equal(body + at, want, 32);
 	fkey("agree.bob_eph_sk", base);
 	assert_int_equal(crypto_scalarmult_base(base, base), 0);
 	assert_memory_equal(base, want, 32);
-	at = 128;
+	at += 32;
+	assert_int_equal(be64(body + at), fu64("agree.t_b"));	/* t_B */
+	at += 8;
+	assert_int_equal(be32(body + at), fu64("agree.bob_inbox.epoch"));
+	at += 4;
+	assert_int_equal(be32(body + at), fu64("agree.bob_inbox.period"));
+	at += 4;
 	n = body[at++];					/* CID_A */
 	assert_int_equal(fbytes("card.cid", id, sizeof(id)), n);
 	assert_true(at + n < blen);
 	assert_memory_equal(body + at, id, n);
 	at += n;
-	n = body[at++];					/* I_B */
-	assert_int_equal(fid("agree.bob_inbox", id), n);
-	assert_true(at + n < blen);
-	assert_memory_equal(body + at, id, n);
-	at += n;
+	fkey("agree.bob_inbox.seed", want);		/* J_B */
+	assert_memory_equal(body + at, want, 32);
+	at += 32;
 	n = body[at++];					/* name_B */
 	assert_int_equal(at + n, blen);
 	assert_memory_equal(body + at, "Bob", n);
 	assert_int_equal(n, 3);
 
 	fkey("alice.pk", pka);
-	hash3(t1, NULL, "veil-agree-v1", 13, pka, 32, body, blen);
+	hash3(t1, NULL, "veil-agree-v2", 13, pka, 32, body, blen);
 	fkey("agree.t1", want);
 	assert_memory_equal(t1, want, 32);
 
 	fkey("alice.sk", ska);
 	spec_open_box("agree.request_frame", pka, ska, plain, &h);
-	assert_int_equal(h.type, 0x10);
-	assert_int_equal(h.cnt, 1);
 	assert_int_equal(h.len, blen);
 	assert_memory_equal(h.body, body, blen);
 }
@@ -578,59 +658,63 @@ static void
 test_spec_accept(void **state)
 {
 	uint8_t k[32], s[32], d0r[32], d0i[32], want[32], t1[32], t2[32], hs[32];
-	uint8_t body[VEIL_AGREE_BODY_MAX], id[32], plain[VECTORS_FRAME], tail[1 + 32];
-	size_t blen, n;
+	uint8_t body[VEIL_AGREE_BODY_MAX], plain[VECTORS_FRAME];
+	size_t blen;
 	struct hdr h;
 
 	(void)state;
 	file_present();
 	fkey("agree.k", k);
-	kdf(d0r, k, 1, "veilag01");
-	kdf(d0i, k, 2, "veilag01");
+	kdf(d0r, k, 1, "veilag02");
+	kdf(d0i, k, 2, "veilag02");
 	fkey("agree.d0_r2i", want);
 	assert_memory_equal(d0r, want, 32);
 	fkey("agree.d0_i2r", want);
 	assert_memory_equal(d0i, want, 32);
-	kdf(want, d0r, 1, "veildir1");
+	kdf(want, d0r, 1, "veildir2");
 	fkey("agree.d0_r2i.key", hs);
 	assert_memory_equal(want, hs, 32);
-	kdf(want, d0i, 1, "veildir1");
+	kdf(want, d0i, 1, "veildir2");
 	fkey("agree.d0_i2r.key", hs);
 	assert_memory_equal(want, hs, 32);
 
+	/* E_A || HS || u32 L_A || u32 P_A || J_A */
 	blen = fbytes("agree.accept_body", body, sizeof(body));
-	assert_true(blen > 65);
-	n = body[64];
-	assert_int_equal(65 + n, blen);
-	assert_int_equal(fid("agree.alice_inbox", id), n);
-	assert_memory_equal(body + 65, id, n);
+	assert_int_equal(blen, 104);
+	assert_int_equal(be32(body + 64), fu64("agree.alice_inbox.epoch"));
+	assert_int_equal(be32(body + 68), fu64("agree.alice_inbox.period"));
+	fkey("agree.alice_inbox.seed", want);
+	assert_memory_equal(body + 72, want, 32);
 
+	/* T2 = H(T1 || E_A || u32 L_A || u32 P_A || J_A) */
 	fkey("agree.t1", t1);
-	tail[0] = (uint8_t)n;
-	memcpy(tail + 1, id, n);
-	hash3(t2, NULL, t1, 32, body, 32, tail, 1 + n);
+	hash3(t2, NULL, t1, 32, body, 32, body + 64, 40);
 	fkey("agree.t2", want);
 	assert_memory_equal(t2, want, 32);
 
 	fkey("agree.s", s);
-	hash3(hs, s, "veil-hs-v1", 10, t2, 32, NULL, 0);
+	hash3(hs, s, "veil-hs-v2", 10, t2, 32, NULL, 0);
 	fkey("agree.hs", want);
 	assert_memory_equal(hs, want, 32);
 	assert_memory_equal(body + 32, hs, 32);
 
-	spec_open("agree.accept_frame", d0r, 0, plain, &h);
+	/* under D0_r2i, direction 2, seq 0 */
+	spec_open("agree.accept_frame", d0r, 2, 0, plain, &h);
 	assert_int_equal(h.type, 0x11);
 	assert_int_equal(h.cnt, 1);
 	assert_int_equal(h.len, blen);
 	assert_memory_equal(h.body, body, blen);
 }
 
-/* RK from Bob's side of the DH, the two direction roots, CONFIRM, SH. */
+/* RK from Bob's side of the three DH terms, the chains, CONFIRM, SH. */
 static void
 test_spec_root(void **state)
 {
-	uint8_t k[32], s[32], esk[32], ea[32], dh[32], t2[32], rk[32], di[32], dr[32];
-	uint8_t want[32], body[VEIL_AGREE_BODY_MAX], plain[VECTORS_FRAME];
+	uint8_t k[32], s[32], esk[32], sk[32], pka[32], ea[32], dh[3][32], t2[32];
+	uint8_t rk[32], di[32], dr[32], want[32], got[32], body[VEIL_AGREE_BODY_MAX];
+	uint8_t plain[VECTORS_FRAME];
+	crypto_generichash_state st;
+	uint64_t tb = fu64("agree.t_b"), p;
 	size_t blen;
 	struct hdr h;
 
@@ -639,36 +723,66 @@ test_spec_root(void **state)
 	fkey("agree.k", k);
 	fkey("agree.s", s);
 	fkey("agree.bob_eph_sk", esk);
+	fkey("bob.sk", sk);
+	fkey("alice.pk", pka);
 	fkey("agree.t2", t2);
-	assert_true(fbytes("agree.accept_body", body, sizeof(body)) > 32);
+	assert_int_equal(fbytes("agree.accept_body", body, sizeof(body)), 104);
 	memcpy(ea, body, 32);
-	assert_int_equal(crypto_scalarmult(dh, esk, ea), 0);
-	hash3(rk, k, "veil-root-v1", 12, dh, 32, t2, 32);
-	kdf(di, rk, 1, "veilpair");
-	kdf(dr, rk, 2, "veilpair");
-	fkey("agree.d_i2r", want);
+	/* ee = DH(e_B, E_A), es = DH(sk_B, E_A), se = DH(e_B, KP_A) */
+	assert_int_equal(crypto_scalarmult(dh[0], esk, ea), 0);
+	assert_int_equal(crypto_scalarmult(dh[1], sk, ea), 0);
+	assert_int_equal(crypto_scalarmult(dh[2], esk, pka), 0);
+	crypto_generichash_init(&st, k, 32, 32);
+	crypto_generichash_update(&st, (const uint8_t *)"veil-root-v2", 12);
+	for (int i = 0; i < 3; i++)
+		crypto_generichash_update(&st, dh[i], 32);
+	crypto_generichash_update(&st, t2, 32);
+	crypto_generichash_final(&st, rk, 32);
+	kdf(di, rk, 1, "veilpai2");
+	kdf(dr, rk, 2, "veilpai2");
+
+	/* i2r: Alice's key period (3600), anchored at floor(t_B / 3600), and
+	 * not moved by the time of the CONFIRM. */
+	p = fu64("agree.i2r.period");
+	assert_int_equal(p, tb / fu64("agree.alice_inbox.period"));
+	assert_int_equal(p, fu64("agree.confirm_time") / 3600);
+	fkey("agree.i2r.root", want);
 	assert_memory_equal(di, want, 32);
-	fkey("agree.d_r2i", want);
-	assert_memory_equal(dr, want, 32);
-	kdf(want, di, 1, "veildir1");
-	fkey("agree.d_i2r.key", dh);
-	assert_memory_equal(want, dh, 32);
-	kdf(want, dr, 1, "veildir1");
-	fkey("agree.d_r2i.key", dh);
-	assert_memory_equal(want, dh, 32);
+	kdf(got, di, 1, "veildir2");
+	fkey("agree.i2r.key", want);
+	assert_memory_equal(got, want, 32);
+	kdf(got, di, 4, "veildir2");
+	fkey("agree.i2r.bind", want);
+	assert_memory_equal(got, want, 32);
+	/* r2i: Bob's key period (600), anchored at floor(t_B / 600), one
+	 * period on when Alice accepted. */
+	p = fu64("agree.r2i.period");
+	assert_int_equal(p, tb / fu64("agree.bob_inbox.period") + 1);
+	assert_int_equal(p, fu64("agree.accept_time") / 600);
+	spec_ratchet(got, dr, 1);
+	fkey("agree.r2i.root", want);
+	assert_memory_equal(got, want, 32);
+	kdf(got, want, 1, "veildir2");
+	fkey("agree.r2i.key", want);
+	assert_memory_equal(got, want, 32);
+	kdf(got, dr, 4, "veildir2");			/* B: of the first root */
+	fkey("agree.r2i.bind", want);
+	assert_memory_equal(got, want, 32);
 
 	blen = fbytes("agree.confirm_body", body, sizeof(body));
 	assert_int_equal(blen, 32);
-	hash3(want, s, "veil-confirm-v1", 15, t2, 32, NULL, 0);
+	hash3(want, s, "veil-confirm-v2", 15, t2, 32, NULL, 0);
 	assert_memory_equal(body, want, 32);
-	spec_open("agree.confirm_frame", di, 0, plain, &h);
+	assert_int_equal(fu64("agree.confirm_period"), fu64("agree.i2r.period"));
+	spec_open("agree.confirm_frame", di, 1, 0, plain, &h);
 	assert_int_equal(h.type, 0x12);
 	assert_int_equal(h.len, 32);
 	assert_memory_equal(h.body, want, 32);
 
 	hash3(want, s, "veil-secret-v1", 14, NULL, 0, NULL, 0);
-	fkey("agree.sh", dh);
-	assert_memory_equal(want, dh, 32);
+	fkey("agree.sh", got);
+	assert_memory_equal(want, got, 32);
+	sodium_memzero(dh, sizeof(dh));
 }
 
 static void
@@ -701,30 +815,46 @@ jstr(json_t *o, const char *key)
 	json_t *v = json_object_get(o, key);
 
 	if (!json_is_string(v))
-		fail_msg("UPDATE field %s missing or not a string", key);
+		fail_msg("field %s missing or not a string", key);
 	return json_string_value(v);
 }
 
-/* The CCM fields, and the re-keyed root from Alice's side of the DH. */
+static json_int_t
+jint(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!json_is_integer(v))
+		fail_msg("field %s missing or not an integer", key);
+	return json_integer_value(v);
+}
+
+/* The CCM fields, the ACK, and the re-keyed root from Alice's side. */
 static void
 test_spec_update(void **state)
 {
-	uint8_t pk[32], sh[32], esk[32], epk[32], ey[32], dh[32], di[32], root[32], want[32];
-	uint8_t ns[32], id[32], seqbe[8];
+	uint8_t pk[32], sh[32], esk[32], epk[32], ey[32], dh[32], bind[32], root[32];
+	uint8_t want[32], ns[32], seed[32], seqbe[8];
 	char b64[64], hex[65], text[64];
-	const char *end = NULL;
 	json_error_t err;
 	json_t *u, *a;
-	size_t n = 0;
+	uint64_t pa;
 
 	(void)state;
 	file_present();
 	u = json_loads(fget("update.body"), JSON_REJECT_DUPLICATES, &err);
 	if (u == NULL)
 		fail_msg("update.body is not JSON: %s", err.text);
+	assert_int_equal(json_object_size(u), 13);
 	assert_string_equal(jstr(u, "Data"), "UpdateContact");
-	assert_string_equal(jstr(u, "OCID"), fget("agree.alice_inbox"));
-	assert_string_equal(jstr(u, "NewCID"), fget("update.new_inbox"));
+	fkey("agree.alice_inbox.seed", seed);
+	b64u(b64, sizeof(b64), seed, 32);
+	assert_string_equal(jstr(u, "OCID"), b64);
+	fkey("update.new_inbox.seed", seed);
+	b64u(b64, sizeof(b64), seed, 32);
+	assert_string_equal(jstr(u, "NewCID"), b64);
+	assert_int_equal(jint(u, "Epoch"), fu64("update.new_inbox.epoch"));
+	assert_int_equal(jint(u, "Rekey"), fu64("update.new_inbox.period"));
 	fkey("alice.pk", pk);
 	b64u(b64, sizeof(b64), pk, 32);
 	assert_string_equal(jstr(u, "PubKey"), b64);
@@ -734,8 +864,7 @@ test_spec_update(void **state)
 	assert_string_equal(jstr(u, "Secret"), hex);
 	assert_string_equal(jstr(u, "StegKey"), "0000");
 	assert_string_equal(jstr(u, "Alg"), "X25519-XChaCha20Poly1305-BLAKE2b");
-	assert_true(json_is_integer(json_object_get(u, "Seq")));
-	assert_int_equal(json_integer_value(json_object_get(u, "Seq")), 1);
+	assert_int_equal(jint(u, "Seq"), 1);
 	fkey("update.eph_sk", esk);
 	fkey("update.eph_pk", epk);
 	assert_int_equal(crypto_scalarmult_base(want, esk), 0);
@@ -743,9 +872,7 @@ test_spec_update(void **state)
 	b64u(b64, sizeof(b64), epk, 32);
 	assert_string_equal(jstr(u, "Eph"), b64);
 	snprintf(text, sizeof(text), "%s", jstr(u, "NewSecret"));
-	assert_int_equal(sodium_base642bin(ns, sizeof(ns), text, strlen(text), NULL, &n, &end,
-	    sodium_base64_VARIANT_URLSAFE_NO_PADDING), 0);
-	assert_int_equal(n, 32);
+	unb64u(ns, text);
 	fkey("update.s", want);
 	assert_memory_equal(ns, want, 32);
 	json_decref(u);
@@ -753,32 +880,38 @@ test_spec_update(void **state)
 	a = json_loads(fget("update.ack"), JSON_REJECT_DUPLICATES, &err);
 	if (a == NULL)
 		fail_msg("update.ack is not JSON: %s", err.text);
+	assert_int_equal(json_object_size(a), 4);
 	assert_string_equal(jstr(a, "Data"), "UpdateAck");
-	assert_int_equal(json_integer_value(json_object_get(a, "Seq")), 1);
+	assert_int_equal(jint(a, "Seq"), 1);
+	/* Period p_a = floor(t_Y / Rekey) */
+	pa = (uint64_t)jint(a, "Period");
+	assert_int_equal(pa, fu64("update.time") / fu64("update.new_inbox.period"));
+	assert_int_equal(pa, fu64("update.period"));
 	snprintf(text, sizeof(text), "%s", jstr(a, "Eph"));
 	json_decref(a);
-	assert_int_equal(sodium_base642bin(ey, sizeof(ey), text, strlen(text), NULL, &n, &end,
-	    sodium_base64_VARIANT_URLSAFE_NO_PADDING), 0);
-	assert_int_equal(n, 32);
+	unb64u(ey, text);
 
-	/* D' = H_D("veil-rekey-v1" || DH(e_X, E_Y) || u64(Seq)), D = Bob's old root. */
-	fkey("agree.d_i2r", di);
+	/* D' = H_B("veil-rekey-v2" || DH(e_X, E_Y) || u64(Seq)), B the binding
+	 * key of Bob's transmit chain (i2r): the root of period p_a. */
+	fkey("agree.i2r.bind", bind);
 	assert_int_equal(crypto_scalarmult(dh, esk, ey), 0);
-	memset(seqbe, 0, sizeof(seqbe));
-	seqbe[7] = 1;
-	hash3(root, di, "veil-rekey-v1", 13, dh, 32, seqbe, 8);
+	be_put(seqbe, 1, 8);
+	hash3(root, bind, "veil-rekey-v2", 13, dh, 32, seqbe, 8);
 	fkey("update.root", want);
 	assert_memory_equal(root, want, 32);
-	kdf(want, root, 1, "veildir1");
+	kdf(want, root, 1, "veildir2");
 	fkey("update.key", dh);
+	assert_memory_equal(want, dh, 32);
+	kdf(want, root, 4, "veildir2");
+	fkey("update.bind", dh);
 	assert_memory_equal(want, dh, 32);
 	hash3(want, ns, "veil-secret-v1", 14, NULL, 0, NULL, 0);
 	fkey("update.sh", dh);
 	assert_memory_equal(want, dh, 32);
+	/* Alice's own transmit chain is not touched by her UPDATE. */
 	fkey("update.alice_tx_root", want);
-	fkey("agree.d_r2i", dh);
+	fkey("agree.r2i.root", dh);
 	assert_memory_equal(want, dh, 32);
-	assert_int_equal(fid("update.new_inbox", id) >= 10, 1);
 }
 
 int
@@ -792,6 +925,7 @@ main(void)
 		cmocka_unit_test(test_spec_aead_frame),
 		cmocka_unit_test(test_spec_sealed_frame),
 		cmocka_unit_test(test_spec_multi),
+		cmocka_unit_test(test_spec_topics),
 		cmocka_unit_test(test_spec_identities),
 		cmocka_unit_test(test_spec_card),
 		cmocka_unit_test(test_spec_request),

@@ -5,9 +5,12 @@
  *     [--expect-reconnect | --rotate | --offline | --listen | --send-to T]
  *     [--idle] [--client-id ID] [--prefix P] [--stall MS] [--crash]
  *     [--session-expiry S] [--random-username] [--credentials USER:PASS]
- *     [--mqtt-inflight N] [--transport mqtt] URI...
+ *     [--mqtt-inflight N] [--password P] [--plaintext-password]
+ *     [--proxy URL] [--no-proxy-isolate] [--transport mqtt] URI...
  * transport_probe ... --transport xmpp --domain DOMAIN --pubsub SERVICE
- *     [--host HOST] [--port PORT] [--tls off|starttls|required]
+ *     [--host HOST] [--port PORT] [--tls off|starttls|required|direct]
+ * Both: [--ca-file F] [--ca-path D] [--no-verify] [--pin B64[,B64]]
+ *     [--cert-file F] [--key-file F] (mqtt.tls; xmpp.tls_*)
  *
  * Subscribes a random topic T and a random topic U, publishes N frames of
  * SIZE bytes to T and counts them back, then checks U: frames published to
@@ -476,7 +479,11 @@ usage(void)
 	    "\t[--mqtt-inflight N] [--transport mqtt] URI...\n"
 	    "\t--transport xmpp --domain DOMAIN --pubsub SERVICE "
 	    "[--host HOST] [--port PORT]\n"
-	    "\t[--tls off|starttls|required]\n");
+	    "\t[--tls off|starttls|required|direct]\n"
+	    "\t[--ca-file F] [--ca-path D] [--no-verify] [--pin B64] "
+	    "[--cert-file F] [--key-file F]\n"
+	    "\t[--proxy URL] [--no-proxy-isolate] [--password P] "
+	    "[--plaintext-password]\n");
 	exit(2);
 }
 
@@ -504,6 +511,16 @@ main(int argc, char *argv[])
 		{ "credentials", required_argument, NULL, 'A' },
 		{ "mqtt-inflight", required_argument, NULL, 'M' },
 		{ "tls", required_argument, NULL, 'Y' },
+		{ "ca-file", required_argument, NULL, 1001 },
+		{ "ca-path", required_argument, NULL, 1002 },
+		{ "no-verify", no_argument, NULL, 1003 },
+		{ "pin", required_argument, NULL, 1004 },
+		{ "cert-file", required_argument, NULL, 1005 },
+		{ "key-file", required_argument, NULL, 1006 },
+		{ "proxy", required_argument, NULL, 1007 },
+		{ "no-proxy-isolate", no_argument, NULL, 1008 },
+		{ "password", required_argument, NULL, 1009 },
+		{ "plaintext-password", no_argument, NULL, 1010 },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct veild_config	 cfg;
@@ -620,8 +637,44 @@ main(int argc, char *argv[])
 				cfg.xmpp.tls = VEILD_TLS_STARTTLS;
 			else if (strcmp(optarg, "required") == 0)
 				cfg.xmpp.tls = VEILD_TLS_REQUIRED;
+			else if (strcmp(optarg, "direct") == 0)
+				cfg.xmpp.tls = VEILD_TLS_DIRECT;
 			else
 				usage();
+			break;
+		/* TLS settings go to both sections: only one is read. */
+		case 1001:
+			probe_set(&cfg.mqtt.tls.ca_file, optarg);
+			probe_set(&cfg.xmpp.trust.ca_file, optarg);
+			break;
+		case 1002:
+			probe_set(&cfg.mqtt.tls.ca_path, optarg);
+			probe_set(&cfg.xmpp.trust.ca_path, optarg);
+			break;
+		case 1003:
+			cfg.mqtt.tls.verify = cfg.xmpp.trust.verify = 0;
+			break;
+		case 1004:
+			probe_set(&cfg.mqtt.tls.pin_sha256, optarg);
+			probe_set(&cfg.xmpp.trust.pin_sha256, optarg);
+			break;
+		case 1005:
+			probe_set(&cfg.mqtt.tls.cert_file, optarg);
+			break;
+		case 1006:
+			probe_set(&cfg.mqtt.tls.key_file, optarg);
+			break;
+		case 1007:
+			probe_set(&cfg.mqtt.proxy, optarg);
+			break;
+		case 1008:
+			cfg.mqtt.proxy_isolate = 0;
+			break;
+		case 1009:
+			probe_set(&cfg.mqtt.password, optarg);
+			break;
+		case 1010:
+			cfg.mqtt.plaintext_password = 1;
 			break;
 		default:
 			usage();

@@ -5,9 +5,9 @@
 #include <stddef.h>
 
 /* The seed given to tu_deterministic_rng() before veil_init(). */
-#define VECTORS_SEED "veil-vectors-v1"
+#define VECTORS_SEED "veil-vectors-v2"
 /* The frame size of every frame in the scenario (the protocol minimum). */
-#define VECTORS_FRAME 256
+#define VECTORS_FRAME 512
 /* Comfortably above the few kilobytes the scenario writes. */
 #define VECTORS_BUF_MAX 65536
 

@@ -561,7 +561,15 @@ def _message_loop(pair, alice, bob, mode, count, conc, text_size, timeout,
             else:
                 got.add(m.get("id"))
                 st["received"] += 1
-        if st["recv_again"] or len(msgs) == 256:
+        # Taken only once acknowledged; the ack goes before the next
+        # receive on the same connection, so that one starts after them.
+        # A reply is cut at veild's byte budget: more may wait even when
+        # it holds fewer than the limit.
+        if msgs:
+            bob.request("message.ack", {"ids": [m.get("id") for m in msgs]},
+                        lambda r, e, t: e is not None and
+                        st.__setitem__("err", "message.ack: %r" % (e,)))
+        if st["recv_again"] or msgs:
             receive()
 
     def bob_note(method, params, now):
@@ -698,12 +706,13 @@ class StallProbe:
 
 # --- scale ----------------------------------------------------------------
 
-def mkcontacts(exe, state_dir, n, frame_size):
-    """veil-mkcontacts: n established contacts into a stopped veild's state;
-    returns the seconds it took."""
+def mkcontacts(exe, state_dir, n, frame_size, key_file):
+    """veil-mkcontacts: n established contacts into a stopped veild's state
+    (sealed under the data key key_file unwraps); returns the seconds it
+    took."""
     t0 = time.monotonic()
-    r = subprocess.run([exe, "-f", str(frame_size), "-o", "2", state_dir,
-                        str(n)], capture_output=True, text=True,
+    r = subprocess.run([exe, "-f", str(frame_size), "-o", "2", "-k", key_file,
+                        state_dir, str(n)], capture_output=True, text=True,
                        stdin=subprocess.DEVNULL, timeout=1800)
     if r.returncode != 0:
         raise BenchError("veil-mkcontacts %s %d: exit %d: %s"

@@ -62,9 +62,13 @@ wait_port "$port"
 for who in alice bob; do
 	name=$(echo "$who" | sed 's/./\U&/')
 	mkdir -p "$tmp/$who"
+	# The state is sealed at rest: a key file unlocks it at start (a demo;
+	# a real install uses a systemd credential or a passphrase, README).
+	(umask 077; head -c 32 /dev/urandom > "$tmp/$who.key")
 	cat > "$tmp/$who/veild.conf" <<EOC
 state_dir = "$tmp/$who";
 socket = "$tmp/$who/sock";
+unlock = { key_file = "$tmp/$who.key"; kdf = "interactive"; };
 $transport_conf
 identity = { name = "$name"; obscurity = 2; };
 accept = "ask";

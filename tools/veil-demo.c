@@ -1,4 +1,4 @@
-/* veil-demo: the protocol walk-through (card, agreement, messages, rotation) with real libveil calls and a simulated broker. */
+/* veil-demo: the protocol walk-through (card, agreement, messages, key periods, update) with real libveil calls and a simulated broker. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,16 +12,22 @@
 
 #define FRAME_SIZE VEIL_FRAME_DEFAULT
 #define MAX_WIRE 16
-#define SLOT_PAIR 1		/* tag-table owner: the contact's current receive key */
-#define SLOT_PREV 2		/* its previous key, during a rotation's grace period */
-#define SLOT_EPOCH0 3		/* the agreement's first key (ACCEPT) */
+#define KEY_PERIOD 3600		/* both users' key period, seconds */
+#define EPOCH_LEN 3600		/* both users' epoch length */
+#define GRACE 120		/* receive tolerance around a boundary */
+/* Tag-table owners: 0..5 the contact's receive keys (veil_pair_rxslot),
+ * 6 the agreement's first key (ACCEPT). */
+#define OWNER_EPOCH0 VEIL_PAIR_OWNERS
+#define NOT_FOUND (-1)
+#define SEALED (-2)
 
 /* One user's device: identity, the tag table that finds senders, receive keys. */
 struct device {
 	const char *name;
 	struct veil_identity id;
 	struct veil_tagtab *tags;
-	struct veil_rxdir *slot[4];
+	struct veil_pair *pair;		/* the one contact of the demo */
+	struct veil_rxdir *epoch0;
 };
 
 /* One frame as the broker handles it: a topic and bytes. */
@@ -83,13 +89,13 @@ id_text(const struct veil_id *id, char out[VEIL_ID_TEXT_MAX + 1])
 
 /* Publishes one frame: the only thing an observer of the broker sees. */
 static struct wire *
-publish(const struct veil_id *topic, const uint8_t *frame, const char *what)
+publish(const char *topic, const uint8_t *frame, const char *what)
 {
 	struct wire *w;
 
 	expect(nwire < MAX_WIRE, "wire log full");
 	w = &wirelog[nwire++];
-	id_text(topic, w->topic);
+	snprintf(w->topic, sizeof(w->topic), "%s", topic);
 	memcpy(w->frame, frame, FRAME_SIZE);
 	w->what = what;
 	say("Wire:", "topic %s, %d bytes of ciphertext", w->topic, FRAME_SIZE);
@@ -106,24 +112,40 @@ device_init(struct device *d, const char *name)
 	expect(d->tags != NULL, "tag table");
 }
 
+/* The topic a peer publishes to at time t: derived from the inbox seed it
+ * was given and the epoch number, fresh every epoch. */
 static void
-device_arm(struct device *d, int slot, struct veil_rxdir *rx)
+topic_of(const struct veil_inbox *in, uint64_t t, char out[VEIL_ID_TEXT_MAX + 1])
 {
-	d->slot[slot] = rx;
-	check(veil_rx_arm(d->tags, rx, (uint64_t)slot, VEIL_LOOKAHEAD), "arm receive tags");
+	check(veil_topic_text(in->seed, veil_epoch_number(t, in->epoch), out,
+	    VEIL_ID_TEXT_MAX + 1), "derive topic");
 }
 
 static void
-device_disarm(struct device *d, int slot)
+device_arm_pair(struct device *d, struct veil_pair *p)
 {
-	veil_rx_disarm(d->tags, d->slot[slot], VEIL_LOOKAHEAD);
-	d->slot[slot] = NULL;
+	d->pair = p;
+	check(veil_pair_arm(d->tags, p, 0, VEIL_LOOKAHEAD), "arm receive tags");
+}
+
+static void
+device_arm_epoch0(struct device *d, struct veil_rxdir *rx)
+{
+	d->epoch0 = rx;
+	check(veil_rx_arm(d->tags, rx, OWNER_EPOCH0, VEIL_LOOKAHEAD), "arm receive tags");
+}
+
+static void
+device_disarm_epoch0(struct device *d)
+{
+	veil_rx_disarm(d->tags, d->epoch0, VEIL_LOOKAHEAD);
+	d->epoch0 = NULL;
 }
 
 /*
  * What a device does with a frame from its subscription: look the 8-byte
  * tag up, open under the key it names; unknown tags are tried as a sealed
- * frame to the identity key.  Returns the slot (0 for sealed).
+ * frame to the identity key.  Returns the owner, SEALED or NOT_FOUND.
  */
 static int
 receive(struct device *d, const struct wire *w, struct veil_frame_hdr *h, uint8_t *body)
@@ -134,12 +156,16 @@ receive(struct device *d, const struct wire *w, struct veil_frame_hdr *h, uint8_
 
 	veil_frame_tag(w->frame, tag);
 	if (veil_tagtab_get(d->tags, tag, &owner, &seq) != 0) {
-		check(veil_frame_open_box(w->frame, FRAME_SIZE, d->id.pk, d->id.sk, h, body),
-		    "open sealed frame");
-		return 0;
+		if (veil_frame_open_box(w->frame, FRAME_SIZE, d->id.pk, d->id.sk, h,
+		    body) != 0)
+			return NOT_FOUND;
+		return SEALED;
 	}
-	expect(owner < 4 && d->slot[owner] != NULL, "tag names a known key");
-	rx = d->slot[owner];
+	if (owner == OWNER_EPOCH0)
+		rx = d->epoch0;
+	else
+		rx = veil_pair_rxslot(d->pair, (unsigned)owner);
+	expect(rx != NULL, "tag names a known key");
 	check(veil_window_check(&rx->w, seq), "replay window");
 	check(veil_frame_open(w->frame, FRAME_SIZE, &rx->k, seq, h, body), "open frame");
 	check(veil_rx_commit(d->tags, rx, owner, seq, VEIL_LOOKAHEAD), "commit sequence number");
@@ -147,28 +173,42 @@ receive(struct device *d, const struct wire *w, struct veil_frame_hdr *h, uint8_
 	return (int)owner;
 }
 
+/* Seals under the transmit chain, moved to the sender's clock first. */
 static void
-send_text(struct veil_txdir *tx, const struct veil_id *to, const char *text,
-    struct wire **w)
+seal_tx(struct veil_txchain *tx, uint64_t now, uint8_t type, const uint8_t *body,
+    size_t len, uint8_t frame[FRAME_SIZE])
 {
-	uint8_t frame[FRAME_SIZE], msgid[VEIL_MSGID_BYTES];
+	uint8_t msgid[VEIL_MSGID_BYTES];
 
+	check(veil_txchain_advance(tx, now), "move the transmit chain to now");
 	veil_msgid_new(msgid);
-	check(veil_message_seal(frame, sizeof(frame), FRAME_SIZE, &tx->k, &tx->seq,
-	    VEIL_T_TEXT, msgid, (const uint8_t *)text, strlen(text)), "seal message");
-	*w = publish(to, frame, "TEXT");
+	expect(veil_message_seal(frame, FRAME_SIZE, FRAME_SIZE, &tx->k, &tx->seq,
+	    type, msgid, body, len) == 1, "seal frame");
 }
 
 static void
-read_text(struct device *d, const struct wire *w, const char *from, int want_slot)
+send_text(struct veil_pair *from, uint64_t now, const char *text, struct wire **w)
+{
+	uint8_t frame[FRAME_SIZE];
+	char topic[VEIL_ID_TEXT_MAX + 1];
+
+	seal_tx(&from->tx, now, VEIL_T_TEXT, (const uint8_t *)text, strlen(text), frame);
+	topic_of(&from->peer_inbox, now, topic);
+	*w = publish(topic, frame, "TEXT");
+}
+
+static void
+read_text(struct device *d, const struct wire *w, const char *from)
 {
 	struct veil_frame_hdr h;
 	uint8_t body[FRAME_SIZE];
+	int owner = receive(d, w, &h, body);
 
-	expect(receive(d, w, &h, body) == want_slot, "frame found under the contact's key");
+	expect(owner >= 0 && owner < VEIL_PAIR_OWNERS, "frame found under the contact's key");
 	expect(h.type == VEIL_T_TEXT, "a TEXT frame");
-	say(d->name, "sees: %s: \"%.*s\"   (seq %llu, found by its tag in one lookup)",
-	    from, (int)h.len, (const char *)body, (unsigned long long)h.seq);
+	say(d->name, "sees: %s: \"%.*s\"   (seq %llu of key period %llu, found by its tag)",
+	    from, (int)h.len, (const char *)body, (unsigned long long)h.seq,
+	    (unsigned long long)veil_pair_rxslot(d->pair, (unsigned)owner)->period);
 }
 
 static void
@@ -196,21 +236,22 @@ main(int argc, char **argv)
 {
 	struct device alice, bob;
 	struct veil_card card, scanned;
-	struct veil_id alice_cid, alice_inbox, bob_inbox, alice_new;
-	struct veil_id alice_at, bob_at;	/* where each sends to the other */
+	struct veil_id alice_cid;
+	struct veil_inbox alice_inbox, bob_inbox, alice_new;
 	struct veil_agree ag_a, ag_b;
 	struct veil_pair pa, pb;
 	struct veil_dirkey r2i, i2r;
 	struct veil_rxdir bob_epoch0;
+	struct veil_clock clk;
 	struct veil_frame_hdr h;
 	struct veil_ccm ccm;
 	struct wire *w;
 	uint8_t frame[FRAME_SIZE], body[FRAME_SIZE], out[VEIL_AGREE_BODY_MAX];
-	uint8_t msgid[VEIL_MSGID_BYTES], type = 0;
+	uint8_t msgid[VEIL_MSGID_BYTES], old_root[VEIL_KEY_BYTES], type = 0;
 	char uri[VEIL_CARD_URI_MAX], t1[VEIL_ID_TEXT_MAX + 1], t2[VEIL_ID_TEXT_MAX + 1];
 	char fp_a[VEIL_FP_TEXT], fp_b[VEIL_FP_TEXT], *qr = NULL, *upd = NULL, *ack = NULL;
 	size_t len, updlen, acklen;
-	uint64_t now = (uint64_t)time(NULL);
+	uint64_t now = (uint64_t)time(NULL), period;
 
 	if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
 		printf("usage: %s\n  Walks through veil's protocol between two local users "
@@ -226,11 +267,14 @@ main(int argc, char **argv)
 	memset(&pa, 0, sizeof(pa));
 	memset(&pb, 0, sizeof(pb));
 	memset(&bob_epoch0, 0, sizeof(bob_epoch0));
+	clk.now = now;
+	clk.grace = clk.lead = GRACE;
 
-	printf("veil demo: Alice and Bob become contacts and talk through a broker that\n"
-	    "learns nothing but random topic names and same-sized frames (%d bytes).\n"
-	    "Everything below is real: real keys, real sealed frames, opened again.\n",
-	    FRAME_SIZE);
+	printf("veil demo (wire protocol %d): Alice and Bob become contacts and talk\n"
+	    "through a broker that learns nothing but random-looking topic names and\n"
+	    "same-sized frames (%d bytes).  Everything below is real: real keys, real\n"
+	    "sealed frames, opened again; the clock is simulated where the demo skips\n"
+	    "ahead.\n", VEIL_PROTOCOL_VERSION, FRAME_SIZE);
 
 	heading("Alice makes a contact card");
 	device_init(&alice, "Alice");
@@ -258,10 +302,12 @@ main(int argc, char **argv)
 	say("Wire:", "nothing yet.");
 
 	heading("Agreement 1/3, REQUEST: Bob asks to connect");
-	check(veil_id_new(&bob_inbox, 0), "new inbox");
+	veil_seed_new(bob_inbox.seed);
+	bob_inbox.epoch = EPOCH_LEN;
+	bob_inbox.period = KEY_PERIOD;
 	len = sizeof(out);
-	check(veil_agree_request(&ag_b, &scanned, bob.id.pk, "Bob", &bob_inbox, out, &len),
-	    "build REQUEST");
+	check(veil_agree_request(&ag_b, &scanned, bob.id.pk, "Bob", &bob_inbox, now, out,
+	    &len), "build REQUEST");
 	veil_msgid_new(msgid);
 	expect(veil_message_seal_box(frame, sizeof(frame), FRAME_SIZE, scanned.pk,
 	    VEIL_T_REQUEST, msgid, out, len) == 1, "seal REQUEST");
@@ -270,20 +316,27 @@ main(int argc, char **argv)
 	bob_epoch0.k = r2i;
 	veil_window_init(&bob_epoch0.w);
 	bob_epoch0.live = 1;
-	device_arm(&bob, SLOT_EPOCH0, &bob_epoch0);
-	say("Bob", "sees: \"Request sent to Alice.\"");
-	w = publish(&scanned.cid, frame, "REQUEST, sealed to Alice's key");
-	expect(receive(&alice, w, &h, body) == 0 && h.type == VEIL_T_REQUEST,
+	device_arm_epoch0(&bob, &bob_epoch0);
+	say("Bob", "sees: \"Request sent to Alice.\"  It names a secret inbox seed for him,");
+	say("", "so no inbox name of his ever travels.");
+	id_text(&scanned.cid, t1);
+	w = publish(t1, frame, "REQUEST, sealed to Alice's key");
+	expect(receive(&alice, w, &h, body) == SEALED && h.type == VEIL_T_REQUEST,
 	    "Alice opens the sealed REQUEST");
-	check(veil_agree_on_request(&ag_a, &alice_cid, alice.id.pk, body, h.len),
-	    "check REQUEST");
+	check(veil_agree_on_request(&ag_a, &alice_cid, alice.id.pk, now, 3 * 86400, body,
+	    h.len), "check REQUEST");
+	check(veil_fingerprint(alice.id.pk, ag_a.peer_pk, fp_a), "fingerprint");
 	say("Alice", "sees: \"%s wants to connect. Accept?\"  (nothing is sent until she says yes)",
 	    ag_a.peer_name);
+	say("", "Safety number %s: UNVERIFIED (only a claim so far).", fp_a);
 
 	heading("Agreement 2/3, ACCEPT: Alice says yes");
-	check(veil_id_new(&alice_inbox, 0), "new inbox");
+	veil_seed_new(alice_inbox.seed);
+	alice_inbox.epoch = EPOCH_LEN;
+	alice_inbox.period = KEY_PERIOD;
 	len = sizeof(out);
-	check(veil_agree_accept(&ag_a, &alice_inbox, out, &len, &pa), "build ACCEPT");
+	check(veil_agree_accept(&ag_a, alice.id.sk, &alice_inbox, &clk, out, &len, &pa),
+	    "build ACCEPT");
 	veil_agree_epoch0(&ag_a, &r2i, &i2r);
 	{
 		uint64_t seq = 0;
@@ -294,108 +347,117 @@ main(int argc, char **argv)
 	}
 	veil_dirkey_wipe(&r2i);
 	veil_dirkey_wipe(&i2r);
-	device_arm(&alice, SLOT_PAIR, &pa.rx);
-	say("Alice", "sees: \"Accepted. Waiting for Bob to confirm.\"");
-	w = publish(&ag_a.peer_inbox, frame, "ACCEPT");
-	expect(receive(&bob, w, &h, body) == SLOT_EPOCH0 && h.type == VEIL_T_ACCEPT,
-	    "Bob opens ACCEPT");
-	device_disarm(&bob, SLOT_EPOCH0);
+	device_arm_pair(&alice, &pa);
+	say("Alice", "sees: \"Accepted. Waiting for Bob to prove his key.\"");
+	topic_of(&ag_a.peer_inbox, now, t1);
+	w = publish(t1, frame, "ACCEPT");
+	expect(receive(&bob, w, &h, body) == OWNER_EPOCH0 && h.type == VEIL_T_ACCEPT &&
+	    veil_agree_epoch0_allows(&ag_b, h.type), "Bob opens ACCEPT");
+	device_disarm_epoch0(&bob);
 	veil_dirkey_wipe(&bob_epoch0.k);
 	len = sizeof(out);
-	check(veil_agree_on_accept(&ag_b, body, h.len, &pb, out, &len, &type), "check ACCEPT");
+	check(veil_agree_on_accept(&ag_b, bob.id.sk, &clk, body, h.len, &pb, out, &len,
+	    &type), "check ACCEPT");
 	expect(type == VEIL_T_CONFIRM && ag_b.state == VEIL_AG_ESTABLISHED,
 	    "transcript hashes match");
-	device_arm(&bob, SLOT_PAIR, &pb.rx);
-	say("Bob", "sees: \"Alice accepted.\" His device checked her keyed transcript hash: match.");
+	device_arm_pair(&bob, &pb);
+	say("Bob", "sees: \"Alice accepted.\" His device checked her keyed transcript hash;");
+	say("", "his keys need both identity keys and both ephemeral keys.");
 
-	heading("Agreement 3/3, CONFIRM: Bob confirms");
-	veil_msgid_new(msgid);
-	expect(veil_message_seal(frame, sizeof(frame), FRAME_SIZE, &pb.tx.k, &pb.tx.seq,
-	    type, msgid, out, len) == 1, "seal CONFIRM");
-	w = publish(&ag_b.peer_inbox, frame, "CONFIRM");
-	expect(receive(&alice, w, &h, body) == SLOT_PAIR && h.type == VEIL_T_CONFIRM,
-	    "Alice opens CONFIRM");
+	heading("Agreement 3/3, CONFIRM: Bob proves his key");
+	seal_tx(&pb.tx, now, type, out, len, frame);
+	topic_of(&pb.peer_inbox, now, t1);
+	w = publish(t1, frame, "CONFIRM");
+	expect(receive(&alice, w, &h, body) >= 0 && h.type == VEIL_T_CONFIRM,
+	    "Alice opens CONFIRM under the chain only Bob's secret key derives");
 	check(veil_agree_on_confirm(&ag_a, body, h.len), "check CONFIRM");
 	check(veil_fingerprint(alice.id.pk, ag_a.peer_pk, fp_a), "fingerprint");
 	check(veil_fingerprint(bob.id.pk, ag_b.peer_pk, fp_b), "fingerprint");
 	expect(strcmp(fp_a, fp_b) == 0, "both see the same safety number");
-	say("Alice", "sees: \"Bob is now a contact.\"");
+	say("Alice", "sees: \"Bob is now a contact.\"  His key is proven.");
 	say("Both", "see the safety number %s", fp_a);
 	say("", "(equal on both phones: nobody sat in the middle)");
-	/* Each side keeps where to send to the other; the rest is wiped. */
-	expect(veil_id_equal(&ag_b.peer_inbox, &alice_inbox) &&
-	    veil_id_equal(&ag_a.peer_inbox, &bob_inbox), "inboxes exchanged");
-	alice_at = ag_b.peer_inbox;
-	bob_at = ag_a.peer_inbox;
 	veil_agree_wipe(&ag_a);
 	veil_agree_wipe(&ag_b);
 
 	heading("Messages, one each way");
-	send_text(&pb.tx, &alice_at, "Hi Alice, it's Bob!", &w);
-	read_text(&alice, w, "Bob", SLOT_PAIR);
-	send_text(&pa.tx, &bob_at, "Hello Bob. Nice and quiet here.", &w);
-	read_text(&bob, w, "Alice", SLOT_PAIR);
+	send_text(&pb, now, "Hi Alice, it's Bob!", &w);
+	read_text(&alice, w, "Bob");
+	send_text(&pa, now, "Hello Bob. Nice and quiet here.", &w);
+	read_text(&bob, w, "Alice");
 
-	heading("Rotation: Alice moves to a new inbox (UPDATE, UPDATE-ACK)");
-	check(veil_id_new(&alice_new, 0), "new inbox");
-	id_text(&alice_inbox, t1);
-	id_text(&alice_new, t2);
-	check(veil_update_build(&pa, alice.id.pk, "Alice", &alice_inbox, &alice_new, 0,
-	    &upd, &updlen), "build UPDATE");
-	veil_msgid_new(msgid);
-	expect(veil_message_seal(frame, sizeof(frame), FRAME_SIZE, &pa.tx.k, &pa.tx.seq,
-	    VEIL_T_UPDATE, msgid, (const uint8_t *)upd, updlen) == 1, "seal UPDATE");
+	heading("An hour later: new epoch, new key period, nothing sent about it");
+	topic_of(&pb.peer_inbox, now, t1);
+	memcpy(old_root, pb.tx.k.root, sizeof(old_root));
+	period = pb.tx.period;
+	now = (now / KEY_PERIOD + 1) * KEY_PERIOD + GRACE + 5;
+	clk.now = now;
+	expect(veil_pair_advance(&pa, &clk, alice.tags, 0, VEIL_LOOKAHEAD) >= 0 &&
+	    veil_pair_advance(&pb, &clk, bob.tags, 0, VEIL_LOOKAHEAD) >= 0,
+	    "every chain moves to the new key period");
+	topic_of(&pb.peer_inbox, now, t2);
+	say("Both", "move every key chain one period on: key %llu is wiped, %llu is used,",
+	    (unsigned long long)period, (unsigned long long)pb.tx.period);
+	say("", "and the old key cannot be derived back from the new one.");
+	expect(sodium_memcmp(old_root, pb.tx.k.root, VEIL_KEY_BYTES) != 0 &&
+	    veil_rxchain_find(&pa.rx, period) == NULL, "the old key is gone");
+	say("Bob", "now sends to Alice at %s (was %s):", t2, t1);
+	say("", "the same seed, the next epoch; nobody without the seed can tell that");
+	say("", "the two topics belong together.");
+	send_text(&pb, now, "Still here, new key.", &w);
+	read_text(&alice, w, "Bob");
+
+	heading("Update: Alice moves to a new inbox seed (UPDATE, UPDATE-ACK)");
+	veil_seed_new(alice_new.seed);
+	alice_new.epoch = EPOCH_LEN;
+	alice_new.period = KEY_PERIOD;
+	check(veil_update_build(&pa, alice.id.pk, "Alice", &alice_new, 0, &upd, &updlen),
+	    "build UPDATE");
+	seal_tx(&pa.tx, now, VEIL_T_UPDATE, (const uint8_t *)upd, updlen, frame);
 	say("Alice", "sees: nothing; her device rotates on its own schedule.");
-	w = publish(&bob_at, frame, "UPDATE (new inbox, fresh ephemeral key)");
-	expect(receive(&bob, w, &h, body) == SLOT_PAIR && h.type == VEIL_T_UPDATE,
+	topic_of(&pa.peer_inbox, now, t1);
+	w = publish(t1, frame, "UPDATE (new seed, fresh ephemeral key)");
+	expect(receive(&bob, w, &h, body) >= 0 && h.type == VEIL_T_UPDATE,
 	    "Bob opens UPDATE");
-	check(veil_update_on_update(&pb, &alice_at, (const char *)body, h.len, &ccm,
+	topic_of(&pb.peer_inbox, now, t1);
+	check(veil_update_on_update(&pb, "Alice", now, (const char *)body, h.len, &ccm,
 	    &ack, &acklen), "apply UPDATE");
-	expect(veil_id_equal(&ccm.new_cid, &alice_new), "UPDATE names the new inbox");
-	alice_at = ccm.new_cid;
+	topic_of(&pb.peer_inbox, now, t2);
 	say("Bob", "sees: nothing; his device now sends to %s", t2);
-	say("", "(was %s) under a freshly mixed key.", t1);
-	veil_msgid_new(msgid);
-	/* The ACK goes under the key Alice reads; Bob's new one waits. */
-	expect(veil_message_seal(frame, sizeof(frame), FRAME_SIZE, &pb.tx.k,
-	    &pb.tx.seq, VEIL_T_UPDATE_ACK, msgid, (const uint8_t *)ack, acklen) == 1,
-	    "seal UPDATE-ACK");
-	w = publish(&ccm.new_cid, frame, "UPDATE-ACK (Bob's fresh ephemeral key)");
-	expect(receive(&alice, w, &h, body) == SLOT_PAIR && h.type == VEIL_T_UPDATE_ACK,
+	say("", "(was %s); her key and her old seed in it were checked.", t1);
+	/* The ACK goes under the chain Alice reads; Bob's new one waits. */
+	seal_tx(&pb.tx, now, VEIL_T_UPDATE_ACK, (const uint8_t *)ack, acklen, frame);
+	w = publish(t2, frame, "UPDATE-ACK (Bob's fresh ephemeral key)");
+	expect(receive(&alice, w, &h, body) >= 0 && h.type == VEIL_T_UPDATE_ACK,
 	    "Alice opens UPDATE-ACK");
-	/* Alice's receive key changes: re-index her tag table around it. */
-	device_disarm(&alice, SLOT_PAIR);
-	check(veil_update_on_ack(&pa, (const char *)body, h.len), "apply UPDATE-ACK");
-	device_arm(&alice, SLOT_PAIR, &pa.rx);
-	if (pa.rx_prev.live)
-		device_arm(&alice, SLOT_PREV, &pa.rx_prev);
-	expect(sodium_memcmp(pa.rx.k.root, pb.tx_next.k.root, VEIL_KEY_BYTES) == 0,
-	    "both sides derived the same new key");
-	say("Alice", "sees: nothing; the rotation is confirmed, the old inbox retires.");
+	/* Alice's receive chains change: re-index her tag table around it. */
+	veil_pair_disarm(alice.tags, &pa, VEIL_LOOKAHEAD);
+	check(veil_update_on_ack(&pa, &clk, (const char *)body, h.len), "apply UPDATE-ACK");
+	device_arm_pair(&alice, &pa);
+	expect(sodium_memcmp(pa.rx.bind, pb.tx_next.bind, VEIL_KEY_BYTES) == 0,
+	    "both sides derived the same new chain");
+	say("Alice", "sees: nothing; her device holds the new chain from Bob.");
 	free(upd);
 	free(ack);
 
-	heading("Alice confirms she holds the new key (UPDATE-DONE)");
+	heading("Alice confirms she holds the new chain (UPDATE-DONE)");
 	check(veil_update_done_build(&pa, &upd, &updlen), "build UPDATE-DONE");
-	veil_msgid_new(msgid);
-	expect(veil_message_seal(frame, sizeof(frame), FRAME_SIZE, &pa.tx.k, &pa.tx.seq,
-	    VEIL_T_UPDATE_DONE, msgid, (const uint8_t *)upd, updlen) == 1,
-	    "seal UPDATE-DONE");
-	w = publish(&bob_at, frame, "UPDATE-DONE");
-	expect(receive(&bob, w, &h, body) == SLOT_PAIR && h.type == VEIL_T_UPDATE_DONE,
+	seal_tx(&pa.tx, now, VEIL_T_UPDATE_DONE, (const uint8_t *)upd, updlen, frame);
+	topic_of(&pa.peer_inbox, now, t1);
+	w = publish(t1, frame, "UPDATE-DONE");
+	expect(receive(&bob, w, &h, body) >= 0 && h.type == VEIL_T_UPDATE_DONE,
 	    "Bob opens UPDATE-DONE");
-	check(veil_update_on_done(&pb, (const char *)body, h.len), "switch to the new key");
-	say("Bob", "sees: nothing; from now on he seals under the new key.");
+	check(veil_update_on_done(&pb, (const char *)body, h.len), "switch to the new chain");
+	say("Bob", "sees: nothing; from now on he seals under the new chain.");
 	free(upd);
 
 	heading("Bob writes to Alice's new inbox");
-	send_text(&pb.tx, &alice_at, "Still there?", &w);
-	read_text(&alice, w, "Bob", SLOT_PAIR);
-	say("", "The old key is kept only for a grace period, then wiped.");
-	if (alice.slot[SLOT_PREV] != NULL)
-		device_disarm(&alice, SLOT_PREV);
+	send_text(&pb, now, "Still there?", &w);
+	read_text(&alice, w, "Bob");
+	say("", "The old chain is kept only for a grace period, then wiped.");
+	veil_pair_disarm(alice.tags, &pa, VEIL_LOOKAHEAD);
 	veil_pair_drop_prev(&pa);
-	veil_pair_drop_prev(&pb);
+	device_arm_pair(&alice, &pa);
 
 	summary();
 	printf("\nDemo finished: every step succeeded.\n");

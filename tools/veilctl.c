@@ -2,12 +2,14 @@
 #define _GNU_SOURCE
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,45 +17,30 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "card.h"
+#include "veilctl.h"
 
 #define DEFAULT_SOCKET	"/run/veil/veild.sock"
 #define REPLY_MAX	(64 * 1024 * 1024)	/* one line from veild */
-#define TEXT_MAX	(1024 * 1024)		/* a message read from stdin */
-#define WAIT_MAX	86400
-#define SEEN_MAX	256
-
-struct subcommand {
-	const char	*name;
-	int		(*fn)(int argc, char **argv);
-	const char	*usage;
-	const char	*help;
-};
 
 static const char		*sock_path;
-static int			 json_out;
+int				 json_out;
 static int			 sock_fd = -1;
 static json_int_t		 next_id = 1;
-static const struct subcommand	*current;	/* for usage() */
+const struct subcommand		*current;	/* for usage() */
 
 static char	*rbuf;		/* bytes read from veild, not yet a line */
 static size_t	 rlen, rcap;
 
-/* Called for each notification that arrives while veilctl waits. */
-static void	(*on_notify)(json_t *msg);
+void	(*on_notify)(json_t *msg);
 
 static int	cmd_status(int, char **);
 static int	cmd_card(int, char **);
-static int	cmd_contact(int, char **);
-static int	cmd_send(int, char **);
-static int	cmd_recv(int, char **);
 static int	cmd_rotate(int, char **);
 static int	cmd_help(int, char **);
-static int	cmd_contact_add(int, char **);
-static int	cmd_contact_list(int, char **);
-static int	cmd_contact_name(int, char **);
-static int	cmd_contact_verify(int, char **);
+static int	cmd_backup(int, char **);
 
 static const struct subcommand cmds[] = {
 	{ "status",	cmd_status,	"status [--verbose]",
@@ -62,34 +49,28 @@ static const struct subcommand cmds[] = {
 	    "print your contact card (a veil: URI)" },
 	{ "contact",	cmd_contact,	"contact COMMAND ...",
 	    "manage contacts (see below)" },
-	{ "send",	cmd_send,	"send NAME [TEXT ...]",
+	{ "send",	cmd_send,	"send [--key KEY] NAME [TEXT ...]",
 	    "send a message (standard input if no TEXT)" },
-	{ "recv",	cmd_recv,	"recv [--follow] [--wait SECONDS]",
-	    "print and take the messages received" },
+	{ "recv",	cmd_recv,	"recv [--follow | --wait SECONDS] [--peek] [--exec PROG [-- ARG ...]]",
+	    "print the messages received, then acknowledge them (--exec: run PROG for each)" },
+	{ "send-file",	cmd_send_file,	"send-file NAME PATH [--as FILENAME] [--no-wait]",
+	    "send a file (a progress bar on a terminal)" },
+	{ "transfer",	cmd_transfer,	"transfer COMMAND ...",
+	    "list or cancel file transfers (see below)" },
 	{ "rotate",	cmd_rotate,	"rotate",
 	    "move to new addresses now" },
+	{ "unlock",	cmd_unlock,	"unlock",
+	    "give the passphrase (a new one for a new state directory)" },
+	{ "passphrase",	cmd_passphrase,	"passphrase [--forget-keys]",
+	    "set or change the passphrase" },
+	{ "backup",	cmd_backup,	"backup COMMAND ...",
+	    "encrypted backups (see below)" },
 	{ "help",	cmd_help,	"help [COMMAND]",
 	    "show the commands" },
 	{ NULL, NULL, NULL, NULL }
 };
 
-static const struct subcommand contact_cmds[] = {
-	{ "add",	cmd_contact_add,	"contact add URI [--name NAME]",
-	    "ask a card's owner to become a contact" },
-	{ "list",	cmd_contact_list,	"contact list",
-	    "list contacts and pending requests" },
-	{ "accept",	cmd_contact_name,	"contact accept NAME",
-	    "accept a contact request" },
-	{ "reject",	cmd_contact_name,	"contact reject NAME",
-	    "reject a contact request" },
-	{ "remove",	cmd_contact_name,	"contact remove NAME",
-	    "forget a contact" },
-	{ "verify",	cmd_contact_verify,	"contact verify NAME [--mark]",
-	    "show the fingerprint; --mark: it matched" },
-	{ NULL, NULL, NULL, NULL }
-};
-
-static void __attribute__((noreturn, format(printf, 1, 2)))
+void __attribute__((noreturn, format(printf, 1, 2)))
 die(const char *fmt, ...)
 {
 	va_list	ap;
@@ -102,7 +83,7 @@ die(const char *fmt, ...)
 	exit(1);
 }
 
-static void __attribute__((noreturn))
+void __attribute__((noreturn))
 usage(void)
 {
 	if (current != NULL)
@@ -121,7 +102,7 @@ usage(void)
  * and an indent, so that a message cannot pose as another sender's line)
  * and tabs are kept.
  */
-static void
+void
 put_safe(FILE *f, const char *s, const char *nl)
 {
 	const unsigned char	*p = (const unsigned char *)s;
@@ -161,7 +142,7 @@ text_width(const char *s)
 }
 
 /* Columns print_value(v) takes. */
-static size_t
+size_t
 cell_width(json_t *v)
 {
 	char	*s;
@@ -184,10 +165,14 @@ cell_width(json_t *v)
 
 /* --- talking to veild -------------------------------------------------- */
 
-static void
-sock_open(void)
+/* Why the connection to veild failed, for sock_*_try's callers. */
+static char	io_err[256];
+
+static int
+sock_open_try(void)
 {
 	struct sockaddr_un	sun;
+	int			e;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -197,16 +182,29 @@ sock_open(void)
 	if ((sock_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
 		die("socket: %s", strerror(errno));
 	if (connect(sock_fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		int	e = errno;
-
-		die("cannot connect to %s: %s%s", sock_path, strerror(e),
-		    e == ENOENT || e == ECONNREFUSED ?
+		e = errno;
+		snprintf(io_err, sizeof(io_err), "cannot connect to %s: %s%s",
+		    sock_path, strerror(e), e == ENOENT || e == ECONNREFUSED ?
 		    " (is veild running?)" : "");
+		close(sock_fd);
+		sock_fd = -1;
+		return -1;
 	}
+	return 0;
 }
 
-static void
-sock_write(const char *buf, size_t len)
+/* Forgets the connection and whatever was read from it. */
+void
+rpc_close(void)
+{
+	if (sock_fd != -1)
+		close(sock_fd);
+	sock_fd = -1;
+	rlen = 0;
+}
+
+static int
+sock_write_try(const char *buf, size_t len)
 {
 	ssize_t	n;
 
@@ -215,16 +213,20 @@ sock_write(const char *buf, size_t len)
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
-			die("write to %s: %s", sock_path, strerror(errno));
+			snprintf(io_err, sizeof(io_err), "write to %s: %s",
+			    sock_path, strerror(errno));
+			return -1;
 		}
 		buf += n;
 		len -= n;
 	}
+	return 0;
 }
 
-/* Next message from veild (a new reference), or NULL at EOF. */
-static json_t *
-sock_read(void)
+/* Next message from veild (a new reference) in *out: 1, or 0 when the
+ * connection ended or broke (io_err says how).  Garbage ends veilctl. */
+static int
+sock_read_try(json_t **out)
 {
 	json_error_t	 err;
 	json_t		*msg;
@@ -244,49 +246,117 @@ sock_read(void)
 		n = recv(sock_fd, rbuf + rlen, rcap - rlen, 0);
 		if (n == -1 && errno == EINTR)
 			continue;
-		if (n == -1)
-			die("read from %s: %s", sock_path, strerror(errno));
-		if (n == 0)
-			return NULL;
+		if (n == -1) {
+			snprintf(io_err, sizeof(io_err), "read from %s: %s",
+			    sock_path, strerror(errno));
+			return 0;
+		}
+		if (n == 0) {
+			snprintf(io_err, sizeof(io_err), "veild closed the "
+			    "connection");
+			return 0;
+		}
 		rlen += n;
 	}
 	len = nl - rbuf;
-	msg = json_loadb(rbuf, len, 0, &err);
+	msg = json_loadb(rbuf, len, JSON_ALLOW_NUL, &err);
 	rlen -= len + 1;
 	memmove(rbuf, nl + 1, rlen);
 	if (!json_is_object(msg))
 		die("invalid reply from veild: %s", msg ? "not an object" :
 		    err.text);
-	return msg;
+	*out = msg;
+	return 1;
+}
+
+/* Next message from veild (a new reference), or NULL at EOF or when the
+ * connection broke. */
+json_t *
+sock_read(void)
+{
+	json_t	*msg;
+
+	return sock_read_try(&msg) == 1 ? msg : NULL;
+}
+
+/* Writes buf, passing fd with its first byte when fd >= 0 (SCM_RIGHTS):
+ * veild takes the descriptor that comes with a request's bytes. */
+static int
+sock_write_fd(const char *buf, size_t len, int fd)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct iovec	 iov = { (void *)buf, len };
+	struct msghdr	 msg;
+	struct cmsghdr	*h;
+	ssize_t		 n;
+
+	if (fd < 0)
+		return sock_write_try(buf, len);
+	memset(&msg, 0, sizeof(msg));
+	memset(&cm, 0, sizeof(cm));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof(cm.buf);
+	h = CMSG_FIRSTHDR(&msg);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &fd, sizeof(int));
+	while ((n = sendmsg(sock_fd, &msg, MSG_NOSIGNAL)) == -1 && errno == EINTR)
+		;
+	if (n == -1) {
+		snprintf(io_err, sizeof(io_err), "write to %s: %s", sock_path,
+		    strerror(errno));
+		return -1;
+	}
+	return sock_write_try(buf + n, len - (size_t)n);
 }
 
 /*
- * Sends one request, waits for its answer and returns the result (a new
- * reference).  A JSON-RPC error ends veilctl with status 1; notifications
- * that come first go to on_notify.  params is stolen.
+ * One request and its answer: the result (a new reference); else NULL
+ * with *code 0 when the connection could not be made or broke before the
+ * answer came (io_err says how; the connection is closed), or the
+ * JSON-RPC error's code and message (a new reference).  params is
+ * borrowed.
  */
 static json_t *
-rpc(const char *method, json_t *params)
+rpc_io(const char *method, json_t *params, int fd, int *code, json_t **errmsg)
 {
 	json_t		*req, *msg, *err, *result, *id;
-	const char	*text;
 	char		*s;
+	size_t		 slen;
 	json_int_t	 myid = next_id++;
 
-	if (sock_fd == -1)
-		sock_open();
-	req = json_pack("{s:s, s:s, s:o*, s:I}", "jsonrpc", "2.0",
+	*code = 0;
+	*errmsg = NULL;
+	if (sock_fd == -1 && sock_open_try() != 0)
+		return NULL;
+	req = json_pack("{s:s, s:s, s:O*, s:I}", "jsonrpc", "2.0",
 	    "method", method, "params", params, "id", myid);
 	if (req == NULL || (s = json_dumps(req, JSON_COMPACT)) == NULL)
 		die("cannot encode the request (text must be UTF-8)");
 	json_decref(req);
-	sock_write(s, strlen(s));
-	sock_write("\n", 1);
+	slen = strlen(s);
+	if (sock_write_fd(s, slen, fd) != 0 ||
+	    sock_write_try("\n", 1) != 0) {
+		explicit_bzero(s, slen);
+		free(s);
+		rpc_close();
+		return NULL;
+	}
+	/* It may hold a passphrase. */
+	explicit_bzero(s, slen);
 	free(s);
 
 	for (;;) {
-		if ((msg = sock_read()) == NULL)
-			die("veild closed the connection");
+		if (sock_read_try(&msg) != 1) {
+			rpc_close();
+			return NULL;
+		}
 		id = json_object_get(msg, "id");
 		if (id == NULL && json_is_string(json_object_get(msg,
 		    "method"))) {
@@ -301,11 +371,12 @@ rpc(const char *method, json_t *params)
 		json_decref(msg);	/* not ours: ignore */
 	}
 	if ((err = json_object_get(msg, "error")) != NULL) {
-		text = json_string_value(json_object_get(err, "message"));
-		fputs("veilctl: ", stderr);
-		put_safe(stderr, text ? text : "unknown error", NULL);
-		fputc('\n', stderr);
-		exit(1);
+		*code = (int)json_integer_value(json_object_get(err, "code"));
+		if (*code == 0)
+			*code = -32603;
+		*errmsg = json_incref(json_object_get(err, "message"));
+		json_decref(msg);
+		return NULL;
 	}
 	if ((result = json_object_get(msg, "result")) == NULL)
 		die("invalid reply from veild: no result");
@@ -314,9 +385,81 @@ rpc(const char *method, json_t *params)
 	return result;
 }
 
+/* Dies with veild's error message. */
+static void __attribute__((noreturn))
+die_rpc(json_t *msg)
+{
+	const char	*text = json_string_value(msg);
+
+	fputs("veilctl: ", stderr);
+	put_safe(stderr, text ? text : "unknown error", NULL);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+json_t *
+rpc_try(const char *method, json_t *params, int fd, int *code, json_t **errmsg)
+{
+	json_t	*result = rpc_io(method, params, fd, code, errmsg);
+
+	json_decref(params);
+	if (result == NULL && *code == 0)
+		die("%s", io_err);
+	return result;
+}
+
+json_t *
+rpc_conn(const char *method, json_t *params, const char **why)
+{
+	json_t	*result, *msg;
+	int	 code;
+
+	if ((result = rpc_io(method, params, -1, &code, &msg)) != NULL)
+		return result;
+	if (code != 0)
+		die_rpc(msg);
+	*why = io_err;
+	return NULL;
+}
+
+json_t *
+rpc_fd(const char *method, json_t *params, int fd, int *code)
+{
+	json_t	*result, *msg;
+	int	 c;
+
+	result = rpc_io(method, params, fd, &c, &msg);
+	json_decref(params);
+	if (result != NULL)
+		return result;
+	if (c == 0)
+		die("%s", io_err);
+	if (code == NULL)
+		die_rpc(msg);
+	/* The caller decides (it may say more first). */
+	fputs("veilctl: ", stderr);
+	put_safe(stderr, json_string_value(msg) ? json_string_value(msg) :
+	    "unknown error", NULL);
+	fputc('\n', stderr);
+	json_decref(msg);
+	*code = c;
+	return NULL;
+}
+
+json_t *
+rpc(const char *method, json_t *params)
+{
+	json_t		*result, *msg;
+	int		 code;
+
+	if ((result = rpc_try(method, params, -1, &code, &msg)) != NULL)
+		return result;
+	die_rpc(msg);
+}
+
 /* --- output ------------------------------------------------------------ */
 
-static void
+void
 print_json(json_t *j)
 {
 	char	*s;
@@ -328,7 +471,7 @@ print_json(json_t *j)
 }
 
 /* A scalar as a human reads it; arrays and objects as compact JSON. */
-static void
+void
 print_value(json_t *v)
 {
 	char	*s;
@@ -370,7 +513,7 @@ print_object(json_t *obj, const char *prefix)
 }
 
 /* Human by default, the raw result with --json. */
-static void
+void
 print_result(json_t *result)
 {
 	if (json_out)
@@ -383,7 +526,7 @@ print_result(json_t *result)
 	}
 }
 
-static void
+void
 print_time(json_t *v)
 {
 	char		buf[64];
@@ -401,10 +544,11 @@ print_time(json_t *v)
 	print_value(v);
 }
 
-static void
+void
 print_message(json_t *m)
 {
 	const char	*text;
+	json_t		*file;
 
 	if (json_out) {
 		print_json(m);
@@ -414,23 +558,102 @@ print_message(json_t *m)
 	fputc('[', stdout);
 	print_time(json_object_get(m, "received"));
 	fputs("] ", stdout);
+	/* A file: "file from NAME", which no text can make its own line
+	 * start with (a text follows "NAME: "). */
+	if ((file = json_object_get(m, "file")) != NULL) {
+		fputs("file from ", stdout);
+		print_value(json_object_get(m, "from"));
+		fputs(": ", stdout);
+		print_value(json_object_get(file, "name"));
+		printf(" (%lld bytes), saved as ",
+		    (long long)json_integer_value(json_object_get(file, "size")));
+		print_value(json_object_get(file, "path"));
+		fputc('\n', stdout);
+		fflush(stdout);
+		return;
+	}
 	print_value(json_object_get(m, "from"));
 	fputs(": ", stdout);
-	if ((text = json_string_value(json_object_get(m, "text"))) == NULL)
-		text = "";
-	put_safe(stdout, text, "\n    ");
+	if ((text = json_string_value(json_object_get(m, "text"))) != NULL)
+		put_safe(stdout, text, "\n    ");
+	else if ((text = json_string_value(json_object_get(m, "data"))) != NULL)
+		printf("[data, %zu bytes: veilctl --json recv shows it in base64]",
+		    strlen(text) / 4 * 3 - (strlen(text) > 0 && text[strlen(text) - 1] ==
+		    '=') - (strlen(text) > 1 && text[strlen(text) - 2] == '='));
 	fputc('\n', stdout);
 	fflush(stdout);
 }
 
 /* --- commands ---------------------------------------------------------- */
 
+/*
+ * A table of rows (objects): column first, then every scalar field in
+ * order of appearance, so that new fields from veild show without a
+ * change here.
+ */
+void
+print_rows(json_t *rows, const char *first)
+{
+	json_t		*row, *v, *cols;
+	const char	*key;
+	size_t		 i, j, *width, w;
+
+	cols = json_array();
+	json_array_append_new(cols, json_string(first));
+	json_array_foreach(rows, i, row) {
+		json_object_foreach(row, key, v) {
+			int	seen = 0;
+
+			if (json_is_object(v) || json_is_array(v))
+				continue;
+			for (j = 0; j < json_array_size(cols); j++)
+				if (strcmp(json_string_value(
+				    json_array_get(cols, j)), key) == 0)
+					seen = 1;
+			if (!seen)
+				json_array_append_new(cols, json_string(key));
+		}
+	}
+	if ((width = calloc(json_array_size(cols), sizeof(*width))) == NULL)
+		die("out of memory");
+	for (j = 0; j < json_array_size(cols); j++) {
+		key = json_string_value(json_array_get(cols, j));
+		width[j] = strlen(key);
+		json_array_foreach(rows, i, row) {
+			w = cell_width(json_object_get(row, key));
+			if (w > width[j])
+				width[j] = w;
+		}
+	}
+	for (j = 0; j < json_array_size(cols); j++) {
+		for (key = json_string_value(json_array_get(cols, j)); *key;
+		    key++)
+			fputc(*key >= 'a' && *key <= 'z' ? *key - 32 :
+			    *key == '_' ? '-' : *key, stdout);
+		if (j + 1 < json_array_size(cols))
+			printf("%*s", (int)(width[j] + 2 - strlen(
+			    json_string_value(json_array_get(cols, j)))), "");
+	}
+	fputc('\n', stdout);
+	json_array_foreach(rows, i, row) {
+		for (j = 0; j < json_array_size(cols); j++) {
+			key = json_string_value(json_array_get(cols, j));
+			v = json_object_get(row, key);
+			print_value(v ? v : json_null());
+			if (j + 1 == json_array_size(cols))
+				break;
+			w = cell_width(v);
+			printf("%*s", (int)(width[j] + 2 - w), "");
+		}
+		fputc('\n', stdout);
+	}
+	free(width);
+	json_decref(cols);
+}
+
 /* getopt_long over a subcommand's argv (argv[0] is its name).  --json is
  * accepted everywhere, also after the command. */
-#define COMMON_LONGOPTS	{ "json", no_argument, &json_out, 1 }, \
-			{ "help", no_argument, NULL, 'h' }
-
-static int
+int
 next_opt(int argc, char **argv, const char *shortopts,
     const struct option *longopts)
 {
@@ -508,7 +731,18 @@ cmd_card(int argc, char **argv)
 	return 0;
 }
 
-static int
+void
+table_usage(const struct subcommand *table)
+{
+	const struct subcommand	*sc;
+
+	for (sc = table; sc->name != NULL; sc++)
+		fprintf(stderr, "%s veilctl [-s socket] [--json] %s\n",
+		    sc == table ? "usage:" : "      ", sc->usage);
+	exit(2);
+}
+
+int
 run_table(const struct subcommand *table, int argc, char **argv)
 {
 	const struct subcommand	*sc;
@@ -527,377 +761,17 @@ run_table(const struct subcommand *table, int argc, char **argv)
 }
 
 static int
-cmd_contact(int argc, char **argv)
+cmd_backup(int argc, char **argv)
 {
 	const struct subcommand	*sc;
 
 	if (argc < 2) {
-		for (sc = contact_cmds; sc->name != NULL; sc++)
+		for (sc = backup_cmds; sc->name != NULL; sc++)
 			fprintf(stderr, "%s veilctl [-s socket] [--json] %s\n",
-			    sc == contact_cmds ? "usage:" : "      ", sc->usage);
+			    sc == backup_cmds ? "usage:" : "      ", sc->usage);
 		exit(2);
 	}
-	return run_table(contact_cmds, argc - 1, argv + 1);
-}
-
-static int
-cmd_contact_add(int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		{ "name", required_argument, NULL, 'n' }, COMMON_LONGOPTS,
-		{ NULL, 0, NULL, 0 }
-	};
-	json_t		*params, *result;
-	const char	*name = NULL;
-	int		 c;
-
-	while ((c = next_opt(argc, argv, "n:h", longopts)) != -1)
-		if (c == 'n')
-			name = optarg;
-	if (argc - optind != 1)
-		usage();
-	params = json_pack("{s:s, s:s*}", "card", argv[optind], "name", name);
-	if (params == NULL)
-		die("the card and name must be UTF-8 text");
-	result = rpc("contact.add", params);
-	print_result(result);
-	json_decref(result);
-	return 0;
-}
-
-static int
-cmd_contact_list(int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		COMMON_LONGOPTS, { NULL, 0, NULL, 0 }
-	};
-	json_t		*result, *rows, *row, *v, *cols;
-	const char	*key;
-	size_t		 i, j, *width, w;
-
-	while (next_opt(argc, argv, "+h", longopts) != -1)
-		;
-	if (optind != argc)
-		usage();
-	result = rpc("contact.list", NULL);
-	if (json_out) {
-		print_json(result);
-		json_decref(result);
-		return 0;
-	}
-	rows = json_is_array(result) ? result :
-	    json_object_get(result, "contacts");
-	if (!json_is_array(rows))
-		die("invalid reply from veild: no contact list");
-	if (json_array_size(rows) == 0) {
-		puts("no contacts");
-		json_decref(result);
-		return 0;
-	}
-	/* Columns: name first, then every scalar field in order of
-	 * appearance, so new fields from veild show without a change here. */
-	cols = json_array();
-	json_array_append_new(cols, json_string("name"));
-	json_array_foreach(rows, i, row) {
-		json_object_foreach(row, key, v) {
-			int	seen = 0;
-
-			if (json_is_object(v) || json_is_array(v))
-				continue;
-			for (j = 0; j < json_array_size(cols); j++)
-				if (strcmp(json_string_value(
-				    json_array_get(cols, j)), key) == 0)
-					seen = 1;
-			if (!seen)
-				json_array_append_new(cols, json_string(key));
-		}
-	}
-	if ((width = calloc(json_array_size(cols), sizeof(*width))) == NULL)
-		die("out of memory");
-	for (j = 0; j < json_array_size(cols); j++) {
-		key = json_string_value(json_array_get(cols, j));
-		width[j] = strlen(key);
-		json_array_foreach(rows, i, row) {
-			w = cell_width(json_object_get(row, key));
-			if (w > width[j])
-				width[j] = w;
-		}
-	}
-	for (j = 0; j < json_array_size(cols); j++) {
-		for (key = json_string_value(json_array_get(cols, j)); *key;
-		    key++)
-			fputc(*key >= 'a' && *key <= 'z' ? *key - 32 :
-			    *key == '_' ? '-' : *key, stdout);
-		if (j + 1 < json_array_size(cols))
-			printf("%*s", (int)(width[j] + 2 - strlen(
-			    json_string_value(json_array_get(cols, j)))), "");
-	}
-	fputc('\n', stdout);
-	json_array_foreach(rows, i, row) {
-		for (j = 0; j < json_array_size(cols); j++) {
-			key = json_string_value(json_array_get(cols, j));
-			v = json_object_get(row, key);
-			print_value(v ? v : json_null());
-			if (j + 1 == json_array_size(cols))
-				break;
-			w = cell_width(v);
-			printf("%*s", (int)(width[j] + 2 - w), "");
-		}
-		fputc('\n', stdout);
-	}
-	free(width);
-	json_decref(cols);
-	json_decref(result);
-	return 0;
-}
-
-/* accept, reject, remove: contact.<verb> {name}. */
-static int
-cmd_contact_name(int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		COMMON_LONGOPTS, { NULL, 0, NULL, 0 }
-	};
-	json_t	*params, *result;
-	char	 method[32];
-
-	while (next_opt(argc, argv, "h", longopts) != -1)
-		;
-	if (argc - optind != 1)
-		usage();
-	snprintf(method, sizeof(method), "contact.%s", current->name);
-	if ((params = json_pack("{s:s}", "name", argv[optind])) == NULL)
-		die("the name must be UTF-8 text");
-	result = rpc(method, params);
-	print_result(result);
-	json_decref(result);
-	return 0;
-}
-
-static int
-cmd_contact_verify(int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		{ "mark", no_argument, NULL, 'm' }, COMMON_LONGOPTS,
-		{ NULL, 0, NULL, 0 }
-	};
-	json_t	*params, *result;
-	int	 c, mark = 0;
-
-	while ((c = next_opt(argc, argv, "h", longopts)) != -1)
-		if (c == 'm')
-			mark = 1;
-	if (argc - optind != 1)
-		usage();
-	if ((params = json_pack("{s:s}", "name", argv[optind])) == NULL)
-		die("the name must be UTF-8 text");
-	if (mark)
-		json_object_set_new(params, "mark", json_true());
-	result = rpc("contact.verify", params);
-	print_result(result);
-	json_decref(result);
-	return 0;
-}
-
-static char *
-read_stdin(size_t *lenp)
-{
-	char	*buf;
-	size_t	 len = 0;
-	ssize_t	 n;
-
-	if ((buf = malloc(TEXT_MAX + 1)) == NULL)
-		die("out of memory");
-	for (;;) {
-		n = read(STDIN_FILENO, buf + len, TEXT_MAX + 1 - len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1)
-			die("standard input: %s", strerror(errno));
-		if (n == 0)
-			break;
-		len += n;
-		if (len > TEXT_MAX)
-			die("message too large (more than %d bytes)", TEXT_MAX);
-	}
-	/* `echo hi | veilctl send bob` means "hi". */
-	if (len > 0 && buf[len - 1] == '\n')
-		len--;
-	buf[len] = '\0';
-	*lenp = len;
-	return buf;
-}
-
-static int
-cmd_send(int argc, char **argv)
-{
-	json_t		*params, *result, *text;
-	const char	*id;
-	char		*buf;
-	size_t		 len = 0;
-	int		 i, first = 2;
-
-	/* No options: the text is taken literally, "-5 degrees" included. */
-	if (argc < 2 || strcmp(argv[1], "-h") == 0 ||
-	    strcmp(argv[1], "--help") == 0)
-		usage();
-	if (argc > 2 && strcmp(argv[2], "--") == 0)
-		first = 3;
-	if (argc > first) {
-		size_t	n, off = 0;
-
-		for (i = first; i < argc; i++)
-			len += strlen(argv[i]) + 1;
-		if ((buf = malloc(len + 1)) == NULL)
-			die("out of memory");
-		for (i = first; i < argc; i++) {
-			if (i > first)
-				buf[off++] = ' ';
-			n = strlen(argv[i]);
-			memcpy(buf + off, argv[i], n);
-			off += n;
-		}
-		buf[off] = '\0';
-		len = off;
-	} else
-		buf = read_stdin(&len);
-	if ((text = json_stringn(buf, len)) == NULL)
-		die("the message must be UTF-8 text");
-	free(buf);
-	params = json_pack("{s:s, s:o}", "to", argv[1], "text", text);
-	if (params == NULL)
-		die("the name must be UTF-8 text");
-	result = rpc("message.send", params);
-	if (json_out)
-		print_json(result);
-	else if ((id = json_string_value(json_object_get(result, "id")))) {
-		fputs("queued, id ", stdout);
-		put_safe(stdout, id, NULL);
-		fputc('\n', stdout);
-	} else
-		print_result(result);
-	json_decref(result);
-	return 0;
-}
-
-/* Message ids already printed by recv --follow: the notification and the
- * message.receive that takes the message may both carry it. */
-static char	*seen[SEEN_MAX];
-static size_t	 seen_next;
-static int	 receive_needed;
-
-static int
-seen_before(json_t *m)
-{
-	json_t	*idv = json_object_get(m, "id");
-	char	*id;
-	size_t	 i;
-
-	if (idv == NULL || (id = json_dumps(idv, JSON_ENCODE_ANY)) == NULL)
-		return 0;
-	for (i = 0; i < SEEN_MAX; i++) {
-		if (seen[i] != NULL && strcmp(seen[i], id) == 0) {
-			free(id);
-			return 1;
-		}
-	}
-	free(seen[seen_next]);
-	seen[seen_next] = id;
-	seen_next = (seen_next + 1) % SEEN_MAX;
-	return 0;
-}
-
-static void
-print_messages(json_t *result, int dedupe)
-{
-	json_t	*msgs, *m;
-	size_t	 i;
-
-	msgs = json_object_get(result, "messages");
-	if (!json_is_array(msgs))
-		die("invalid reply from veild: no messages");
-	json_array_foreach(msgs, i, m) {
-		if (!dedupe || !seen_before(m))
-			print_message(m);
-	}
-}
-
-static void
-follow_notify(json_t *msg)
-{
-	json_t	*params = json_object_get(msg, "params");
-
-	if (strcmp(json_string_value(json_object_get(msg, "method")),
-	    "message") != 0)
-		return;
-	if (json_is_object(params) && json_object_get(params, "text") &&
-	    !seen_before(params))
-		print_message(params);
-	/* Take it too, or the next recv would show it again. */
-	receive_needed = 1;
-}
-
-static int
-cmd_recv(int argc, char **argv)
-{
-	static const struct option longopts[] = {
-		{ "follow", no_argument, NULL, 'f' },
-		{ "wait", required_argument, NULL, 'w' }, COMMON_LONGOPTS,
-		{ NULL, 0, NULL, 0 }
-	};
-	json_t	*params = NULL, *result, *msg;
-	char	*end;
-	long	 wait = -1;
-	int	 c, follow = 0;
-
-	while ((c = next_opt(argc, argv, "+fw:h", longopts)) != -1) {
-		if (c == 'f')
-			follow = 1;
-		else if (c == 'w') {
-			errno = 0;
-			wait = strtol(optarg, &end, 10);
-			if (errno || *optarg == '\0' || *end != '\0' ||
-			    wait < 0 || wait > WAIT_MAX) {
-				fprintf(stderr, "veilctl: --wait: not a number "
-				    "of seconds from 0 to %d\n", WAIT_MAX);
-				usage();
-			}
-		}
-	}
-	if (optind != argc || (follow && wait >= 0))
-		usage();
-
-	if (!follow) {
-		if (wait >= 0)
-			params = json_pack("{s:i}", "wait", (int)wait);
-		result = rpc("message.receive", params);
-		if (json_out)
-			print_json(result);
-		else
-			print_messages(result, 0);
-		json_decref(result);
-		return 0;
-	}
-
-	/* Subscribe first so nothing arrives unseen between the calls. */
-	on_notify = follow_notify;
-	json_decref(rpc("subscribe", json_pack("{s:[s]}", "events",
-	    "message")));
-	receive_needed = 1;
-	for (;;) {
-		while (receive_needed) {
-			receive_needed = 0;
-			result = rpc("message.receive", NULL);
-			print_messages(result, 1);
-			json_decref(result);
-		}
-		if ((msg = sock_read()) == NULL)
-			die("veild closed the connection");
-		if (json_object_get(msg, "id") == NULL &&
-		    json_is_string(json_object_get(msg, "method")))
-			follow_notify(msg);
-		json_decref(msg);
-	}
+	return run_table(backup_cmds, argc - 1, argv + 1);
 }
 
 static int
@@ -954,6 +828,12 @@ cmd_help(int argc, char **argv)
 			if (sc->fn == cmd_contact)
 				list_commands(stdout, contact_cmds,
 				    usage_width(contact_cmds));
+			else if (sc->fn == cmd_transfer)
+				list_commands(stdout, transfer_cmds,
+				    usage_width(transfer_cmds));
+			else if (sc->fn == cmd_backup)
+				list_commands(stdout, backup_cmds,
+				    usage_width(backup_cmds));
 			else
 				printf("  %s  %s\n", sc->usage, sc->help);
 			return 0;
@@ -963,11 +843,19 @@ cmd_help(int argc, char **argv)
 	w = usage_width(cmds);
 	if (usage_width(contact_cmds) > w)
 		w = usage_width(contact_cmds);
+	if (usage_width(transfer_cmds) > w)
+		w = usage_width(transfer_cmds);
+	if (usage_width(backup_cmds) > w)
+		w = usage_width(backup_cmds);
 	printf("usage: veilctl [-s socket] [--json] command [args ...]\n\n"
 	    "commands:\n");
 	list_commands(stdout, cmds, w);
 	printf("\ncontact commands:\n");
 	list_commands(stdout, contact_cmds, w);
+	printf("\ntransfer commands:\n");
+	list_commands(stdout, transfer_cmds, w);
+	printf("\nbackup commands:\n");
+	list_commands(stdout, backup_cmds, w);
 	printf("\nsocket: -s, else $VEIL_SOCKET, else %s\n", DEFAULT_SOCKET);
 	return 0;
 }

@@ -1,4 +1,4 @@
-"""brokers.py: private loopback brokers (mosquitto; prosody to come) for the integration tests."""
+"""brokers.py: private loopback MQTT brokers (mosquitto; ejabberd is in ejabberd.py) and what they share with the other servers."""
 
 import os
 import signal
@@ -104,7 +104,9 @@ class Mosquitto(Server):
 
     name = "mosquitto"
 
-    def __init__(self, tmpdir, log_all=True, port=None):
+    def __init__(self, tmpdir, log_all=True, port=None, tls=()):
+        """tls: (name, certificate chain file, key file) for extra TLS
+        listeners on loopback; tls_ports[name] is each one's port."""
         self.dir = os.path.join(tmpdir, "mosquitto")
         os.makedirs(self.dir, exist_ok=True)
         self.port = port or free_port()
@@ -123,6 +125,11 @@ class Mosquitto(Server):
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             "pid_file %s" % os.path.join(self.dir, "mosquitto.pid"),
         ]
+        self.tls_ports = {}
+        for name, crt, key in tls:
+            self.tls_ports[name] = free_port()
+            lines += ["listener %d 127.0.0.1" % self.tls_ports[name],
+                      "certfile %s" % crt, "keyfile %s" % key]
         if log_all:
             lines.append("log_type all")
         if os.geteuid() == 0:
@@ -131,10 +138,18 @@ class Mosquitto(Server):
         with open(self.conf_path, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.start()
+        for port in self.tls_ports.values():
+            if not wait_port(port, 5.0, self.proc):
+                raise RuntimeError("mosquitto: no TLS listener on %d, see %s"
+                                   % (port, self.log_path))
 
     @property
     def uri(self):
         return "tcp://127.0.0.1:%d" % self.port
+
+    def drop_sessions(self):
+        """While stopped: forget every session and queued message."""
+        os.remove(os.path.join(self.dir, "mosquitto.db"))
 
     def argv(self):
         return [MOSQUITTO, "-c", self.conf_path]

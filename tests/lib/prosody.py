@@ -40,17 +40,21 @@ class Prosody(Server):
 
     VirtualHost domain with anonymous authentication, Component
     pubsub.<domain> with pubsub_max_items max_items and the plugin above;
-    STARTTLS only when tls gives a certificate and its key.
+    STARTTLS, and direct TLS (XEP-0368) on tls_port, only when tls gives a
+    certificate and its key.
     Its data directory survives restart(), so nodes and their items do,
-    like on a production server.
+    like on a production server.  stanza_debug (with debug): every stanza
+    is logged in full, for tests that read what each JID did.
     """
 
     def __init__(self, tmpdir, domain="localhost", port=None, anonymous=True,
-                 max_items=500, debug=True, storage="internal", tls=None):
+                 max_items=500, debug=True, storage="internal", tls=None,
+                 stanza_debug=False):
         self.dir = os.path.abspath(os.path.join(tmpdir, "prosody"))
         self.domain = domain
         self.pubsub = "pubsub." + domain
         self.port = port or free_port()
+        self.tls_port = free_port() if tls is not None else None
         self.data = os.path.join(self.dir, "data")
         self.certs = os.path.join(self.dir, "certs")
         self.plugins = os.path.join(self.dir, "plugins")
@@ -77,6 +81,7 @@ class Prosody(Server):
             'interfaces = { "127.0.0.1" }',
             'local_interfaces = { "127.0.0.1" }',
             'c2s_ports = { %d }' % self.port,
+            'c2s_direct_tls_ports = { %s }' % (self.tls_port or ""),
             's2s_ports = { }',
             'component_ports = { }',
             'http_ports = { }',
@@ -84,8 +89,12 @@ class Prosody(Server):
             'c2s_require_encryption = false',
             's2s_require_encryption = false',
             'allow_registration = false',
-            'modules_enabled = { "roster", "saslauth", "disco", "ping"%s }'
-            % (', "tls"' if tls is not None else ""),
+            # stanza_debug: every stanza in full in the debug log (RECV: /
+            # SEND:), the operator's complete view: who subscribed, created
+            # and published which node.
+            'modules_enabled = { "roster", "saslauth", "disco", "ping"%s%s }'
+            % (', "tls"' if tls is not None else "",
+               ', "stanza_debug"' if stanza_debug and debug else ""),
             'modules_disabled = { "s2s" }',
             # "internal" (files) rewrites a node's whole item list on every
             # publish past max_items: fine for persistence tests, slow for
@@ -125,6 +134,9 @@ class Prosody(Server):
 
     def start(self, timeout=10.0):
         Server.start(self, timeout)
+        if self.tls_port and not wait_port(self.tls_port, timeout, self.proc):
+            raise RuntimeError("prosody: no direct TLS port %d, see %s"
+                               % (self.tls_port, self.log_path))
 
     def wipe(self):
         """Stop and delete everything, for a clean start."""

@@ -2,7 +2,8 @@
 
 VEIL_TRANSPORT=mqtt|xmpp (default mqtt) picks the broker World.broker()
 starts (mosquitto or prosody) and so the transport section every Daemon's
-config gets: the same test file runs on both."""
+config gets: the same test file runs on both.  VEIL_SERVER=ejabberd starts
+an ejabberd instead, as MQTT broker or XMPP server by VEIL_TRANSPORT."""
 
 import copy
 import json
@@ -20,8 +21,19 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from brokers import Mosquitto  # noqa: E402,F401  (re-exported for the tests)
 from prosody import PROSODY, Prosody  # noqa: E402,F401
+from ejabberd import ERL, Ejabberd  # noqa: E402,F401
 
 TRANSPORTS = ("mqtt", "xmpp")
+SERVERS = ("", "ejabberd")
+
+
+def server():
+    """$VEIL_SERVER: "" (mosquitto or prosody) or "ejabberd"."""
+    s = os.environ.get("VEIL_SERVER", "")
+    if s not in SERVERS:
+        print("Bail out! VEIL_SERVER=%s: expected ejabberd or nothing" % s)
+        sys.exit(99)
+    return s
 
 
 def transport():
@@ -34,7 +46,10 @@ def transport():
 
 
 def broker_transport(broker):
-    """The transport name a broker object serves: xmpp for a Prosody."""
+    """The transport name a broker object serves: xmpp for a Prosody, an
+    ejabberd's own choice."""
+    if isinstance(broker, Ejabberd):
+        return broker.transport
     return "xmpp" if isinstance(broker, Prosody) else "mqtt"
 
 
@@ -44,7 +59,11 @@ def transport_config(broker):
         return {"transport": "xmpp",
                 "xmpp": {"domain": broker.domain, "host": "127.0.0.1",
                          "port": broker.port, "pubsub": broker.pubsub, "tls": "off"}}
-    return {"transport": "mqtt", "mqtt": {"uris": [broker.uri], "keepalive": "5s"}}
+    mqtt = {"uris": [broker.uri], "keepalive": "5s"}
+    if isinstance(broker, Ejabberd):
+        # mod_mqtt refuses a CONNECT without a username.
+        mqtt["random_username"] = True
+    return {"transport": "mqtt", "mqtt": mqtt}
 
 
 def builddir():
@@ -67,6 +86,45 @@ def binary(rel):
         print("Bail out! %s is missing: build it first (make)" % path)
         sys.exit(99)
     return path
+
+
+def sanitized():
+    """True when the build under test was configured --enable-sanitizers
+    (make check says so in VEIL_SANITIZERS): ASan and UBSan in veild and
+    veilctl, so memory and time figures mean nothing."""
+    return os.environ.get("VEIL_SANITIZERS") == "yes"
+
+
+def _log_paths():
+    """The log_path prefixes of ASAN_OPTIONS and UBSAN_OPTIONS, if set:
+    where sanitized processes write their reports (one file per pid)."""
+    out = []
+    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        for opt in re.split(r"[:,]", os.environ.get(var, "")):
+            if opt.startswith("log_path="):
+                out.append(opt[len("log_path="):])
+    return out
+
+
+def sanitizer_reports(since=0.0):
+    """Reports sanitized processes (veild, veilctl, test helpers) wrote to
+    their log_path files since the time since: [(file, text)]."""
+    out = []
+    for prefix in _log_paths():
+        d, base = os.path.split(prefix)
+        try:
+            names = os.listdir(d or ".")
+        except FileNotFoundError:
+            continue
+        for n in sorted(names):
+            p = os.path.join(d, n)
+            try:
+                if n.startswith(base + ".") and os.path.getmtime(p) >= since:
+                    with open(p, errors="replace") as f:
+                        out.append((p, f.read()))
+            except OSError:
+                pass
+    return out
 
 
 # --- variables that shrink a suite -----------------------------------------
@@ -341,9 +399,18 @@ class Daemon:
         self.env = dict(env or {})	# added to veild's environment
         self.veild = binary("daemon/veild")
         self.veilctl = binary("tools/veilctl")
+        # The data key is unlocked by a key file of the daemon's own
+        # (outside its state dir, so a copied state dir keeps working);
+        # unlock={"key_file": ""} starts it locked, for a passphrase.
+        self.key_file = os.path.join(self.dir, "veil.key")
+        if not os.path.exists(self.key_file):
+            fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, os.urandom(32))
+            os.close(fd)
         self.cfg = {
             "state_dir": self.state_dir,
             "socket": self.socket,
+            "unlock": {"key_file": self.key_file, "kdf": "interactive"},
         }
         self.cfg.update(transport_config(broker))
         self.cfg.update({
@@ -518,6 +585,9 @@ class Daemon:
         r = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout)
         out = r.stdout.decode("utf-8", "replace")
         err = r.stderr.decode("utf-8", "replace")
+        if REPORT_RE.search(err):	# a sanitized veilctl's report
+            TOOL_REPORTS.append("veilctl %s:\n%s" % (" ".join(map(str, args))[:200],
+                                                     err[-3000:]))
         parsed = out
         if json_out and out.strip():
             try:
@@ -542,27 +612,33 @@ class Daemon:
         return {c["name"]: c for c in self.rpc("contact.list")["contacts"]}
 
     def receive_all(self, wait=0, limit=256):
-        """message.receive until empty (the first call may long-poll)."""
+        """message.receive and message.ack until empty (the first call may
+        long-poll): what an app gets, each message once."""
         out = []
         while True:
             r = self.rpc("message.receive", wait=wait, limit=limit,
                          timeout=wait + 10)["messages"]
+            if r:
+                self.rpc("message.ack", ids=[m["id"] for m in r])
             out.extend(r)
             if not r or wait:
                 return out
 
 
-def peer_probe(sock, gid=None, group=None):
+def peer_probe(sock, gid=None, group=None, request=None):
     """tests/peer_probe: connects to sock as another uid (nobody when we
     are root, else our first subordinate uid) and reports:
     (exit status, its line: "connect EACCES", "closed EOF", "reply {...}",
-    ...).  gid: its primary group; group: one supplementary group.  Exit
+    ...).  gid: its primary group; group: one supplementary group;
+    request: the line to send instead of a status request.  Exit
     status 77: no other uid can be had here (the reason is the line)."""
     cmd = [binary("tests/peer_probe")]
     if gid is not None:
         cmd += ["-g", str(gid)]
     if group is not None:
         cmd += ["-G", str(group)]
+    if request is not None:
+        cmd += ["-r", request]
     r = subprocess.run(cmd + [sock], capture_output=True, text=True, timeout=20)
     return r.returncode, (r.stdout.strip() if r.returncode == 0 else r.stderr.strip())
 
@@ -621,6 +697,22 @@ def b64u(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def card_with_expiry(uri, expires):
+    """The card URI with its expires field set to expires and the checksum
+    recomputed (cards are not signed: protocol.md 3)."""
+    import base64
+    import hashlib
+    import struct
+    body = uri[5:]
+    raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    card = bytearray(raw[:-4])
+    p = 3 + card[2] + 32
+    card[p:p + 8] = struct.pack(">Q", expires)
+    card = bytes(card)
+    out = card + hashlib.blake2b(card, digest_size=32).digest()[:4]
+    return "veil:" + base64.urlsafe_b64encode(out).decode().rstrip("=")
+
+
 def decode_card(uri):
     """A card URI's fields, per docs/protocol.md section 3: {flags,
     one_time, cid (bytes), cid_text (the topic), pk (bytes), expires,
@@ -636,7 +728,7 @@ def decode_card(uri):
     if hashlib.blake2b(card, digest_size=32).digest()[:4] != check:
         raise ValueError("bad checksum")
     version, flags, cidlen = card[0], card[1], card[2]
-    if version != 1:
+    if version != 2:	# wire protocol 2's card (version 1's had the same layout)
         raise ValueError("version %d" % version)
     p = 3
     cid = card[p:p + cidlen]
@@ -913,11 +1005,72 @@ def xmpp_observe(server):
             "publishes": sum(sizes.values())}
 
 
+# prosody writes a stanza's attributes in no fixed order.
+_STANZA_OP = re.compile(r"<(subscribe|unsubscribe|create|publish)\b[^>]*?\snode='([^']*)'")
+
+
+def broker_events(broker):
+    """The operator's raw view, the same for both transports: which client
+    held which topic when.  {"sessions": [{client, start, end, username}],
+    "subs": [(t, client, topic, op)] with op subscribe, unsubscribe or
+    create (XMPP), "pubs": [(t, client, topic)], "end": the log's last
+    time}, each list in log order; a session still open has end None.
+
+    MQTT: tools/veil-observe --json on mosquitto's log (log_type all,
+    connection_messages).  XMPP: prosody's debug log with stanza_debug
+    (every stanza in full): clients are bare JIDs, sessions run from
+    "Authenticated as" to "Client disconnected"."""
+    if broker_transport(broker) == "mqtt":
+        r = observe(broker)
+        return {"sessions": [{"client": x["client"], "start": x["start"], "end": x["end"],
+                              "username": x.get("username")} for x in r["sessions"]],
+                "subs": [(e["time"], e["client"], e["topic"], e["op"])
+                         for e in r["subscription_log"]],
+                "pubs": [(e["time"], e["client"], e["topic"]) for e in r["publish_log"]
+                         if e["client"] is not None],
+                "end": r["end"]}
+    sessions, subs, pubs = [], [], []
+    live = {}	# prosody session id -> its session dict
+    end = None
+    dom = re.escape(broker.domain)
+    for line in broker.log().splitlines():
+        m = _PROSODY_LINE.match(line)
+        if not m:
+            continue
+        try:
+            t = _prosody_time(m.group(1))
+        except ValueError:
+            continue
+        end = t
+        src, msg = m.group(2), m.group(4)
+        a = re.match(r"Authenticated as (\S+@%s)$" % dom, msg)
+        if a:
+            live[src] = {"client": a.group(1), "start": t, "end": None, "username": None}
+            sessions.append(live[src])
+            continue
+        if msg.startswith("Client disconnected") and src in live:
+            live.pop(src)["end"] = t
+            continue
+        if msg.startswith("RECV: <iq") and src in live:
+            for op, node in _STANZA_OP.findall(msg):
+                if op == "publish":
+                    pubs.append((t, live[src]["client"], node))
+                else:
+                    subs.append((t, live[src]["client"], node, op))
+    return {"sessions": sessions, "subs": subs, "pubs": pubs, "end": end}
+
+
 # --- one test file's world ------------------------------------------------
 
 # What a crashed or sanitized veild leaves in its log.
 SANITIZER_RE = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
                           r"runtime error|\bfatal\b", re.I)
+# A sanitizer's report in another program's output (UBSan writes to
+# stderr whatever log_path says).
+REPORT_RE = re.compile(r"AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
+                       r"runtime error:")
+# Reports found in the output of the tools the tests ran (veilctl).
+TOOL_REPORTS = []
 
 
 class Watchdog(BaseException):
@@ -932,6 +1085,7 @@ class World:
     def __init__(self, tap, watchdog=110):
         self.tap = tap
         self.transport = transport()
+        self.started = time.time()
         self.tmp = tempfile.mkdtemp(prefix="veil-it-%s-" % self.transport)
         self.daemons = []
         self.brokers = []
@@ -940,7 +1094,10 @@ class World:
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGALRM, self._on_alarm)
         # prosody's pubsub is several times slower than mosquitto, and a
-        # parallel make check shares two cores among all the suites.
+        # parallel make check shares two cores among all the suites; a
+        # sanitized veild is slower too.
+        if sanitized():
+            watchdog = watchdog * 3 // 2
         signal.alarm(watchdog * 2 if self.transport == "xmpp" else watchdog)
 
     def _on_signal(self, signum, frame):
@@ -968,7 +1125,9 @@ class World:
         go to Prosody only).  subdir: its directory's parent under tmp, for
         more than one broker per file."""
         where = os.path.join(self.tmp, subdir) if subdir else self.tmp
-        if self.transport == "xmpp":
+        if server() == "ejabberd":
+            b = Ejabberd(where, transport=self.transport, debug=False)
+        elif self.transport == "xmpp":
             # In-memory pubsub storage: prosody's file store slows to ~13
             # items/s per node as items pile up.  veil does not need the
             # server to keep items across its restart: the senders'
@@ -1004,8 +1163,14 @@ class World:
         for d in self.daemons:
             hits += ["[%s] %s" % (d.name, l) for l in d.log().splitlines()
                      if SANITIZER_RE.search(l)]
+        # Under ASAN_OPTIONS/UBSAN_OPTIONS log_path the reports of every
+        # sanitized process (veild, veilctl, helpers) go to files instead.
+        for path, text in sanitizer_reports(self.started):
+            hits += ["%s:" % path] + text.splitlines()[:30]
+        for text in TOOL_REPORTS:
+            hits += text.splitlines()[:30]
         self.tap.ok(not hits, "no sanitizer report or fatal error in any veild log",
-                    "\n".join(hits[:40]))
+                    "\n".join(hits[:80]))
 
     def cleanup(self, keep=None):
         signal.alarm(0)
@@ -1035,6 +1200,9 @@ class World:
 def main(tests, world_args=None, setup=None):
     """Runs tests [(name, fn)] with fn(world, ctx) where ctx = setup(world);
     prints TAP and exits 1 if any failed."""
+    if server() == "ejabberd" and not os.access(ERL, os.X_OK):
+        print("1..0 # SKIP VEIL_SERVER=ejabberd but no erl at %s" % ERL)
+        sys.exit(0)
     if transport() == "xmpp" and not os.access(PROSODY, os.X_OK):
         print("1..0 # SKIP VEIL_TRANSPORT=xmpp but no prosody at %s" % PROSODY)
         sys.exit(0)
