@@ -412,7 +412,14 @@ mqtt_op_connect(struct transport *t)
 		mqtt_handle_free(h);
 		return -1;
 	}
-	log_debug("mqtt: connecting as %s", h->id);
+	/* The proxy user (never the password) ties a client ID to its
+	 * stream in Tor's control port: tools/tor-testnet. */
+	if (h->proxy != NULL)
+		log_debug("mqtt: connecting as %s (proxy user %.*s)", h->id,
+		    (int)strcspn(h->proxy + strlen("http://"), ":"),
+		    h->proxy + strlen("http://"));
+	else
+		log_debug("mqtt: connecting as %s", h->id);
 	m->cur = h;
 	t->backoff_ms = TRANSPORT_BACKOFF_MIN;
 	mqtt_start_connect(m);
