@@ -361,9 +361,14 @@ x_pub_answer(struct xmpp *x, struct transport_pub *p, xmpp_stanza_t *st,
 	uint64_t	 req;
 
 	if (!ok && !(p->flags & XP_CREATED) &&
-	    strcmp(x_error_condition(st), "item-not-found") == 0) {
+	    (strcmp(x_error_condition(st), "item-not-found") == 0 ||
+	    strcmp(x_error_condition(st), "forbidden") == 0)) {
 		/* The peer has not subscribed yet: make the node, so the
-		 * frame waits there for it. */
+		 * frame waits there for it.  prosody answers a publish to a
+		 * node that does not exist with forbidden, not item-not-found
+		 * (util/pubsub.lua checks the publisher's rights on the node
+		 * before it looks the node up).  Once only: a node that exists
+		 * and refuses us stays refused. */
 		p->flags |= XP_CREATED;
 		if (x_send_publish(x, p, 1, &req) == 0)
 			transport_pub_set_req(&x->t, p, req);
