@@ -191,17 +191,26 @@ def t_rollback(tap, w, x):
     sub.terminate()
     sub.wait(5)
     frames = [ln.strip() for ln in open(cap_path) if len(ln.strip()) == 2048]
-    nonces = [f[:48] for f in frames]
-    tags = [f[:16] for f in frames]
-    tap.ok(len(frames) > 20, "rollback: %d frames captured" % len(frames))
-    if len(set(tags)) == len(tags) and int(time.time()) // 3600 != x["hour"]:
+    # A frame retransmitted byte for byte (the ACK was slow) repeats its tag
+    # and nonce harmlessly: what counts is one tag or nonce on two
+    # different frames.
+    by_tag, by_nonce = {}, {}
+    for f in frames:
+        by_tag.setdefault(f[:16], set()).add(f)
+        by_nonce.setdefault(f[:48], set()).add(f)
+    seq_twice = [t for t, v in by_tag.items() if len(v) > 1]
+    nonce_twice = [n for n, v in by_nonce.items() if len(v) > 1]
+    tap.ok(len(frames) > 20, "rollback: %d frames captured (%d distinct)"
+           % (len(frames), len(set(frames))))
+    if not seq_twice and int(time.time()) // 3600 != x["hour"]:
         tap.note("rollback: an hour boundary passed, new keys: seq reuse not shown")
     else:
-        tap.ok(len(set(tags)) < len(tags),
-               "rollback: sequence numbers were used twice (%d tags, %d distinct)"
-               % (len(tags), len(set(tags))))
-    tap.ok(len(set(nonces)) == len(nonces),
-           "rollback: no nonce was used twice (%d frames)" % len(nonces))
+        tap.ok(len(seq_twice) > 0,
+               "rollback: sequence numbers were used twice, for different frames "
+               "(%d tags)" % len(seq_twice))
+    tap.ok(not nonce_twice,
+           "rollback: no nonce sealed two different frames (%d frames, %d distinct)"
+           % (len(frames), len(set(frames))), repr(nonce_twice[:3]))
     a.stop()
     b.stop()
 

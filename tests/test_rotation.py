@@ -34,8 +34,10 @@ KEYS = {"period": "4s", "heal": "8s"}
 # Broker log stamps have one-second resolution: a second at each end.
 SLACK = 2
 LIFE_MAX = L + 2 * GRACE + SLACK
-# A one-shot connection connects, publishes one frame and leaves.
-ONESHOT_MAX = 3
+# A one-shot connection connects, publishes one frame and leaves: within
+# 3 s by the broker's second-resolution stamps; an ASan veild under a
+# loaded CI machine once took longer, so there twice that.
+ONESHOT_MAX = 6 if veil.sanitized() else 3
 SPAN = float(os.environ.get("VEIL_ROT_SECONDS", "30"))
 N_EACH = int(os.environ.get("VEIL_ROT_MESSAGES", "60"))
 LEVELS = [int(c) for c in os.environ.get("VEIL_ROT_LEVELS", "123")]
