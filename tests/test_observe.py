@@ -288,6 +288,16 @@ def test_reuse():
     r, rep = report(g.text(), ["--link-window", "1"])
     tap(rep is not None and rep["links"] == [], "--link-window 1 drops the 2 s gap",
         rep and rep["links"])
+    # (d) a stored session that expires long after its connection closed
+    # (a daemon stopped with its session left) ends no connection of its own.
+    e = Log()
+    e.connect(0, "stored1", "10.1.1.1:1000", clean=0)
+    e.add(0, "Client stored1 closed its connection.")
+    e.add(70, "Expiring client stored1 due to timeout.")
+    r, rep = report(e.text())
+    ss = [(x["client"], x["start"], x["end"]) for x in (rep or {}).get("sessions", [])]
+    tap(len(ss) == 1 and ss[0][1] == ss[0][2],
+        "a session expiry after the close is not a second connection (one session, 0 s)", ss)
 
 
 def test_garbage():
