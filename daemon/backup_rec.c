@@ -472,14 +472,16 @@ badconf:
 		struct store_outbox *o = &r->u.outbox.o;
 		uint8_t *body;
 
+		/* The body last: nothing after it may fail and leave it
+		 * allocated (fuzz_backup found that). */
 		if (get_int(&d, "contact", POS, &o->contact_id) ||
 		    get_b64(&d, "msgid", o->msgid, sizeof(o->msgid), 1, 0, NULL) ||
 		    get_i(&d, "type", 0, 255, &o->type) ||
-		    get_b64_alloc(&d, "body", BREC_BODY_MAX, 0, &body,
-		    &o->body_len) ||
 		    get_int(&d, "created", I64, &o->created) ||
 		    get_i(&d, "attempts", 0, INT32_MAX, &o->attempts) ||
-		    get_int(&d, "next_try", I64, &o->next_try))
+		    get_int(&d, "next_try", I64, &o->next_try) ||
+		    get_b64_alloc(&d, "body", BREC_BODY_MAX, 0, &body,
+		    &o->body_len))
 			goto out;
 		o->body = body;
 		break;
@@ -492,9 +494,9 @@ badconf:
 		    get_b64(&d, "msgid", x->msgid, sizeof(x->msgid), 1, 0, NULL) ||
 		    get_i(&d, "type", 0, 255, &x->type) ||
 		    get_bool(&d, "taken", &x->taken) ||
+		    get_int(&d, "received", I64, &x->received_at) ||
 		    get_b64_alloc(&d, "body", BREC_BODY_MAX, x->taken, &body,
-		    &x->body_len) ||
-		    get_int(&d, "received", I64, &x->received_at))
+		    &x->body_len))
 			goto out;
 		x->body = body;
 		if (x->taken && body != NULL) {
