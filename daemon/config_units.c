@@ -6,16 +6,16 @@
 #include "config.h"
 #include "config_int.h"
 
-int
-config_parse_duration(const char *s, uint64_t *ms)
+struct unit {
+	const char	*name;
+	uint64_t	 scale;
+};
+
+/* Digits, then one of units (the last one may be ""): the number times
+ * the unit's scale.  0, or -1 on junk, a sign, a bad unit or overflow. */
+static int
+parse_scaled(const char *s, const struct unit *units, size_t n, uint64_t *out)
 {
-	static const struct {
-		const char	*unit;
-		uint64_t	 ms;
-	} units[] = {
-		{ "ms", 1 }, { "s", SEC }, { "m", MIN }, { "h", HOUR },
-		{ "d", DAY }, { "", SEC }
-	};
 	uint64_t	 v = 0;
 	size_t		 i;
 
@@ -26,48 +26,39 @@ config_parse_duration(const char *s, uint64_t *ms)
 			return -1;
 		v = v * 10 + (uint64_t)(*s - '0');
 	}
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(s, units[i].unit) != 0)
+	for (i = 0; i < n; i++) {
+		if (strcmp(s, units[i].name) != 0)
 			continue;
-		if (v > UINT64_MAX / units[i].ms)
+		if (v > UINT64_MAX / units[i].scale)
 			return -1;
-		*ms = v * units[i].ms;
+		*out = v * units[i].scale;
 		return 0;
 	}
 	return -1;
 }
 
-/* "64KiB", "4MiB", "1GiB", "512B" or a plain number of bytes.  Returns 0,
- * or -1 on a bad unit, junk, a sign or overflow. */
+/* "250ms", "90s", "5m", "1h", "7d" or a plain number of seconds, to ms. */
+int
+config_parse_duration(const char *s, uint64_t *ms)
+{
+	static const struct unit units[] = {
+		{ "ms", 1 }, { "s", SEC }, { "m", MIN }, { "h", HOUR },
+		{ "d", DAY }, { "", SEC }
+	};
+
+	return parse_scaled(s, units, sizeof(units) / sizeof(units[0]), ms);
+}
+
+/* "64KiB", "4MiB", "1GiB", "512B" or a plain number of bytes. */
 int
 config_parse_size(const char *s, uint64_t *bytes)
 {
-	static const struct {
-		const char	*unit;
-		uint64_t	 n;
-	} units[] = {
+	static const struct unit units[] = {
 		{ "B", 1 }, { "KiB", KIB }, { "MiB", MIB }, { "GiB", GIB },
 		{ "", 1 }
 	};
-	uint64_t	 v = 0;
-	size_t		 i;
 
-	if (s == NULL || *s < '0' || *s > '9')
-		return -1;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
-			return -1;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(s, units[i].unit) != 0)
-			continue;
-		if (v > UINT64_MAX / units[i].n)
-			return -1;
-		*bytes = v * units[i].n;
-		return 0;
-	}
-	return -1;
+	return parse_scaled(s, units, sizeof(units) / sizeof(units[0]), bytes);
 }
 
 void

@@ -763,14 +763,8 @@ run_table(const struct subcommand *table, int argc, char **argv)
 static int
 cmd_backup(int argc, char **argv)
 {
-	const struct subcommand	*sc;
-
-	if (argc < 2) {
-		for (sc = backup_cmds; sc->name != NULL; sc++)
-			fprintf(stderr, "%s veilctl [-s socket] [--json] %s\n",
-			    sc == backup_cmds ? "usage:" : "      ", sc->usage);
-		exit(2);
-	}
+	if (argc < 2)
+		table_usage(backup_cmds);
 	return run_table(backup_cmds, argc - 1, argv + 1);
 }
 
