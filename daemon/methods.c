@@ -364,49 +364,6 @@ json_text_size(const uint8_t *p, size_t len)
 	return n;
 }
 
-/* Strict UTF-8, as JSON text must be (jansson's rule: no overlong forms,
- * no surrogates, nothing above U+10FFFF; NUL and controls are escaped). */
-static int
-utf8_valid(const uint8_t *s, size_t len)
-{
-	size_t i = 0, n, k;
-	uint32_t cp, min;
-
-	while (i < len) {
-		uint8_t c = s[i];
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 2;
-			cp = c & 0x1f;
-			min = 0x80;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 3;
-			cp = c & 0x0f;
-			min = 0x800;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 4;
-			cp = c & 0x07;
-			min = 0x10000;
-		} else
-			return 0;
-		if (n > len - i)
-			return 0;
-		for (k = 1; k < n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += n;
-	}
-	return 1;
-}
-
 /* Writes the body as a JSON string, escaping as json_text_size() counts. */
 static int
 write_text(struct rpc_out *out, const uint8_t *p, size_t len)
@@ -549,7 +506,7 @@ rx_cb(const struct engine_rx *m, void *arg)
 	if (m->file != NULL)
 		return file_cb(m, r);
 
-	if (utf8_valid(body, m->len))
+	if (veil_utf8_valid(body, m->len))
 		tsize = json_text_size(body, m->len);
 	as_text = tsize <= bsize + TEXT_SLACK;
 	if ((f = json_string(m->from)) == NULL)

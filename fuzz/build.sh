@@ -77,7 +77,8 @@ link fuzz_config "$OUT/obj/config.o" "$OUT/obj/config_print.o" "$OUT/obj/config_
     "$OUT/obj/config_units.o" "$OUT/obj/bkkey.o" $LIBOBJS
 link fuzz_methods "$OUT/obj/methods.o" "$OUT/obj/rpc.o" "$OUT/obj/log.o" \
     "$OUT/obj/stub_control.o" "$OUT/obj/stub_engine.o" \
-    "$OUT/obj/methods_vault.o" "$OUT/obj/stub_vault.o" "$OUT/obj/bkkey.o"
+    "$OUT/obj/methods_vault.o" "$OUT/obj/stub_vault.o" "$OUT/obj/bkkey.o" \
+    $LIBOBJS
 BACKUP="$OUT/obj/bkfile.o $OUT/obj/backup_rec.o"
 link fuzz_backup $BACKUP
 

@@ -68,11 +68,11 @@ veil_init(void)
 
 /*
  * Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
- * U+10FFFF.  Control characters (C0, DEL, C1) are refused because names and
- * hints are shown in terminals, where they could rewrite the screen.
+ * U+10FFFF.  Without controls, control characters (C0, DEL, C1) are
+ * refused too.
  */
-int
-wire_text_valid(const uint8_t *s, size_t len)
+static int
+utf8_check(const uint8_t *s, size_t len, int controls)
 {
 	size_t i, n, k;
 	uint32_t cp, min;
@@ -81,7 +81,7 @@ wire_text_valid(const uint8_t *s, size_t len)
 		uint8_t c = s[i];
 
 		if (c < 0x80) {
-			if (c < 0x20 || c == 0x7f)
+			if (!controls && (c < 0x20 || c == 0x7f))
 				return 0;
 			n = 1;
 			continue;
@@ -108,10 +108,24 @@ wire_text_valid(const uint8_t *s, size_t len)
 		}
 		if (cp < min || cp > 0x10ffff ||
 		    (cp >= 0xd800 && cp <= 0xdfff) ||
-		    (cp >= 0x80 && cp <= 0x9f))
+		    (!controls && cp >= 0x80 && cp <= 0x9f))
 			return 0;
 	}
 	return 1;
+}
+
+int
+veil_utf8_valid(const uint8_t *s, size_t len)
+{
+	return utf8_check(s, len, 1);
+}
+
+/* Names and hints are shown in terminals, where control characters could
+ * rewrite the screen: they are refused. */
+int
+wire_text_valid(const uint8_t *s, size_t len)
+{
+	return utf8_check(s, len, 0);
 }
 
 /*

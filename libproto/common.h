@@ -56,6 +56,9 @@ int veil_init(void);
  * characters, no bidi controls, zero-width or other invisible characters
  * (INVAL; TOOBIG when longer). */
 int veil_name_valid(const char *name);
+/* Strict UTF-8 (no overlong forms, surrogates or code points above
+ * U+10FFFF), as JSON text must be; control characters allowed.  1 or 0. */
+int veil_utf8_valid(const uint8_t *s, size_t len);
 
 #ifdef __cplusplus
 }
