@@ -60,12 +60,15 @@ check_open(const struct veil_frame_hdr *h, size_t cap, uint64_t seq)
 		abort();
 }
 
-/* ... and a sealed one: a single REQUEST frame. */
+/* ... and a sealed one: a single frame of a sealed type (REQUEST, RESET
+ * or RESET-ACK: frame.h). */
 static void
 check_open_box(const struct veil_frame_hdr *h, size_t cap)
 {
 	check_open(h, cap, 0);
-	if (h->type != VEIL_T_REQUEST || h->frag_cnt != 1 || h->frag_idx != 0)
+	if ((h->type != VEIL_T_REQUEST && h->type != VEIL_T_RESET &&
+	    h->type != VEIL_T_RESET_ACK) || h->frag_cnt != 1 ||
+	    h->frag_idx != 0)
 		abort();
 }
 
