@@ -6,6 +6,7 @@
 #include <sodium.h>
 
 #include "core.h"
+#include "htab.h"
 #include "log.h"
 
 /*
@@ -19,8 +20,10 @@
  * subscribes a topic, the last one's going unsubscribes it.
  */
 struct seedref {
+	struct hlink		 link;	/* in I.byseed */
 	struct veil_inbox	 in;	/* seed and epoch length (the peer's view) */
 	unsigned		 refs;
+	size_t			 idx;	/* in I.seeds */
 };
 
 /* A card: a topic of its own, where REQUESTs come. */
@@ -32,8 +35,14 @@ struct card {
 };
 
 static struct {
-	struct seedref	*seeds;
+	/* Found by a keyed hash of the seed (a random key per start: the
+	 * buckets say nothing about the seeds), listed in an array for the
+	 * walks; 10,000 contacts made the list scan quadratic at start and
+	 * at a rotation (docs/benchmarks.md). */
+	struct seedref	**seeds;
 	size_t		 nseeds, capseeds;
+	struct htab	 byseed;
+	uint8_t		 hkey[crypto_shorthash_KEYBYTES];
 	struct veil_inbox shared;	/* levels 1 and 3 */
 	int		 shared_ref;	/* the shared seed is referenced by us */
 	struct card	*cards;
@@ -48,44 +57,92 @@ same_inbox(const struct veil_inbox *a, const struct veil_inbox *b)
 	    sodium_memcmp(a->seed, b->seed, VEIL_SEED_BYTES) == 0;
 }
 
+static uint64_t
+seed_key(const struct veil_inbox *in)
+{
+	uint8_t buf[VEIL_SEED_BYTES + 4], h[crypto_shorthash_BYTES];
+	uint64_t k = 0;
+
+	memcpy(buf, in->seed, VEIL_SEED_BYTES);
+	buf[VEIL_SEED_BYTES] = (uint8_t)(in->epoch >> 24);
+	buf[VEIL_SEED_BYTES + 1] = (uint8_t)(in->epoch >> 16);
+	buf[VEIL_SEED_BYTES + 2] = (uint8_t)(in->epoch >> 8);
+	buf[VEIL_SEED_BYTES + 3] = (uint8_t)in->epoch;
+	crypto_shorthash(h, buf, sizeof buf, I.hkey);
+	for (size_t i = 0; i < sizeof h; i++)
+		k = (k << 8) | h[i];
+	sodium_memzero(buf, sizeof buf);
+	return k;
+}
+
+static struct seedref *
+seed_find(const struct veil_inbox *in, uint64_t key)
+{
+	struct hlink *l;
+
+	for (l = htab_get(&I.byseed, key); l != NULL; l = htab_next(l)) {
+		struct seedref *r = HLINK_OF(l, struct seedref, link);
+
+		if (same_inbox(&r->in, in))
+			return r;
+	}
+	return NULL;
+}
+
 static void
 seed_ref(const struct veil_inbox *in)
 {
-	struct seedref *p;
+	uint64_t key = seed_key(in);
+	struct seedref *r, **p;
 
-	for (size_t i = 0; i < I.nseeds; i++)
-		if (same_inbox(&I.seeds[i].in, in)) {
-			I.seeds[i].refs++;
-			return;
-		}
+	if ((r = seed_find(in, key)) != NULL) {
+		r->refs++;
+		return;
+	}
 	if (I.nseeds == I.capseeds) {
 		size_t n = I.capseeds ? I.capseeds * 2 : 16;
 
-		if ((p = reallocarray(I.seeds, n, sizeof *p)) == NULL) {
-			log_warnx("out of memory: an inbox is not subscribed");
-			return;
-		}
+		if ((p = reallocarray(I.seeds, n, sizeof *p)) == NULL)
+			goto nomem;
 		I.seeds = p;
 		I.capseeds = n;
 	}
-	I.seeds[I.nseeds].in = *in;
-	I.seeds[I.nseeds++].refs = 1;
+	if ((r = calloc(1, sizeof *r)) == NULL)
+		goto nomem;
+	if (htab_add(&I.byseed, &r->link, key) != 0) {
+		free(r);
+		goto nomem;
+	}
+	r->in = *in;
+	r->refs = 1;
+	r->idx = I.nseeds;
+	I.seeds[I.nseeds++] = r;
 	conn_topic_add(in);
+	return;
+nomem:
+	log_warnx("out of memory: an inbox is not subscribed");
+}
+
+static void
+seed_drop(struct seedref *r)
+{
+	htab_del(&I.byseed, &r->link);
+	I.seeds[r->idx] = I.seeds[--I.nseeds];
+	I.seeds[r->idx]->idx = r->idx;
+	I.seeds[I.nseeds] = NULL;
+	sodium_memzero(r, sizeof *r);
+	free(r);
 }
 
 static void
 seed_unref(const struct veil_inbox *in)
 {
-	for (size_t i = 0; i < I.nseeds; i++) {
-		if (!same_inbox(&I.seeds[i].in, in))
-			continue;
-		if (--I.seeds[i].refs > 0)
-			return;
-		conn_topic_del(&I.seeds[i].in);
-		sodium_memzero(&I.seeds[i], sizeof I.seeds[i]);
-		I.seeds[i] = I.seeds[--I.nseeds];
+	struct seedref *r = seed_find(in, seed_key(in));
+
+	if (r == NULL || --r->refs > 0)
 		return;
-	}
+	conn_topic_del(&r->in);
+	seed_drop(r);
 }
 
 /* What c writes to now (at most CONTACT_SEEDS). */
@@ -163,7 +220,7 @@ inbox_foreach_topic(int64_t epoch, void (*cb)(const char *, void *), void *arg)
 	char topic[INBOX_MAX];
 
 	for (size_t i = 0; i < I.nseeds; i++) {
-		const struct veil_inbox *in = &I.seeds[i].in;
+		const struct veil_inbox *in = &I.seeds[i]->in;
 
 		if (veil_topic_text(in->seed, veil_epoch_number(t, in->epoch), topic,
 		    sizeof topic) == 0)
@@ -179,7 +236,7 @@ inbox_next_change_ms(void)
 	uint64_t now = now_s(), best = 0;
 
 	for (size_t i = 0; i < I.nseeds; i++) {
-		uint32_t l = I.seeds[i].in.epoch;
+		uint32_t l = I.seeds[i]->in.epoch;
 		uint64_t at;
 
 		if (l == 0)
@@ -431,6 +488,7 @@ inbox_init(char *err, size_t errlen)
 	struct store_meta m;
 
 	memset(&I, 0, sizeof I);
+	crypto_shorthash_keygen(I.hkey);
 	if (store_meta_get(st, &m) != 1)
 		goto storefail;
 	if (!m.has_shared_seed) {
@@ -463,8 +521,10 @@ storefail:
 void
 inbox_shutdown(void)
 {
-	sodium_memzero(I.seeds, I.capseeds * sizeof *I.seeds);
+	while (I.nseeds > 0)
+		seed_drop(I.seeds[I.nseeds - 1]);
 	free(I.seeds);
+	htab_free(&I.byseed);
 	free(I.cards);
 	sodium_memzero(&I, sizeof I);
 }

@@ -38,114 +38,6 @@ static const struct {
 
 static void	transport_pub_free(struct transport_pub *);
 
-/* --- hash tables -------------------------------------------------------------- */
-
-uint64_t
-transport_hash_str(const char *s)
-{
-	uint64_t	 h = 1469598103934665603ULL;	/* FNV-1a */
-
-	while (*s != '\0')
-		h = (h ^ (uint8_t)*s++) * 1099511628211ULL;
-	return h;
-}
-
-/* Request numbers are sequential and names are FNV: mix before masking. */
-static size_t
-transport_hash_slot(const struct transport_hash *h, uint64_t key)
-{
-	return (size_t)((key * 0x9e3779b97f4a7c15ULL) >> 17) & (h->cap - 1);
-}
-
-static int
-transport_hash_grow(struct transport_hash *h)
-{
-	struct transport_hlink	**nb, **ob = h->b, *l, *next;
-	size_t			 ocap = h->cap, i;
-
-	h->cap = ocap == 0 ? 16 : ocap * 2;
-	if ((nb = calloc(h->cap, sizeof(*nb))) == NULL) {
-		h->cap = ocap;
-		return -1;
-	}
-	h->b = nb;
-	for (i = 0; i < ocap; i++)
-		for (l = ob[i]; l != NULL; l = next) {
-			size_t s = transport_hash_slot(h, l->key);
-
-			next = l->next;
-			l->next = nb[s];
-			nb[s] = l;
-		}
-	free(ob);
-	return 0;
-}
-
-int
-transport_hash_add(struct transport_hash *h, struct transport_hlink *l,
-    uint64_t key)
-{
-	size_t	 s;
-
-	/* A table that cannot grow still works, with longer chains. */
-	if (h->n + 1 > h->cap && transport_hash_grow(h) == -1 && h->cap == 0)
-		return -1;
-	s = transport_hash_slot(h, key);
-	l->key = key;
-	l->next = h->b[s];
-	h->b[s] = l;
-	h->n++;
-	return 0;
-}
-
-void
-transport_hash_del(struct transport_hash *h, struct transport_hlink *l)
-{
-	struct transport_hlink	**pp;
-
-	if (h->cap == 0)
-		return;
-	for (pp = &h->b[transport_hash_slot(h, l->key)]; *pp != NULL;
-	    pp = &(*pp)->next)
-		if (*pp == l) {
-			*pp = l->next;
-			l->next = NULL;
-			h->n--;
-			return;
-		}
-}
-
-struct transport_hlink *
-transport_hash_get(const struct transport_hash *h, uint64_t key)
-{
-	struct transport_hlink	*l;
-
-	if (h->cap == 0)
-		return NULL;
-	for (l = h->b[transport_hash_slot(h, key)]; l != NULL; l = l->next)
-		if (l->key == key)
-			return l;
-	return NULL;
-}
-
-struct transport_hlink *
-transport_hash_next(const struct transport_hlink *l)
-{
-	struct transport_hlink	*n;
-
-	for (n = l->next; n != NULL; n = n->next)
-		if (n->key == l->key)
-			return n;
-	return NULL;
-}
-
-void
-transport_hash_free(struct transport_hash *h)
-{
-	free(h->b);
-	memset(h, 0, sizeof(*h));
-}
-
 /* --- the interface -------------------------------------------------------------- */
 
 static void
@@ -335,8 +227,8 @@ transport_subscribe(struct transport *t, const char *topic)
 		}
 		tp->name = tp->wire + t->prefixlen;
 		TAILQ_INSERT_TAIL(&t->topics, tp, entry);
-		(void)transport_hash_add(&t->tbyname, &tp->byname,
-		    transport_hash_str(tp->name));
+		(void)htab_add(&t->tbyname, &tp->byname,
+		    htab_str(tp->name));
 		isnew = 1;
 	}
 	if (tp->live)
@@ -478,9 +370,9 @@ transport_destroy(struct transport *t, int deliver)
 		TAILQ_REMOVE(&t->refused, p, entry);
 		transport_pub_free(p);
 	}
-	transport_hash_free(&t->tbyname);
-	transport_hash_free(&t->tbyreq);
-	transport_hash_free(&t->pbyreq);
+	htab_free(&t->tbyname);
+	htab_free(&t->tbyreq);
+	htab_free(&t->pbyreq);
 	if (t->retry_ev != NULL)
 		event_free(t->retry_ev);
 	if (t->refused_ev != NULL)
@@ -506,12 +398,12 @@ transport_retire(struct transport *t)
 struct transport_topic *
 transport_topic_find(const struct transport *t, const char *name)
 {
-	struct transport_hlink	*l;
+	struct hlink	*l;
 	struct transport_topic	*tp;
 
-	for (l = transport_hash_get(&t->tbyname, transport_hash_str(name));
-	    l != NULL; l = transport_hash_next(l)) {
-		tp = TRANSPORT_OF(l, struct transport_topic, byname);
+	for (l = htab_get(&t->tbyname, htab_str(name));
+	    l != NULL; l = htab_next(l)) {
+		tp = HLINK_OF(l, struct transport_topic, byname);
 		if (strcmp(tp->name, name) == 0)
 			return tp;
 	}
@@ -527,32 +419,32 @@ transport_topic_find_wire(const struct transport *t, const char *wire)
 }
 
 /* Request 0 is "none": never in a table. */
-static struct transport_hlink *
-transport_req_get(const struct transport_hash *h, uint64_t req)
+static struct hlink *
+transport_req_get(const struct htab *h, uint64_t req)
 {
-	return req == 0 ? NULL : transport_hash_get(h, req);
+	return req == 0 ? NULL : htab_get(h, req);
 }
 
 static void
-transport_req_set(struct transport_hash *h, struct transport_hlink *l,
+transport_req_set(struct htab *h, struct hlink *l,
     uint64_t *cur, uint64_t req)
 {
 	if (*cur != 0)
-		transport_hash_del(h, l);
+		htab_del(h, l);
 	*cur = req;
 	/* The table was sized at transport_init(): adding cannot fail. */
 	if (req != 0)
-		(void)transport_hash_add(h, l, req);
+		(void)htab_add(h, l, req);
 }
 
 struct transport_topic *
 transport_topic_by_req(const struct transport *t, uint64_t req)
 {
-	struct transport_hlink	*l;
+	struct hlink	*l;
 
 	if ((l = transport_req_get(&t->tbyreq, req)) == NULL)
 		return NULL;
-	return TRANSPORT_OF(l, struct transport_topic, byreq);
+	return HLINK_OF(l, struct transport_topic, byreq);
 }
 
 void
@@ -566,7 +458,7 @@ void
 transport_topic_free(struct transport *t, struct transport_topic *tp)
 {
 	transport_topic_set_req(t, tp, 0);
-	transport_hash_del(&t->tbyname, &tp->byname);
+	htab_del(&t->tbyname, &tp->byname);
 	TAILQ_REMOVE(&t->topics, tp, entry);
 	if (t->ops->topic_free != NULL)
 		t->ops->topic_free(tp);
@@ -611,11 +503,11 @@ transport_pump(struct transport *t)
 struct transport_pub *
 transport_pub_find(const struct transport *t, uint64_t req)
 {
-	struct transport_hlink	*l;
+	struct hlink	*l;
 
 	if ((l = transport_req_get(&t->pbyreq, req)) == NULL)
 		return NULL;
-	return TRANSPORT_OF(l, struct transport_pub, byreq);
+	return HLINK_OF(l, struct transport_pub, byreq);
 }
 
 void

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "htab.h"
 #include "transport.h"
 
 struct event;
@@ -23,45 +24,13 @@ struct event;
 #define TRANSPORT_REFUSED_MIN	5000	/* ms: after a refusal that stays */
 #define TRANSPORT_FRAME_MAX	(1 << 20)
 
-/* --- hash tables: intrusive, chained, keyed by 64 bits ---------------------- */
-
-/*
- * Several records may share a key (one request can cover many topics; two
- * names can hash alike): a lookup returns the first, transport_hash_next()
- * the following ones, and the caller compares what the key stands for.  A
- * zeroed table is a valid empty one.
- */
-struct transport_hlink {
-	struct transport_hlink	*next;
-	uint64_t		 key;
-};
-
-struct transport_hash {
-	struct transport_hlink	**b;
-	size_t			 cap;		/* power of two, or 0 */
-	size_t			 n;
-};
-
-#define TRANSPORT_OF(ptr, type, field)					\
-	((type *)(void *)((char *)(ptr) - offsetof(type, field)))
-
-/* -1 only when the table has no buckets yet and none can be had. */
-int	transport_hash_add(struct transport_hash *, struct transport_hlink *,
-	    uint64_t key);
-void	transport_hash_del(struct transport_hash *, struct transport_hlink *);
-struct transport_hlink *transport_hash_get(const struct transport_hash *,
-	    uint64_t key);
-struct transport_hlink *transport_hash_next(const struct transport_hlink *);
-void	transport_hash_free(struct transport_hash *);
-uint64_t transport_hash_str(const char *);
-
 /* --- the shared state ------------------------------------------------------- */
 
 /* A topic; a driver's record starts with one (ops->topic_size). */
 struct transport_topic {
 	TAILQ_ENTRY(transport_topic)	 entry;
-	struct transport_hlink		 byname;
-	struct transport_hlink		 byreq;
+	struct hlink		 byname;
+	struct hlink		 byreq;
 	char				*wire;	/* the server's name: prefix + name */
 	const char			*name;	/* the engine's, inside wire */
 	int				 live;	/* 0: still to leave at the server */
@@ -72,7 +41,7 @@ TAILQ_HEAD(transport_topic_list, transport_topic);
 
 struct transport_pub {
 	TAILQ_ENTRY(transport_pub)	 entry;
-	struct transport_hlink		 byreq;
+	struct hlink		 byreq;
 	char				*wire;	/* the topic as the server knows it */
 	void				*buf;
 	size_t				 len;
@@ -142,12 +111,12 @@ struct transport {
 	struct event			*retry_ev;
 
 	struct transport_topic_list	 topics;
-	struct transport_hash		 tbyname, tbyreq;
+	struct htab		 tbyname, tbyreq;
 
 	struct transport_pub_list	 pending;
 	struct transport_pub_list	 inflight;
 	struct transport_pub_list	 refused;	/* on_published(0) due */
-	struct transport_hash		 pbyreq;
+	struct htab		 pbyreq;
 	int				 ninflight;
 	int				 window;
 	struct event			*refused_ev;

@@ -37,7 +37,7 @@ enum tstep { TS_IDLE, TS_CREATE, TS_SUBSCRIBE, TS_ITEMS, TS_READY };
 
 struct xseen {
 	TAILQ_ENTRY(xseen)	 entry;		/* oldest first */
-	struct transport_hlink	 link;
+	struct hlink	 link;
 	char			 id[];
 };
 TAILQ_HEAD(xseen_list, xseen);
@@ -48,7 +48,7 @@ struct xtopic {
 	enum tstep		 step;		/* on the current connection */
 	int			 delivering;	/* on_message calls under way */
 	int			 tries;		/* creates that hit a server error */
-	struct transport_hash	 seen;
+	struct htab	 seen;
 	struct xseen_list	 seenq;
 	size_t			 nseen;
 };

@@ -137,7 +137,7 @@ x_topic_free(struct transport_topic *tp)
 		TAILQ_REMOVE(&xt->seenq, s, entry);
 		free(s);
 	}
-	transport_hash_free(&xt->seen);
+	htab_free(&xt->seen);
 	free(xt->ename);
 }
 
@@ -154,20 +154,20 @@ x_topic_gc(struct xmpp *x, struct xtopic *xt)
 static int
 x_seen_add(struct xtopic *xt, const char *id)
 {
-	struct transport_hlink	*l;
+	struct hlink	*l;
 	struct xseen		*s;
-	uint64_t		 key = transport_hash_str(id);
+	uint64_t		 key = htab_str(id);
 	size_t			 n = strlen(id);
 
-	for (l = transport_hash_get(&xt->seen, key); l != NULL;
-	    l = transport_hash_next(l))
-		if (strcmp(TRANSPORT_OF(l, struct xseen, link)->id, id) == 0)
+	for (l = htab_get(&xt->seen, key); l != NULL;
+	    l = htab_next(l))
+		if (strcmp(HLINK_OF(l, struct xseen, link)->id, id) == 0)
 			return 0;
 	/* Out of memory: deliver anyway, the engine dedupes. */
 	if ((s = malloc(sizeof(*s) + n + 1)) == NULL)
 		return 1;
 	memcpy(s->id, id, n + 1);
-	if (transport_hash_add(&xt->seen, &s->link, key) == -1) {
+	if (htab_add(&xt->seen, &s->link, key) == -1) {
 		free(s);
 		return 1;
 	}
@@ -175,7 +175,7 @@ x_seen_add(struct xtopic *xt, const char *id)
 	if (++xt->nseen > X_SEEN_MAX) {
 		s = TAILQ_FIRST(&xt->seenq);
 		TAILQ_REMOVE(&xt->seenq, s, entry);
-		transport_hash_del(&xt->seen, &s->link);
+		htab_del(&xt->seen, &s->link);
 		free(s);
 		xt->nseen--;
 	}

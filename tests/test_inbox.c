@@ -194,6 +194,47 @@ test_contact_seeds_follow_the_contact(void **state)
 	assert_int_equal(topics_of(100).n, 0);
 }
 
+/*
+ * Many contacts: seeds are found by hash, and a seed that goes from the
+ * middle of the list leaves every other one reachable.  The same seed
+ * under another epoch length is another inbox.
+ */
+#define MANY 300
+static void
+test_many_seeds(void **state)
+{
+	static struct contact c[MANY];
+	char err[256];
+	struct veil_inbox in;
+
+	(void)state;
+	assert_int_equal(inbox_init(err, sizeof err), 0);
+	for (int i = 0; i < MANY; i++) {
+		inbox_for_contact(&in);
+		if (i % 3 == 2) {	/* shares the seed of i - 1 */
+			in = c[i - 1].pair.my_inbox;
+			if (i % 6 == 5)	/* under another epoch length */
+				in.epoch = 30;
+		}
+		established(&c[i], &in);
+		inbox_contact_sync(&c[i]);
+	}
+	/* two of every three contacts bring a seed; half of the third ones
+	 * share one outright, half under another epoch length */
+	assert_int_equal(adds, 2 * MANY / 3 + MANY / 6);
+	assert_int_equal(topics_of(7).n, adds);
+	for (int i = 0; i < MANY; i += 2) {	/* every other one goes */
+		inbox_contact_forget(&c[i]);
+	}
+	/* what is left is still found: forgetting it again unsubscribes */
+	assert_int_equal(topics_of(7).n, adds - dels);
+	for (int i = 1; i < MANY; i += 2) {
+		inbox_contact_forget(&c[i]);
+	}
+	assert_int_equal(dels, adds);
+	assert_int_equal(topics_of(7).n, 0);
+}
+
 /* Levels 1 and 3: one seed for every contact, one topic per epoch; it is
  * held even before any contact (a request in flight needs it); level 1's
  * is the same in every epoch. */
@@ -310,6 +351,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_contact_seeds_follow_the_contact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_seeds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shared_seed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cards, setup, teardown),
 	};
