@@ -121,7 +121,7 @@ static const char *const stsql[ST_COUNT] = {
 	[ST_C_DEL] = "DELETE FROM contact WHERE id = ?1",
 	[ST_C_RETIRE_INBOXES] = "UPDATE inbox SET retire_at = ?2 "
 	    "WHERE contact_id = ?1",
-	[ST_C_LIST] = "SELECT " CONTACT_COLS " FROM contact ORDER BY name",
+	[ST_C_LIST] = "SELECT " CONTACT_COLS " FROM contact ORDER BY id",
 
 	[ST_I_ADD] = "INSERT INTO inbox (topic, contact_id, kind, created, "
 	    "one_time) VALUES (?1, ?2, ?3, ?4, ?5)",
