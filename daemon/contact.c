@@ -18,6 +18,7 @@
 /* Contacts the sweep visits per loop pass: the keys of 100,000 contacts
  * move on in a few hundred short passes, not in one long stall. */
 #define SWEEP_BATCH	256
+#define SWEEP_SLICE_US	10000	/* and at most this much work a pass */
 
 static struct {
 	struct contact		**c;		/* sorted by id */
@@ -49,6 +50,17 @@ contact_count_state(int state)
 		if (C.c[i]->state == state)
 			n++;
 	return n;
+}
+
+/* Every state's count in one pass (status: 10,000 contacts, called in a
+ * loop by whoever watches us). */
+void
+contact_tally(size_t by_state[CONTACT_STATES])
+{
+	memset(by_state, 0, CONTACT_STATES * sizeof *by_state);
+	for (size_t i = 0; i < C.nc; i++)
+		if (C.c[i]->state >= 0 && C.c[i]->state < CONTACT_STATES)
+			by_state[C.c[i]->state]++;
 }
 
 struct contact *
@@ -277,7 +289,8 @@ sweep_batch(evutil_socket_t fd, short ev, void *arg)
 		C.sweeping = 0;
 		return;
 	}
-	for (; C.sweep < end; C.sweep++) {
+	for (int64_t t0 = mono_us(); C.sweep < end &&
+	    mono_us() - t0 < SWEEP_SLICE_US; C.sweep++) {
 		struct contact *c = C.c[C.sweep];
 
 		if (contact_advance(c))

@@ -105,6 +105,7 @@ void	eng_event_state(const struct contact *c, const char *warning);
 
 /* util.c */
 int64_t	now_ms(void);
+int64_t	mono_us(void);
 uint64_t now_s(void);
 void	copystr(char *dst, const char *src, size_t len);
 void	seterr(char *err, size_t len, const char *fmt, ...)
@@ -123,6 +124,8 @@ void	contact_shutdown(void);
 size_t	contact_count(void);
 struct contact *contact_at(size_t i);		/* by id order */
 size_t	contact_count_state(int state);
+#define CONTACT_STATES	(VEIL_AG_REJECTED + 1)
+void	contact_tally(size_t by_state[CONTACT_STATES]);
 struct contact *contact_find(int64_t id);
 struct contact *contact_by_name(const char *name);
 /* An established contact with this (proven) key, or NULL. */
@@ -318,6 +321,7 @@ void	rotation_check(struct contact *c, int64_t now);
 int64_t	rotation_heal_time(void);
 /* Re-seeds (level 3: the shared seed) and re-keys every contact. */
 int	rotation_reseed_all(int *announced);
+void	rotation_shutdown(void);
 /* Tells every contact our seeds (new_seed) or our current settings. */
 int	rotation_announce_all(int new_seed, int *announced);
 

@@ -502,6 +502,7 @@ engine_shutdown(void)
 			contact_save(contact_at(i));
 		txn_commit();
 	}
+	rotation_shutdown();
 	txn_shutdown();
 	if (E.tick != NULL)
 		event_free(E.tick);
@@ -552,17 +553,20 @@ engine_status_line(char *buf, size_t len)
 void
 engine_status(struct engine_status *s, int verbose)
 {
+	size_t by_state[CONTACT_STATES];
+
 	memset(s, 0, sizeof *s);
 	s->transport = conn_transport_name();
 	s->name = E.cfg.identity.name;
 	s->connected = conn_up();
 	s->obscurity = E.cfg.identity.obscurity;
 	s->frame_size = E.cfg.frames.size;
-	s->established = (int64_t)contact_count_state(CONTACT_ESTABLISHED);
-	s->pending = (int64_t)contact_count_state(CONTACT_PENDING);
-	s->requested = (int64_t)contact_count_state(CONTACT_REQUESTED);
-	s->accepted = (int64_t)contact_count_state(CONTACT_ACCEPTED);
-	s->failed = (int64_t)contact_count_state(CONTACT_FAILED);
+	contact_tally(by_state);
+	s->established = (int64_t)by_state[CONTACT_ESTABLISHED];
+	s->pending = (int64_t)by_state[CONTACT_PENDING];
+	s->requested = (int64_t)by_state[CONTACT_REQUESTED];
+	s->accepted = (int64_t)by_state[CONTACT_ACCEPTED];
+	s->failed = (int64_t)by_state[CONTACT_FAILED];
 	s->outbox = store_outbox_count(E.st, 0);
 	s->unread = store_rx_pending_count(E.st);
 	recv_counters(&s->frames_in, &s->dropped);
