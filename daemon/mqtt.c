@@ -283,6 +283,9 @@ mqtt_on_pub(struct mqtt *m, struct mev *ev)
 {
 	struct transport_pub	*p;
 
+	if (ev->poison && m->cur != NULL && ev->rq != NULL &&
+	    ev->rq->gen == m->cur->gen)
+		m->cur->poisoned = 1;
 	if ((p = transport_pub_find(&m->t, ev->seq)) == NULL)
 		return;
 	if (ev->ok || ev->permanent) {
@@ -330,13 +333,27 @@ mqtt_on_message(struct mqtt *m, struct mev *ev)
 	m->t.cbs.on_message(tp->name, ev->data, ev->len, m->t.arg);
 }
 
+static int	mqtt_op_connect(struct transport *);
+
 static void
 mqtt_retry(struct transport *t)
 {
 	struct mqtt	*m = (struct mqtt *)t;
+	struct mhandle	*h = m->cur;
 
-	if (m->cur != NULL && t->state == TRANSPORT_DOWN)
+	if (h == NULL || t->state != TRANSPORT_DOWN)
+		return;
+	if (!h->poisoned) {
 		mqtt_start_connect(m);
+		return;
+	}
+	/* The same client ID on a new paho client: the broker's session
+	 * goes on, what was in flight is ours to send again. */
+	m->cur = NULL;
+	transport_requeue(t);
+	mqtt_destroy_handle(m, h);
+	if (mqtt_op_connect(t) != 0)
+		transport_retry_arm(t);
 }
 
 /* Hand paho one publish (transport_pump() has checked the window). */
@@ -352,6 +369,7 @@ mqtt_send(struct transport *t, struct transport_pub *p, uint64_t *req)
 
 	if ((rq = mqtt_req_new(m, MEV_PUB)) == NULL)
 		return 1;
+	rq->gen = m->cur->gen;
 	ro.onSuccess5 = mqtt_cb_done;
 	ro.onFailure5 = mqtt_cb_failed;
 	ro.context = rq;

@@ -46,6 +46,7 @@ struct mev {
 	uint64_t		 seq;
 	int			 ok;
 	int			 permanent;	/* MEV_PUB failure: do not retry */
+	int			 poison;	/* MEV_PUB: a write failed in paho */
 	int			 session_present;
 	struct mreq		*rq;		/* to free on the loop */
 	char			*text;
@@ -69,6 +70,7 @@ struct mreq {
 	uint64_t		 seq;
 	enum mev_type		 type;
 	int			 batch;		/* topics of a subscribeMany */
+	uint64_t		 gen;		/* MEV_PUB: the handle it went to */
 };
 LIST_HEAD(mreq_list, mreq);
 
@@ -81,6 +83,8 @@ struct mhandle {
 	char		*user;		/* presented at every (re)connect */
 	char		*pass;
 	char		*proxy;		/* with this ID's proxy credentials */
+	int		 poisoned;	/* paho's state unsafe (mqtt_paho.c) */
+	struct mhandle	*next;		/* in the quarantine */
 };
 
 struct mqtt {

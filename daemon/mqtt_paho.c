@@ -237,17 +237,36 @@ mqtt_cb_done(void *ctx, MQTTAsync_successData5 *r)
 	mqtt_post(rq->m, rq, rq->type, rq->seq, ok, !ok, NULL);
 }
 
+/*
+ * paho.mqtt.c 1.3.12 (and its main branch as of 2026-12): when the write
+ * of a QoS 1 PUBLISH fails with a socket error, MQTTAsync_processCommand()
+ * frees the command's topic and payload while the message it has just
+ * stored for retransmission still points to them.  Reconnecting that
+ * client with its session resends the message from freed memory (our
+ * sanitizer pass caught it: a heap-use-after-free in paho's receive
+ * thread after a broker restart); cleaning or destroying it frees them a
+ * second time.  That failure is the only one paho reports as
+ * MQTTASYNC_FAILURE with no reason code for a publish: the handle is
+ * marked, and the loop neither reuses nor destroys it (quarantine()).
+ */
 void
 mqtt_cb_failed(void *ctx, MQTTAsync_failureData5 *r)
 {
 	struct mreq	*rq = ctx;
+	struct mev	*ev;
 	int		 permanent = 0;
 
 	/* A reason code from the broker is its answer; anything else is the
 	 * connection going away, and worth another try. */
 	if (r != NULL && r->reasonCode >= MQTTREASONCODE_UNSPECIFIED_ERROR)
 		permanent = 1;
-	mqtt_post(rq->m, rq, rq->type, rq->seq, 0, permanent, NULL);
+	if ((ev = mev_new(rq->type, rq->seq, 0)) == NULL)
+		return;
+	ev->rq = rq;
+	ev->permanent = permanent;
+	ev->poison = rq->type == MEV_PUB && r != NULL &&
+	    r->code == MQTTASYNC_FAILURE && !permanent;
+	mqtt_enqueue(rq->m, ev);
 }
 
 void
@@ -280,6 +299,7 @@ mqtt_req_new(struct mqtt *m, enum mev_type type)
 	rq->m = m;
 	rq->seq = ++m->seq;
 	rq->type = type;
+	rq->gen = 0;
 	rq->batch = 0;
 	LIST_INSERT_HEAD(&m->reqs, rq, entry);
 	return rq;
@@ -311,9 +331,21 @@ mqtt_handle_free(struct mhandle *h)
 	free(h);
 }
 
+/* Handles paho cannot safely reuse or destroy (mqtt_cb_failed()): kept,
+ * reachable, until the process ends; one per such failure. */
+static struct mhandle *quarantine;
+
 void
 mqtt_destroy_handle(struct mqtt *m, struct mhandle *h)
 {
+	if (h->poisoned) {
+		log_warnx("mqtt: client %s set aside, not destroyed: a publish "
+		    "failed mid-write and paho's copy of it is unsafe to free",
+		    h->id);
+		h->next = quarantine;
+		quarantine = h;
+		return;
+	}
 	MQTTAsync_destroy(&h->cli);
 	mqtt_handle_free(m->dead);
 	m->dead = h;
