@@ -26,7 +26,7 @@
 #define X_SEEN_MAX		1024	/* item ids remembered per node */
 #define X_ITEM_ID_MAX	64	/* prosody's are UUIDs, 36 bytes */
 #define X_ITEMS_MAX		X_SEEN_MAX	/* looked at per stanza */
-#define X_CREATE_TRIES	4	/* ejabberd aborts racing creates */
+#define X_CREATE_TRIES	10	/* ejabberd aborts racing creates */
 #define X_FEATURES_MAX	256	/* disco#info children looked at */
 #define X_FLUSH_MS		250	/* a retired connection's last stanzas */
 #define X_KEEPIDLE		60	/* s */
