@@ -388,6 +388,25 @@ x_on_up(struct xmpp *x, struct xconn *xc)
 	}
 }
 
+/* No answer to disco#info: the connection is given up and tried again
+ * later, rather than left connecting for ever. */
+int
+x_disco_timeout(xmpp_conn_t *conn, void *arg)
+{
+	struct xconn	*xc = arg;
+	struct xmpp	*x = xc->x;
+	char		 why[300];
+
+	(void)conn;
+	if (x->freeing || xc != x->cur || x->t.state != TRANSPORT_CONNECTING)
+		return 0;
+	snprintf(why, sizeof(why), "%s did not answer disco#info within %d s",
+	    x->pubsub, X_DISCO_WAIT_MS / 1000);
+	x_leave(x, 0);
+	transport_went_down(&x->t, 0, why, 0);
+	return 0;
+}
+
 /*
  * The answer to x_send_disco(): whatever it says (an error included),
  * the connection is up now.  Only the auto-create feature is looked for,
@@ -402,7 +421,7 @@ x_disco_cb(xmpp_conn_t *conn, xmpp_stanza_t *st, void *arg)
 	const char	*name, *var;
 	unsigned int	 n = 0;
 
-	(void)conn;
+	xmpp_timed_handler_delete(conn, x_disco_timeout);
 	if (x->freeing || xc != x->cur || x->t.state != TRANSPORT_CONNECTING)
 		return 0;
 	x->autocreate = 0;

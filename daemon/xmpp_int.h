@@ -28,6 +28,7 @@
 #define X_ITEMS_MAX		X_SEEN_MAX	/* looked at per stanza */
 #define X_CREATE_TRIES	10	/* ejabberd aborts racing creates */
 #define X_FEATURES_MAX	256	/* disco#info children looked at */
+#define X_DISCO_WAIT_MS	15000	/* for the answer to disco#info */
 #define X_FLUSH_MS		250	/* a retired connection's last stanzas */
 #define X_KEEPIDLE		60	/* s */
 #define X_KEEPINTVL		10
@@ -118,6 +119,7 @@ void	x_leave(struct xmpp *, int polite);
 void	x_start_connect(struct xmpp *);
 void	x_retry(struct transport *);
 int	x_disco_cb(xmpp_conn_t *, xmpp_stanza_t *, void *);
+int	x_disco_timeout(xmpp_conn_t *, void *);
 
 /* --- xmpp_pubsub.c: the XEP-0060 steps ------------------------------------- */
 char	*x_escape(const char *);

@@ -246,6 +246,8 @@ x_send_disco(struct xmpp *x)
 		return -1;
 	}
 	xmpp_id_handler_add(x->cur->conn, x_disco_cb, id, x->cur);
+	xmpp_timed_handler_add(x->cur->conn, x_disco_timeout, X_DISCO_WAIT_MS,
+	    x->cur);
 	xmpp_send_raw(x->cur->conn, iq, (size_t)n);
 	free(iq);
 	x_kick(x);
