@@ -381,8 +381,65 @@ x_on_up(struct xmpp *x, struct xconn *xc)
 	x->lasterr[0] = '\0';
 	log_debug("xmpp: bound to %s", jid);
 	xmpp_handler_add(xc->conn, x_message_cb, NULL, "message", NULL, xc);
+	/* Up once the service has said what it does (x_disco_cb). */
+	if (x_send_disco(x) == -1) {
+		x_leave(x, 0);
+		transport_retry_arm(&x->t);
+	}
+}
+
+/* No answer to disco#info: the connection is given up and tried again
+ * later, rather than left connecting for ever. */
+int
+x_disco_timeout(xmpp_conn_t *conn, void *arg)
+{
+	struct xconn	*xc = arg;
+	struct xmpp	*x = xc->x;
+	char		 why[300];
+
+	(void)conn;
+	if (x->freeing || xc != x->cur || x->t.state != TRANSPORT_CONNECTING)
+		return 0;
+	snprintf(why, sizeof(why), "%s did not answer disco#info within %d s",
+	    x->pubsub, X_DISCO_WAIT_MS / 1000);
+	x_leave(x, 0);
+	transport_went_down(&x->t, 0, why, 0);
+	return 0;
+}
+
+/*
+ * The answer to x_send_disco(): whatever it says (an error included),
+ * the connection is up now.  Only the auto-create feature is looked for,
+ * in at most X_FEATURES_MAX children.
+ */
+int
+x_disco_cb(xmpp_conn_t *conn, xmpp_stanza_t *st, void *arg)
+{
+	struct xconn	*xc = arg;
+	struct xmpp	*x = xc->x;
+	xmpp_stanza_t	*q, *c;
+	const char	*name, *var;
+	unsigned int	 n = 0;
+
+	xmpp_timed_handler_delete(conn, x_disco_timeout);
+	if (x->freeing || xc != x->cur || x->t.state != TRANSPORT_CONNECTING)
+		return 0;
+	x->autocreate = 0;
+	if ((q = xmpp_stanza_get_child_by_ns(st, X_NS_DISCO_INFO)) != NULL)
+		for (c = xmpp_stanza_get_children(q);
+		    c != NULL && n < X_FEATURES_MAX;
+		    c = xmpp_stanza_get_next(c), n++)
+			if (xmpp_stanza_is_tag(c) &&
+			    (name = xmpp_stanza_get_name(c)) != NULL &&
+			    strcmp(name, "feature") == 0 &&
+			    (var = xmpp_stanza_get_attribute(c, "var")) != NULL &&
+			    strcmp(var, X_NS_PUBSUB "#auto-create") == 0)
+				x->autocreate = 1;
+	log_debug("xmpp: %s %s nodes on publish", x->pubsub,
+	    x->autocreate ? "creates" : "does not create");
 	transport_went_up(&x->t, xmpp_conn_is_secured(xc->conn) ? " (TLS)" :
 	    "");
+	return 0;
 }
 
 static void

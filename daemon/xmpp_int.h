@@ -18,6 +18,7 @@
 #define X_NS_PUBSUB		"http://jabber.org/protocol/pubsub"
 #define X_NS_EVENT		"http://jabber.org/protocol/pubsub#event"
 #define X_NS_PAYLOAD		"urn:xmpp:veil:0"
+#define X_NS_DISCO_INFO		"http://jabber.org/protocol/disco#info"
 #define X_TICK_MS		1000
 #define X_TLS_SPINS		5	/* 16 KiB TLS record / 4096 per call */
 #define X_SPINS_MAX		64	/* per run: 256 KiB, then the loop */
@@ -25,13 +26,18 @@
 #define X_SEEN_MAX		1024	/* item ids remembered per node */
 #define X_ITEM_ID_MAX	64	/* prosody's are UUIDs, 36 bytes */
 #define X_ITEMS_MAX		X_SEEN_MAX	/* looked at per stanza */
-#define X_CREATE_TRIES	4	/* ejabberd aborts racing creates */
+#define X_CREATE_TRIES	10	/* ejabberd aborts racing creates */
+#define X_FEATURES_MAX	256	/* disco#info children looked at */
+#define X_DISCO_WAIT_MS	15000	/* for the answer to disco#info */
 #define X_FLUSH_MS		250	/* a retired connection's last stanzas */
 #define X_KEEPIDLE		60	/* s */
 #define X_KEEPINTVL		10
 #define X_KEEPCNT		3
 
 #define XP_CREATED		0x1	/* publish: tried creating the node */
+#define XP_CREATING		0x2	/* its create is the request in flight */
+#define XP_TRY			0x100	/* one more create that hit a server error */
+#define XP_TRIES(p)		((p)->flags / XP_TRY)
 
 enum tstep { TS_IDLE, TS_CREATE, TS_SUBSCRIBE, TS_ITEMS, TS_READY };
 
@@ -91,6 +97,7 @@ struct xmpp {
 	struct xconn_list	 dead;		/* closing, released when closed */
 	char			 lasterr[256];
 	char			*jid;		/* bound full JID, escaped */
+	int			 autocreate;	/* the service creates on publish */
 	int			 in_run;
 	int			 freeing;
 
@@ -111,6 +118,8 @@ void	x_reset_topics(struct xmpp *);
 void	x_leave(struct xmpp *, int polite);
 void	x_start_connect(struct xmpp *);
 void	x_retry(struct transport *);
+int	x_disco_cb(xmpp_conn_t *, xmpp_stanza_t *, void *);
+int	x_disco_timeout(xmpp_conn_t *, void *);
 
 /* --- xmpp_pubsub.c: the XEP-0060 steps ------------------------------------- */
 char	*x_escape(const char *);
@@ -119,6 +128,7 @@ void	x_topic_gc(struct xmpp *, struct xtopic *);
 int	x_send_iq(struct xmpp *, uint64_t *, xmpp_handler, const char *,
 	    const char *, ...) __attribute__((format(printf, 5, 6)));
 int	x_iq_cb(xmpp_conn_t *, xmpp_stanza_t *, void *);
+int	x_send_disco(struct xmpp *);
 void	x_topic_next(struct xmpp *, struct xtopic *);
 void	x_send_unsubscribe(struct xmpp *, struct xtopic *);
 int	x_message_cb(xmpp_conn_t *, xmpp_stanza_t *, void *);

@@ -13,7 +13,11 @@
  * first reconnect and prosody lets only owners and publishers retract, so
  * the node is a ring of its last max_items frames instead (docs/xmpp.md).
  * A publish to a node that does not exist yet creates it, so a frame sent
- * before the peer's first subscribe waits there too.
+ * before the peer's first subscribe waits there too.  A service that
+ * creates nodes on publish by itself (disco#info says auto-create:
+ * ejabberd) would make them with its default configuration, where only
+ * the first publisher may publish: there every publish creates the node
+ * first (a conflict means it is there) and goes out after that answer.
  *
  * Payload.  One item, server-assigned id, one element of a fixed namespace
  * whose text is the frame in standard base64; IQ ids are random and of a
@@ -227,6 +231,29 @@ fail:
 	return -1;
 }
 
+/* What the service does; x_disco_cb() takes the answer. */
+int
+x_send_disco(struct xmpp *x)
+{
+	char	 id[X_ID_LEN + 1], *iq;
+	int	 n;
+
+	(void)x_new_id(id);
+	if ((n = asprintf(&iq, "<iq type=\"get\" id=\"%s\" to=\"%s\">"
+	    "<query xmlns=\"" X_NS_DISCO_INFO "\"/></iq>", id,
+	    x->epubsub)) == -1) {
+		log_warnx("xmpp: out of memory");
+		return -1;
+	}
+	xmpp_id_handler_add(x->cur->conn, x_disco_cb, id, x->cur);
+	xmpp_timed_handler_add(x->cur->conn, x_disco_timeout, X_DISCO_WAIT_MS,
+	    x->cur);
+	xmpp_send_raw(x->cur->conn, iq, (size_t)n);
+	free(iq);
+	x_kick(x);
+	return 0;
+}
+
 static int
 x_send_create(struct xmpp *x, uint64_t *req, xmpp_handler h,
     const char *ename)
@@ -268,6 +295,30 @@ x_send_publish(struct xmpp *x, struct transport_pub *p, int create,
 		    "<item><f xmlns=\"" X_NS_PAYLOAD "\">%s</f></item></publish>",
 		    ename, b64);
 	free(b64);
+	free(ename);
+	return rc;
+}
+
+/*
+ * A service that creates a node on publish gives it its default
+ * configuration and makes the publisher its only publisher (ejabberd's
+ * publish_model is "publishers", and its publish-options cannot ask for
+ * another): whoever publishes next is refused with forbidden.  There
+ * the node is created first, open, and the publish waits for the answer:
+ * a create that failed (ejabberd aborts one of two that race) would
+ * otherwise leave the publish to create it the wrong way.
+ */
+static int
+x_send_pub_create(struct xmpp *x, struct transport_pub *p, uint64_t *req)
+{
+	char	*ename;
+	int	 rc;
+
+	if ((ename = x_escape(p->wire)) == NULL) {
+		log_warnx("xmpp: out of memory");
+		return -1;
+	}
+	rc = x_send_create(x, req, x_iq_cb, ename);
 	free(ename);
 	return rc;
 }
@@ -360,6 +411,28 @@ x_pub_answer(struct xmpp *x, struct transport_pub *p, xmpp_stanza_t *st,
 {
 	uint64_t	 req;
 
+	if (p->flags & XP_CREATING) {
+		/* Made, or there already (conflict), or not ours to make:
+		 * the publish says which. */
+		if (!ok && XP_TRIES(p) + 1 < X_CREATE_TRIES &&
+		    strcmp(x_error_condition(st), "internal-server-error") == 0) {
+			p->flags += XP_TRY;
+			if (x_send_pub_create(x, p, &req) == 0)
+				transport_pub_set_req(&x->t, p, req);
+			else
+				transport_pub_again(&x->t, p);
+			return;
+		}
+		if (!ok && strcmp(x_error_condition(st), "conflict") != 0)
+			log_debug("xmpp: create %s: %s", p->wire,
+			    x_error_condition(st));
+		p->flags &= ~XP_CREATING;
+		if (x_send_publish(x, p, 0, &req) == 0)
+			transport_pub_set_req(&x->t, p, req);
+		else
+			transport_pub_again(&x->t, p);
+		return;
+	}
 	if (!ok && !(p->flags & XP_CREATED) &&
 	    (strcmp(x_error_condition(st), "item-not-found") == 0 ||
 	    strcmp(x_error_condition(st), "forbidden") == 0)) {
@@ -542,6 +615,12 @@ x_restore(struct transport *t)
 int
 x_send(struct transport *t, struct transport_pub *p, uint64_t *req)
 {
+	struct xmpp	*x = (struct xmpp *)t;
+
 	/* Out of memory: try again at the next answer. */
-	return x_send_publish((struct xmpp *)t, p, 0, req) == 0 ? 0 : 1;
+	if (x->autocreate) {
+		p->flags |= XP_CREATED | XP_CREATING;
+		return x_send_pub_create(x, p, req) == 0 ? 0 : 1;
+	}
+	return x_send_publish(x, p, 0, req) == 0 ? 0 : 1;
 }
