@@ -253,7 +253,7 @@ def t_session_lost(tap, w, x):
     keeps no sessions to lose."""
     if veil.transport() == "xmpp":
         tap.skip("session lost at the broker while the receiver was away",
-                 "MQTT only: prosody keeps no sessions to lose")
+                 "MQTT only: XMPP pubsub keeps no sessions to lose")
         return
     m = w.broker(subdir="lost")
     fast = {"retransmit": {"initial": "500ms", "max": "2s"},
