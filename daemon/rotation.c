@@ -266,12 +266,12 @@ static int reseed_seed;		/* the last one gives new seeds */
 /*
  * The announcement's pump: RESEED_BATCH contacts per loop pass, in one
  * transaction, at most RESEED_SLICE_US of work (each is a key pair and
- * a sealed row: 64 took 45 ms on a loaded machine, a stall the status
- * loop saw), as long as the transport has room (RESEED_BACKLOG); when
- * it has none, it looks again RESEED_WAIT_MS later, not at the next
- * sweep (seconds away: 10,000 contacts took 105 s that way).  The sweep
- * still catches a contact the pump passed while its own UPDATE was
- * pending.
+ * a sealed row: with passes of 64 and no slice, status answers took up
+ * to 61 ms on a loaded machine), as long as the transport has room
+ * (RESEED_BACKLOG); when it has none, it looks again RESEED_WAIT_MS
+ * later, not at the next sweep (seconds away: 10,000 contacts took 105 s
+ * that way).  The sweep still catches a contact the pump passed while its
+ * own UPDATE was pending.
  */
 #define RESEED_BATCH	64
 #define RESEED_SLICE_US	10000	/* a pass ends after this much work */
