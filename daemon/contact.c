@@ -41,17 +41,6 @@ contact_at(size_t i)
 	return i < C.nc ? C.c[i] : NULL;
 }
 
-size_t
-contact_count_state(int state)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < C.nc; i++)
-		if (C.c[i]->state == state)
-			n++;
-	return n;
-}
-
 /* Every state's count in one pass (status: 10,000 contacts, called in a
  * loop by whoever watches us). */
 void
@@ -61,6 +50,17 @@ contact_tally(size_t by_state[CONTACT_STATES])
 	for (size_t i = 0; i < C.nc; i++)
 		if (C.c[i]->state >= 0 && C.c[i]->state < CONTACT_STATES)
 			by_state[C.c[i]->state]++;
+}
+
+size_t
+contact_count_state(int state)
+{
+	size_t by_state[CONTACT_STATES];
+
+	if (state < 0 || state >= CONTACT_STATES)
+		return 0;
+	contact_tally(by_state);
+	return by_state[state];
 }
 
 struct contact *
@@ -228,6 +228,16 @@ contact_rx_commit(struct contact *c, int slot, uint64_t seq)
 	if (d != NULL)
 		veil_rx_commit(C.tags, d, OWNER(c->id) | (uint64_t)slot, seq,
 		    RX_LOOKAHEAD);
+}
+
+/* Does a receive chain hold a key that anything arrived under? */
+int
+rxchain_used(const struct veil_rxchain *rx)
+{
+	for (int i = 0; i < VEIL_RX_SLOTS; i++)
+		if (rx->slot[i].live && rx->slot[i].w.top != 0)
+			return 1;
+	return 0;
 }
 
 /*

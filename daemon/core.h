@@ -145,6 +145,8 @@ struct veil_rxdir *contact_lookup(const uint8_t tag[VEIL_TAG_BYTES],
 void	contact_rx_commit(struct contact *c, int slot, uint64_t seq);
 /* Moves the contact's key chains to now (and its tags with them). */
 int	contact_advance(struct contact *c);
+/* Has anything arrived under a key of this receive chain? */
+int	rxchain_used(const struct veil_rxchain *rx);
 /* One batch of the sweep over every contact (keys, heals, deadlines). */
 void	contact_sweep(void);
 

@@ -248,16 +248,6 @@ dispatch_msg(struct contact *c, int slot, uint8_t type,
 	}
 }
 
-/* Has anything arrived under this chain? */
-static int
-rx_used(const struct veil_rxchain *rx)
-{
-	for (int i = 0; i < VEIL_RX_SLOTS; i++)
-		if (rx->slot[i].live && rx->slot[i].w.top != 0)
-			return 1;
-	return 0;
-}
-
 /* The largest body of a message of this type we take. */
 static size_t
 msg_max(uint8_t type)
@@ -293,7 +283,7 @@ contact_frame(struct contact *c, int slot, struct veil_rxdir *d, uint64_t seq,
 		    "landmark of slot %" PRIu64, c->id, slot, clock_slot);
 	/* Still the old chain after our UPDATE-DONE: it was lost. */
 	if (slot >= VEIL_PAIR_PREV && slot < VEIL_PAIR_OWNERS &&
-	    !rx_used(&c->pair.rx) && !c->pair.upd_pending &&
+	    !rxchain_used(&c->pair.rx) && !c->pair.upd_pending &&
 	    c->done_at != eng_tick() && txn_begin() == 0) {
 		send_done(c);
 		txn_commit();

@@ -200,16 +200,6 @@ fail:
 	log_warnx("store: %s", store_errmsg(st));
 }
 
-/* Does a receive chain hold a key that anything arrived under? */
-static int
-chain_used(const struct veil_rxchain *rx)
-{
-	for (int i = 0; i < VEIL_RX_SLOTS; i++)
-		if (rx->slot[i].live && rx->slot[i].w.top != 0)
-			return 1;
-	return 0;
-}
-
 /*
  * The sweep's work for one contact (in its transaction):
  *  - rx_prev goes once the grace after our UPDATE-ACK passed and the peer
@@ -224,7 +214,7 @@ rotation_check(struct contact *c, int64_t now)
 {
 	int save = 0;
 
-	if (c->pair.rx_prev.live && chain_used(&c->pair.rx) &&
+	if (c->pair.rx_prev.live && rxchain_used(&c->pair.rx) &&
 	    c->upd_prev_until <= now) {
 		contact_arm(c, 0);
 		veil_pair_drop_prev(&c->pair);
