@@ -172,7 +172,8 @@ mqtt_start_connect(struct mqtt *m)
 		m->t.state = TRANSPORT_DOWN;
 		log_warnx("mqtt: connect: %s", MQTTAsync_strerror(rc));
 		transport_retry_arm(&m->t);
-	}
+	} else
+		mqtt_nudge_start();
 }
 
 /* n random characters of [0-9a-zA-Z]. */

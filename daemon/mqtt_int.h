@@ -182,4 +182,9 @@ void		 mqtt_connect_free(struct mqtt *);
  * server's certificate or key was refused, which will not pass soon. */
 int		 mqtt_tls_reason(struct mqtt *, char *buf, size_t len);
 
+/* --- mqtt_nudge.c: paho's receive thread looks at once -------------------- */
+/* Right after MQTTAsync_connect(): for a moment paho's receive thread
+ * polls every millisecond, so the CONNECT follows the TCP handshake. */
+void		 mqtt_nudge_start(void);
+
 #endif /* VEILD_MQTT_INT_H */
