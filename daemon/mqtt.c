@@ -242,7 +242,7 @@ mqtt_on_up(struct mqtt *m, struct mev *ev)
 	if (m->cur == NULL || ev->seq != m->attempt ||
 	    m->t.state != TRANSPORT_CONNECTING)
 		return;
-	mqtt_nodelay();
+	mqtt_sockopts(m->keepalive_s);
 	m->session_present = ev->session_present;
 	transport_went_up(&m->t, ev->session_present ? "" : ", new session");
 }

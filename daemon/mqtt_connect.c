@@ -52,20 +52,27 @@
 #define MQTT_PROXY_PASS		24
 
 /*
- * TCP_NODELAY on our broker connections.  veil's traffic is small frames
- * that are often answered (delivery ACKs, UPDATE-ACKs): with Nagle on, a
- * frame written right after another waits for the broker's delayed ACK,
- * about 40 ms each way (measured: docs/benchmarks.md).  paho gives no
- * access to its socket, so every TCP socket of the process gets the
- * option; the daemon has no other TCP sockets (the control socket is a
- * Unix socket).
+ * Options on our broker connections.  TCP_NODELAY: veil's traffic is small
+ * frames that are often answered (delivery ACKs, UPDATE-ACKs): with Nagle
+ * on, a frame written right after another waits for the broker's delayed
+ * ACK, about 40 ms each way (measured: docs/benchmarks.md).  TCP
+ * keepalive, idle mqtt.keepalive, then 3 probes a third of that apart:
+ * it finds a broker that vanished without closing the connection, in
+ * place of MQTT's keep-alive, which veild turns off (keepAliveInterval 0):
+ * paho sends the PINGREQs of all our connections from one thread, in one
+ * pass, so two connections' PINGREQs, or one's PINGREQ and another's
+ * CONNECT or SUBSCRIBE, reach the broker within microseconds and link them
+ * (docs/metadata.md).  The kernel's probes are per socket and never reach
+ * the broker's MQTT layer.  paho gives no access to its socket, so every
+ * TCP socket of the process gets the options; the daemon has no other TCP
+ * sockets (the control socket is a Unix socket).
  */
 void
-mqtt_nodelay(void)
+mqtt_sockopts(int keepalive_s)
 {
 	DIR		*d;
 	struct dirent	*de;
-	int		 on = 1, fd, type, domain;
+	int		 on = 1, fd, type, domain, v;
 	socklen_t	 len;
 
 	if ((d = opendir("/proc/self/fd")) == NULL)
@@ -83,6 +90,13 @@ mqtt_nodelay(void)
 		    (domain != AF_INET && domain != AF_INET6))
 			continue;
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+		(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+		v = keepalive_s;
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof(v));
+		v = keepalive_s / 3 > 0 ? keepalive_s / 3 : 1;
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof(v));
+		v = 3;
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof(v));
 	}
 	closedir(d);
 }
@@ -134,7 +148,8 @@ mqtt_start_connect(struct mqtt *m)
 		return;
 	}
 
-	co.keepAliveInterval = m->keepalive_s;
+	/* TCP keepalive instead (mqtt_sockopts()): no PINGREQ. */
+	co.keepAliveInterval = 0;
 	co.cleansession = 0;
 	co.cleanstart = 0;
 	co.maxInflight = m->t.window;

@@ -173,7 +173,8 @@ void		 mqtt_start_connect(struct mqtt *);
 char		*mqtt_strdup_opt(const char *, int *bad);
 int		 mqtt_handle_creds(struct mqtt *, struct mhandle *);
 uint32_t	 mqtt_max_packet(size_t frame, size_t topic);
-void		 mqtt_nodelay(void);
+/* TCP_NODELAY and TCP keepalive on every TCP socket of the process. */
+void		 mqtt_sockopts(int keepalive_s);
 /* mqtt.tls and mqtt.proxy into m; -1 with err set. */
 int		 mqtt_connect_init(struct mqtt *, const struct veild_config *,
 		    char *err, size_t errlen);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""test_connect_timing.py: a new MQTT connection's CONNECT follows its own TCP handshake, not another connection's packet (daemon/mqtt_nudge.c, docs/metadata.md); prints TAP."""
+"""test_connect_timing.py: what ties a daemon's MQTT connections together in time at the broker: a new connection's CONNECT follows its own TCP handshake, not another connection's packet (daemon/mqtt_nudge.c), and no PINGREQ is sent, TCP keepalive instead (docs/metadata.md); prints TAP."""
 
 import os
 import statistics
@@ -14,6 +14,7 @@ from veil import wait_for  # noqa: E402
 # Short epochs: a new chat connection every 6 s on average.
 FAST = {"rotation": {"mean": "6s", "min": "2s", "max": "30s", "grace": "2s"}}
 TALK_S = 45
+IDLE_S = 12
 # What the operator's rule looks at (docs/metadata.md): the CONNECT within
 # 2 ms after a packet of another connection of the same daemon.
 NEAR_S = 0.002
@@ -92,8 +93,55 @@ def t_connect_follows_accept(tap, w, x):
            "connections (at most a fifth)" % (len(near), len(rows)), repr(near))
 
 
+def tcp_timers(pid, port):
+    """{inode: timer} of process pid's TCP connections to 127.0.0.1:port,
+    from /proc/net/tcp: timer 2 is the kernel's keepalive timer, 1 a
+    retransmission (data in flight), 0 none."""
+    inodes = set()
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            link = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    out = {}
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            col = line.split()
+            rem, st, timer, inode = col[2], col[3], col[5], col[9]
+            if (inode in inodes and st == "01" and
+                    rem == "0100007F:%04X" % port):
+                out[inode] = int(timer.split(":")[0], 16)
+    return out
+
+
+def t_keepalive(tap, w, x):
+    """MQTT's keep-alive is off: paho would send every connection's
+    PINGREQ in one pass of one thread; TCP keepalive instead (idle
+    mqtt.keepalive, 5 s in the tests)."""
+    # Quiet for more than twice the keep-alive: paho would have pinged.
+    time.sleep(IDLE_S)
+    pings = x["m"].log().count("Received PINGREQ from")
+    tap.ok(pings == 0, "no PINGREQ reached the broker in %d s of talk and %d s of quiet "
+           "with mqtt.keepalive 5 s (saw %d)" % (TALK_S, IDLE_S, pings))
+    a, port = x["a"], x["taps"]["Alice"].port
+    seen = {}
+    for _ in range(20):
+        for inode, timer in tcp_timers(a.proc.pid, port).items():
+            seen.setdefault(inode, set()).add(timer)
+        if seen and all(2 in v for v in seen.values()):
+            break
+        time.sleep(0.2)
+    tap.ok(seen and all(2 in v for v in seen.values()),
+           "each of Alice's %d broker connections has the kernel's keepalive timer" % len(seen),
+           repr(seen))
+
+
 TESTS = [
     ("the CONNECT follows its own TCP accept", t_connect_follows_accept),
+    ("TCP keepalive, no PINGREQ", t_keepalive),
 ]
 
 if __name__ == "__main__":
