@@ -66,6 +66,9 @@ struct contact {
 	uint32_t	 seed_prev_epoch;
 	int64_t		 seed_prev_until;
 	int64_t		 heal_at;		/* next Diffie-Hellman re-key (ms) */
+	/* After our CONFIRM (in memory only): proof frames still to send. */
+	int		 proof_left;
+	int64_t		 proof_at;		/* the next one (ms) */
 	/* After a restore (reset.c, stored apart from the row). */
 	int		 reset_due;		/* a reset is to start */
 	struct veil_reset *reset;		/* ours, awaiting its ACK */
@@ -145,6 +148,9 @@ struct veil_rxdir *contact_lookup(const uint8_t tag[VEIL_TAG_BYTES],
 void	contact_rx_commit(struct contact *c, int slot, uint64_t seq);
 /* Moves the contact's key chains to now (and its tags with them). */
 int	contact_advance(struct contact *c);
+/* COVER frames after a CONFIRM: retransmit.initial after it, then twice
+ * as long each time (protocol.md 4). */
+#define PROOF_FRAMES	3
 /* Has anything arrived under a key of this receive chain? */
 int	rxchain_used(const struct veil_rxchain *rx);
 /* One batch of the sweep over every contact (keys, heals, deadlines). */

@@ -152,14 +152,13 @@ handle_accept(struct contact *c, const uint8_t *body, size_t len)
 		c->card_topic[0] = '\0';
 		finish_agreement(c);
 		/*
-		 * The CONFIRM is said once, and a frame can be lost (one
-		 * sent in the moment after an epoch boundary, before the
-		 * responder's new connection subscribes): our first heal
-		 * goes out soon after it, retransmitted until acknowledged,
-		 * and any frame under the chains proves the pairing to the
-		 * responder (protocol.md 4).  Saved by send_to().
+		 * The CONFIRM is said once and has no acknowledgement; a
+		 * frame can be lost.  Any frame under the chains proves the
+		 * pairing to the responder, so a few COVER frames follow it
+		 * (rotation_check(); protocol.md 4).
 		 */
-		c->heal_at = now_ms() + (int64_t)eng_cfg()->retransmit.initial_ms;
+		c->proof_left = PROOF_FRAMES;
+		c->proof_at = now_ms() + (int64_t)eng_cfg()->retransmit.initial_ms;
 		contact_arm(c, 1);
 		if (send_to(c, type, msgid, out, outlen, 0) != 0)
 			log_warnx("contact %" PRId64 ": cannot send CONFIRM", c->id);

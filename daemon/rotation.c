@@ -231,6 +231,20 @@ rotation_check(struct contact *c, int64_t now)
 	if (save)
 		contact_save(c);
 	reseed_check(c);
+	if (c->proof_left > 0 && c->proof_at <= now && conn_up()) {
+		uint8_t msgid[VEIL_MSGID_BYTES];
+
+		veil_msgid_new(msgid);
+		if (c->state == CONTACT_ESTABLISHED &&
+		    send_to(c, VEIL_T_COVER, msgid, NULL, 0, 0) == 0) {
+			c->proof_left--;
+			c->proof_at = now + ((int64_t)eng_cfg()->retransmit.initial_ms <<
+			    (PROOF_FRAMES - c->proof_left));
+			log_debug("contact %" PRId64 ": proof frame after the CONFIRM",
+			    c->id);
+		} else
+			c->proof_left = 0;
+	}
 	if (c->state == CONTACT_ESTABLISHED && c->heal_at != 0 && c->heal_at <= now &&
 	    !c->pair.upd_pending && !contact_resetting(c) && conn_up()) {
 		c->heal_at = rotation_heal_time();
